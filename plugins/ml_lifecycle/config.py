@@ -1,0 +1,422 @@
+"""Per-environment configuration.
+
+One YAML file per environment lives in ``include/config/<env>.yaml``. The environment is chosen by the
+``ML_LIFECYCLE_ENV`` variable (default ``local``, the devstack). Every value an environment decides lives
+there: connection ids, bucket and prefixes, role, images, instance types, security settings, thresholds,
+schedules and the notification topic. DAG files read it at parse time, so loading is cheap (one small file
+read, no network) and a bad file fails with a message naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_VAR = "ML_LIFECYCLE_ENV"
+CONFIG_DIR_VAR = "ML_LIFECYCLE_CONFIG_DIR"
+INCLUDE_DIR_VAR = "ML_LIFECYCLE_INCLUDE_DIR"
+DEFAULT_ENV = "local"
+
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
+_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$"
+_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+_SM_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+_INSTANCE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
+_IMAGE = r"^[\w.-]+(/[\w.-]+)+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$"
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$"
+
+Percent = Annotated[float, Field(ge=0, le=100)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, unreadable or invalid; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+# --------------------------------------------------------------------------------------------- AWS + Snowflake
+
+
+class AwsConfig(_Strict):
+    conn_id: str = Field(min_length=1, description="Airflow connection id for AWS")
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    account_id: str = Field(pattern=r"^\d{12}$")
+
+
+class ExtractionConfig(_Strict):
+    mode: Literal["stream", "unload"] = Field(
+        "stream",
+        description="stream: the worker pages rows to Parquet; unload: Snowflake COPY INTO an external S3 stage",
+    )
+    batch_rows: int = Field(50_000, ge=1_000, le=5_000_000)
+    stage: str | None = Field(None, description="external stage for the unload mode, e.g. FRAUD_DB.RAW.ML_STAGE")
+    storage_integration: str | None = None
+
+    @model_validator(mode="after")
+    def _unload_needs_stage(self) -> ExtractionConfig:
+        if self.mode == "unload" and not self.stage:
+            raise ValueError("extraction.mode 'unload' needs extraction.stage (an external S3 stage)")
+        return self
+
+
+class SnowflakeConfig(_Strict):
+    conn_id: str = Field(min_length=1)
+    database: str = Field(pattern=_IDENT)
+    schema_: str = Field(alias="schema", pattern=_IDENT)
+    warehouse: str | None = Field(None, pattern=_IDENT)
+    role: str | None = Field(None, pattern=_IDENT)
+    source_table: str = Field(pattern=_IDENT)
+    predictions_table: str = Field(pattern=_IDENT)
+    extraction: ExtractionConfig = ExtractionConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def source_fqn(self) -> str:
+        return f"{self.database}.{self.schema_}.{self.source_table}"
+
+    @property
+    def predictions_fqn(self) -> str:
+        return f"{self.database}.{self.schema_}.{self.predictions_table}"
+
+
+class Prefixes(_Strict):
+    datasets: str = "datasets"
+    code: str = "code"
+    jobs: str = "jobs"
+    reports: str = "reports"
+    models: str = "models"
+    data_capture: str = "data-capture"
+    monitoring: str = "monitoring"
+    batch: str = "batch"
+
+    @field_validator("*")
+    @classmethod
+    def _no_slashes_at_ends(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/"):
+            raise ValueError("prefix must be non-empty and must not start or end with '/'")
+        return value
+
+
+class StorageConfig(_Strict):
+    bucket: str = Field(pattern=_BUCKET)
+    prefixes: Prefixes = Prefixes()
+    kms_key_id: str | None = Field(None, description="KMS key for S3 outputs written by jobs")
+
+    def uri(self, prefix: str, *parts: str) -> str:
+        """``s3://<bucket>/<prefix>/<parts...>`` for one of the configured prefixes."""
+        base = getattr(self.prefixes, prefix)
+        tail = "/".join(p.strip("/") for p in parts if p)
+        return f"s3://{self.bucket}/{base}/{tail}" if tail else f"s3://{self.bucket}/{base}"
+
+
+# ------------------------------------------------------------------------------------------------- SageMaker
+
+
+class VpcConfig(_Strict):
+    subnets: list[str] = Field(min_length=1, max_length=16)
+    security_group_ids: list[str] = Field(min_length=1, max_length=5)
+
+
+class SecurityConfig(_Strict):
+    volume_kms_key_id: str | None = None
+    output_kms_key_id: str | None = None
+    vpc: VpcConfig | None = None
+    enable_network_isolation: bool = False
+    enable_inter_container_traffic_encryption: bool = False
+
+
+class Images(_Strict):
+    processing: str = Field(pattern=_IMAGE)
+    training: str = Field(pattern=_IMAGE)
+    inference: str = Field(pattern=_IMAGE)
+    model_monitor: str = Field(pattern=_IMAGE)
+
+
+class ComputeConfig(_Strict):
+    instance_type: str = Field(pattern=_INSTANCE)
+    instance_count: int = Field(1, ge=1, le=100)
+    volume_size_gb: int = Field(30, ge=1, le=16384)
+    max_runtime_seconds: int = Field(3600, ge=60, le=432_000)
+
+
+HyperParameterValue = str | int | float | bool
+
+
+class IntegerRange(_Strict):
+    type: Literal["integer"]
+    min: int
+    max: int
+    scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = "Auto"
+
+
+class ContinuousRange(_Strict):
+    type: Literal["continuous"]
+    min: float
+    max: float
+    scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = "Auto"
+
+
+class CategoricalRange(_Strict):
+    type: Literal["categorical"]
+    values: list[str] = Field(min_length=1, max_length=30)
+
+
+ParameterRange = Annotated[IntegerRange | ContinuousRange | CategoricalRange, Field(discriminator="type")]
+
+
+class TuningConfig(_Strict):
+    strategy: Literal["Bayesian", "Random", "Grid", "Hyperband"] = "Random"
+    objective_metric: str = "validation:auc"
+    objective_type: Literal["Maximize", "Minimize"] = "Maximize"
+    max_jobs: int = Field(6, ge=1, le=500)
+    max_parallel_jobs: int = Field(2, ge=1, le=100)
+    ranges: dict[str, ParameterRange] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> TuningConfig:
+        for name, rng in self.ranges.items():
+            if isinstance(rng, IntegerRange | ContinuousRange) and rng.min >= rng.max:
+                raise ValueError(f"ranges.{name}: min must be below max")
+        if self.max_parallel_jobs > self.max_jobs:
+            raise ValueError("max_parallel_jobs must not exceed max_jobs")
+        return self
+
+
+class SageMakerConfig(_Strict):
+    role_arn: str = Field(pattern=_ROLE_ARN)
+    images: Images
+    processing: ComputeConfig
+    training: ComputeConfig
+    hyperparameters: dict[str, HyperParameterValue] = Field(default_factory=dict)
+    tuning: TuningConfig
+    security: SecurityConfig = SecurityConfig()
+    tags: dict[str, str] = Field(default_factory=dict, max_length=40)
+    model_package_group: str = Field(pattern=_SM_NAME)
+    name_prefix: str = Field("fraud", pattern=r"^[a-z0-9](-*[a-z0-9]){0,11}$")
+    waiter_check_interval_seconds: int = Field(30, ge=1, le=600)
+    waiter_max_attempts: int = Field(240, ge=1, le=10_000)
+
+
+# -------------------------------------------------------------------------------------------------- Pipeline
+
+
+class SplitConfig(_Strict):
+    validation: Fraction = 0.15
+    test: Fraction = 0.15
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> SplitConfig:
+        if self.validation + self.test >= 0.9:
+            raise ValueError("validation + test must leave at least 10 % of rows for training")
+        return self
+
+
+class DataValidationConfig(_Strict):
+    mode: Literal["worker", "processing"] = Field(
+        "worker", description="worker: validate in the Airflow worker; processing: in a SageMaker job"
+    )
+    suite: str = Field("gx/card_transactions_features.json", description="path under include/")
+    batch_rows: int = Field(100_000, ge=1_000, le=5_000_000)
+
+
+class GateConfig(_Strict):
+    thresholds: dict[str, Fraction] = Field(min_length=1, description="metric -> minimum value")
+    max_regression: dict[str, Fraction] = Field(
+        default_factory=dict, description="metric -> largest allowed drop against the approved model"
+    )
+    decision_threshold: Fraction = 0.5
+
+
+class TrainingPipelineConfig(_Strict):
+    schedule: str = Field("@weekly", min_length=1)
+    window_days: int = Field(90, ge=1, le=3650)
+    min_rows: int = Field(1000, ge=1)
+    max_active_runs: int = Field(2, ge=1, le=16)
+    approval: Literal["auto", "manual"] = "manual"
+    split: SplitConfig = SplitConfig()
+    validation: DataValidationConfig = DataValidationConfig()
+    gate: GateConfig
+
+
+# ------------------------------------------------------------------------------- Deployment and monitoring
+
+
+class AutoScalingConfig(_Strict):
+    enabled: bool = True
+    min_capacity: int = Field(1, ge=1)
+    max_capacity: int = Field(2, ge=1)
+    target_invocations_per_instance: float = Field(100.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoScalingConfig:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError("min_capacity must not exceed max_capacity")
+        return self
+
+
+class DeploymentConfig(_Strict):
+    endpoint_name: str = Field(pattern=_SM_NAME)
+    instance_type: str = Field(pattern=_INSTANCE)
+    initial_instance_count: int = Field(1, ge=1, le=100)
+    strategy: Literal["canary", "linear", "all_at_once", "stepwise"] = "canary"
+    canary_percent: Percent = 10
+    linear_step_percent: Percent = 25
+    wait_interval_seconds: int = Field(300, ge=0, le=3600)
+    termination_wait_seconds: int = Field(300, ge=0, le=3600)
+    max_execution_timeout_seconds: int = Field(3600, ge=600, le=14400)
+    stepwise_percentages: list[Percent] = Field(default_factory=lambda: [10.0, 50.0, 100.0], min_length=1)
+    max_5xx_rate: Fraction = 0.01
+    max_latency_p99_ms: float = Field(500, gt=0)
+    data_capture_percent: Percent = 100
+    autoscaling: AutoScalingConfig = AutoScalingConfig()
+
+
+class MonitoringConfig(_Strict):
+    schedule_expression: str = Field("cron(0 * ? * * *)", min_length=1, max_length=256)
+    instance_type: str = Field("ml.m5.large", pattern=_INSTANCE)
+    max_runtime_seconds: int = Field(3600, ge=60, le=86400)
+    violation_threshold: int = Field(1, ge=1, description="violations that count as drift")
+    schedule: str = Field("@hourly", min_length=1, description="Airflow schedule of monitor_model")
+
+
+class BatchScoringConfig(_Strict):
+    schedule: str = Field("@daily", min_length=1)
+    instance_type: str = Field(pattern=_INSTANCE)
+    instance_count: int = Field(1, ge=1, le=100)
+    max_payload_mb: int = Field(6, ge=1, le=100)
+
+
+class NotificationsConfig(_Strict):
+    sns_topic_arn: str | None = Field(None, pattern=_TOPIC_ARN)
+    airflow_base_url: str = Field("http://localhost:8080", pattern=r"^https?://")
+
+
+class Config(_Strict):
+    environment: str = Field(pattern=_ENV_NAME.pattern)
+    owner: str = Field("ml-platform", min_length=1)
+    aws: AwsConfig
+    snowflake: SnowflakeConfig
+    storage: StorageConfig
+    sagemaker: SageMakerConfig
+    training: TrainingPipelineConfig
+    deployment: DeploymentConfig
+    monitoring: MonitoringConfig
+    batch_scoring: BatchScoringConfig
+    notifications: NotificationsConfig = NotificationsConfig()
+
+    source_file: str | None = Field(None, exclude=True, description="the file this was loaded from")
+
+
+# ------------------------------------------------------------------------------------------------- Loading
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def include_dir() -> Path:
+    """The ``include/`` folder: SQL, GX suites, per-environment config and container code.
+
+    Looked up, in order: ``$ML_LIFECYCLE_INCLUDE_DIR``; ``$AIRFLOW_HOME/include`` (Astro); the ``include``
+    folder beside the DAG files (what ``make dist`` ships to MWAA); the repository's own ``include/``.
+    """
+    explicit = os.environ.get(INCLUDE_DIR_VAR)
+    if explicit:
+        return Path(explicit)
+    candidates = []
+    if home := os.environ.get("AIRFLOW_HOME"):
+        candidates.append(Path(home) / "include")
+    if dags := os.environ.get("AIRFLOW__CORE__DAGS_FOLDER"):
+        candidates.append(Path(dags) / "include")
+    candidates.append(_repo_root() / "include")
+    candidates.append(_repo_root() / "dags" / "include")
+    for candidate in candidates:
+        if (candidate / "config").is_dir():
+            return candidate
+    return candidates[-2]
+
+
+def config_path(env: str | None = None) -> Path:
+    env = env or os.environ.get(ENV_VAR, DEFAULT_ENV)
+    if not _ENV_NAME.match(env):
+        raise ConfigError(f"{ENV_VAR}={env!r} is not a valid environment name (lower-case letters, digits, - or _)")
+    folder = Path(os.environ[CONFIG_DIR_VAR]) if os.environ.get(CONFIG_DIR_VAR) else include_dir() / "config"
+    return folder / f"{env}.yaml"
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + ("schema" if item == "schema_" else str(item)))
+    return "".join(parts) or "<top level>"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = _format_location(tuple(p for p in error["loc"] if not str(p).startswith(("function-", "tagged-"))))
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key (not part of the schema; check the spelling)"
+    if error["type"] == "missing":
+        return f"{where}: required field is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    got = error.get("input")
+    if error["type"] not in {"model_type", "dict_type"} and not isinstance(got, dict | list):
+        return f"{where}: {message} (got {got!r})"
+    return f"{where}: {message}"
+
+
+def parse_config(text: str, source: str) -> Config:
+    """Parse and validate one config document; errors name ``source`` and each offending field."""
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - safe loader
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Config.model_validate({**data, "source_file": source})
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(err)}" for err in exc.errors())
+        count = exc.error_count()
+        raise ConfigError(f"{source}: {count} invalid field{'s' if count > 1 else ''}:\n{problems}") from None
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int) -> Config:
+    del mtime_ns  # part of the cache key only: an edited file is read again
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+    return parse_config(text, path)
+
+
+def load_config(env: str | None = None) -> Config:
+    """Load the configuration of ``env`` (default: ``$ML_LIFECYCLE_ENV``, else ``local``).
+
+    :param env: environment name; its file is ``include/config/<env>.yaml``
+    :raises ConfigError: the file is missing or invalid; the message names the file and the field
+    """
+    path = config_path(env)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        available = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        raise ConfigError(
+            f"{path}: no config file for environment {path.stem!r} (available: {', '.join(available) or 'none'};"
+            f" set {ENV_VAR})"
+        ) from None
+    return _load_cached(str(path), mtime)
