@@ -1,0 +1,74 @@
+# Two commands for a newcomer: `make demo` (the training pipeline end to end on the devstack) and
+# `make test` (the whole suite). Both set up what they need from the repository's own files.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.12.3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dev.lock.sha256
+MWAA_CONSTRAINTS_LOCATION ?=
+ENV ?= local
+
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
+export AIRFLOW_HOME ?= $(CURDIR)/.devstack/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL := 0
+
+.PHONY: help setup test test-fast lint format lock devstack-up devstack-down devstack-status demo bench clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(UV):
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+setup: $(UV)  ## create .venv from requirements/dev.lock (fast when already done)
+	@want=$$(sha256sum requirements/dev.lock | cut -d' ' -f1); \
+	if [ -x $(PY) ] && [ "$$(cat $(STAMP) 2>/dev/null)" = "$$want" ]; then \
+		echo "setup: .venv is up to date"; \
+	else \
+		[ -x $(PY) ] || $(UV) venv --quiet --python 3.11 $(VENV); \
+		$(UV) pip sync --quiet --python $(PY) requirements/dev.lock && echo "$$want" > $(STAMP) && \
+		echo "setup: .venv synced from requirements/dev.lock"; \
+	fi
+
+lock: $(UV)  ## re-resolve requirements/dev.lock (needs ../shared/mwaa or MWAA_CONSTRAINTS_LOCATION)
+	@loc=$${MWAA_CONSTRAINTS_LOCATION:-../shared/mwaa/3.3.1}; \
+	grep -viE '^(numpy|scipy)==' $$loc/airflow-constraints-py3.12.txt > requirements/dev-constraints.txt
+	$(UV) pip compile --quiet --python-version 3.11 --no-header --generate-hashes \
+		-c requirements/dev-constraints.txt requirements/dev.in -o requirements/dev.lock
+
+test: setup  ## set up, then run the whole suite (lint included)
+	$(PY) -m pytest
+
+test-fast: setup  ## the suite without the slow end-to-end tests
+	$(PY) -m pytest -m "not slow"
+
+lint: setup  ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+devstack-up: setup  ## start the local AWS + Snowflake stand-in in the background (seeded)
+	$(PY) -m devstack up
+
+devstack-down:  ## stop the devstack (state is kept under .devstack/)
+	@if [ -x $(PY) ]; then $(PY) -m devstack down; else echo "devstack: not set up"; fi
+
+devstack-status:  ## what runs where
+	@if [ -x $(PY) ]; then $(PY) -m devstack status; else echo "devstack: not set up"; fi
+
+clean:  ## remove build outputs and caches (keeps .venv and .devstack)
+	rm -rf dist .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

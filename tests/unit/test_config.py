@@ -1,0 +1,193 @@
+"""Per-environment configuration: every shipped file loads, and a bad file names the file and the field."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ml_lifecycle import config as cfg
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = (ROOT / "include" / "config" / "local.yaml").read_text()
+
+
+def _write(tmp_path: Path, data: dict | str, env: str = "broken") -> Path:
+    path = tmp_path / f"{env}.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(cfg.CONFIG_DIR_VAR, str(tmp_path))
+    cfg._load_cached.cache_clear()
+    yield tmp_path
+    cfg._load_cached.cache_clear()
+
+
+@pytest.mark.parametrize("env", ["local", "dev", "prod"])
+def test_shipped_environments_load(env):
+    config = cfg.load_config(env)
+    assert config.environment == env
+    assert config.storage.bucket
+    assert config.sagemaker.role_arn.startswith("arn:aws:iam::")
+
+
+def test_environment_variable_selects_the_file(monkeypatch):
+    monkeypatch.setenv(cfg.ENV_VAR, "prod")
+    assert cfg.load_config().environment == "prod"
+    monkeypatch.delenv(cfg.ENV_VAR)
+    assert cfg.load_config().environment == "local"
+
+
+def test_production_example_is_locked_down():
+    prod = cfg.load_config("prod")
+    assert prod.training.approval == "manual"
+    assert prod.sagemaker.security.vpc is not None
+    assert prod.sagemaker.security.enable_network_isolation
+    assert prod.sagemaker.security.volume_kms_key_id and prod.storage.kms_key_id
+
+
+def _mutated(path: str, value=None, *, delete: bool = False) -> dict:
+    data = yaml.safe_load(LOCAL)
+    keys = path.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node[key]
+    if delete:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        pytest.param(
+            _mutated("storage.bucket", delete=True),
+            "storage.bucket",
+            "required field is missing",
+            id="missing-field",
+        ),
+        pytest.param(
+            _mutated("sagemaker.training.instance_count", "two"),
+            "sagemaker.training.instance_count",
+            "valid integer",
+            id="wrong-type",
+        ),
+        pytest.param(_mutated("deployment.canary_pct", 10), "deployment.canary_pct", "unknown key", id="unknown-key"),
+        pytest.param(
+            _mutated("snowflake.schema", delete=True),
+            "snowflake.schema",
+            "required field is missing",
+            id="aliased-field-missing",
+        ),
+        pytest.param(
+            _mutated("training.gate.thresholds.auc", 1.5),
+            "training.gate.thresholds.auc",
+            "less than or equal to 1",
+            id="out-of-bounds",
+        ),
+        pytest.param(_mutated("sagemaker.role_arn", "my-role"), "sagemaker.role_arn", "pattern", id="malformed-arn"),
+        pytest.param(
+            _mutated("sagemaker.tuning.ranges.eta", {"type": "continuous", "min": 0.5, "max": 0.1}),
+            "sagemaker.tuning",
+            "min must be below max",
+            id="inverted-range",
+        ),
+        pytest.param(
+            _mutated("snowflake.extraction", {"mode": "unload"}),
+            "snowflake.extraction",
+            "needs extraction.stage",
+            id="unload-without-stage",
+        ),
+    ],
+)
+def test_bad_file_names_file_and_field(config_dir, data, field, words):
+    path = _write(config_dir, data)
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.load_config("broken")
+    message = str(info.value)
+    assert str(path) in message
+    assert field in message
+    assert words in message
+
+
+def test_every_problem_is_listed_at_once(config_dir):
+    data = _mutated("storage.bucket", delete=True)
+    data["aws"]["region"] = 5
+    _write(config_dir, data)
+    with pytest.raises(cfg.ConfigError, match="2 invalid fields") as info:
+        cfg.load_config("broken")
+    assert "storage.bucket" in str(info.value) and "aws.region" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        pytest.param("aws: [unclosed", "not valid YAML", id="bad-yaml"),
+        pytest.param("- a\n- b\n", "expected a mapping", id="not-a-mapping"),
+        pytest.param("", "expected a mapping", id="empty"),
+    ],
+)
+def test_unparseable_file(config_dir, text, words):
+    path = _write(config_dir, text)
+    with pytest.raises(cfg.ConfigError, match=words) as info:
+        cfg.load_config("broken")
+    assert str(path) in str(info.value)
+
+
+def test_unknown_environment_lists_the_available_ones(config_dir):
+    _write(config_dir, LOCAL, env="local")
+    with pytest.raises(cfg.ConfigError, match=r"no config file for environment 'staging' \(available: local"):
+        cfg.load_config("staging")
+
+
+def test_environment_name_is_checked(monkeypatch):
+    monkeypatch.setenv(cfg.ENV_VAR, "../../etc/passwd")
+    with pytest.raises(cfg.ConfigError, match="not a valid environment name"):
+        cfg.load_config()
+
+
+def test_an_edited_file_is_read_again(config_dir):
+    path = _write(config_dir, LOCAL, env="local")
+    assert cfg.load_config("local").training.window_days == 60
+    path.write_text(LOCAL.replace("window_days: 60", "window_days: 30"))
+    import os
+
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert cfg.load_config("local").training.window_days == 30
+
+
+def test_loading_reads_only_the_file_and_opens_no_socket(config_dir, monkeypatch):
+    path = _write(config_dir, LOCAL, env="local")
+    opened: list[str] = []
+    recording = True
+
+    def audit(event, args):
+        if recording and event == "open":
+            opened.append(str(args[0]))
+
+    sys.addaudithook(audit)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("config loading opened a socket")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    try:
+        cfg.load_config("local")
+    finally:
+        recording = False
+    assert [p for p in opened if not p.endswith((".pyc", ".py"))] == [str(path)]
+
+
+def test_storage_uri_helper():
+    config = cfg.load_config("local")
+    assert config.storage.uri("datasets", "train_model", "/20260101-20260301/") == (
+        "s3://ml-lifecycle-local/datasets/train_model/20260101-20260301"
+    )
