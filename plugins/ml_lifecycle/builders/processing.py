@@ -1,0 +1,182 @@
+"""``CreateProcessingJob`` requests: preprocessing (split + fit the preprocessor) and evaluation.
+
+Container contract (SageMaker Processing, as the SDK's ``ScriptProcessor`` lays it out):
+
+- the component's code (``include/code/<component>/``, published by :mod:`ml_lifecycle.code_package`) is
+  mounted as input ``code`` at ``/opt/ml/processing/input/code/`` and run as
+  ``python3 /opt/ml/processing/input/code/<script> <arguments>``;
+- every other input is mounted at ``/opt/ml/processing/input/<name>/`` and every output is collected from
+  ``/opt/ml/processing/output/<name>/`` at the end of the job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ml_lifecycle.builders.common import BuilderError, output_kms_key, run_tags, vpc_config
+
+if TYPE_CHECKING:
+    from ml_lifecycle.config import Config
+    from ml_lifecycle.naming import RunPlan
+
+PROCESSING_ROOT = "/opt/ml/processing"
+CODE_DIR = f"{PROCESSING_ROOT}/input/code"
+
+
+def input_path(name: str) -> str:
+    return f"{PROCESSING_ROOT}/input/{name}"
+
+
+def output_path(name: str) -> str:
+    return f"{PROCESSING_ROOT}/output/{name}"
+
+
+@dataclass(frozen=True)
+class ProcessingSpec:
+    """What one processing step runs: image, script, inputs, outputs and arguments.
+
+    :param inputs: input name -> S3 URI (prefix, or a single object)
+    :param outputs: output name -> S3 URI prefix
+    """
+
+    job_name: str
+    image: str
+    code_uri: str
+    script: str
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    arguments: tuple[str, ...] = ()
+    environment: dict[str, str] | None = None
+    instance_type: str | None = None
+
+
+def _s3_input(name: str, uri: str, local_path: str) -> dict[str, Any]:
+    if not uri.startswith("s3://"):
+        raise BuilderError(f"processing input {name!r}: {uri!r} is not an s3:// URI")
+    return {
+        "InputName": name,
+        "AppManaged": False,
+        "S3Input": {
+            "S3Uri": uri,
+            "LocalPath": local_path,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+            "S3CompressionType": "None",
+        },
+    }
+
+
+def build_processing_request(cfg: Config, plan: RunPlan, spec: ProcessingSpec) -> dict[str, Any]:
+    """The ``CreateProcessingJob`` request (also the ``config`` of ``SageMakerProcessingOperator``)."""
+    if "code" in spec.inputs:
+        raise BuilderError("processing input name 'code' is reserved for the job's code")
+    if len(spec.inputs) + 1 > 10 or len(spec.outputs) > 10:
+        raise BuilderError("SageMaker allows at most 10 processing inputs and 10 outputs")
+    compute = cfg.sagemaker.processing
+    security = cfg.sagemaker.security
+    inputs = [_s3_input("code", spec.code_uri, CODE_DIR)]
+    inputs += [_s3_input(name, uri, input_path(name)) for name, uri in spec.inputs.items()]
+    output_config: dict[str, Any] = {
+        "Outputs": [
+            {
+                "OutputName": name,
+                "AppManaged": False,
+                "S3Output": {"S3Uri": uri, "LocalPath": output_path(name), "S3UploadMode": "EndOfJob"},
+            }
+            for name, uri in spec.outputs.items()
+        ]
+    }
+    if kms := output_kms_key(cfg):
+        output_config["KmsKeyId"] = kms
+    cluster: dict[str, Any] = {
+        "InstanceCount": compute.instance_count,
+        "InstanceType": spec.instance_type or compute.instance_type,
+        "VolumeSizeInGB": compute.volume_size_gb,
+    }
+    if security.volume_kms_key_id:
+        cluster["VolumeKmsKeyId"] = security.volume_kms_key_id
+    network: dict[str, Any] = {
+        "EnableInterContainerTrafficEncryption": security.enable_inter_container_traffic_encryption,
+        "EnableNetworkIsolation": security.enable_network_isolation,
+    }
+    if vpc := vpc_config(security):
+        network["VpcConfig"] = vpc
+    app: dict[str, Any] = {
+        "ImageUri": spec.image,
+        "ContainerEntrypoint": ["python3", f"{CODE_DIR}/{spec.script}"],
+    }
+    if spec.arguments:
+        app["ContainerArguments"] = [str(a) for a in spec.arguments]
+    request: dict[str, Any] = {
+        "ProcessingJobName": spec.job_name,
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": output_config,
+        "ProcessingResources": {"ClusterConfig": cluster},
+        "StoppingCondition": {"MaxRuntimeInSeconds": compute.max_runtime_seconds},
+        "AppSpecification": app,
+        "NetworkConfig": network,
+        "RoleArn": cfg.sagemaker.role_arn,
+        "Tags": run_tags(cfg, plan),
+    }
+    if spec.environment:
+        request["Environment"] = dict(spec.environment)
+    return request
+
+
+# ------------------------------------------------------------------------------------------- the two steps
+
+PREPROCESS_OUTPUTS = ("train", "validation", "test", "baseline", "preprocessor")
+
+
+def preprocess_request(
+    cfg: Config, plan: RunPlan, *, dataset_uri: str, code_uri: str, try_number: int = 1
+) -> dict[str, Any]:
+    """Split the interval's dataset by time and fit the preprocessor.
+
+    Reads the Parquet files of ``dataset_uri``; writes ``train``/``validation``/``test`` CSV splits (label
+    first, no header, as XGBoost reads them), the raw training ``baseline`` (for Model Monitor) and the
+    fitted ``preprocessor`` under the run's ``preprocess/`` prefix.
+    """
+    split = cfg.training.split
+    spec = ProcessingSpec(
+        job_name=plan.job_name("preprocess", try_number),
+        image=cfg.sagemaker.images.processing,
+        code_uri=code_uri,
+        script="preprocess.py",
+        inputs={"data": dataset_uri},
+        outputs={name: plan.job_uri("preprocess", name) + "/" for name in PREPROCESS_OUTPUTS},
+        arguments=(
+            "--input-dir", input_path("data"),
+            "--output-root", f"{PROCESSING_ROOT}/output",
+            "--validation-fraction", str(split.validation),
+            "--test-fraction", str(split.test),
+        ),
+    )  # fmt: skip
+    return build_processing_request(cfg, plan, spec)
+
+
+def evaluate_request(
+    cfg: Config, plan: RunPlan, *, model_uri: str, test_uri: str, code_uri: str, try_number: int = 1
+) -> dict[str, Any]:
+    """Score the test split with the trained model; writes ``evaluation.json`` and PNG plots.
+
+    Runs on the training image (it has the model's framework installed); output goes to the run's
+    ``evaluation`` report prefix.
+    """
+    spec = ProcessingSpec(
+        job_name=plan.job_name("evaluate", try_number),
+        image=cfg.sagemaker.images.training,
+        code_uri=code_uri,
+        script="evaluate.py",
+        inputs={"model": model_uri, "test": test_uri},
+        outputs={"evaluation": plan.report_uri("evaluation") + "/"},
+        arguments=(
+            "--model-dir", input_path("model"),
+            "--test-dir", input_path("test"),
+            "--output-dir", output_path("evaluation"),
+            "--decision-threshold", str(cfg.training.gate.decision_threshold),
+        ),
+    )  # fmt: skip
+    return build_processing_request(cfg, plan, spec)
