@@ -1,0 +1,120 @@
+"""Helpers shared by the action handlers: time, ARNs, list filtering, sorting and pagination."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from devstack.sagemaker.errors import validation_error
+
+
+def now() -> float:
+    """Return the current time as epoch seconds (the JSON 1.1 timestamp encoding)."""
+    return round(time.time(), 3)
+
+
+def as_epoch(value: Any) -> float | None:
+    """Parse a request timestamp (epoch number or ISO 8601 string) to epoch seconds."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise validation_error(f"Cannot parse timestamp {value!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def encode_token(offset: int) -> str:
+    """Encode a pagination offset as an opaque ``NextToken``."""
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def decode_token(token: str | None) -> int:
+    """Decode a ``NextToken`` produced by :func:`encode_token`."""
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise validation_error("Invalid pagination token given in NextToken.") from exc
+    if not isinstance(offset, int) or offset < 0:
+        raise validation_error("Invalid pagination token given in NextToken.")
+    return offset
+
+
+def paginate(items: list[Any], params: dict[str, Any], default_max: int = 10) -> tuple[list[Any], str | None]:
+    """Return one page of ``items`` and the ``NextToken`` of the next page (None at the end).
+
+    :param items: the filtered, sorted items.
+    :param params: the request (``MaxResults``, ``NextToken``).
+    :param default_max: page size when ``MaxResults`` is absent.
+    """
+    offset = decode_token(params.get("NextToken"))
+    size = params.get("MaxResults") or default_max
+    page = items[offset : offset + size]
+    next_offset = offset + size
+    return page, (encode_token(next_offset) if next_offset < len(items) else None)
+
+
+def filter_records(
+    records: Iterable[dict[str, Any]],
+    params: dict[str, Any],
+    *,
+    name_key: str,
+    status_key: str | None = None,
+    creation_key: str = "CreationTime",
+    modified_key: str = "LastModifiedTime",
+) -> list[dict[str, Any]]:
+    """Apply the common List* filters: ``NameContains``, ``StatusEquals``, creation/modification windows."""
+    name_contains = params.get("NameContains")
+    status = params.get("StatusEquals")
+    created_after = as_epoch(params.get("CreationTimeAfter"))
+    created_before = as_epoch(params.get("CreationTimeBefore"))
+    modified_after = as_epoch(params.get("LastModifiedTimeAfter"))
+    modified_before = as_epoch(params.get("LastModifiedTimeBefore"))
+    out = []
+    for record in records:
+        if name_contains and name_contains.lower() not in record[name_key].lower():
+            continue
+        if status and status_key and record.get(status_key) != status:
+            continue
+        created = record.get(creation_key, 0)
+        if created_after is not None and created <= created_after:
+            continue
+        if created_before is not None and created >= created_before:
+            continue
+        modified = record.get(modified_key, created)
+        if modified_after is not None and modified <= modified_after:
+            continue
+        if modified_before is not None and modified >= modified_before:
+            continue
+        out.append(record)
+    return out
+
+
+def sort_records(
+    records: list[dict[str, Any]],
+    params: dict[str, Any],
+    keys: dict[str, Callable[[dict[str, Any]], Any]],
+    default_by: str,
+    default_order: str,
+) -> list[dict[str, Any]]:
+    """Sort by ``SortBy`` (one of ``keys``) and ``SortOrder``; ties keep creation order."""
+    by = params.get("SortBy") or default_by
+    order = params.get("SortOrder") or default_order
+    key = keys[by]
+    return sorted(records, key=key, reverse=order == "Descending")
+
+
+def pick(source: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """Return the members of ``source`` named in ``names`` that are present and not None."""
+    return {name: source[name] for name in names if source.get(name) is not None}

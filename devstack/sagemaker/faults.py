@@ -1,0 +1,168 @@
+"""Fault injection for tests: failing jobs, slow job starts and throttled actions.
+
+Configured over HTTP with ``POST /_devstack/faults`` and cleared with ``DELETE /_devstack/faults``::
+
+    {
+      "fail_jobs":  [{"name_prefix": "train-", "count": 1, "reason": "InternalServerError: injected"}],
+      "delay_jobs": [{"name_prefix": "proc-", "count": 2, "seconds": 3}],
+      "throttle":   [{"action": "CreateTrainingJob", "seconds": 10}]
+    }
+
+Each key takes one object or a list. A job fault applies to the next ``count`` jobs (training, processing,
+tuning children) whose name starts with ``name_prefix``. A throttle answers ``ThrottlingException`` to
+every call of ``action`` for ``seconds``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_FAIL_REASON = "InternalServerError: We encountered an internal error. Please try again. (injected fault)"
+
+
+class FaultSpecError(ValueError):
+    """A fault specification that cannot be used."""
+
+
+@dataclass
+class JobFault:
+    """A fault to apply to one job: a start delay and/or a failure."""
+
+    delay_seconds: float = 0.0
+    fail_reason: str | None = None
+
+
+@dataclass
+class _JobRule:
+    kind: str
+    name_prefix: str
+    remaining: int
+    seconds: float = 0.0
+    reason: str = DEFAULT_FAIL_REASON
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name_prefix": self.name_prefix, "count": self.remaining}
+        if self.kind == "delay":
+            out["seconds"] = self.seconds
+        else:
+            out["reason"] = self.reason
+        return out
+
+
+def _as_list(value: Any, key: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, dict):
+            raise FaultSpecError(f"'{key}' entries must be JSON objects, got {item!r}")
+    return items
+
+
+def _number(item: dict[str, Any], key: str, field: str, default: float | None = None) -> float:
+    value = item.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise FaultSpecError(f"'{key}.{field}' must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+class Faults:
+    """The active faults; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[_JobRule] = []
+        self._throttles: dict[str, float] = {}
+
+    def configure(self, payload: Any) -> dict[str, Any]:
+        """Add the faults of a ``POST /_devstack/faults`` body; return the active faults.
+
+        :raises FaultSpecError: when the body is malformed (nothing is added then).
+        """
+        if not isinstance(payload, dict):
+            raise FaultSpecError("The fault specification must be a JSON object")
+        unknown = set(payload) - {"fail_jobs", "delay_jobs", "throttle"}
+        if unknown:
+            raise FaultSpecError(f"Unknown fault keys {sorted(unknown)}; use fail_jobs, delay_jobs, throttle")
+        rules: list[_JobRule] = []
+        for item in _as_list(payload.get("fail_jobs"), "fail_jobs"):
+            reason = item.get("reason", DEFAULT_FAIL_REASON)
+            if not isinstance(reason, str) or not reason:
+                raise FaultSpecError("'fail_jobs.reason' must be a non-empty string")
+            rules.append(
+                _JobRule(
+                    "fail",
+                    str(item.get("name_prefix", "")),
+                    int(_number(item, "fail_jobs", "count", 1)),
+                    reason=reason[:1024],
+                )
+            )
+        for item in _as_list(payload.get("delay_jobs"), "delay_jobs"):
+            rules.append(
+                _JobRule(
+                    "delay",
+                    str(item.get("name_prefix", "")),
+                    int(_number(item, "delay_jobs", "count", 1)),
+                    seconds=_number(item, "delay_jobs", "seconds"),
+                )
+            )
+        throttles: dict[str, float] = {}
+        for item in _as_list(payload.get("throttle"), "throttle"):
+            action = item.get("action")
+            if not isinstance(action, str) or not action:
+                raise FaultSpecError("'throttle.action' must be an action name such as CreateTrainingJob")
+            throttles[action] = time.monotonic() + _number(item, "throttle", "seconds")
+        with self._lock:
+            self._rules.extend(rules)
+            self._throttles.update(throttles)
+        return self.snapshot()
+
+    def clear(self) -> None:
+        """Remove every fault."""
+        with self._lock:
+            self._rules.clear()
+            self._throttles.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the active faults in the configuration format."""
+        with self._lock:
+            current = time.monotonic()
+            return {
+                "fail_jobs": [r.describe() for r in self._rules if r.kind == "fail" and r.remaining > 0],
+                "delay_jobs": [r.describe() for r in self._rules if r.kind == "delay" and r.remaining > 0],
+                "throttle": [
+                    {"action": action, "seconds": round(until - current, 3)}
+                    for action, until in self._throttles.items()
+                    if until > current
+                ],
+            }
+
+    def is_throttled(self, action: str) -> bool:
+        """Return whether ``action`` must answer ``ThrottlingException`` now."""
+        with self._lock:
+            until = self._throttles.get(action)
+            if until is None:
+                return False
+            if until <= time.monotonic():
+                del self._throttles[action]
+                return False
+            return True
+
+    def take_job_fault(self, job_name: str) -> JobFault:
+        """Consume the faults that apply to a new job named ``job_name``."""
+        fault = JobFault()
+        with self._lock:
+            for rule in self._rules:
+                if rule.remaining <= 0 or not job_name.startswith(rule.name_prefix):
+                    continue
+                if rule.kind == "delay" and fault.delay_seconds == 0:
+                    fault.delay_seconds = rule.seconds
+                    rule.remaining -= 1
+                elif rule.kind == "fail" and fault.fail_reason is None:
+                    fault.fail_reason = rule.reason
+                    rule.remaining -= 1
+            self._rules = [r for r in self._rules if r.remaining > 0]
+        return fault

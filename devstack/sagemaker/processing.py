@@ -1,0 +1,449 @@
+"""Processing jobs: CreateProcessingJob, DescribeProcessingJob, ListProcessingJobs, StopProcessingJob.
+
+A job runs its container command as a local subprocess. Every ``/opt/ml/...`` path in the inputs,
+outputs, entrypoint, arguments and environment values is rewritten into the job's sandbox; inputs are
+downloaded from S3 first and outputs uploaded after the command exits 0 (``Continuous`` outputs also
+every few seconds while it runs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from devstack.sagemaker import aws as awsio
+from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
+from devstack.sagemaker.images import cannot_run_message, parse_image_uri
+from devstack.sagemaker.jobs import (
+    RESTART_FAILURE,
+    RunningJob,
+    RunningJobs,
+    is_python,
+    job_environment,
+    sleep_unless_stopped,
+)
+from devstack.sagemaker.paths import PathMapper
+from devstack.sagemaker.process import JobProcess, stderr_excerpt
+from devstack.sagemaker.training import JobFailedError, JobStoppedError, kill_orphan
+
+if TYPE_CHECKING:
+    from devstack.sagemaker.aws import CloudWatchLogSink
+    from devstack.sagemaker.images import ImageInfo
+    from devstack.sagemaker.service import SageMakerService
+
+log = logging.getLogger(__name__)
+
+KIND = "processing-jobs"
+LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
+CONTINUOUS_UPLOAD_SECONDS = 5.0
+MAX_EXIT_MESSAGE = 1024
+
+
+class ProcessingJobs:
+    """The processing-job actions and their workers.
+
+    :param service: the owning service.
+    """
+
+    def __init__(self, service: SageMakerService) -> None:
+        self.service = service
+        self.running = RunningJobs()
+        self._shutting_down = False
+        describe = service.operation("DescribeProcessingJob")
+        create = service.operation("CreateProcessingJob")
+        self._echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
+
+    def register(self) -> None:
+        """Register the actions with the service."""
+        self.service.register_action("CreateProcessingJob", self.create_processing_job)
+        self.service.register_action("DescribeProcessingJob", self.describe_processing_job)
+        self.service.register_action("ListProcessingJobs", self.list_processing_jobs)
+        self.service.register_action("StopProcessingJob", self.stop_processing_job)
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def create_processing_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle CreateProcessingJob."""
+        return {"ProcessingJobArn": self.create(params)}
+
+    def create(self, params: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
+        """Create and start a processing job; return its ARN.
+
+        :param params: a validated CreateProcessingJob request.
+        :param extra: members to add to the description (e.g. ``MonitoringScheduleArn``).
+        :raises SageMakerError: for duplicate names and malformed inputs/outputs.
+        """
+        name = params["ProcessingJobName"]
+        arn = self.service.arn("processing-job", name)
+        self._check_paths(params)
+        created = now()
+        desc: dict[str, Any] = pick(params, self._echo)
+        desc.update(
+            {
+                "ProcessingJobName": name,
+                "ProcessingJobArn": arn,
+                "ProcessingJobStatus": "InProgress",
+                "CreationTime": created,
+                "LastModifiedTime": created,
+            }
+        )
+        desc.update(extra or {})
+        if not self.service.store.insert_new(KIND, name, {"desc": desc, "request": params}):
+            existing = self.service.store.get(KIND, name)
+            raise resource_in_use(
+                "Processing job names must be unique within an AWS account and region, and a processing job "
+                f"with this name already exists ({existing['desc']['ProcessingJobArn'] if existing else arn})"
+            )
+        self.service.set_tags(arn, params.get("Tags"))
+        job = self.running.add(name)
+        job.thread = threading.Thread(target=self._run, args=(name, job), name=f"proc-{name}", daemon=True)
+        job.thread.start()
+        return arn
+
+    def _check_paths(self, params: dict[str, Any]) -> None:
+        local_paths: set[str] = set()
+        for index, item in enumerate(params.get("ProcessingInputs", []), start=1):
+            s3_input = item.get("S3Input")
+            if s3_input is None:
+                continue
+            local = s3_input.get("LocalPath", "")
+            if not local.startswith("/opt/ml/processing/"):
+                raise validation_error(
+                    f"LocalPath {local!r} of input {item['InputName']} (processingInputs.{index}) must start "
+                    "with /opt/ml/processing/."
+                )
+            if local in local_paths:
+                raise validation_error(f"LocalPath {local!r} is used by more than one input.")
+            local_paths.add(local)
+            if s3_input.get("S3CompressionType") == "Gzip" and s3_input.get("S3InputMode") != "Pipe":
+                raise validation_error("S3CompressionType Gzip is only valid with S3InputMode Pipe.")
+        names = [i["InputName"] for i in params.get("ProcessingInputs", [])]
+        if len(names) != len(set(names)):
+            raise validation_error("InputName values must be unique within a processing job.")
+        outputs = params.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        out_names = [o["OutputName"] for o in outputs]
+        if len(out_names) != len(set(out_names)):
+            raise validation_error("OutputName values must be unique within a processing job.")
+        for output in outputs:
+            s3_output = output.get("S3Output")
+            if s3_output is not None and not s3_output.get("LocalPath", "").startswith("/opt/ml/processing/"):
+                raise validation_error(
+                    f"LocalPath {s3_output.get('LocalPath')!r} of output {output['OutputName']} must start "
+                    "with "
+                    "/opt/ml/processing/."
+                )
+
+    def describe_processing_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle DescribeProcessingJob (unknown names: ValidationException)."""
+        record = self.service.store.get(KIND, params["ProcessingJobName"])
+        if record is None:
+            raise validation_error("Requested resource not found.")
+        return record["desc"]
+
+    def list_processing_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle ListProcessingJobs."""
+        descs = [r["desc"] for r in self.service.store.values(KIND)]
+        descs = filter_records(descs, params, name_key="ProcessingJobName", status_key="ProcessingJobStatus")
+        descs = sort_records(
+            descs,
+            params,
+            {
+                "Name": lambda d: d["ProcessingJobName"],
+                "CreationTime": lambda d: d["CreationTime"],
+                "Status": lambda d: d["ProcessingJobStatus"],
+            },
+            "CreationTime",
+            "Ascending",
+        )
+        page, token = paginate(descs, params)
+        fields = [
+            "ProcessingJobName",
+            "ProcessingJobArn",
+            "CreationTime",
+            "ProcessingEndTime",
+            "LastModifiedTime",
+            "ProcessingJobStatus",
+            "FailureReason",
+            "ExitMessage",
+        ]
+        out: dict[str, Any] = {"ProcessingJobSummaries": [pick(d, fields) for d in page]}
+        if token:
+            out["NextToken"] = token
+        return out
+
+    def stop_processing_job(self, params: dict[str, Any]) -> None:
+        """Handle StopProcessingJob: SIGINT to the container, SIGKILL after the grace period."""
+        name = params["ProcessingJobName"]
+        store = self.service.store
+        with store.lock:
+            record = store.get(KIND, name)
+            if record is None:
+                raise resource_not_found(f"Processing job {name} does not exist.")
+            status = record["desc"]["ProcessingJobStatus"]
+            if status == "Stopping":
+                return
+            if status != "InProgress":
+                raise validation_error(f"The request was rejected because the processing job is in status {status}.")
+            self._update(name, ProcessingJobStatus="Stopping")
+        job = self.running.get(name)
+        if job is not None:
+            job.request_stop()
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _update(self, name: str, **members: Any) -> None:
+        def change(record: dict[str, Any]) -> None:
+            record["desc"].update({k: v for k, v in members.items() if v is not None})
+            record["desc"]["LastModifiedTime"] = now()
+
+        self.service.store.update(KIND, name, change)
+
+    def _finish(self, name: str, status: str, **members: Any) -> None:
+        self._update(name, ProcessingJobStatus=status, ProcessingEndTime=now(), **members)
+
+    def recover(self) -> None:
+        """Fail the jobs that were running when the service stopped."""
+        for record in self.service.store.values(KIND):
+            desc = record["desc"]
+            if desc["ProcessingJobStatus"] in ("InProgress", "Stopping"):
+                kill_orphan(record.get("pid"), self.service.sandbox(KIND, desc["ProcessingJobName"]))
+                self._finish(desc["ProcessingJobName"], "Failed", FailureReason=RESTART_FAILURE)
+
+    def shutdown(self) -> None:
+        """Stop every running job: they end Failed."""
+        self._shutting_down = True
+        self.running.stop_all()
+
+    # -- worker ----------------------------------------------------------------------------------
+
+    def _run(self, name: str, job: RunningJob) -> None:
+        sandbox = self.service.sandbox(KIND, name)
+        if sandbox.exists():
+            shutil.rmtree(sandbox)
+        sandbox.mkdir(parents=True)
+        mapper = PathMapper(sandbox)
+        stream = f"{name}/algo-1-{int(time.time())}"
+        sink = awsio.CloudWatchLogSink(self.service.client("logs"), LOG_GROUP, stream, sandbox / "job.log")
+        record = self.service.store.get(KIND, name)
+        assert record is not None
+        try:
+            self._execute(name, job, record["request"], mapper, sink)
+        except JobFailedError as failure:
+            self._finish(name, "Failed", FailureReason=failure.reason, ExitMessage=self._exit_message(mapper))
+        except JobStoppedError:
+            if self._shutting_down:
+                self._finish(name, "Failed", FailureReason=RESTART_FAILURE)
+            else:
+                self._finish(name, "Stopped")
+        except Exception as exc:
+            log.exception("Processing job %s failed inside the devstack", name)
+            self._finish(name, "Failed", FailureReason=f"InternalServerError: {type(exc).__name__}: {exc}"[:1024])
+        finally:
+            sink.close()
+            self.running.remove(name)
+
+    def _execute(
+        self, name: str, job: RunningJob, request: dict[str, Any], mapper: PathMapper, sink: CloudWatchLogSink
+    ) -> None:
+        fault = self.service.faults.take_job_fault(name)
+        if fault.delay_seconds and sleep_unless_stopped(job, fault.delay_seconds):
+            raise JobStoppedError
+        if fault.fail_reason:
+            raise JobFailedError(fault.fail_reason)
+        app = request["AppSpecification"]
+        image = parse_image_uri(app["ImageUri"])
+        cluster = request["ProcessingResources"]["ClusterConfig"]
+        if cluster["InstanceCount"] != 1:
+            raise JobFailedError(
+                f"ClientError: The devstack runs single-instance jobs only (InstanceCount={cluster['InstanceCount']})."
+            )
+        argv = self._command(image, app, mapper)
+        self._write_config(name, request, mapper)
+        self._download_inputs(request, mapper)
+        outputs = self._prepare_outputs(request, mapper)
+        if job.stop_requested.is_set():
+            raise JobStoppedError
+        self._update(name, ProcessingStartTime=now())
+        env = job_environment(self.service, {k: mapper.rewrite(v) for k, v in request.get("Environment", {}).items()})
+        max_runtime = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400)
+        try:
+            process = JobProcess(
+                argv,
+                env,
+                mapper.sandbox,
+                sink.write,
+                stop_signal=signal.SIGINT,
+                grace_seconds=self.service.stop_grace_seconds,
+            )
+        except OSError as exc:
+            raise JobFailedError(f"AlgorithmError: Cannot start {argv[0]!r}: {exc}, exit code: 127") from exc
+        self.service.store.update(KIND, name, lambda r: r.__setitem__("pid", process.pid))
+        job.attach(process)
+        uploader = _ContinuousUploader(self.service, [o for o in outputs if o[2] == "Continuous"])
+        try:
+            result = process.wait(max_runtime=max_runtime)
+        finally:
+            uploader.stop()
+        exit_message = self._exit_message(mapper)
+        if result.stopped and self._shutting_down:
+            raise JobFailedError(RESTART_FAILURE)
+        if result.timed_out:
+            self._finish(
+                name,
+                "Stopped",
+                ExitMessage=exit_message,
+                FailureReason=(
+                    f"MaxRuntimeExceeded: Processing job runtime exceeded MaxRuntimeInSeconds provided "
+                    f"({max_runtime} s); the job was stopped."
+                ),
+            )
+            return
+        if result.stopped:
+            self._finish(name, "Stopped", ExitMessage=exit_message)
+            return
+        if result.exit_code != 0:
+            code = result.exit_code if result.exit_code >= 0 else 128 - result.exit_code
+            raise JobFailedError(f"AlgorithmError: {stderr_excerpt(result.stderr_tail)}, exit code: {code}")
+        self._upload_outputs(outputs)
+        self._finish(name, "Completed", ExitMessage=exit_message)
+
+    def _command(self, image: ImageInfo, app: dict[str, Any], mapper: PathMapper) -> list[str]:
+        entrypoint = list(app.get("ContainerEntrypoint", []))
+        arguments = mapper.rewrite_all(list(app.get("ContainerArguments", [])))
+        runtime = self.service.processing_runtimes.get(image.family or "")
+        if runtime is not None:
+            return list(runtime(image, app, mapper))
+        if not image.is_framework:
+            why = (
+                "only SageMaker framework images (scikit-learn, XGBoost, PyTorch, TensorFlow, HuggingFace) "
+                "are "
+                "run, on the local Python."
+            )
+            raise JobFailedError(cannot_run_message(image, why))
+        if not entrypoint:
+            raise JobFailedError(
+                cannot_run_message(
+                    image,
+                    "the image's own entrypoint is not emulated; set AppSpecification.ContainerEntrypoint.",
+                )
+            )
+        argv = mapper.rewrite_all(entrypoint) + arguments
+        if is_python(argv[0]):
+            argv[0] = self.service.python
+        return argv
+
+    def _write_config(self, name: str, request: dict[str, Any], mapper: PathMapper) -> None:
+        config_dir = mapper.map_path("/opt/ml/config")
+        config_dir.mkdir(parents=True, exist_ok=True)
+        echoed = pick(
+            request,
+            [
+                "AppSpecification",
+                "Environment",
+                "NetworkConfig",
+                "ProcessingInputs",
+                "ProcessingOutputConfig",
+                "ProcessingResources",
+                "RoleArn",
+                "StoppingCondition",
+            ],
+        )
+        echoed.update({"ProcessingJobArn": self.service.arn("processing-job", name), "ProcessingJobName": name})
+        (config_dir / "processingjobconfig.json").write_text(json.dumps(echoed, indent=2))
+        (config_dir / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+        mapper.map_path("/opt/ml/output").mkdir(parents=True, exist_ok=True)
+
+    def _download_inputs(self, request: dict[str, Any], mapper: PathMapper) -> None:
+        s3 = self.service.client("s3")
+        for item in request.get("ProcessingInputs", []):
+            name = item["InputName"]
+            s3_input = item.get("S3Input")
+            if s3_input is None:
+                raise JobFailedError(
+                    f"ClientError: Input {name} uses a DatasetDefinition, which the devstack does not "
+                    "support "
+                    "(only S3Input is emulated)."
+                )
+            if s3_input.get("S3InputMode", "File") == "Pipe":
+                raise JobFailedError(f"ClientError: Input {name} uses Pipe mode, which the devstack does not support.")
+            dest = mapper.map_path(s3_input["LocalPath"])
+            uri = s3_input["S3Uri"]
+            try:
+                if s3_input["S3DataType"] == "ManifestFile":
+                    count = awsio.download_manifest(s3, uri, dest)
+                else:
+                    count = awsio.download_prefix(s3, uri, dest)
+            except Exception as exc:
+                raise JobFailedError(
+                    f"ClientError: Failed to download data for input {name} from {uri}: {exc}"
+                ) from exc
+            if count == 0:
+                raise JobFailedError(f'ClientError: No S3 objects found under S3 URL "{uri}" given in input {name}.')
+
+    def _prepare_outputs(self, request: dict[str, Any], mapper: PathMapper) -> list[tuple[Path, str, str]]:
+        outputs: list[tuple[Path, str, str]] = []
+        for output in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            s3_output = output.get("S3Output")
+            if s3_output is None:
+                raise JobFailedError(
+                    f"ClientError: Output {output['OutputName']} is not an S3Output, which the devstack "
+                    "does not "
+                    "support."
+                )
+            local = mapper.map_path(s3_output["LocalPath"])
+            local.mkdir(parents=True, exist_ok=True)
+            outputs.append((local, s3_output["S3Uri"], s3_output["S3UploadMode"]))
+        return outputs
+
+    def _upload_outputs(self, outputs: list[tuple[Path, str, str]]) -> None:
+        s3 = self.service.client("s3")
+        for local, uri, _mode in outputs:
+            try:
+                awsio.upload_directory(s3, local, uri)
+            except Exception as exc:
+                raise JobFailedError(f"ClientError: Failed to upload output {local.name} to {uri}: {exc}") from exc
+
+    def _exit_message(self, mapper: PathMapper) -> str | None:
+        path = mapper.map_path("/opt/ml/output/message")
+        if not path.is_file():
+            return None
+        data = path.read_bytes()[:MAX_EXIT_MESSAGE]
+        return data.decode("utf-8", errors="replace") or None
+
+
+class _ContinuousUploader:
+    """Uploads ``Continuous`` outputs every few seconds while the job runs, and once more at the end."""
+
+    def __init__(self, service: SageMakerService, outputs: list[tuple[Path, str, str]]) -> None:
+        self._service = service
+        self._outputs = outputs
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if outputs:
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+
+    def _upload(self) -> None:
+        s3 = self._service.client("s3")
+        for local, uri, _mode in self._outputs:
+            try:
+                awsio.upload_directory(s3, local, uri)
+            except Exception:
+                log.warning("Continuous upload of %s to %s failed; retrying later", local, uri)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(CONTINUOUS_UPLOAD_SECONDS):
+            self._upload()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=30)
+            self._upload()

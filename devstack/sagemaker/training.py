@@ -1,0 +1,740 @@
+"""Training jobs: CreateTrainingJob, DescribeTrainingJob, ListTrainingJobs, StopTrainingJob.
+
+A job runs as the framework containers' training toolkit would run it (script mode): the ``/opt/ml``
+layout in a sandbox, channels downloaded from S3, ``sourcedir.tar.gz`` extracted to ``code/``, the
+``SM_*`` variables, hyperparameters rendered as CLI arguments, ``model.tar.gz`` and ``output.tar.gz``
+uploaded, ``MetricDefinitions`` applied to the log, and the log shipped to CloudWatch Logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from devstack.sagemaker import aws as awsio
+from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.errors import SageMakerError, resource_in_use, resource_not_found, validation_error
+from devstack.sagemaker.images import ImageInfo, cannot_run_message, parse_image_uri
+from devstack.sagemaker.jobs import (
+    RESTART_FAILURE,
+    RunningJob,
+    RunningJobs,
+    is_python,
+    job_environment,
+    sleep_unless_stopped,
+)
+from devstack.sagemaker.paths import PathMapper
+from devstack.sagemaker.process import JobProcess, MetricTracker, stderr_excerpt
+from devstack.sagemaker.toolkit import (
+    TrainingLayout,
+    decode_hyperparameters,
+    entry_point_type,
+    split_hyperparameters,
+    to_cmd_args,
+    training_env,
+)
+
+if TYPE_CHECKING:
+    from devstack.sagemaker.aws import CloudWatchLogSink
+    from devstack.sagemaker.service import SageMakerService
+
+log = logging.getLogger(__name__)
+
+KIND = "training-jobs"
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+MAX_FAILURE_REASON = 1024
+
+FRAMEWORK_MODULES = {
+    "sklearn": "sagemaker_sklearn_container.training:main",
+    "xgboost": "sagemaker_xgboost_container.training:main",
+    "pytorch": "sagemaker_pytorch_container.training:main",
+    "tensorflow": "sagemaker_tensorflow_container.training:main",
+    "huggingface": "sagemaker_huggingface_pytorch_container.training:main",
+}
+
+MESSAGES = {
+    "Starting": "Preparing the instances for training",
+    "Downloading": "Downloading input data",
+    "Training": "Training image download completed. Training in progress.",
+    "Uploading": "Uploading generated training model",
+    "Completed": "Training job completed",
+    "Failed": "Training job failed",
+    "Stopping": "Stopping the training job",
+    "Stopped": "Training job stopped",
+    "MaxRuntimeExceeded": "Training job runtime exceeded MaxRuntimeInSeconds provided",
+}
+
+
+class JobFailedError(Exception):
+    """Ends a job as Failed with this FailureReason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason[:MAX_FAILURE_REASON]
+
+
+class JobStoppedError(Exception):
+    """Ends a job as Stopped (a stop request arrived before the container ran)."""
+
+
+def toolkit_log_line(level: str, message: str) -> str:
+    """Format a line the way the training toolkit logs it."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    return f"{stamp},000 sagemaker-training-toolkit {level:<8} {message}"
+
+
+class TrainingJobs:
+    """The training-job actions and their workers.
+
+    :param service: the owning service.
+    """
+
+    def __init__(self, service: SageMakerService) -> None:
+        self.service = service
+        self.running = RunningJobs()
+        self._shutting_down = False
+        op = service.operation("DescribeTrainingJob")
+        self._describe_members = list(op.output_shape.members)
+        create = service.operation("CreateTrainingJob")
+        self._echo = [m for m in create.input_shape.members if m in op.output_shape.members]
+
+    def register(self) -> None:
+        """Register the actions with the service."""
+        self.service.register_action("CreateTrainingJob", self.create_training_job)
+        self.service.register_action("DescribeTrainingJob", self.describe_training_job)
+        self.service.register_action("ListTrainingJobs", self.list_training_jobs)
+        self.service.register_action("StopTrainingJob", self.stop_training_job)
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def create_training_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle CreateTrainingJob."""
+        return {"TrainingJobArn": self.create(params)}
+
+    def create(self, params: dict[str, Any], tuning_job_arn: str | None = None) -> str:
+        """Create and start a training job; return its ARN.
+
+        :param params: a validated CreateTrainingJob request.
+        :param tuning_job_arn: the parent tuning job, for its children.
+        :raises SageMakerError: for duplicate names and requests SageMaker rejects at create time.
+        """
+        name = params["TrainingJobName"]
+        arn = self.service.arn("training-job", name)
+        spec = params["AlgorithmSpecification"]
+        if not spec.get("TrainingImage") and not spec.get("AlgorithmName"):
+            raise validation_error("Either TrainingImage or AlgorithmName must be provided in AlgorithmSpecification.")
+        self._check_channels(params)
+        created = now()
+        output_path = params["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        compressed = params["OutputDataConfig"].get("CompressionType", "GZIP") != "NONE"
+        model_uri = f"{output_path}/{name}/output/model.tar.gz" if compressed else f"{output_path}/{name}/output/model/"
+        desc: dict[str, Any] = pick(params, self._echo)
+        desc.update(
+            {
+                "TrainingJobName": name,
+                "TrainingJobArn": arn,
+                "TrainingJobStatus": "InProgress",
+                "SecondaryStatus": "Starting",
+                "SecondaryStatusTransitions": [
+                    {"Status": "Starting", "StartTime": created, "StatusMessage": MESSAGES["Starting"]}
+                ],
+                "ModelArtifacts": {"S3ModelArtifacts": model_uri},
+                "CreationTime": created,
+                "LastModifiedTime": created,
+                "EnableNetworkIsolation": params.get("EnableNetworkIsolation", False),
+                "EnableInterContainerTrafficEncryption": params.get("EnableInterContainerTrafficEncryption", False),
+                "EnableManagedSpotTraining": params.get("EnableManagedSpotTraining", False),
+                "HyperParameters": params.get("HyperParameters", {}),
+            }
+        )
+        if tuning_job_arn:
+            desc["TuningJobArn"] = tuning_job_arn
+        record = {"desc": desc, "request": params}
+        if not self.service.store.insert_new(KIND, name, record):
+            existing = self.service.store.get(KIND, name)
+            raise resource_in_use(
+                "Training job names must be unique within an AWS account and region, and a training job "
+                f"with this name already exists ({existing['desc']['TrainingJobArn'] if existing else arn})"
+            )
+        self.service.set_tags(arn, params.get("Tags"))
+        job = self.running.add(name)
+        job.thread = threading.Thread(target=self._run, args=(name, job), name=f"train-{name}", daemon=True)
+        job.thread.start()
+        return arn
+
+    def _check_channels(self, params: dict[str, Any]) -> None:
+        seen: set[str] = set()
+        s3 = self.service.client("s3")
+        for channel in params.get("InputDataConfig", []):
+            channel_name = channel["ChannelName"]
+            if channel_name in seen:
+                raise validation_error(f"Channel names must be unique; {channel_name!r} is repeated.")
+            seen.add(channel_name)
+            source = channel["DataSource"].get("S3DataSource")
+            if not source:
+                continue
+            uri = source["S3Uri"]
+            if not uri.startswith("s3://"):
+                raise validation_error(f'S3 URL "{uri}" given in input data source is not an S3 URL.')
+            if source["S3DataType"] in ("S3Prefix", "ManifestFile") and not awsio.has_objects(s3, uri):
+                bucket = uri[len("s3://") :].split("/", 1)[0]
+                raise validation_error(
+                    f'No S3 objects found under S3 URL "{uri}" given in input data source. '
+                    "Please ensure that "
+                    f"the bucket exists in the selected region ({self.service.region}), that objects exist "
+                    f'under that S3 prefix, and that the role "{params["RoleArn"]}" has "s3:ListBucket" '
+                    f'permissions on bucket "{bucket}".'
+                )
+
+    def describe_training_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle DescribeTrainingJob (unknown names: ValidationException, as SageMaker answers)."""
+        record = self.service.store.get(KIND, params["TrainingJobName"])
+        if record is None:
+            raise validation_error("Requested resource not found.")
+        return record["desc"]
+
+    def list_training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle ListTrainingJobs."""
+        descs = [r["desc"] for r in self.service.store.values(KIND)]
+        descs = filter_records(descs, params, name_key="TrainingJobName", status_key="TrainingJobStatus")
+        descs = sort_records(
+            descs,
+            params,
+            {
+                "Name": lambda d: d["TrainingJobName"],
+                "CreationTime": lambda d: d["CreationTime"],
+                "Status": lambda d: d["TrainingJobStatus"],
+            },
+            "CreationTime",
+            "Ascending",
+        )
+        page, token = paginate(descs, params)
+        summaries = [
+            pick(
+                d,
+                [
+                    "TrainingJobName",
+                    "TrainingJobArn",
+                    "CreationTime",
+                    "TrainingEndTime",
+                    "LastModifiedTime",
+                    "TrainingJobStatus",
+                    "SecondaryStatus",
+                ],
+            )
+            for d in page
+        ]
+        out: dict[str, Any] = {"TrainingJobSummaries": summaries}
+        if token:
+            out["NextToken"] = token
+        return out
+
+    def stop_training_job(self, params: dict[str, Any]) -> None:
+        """Handle StopTrainingJob: SIGTERM to the container, SIGKILL after the grace period."""
+        name = params["TrainingJobName"]
+        self.stop(name)
+
+    def stop(self, name: str) -> None:
+        """Stop a training job.
+
+        :raises SageMakerError: when the job does not exist or is not running.
+        """
+        store = self.service.store
+        with store.lock:
+            record = store.get(KIND, name)
+            if record is None:
+                raise resource_not_found(f"Training job {name} does not exist.")
+            status = record["desc"]["TrainingJobStatus"]
+            if status == "Stopping":
+                return
+            if status != "InProgress":
+                raise validation_error(f"The request was rejected because the training job is in status {status}.")
+            self._transition(name, "Stopping", primary="Stopping")
+        job = self.running.get(name)
+        if job is not None:
+            job.request_stop()
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _update(self, name: str, **members: Any) -> None:
+        def change(record: dict[str, Any]) -> None:
+            record["desc"].update(members)
+            record["desc"]["LastModifiedTime"] = now()
+
+        self.service.store.update(KIND, name, change)
+
+    def _transition(self, name: str, status: str, *, primary: str | None = None, message: str | None = None) -> None:
+        at = now()
+
+        def change(record: dict[str, Any]) -> None:
+            desc = record["desc"]
+            transitions = desc.setdefault("SecondaryStatusTransitions", [])
+            if transitions and "EndTime" not in transitions[-1]:
+                transitions[-1]["EndTime"] = at
+            transitions.append({"Status": status, "StartTime": at, "StatusMessage": message or MESSAGES[status]})
+            desc["SecondaryStatus"] = status
+            if primary:
+                desc["TrainingJobStatus"] = primary
+            desc["LastModifiedTime"] = at
+
+        self.service.store.update(KIND, name, change)
+
+    def _finish(self, name: str, primary: str, secondary: str, message: str | None = None, **members: Any) -> None:
+        at = now()
+
+        def change(record: dict[str, Any]) -> None:
+            desc = record["desc"]
+            transitions = desc.setdefault("SecondaryStatusTransitions", [])
+            if transitions and "EndTime" not in transitions[-1]:
+                transitions[-1]["EndTime"] = at
+            transitions.append(
+                {
+                    "Status": secondary,
+                    "StartTime": at,
+                    "EndTime": at,
+                    "StatusMessage": message or MESSAGES[secondary],
+                }
+            )
+            desc["TrainingJobStatus"] = primary
+            desc["SecondaryStatus"] = secondary
+            desc["LastModifiedTime"] = at
+            start = desc.get("TrainingStartTime")
+            if start is not None:
+                desc.setdefault("TrainingEndTime", at)
+                seconds = max(1, round(desc["TrainingEndTime"] - start))
+                desc["TrainingTimeInSeconds"] = seconds
+                count = desc.get("ResourceConfig", {}).get("InstanceCount", 1)
+                desc["BillableTimeInSeconds"] = seconds * count
+            desc.update({k: v for k, v in members.items() if v is not None})
+
+        self.service.store.update(KIND, name, change)
+
+    def recover(self) -> None:
+        """Fail the jobs that were running when the service stopped (their processes are gone)."""
+        for record in self.service.store.values(KIND):
+            desc = record["desc"]
+            if desc["TrainingJobStatus"] in ("InProgress", "Stopping"):
+                kill_orphan(record.get("pid"), self.service.sandbox(KIND, desc["TrainingJobName"]))
+                self._finish(desc["TrainingJobName"], "Failed", "Failed", FailureReason=RESTART_FAILURE)
+
+    def shutdown(self) -> None:
+        """Stop every running job: they end Failed, since nobody asked to stop them."""
+        self._shutting_down = True
+        self.running.stop_all()
+
+    # -- worker ----------------------------------------------------------------------------------
+
+    def _run(self, name: str, job: RunningJob) -> None:
+        sandbox = self.service.sandbox(KIND, name)
+        if sandbox.exists():
+            shutil.rmtree(sandbox)
+        mapper = PathMapper(sandbox)
+        layout = TrainingLayout(mapper.root)
+        layout.create()
+        stream = f"{name}/algo-1-{int(time.time())}"
+        sink = awsio.CloudWatchLogSink(self.service.client("logs"), LOG_GROUP, stream, sandbox / "job.log")
+        record = self.service.store.get(KIND, name)
+        assert record is not None
+        request = record["request"]
+        try:
+            self._execute(name, job, request, mapper, layout, sink)
+        except JobFailedError as failure:
+            self._finish(name, "Failed", "Failed", FailureReason=failure.reason)
+        except JobStoppedError:
+            if self._shutting_down:
+                self._finish(name, "Failed", "Failed", FailureReason=RESTART_FAILURE)
+            else:
+                self._finish(name, "Stopped", "Stopped")
+        except Exception as exc:
+            log.exception("Training job %s failed inside the devstack", name)
+            self._finish(
+                name,
+                "Failed",
+                "Failed",
+                FailureReason=f"InternalServerError: {type(exc).__name__}: {exc}"[:1024],
+            )
+        finally:
+            sink.close()
+            self.running.remove(name)
+
+    def _execute(
+        self,
+        name: str,
+        job: RunningJob,
+        request: dict[str, Any],
+        mapper: PathMapper,
+        layout: TrainingLayout,
+        sink: CloudWatchLogSink,
+    ) -> None:
+        fault = self.service.faults.take_job_fault(name)
+        if fault.delay_seconds and sleep_unless_stopped(job, fault.delay_seconds):
+            raise JobStoppedError
+        if fault.fail_reason:
+            raise JobFailedError(fault.fail_reason)
+        spec = request["AlgorithmSpecification"]
+        image = parse_image_uri(spec.get("TrainingImage", ""))
+        hyperparameters: dict[str, str] = request.get("HyperParameters", {})
+        environment: dict[str, str] = request.get("Environment", {})
+        self._check_runnable(spec, image, hyperparameters, environment, request)
+
+        # Downloading: config files, channels, source code.
+        self._transition(name, "Downloading")
+        self._update(name, TrainingStartTime=now())
+        input_config = self._write_config(request, layout)
+        self._download_channels(request, layout)
+        if job.stop_requested.is_set():
+            raise JobStoppedError
+        decoded = decode_hyperparameters(hyperparameters)
+        user_hps, reserved = split_hyperparameters(decoded)
+        program = environment.get("SAGEMAKER_PROGRAM") or reserved.get("sagemaker_program")
+        submit_dir = reserved.get("sagemaker_submit_directory")
+        self._fetch_code(submit_dir, layout)
+
+        # Training.
+        self._transition(name, "Training")
+        resource_config = json.loads((layout.config_dir / "resourceconfig.json").read_text())
+        metrics = MetricTracker(spec.get("MetricDefinitions", []))
+
+        def on_line(line: str, ts: float) -> None:
+            sink.write(line, ts)
+            metrics.feed(line, ts)
+
+        argv, cwd, extra_env, uses_toolkit = self._command(
+            name,
+            request,
+            image,
+            layout,
+            mapper,
+            program,
+            submit_dir,
+            user_hps,
+            input_config,
+            resource_config,
+            on_line,
+        )
+        env = job_environment(
+            self.service,
+            {
+                "TRAINING_JOB_NAME": name,
+                "TRAINING_JOB_ARN": self.service.arn("training-job", name),
+                **{k: mapper.rewrite(v) for k, v in environment.items()},
+                **extra_env,
+            },
+        )
+        if uses_toolkit:
+            on_line(toolkit_log_line("INFO", "Invoking user script"), time.time())
+            on_line(toolkit_log_line("INFO", f"Command: {shlex.join(argv)}"), time.time())
+        stopping = request.get("StoppingCondition", {})
+        max_runtime = stopping.get("MaxRuntimeInSeconds", 86400)
+        started = self.service.store.get(KIND, name)["desc"]["TrainingStartTime"]
+        remaining = max(0.1, max_runtime - (time.time() - started))
+        process = JobProcess(
+            argv, env, cwd, on_line, stop_signal=signal.SIGTERM, grace_seconds=self.service.stop_grace_seconds
+        )
+        self.service.store.update(KIND, name, lambda r: r.__setitem__("pid", process.pid))
+        job.attach(process)
+        result = process.wait(max_runtime=remaining)
+        self._update(name, FinalMetricDataList=metrics.final_metric_data())
+        if result.exit_code == 0 and not result.timed_out and not result.stopped:
+            layout.output_dir.joinpath("success").touch()
+            self._transition(name, "Uploading")
+            self._upload(name, request, layout)
+            self._update(name, TrainingEndTime=now())
+            on_line(toolkit_log_line("INFO", "Reporting training SUCCESS"), time.time())
+            self._finish(name, "Completed", "Completed")
+            return
+        if result.stopped and self._shutting_down:
+            raise JobFailedError(RESTART_FAILURE)
+        if result.timed_out or result.stopped:
+            self._transition(name, "Uploading")
+            self._upload(name, request, layout)
+            self._update(name, TrainingEndTime=now())
+            if result.timed_out:
+                self._finish(
+                    name,
+                    "Stopped",
+                    "MaxRuntimeExceeded",
+                    FailureReason=(
+                        f"MaxRuntimeExceeded: Training job runtime exceeded MaxRuntimeInSeconds "
+                        f"provided ({max_runtime} s); the job was stopped."
+                    ),
+                )
+            else:
+                self._finish(name, "Stopped", "Stopped")
+            return
+        text, exit_code = self._failure_text(layout, result.exit_code, result.stderr_tail, argv, uses_toolkit)
+        on_line(toolkit_log_line("ERROR", "Reporting training FAILURE"), time.time())
+        self._update(name, TrainingEndTime=now())
+        raise JobFailedError(f"AlgorithmError: {text}, exit code: {exit_code}")
+
+    def _check_runnable(
+        self,
+        spec: dict[str, Any],
+        image: ImageInfo,
+        hyperparameters: dict[str, str],
+        environment: dict[str, str],
+        request: dict[str, Any],
+    ) -> None:
+        if spec.get("AlgorithmName") and not spec.get("TrainingImage"):
+            raise JobFailedError(
+                f"ClientError: Algorithm {spec['AlgorithmName']} cannot be run by the devstack: "
+                "only framework "
+                "script-mode images are emulated."
+            )
+        resources = request.get("ResourceConfig", {})
+        if resources.get("InstanceGroups"):
+            raise JobFailedError(
+                "ClientError: The devstack runs single-instance jobs only; InstanceGroups is not supported."
+            )
+        count = resources.get("InstanceCount", 1)
+        if count != 1:
+            raise JobFailedError(f"ClientError: The devstack runs single-instance jobs only (InstanceCount={count}).")
+        if spec.get("TrainingInputMode", "File") == "Pipe" or any(
+            c.get("InputMode") == "Pipe" for c in request.get("InputDataConfig", [])
+        ):
+            raise JobFailedError("ClientError: Pipe input mode cannot be run by the devstack; use File or FastFile.")
+        if not image.is_framework:
+            if image.family == "xgboost-legacy":
+                why = "the legacy XGBoost algorithm image runs built-in algorithm mode, which is not emulated."
+            elif image.family is None:
+                why = (
+                    "only SageMaker framework script-mode images (scikit-learn, XGBoost, PyTorch, "
+                    "TensorFlow, "
+                    "HuggingFace) are run, on the local Python."
+                )
+            else:
+                why = f"{image.family} images cannot run training jobs."
+            raise JobFailedError(cannot_run_message(image, why))
+        program = environment.get("SAGEMAKER_PROGRAM") or hyperparameters.get("sagemaker_program")
+        if not program and not spec.get("ContainerEntrypoint"):
+            if image.family == "xgboost":
+                why = (
+                    "built-in XGBoost algorithm mode (no sagemaker_program hyperparameter) is not emulated; "
+                    "run a script-mode entry point instead."
+                )
+            else:
+                why = "script mode needs the sagemaker_program hyperparameter or SAGEMAKER_PROGRAM."
+            raise JobFailedError(cannot_run_message(image, why))
+
+    def _write_config(self, request: dict[str, Any], layout: TrainingLayout) -> dict[str, Any]:
+        hyperparameters = request.get("HyperParameters", {})
+        input_config: dict[str, Any] = {}
+        for channel in request.get("InputDataConfig", []):
+            entry: dict[str, Any] = {}
+            if channel.get("ContentType"):
+                entry["ContentType"] = channel["ContentType"]
+            source = channel["DataSource"].get("S3DataSource", {})
+            entry["TrainingInputMode"] = channel.get("InputMode") or request["AlgorithmSpecification"].get(
+                "TrainingInputMode", "File"
+            )
+            entry["S3DistributionType"] = source.get("S3DataDistributionType", "FullyReplicated")
+            entry["RecordWrapperType"] = channel.get("RecordWrapperType", "None")
+            input_config[channel["ChannelName"]] = entry
+        instance_type = request.get("ResourceConfig", {}).get("InstanceType", "local")
+        resource_config = {
+            "current_host": "algo-1",
+            "current_instance_type": instance_type,
+            "current_group_name": "homogeneousCluster",
+            "hosts": ["algo-1"],
+            "instance_groups": [
+                {
+                    "instance_group_name": "homogeneousCluster",
+                    "instance_type": instance_type,
+                    "hosts": ["algo-1"],
+                }
+            ],
+            "network_interface_name": "eth0",
+        }
+        (layout.config_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+        (layout.config_dir / "inputdataconfig.json").write_text(json.dumps(input_config))
+        (layout.config_dir / "resourceconfig.json").write_text(json.dumps(resource_config))
+        if request.get("CheckpointConfig"):
+            (layout.config_dir / "checkpointconfig.json").write_text(json.dumps(request["CheckpointConfig"]))
+        return input_config
+
+    def _download_channels(self, request: dict[str, Any], layout: TrainingLayout) -> None:
+        s3 = self.service.client("s3")
+        for channel in request.get("InputDataConfig", []):
+            name = channel["ChannelName"]
+            source = channel["DataSource"].get("S3DataSource")
+            if source is None:
+                raise JobFailedError(
+                    f"ClientError: Channel {name} uses a data source the devstack does not support "
+                    "(only S3DataSource is emulated)."
+                )
+            dest = layout.channel_dir(name)
+            try:
+                if source["S3DataType"] == "S3Prefix":
+                    awsio.download_prefix(s3, source["S3Uri"], dest)
+                elif source["S3DataType"] == "ManifestFile":
+                    awsio.download_manifest(s3, source["S3Uri"], dest)
+                else:
+                    raise JobFailedError(
+                        f"ClientError: Channel {name} uses S3DataType {source['S3DataType']}, "
+                        "which the devstack "
+                        "does not support (S3Prefix and ManifestFile are emulated)."
+                    )
+            except JobFailedError:
+                raise
+            except Exception as exc:
+                raise JobFailedError(
+                    f"ClientError: Data download failed: could not download {source['S3Uri']} for channel {name}: {exc}"
+                ) from exc
+
+    def _fetch_code(self, submit_dir: Any, layout: TrainingLayout) -> None:
+        if not submit_dir or any(layout.code_dir.iterdir()):
+            return
+        submit = str(submit_dir)
+        try:
+            if submit.startswith("s3://"):
+                bucket, key = awsio.parse_s3_uri(submit)
+                tarball = layout.root.parent.parent / "sourcedir.tar.gz"
+                self.service.client("s3").download_file(bucket, key, str(tarball))
+                awsio.extract_tarball(tarball, layout.code_dir)
+            elif Path(submit).is_dir():
+                shutil.copytree(submit, layout.code_dir, dirs_exist_ok=True)
+            elif Path(submit).is_file():
+                awsio.extract_tarball(Path(submit), layout.code_dir)
+            else:
+                raise FileNotFoundError(submit)
+        except Exception as exc:
+            raise JobFailedError(
+                f"ClientError: Could not fetch the source code sagemaker_submit_directory={submit}: {exc}"
+            ) from exc
+
+    def _command(
+        self,
+        name: str,
+        request: dict[str, Any],
+        image: ImageInfo,
+        layout: TrainingLayout,
+        mapper: PathMapper,
+        program: str | None,
+        submit_dir: Any,
+        user_hps: dict[str, Any],
+        input_config: dict[str, Any],
+        resource_config: dict[str, Any],
+        on_line: Any,
+    ) -> tuple[list[str], Path, dict[str, str], bool]:
+        spec = request["AlgorithmSpecification"]
+        if spec.get("ContainerEntrypoint"):
+            argv = mapper.rewrite_all(list(spec["ContainerEntrypoint"]) + list(spec.get("ContainerArguments", [])))
+            if is_python(argv[0]):
+                argv[0] = self.service.python
+            return argv, layout.code_dir, {"PYTHONPATH": str(layout.code_dir)}, False
+        assert program is not None
+        program = str(program)
+        user_args = [mapper.rewrite(a) for a in to_cmd_args(user_hps)]
+        user_args += mapper.rewrite_all(list(spec.get("ContainerArguments", [])))
+        entry = entry_point_type(layout.code_dir, program)
+        if not (layout.code_dir / program).exists() and entry.kind != "python_package":
+            raise JobFailedError(
+                "AlgorithmError: ExecuteUserScriptError:\nExitCode 2\n"
+                f"ErrorMessage \"can't open file {program!r}: [Errno 2] No such file or directory "
+                'in /opt/ml/code"'
+                ", exit code: 1"
+            )
+        if (layout.code_dir / "requirements.txt").exists():
+            on_line(
+                toolkit_log_line(
+                    "WARNING",
+                    "requirements.txt was not installed: the devstack runs the job on its local Python, "
+                    "which must already provide the packages it lists.",
+                ),
+                time.time(),
+            )
+        env = training_env(
+            layout=layout,
+            job_name=name,
+            region=self.service.region,
+            hyperparameters=request.get("HyperParameters", {}),
+            input_data_config=input_config,
+            resource_config=resource_config,
+            framework_module=FRAMEWORK_MODULES.get(image.family or ""),
+            entry_point=program,
+            module_dir=str(submit_dir) if submit_dir else str(layout.code_dir),
+            user_args=user_args,
+        )
+        env["SAGEMAKER_TRAINING_MODULE"] = FRAMEWORK_MODULES.get(image.family or "", "")
+        env["SAGEMAKER_PROGRAM"] = program
+        env["PYTHONPATH"] = str(layout.code_dir)
+        if entry.kind == "python_program":
+            argv = [self.service.python, program, *user_args]
+        elif entry.kind == "python_package":
+            argv = [self.service.python, "-m", entry.module_name, *user_args]
+        else:
+            script = layout.code_dir / program
+            if script.exists():
+                script.chmod(script.stat().st_mode | 0o111)
+            argv = ["/bin/sh", "-c", f"./{program} {shlex.join(user_args)}".strip()]
+        return argv, layout.code_dir, env, True
+
+    def _failure_text(
+        self,
+        layout: TrainingLayout,
+        exit_code: int,
+        stderr_tail: list[str],
+        argv: list[str],
+        uses_toolkit: bool,
+    ) -> tuple[str, int]:
+        failure_file = layout.failure_file
+        if failure_file.exists():
+            text = failure_file.read_text(encoding="utf-8", errors="replace").strip()
+            return text[:MAX_FAILURE_REASON], 1 if uses_toolkit else exit_code
+        excerpt = stderr_excerpt(stderr_tail)
+        if not uses_toolkit:
+            return excerpt, exit_code
+        code = exit_code if exit_code >= 0 else 128 - exit_code
+        lines = ["ExecuteUserScriptError:", f"ExitCode {code}", f'ErrorMessage "{excerpt}"']
+        if code == 137:
+            lines.append("ExtraInfo OutOfMemory: Process killed by SIGKILL (signal 9)")
+        lines.append(f'Command "{shlex.join(argv)}"')
+        text = "\n".join(lines)
+        failure_file.write_text(text, encoding="utf-8")
+        return text, 1
+
+    def _upload(self, name: str, request: dict[str, Any], layout: TrainingLayout) -> None:
+        s3 = self.service.client("s3")
+        output = request["OutputDataConfig"]
+        base = f"{output['S3OutputPath'].rstrip('/')}/{name}/output"
+        work = layout.root.parent.parent / "upload"
+        try:
+            if output.get("CompressionType", "GZIP") == "NONE":
+                awsio.upload_directory(s3, layout.model_dir, f"{base}/model/")
+            else:
+                awsio.make_tarball(layout.model_dir, work / "model.tar.gz")
+                bucket, key = awsio.parse_s3_uri(f"{base}/model.tar.gz")
+                s3.upload_file(str(work / "model.tar.gz"), bucket, key)
+            awsio.make_tarball(layout.output_data_dir, work / "output.tar.gz")
+            bucket, key = awsio.parse_s3_uri(f"{base}/output.tar.gz")
+            s3.upload_file(str(work / "output.tar.gz"), bucket, key)
+        except Exception as exc:
+            raise JobFailedError(f"ClientError: Could not upload the model artifacts to {base}: {exc}") from exc
+
+
+def kill_orphan(pid: Any, sandbox: Path) -> None:
+    """Kill a job process group left behind by a previous service process, if it is still ours."""
+    import os
+
+    if not isinstance(pid, int) or pid <= 1:
+        return
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return
+    if not cwd.startswith(str(sandbox)):
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        log.debug("Could not kill orphan process group %s", pid)
+
+
+__all__ = ["KIND", "LOG_GROUP", "JobFailedError", "SageMakerError", "TrainingJobs"]
