@@ -1,0 +1,620 @@
+"""SageMaker job operators that re-attach to their run's job instead of starting duplicates.
+
+They subclass the Amazon provider's ``SageMakerProcessingOperator`` / ``SageMakerTrainingOperator`` /
+``SageMakerTuningOperator`` (same hook, config pre-processing, trigger and template fields) and change three
+things:
+
+1. **The request comes from the builders.** The operator renders its templated inputs, derives the run's
+   :class:`~ml_lifecycle.naming.RunPlan` and builds the exact ``Create*`` request
+   (:mod:`ml_lifecycle.builders`); the rendered ``config`` field shows it in the UI.
+2. **Retries re-attach.** Job names are deterministic per run (``<prefix>-<kind>-<date>-<run hash>``). Before
+   creating anything the operator looks for this run's jobs (the base name and the ``-r<n>`` names of earlier
+   tries). If the newest one is ``InProgress``/``Stopping`` it waits for it again; if it is ``Completed`` it
+   returns its result; only if it ``Failed``/``Stopped`` (or none exists) is a new job created, named with the
+   try number. A worker killed mid-job therefore never leaves an orphaned duplicate behind.
+3. **Bounded, deferrable waits and clear failures.** Waiting happens in the triggerer (``SageMakerTrigger``)
+   with ``check_interval`` x ``max_attempts`` from config and a matching deferral timeout; a failed job
+   fails the task with SageMaker's ``FailureReason``; a wait that gives up says the job is still running and
+   that a retry re-attaches.
+
+Each returns a small JSON dict (job name/ARN, output URIs, model artefact, metrics), never the full
+describe response.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerProcessingOperator,
+    SageMakerTrainingOperator,
+    SageMakerTuningOperator,
+)
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.common.compat.sdk import AirflowException
+from airflow.sdk import BaseOperator
+
+from ml_lifecycle.links import SageMakerProcessingJobLink, SageMakerTrainingJobLink, SageMakerTuningJobLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from ml_lifecycle.config import Config
+    from ml_lifecycle.naming import RunPlan
+
+ACTIVE_STATES = frozenset({"InProgress", "Stopping"})
+FAILED_STATES = frozenset({"Failed", "Stopped"})
+#: Error codes SageMaker answers a Describe* for an unknown name with (ValidationException for jobs,
+#: ResourceNotFound for tuning jobs).
+_NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound", "ResourceNotFoundException"})
+_FAILURE_REASON_MAX = 1024
+
+
+def _json_or_value(value: Any) -> Any:
+    """Decode a templated JSON string (``{{ params.x | tojson }}``); other values pass through."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or text == "None":
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _optional_int(name: str, value: Any) -> int | None:
+    value = _json_or_value(value)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise AirflowException(f"{name} must be an integer, got {value!r}") from None
+
+
+def _metric_definitions() -> list[dict[str, str]]:
+    from ml_lifecycle.builders import load_metric_definitions
+    from ml_lifecycle.config import include_dir
+
+    return load_metric_definitions(include_dir() / "code" / "training" / "metric_definitions.json")
+
+
+class _ReattachingJobMixin:
+    """Shared flow of the job operators; concrete classes set the ``_job_*`` class attributes."""
+
+    #: naming kind (``RunPlan.job_name``), trigger job type, request name key, describe status key
+    _job_kind: ClassVar[str]
+    _job_type: ClassVar[str]
+    _name_key: ClassVar[str]
+    _status_key: ClassVar[str]
+    _arn_key: ClassVar[str]
+    _link: ClassVar[type]
+
+    #: after execution, store the request actually sent as the rendered ``config``
+    overwrite_rtif_after_execution = True
+
+    # ------------------------------------------------------------------------------- hooks for subclasses
+
+    def build_request(self, cfg: Config, plan: RunPlan, context: Context, try_number: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def summarize(self, description: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _describe(self, name: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _create(self) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------ the flow
+
+    def _plan(self, context: Context) -> tuple[Config, RunPlan]:
+        from ml_lifecycle.config import load_config
+        from ml_lifecycle.naming import RunPlan
+
+        cfg = load_config()
+        return cfg, RunPlan.from_context(context, cfg)
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)  # type: ignore[misc]
+        if not self.config:  # type: ignore[attr-defined]
+            cfg, plan = self._plan(context)
+            # the first try's request, so "Rendered Template" shows what will be sent
+            self.config = self.build_request(cfg, plan, context, 1)
+
+    def describe_or_none(self, name: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._describe(name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND_CODES:
+                return None
+            raise
+
+    def find_latest_job(self, plan: RunPlan, try_number: int) -> tuple[int, str, dict[str, Any]] | None:
+        """The newest job this run already created: ``(try, name, description)``, or ``None``."""
+        latest = None
+        for attempt in range(1, max(try_number, 1) + 1):
+            name = plan.job_name(self._job_kind, attempt)
+            description = self.describe_or_none(name)
+            if description is not None:
+                latest = (attempt, name, description)
+        return latest
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        cfg, plan = self._plan(context)
+        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
+        latest = self.find_latest_job(plan, try_number)
+        if latest is not None and latest[2][self._status_key] not in FAILED_STATES:
+            attempt, name, description = latest
+            self.log.info(  # type: ignore[attr-defined]
+                "Re-attaching to %s job %s (status %s, created by try %d) instead of starting a new one",
+                self._job_kind,
+                name,
+                description[self._status_key],
+                attempt,
+            )
+            # the request as that try sent it, for the rendered "config" field
+            self.config = self.build_request(cfg, plan, context, attempt)
+        else:
+            attempt = 1 if latest is None else max(try_number, latest[0] + 1)
+            if latest is not None:
+                self.log.warning(  # type: ignore[attr-defined]
+                    "Previous %s job %s ended %s (%s); starting %s",
+                    self._job_kind,
+                    latest[1],
+                    latest[2][self._status_key],
+                    self._failure_reason(latest[2]),
+                    plan.job_name(self._job_kind, attempt),
+                )
+            self.config = self.build_request(cfg, plan, context, attempt)
+            self.preprocess_config()  # type: ignore[attr-defined]
+            name = self.config[self._name_key]
+            self.log.info("Creating SageMaker %s job %s", self._job_kind, name)  # type: ignore[attr-defined]
+            self._create()
+            description = self._describe(name)
+        self._persist_link(context, name)
+        return self._finish_or_defer(name, description)
+
+    def _restore_request(self, context: Context, name: str) -> None:
+        """After a deferral the operator is new: rebuild the request that created ``name`` (for the UI)."""
+        try:
+            cfg, plan = self._plan(context)
+            try_number = int(getattr(context["ti"], "try_number", 1) or 1)
+            for attempt in range(1, try_number + 1):
+                if plan.job_name(self._job_kind, attempt) == name:
+                    self.config = self.build_request(cfg, plan, context, attempt)
+                    return
+        except Exception:  # the rendered request is a convenience; never fail a finished job over it
+            self.log.debug("Could not rebuild the request of %s", name, exc_info=True)  # type: ignore[attr-defined]
+
+    def _persist_link(self, context: Context, name: str) -> None:
+        hook = self.hook  # type: ignore[attr-defined]
+        self._link.persist(
+            context=context,
+            operator=self,
+            region_name=hook.conn_region_name,
+            aws_partition=hook.conn_partition,
+            job_name=name,
+        )
+
+    def _failure_reason(self, description: dict[str, Any]) -> str:
+        reason = description.get("FailureReason") or description.get("ExitMessage") or "no FailureReason given"
+        return str(reason)[:_FAILURE_REASON_MAX]
+
+    def _raise_failed(self, name: str, description: dict[str, Any]) -> None:
+        raise AirflowException(
+            f"SageMaker {self._job_kind} job {name} {description[self._status_key]}: "
+            f"{self._failure_reason(description)}"
+        )
+
+    def _finish_or_defer(self, name: str, description: dict[str, Any]) -> dict[str, Any]:
+        status = description[self._status_key]
+        if status == "Completed":
+            self.log.info("SageMaker %s job %s completed", self._job_kind, name)  # type: ignore[attr-defined]
+            return self.summarize(description)
+        if status in FAILED_STATES:
+            self._raise_failed(name, description)
+        self.defer(  # type: ignore[attr-defined]
+            trigger=SageMakerTrigger(
+                job_name=name,
+                job_type=self._job_type,
+                waiter_delay=self.check_interval,  # type: ignore[attr-defined]
+                waiter_max_attempts=self.max_attempts,  # type: ignore[attr-defined]
+                aws_conn_id=self.aws_conn_id,  # type: ignore[attr-defined]
+                region_name=self.region_name,  # type: ignore[attr-defined]
+                verify=self.verify,  # type: ignore[attr-defined]
+                botocore_config=self.botocore_config,  # type: ignore[attr-defined]
+            ),
+            method_name="execute_complete",
+            timeout=datetime.timedelta(seconds=self.max_ingestion_time)  # type: ignore[attr-defined]
+            if self.max_ingestion_time  # type: ignore[attr-defined]
+            else None,
+        )
+        raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        event = validate_execute_complete_event(event)
+        name = event.get("job_name")
+        if not name:
+            raise AirflowException(f"trigger event without a job name: {event}")
+        self._persist_link(context, name)
+        self._restore_request(context, name)
+        description = self._describe(name)
+        status = description[self._status_key]
+        if status == "Completed":
+            return self.summarize(description)
+        if status in FAILED_STATES:
+            self._raise_failed(name, description)
+        waited = self.check_interval * self.max_attempts  # type: ignore[attr-defined]
+        raise AirflowException(
+            f"Stopped waiting for SageMaker {self._job_kind} job {name} after about {waited} s; it is still "
+            f"{status} ({event.get('message', 'no message')}). A retry of this task re-attaches to it."
+        )
+
+
+# ------------------------------------------------------------------------------------------------ processing
+
+
+class _ProcessingJobOperator(_ReattachingJobMixin, SageMakerProcessingOperator):
+    _job_type = "Processing"
+    _name_key = "ProcessingJobName"
+    _status_key = "ProcessingJobStatus"
+    _arn_key = "ProcessingJobArn"
+    _link = SageMakerProcessingJobLink
+    operator_extra_links = (SageMakerProcessingJobLink(),)
+
+    def __init__(self, *, config: dict | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("deferrable", True)
+        super().__init__(config=config or {}, action_if_job_exists="fail", **kwargs)
+
+    def _describe(self, name: str) -> dict[str, Any]:
+        return self.hook.describe_processing_job(name)
+
+    def _create(self) -> None:
+        self.hook.create_processing_job(self.config, wait_for_completion=False)
+
+    def summarize(self, description: dict[str, Any]) -> dict[str, Any]:
+        outputs = description.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        return {
+            "job_name": description["ProcessingJobName"],
+            "job_arn": description["ProcessingJobArn"],
+            "status": description["ProcessingJobStatus"],
+            "outputs": {o["OutputName"]: o["S3Output"]["S3Uri"] for o in outputs if "S3Output" in o},
+        }
+
+
+class PreprocessJobOperator(_ProcessingJobOperator):
+    """Split the interval's dataset and fit the preprocessor in a SageMaker Processing job.
+
+    XCom: ``{"job_name", "job_arn", "status", "outputs": {"train", "validation", "test", "baseline",
+    "preprocessor"}}`` (S3 prefixes).
+
+    :param dataset_uri: S3 prefix of the extracted Parquet dataset (templated)
+    :param code_uri: S3 prefix of the published ``include/code/preprocessing`` files (templated)
+    """
+
+    _job_kind = "preprocess"
+    template_fields: Sequence[str] = (*SageMakerProcessingOperator.template_fields, "dataset_uri", "code_uri")
+
+    def __init__(self, *, dataset_uri: str, code_uri: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset_uri = dataset_uri
+        self.code_uri = code_uri
+
+    def build_request(self, cfg: Config, plan: RunPlan, context: Context, try_number: int) -> dict[str, Any]:
+        from ml_lifecycle.builders import preprocess_request
+
+        return preprocess_request(
+            cfg, plan, dataset_uri=self.dataset_uri, code_uri=self.code_uri, try_number=try_number
+        )
+
+
+class EvaluationJobOperator(_ProcessingJobOperator):
+    """Score the test split with the trained model in a SageMaker Processing job.
+
+    XCom: ``{"job_name", "job_arn", "status", "outputs": {"evaluation"}, "evaluation_uri"}`` where
+    ``evaluation_uri`` is the ``evaluation.json`` report beside the plots.
+
+    :param model_uri: ``model.tar.gz`` of the chosen training job (templated)
+    :param test_uri: S3 prefix of the test split (templated)
+    :param code_uri: S3 prefix of the published ``include/code/evaluation`` files (templated)
+    """
+
+    _job_kind = "evaluate"
+    template_fields: Sequence[str] = (
+        *SageMakerProcessingOperator.template_fields,
+        "model_uri",
+        "test_uri",
+        "code_uri",
+    )
+
+    def __init__(self, *, model_uri: str, test_uri: str, code_uri: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_uri = model_uri
+        self.test_uri = test_uri
+        self.code_uri = code_uri
+
+    def build_request(self, cfg: Config, plan: RunPlan, context: Context, try_number: int) -> dict[str, Any]:
+        from ml_lifecycle.builders import evaluate_request
+
+        return evaluate_request(
+            cfg, plan, model_uri=self.model_uri, test_uri=self.test_uri, code_uri=self.code_uri, try_number=try_number
+        )
+
+    def summarize(self, description: dict[str, Any]) -> dict[str, Any]:
+        result = super().summarize(description)
+        result["evaluation_uri"] = result["outputs"]["evaluation"].rstrip("/") + "/evaluation.json"
+        return result
+
+
+# -------------------------------------------------------------------------------------------------- training
+
+
+def _training_summary(description: dict[str, Any]) -> dict[str, Any]:
+    hyperparameters = {}
+    for key, value in (description.get("HyperParameters") or {}).items():
+        if key.startswith(("sagemaker_", "_")):
+            continue
+        hyperparameters[key] = _json_or_value(value)
+    metrics = {m["MetricName"]: m["Value"] for m in description.get("FinalMetricDataList") or []}
+    return {
+        "job_name": description["TrainingJobName"],
+        "job_arn": description["TrainingJobArn"],
+        "status": description["TrainingJobStatus"],
+        "model_uri": description["ModelArtifacts"]["S3ModelArtifacts"],
+        "metrics": metrics,
+        "hyperparameters": hyperparameters,
+        "billable_seconds": description.get("BillableTimeInSeconds"),
+    }
+
+
+class _TrainingInputsMixin:
+    """Inputs shared by training and tuning."""
+
+    def _init_inputs(
+        self,
+        *,
+        splits: dict[str, str],
+        sourcedir_uri: str,
+        hyperparameter_overrides: dict[str, Any] | str | None,
+        instance_type: str | None,
+    ) -> None:
+        self.splits = splits
+        self.sourcedir_uri = sourcedir_uri
+        self.hyperparameter_overrides = hyperparameter_overrides
+        self.instance_type = instance_type
+
+    def _common_kwargs(self) -> dict[str, Any]:
+        overrides = _json_or_value(self.hyperparameter_overrides)
+        if overrides is not None and not isinstance(overrides, dict):
+            raise AirflowException(f"hyperparameter_overrides must be a JSON object, got {overrides!r}")
+        instance_type = _json_or_value(self.instance_type) or None
+        return {
+            "splits": dict(self.splits),
+            "sourcedir_uri": self.sourcedir_uri,
+            "metric_definitions": _metric_definitions(),
+            "hyperparameter_overrides": overrides or {},
+            "instance_type": instance_type,
+        }
+
+
+_TRAINING_INPUT_FIELDS = ("splits", "sourcedir_uri", "hyperparameter_overrides", "instance_type")
+
+
+class TrainingJobOperator(_TrainingInputsMixin, _ReattachingJobMixin, SageMakerTrainingOperator):
+    """Train the model (script mode) in a SageMaker training job.
+
+    XCom: ``{"job_name", "job_arn", "status", "model_uri", "metrics": {name: value}, "hyperparameters",
+    "billable_seconds"}``.
+
+    :param splits: ``{"train", "validation", "preprocessor"}`` -> S3 prefix (values templated)
+    :param sourcedir_uri: the published ``sourcedir.tar.gz`` of ``include/code/training`` (templated)
+    :param hyperparameter_overrides: dict or JSON object string overriding the configured hyperparameters
+        (templated, e.g. ``{{ params.hyperparameters | tojson }}``)
+    :param instance_type: instance type for this run, else the configured one (templated)
+    """
+
+    _job_kind = "train"
+    _job_type = "Training"
+    _name_key = "TrainingJobName"
+    _status_key = "TrainingJobStatus"
+    _arn_key = "TrainingJobArn"
+    _link = SageMakerTrainingJobLink
+    operator_extra_links = (SageMakerTrainingJobLink(),)
+    template_fields: Sequence[str] = (*SageMakerTrainingOperator.template_fields, *_TRAINING_INPUT_FIELDS)
+
+    def __init__(
+        self,
+        *,
+        splits: dict[str, str],
+        sourcedir_uri: str,
+        hyperparameter_overrides: dict[str, Any] | str | None = None,
+        instance_type: str | None = None,
+        config: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("deferrable", True)
+        kwargs.setdefault("print_log", False)
+        super().__init__(config=config or {}, action_if_job_exists="fail", **kwargs)
+        self._init_inputs(
+            splits=splits,
+            sourcedir_uri=sourcedir_uri,
+            hyperparameter_overrides=hyperparameter_overrides,
+            instance_type=instance_type,
+        )
+
+    def build_request(self, cfg: Config, plan: RunPlan, context: Context, try_number: int) -> dict[str, Any]:
+        from ml_lifecycle.builders import training_request
+
+        return training_request(cfg, plan, try_number=try_number, **self._common_kwargs())
+
+    def _describe(self, name: str) -> dict[str, Any]:
+        return self.hook.describe_training_job(name)
+
+    def _create(self) -> None:
+        self.hook.create_training_job(self.config, wait_for_completion=False, print_log=False)
+
+    def summarize(self, description: dict[str, Any]) -> dict[str, Any]:
+        return _training_summary(description)
+
+
+class TuningJobOperator(_TrainingInputsMixin, _ReattachingJobMixin, SageMakerTuningOperator):
+    """Search hyperparameters in a SageMaker tuning job; its best training job's model is the result.
+
+    XCom: ``{"job_name", "job_arn", "status", "best_training_job", "model_uri", "objective": {"name",
+    "value"}, "tuned_hyperparameters", "metrics", "training_jobs": {status: count}}``.
+
+    :param max_jobs: total training jobs of the search (templated; default from config)
+    :param max_parallel_jobs: training jobs at once (templated; default from config)
+    :param max_attempts: trigger polls before giving up (the provider's tuning operator has no such bound)
+
+    Other parameters as :class:`TrainingJobOperator`.
+    """
+
+    _job_kind = "tune"
+    _job_type = "Tuning"
+    _name_key = "HyperParameterTuningJobName"
+    _status_key = "HyperParameterTuningJobStatus"
+    _arn_key = "HyperParameterTuningJobArn"
+    _link = SageMakerTuningJobLink
+    operator_extra_links = (SageMakerTuningJobLink(),)
+    template_fields: Sequence[str] = (
+        *SageMakerTuningOperator.template_fields,
+        *_TRAINING_INPUT_FIELDS,
+        "max_jobs",
+        "max_parallel_jobs",
+    )
+
+    def __init__(
+        self,
+        *,
+        splits: dict[str, str],
+        sourcedir_uri: str,
+        hyperparameter_overrides: dict[str, Any] | str | None = None,
+        instance_type: str | None = None,
+        max_jobs: int | str | None = None,
+        max_parallel_jobs: int | str | None = None,
+        max_attempts: int = 60,
+        config: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("deferrable", True)
+        super().__init__(config=config or {}, **kwargs)
+        self.max_attempts = max_attempts
+        self.max_jobs = max_jobs
+        self.max_parallel_jobs = max_parallel_jobs
+        self._init_inputs(
+            splits=splits,
+            sourcedir_uri=sourcedir_uri,
+            hyperparameter_overrides=hyperparameter_overrides,
+            instance_type=instance_type,
+        )
+
+    def build_request(self, cfg: Config, plan: RunPlan, context: Context, try_number: int) -> dict[str, Any]:
+        from ml_lifecycle.builders import tuning_request
+
+        return tuning_request(
+            cfg,
+            plan,
+            try_number=try_number,
+            max_jobs=_optional_int("max_jobs", self.max_jobs),
+            max_parallel_jobs=_optional_int("max_parallel_jobs", self.max_parallel_jobs),
+            **self._common_kwargs(),
+        )
+
+    def _describe(self, name: str) -> dict[str, Any]:
+        return self.hook.describe_tuning_job(name)
+
+    def _create(self) -> None:
+        self.hook.create_tuning_job(self.config, wait_for_completion=False)
+
+    def summarize(self, description: dict[str, Any]) -> dict[str, Any]:
+        name = description["HyperParameterTuningJobName"]
+        best = description.get("BestTrainingJob")
+        if not best:
+            raise AirflowException(f"SageMaker tuning job {name} completed without a best training job")
+        training = _training_summary(self.hook.describe_training_job(best["TrainingJobName"]))
+        objective = best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+        self.log.info(
+            "Tuning job %s: best training job %s, %s = %s",
+            name,
+            best["TrainingJobName"],
+            objective.get("MetricName"),
+            objective.get("Value"),
+        )
+        return {
+            "job_name": name,
+            "job_arn": description["HyperParameterTuningJobArn"],
+            "status": description["HyperParameterTuningJobStatus"],
+            "best_training_job": best["TrainingJobName"],
+            "model_uri": training["model_uri"],
+            "objective": {"name": objective.get("MetricName"), "value": objective.get("Value")},
+            "tuned_hyperparameters": {k: _json_or_value(v) for k, v in best.get("TunedHyperParameters", {}).items()},
+            "metrics": training["metrics"],
+            "hyperparameters": training["hyperparameters"],
+            "training_jobs": description.get("TrainingJobStatusCounters", {}),
+        }
+
+
+# ------------------------------------------------------------------------------------------- run planning
+
+
+class PrepareRunOperator(BaseOperator):
+    """Compute the run's plan (window, names, S3 locations) and publish the container code.
+
+    The code under ``include/code/<component>/`` is packaged deterministically and uploaded once per
+    content hash (:mod:`ml_lifecycle.code_package`). XCom: the plan (:meth:`RunPlan.as_dict`) plus
+    ``"code": {component: {"digest", "sourcedir_uri", "src_uri", ...}}``.
+
+    :param aws_conn_id: Airflow connection for AWS (S3)
+    :param components: the ``include/code`` folders to publish
+    """
+
+    template_fields: Sequence[str] = ()
+
+    def __init__(
+        self,
+        *,
+        aws_conn_id: str | None = "aws_default",
+        components: Sequence[str] = ("preprocessing", "training", "evaluation", "inference"),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.aws_conn_id = aws_conn_id
+        self.components = tuple(components)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from ml_lifecycle.code_package import publish_code
+        from ml_lifecycle.config import include_dir, load_config
+        from ml_lifecycle.naming import RunPlan
+
+        cfg = load_config()
+        plan = RunPlan.from_context(context, cfg)
+        self.log.info(
+            "Run %s trains on %s .. %s (%d days); job names end in %s",
+            plan.run_id,
+            plan.window.start.isoformat(),
+            plan.window.end.isoformat(),
+            plan.window.days,
+            plan.run_hash,
+        )
+        s3 = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        code = publish_code(
+            s3,
+            include_dir() / "code",
+            self.components,
+            bucket=cfg.storage.bucket,
+            prefix=cfg.storage.prefixes.code,
+            kms_key_id=cfg.storage.kms_key_id,
+        )
+        return {**plan.as_dict(), "code": code}
