@@ -23,7 +23,7 @@ from typing import Any
 import botocore.session
 from botocore.model import OperationModel, ServiceModel
 
-from devstack.sagemaker import processing, registry, training
+from devstack.sagemaker import processing, registry, training, tuning
 from devstack.sagemaker.aws import AwsClients
 from devstack.sagemaker.errors import (
     SageMakerError,
@@ -92,8 +92,9 @@ class SageMakerService:
 
         self.training = training.TrainingJobs(self)
         self.processing = processing.ProcessingJobs(self)
+        self.tuning = tuning.TuningJobs(self)
         self.registry = registry.Registry(self)
-        for component in (self.training, self.processing, self.registry):
+        for component in (self.training, self.processing, self.tuning, self.registry):
             component.register()
         if load_extensions:
             self._load_extensions()
@@ -190,6 +191,7 @@ class SageMakerService:
         """Mark jobs that were running when the service last stopped as Failed (their processes are gone)."""
         self.training.recover()
         self.processing.recover()
+        self.tuning.recover()
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Serve HTTP in a background thread; return the bound (host, port)."""
@@ -217,6 +219,7 @@ class SageMakerService:
                 hook()
             except Exception:
                 log.exception("Shutdown hook failed")
+        self.tuning.shutdown()
         self.training.shutdown()
         self.processing.shutdown()
 

@@ -130,7 +130,7 @@ class TrainingJobs:
         spec = params["AlgorithmSpecification"]
         if not spec.get("TrainingImage") and not spec.get("AlgorithmName"):
             raise validation_error("Either TrainingImage or AlgorithmName must be provided in AlgorithmSpecification.")
-        self._check_channels(params)
+        self.check_channels(params)
         created = now()
         output_path = params["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         compressed = params["OutputDataConfig"].get("CompressionType", "GZIP") != "NONE"
@@ -169,7 +169,7 @@ class TrainingJobs:
         job.thread.start()
         return arn
 
-    def _check_channels(self, params: dict[str, Any]) -> None:
+    def check_channels(self, params: dict[str, Any]) -> None:
         seen: set[str] = set()
         s3 = self.service.client("s3")
         for channel in params.get("InputDataConfig", []):
