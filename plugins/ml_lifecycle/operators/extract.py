@@ -234,7 +234,6 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
             prefix,
         )
 
-        self._clear_prefix(client, prefix)
         if self.mode == "stream":
             schema, parts, query_id, extra = self._stream(client, prefix, sql_text, start, end)
         else:
@@ -291,6 +290,7 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
                 query_id = getattr(cursor, "sfqid", None)
                 self.log.info("Snowflake query id %s", query_id)
                 schema = schema_from_description(cursor.description)
+                self._clear_prefix(client, prefix)  # only once the query ran: a failing query keeps the old data
                 writer = PartWriter(
                     client=client,
                     prefix=prefix,
@@ -339,6 +339,7 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
         try:
             with closing(conn.cursor()) as cursor:
                 statement = self.build_unload_sql(cursor, prefix, sql_text, start, end)
+                self._clear_prefix(client, prefix)  # COPY's OVERWRITE only replaces files of the same name
                 self.log.info("Unloading with:\n%s", statement)
                 cursor.execute(statement)
                 query_id = getattr(cursor, "sfqid", None)
