@@ -61,8 +61,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- routes ----------------------------------------------------------------------------------
 
+    def _route(self, method: str, path: str) -> bool:
+        """Serve a route an extension registered (e.g. sagemaker-runtime); return whether one matched."""
+        handler = self.server.service.http_route(method, path)
+        if handler is None:
+            return False
+        handler(self, path)
+        return True
+
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
+        if self._route("GET", path):
+            return
         service = self.server.service
         if path == "/_devstack/health":
             self._send(
@@ -82,6 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         path = self.path.split("?", 1)[0]
+        if self._route("DELETE", path):
+            return
         self._read_body()
         if path == "/_devstack/faults":
             self.server.service.faults.clear()
@@ -91,6 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
+        if self._route("POST", path):
+            return
         if path == "/_devstack/faults":
             self._post_faults()
             return

@@ -83,6 +83,7 @@ class SageMakerService:
         self.faults = Faults()
         self.url: str | None = None
         self._handlers: dict[str, Handler] = {}
+        self._routes: list[tuple[str, str, Callable[[Any, str], None]]] = []
         self._shutdown_hooks: list[Callable[[], None]] = []
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
@@ -118,6 +119,20 @@ class SageMakerService:
         :param resolver: ``resolver(image, app_specification, mapper) -> argv``.
         """
         self.processing_runtimes[family] = resolver
+
+    def register_route(self, method: str, prefix: str, handler: Callable[[Any, str], None]) -> None:
+        """Serve HTTP ``method`` requests whose path starts with ``prefix`` with ``handler(request, path)``.
+
+        The handler gets the ``BaseHTTPRequestHandler`` and writes the whole response itself.
+        """
+        self._routes.append((method, prefix, handler))
+
+    def http_route(self, method: str, path: str) -> Callable[[Any, str], None] | None:
+        """Return the handler registered for a request, or None."""
+        for route_method, prefix, handler in self._routes:
+            if route_method == method and path.startswith(prefix):
+                return handler
+        return None
 
     def on_shutdown(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` when the service stops."""
