@@ -1,0 +1,52 @@
+"""Fault injection rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from devstack.sagemaker.faults import Faults, FaultSpecError
+
+
+def test_job_faults_apply_to_the_next_matching_jobs_only() -> None:
+    faults = Faults()
+    faults.configure(
+        {
+            "fail_jobs": {"name_prefix": "train-", "count": 2, "reason": "CapacityError: no ml.m5 left"},
+            "delay_jobs": [{"name_prefix": "proc-", "seconds": 1.5}],
+        }
+    )
+    assert faults.take_job_fault("proc-1").delay_seconds == 1.5
+    assert faults.take_job_fault("proc-2").delay_seconds == 0
+    assert faults.take_job_fault("other").fail_reason is None
+    assert faults.take_job_fault("train-1").fail_reason == "CapacityError: no ml.m5 left"
+    assert faults.take_job_fault("train-2").fail_reason == "CapacityError: no ml.m5 left"
+    assert faults.take_job_fault("train-3").fail_reason is None
+    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": []}
+
+
+def test_throttle_expires_and_clear_removes_everything() -> None:
+    faults = Faults()
+    faults.configure({"throttle": {"action": "CreateTrainingJob", "seconds": 60}})
+    assert faults.is_throttled("CreateTrainingJob")
+    assert not faults.is_throttled("DescribeTrainingJob")
+    faults.configure({"throttle": {"action": "ListModels", "seconds": 0}})
+    assert not faults.is_throttled("ListModels")
+    faults.clear()
+    assert not faults.is_throttled("CreateTrainingJob")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param([], id="not-object"),
+        pytest.param({"explode": {}}, id="unknown-key"),
+        pytest.param({"delay_jobs": {"name_prefix": "a"}}, id="missing-seconds"),
+        pytest.param({"throttle": {"seconds": 3}}, id="missing-action"),
+        pytest.param({"fail_jobs": {"count": -1}}, id="negative-count"),
+    ],
+)
+def test_malformed_specs_are_rejected(payload: object) -> None:
+    faults = Faults()
+    with pytest.raises(FaultSpecError):
+        faults.configure(payload)
+    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": []}
