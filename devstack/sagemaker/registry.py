@@ -93,6 +93,8 @@ class Registry:
             "ModelPackageGroupArn": arn,
             "CreationTime": created,
             "ModelPackageGroupStatus": "Completed",
+            # Who created it: SageMaker fills this from Studio user profiles; API callers get an empty context.
+            "CreatedBy": {},
         }
         if params.get("ModelPackageGroupDescription"):
             desc["ModelPackageGroupDescription"] = params["ModelPackageGroupDescription"]
@@ -124,7 +126,14 @@ class Registry:
             "Ascending",
         )
         page, token = paginate(descs, params)
-        out: dict[str, Any] = {"ModelPackageGroupSummaryList": page}
+        fields = [
+            "ModelPackageGroupName",
+            "ModelPackageGroupArn",
+            "ModelPackageGroupDescription",
+            "CreationTime",
+            "ModelPackageGroupStatus",
+        ]
+        out: dict[str, Any] = {"ModelPackageGroupSummaryList": [pick(d, fields) for d in page]}
         if token:
             out["NextToken"] = token
         return out
