@@ -271,19 +271,20 @@ def input_fn(input_data: str | bytes, content_type: str | None) -> pd.DataFrame:
     :param content_type: the request's Content-Type; missing means JSON.
     """
     media = _media_type(content_type)
+    is_json = media in {JSON, "application/jsonlines"} or media.endswith("+json")
+    if media != CSV and not is_json:
+        raise InvalidInputError(
+            f"unsupported content type {content_type!r}; send text/csv or application/json", status_code=415
+        )
     text = _text(input_data)
     if not text.strip():
         raise InvalidInputError("request body is empty")
     features = list(_loaded_features)
     if media == CSV:
         return parse_csv(text, features)
-    if media in {JSON, "application/jsonlines"} or media.endswith("+json"):
-        if media == "application/jsonlines":
-            text = "[" + ",".join(line for line in text.splitlines() if line.strip()) + "]"
-        return parse_json(text, features)
-    raise InvalidInputError(
-        f"unsupported content type {content_type!r}; send text/csv or application/json", status_code=415
-    )
+    if media == "application/jsonlines":
+        text = "[" + ",".join(line for line in text.splitlines() if line.strip()) + "]"
+    return parse_json(text, features)
 
 
 # ------------------------------------------------------------------------------------------ predict/output

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,6 +73,108 @@ def make_features(rows: int = 2000, days: int = 20, seed: int = 7, fraud_boost: 
     )
 
 
-@pytest.fixture
-def feature_frame() -> pd.DataFrame:
-    return make_features()
+@pytest.fixture(name="make_feature_frame")
+def make_feature_frame_fixture() -> Callable[..., pd.DataFrame]:
+    """The :func:`make_features` factory."""
+    return make_features
+
+
+CODE = Path(__file__).resolve().parents[3] / "include" / "code"
+SCRIPTS = {
+    "preprocess": CODE / "preprocessing" / "preprocess.py",
+    "train": CODE / "training" / "train.py",
+    "evaluate": CODE / "evaluation" / "evaluate.py",
+    "inference": CODE / "inference" / "inference.py",
+}
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import a container script from its file, as a module named ``name`` (they are not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """Folders and console output of one preprocess -> train -> evaluate chain run as subprocesses."""
+
+    dataset: pd.DataFrame
+    processing: Path
+    model_dir: Path
+    model_archive: Path
+    evaluation: Path
+    logs: dict[str, str]
+
+
+def run_script(script: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a container script with the test interpreter, the way a job's entrypoint would."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS[script]), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "MPLBACKEND": "Agg", **(env or {})},
+        check=False,
+    )
+
+
+def _checked(result: subprocess.CompletedProcess, what: str) -> str:
+    assert result.returncode == 0, f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
+    """Run the three job scripts on a synthetic interval laid out like the container paths."""
+    root = tmp_path_factory.mktemp("sagemaker")
+    dataset = make_features(rows=2400, days=24, seed=11)
+    processing = root / "processing"
+    data = processing / "input" / "data"
+    data.mkdir(parents=True)
+    # parts arrive in no particular order; the split must sort by time itself
+    shuffled = dataset.sample(frac=1.0, random_state=3)
+    shuffled.iloc[:1000].to_parquet(data / "part-00001.parquet", index=False)
+    shuffled.iloc[1000:].to_parquet(data / "part-00000.parquet", index=False)
+    logs = {}
+    logs["preprocess"] = _checked(
+        run_script(
+            "preprocess",
+            ["--input-dir", str(data), "--output-root", str(processing), "--validation-fraction", "0.2"],
+        ),
+        "preprocess.py",
+    )
+
+    model_dir = root / "training" / "model"
+    env = {
+        "SM_CHANNEL_TRAIN": str(processing / "train"),
+        "SM_CHANNEL_VALIDATION": str(processing / "validation"),
+        "SM_CHANNEL_PREPROCESSOR": str(processing / "preprocessor"),
+        "SM_MODEL_DIR": str(model_dir),
+        "SM_OUTPUT_DATA_DIR": str(root / "training" / "output" / "data"),
+    }
+    # hyperparameters rendered the way the training toolkit renders them (sorted --key value pairs)
+    hyperparameters = ["--eta", "0.3", "--max_depth", "4", "--num_round", "60", "--sagemaker_program", "train.py"]
+    logs["train"] = _checked(run_script("train", hyperparameters, env), "train.py")
+
+    archive_dir = root / "evaluation-input" / "model"
+    archive_dir.mkdir(parents=True)
+    archive = archive_dir / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(model_dir.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+    evaluation = root / "evaluation-output"
+    logs["evaluate"] = _checked(
+        run_script(
+            "evaluate",
+            ["--model-dir", str(archive_dir), "--test-dir", str(processing / "test"), "--output-dir", str(evaluation)],
+        ),
+        "evaluate.py",
+    )
+    return PipelineRun(dataset, processing, model_dir, archive, evaluation, logs)

@@ -74,6 +74,7 @@ def _run(cursor: Any, start: Any, end: Any) -> dict[str, dict[str, Any]]:
     [
         pytest.param(START, END, id="datetime-binds"),
         pytest.param("2026-01-02 00:00:00", "2026-01-04 00:00:00", id="string-binds"),
+        pytest.param("2026-01-02 00:00:00.000000", "2026-01-04 00:00:00.000000", id="microsecond-string-binds"),
     ],
 )
 def test_emits_only_rows_of_the_half_open_interval(cursor: Any, start: Any, end: Any) -> None:

@@ -1,0 +1,125 @@
+"""preprocess.py -> train.py -> evaluate.py run as separate processes on container-shaped folders."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.unit.include.conftest import CODE, PipelineRun
+
+SCHEMA = json.loads((CODE.parents[0] / "sql" / "features_schema.json").read_text())
+METRIC_DEFINITIONS = json.loads((CODE / "training" / "metric_definitions.json").read_text())
+
+
+def _csv(path: Path) -> np.ndarray:
+    return np.loadtxt(path, delimiter=",", ndmin=2)
+
+
+def test_preprocess_writes_every_output(pipeline: PipelineRun) -> None:
+    root = pipeline.processing
+    for relative in (
+        "train/train.csv",
+        "validation/validation.csv",
+        "test/test.csv",
+        "test/test_raw.parquet",
+        "baseline/baseline.csv",
+        "preprocessor/preprocessor.joblib",
+        "preprocessor/feature_spec.json",
+    ):
+        assert (root / relative).is_file(), relative
+
+
+def test_splits_are_headerless_label_first_and_cover_every_row(pipeline: PipelineRun) -> None:
+    spec = json.loads((pipeline.processing / "preprocessor" / "feature_spec.json").read_text())
+    width = 1 + len(spec["output_features"])
+    sizes = {}
+    for name in ("train", "validation", "test"):
+        table = _csv(pipeline.processing / name / f"{name}.csv")
+        assert table.shape[1] == width
+        assert set(np.unique(table[:, 0])) <= {0.0, 1.0}
+        sizes[name] = table.shape[0]
+        assert spec["splits"][name]["rows"] == table.shape[0]
+    assert sum(sizes.values()) == len(pipeline.dataset)
+    assert sizes["train"] > sizes["validation"] > 0
+    assert sizes["test"] > 0
+    # one-hot columns for both categoricals, named after the contract's categories
+    assert "channel_ECOM" in spec["output_features"]
+    assert "merchant_category_travel" in spec["output_features"]
+
+
+def test_split_is_by_time_without_leakage(pipeline: PipelineRun) -> None:
+    spec = json.loads((pipeline.processing / "preprocessor" / "feature_spec.json").read_text())
+    splits = spec["splits"]
+    assert splits["train"]["event_ts_max"] < splits["validation"]["event_ts_min"]
+    assert splits["validation"]["event_ts_max"] < splits["test"]["event_ts_min"]
+    test_raw = pd.read_parquet(pipeline.processing / "test" / "test_raw.parquet")
+    newest = pipeline.dataset.sort_values("event_ts").tail(len(test_raw))
+    assert set(test_raw["transaction_id"]) == set(newest["transaction_id"])
+
+
+def test_preprocess_prints_rows_and_fraud_rate_per_split(pipeline: PipelineRun) -> None:
+    for name in ("train", "validation", "test"):
+        assert re.search(rf"split={name} rows=\d+ fraud_rows=\d+ fraud_rate=0\.\d{{4}}", pipeline.logs["preprocess"])
+
+
+def test_baseline_has_the_inference_columns_in_contract_order(pipeline: PipelineRun) -> None:
+    baseline = pd.read_csv(pipeline.processing / "baseline" / "baseline.csv")
+    assert list(baseline.columns) == SCHEMA["features"]
+    assert set(baseline["card_present"].unique()) <= {0, 1}
+
+
+def test_training_metrics_parse_with_the_metric_definitions(pipeline: PipelineRun) -> None:
+    found = {}
+    for definition in METRIC_DEFINITIONS:
+        values = re.findall(definition["Regex"], pipeline.logs["train"])
+        assert values, f"{definition['Name']} not in the training log"
+        found[definition["Name"]] = float(values[-1])
+    assert 0.65 < found["validation:auc"] <= 1.0
+    assert found["train:auc"] >= found["validation:auc"] - 0.05
+    assert 0 < found["validation:logloss"] < 1
+    assert found["best_iteration"] < 60
+
+
+def test_model_dir_is_self_contained(pipeline: PipelineRun) -> None:
+    names = {str(p.relative_to(pipeline.model_dir)) for p in pipeline.model_dir.rglob("*") if p.is_file()}
+    assert {
+        "xgboost-model.json",
+        "preprocessor.joblib",
+        "feature_spec.json",
+        "code/inference.py",
+        "training_metrics.json",
+    } <= names
+    report = json.loads((pipeline.model_dir / "training_metrics.json").read_text())
+    assert report["hyperparameters"]["max_depth"] == 4
+    assert report["hyperparameters"]["scale_pos_weight"] > 1  # auto: negatives / positives
+
+
+def test_evaluation_report_layout_and_values(pipeline: PipelineRun) -> None:
+    report = json.loads((pipeline.evaluation / "evaluation.json").read_text())
+    bcm = report["binary_classification_metrics"]
+    for name in ("auc", "au_prc", "precision", "recall", "f1", "accuracy"):
+        assert set(bcm[name]) == {"value", "standard_deviation"}
+        assert 0 <= bcm[name]["value"] <= 1
+    summary = report["summary"]
+    assert summary["auc"] == pytest.approx(bcm["auc"]["value"])
+    assert summary["pr_auc"] == pytest.approx(bcm["au_prc"]["value"])
+    assert summary["auc"] > 0.65
+    assert summary["pr_auc"] > summary["positive_rate"]  # better than chance
+    test_rows = len(pd.read_parquet(pipeline.processing / "test" / "test_raw.parquet"))
+    matrix = bcm["confusion_matrix"]
+    assert sum(matrix[a][p] for a in "01" for p in "01") == test_rows == summary["rows"]
+    assert summary["confusion_matrix"]["tp"] == matrix["1"]["1"]
+    curve = bcm["receiver_operating_characteristic_curve"]
+    assert len(curve["false_positive_rates"]) == len(curve["true_positive_rates"]) >= 2
+    assert report["data"]["source"] == "test_raw.parquet"
+    assert "test:auc=" in pipeline.logs["evaluate"]
+
+
+@pytest.mark.parametrize("image", ["roc_curve.png", "pr_curve.png"])
+def test_evaluation_writes_curve_images(pipeline: PipelineRun, image: str) -> None:
+    assert (pipeline.evaluation / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
