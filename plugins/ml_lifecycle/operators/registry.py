@@ -1,0 +1,354 @@
+"""Register the run's model in the SageMaker Model Registry and publish approvals.
+
+``ModelRegistrationOperator`` (a ``SageMakerRegisterModelVersionOperator``) registers one model package
+version per run:
+
+- only when the quality gate passed; otherwise it **skips itself** with the gate's reason and evidence URI,
+  so a rejected model shows as a skipped ``register`` task, not a failure;
+- idempotently: it first looks for a version of the group whose ``CustomerMetadataProperties.dag_run_id``
+  is this run (and sends a run-derived ``ClientToken``), so a retry never registers a second version;
+- with the inference image, ``model.tar.gz``, ``ModelMetrics`` pointing at ``evaluation.json`` and the
+  lineage in ``CustomerMetadataProperties`` (git commit, window, dataset and manifest URIs, validation
+  result, gate report, DAG run id, training job, code digest, metrics);
+- with approval per environment (``training.approval``: ``auto`` -> ``Approved``, ``manual`` ->
+  ``PendingManualApproval``), overridable per run.
+
+``PublishApprovedModelOperator`` then, for an Approved version, writes the pointer
+``s3://<bucket>/<models>/<group>/approved.json`` and emits the approved-model asset (its outlet), which the
+deployment DAG is scheduled on. For a version awaiting manual approval it sends the "approval needed"
+notification and skips itself, so no asset event is emitted.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerRegisterModelVersionOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
+
+from ml_lifecycle.links import SageMakerModelPackageLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from ml_lifecycle.config import Config
+    from ml_lifecycle.naming import RunPlan
+
+APPROVAL_MODES = ("config", "auto", "manual")
+GIT_COMMIT_ENV = "GIT_COMMIT"
+GIT_COMMIT_FILE = "GIT_COMMIT"
+#: how many recent versions of the group are searched for this run's registration
+REGISTRY_LOOKBACK = 100
+
+
+def git_commit() -> str:
+    """The deployed code's commit: ``$GIT_COMMIT``, else a ``GIT_COMMIT`` file written at build time
+    (beside this package or in ``include/``), else ``git rev-parse HEAD`` in a checkout, else ``unknown``."""
+    if value := os.environ.get(GIT_COMMIT_ENV, "").strip():
+        return value
+    from ml_lifecycle.config import include_dir
+
+    package_dir = Path(__file__).resolve().parents[1]
+    for candidate in (package_dir / GIT_COMMIT_FILE, include_dir() / GIT_COMMIT_FILE):
+        try:
+            text = candidate.read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    repo = package_dir.parents[1]
+    if (repo / ".git").exists():
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+            )
+            return out.stdout.strip() or "unknown"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return "unknown"
+
+
+def approval_status(cfg: Config, mode: str | None) -> str:
+    """``Approved`` or ``PendingManualApproval`` for a model that passed the gate.
+
+    :param mode: ``auto``, ``manual`` or ``config``/empty (use ``training.approval``)
+    """
+    mode = (mode or "config").strip().lower()
+    if mode not in APPROVAL_MODES:
+        raise AirflowFailException(f"approval must be one of {', '.join(APPROVAL_MODES)}, got {mode!r}")
+    effective = cfg.training.approval if mode == "config" else mode
+    return ApprovalStatus.APPROVED.value if effective == "auto" else ApprovalStatus.PENDING_MANUAL_APPROVAL.value
+
+
+def _package_summary(package: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    from ml_lifecycle.operators.gate import package_metrics
+
+    props = package.get("CustomerMetadataProperties") or {}
+    containers = (package.get("InferenceSpecification") or {}).get("Containers") or [{}]
+    return {
+        "model_package_arn": package["ModelPackageArn"],
+        "model_package_group": package.get("ModelPackageGroupName"),
+        "version": package.get("ModelPackageVersion"),
+        "approval_status": package.get("ModelApprovalStatus"),
+        "model_uri": containers[0].get("ModelDataUrl"),
+        "metrics": package_metrics(props),
+        "evaluation_uri": props.get("evaluation_uri"),
+        "gate_uri": props.get("gate_uri"),
+        "window_start": props.get("window_start"),
+        "window_end": props.get("window_end"),
+        "dag_run_id": props.get("dag_run_id"),
+        **extra,
+    }
+
+
+class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
+    """Register this run's model version (once per run, only after a passing gate).
+
+    XCom: ``{"model_package_arn", "model_package_group", "version", "approval_status", "model_uri",
+    "metrics", "evaluation_uri", "gate_uri", "window_start", "window_end", "dag_run_id",
+    "already_registered"}``.
+
+    :param model_uri: ``model.tar.gz`` of the chosen training job (templated)
+    :param dataset_uri: the extracted dataset (templated)
+    :param manifest_uri: the dataset's manifest (templated)
+    :param validation_result_uri: the data validation result (templated)
+    :param training_job: the training job (or best tuning child) that produced the model (templated)
+    :param code_digest: the content digest of the training code (templated)
+    :param approval: ``config`` (environment default), ``auto`` or ``manual`` (templated)
+    :param gate_task_id: the quality gate task whose XCom decides
+    """
+
+    template_fields: Sequence[str] = (
+        *SageMakerRegisterModelVersionOperator.template_fields,
+        "dataset_uri",
+        "manifest_uri",
+        "validation_result_uri",
+        "training_job",
+        "code_digest",
+        "approval",
+    )
+    operator_extra_links = (SageMakerModelPackageLink(),)
+
+    def __init__(
+        self,
+        *,
+        model_uri: str,
+        image_uri: str,
+        package_group_name: str,
+        dataset_uri: str,
+        manifest_uri: str | None = None,
+        validation_result_uri: str | None = None,
+        training_job: str | None = None,
+        code_digest: str | None = None,
+        approval: str = "config",
+        gate_task_id: str = "gate",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(image_uri=image_uri, model_url=model_uri, package_group_name=package_group_name, **kwargs)
+        self.dataset_uri = dataset_uri
+        self.manifest_uri = manifest_uri
+        self.validation_result_uri = validation_result_uri
+        self.training_job = training_job
+        self.code_digest = code_digest
+        self.approval = approval
+        self.gate_task_id = gate_task_id
+
+    def find_registered(self, plan: RunPlan, group: str) -> dict[str, Any] | None:
+        """This run's model package version, if an earlier try registered it.
+
+        Searches the group's newest :data:`REGISTRY_LOOKBACK` versions (a retry follows its first try closely,
+        and ``max_active_runs`` bounds how many runs register in between). No creation-time filter: a run's
+        logical date says nothing about when it registered.
+        """
+        from botocore.exceptions import ClientError
+
+        client = self.hook.conn
+        kwargs: dict[str, Any] = {
+            "ModelPackageGroupName": group,
+            "SortBy": "CreationTime",
+            "SortOrder": "Descending",
+            "MaxResults": 100,
+        }
+        seen = 0
+        try:
+            while True:
+                page = client.list_model_packages(**kwargs)
+                for summary in page.get("ModelPackageSummaryList", []):
+                    seen += 1
+                    package = client.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+                    props = package.get("CustomerMetadataProperties") or {}
+                    if props.get("dag_run_id") == plan.run_id and props.get("dag_id") == plan.dag_id:
+                        return package
+                token = page.get("NextToken")
+                if not token or seen >= REGISTRY_LOOKBACK:
+                    return None
+                kwargs["NextToken"] = token
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+                return None  # the group does not exist yet
+            raise
+
+    def _persist_link(self, context: Context, package: dict[str, Any]) -> None:
+        SageMakerModelPackageLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            group=package.get("ModelPackageGroupName") or self.package_group_name,
+            version=package.get("ModelPackageVersion"),
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.builders import model_package_request
+        from ml_lifecycle.config import load_config
+        from ml_lifecycle.naming import RunPlan
+
+        gate = context["ti"].xcom_pull(task_ids=self.gate_task_id)
+        if not gate:
+            raise AirflowFailException(f"no result from the quality gate task {self.gate_task_id!r}")
+        if not gate.get("passed"):
+            raise AirflowSkipException(
+                f"Not registered: the quality gate rejected the model ({gate.get('reason')}). "
+                f"Evidence: {gate.get('gate_uri')}"
+            )
+        cfg = load_config()
+        plan = RunPlan.from_context(context, cfg)
+        existing = self.find_registered(plan, self.package_group_name)
+        if existing is not None:
+            self.log.info(
+                "Run %s already registered %s (version %s); not registering again",
+                plan.run_id,
+                existing["ModelPackageArn"],
+                existing.get("ModelPackageVersion"),
+            )
+            self._persist_link(context, existing)
+            return _package_summary(existing, already_registered=True)
+
+        status = approval_status(cfg, self.approval)
+        lineage = {
+            "git_commit": git_commit(),
+            "dag_id": plan.dag_id,
+            "dag_run_id": plan.run_id,
+            "window_start": plan.window.start.isoformat(),
+            "window_end": plan.window.end.isoformat(),
+            "dataset_uri": self.dataset_uri,
+            "manifest_uri": self.manifest_uri,
+            "validation_result_uri": self.validation_result_uri,
+            "evaluation_uri": gate.get("evaluation_uri"),
+            "gate_uri": gate.get("gate_uri"),
+            "training_job": self.training_job,
+            "code_digest": self.code_digest,
+        }
+        request = model_package_request(
+            cfg,
+            plan,
+            model_uri=self.model_url,
+            evaluation_uri=gate["evaluation_uri"],
+            approval_status=status,
+            lineage=lineage,
+            metrics=gate.get("metrics") or {},
+        )
+        self.model_approval = ApprovalStatus(status)
+        self.package_desc = request["ModelPackageDescription"]
+        self.extras = request
+        self.log.info("Registering %s in %s as %s", self.model_url, self.package_group_name, status)
+        arn = super().execute(context)
+        package = self.hook.conn.describe_model_package(ModelPackageName=arn)
+        self.log.info("Registered %s (version %s, %s)", arn, package.get("ModelPackageVersion"), status)
+        self._persist_link(context, package)
+        return _package_summary(package, already_registered=False)
+
+
+class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
+    """Publish an Approved model version: write ``approved.json`` and emit the approved-model asset.
+
+    Give it the asset as its only outlet. A version awaiting manual approval triggers the "approval needed"
+    notification and skips this task (no asset event). The pointer only moves forward: a model trained on an
+    older window than the one already approved (a backfill) is registered but does not replace it.
+
+    XCom: the pointer document ``{"model_package_arn", "model_package_group", "version", "model_uri",
+    "metrics", "evaluation_uri", "gate_uri", "window_start", "window_end", "dag_id", "dag_run_id"}``.
+
+    :param pointer_uri: ``s3://.../approved.json`` (templated)
+    :param register_task_id: the registration task whose XCom is published
+    """
+
+    aws_hook_class = SageMakerHook
+    template_fields: Sequence[str] = aws_template_fields("pointer_uri")
+    operator_extra_links = (SageMakerModelPackageLink(),)
+
+    def __init__(self, *, pointer_uri: str, register_task_id: str = "register", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pointer_uri = pointer_uri
+        self.register_task_id = register_task_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        from ml_lifecycle.config import load_config
+        from ml_lifecycle.data.s3 import get_json, put_json
+        from ml_lifecycle.notifications import notify_approval_needed
+
+        registration = context["ti"].xcom_pull(task_ids=self.register_task_id)
+        if not registration:
+            raise AirflowFailException(f"no result from the registration task {self.register_task_id!r}")
+        cfg = load_config()
+        package = self.hook.conn.describe_model_package(ModelPackageName=registration["model_package_arn"])
+        status = package.get("ModelApprovalStatus")
+        SageMakerModelPackageLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            group=package.get("ModelPackageGroupName"),
+            version=package.get("ModelPackageVersion"),
+        )
+        if status != "Approved":
+            notify_approval_needed(context, registration, cfg=cfg)
+            raise AirflowSkipException(
+                f"Model package {registration['model_package_arn']} is {status}: it awaits manual approval in the "
+                "model registry, so the approved-model asset is not updated by this run"
+            )
+        s3 = self.hook.s3_hook.get_conn()
+        try:
+            current = get_json(s3, self.pointer_uri)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404", "NotFound"}:
+                raise
+            current = None
+        pointer = {
+            **{k: v for k, v in _package_summary(package).items() if k != "approval_status"},
+            "dag_id": context["dag"].dag_id,
+        }
+        newer_is_approved = (
+            current
+            and current.get("model_package_arn") != pointer["model_package_arn"]
+            and (current.get("window_end") or "") > (pointer.get("window_end") or "")
+        )
+        if newer_is_approved:
+            raise AirflowSkipException(
+                f"{pointer['model_package_arn']} is approved but trained on an older window (ends "
+                f"{pointer['window_end']}) than the approved {current.get('model_package_arn')} (ends "
+                f"{current.get('window_end')}); the pointer stays"
+            )
+        kms = cfg.storage.kms_key_id
+        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms} if kms else {}
+        put_json(s3, self.pointer_uri, pointer, **extra)
+        self.log.info("Approved model %s published at %s", pointer["model_package_arn"], self.pointer_uri)
+        outlet_events = context.get("outlet_events")
+        if outlet_events is not None:
+            for outlet in self.outlets or []:
+                outlet_events[outlet].extra = {
+                    "model_package_arn": pointer["model_package_arn"],
+                    "version": pointer["version"],
+                    "model_uri": pointer["model_uri"],
+                }
+        return pointer

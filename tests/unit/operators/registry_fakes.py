@@ -1,0 +1,102 @@
+"""Test doubles shared by the operator tests: a SageMaker model registry and a hook around it."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+from botocore.exceptions import ClientError
+
+ACCOUNT = "123456789012"
+
+
+class FakeRegistry:
+    """The model-registry calls of a boto3 SageMaker client, in memory."""
+
+    def __init__(self):
+        self.groups: set[str] = set()
+        self.packages: list[dict] = []
+        self.create_calls = 0
+        self._clock = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def create_model_package_group(self, **request):
+        name = request["ModelPackageGroupName"]
+        if name in self.groups:
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": "Model Package Group already exists: x"}},
+                "CreateModelPackageGroup",
+            )
+        self.groups.add(name)
+        return {"ModelPackageGroupArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package-group/x"}
+
+    def create_model_package(self, **request):
+        self.create_calls += 1
+        group = request["ModelPackageGroupName"]
+        if group not in self.groups:
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "no group"}}, "Create")
+        version = 1 + sum(1 for p in self.packages if p["ModelPackageGroupName"] == group)
+        self._clock += timedelta(minutes=1)
+        package = {
+            **copy.deepcopy(request),
+            "ModelPackageArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package/{group}/{version}",
+            "ModelPackageVersion": version,
+            "CreationTime": self._clock,
+        }
+        package.pop("ClientToken", None)
+        self.packages.append(package)
+        return {"ModelPackageArn": package["ModelPackageArn"]}
+
+    def add(self, group, status, metadata, evaluation_uri=None):
+        self.groups.add(group)
+        request = {
+            "ModelPackageGroupName": group,
+            "ModelApprovalStatus": status,
+            "CustomerMetadataProperties": metadata,
+            "InferenceSpecification": {"Containers": [{"Image": "img", "ModelDataUrl": "s3://b/m.tar.gz"}]},
+        }
+        if evaluation_uri:
+            request["ModelMetrics"] = {
+                "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}
+            }
+        return self.create_model_package(**request)["ModelPackageArn"]
+
+    def describe_model_package(self, **request):
+        for package in self.packages:
+            if package["ModelPackageArn"] == request["ModelPackageName"]:
+                return copy.deepcopy(package)
+        raise ClientError({"Error": {"Code": "ValidationException", "Message": "not found"}}, "Describe")
+
+    def list_model_packages(self, **request):
+        group = request["ModelPackageGroupName"]
+        if group not in self.groups:
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "no such group"}}, "List")
+        packages = [p for p in self.packages if p["ModelPackageGroupName"] == group]
+        if status := request.get("ModelApprovalStatus"):
+            packages = [p for p in packages if p["ModelApprovalStatus"] == status]
+        if after := request.get("CreationTimeAfter"):
+            packages = [p for p in packages if p["CreationTime"] > after]
+        packages.sort(key=lambda p: p["CreationTime"], reverse=request.get("SortOrder") == "Descending")
+        return {
+            "ModelPackageSummaryList": [
+                {"ModelPackageArn": p["ModelPackageArn"], "ModelApprovalStatus": p["ModelApprovalStatus"]}
+                for p in packages[: request.get("MaxResults", 10)]
+            ]
+        }
+
+
+class FakeHook:
+    """What the operators use of ``SageMakerHook``: ``conn``, ``s3_hook``, region, group creation."""
+
+    def __init__(self, registry: FakeRegistry, s3_client):
+        self.conn = registry
+        self.s3_hook = SimpleNamespace(get_conn=lambda: s3_client)
+        self.conn_region_name = "us-east-1"
+        self.conn_partition = "aws"
+
+    def create_model_package_group(self, name, description=""):
+        try:
+            self.conn.create_model_package_group(ModelPackageGroupName=name, ModelPackageGroupDescription=description)
+        except ClientError:
+            return False
+        return True

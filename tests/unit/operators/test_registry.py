@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
+from moto import mock_aws
+from registry_fakes import FakeHook, FakeRegistry
+
+from ml_lifecycle.assets import approved_model_asset, approved_model_uri
+from ml_lifecycle.config import load_config
+from ml_lifecycle.operators.registry import ModelRegistrationOperator, PublishApprovedModelOperator, approval_status
+
+CFG = load_config("local")
+BUCKET = CFG.storage.bucket
+GROUP = CFG.sagemaker.model_package_group
+GATE_PASSED = {
+    "decision": "passed",
+    "passed": True,
+    "reason": "all checks passed",
+    "gate_uri": f"s3://{BUCKET}/reports/r/gate.json",
+    "evaluation_uri": f"s3://{BUCKET}/reports/r/evaluation.json",
+    "metrics": {"auc": 0.93, "recall": 0.61},
+}
+GATE_REJECTED = {
+    **GATE_PASSED,
+    "decision": "rejected",
+    "passed": False,
+    "reason": "auc 0.7100 < threshold 0.8000",
+}
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture
+def registry():
+    return FakeRegistry()
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    messages = []
+    monkeypatch.setattr(
+        "ml_lifecycle.notifications.publish", lambda subject, message, cfg=None: messages.append((subject, message))
+    )
+    return messages
+
+
+def _context(xcoms, run_id="manual__2026-03-01", logical_date=datetime(2026, 3, 1, tzinfo=UTC), params=None):
+    ti = SimpleNamespace(
+        task_id="t", dag_id="train_model", try_number=1, map_index=-1,
+        xcom_pull=lambda task_ids: xcoms.get(task_ids), xcom_push=lambda **kw: None,
+    )  # fmt: skip
+    return {
+        "ti": ti,
+        "run_id": run_id,
+        "logical_date": logical_date,
+        "dag_run": SimpleNamespace(run_after=logical_date),
+        "dag": SimpleNamespace(dag_id="train_model"),
+        "params": params or {"window_days": 30},
+        "outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)),
+    }
+
+
+def _register(registry, s3, approval="config"):
+    op = ModelRegistrationOperator(
+        task_id="register",
+        model_uri="s3://b/jobs/train/output/model.tar.gz",
+        image_uri=CFG.sagemaker.images.inference,
+        package_group_name=GROUP,
+        dataset_uri=f"s3://{BUCKET}/datasets/train_model/20260130-20260301/",
+        manifest_uri=f"s3://{BUCKET}/datasets/train_model/20260130-20260301/_manifest.json",
+        validation_result_uri=f"s3://{BUCKET}/reports/v/result.json",
+        training_job="fraud-train-20260301-abcd1234",
+        code_digest="0123456789abcdef",
+        approval=approval,
+    )
+    op.__dict__["hook"] = FakeHook(registry, s3)
+    return op
+
+
+def test_rejected_model_skips_registration_with_the_reason(registry, s3):
+    with pytest.raises(AirflowSkipException, match=r"quality gate rejected.*auc 0.7100.*gate.json"):
+        _register(registry, s3).execute(_context({"gate": GATE_REJECTED}))
+    assert registry.create_calls == 0
+
+
+def test_registration_carries_metrics_and_lineage(registry, s3, monkeypatch):
+    monkeypatch.setenv("GIT_COMMIT", "deadbeef")
+    result = _register(registry, s3).execute(_context({"gate": GATE_PASSED}))
+    assert result["approval_status"] == "Approved", "local config approves automatically"
+    assert result["version"] == 1 and not result["already_registered"]
+    package = registry.describe_model_package(ModelPackageName=result["model_package_arn"])
+    props = package["CustomerMetadataProperties"]
+    assert props["git_commit"] == "deadbeef"
+    assert props["dag_run_id"] == "manual__2026-03-01"
+    assert props["window_start"].startswith("2026-01-30") and props["window_end"].startswith("2026-03-01")
+    assert props["manifest_uri"].endswith("_manifest.json")
+    assert props["gate_uri"] == GATE_PASSED["gate_uri"]
+    assert props["metric:auc"] == "0.93"
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == GATE_PASSED["evaluation_uri"]
+    assert package["InferenceSpecification"]["Containers"][0]["Image"] == CFG.sagemaker.images.inference
+
+
+def test_a_retry_does_not_register_a_second_version(registry, s3):
+    first = _register(registry, s3).execute(_context({"gate": GATE_PASSED}))
+    again = _register(registry, s3).execute(_context({"gate": GATE_PASSED}))
+    assert registry.create_calls == 1
+    assert again["model_package_arn"] == first["model_package_arn"] and again["already_registered"]
+    other_run = _register(registry, s3).execute(_context({"gate": GATE_PASSED}, run_id="manual__other"))
+    assert other_run["version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("env", "mode", "expected"),
+    [
+        pytest.param("local", "config", "Approved", id="local-auto"),
+        pytest.param("prod", "config", "PendingManualApproval", id="prod-manual"),
+        pytest.param("local", "manual", "PendingManualApproval", id="param-forces-manual"),
+        pytest.param("prod", "auto", "Approved", id="param-forces-auto"),
+    ],
+)
+def test_approval_follows_environment_and_param(env, mode, expected):
+    assert approval_status(load_config(env), mode) == expected
+
+
+def test_unknown_approval_mode_is_rejected():
+    with pytest.raises(AirflowFailException, match="approval must be one of"):
+        approval_status(CFG, "yes please")
+
+
+def _publish(registry, s3, registration, **context_kwargs):
+    op = PublishApprovedModelOperator(
+        task_id="publish_approval", pointer_uri=approved_model_uri(CFG), outlets=[approved_model_asset(CFG)]
+    )
+    op.__dict__["hook"] = FakeHook(registry, s3)
+    context = _context({"register": registration}, **context_kwargs)
+    return op.execute(context), context
+
+
+def _pointer(s3):
+    key = approved_model_uri(CFG).removeprefix(f"s3://{BUCKET}/")
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def test_approved_model_is_published_with_an_asset_event(registry, s3, sent):
+    registration = _register(registry, s3).execute(_context({"gate": GATE_PASSED}))
+    pointer, context = _publish(registry, s3, registration)
+    assert _pointer(s3)["model_package_arn"] == registration["model_package_arn"] == pointer["model_package_arn"]
+    event = context["outlet_events"][approved_model_asset(CFG)]
+    assert event.extra["model_package_arn"] == registration["model_package_arn"]
+    assert sent == []
+
+
+def test_pending_model_asks_for_approval_and_emits_nothing(registry, s3, sent):
+    registration = _register(registry, s3, approval="manual").execute(_context({"gate": GATE_PASSED}))
+    with pytest.raises(AirflowSkipException, match="awaits manual approval"):
+        _publish(registry, s3, registration)
+    assert len(sent) == 1 and registration["model_package_arn"] in sent[0][1]
+
+
+def test_backfilled_older_model_does_not_move_the_pointer(registry, s3, sent):
+    newer = _register(registry, s3).execute(_context({"gate": GATE_PASSED}, run_id="scheduled__new"))
+    _publish(registry, s3, newer)
+    older_date = datetime(2026, 2, 1, tzinfo=UTC)
+    older = _register(registry, s3).execute(
+        _context({"gate": GATE_PASSED}, run_id="backfill__old", logical_date=older_date)
+    )
+    with pytest.raises(AirflowSkipException, match="older window"):
+        _publish(registry, s3, older, run_id="backfill__old", logical_date=older_date)
+    assert _pointer(s3)["model_package_arn"] == newer["model_package_arn"]
