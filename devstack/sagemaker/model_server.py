@@ -28,6 +28,7 @@ When the server listens, it writes its port to ``--ready-file``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
 import io
@@ -315,10 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         handle.write(str(port))
     os.replace(tmp, args.ready_file)
     print(f"Model server listening on {args.host}:{port}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever(poll_interval=0.5)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
