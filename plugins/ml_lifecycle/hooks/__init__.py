@@ -1,0 +1,3 @@
+"""Hooks that extend the Airflow providers where the project needs behaviour they lack."""
+
+from __future__ import annotations
