@@ -176,7 +176,7 @@ def evaluate_request(
             "--model-dir", input_path("model"),
             "--test-dir", input_path("test"),
             "--output-dir", output_path("evaluation"),
-            "--decision-threshold", str(cfg.training.gate.decision_threshold),
+            "--threshold", str(cfg.training.gate.decision_threshold),
         ),
     )  # fmt: skip
     return build_processing_request(cfg, plan, spec)

@@ -1,0 +1,264 @@
+"""
+# train_model
+
+`plan -> extract -> validate -> preprocess -> train|tune -> evaluate -> gate -> register -> publish_approval`
+
+Trains the fraud model on the last `window_days` days of transactions and registers it in the SageMaker
+Model Registry when it passes the quality gate.
+
+- **When**: weekly (`training.schedule`) or when the monitoring DAG reports drift (the drift asset).
+  Backfills (`airflow backfill create --dag-id train_model --from-date ... --to-date ...`) make one run per
+  logical date, each over its own window.
+- **Window**: `[end - window_days, end)` where `end` is the run's logical date at 00:00 UTC (the run's
+  `run_after` for drift-triggered runs). Scheduled, manual, drift-triggered and backfill runs all use it.
+- **Names**: every job, key and report derives from the run (window key + a hash of the run id): a retry
+  re-attaches to its running SageMaker job, a re-run of an interval overwrites that interval's dataset.
+- **Bad data** stops the run at `validate` (the report stays in S3); nothing reaches SageMaker.
+- **Gate**: absolute thresholds and no regression against the latest approved model. A rejected model is
+  not registered: `gate` succeeds with decision `rejected`, `register` is skipped with the reason, and a
+  notification goes to the team's topic.
+- **Approval**: `training.approval` of the environment (`auto` approves a passing model, `manual` waits
+  for a person), overridable per run. An approved model updates the approved-model asset, which starts
+  the deployment DAG.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
+
+from ml_lifecycle.assets import approved_model_asset, approved_model_uri, drift_asset
+from ml_lifecycle.config import load_config
+from ml_lifecycle.notifications import on_failure_callback
+from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
+from ml_lifecycle.operators.gate import QualityGateOperator
+from ml_lifecycle.operators.registry import ModelRegistrationOperator, PublishApprovedModelOperator
+from ml_lifecycle.operators.sagemaker import (
+    EvaluationJobOperator,
+    PrepareRunOperator,
+    PreprocessJobOperator,
+    TrainingJobOperator,
+    TuningJobOperator,
+)
+from ml_lifecycle.operators.validation import DataValidationOperator
+
+cfg = load_config()
+sm = cfg.sagemaker
+
+#: CPU instance types offered in the trigger form (plus the configured one)
+TRAINING_INSTANCE_TYPES = sorted(
+    {
+        sm.training.instance_type,
+        "ml.m5.large",
+        "ml.m5.xlarge",
+        "ml.m5.2xlarge",
+        "ml.m5.4xlarge",
+        "ml.c5.xlarge",
+        "ml.c5.2xlarge",
+        "ml.c5.4xlarge",
+    }
+)
+# The first scheduled interval. With catchup, unpausing the DAG later runs the missed weeks since then
+# (max_active_runs at a time); backfills may go further back.
+START_DATE = datetime(2026, 1, 4, tzinfo=UTC)
+
+PLAN = "ti.xcom_pull(task_ids='plan')"
+MODEL = "(ti.xcom_pull(task_ids='train') or ti.xcom_pull(task_ids='tune'))"
+waits = {
+    "check_interval": sm.waiter_check_interval_seconds,
+    "max_attempts": sm.waiter_max_attempts,
+    "max_ingestion_time": sm.waiter_check_interval_seconds * sm.waiter_max_attempts,
+}
+
+with DAG(
+    dag_id="train_model",
+    description="Extract, validate, train or tune, evaluate, gate and register the fraud model",
+    doc_md=__doc__,
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(cfg.training.schedule, timezone="UTC"),
+        assets=[drift_asset(cfg)],
+    ),
+    start_date=START_DATE,
+    catchup=True,
+    max_active_runs=cfg.training.max_active_runs,
+    dagrun_timeout=timedelta(hours=12),
+    tags=["ml-lifecycle", "training", "sagemaker", cfg.environment],
+    default_args={
+        "owner": cfg.owner,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=20),
+        "on_failure_callback": on_failure_callback,
+        "aws_conn_id": cfg.aws.conn_id,
+    },
+    params={
+        "window_days": Param(
+            cfg.training.window_days,
+            type="integer",
+            minimum=1,
+            maximum=3650,
+            title="Training window (days)",
+            description="Train on the days before the run's logical date (00:00 UTC).",
+        ),
+        "tuning": Param(
+            False,
+            type="boolean",
+            title="Hyperparameter tuning",
+            description="Run a SageMaker tuning job over the configured ranges instead of one training job.",
+        ),
+        "tuning_max_jobs": Param(
+            sm.tuning.max_jobs,
+            type="integer",
+            minimum=1,
+            maximum=100,
+            title="Tuning budget: training jobs",
+            description="Total training jobs of the search (tuning only).",
+        ),
+        "tuning_max_parallel_jobs": Param(
+            sm.tuning.max_parallel_jobs,
+            type="integer",
+            minimum=1,
+            maximum=20,
+            title="Tuning budget: parallel jobs",
+            description="Training jobs at once; at most the total (tuning only).",
+        ),
+        "training_instance_type": Param(
+            sm.training.instance_type,
+            type="string",
+            enum=TRAINING_INSTANCE_TYPES,
+            title="Training instance type",
+            description="Instance type of the training (or each tuning) job.",
+        ),
+        "hyperparameters": Param(
+            {},
+            type="object",
+            title="Hyperparameter overrides",
+            description='JSON object merged over the configured hyperparameters, e.g. {"num_round": 50}.',
+        ),
+        "approval": Param(
+            "config",
+            type="string",
+            enum=["config", "auto", "manual"],
+            title="Approval",
+            description=f"config: the environment's setting ({cfg.training.approval}); auto: approve a model "
+            "that passes the gate; manual: register it as PendingManualApproval.",
+        ),
+    },
+) as dag:
+    plan = PrepareRunOperator(task_id="plan")
+
+    extract = SnowflakeToS3ParquetOperator(
+        task_id="extract",
+        snowflake_conn_id=cfg.snowflake.conn_id,
+        sql_path="sql/features.sql",
+        interval_start=f"{{{{ {PLAN}['window']['start'] }}}}",
+        interval_end=f"{{{{ {PLAN}['window']['end'] }}}}",
+        s3_uri=f"{{{{ {PLAN}['dataset_uri'] }}}}",
+        batch_rows=cfg.snowflake.extraction.batch_rows,
+        mode=cfg.snowflake.extraction.mode,
+        stage=cfg.snowflake.extraction.stage,
+        storage_integration=cfg.snowflake.extraction.storage_integration,
+        min_rows=cfg.training.min_rows,
+        kms_key_id=cfg.storage.kms_key_id,
+    )
+
+    validation = cfg.training.validation
+    validate = DataValidationOperator(
+        task_id="validate",
+        dataset_uri="{{ ti.xcom_pull(task_ids='extract')['dataset_uri'] }}",
+        suite_path=validation.suite,
+        report_uri=f"{{{{ {PLAN}['reports_uri'] }}}}validation/",
+        mode=validation.mode,
+        batch_rows=validation.batch_rows,
+        processing_job=None
+        if validation.mode == "worker"
+        else {
+            "job_name": f"{{{{ {PLAN}['job_names']['validate'] }}}}",
+            "role_arn": sm.role_arn,
+            "image_uri": sm.images.processing,
+            "instance_type": sm.processing.instance_type,
+            "volume_size_gb": sm.processing.volume_size_gb,
+            "max_runtime_seconds": sm.processing.max_runtime_seconds,
+            "volume_kms_key_id": sm.security.volume_kms_key_id,
+            "output_kms_key_id": sm.security.output_kms_key_id,
+            "enable_network_isolation": sm.security.enable_network_isolation,
+            "enable_inter_container_traffic_encryption": sm.security.enable_inter_container_traffic_encryption,
+            "vpc": None if sm.security.vpc is None else sm.security.vpc.model_dump(),
+            "tags": dict(sm.tags),
+        },
+        check_interval=sm.waiter_check_interval_seconds,
+        max_attempts=sm.waiter_max_attempts,
+    )
+
+    preprocess = PreprocessJobOperator(
+        task_id="preprocess",
+        dataset_uri="{{ ti.xcom_pull(task_ids='extract')['dataset_uri'] }}",
+        code_uri=f"{{{{ {PLAN}['code']['preprocessing']['src_uri'] }}}}",
+        **waits,
+    )
+
+    @task.branch(task_id="train_or_tune")
+    def train_or_tune(params: dict | None = None) -> str:
+        """Follow the `tuning` param: one training job, or a tuning job."""
+        return "tune" if (params or {}).get("tuning") else "train"
+
+    splits = {
+        name: f"{{{{ ti.xcom_pull(task_ids='preprocess')['outputs']['{name}'] }}}}"
+        for name in ("train", "validation", "preprocessor")
+    }
+    training_inputs = {
+        "splits": splits,
+        "sourcedir_uri": f"{{{{ {PLAN}['code']['training']['sourcedir_uri'] }}}}",
+        "hyperparameter_overrides": "{{ params.hyperparameters | tojson }}",
+        "instance_type": "{{ params.training_instance_type }}",
+    }
+    train = TrainingJobOperator(task_id="train", **training_inputs, **waits)
+    tune = TuningJobOperator(
+        task_id="tune",
+        max_jobs="{{ params.tuning_max_jobs }}",
+        max_parallel_jobs="{{ params.tuning_max_parallel_jobs }}",
+        **training_inputs,
+        **waits,
+    )
+
+    evaluate = EvaluationJobOperator(
+        task_id="evaluate",
+        model_uri=f"{{{{ {MODEL}['model_uri'] }}}}",
+        test_uri="{{ ti.xcom_pull(task_ids='preprocess')['outputs']['test'] }}",
+        code_uri=f"{{{{ {PLAN}['code']['evaluation']['src_uri'] }}}}",
+        trigger_rule="none_failed_min_one_success",
+        **waits,
+    )
+
+    gate = QualityGateOperator(
+        task_id="gate",
+        evaluation_uri="{{ ti.xcom_pull(task_ids='evaluate')['evaluation_uri'] }}",
+    )
+
+    register = ModelRegistrationOperator(
+        task_id="register",
+        model_uri=f"{{{{ {MODEL}['model_uri'] }}}}",
+        image_uri=sm.images.inference,
+        package_group_name=sm.model_package_group,
+        package_group_desc=f"{cfg.owner}: models trained by train_model",
+        dataset_uri="{{ ti.xcom_pull(task_ids='extract')['dataset_uri'] }}",
+        manifest_uri="{{ ti.xcom_pull(task_ids='extract')['manifest_uri'] }}",
+        validation_result_uri="{{ ti.xcom_pull(task_ids='validate')['result_uri'] }}",
+        training_job=f"{{{{ {MODEL}.get('best_training_job') or {MODEL}['job_name'] }}}}",
+        code_digest=f"{{{{ {PLAN}['code']['training']['digest'] }}}}",
+        approval="{{ params.approval }}",
+        gate_task_id="gate",
+    )
+
+    publish_approval = PublishApprovedModelOperator(
+        task_id="publish_approval",
+        pointer_uri=approved_model_uri(cfg),
+        register_task_id="register",
+        outlets=[approved_model_asset(cfg)],
+    )
+
+    branch = train_or_tune()
+    plan >> extract >> validate >> preprocess >> branch >> [train, tune] >> evaluate
+    evaluate >> gate >> register >> publish_approval
