@@ -41,6 +41,7 @@ def _seconds(name: str, default: float) -> float:
 
 def register_sagemaker_extension(service: SageMakerService) -> None:
     """Register the hosting, runtime, alarm, monitoring and transform components on ``service``."""
+    from devstack.sagemaker.alarms import AlarmEvaluator
     from devstack.sagemaker.hosting import Hosting
     from devstack.sagemaker.runtime import Runtime
     from devstack.sagemaker.telemetry import Flusher
@@ -56,4 +57,7 @@ def register_sagemaker_extension(service: SageMakerService) -> None:
     service.hosting = hosting  # type: ignore[attr-defined]
     service.runtime = runtime  # type: ignore[attr-defined]
     service.telemetry = telemetry  # type: ignore[attr-defined]
+    alarms = AlarmEvaluator(lambda: service.client("cloudwatch"), _seconds("DEVSTACK_ALARM_EVALUATION_SECONDS", 5.0))
+    service.on_shutdown(alarms.close)
+    service.alarms = alarms  # type: ignore[attr-defined]
     hosting.recover()

@@ -204,6 +204,8 @@ class Hosting:
         self._lock = threading.Lock()
         #: seconds between two reads of the rollback alarms during a deployment
         self.alarm_poll_seconds = 1.0
+        #: seconds a traffic step stays ActivatingTraffic before its bake starts
+        self.activation_seconds = 1.0
         #: seconds an UpdateEndpointWeightsAndCapacities call keeps the endpoint Updating
         self.scale_seconds = 0.5
         self._stopping = False
@@ -877,6 +879,10 @@ class Hosting:
                 self._set_pending(name, plan.green_config, plan.variants, "ActivatingTraffic", message, share)
                 runtime.set_routes(_shares(blue, green, share))
                 log.info("Endpoint %s: %.0f%% of traffic on %s", name, share * 100, plan.green_config)
+                reason = self._bake(runtime, plan, self.activation_seconds)
+                if reason:
+                    self._rollback(runtime, blue, green, plan, reason)
+                    return
                 if wait > 0 or label != "full":
                     capacity = (
                         "canary capacity"

@@ -7,7 +7,7 @@ The answer carries ``x-Amzn-Invoked-Production-Variant``. A non-2xx answer of th
 unknown endpoint is a ``ValidationError``.
 
 Every invocation adds per-variant metrics (namespace ``AWS/SageMaker``, dimensions ``EndpointName`` and
-``VariantName``, plus ``EndpointConfigName`` while a deployment runs): ``Invocations``,
+``VariantName``; while a deployment runs also ``EndpointConfigName``): ``Invocations``,
 ``InvocationsPerInstance``, ``Invocation4XXErrors``, ``Invocation5XXErrors``, ``InvocationModelErrors``,
 ``ModelLatency`` and ``OverheadLatency`` (microseconds). They are batched and sent every second, and
 sampled requests are captured per the variant's ``DataCaptureConfig``.
@@ -378,11 +378,13 @@ class Runtime:
         )
 
     def _record_metrics(self, deploying: str | None, fleet: Fleet, result: InvocationResult, total_us: int) -> None:
-        dimension_sets = [{"EndpointName": fleet.endpoint, "VariantName": fleet.name}]
+        # While a deployment runs, datapoints carry EndpointConfigName too, so that alarms can watch one
+        # fleet. They are sent once, with that extra dimension: CloudWatch queries (and the local endpoint's)
+        # by EndpointName + VariantName still see every datapoint, without counting it twice.
+        dims = {"EndpointName": fleet.endpoint, "VariantName": fleet.name}
         if deploying is not None:
-            dimension_sets.append(
-                {"EndpointConfigName": fleet.config_name, "EndpointName": fleet.endpoint, "VariantName": fleet.name}
-            )
+            dims["EndpointConfigName"] = fleet.config_name
+        dimension_sets = [dims]
         error4 = 1.0 if 400 <= result.status < 500 else 0.0
         error5 = 1.0 if result.status >= 500 or result.status == 0 else 0.0
         model_error = 1.0 if not 200 <= result.status < 300 else 0.0
