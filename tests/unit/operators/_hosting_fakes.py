@@ -9,13 +9,19 @@ names, and lets a test decide how an ``UpdateEndpoint`` ends (``update_outcome``
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import boto3
+import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
 
 ACCOUNT = "123456789012"
+BUCKET = "ml-lifecycle-local"
+TOPIC = "ml-lifecycle-local"
 REGION = "us-east-1"
 
 
@@ -238,3 +244,136 @@ def context(ti: FakeTI | None = None, **extra: Any) -> dict[str, Any]:
         "logical_date": datetime(2026, 3, 1, tzinfo=UTC),
         **extra,
     }
+
+
+class FakeMonitoring(FakeSageMaker):
+    """Adds processing jobs, data-quality job definitions, monitoring schedules and their executions."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.jobs: dict[str, dict] = {}
+        self.definitions: dict[str, dict] = {}
+        self.schedules: dict[str, dict] = {}
+        self.executions: list[dict] = []
+        self.job_status = "Completed"
+
+    def create_processing_job(self, **request):
+        self.calls.append(("create_processing_job", request))
+        name = request["ProcessingJobName"]
+        self.jobs[name] = {
+            **request,
+            "ProcessingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/{name}",
+            "ProcessingJobStatus": self.job_status,
+        }
+        return {"ProcessingJobArn": self.jobs[name]["ProcessingJobArn"]}
+
+    def describe_processing_job(self, ProcessingJobName):
+        if ProcessingJobName not in self.jobs:
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": f"Could not find job {ProcessingJobName}"}},
+                "DescribeProcessingJob",
+            )
+        return copy.deepcopy(self.jobs[ProcessingJobName])
+
+    def describe_data_quality_job_definition(self, JobDefinitionName):
+        if JobDefinitionName not in self.definitions:
+            raise ClientError(
+                {"Error": {"Code": "ResourceNotFound", "Message": f"{JobDefinitionName} not found"}},
+                "DescribeDataQualityJobDefinition",
+            )
+        return self.definitions[JobDefinitionName]
+
+    def create_data_quality_job_definition(self, **request):
+        self.calls.append(("create_definition", request))
+        self.definitions[request["JobDefinitionName"]] = request
+        return {"JobDefinitionArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:data-quality-job-definition/x"}
+
+    def delete_data_quality_job_definition(self, JobDefinitionName):
+        self.calls.append(("delete_definition", {"name": JobDefinitionName}))
+        self.definitions.pop(JobDefinitionName)
+        return {}
+
+    def describe_monitoring_schedule(self, MonitoringScheduleName):
+        if MonitoringScheduleName not in self.schedules:
+            raise ClientError(
+                {"Error": {"Code": "ResourceNotFound", "Message": f"{MonitoringScheduleName} not found"}},
+                "DescribeMonitoringSchedule",
+            )
+        return copy.deepcopy(self.schedules[MonitoringScheduleName])
+
+    def create_monitoring_schedule(self, MonitoringScheduleName, MonitoringScheduleConfig, Tags=None):
+        self.calls.append(("create_schedule", {"name": MonitoringScheduleName, "config": MonitoringScheduleConfig}))
+        self.schedules[MonitoringScheduleName] = {
+            "MonitoringScheduleName": MonitoringScheduleName,
+            "MonitoringScheduleArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:schedule/{MonitoringScheduleName}",
+            "MonitoringScheduleStatus": "Scheduled",
+            "MonitoringScheduleConfig": MonitoringScheduleConfig,
+        }
+        return {"MonitoringScheduleArn": self.schedules[MonitoringScheduleName]["MonitoringScheduleArn"]}
+
+    def update_monitoring_schedule(self, MonitoringScheduleName, MonitoringScheduleConfig):
+        self.calls.append(("update_schedule", {"name": MonitoringScheduleName, "config": MonitoringScheduleConfig}))
+        self.schedules[MonitoringScheduleName]["MonitoringScheduleConfig"] = MonitoringScheduleConfig
+        return {"MonitoringScheduleArn": self.schedules[MonitoringScheduleName]["MonitoringScheduleArn"]}
+
+    def delete_monitoring_schedule(self, MonitoringScheduleName):
+        self.calls.append(("delete_schedule", {"name": MonitoringScheduleName}))
+        self.schedules.pop(MonitoringScheduleName)
+        return {}
+
+    def start_monitoring_schedule(self, MonitoringScheduleName):
+        self.schedules[MonitoringScheduleName]["MonitoringScheduleStatus"] = "Scheduled"
+        return {}
+
+    def add_execution(self, schedule: str, hour: int, status: str, output_uri: str, endpoint: str = "ep") -> dict:
+        name = f"model-monitoring-2026030{1}{hour:02d}00-{len(self.executions):024x}"
+        self.jobs[name] = {
+            "ProcessingJobName": name,
+            "ProcessingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/{name}",
+            "ProcessingJobStatus": "Completed",
+            "ProcessingOutputConfig": {"Outputs": [{"OutputName": "result", "S3Output": {"S3Uri": output_uri}}]},
+        }
+        summary = {
+            "MonitoringScheduleName": schedule,
+            "ScheduledTime": datetime(2026, 3, 1, hour, tzinfo=UTC),
+            "CreationTime": datetime(2026, 3, 1, hour, tzinfo=UTC),
+            "LastModifiedTime": datetime(2026, 3, 1, hour, 5, tzinfo=UTC),
+            "MonitoringExecutionStatus": status,
+            "ProcessingJobArn": self.jobs[name]["ProcessingJobArn"],
+            "EndpointName": endpoint,
+        }
+        self.executions.append(summary)
+        return summary
+
+    def list_monitoring_executions(self, MonitoringScheduleName, SortBy=None, SortOrder=None, MaxResults=10,
+                                   ScheduledTimeAfter=None):  # fmt: skip
+        items = [e for e in self.executions if e["MonitoringScheduleName"] == MonitoringScheduleName]
+        items.sort(key=lambda e: e["ScheduledTime"], reverse=True)
+        return {"MonitoringExecutionSummaries": copy.deepcopy(items[:MaxResults])}
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}),
+    }.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SNS", "AWS_ENDPOINT_URL_CLOUDWATCH"):
+        monkeypatch.delenv(key, raising=False)
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        sns = boto3.client("sns")
+        topic = sns.create_topic(Name=TOPIC)["TopicArn"]
+        sqs = boto3.client("sqs")
+        queue = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        yield SimpleNamespace(sqs=sqs, queue=queue, cloudwatch=boto3.client("cloudwatch"), s3=boto3.client("s3"))
+
+
+def notifications(aws) -> list[dict]:
+    messages = aws.sqs.receive_message(QueueUrl=aws.queue, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]

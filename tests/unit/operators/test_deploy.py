@@ -7,7 +7,6 @@ import boto3
 import pytest
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
-from moto import mock_aws
 
 from ml_lifecycle.builders.endpoint import alarm_names
 from ml_lifecycle.config import load_config
@@ -17,38 +16,11 @@ from ml_lifecycle.operators.deploy import (
     GuardedEndpointDeployOperator,
 )
 from ml_lifecycle.triggers.endpoint import EndpointSettledTrigger
-from tests.unit.operators._hosting_fakes import FakeSageMaker, FakeTI, context, package
+from tests.unit.operators._hosting_fakes import FakeSageMaker, FakeTI, aws, context, notifications, package
 
 ENDPOINT = "fraud-detector-local"
 BUCKET = "ml-lifecycle-local"
-TOPIC = "ml-lifecycle-local"
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}),
-    }.items():
-        monkeypatch.setenv(key, value)
-    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SNS", "AWS_ENDPOINT_URL_CLOUDWATCH"):
-        monkeypatch.delenv(key, raising=False)
-    with mock_aws():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        sns = boto3.client("sns")
-        topic = sns.create_topic(Name=TOPIC)["TopicArn"]
-        sqs = boto3.client("sqs")
-        queue = sqs.create_queue(QueueName="notifications")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-        yield SimpleNamespace(sqs=sqs, queue=queue, cloudwatch=boto3.client("cloudwatch"), s3=boto3.client("s3"))
-
-
-def notifications(aws) -> list[dict]:
-    messages = aws.sqs.receive_message(QueueUrl=aws.queue, MaxNumberOfMessages=10).get("Messages", [])
-    return [json.loads(m["Body"]) for m in messages]
+__all__ = ["aws"]  # the fixture
 
 
 def make_operator(fake: FakeSageMaker, **kwargs) -> GuardedEndpointDeployOperator:

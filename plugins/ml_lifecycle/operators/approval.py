@@ -1,0 +1,225 @@
+"""Model package approval in the SageMaker Model Registry, and picking the version to deploy.
+
+``ModelPackageApprovalOperator`` approves or rejects one version (a given ARN, or the newest
+``PendingManualApproval`` version of the group) with a reason in ``ApprovalDescription``. It is idempotent:
+a version already in the requested status is left alone and reported as unchanged.
+
+``ResolveModelPackageOperator`` answers "which version do we deploy?": an explicit ARN (which must be
+Approved), else the ARN carried by the approved-model asset event that triggered the run, else the newest
+Approved version of the group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from ml_lifecycle.links import SageMakerModelPackageLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DECISIONS = {"approve": "Approved", "approved": "Approved", "reject": "Rejected", "rejected": "Rejected"}
+LATEST = ("", "latest", "none")
+APPROVAL_DESCRIPTION_MAX = 1024
+
+
+def latest_package(client: Any, group: str, status: str) -> dict[str, Any] | None:
+    """The newest version of ``group`` in approval ``status`` (summary), or ``None``."""
+    from botocore.exceptions import ClientError
+
+    try:
+        page = client.list_model_packages(
+            ModelPackageGroupName=group,
+            ModelApprovalStatus=status,
+            SortBy="CreationTime",
+            SortOrder="Descending",
+            MaxResults=1,
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+            return None
+        raise
+    summaries = page.get("ModelPackageSummaryList") or []
+    return summaries[0] if summaries else None
+
+
+def package_summary(package: dict[str, Any]) -> dict[str, Any]:
+    """Small JSON summary of a ``DescribeModelPackage`` response."""
+    containers = (package.get("InferenceSpecification") or {}).get("Containers") or [{}]
+    props = package.get("CustomerMetadataProperties") or {}
+    return {
+        "model_package_arn": package["ModelPackageArn"],
+        "model_package_group": package.get("ModelPackageGroupName"),
+        "version": package.get("ModelPackageVersion"),
+        "approval_status": package.get("ModelApprovalStatus"),
+        "model_uri": containers[0].get("ModelDataUrl"),
+        "image": containers[0].get("Image"),
+        "dag_id": props.get("dag_id"),
+        "dag_run_id": props.get("dag_run_id"),
+        "window_start": props.get("window_start"),
+        "window_end": props.get("window_end"),
+    }
+
+
+class _RegistryOperator(AwsBaseOperator[SageMakerHook]):
+    aws_hook_class = SageMakerHook
+    operator_extra_links = (SageMakerModelPackageLink(),)
+
+    def _group(self) -> str:
+        if self.model_package_group:  # type: ignore[attr-defined]
+            return self.model_package_group  # type: ignore[attr-defined]
+        from ml_lifecycle.config import load_config
+
+        return load_config().sagemaker.model_package_group
+
+    def _describe(self, arn: str) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.hook.conn.describe_model_package(ModelPackageName=arn)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+                raise AirflowFailException(f"model package {arn} does not exist: {exc}") from exc
+            raise
+
+    def _link(self, context: Context, package: dict[str, Any]) -> None:
+        SageMakerModelPackageLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            group=package.get("ModelPackageGroupName"),
+            version=package.get("ModelPackageVersion"),
+        )
+
+
+class ModelPackageApprovalOperator(_RegistryOperator):
+    """Approve or reject a model package version, with the reason recorded in the registry.
+
+    XCom: ``{"model_package_arn", "model_package_group", "version", "approval_status", "previous_status",
+    "changed", "reason", "model_uri", ...}``.
+
+    :param decision: ``approve`` or ``reject`` (templated)
+    :param reason: why; stored as ``ApprovalDescription`` (templated, required)
+    :param model_package_arn: the version; empty or ``latest`` = newest ``PendingManualApproval`` (templated)
+    :param model_package_group: the group (default ``sagemaker.model_package_group``)
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("decision", "reason", "model_package_arn")
+
+    def __init__(
+        self,
+        *,
+        decision: str,
+        reason: str,
+        model_package_arn: str | None = None,
+        model_package_group: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.decision = decision
+        self.reason = reason
+        self.model_package_arn = model_package_arn
+        self.model_package_group = model_package_group
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        status = DECISIONS.get(str(self.decision).strip().lower())
+        if status is None:
+            raise AirflowFailException(f"decision must be 'approve' or 'reject', got {self.decision!r}")
+        reason = (self.reason or "").strip()
+        if not reason:
+            raise AirflowFailException("a reason is required to approve or reject a model package")
+        arn = (self.model_package_arn or "").strip()
+        if arn.lower() in LATEST:
+            group = self._group()
+            summary = latest_package(self.hook.conn, group, "PendingManualApproval")
+            if summary is None:
+                raise AirflowFailException(f"no version of model package group {group} awaits manual approval")
+            arn = summary["ModelPackageArn"]
+            self.log.info("Newest version awaiting approval in %s: %s", group, arn)
+        package = self._describe(arn)
+        self._link(context, package)
+        previous = package.get("ModelApprovalStatus")
+        if previous == status:
+            self.log.info("%s is already %s; nothing to change", arn, status)
+            return {**package_summary(package), "previous_status": previous, "changed": False, "reason": reason}
+        self.log.info("Setting %s from %s to %s: %s", arn, previous, status, reason)
+        self.hook.conn.update_model_package(
+            ModelPackageArn=arn,
+            ModelApprovalStatus=status,
+            ApprovalDescription=reason[:APPROVAL_DESCRIPTION_MAX],
+        )
+        package = self._describe(arn)
+        return {**package_summary(package), "previous_status": previous, "changed": True, "reason": reason}
+
+
+class ResolveModelPackageOperator(_RegistryOperator):
+    """Pick the Approved model package version a deployment or a scoring run uses.
+
+    Order: ``model_package_arn`` if given (must be Approved); else the ``model_package_arn`` in the extra of
+    the newest approved-model asset event that triggered this run; else the newest Approved version.
+
+    XCom: :func:`package_summary` plus ``"source": "param" | "asset_event" | "latest_approved"`` and
+    ``"baseline_dataset_uri"`` (the training run's Model Monitor baseline dataset, when known).
+
+    :param model_package_arn: explicit version (templated; empty/``latest`` = not given)
+    :param model_package_group: the group (default ``sagemaker.model_package_group``)
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("model_package_arn")
+
+    def __init__(
+        self, *, model_package_arn: str | None = None, model_package_group: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_package_arn = model_package_arn
+        self.model_package_group = model_package_group
+
+    @staticmethod
+    def _from_asset_events(context: Context) -> str | None:
+        events = context.get("triggering_asset_events") or {}
+        newest = None
+        try:
+            for asset_events in events.values():
+                for event in asset_events:
+                    arn = (getattr(event, "extra", None) or {}).get("model_package_arn")
+                    stamp = getattr(event, "timestamp", None)
+                    if arn and (newest is None or (stamp and newest[0] and stamp > newest[0])):
+                        newest = (stamp, arn)
+        except Exception:  # the context proxy can be absent outside asset-triggered runs
+            return None
+        return newest[1] if newest else None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.operators.monitor import baseline_dataset_uri
+
+        arn = (self.model_package_arn or "").strip()
+        source = "param"
+        if arn.lower() in LATEST:
+            arn = self._from_asset_events(context) or ""
+            source = "asset_event"
+        if not arn:
+            group = self._group()
+            summary = latest_package(self.hook.conn, group, "Approved")
+            if summary is None:
+                raise AirflowFailException(f"model package group {group} has no Approved version to deploy")
+            arn = summary["ModelPackageArn"]
+            source = "latest_approved"
+        package = self._describe(arn)
+        self._link(context, package)
+        if package.get("ModelApprovalStatus") != "Approved":
+            raise AirflowFailException(
+                f"model package {arn} is {package.get('ModelApprovalStatus')}, not Approved; approve it first"
+            )
+        from ml_lifecycle.config import load_config
+
+        summary = {**package_summary(package), "source": source}
+        summary["baseline_dataset_uri"] = baseline_dataset_uri(load_config(), package)
+        self.log.info("Using %s (version %s, from %s)", arn, summary["version"], source)
+        return summary

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from ml_lifecycle.operators.approval import ModelPackageApprovalOperator, ResolveModelPackageOperator
+from tests.unit.operators._hosting_fakes import FakeSageMaker, context, package
+
+
+def _with_hook(op, fake):
+    op.__dict__["hook"] = SimpleNamespace(conn=fake, conn_region_name="us-east-1", conn_partition="aws")
+    return op
+
+
+def approve(fake, **kwargs):
+    kwargs.setdefault("decision", "approve")
+    kwargs.setdefault("reason", "reviewed the evaluation report")
+    return _with_hook(ModelPackageApprovalOperator(task_id="approve", **kwargs), fake).execute(context())
+
+
+def registry() -> FakeSageMaker:
+    fake = FakeSageMaker()
+    fake.add_package(package(1, status="Approved"))
+    fake.add_package(package(2, status="PendingManualApproval"))
+    fake.add_package(package(3, status="PendingManualApproval"))
+    return fake
+
+
+def test_latest_pending_version_is_approved_with_the_reason():
+    fake = registry()
+    result = approve(fake)
+    assert result["version"] == 3
+    assert result["approval_status"] == "Approved"
+    assert result["previous_status"] == "PendingManualApproval" and result["changed"] is True
+    assert fake.packages[package(3)["ModelPackageArn"]]["ApprovalDescription"] == "reviewed the evaluation report"
+    assert fake.packages[package(2)["ModelPackageArn"]]["ModelApprovalStatus"] == "PendingManualApproval"
+
+
+def test_a_given_version_is_rejected_and_a_repeat_changes_nothing():
+    fake = registry()
+    arn = package(2)["ModelPackageArn"]
+    first = approve(fake, decision="reject", reason="recall too low on the holdout", model_package_arn=arn)
+    again = approve(fake, decision="reject", reason="recall too low on the holdout", model_package_arn=arn)
+    assert first["approval_status"] == again["approval_status"] == "Rejected"
+    assert again["changed"] is False
+    assert len(fake.calls_named("update_model_package")) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"decision": "maybe"}, "approve' or 'reject", id="bad-decision"),
+        pytest.param({"reason": "  "}, "reason is required", id="no-reason"),
+        pytest.param({"model_package_arn": "arn:aws:sagemaker:us-east-1:1:model-package/x/9"}, "does not exist",
+                     id="unknown-arn"),
+    ],
+)  # fmt: skip
+def test_bad_requests_fail_without_changing_anything(kwargs, message):
+    fake = registry()
+    with pytest.raises(AirflowFailException, match=message):
+        approve(fake, **kwargs)
+    assert fake.calls_named("update_model_package") == []
+
+
+def test_nothing_pending_is_a_clear_failure():
+    fake = FakeSageMaker()
+    fake.add_package(package(1, status="Approved"))
+    with pytest.raises(AirflowFailException, match="awaits manual approval"):
+        approve(fake)
+
+
+def resolve(fake, ctx=None, **kwargs):
+    return _with_hook(ResolveModelPackageOperator(task_id="resolve", **kwargs), fake).execute(ctx or context())
+
+
+def test_resolve_defaults_to_the_newest_approved_version():
+    fake = registry()
+    lineage = {"dag_id": "train_model", "dag_run_id": "scheduled__x", "window_start": "2026-01-01T00:00:00+00:00",
+               "window_end": "2026-03-01T00:00:00+00:00"}  # fmt: skip
+    fake.add_package(package(4, status="Approved", **lineage))
+    result = resolve(fake)
+    assert result["version"] == 4 and result["source"] == "latest_approved"
+    assert result["baseline_dataset_uri"].startswith("s3://ml-lifecycle-local/jobs/train_model/20260101-20260301/")
+    assert result["baseline_dataset_uri"].endswith("/preprocess/baseline/")
+
+
+def test_resolve_prefers_the_triggering_asset_event():
+    fake = registry()
+    fake.add_package(package(4, status="Approved"))
+    event = SimpleNamespace(extra={"model_package_arn": package(1)["ModelPackageArn"]}, timestamp=None)
+    result = resolve(fake, context(triggering_asset_events={"approved": [event]}))
+    assert result["version"] == 1 and result["source"] == "asset_event"
+
+
+def test_resolve_refuses_an_unapproved_param():
+    with pytest.raises(AirflowFailException, match="not Approved"):
+        resolve(registry(), model_package_arn=package(2)["ModelPackageArn"])
