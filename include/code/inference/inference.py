@@ -34,7 +34,6 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +63,18 @@ class InvalidInputError(ValueError):
         self.status_code = status_code
 
 
-@dataclass(frozen=True)
 class FraudModel:
-    """What ``model_fn`` loads: the booster, the fitted preprocessor and the feature spec."""
+    """What ``model_fn`` loads: the booster, the fitted preprocessor and the feature spec.
 
-    booster: xgb.Booster
-    preprocessor: Any
-    spec: dict[str, Any]
-    threshold: float
+    A plain class rather than a dataclass, so the module also works when a loader imports it from a file
+    without registering it in ``sys.modules``.
+    """
+
+    def __init__(self, booster: xgb.Booster, preprocessor: Any, spec: dict[str, Any], threshold: float) -> None:
+        self.booster = booster
+        self.preprocessor = preprocessor
+        self.spec = spec
+        self.threshold = threshold
 
     @property
     def features(self) -> list[str]:

@@ -419,12 +419,9 @@ def _gx_suite(gx: Any, name: str, indexed: list[tuple[int, dict[str, Any]]]) -> 
 
 def _gx_batch_definition(gx: Any) -> Any:
     context = gx.get_context(mode="ephemeral")
-    try:
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    except Exception:  # only cosmetics: progress bars in the log
-        pass
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no progress bars in task logs
     source = context.data_sources.add_pandas("ml_lifecycle")
     return source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole")
 
@@ -594,7 +591,8 @@ def validate_files(
                     per_batch = schema_results[index]
                     failing = [r for r in per_batch if not r["success"]]
                     chosen = (failing or per_batch or [{}])[0]
-                    exception = (chosen.get("exception_info") or {}).get("exception_message")
+                    info = chosen.get("exception_info") or {}
+                    exception = info.get("exception_message") if info.get("raised_exception") else None
                     results.append(
                         _entry(
                             config,
@@ -603,7 +601,7 @@ def validate_files(
                             group,
                             batches=batches,
                             failing_batches=len(failing),
-                            exception=exception if (chosen.get("exception_info") or {}).get("raised_exception") else None,
+                            exception=exception,
                         )
                     )
         finally:
@@ -651,7 +649,8 @@ def _observed(result: dict[str, Any]) -> Any:
         return body["observed_value"]
     if "unexpected_count" in body:
         considered = (body.get("element_count") or 0) - (body.get("missing_count") or 0)
-        return f"{body['unexpected_count']} of {considered} values unexpected ({body.get('unexpected_percent') or 0:.3g}%)"
+        percent = body.get("unexpected_percent") or 0
+        return f"{body['unexpected_count']} of {considered} values unexpected ({percent:.3g}%)"
     message = (result.get("exception_info") or {}).get("exception_message")
     return f"error: {message}" if message else None
 
