@@ -1,0 +1,797 @@
+"""SageMaker Model Monitor (data quality): baseline, schedule, one-off runs, results and drift.
+
+- ``DataQualityBaselineOperator``: a baselining processing job on the model-monitor image over the
+  training baseline dataset; writes ``statistics.json`` and ``constraints.json``. Re-attaches to (or
+  reuses) the job of the same model version and dataset.
+- ``MonitoringScheduleOperator``: create-or-update of the endpoint's data-quality job definition and its
+  monitoring schedule, following the SDK's update pattern: create the new definition, point the schedule
+  at it, then delete the old definition. A no-op when the schedule already uses the same definition.
+- ``MonitoringRunOperator``: a one-off ``NOW`` execution over the last N hours (deferrable), returning the
+  same result as the reader.
+- ``LatestMonitoringResultOperator``: finds the schedule's newest finished execution, reads its
+  ``constraint_violations.json``, writes a small report to S3 and returns the findings.
+- ``PublishDriftOperator``: when the findings reach the configured violation threshold, writes the drift
+  report at the drift asset's URI, emits the asset (its outlet; ``train_model`` is scheduled on it) and
+  notifies; otherwise skips itself (no asset event). An execution is published at most once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
+
+from ml_lifecycle.links import SageMakerProcessingJobLink
+from ml_lifecycle.operators.deploy import is_not_found
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from ml_lifecycle.config import Config
+
+ACTIVE = frozenset({"InProgress", "Stopping"})
+FAILED = frozenset({"Failed", "Stopped"})
+MAX_VIOLATIONS_IN_XCOM = 20
+BASELINE_URI_KEY = "baseline_uri"
+
+
+class MonitoringScheduleLink(BaseAwsLink):
+    """Console page of an endpoint's monitoring (schedules live under the endpoint)."""
+
+    name = "Model Monitor Schedule"
+    key = "ml_lifecycle_monitoring_schedule"
+    format_str = BASE_AWS_CONSOLE_LINK + "/sagemaker/home?region={region_name}#/endpoints/{endpoint_name}"
+
+
+def baseline_dataset_uri(cfg: Config, package: dict[str, Any]) -> str | None:
+    """The Model Monitor baseline dataset of the training run that produced ``package``.
+
+    ``CustomerMetadataProperties.baseline_uri`` when the registration recorded it; otherwise derived from the
+    run's lineage (``dag_id``, ``dag_run_id``, window) with the same naming the pipeline uses for the
+    preprocessing job's ``baseline`` output. ``None`` when the lineage is incomplete.
+    """
+    from ml_lifecycle.naming import RunPlan, TrainingWindow
+
+    props = package.get("CustomerMetadataProperties") or {}
+    if props.get(BASELINE_URI_KEY):
+        return props[BASELINE_URI_KEY]
+    try:
+        window = TrainingWindow(
+            start=dt.datetime.fromisoformat(props["window_start"]), end=dt.datetime.fromisoformat(props["window_end"])
+        )
+        plan = RunPlan(
+            dag_id=props["dag_id"],
+            run_id=props["dag_run_id"],
+            window=window,
+            bucket=cfg.storage.bucket,
+            name_prefix=cfg.sagemaker.name_prefix,
+            datasets_prefix=cfg.storage.prefixes.datasets,
+            jobs_prefix=cfg.storage.prefixes.jobs,
+            reports_prefix=cfg.storage.prefixes.reports,
+        )
+    except (KeyError, ValueError):
+        return None
+    return plan.job_uri("preprocess", "baseline") + "/"
+
+
+def processing_job_name(arn: str | None) -> str | None:
+    return arn.rsplit("/", 1)[-1] if arn else None
+
+
+def _int_or(value: Any, default: int) -> int:
+    if value in (None, "", "None"):
+        return default
+    return int(value)
+
+
+class _MonitorBase(AwsBaseOperator[SageMakerHook]):
+    aws_hook_class = SageMakerHook
+
+    def _config(self) -> Config:
+        from ml_lifecycle.config import load_config
+
+        return load_config()
+
+    @property
+    def sagemaker(self) -> Any:
+        return self.hook.conn
+
+    def _s3(self) -> Any:
+        return self.hook.s3_hook.get_conn()
+
+    def _link_endpoint(self, context: Context, endpoint: str) -> None:
+        MonitoringScheduleLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            endpoint_name=endpoint,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- baseline
+
+
+class DataQualityBaselineOperator(_MonitorBase):
+    """Suggest a data-quality baseline (statistics + constraints) from the training baseline dataset.
+
+    XCom: ``{"job_name", "job_arn", "status", "output_uri", "statistics_uri", "constraints_uri",
+    "dataset_uri"}``.
+
+    :param dataset_uri: S3 prefix of the baseline CSV (header, model input columns) (templated)
+    :param model_package_version: version of the deployed model (templated; names the job and output)
+    :param endpoint_name: the monitored endpoint (templated; default ``deployment.endpoint_name``)
+    :param dataset_format: the analyzer's ``dataset_format`` (default: CSV with header)
+    :param poll_interval: seconds between job polls (default ``sagemaker.waiter_check_interval_seconds``)
+    :param max_attempts: polls before giving up (default ``sagemaker.waiter_max_attempts``)
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("dataset_uri", "model_package_version", "endpoint_name")
+    operator_extra_links = (SageMakerProcessingJobLink(),)
+
+    def __init__(
+        self,
+        *,
+        dataset_uri: str,
+        model_package_version: int | str,
+        endpoint_name: str | None = None,
+        dataset_format: dict[str, Any] | None = None,
+        poll_interval: int | None = None,
+        max_attempts: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset_uri = dataset_uri
+        self.model_package_version = model_package_version
+        self.endpoint_name = endpoint_name
+        self.dataset_format = dataset_format
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+
+    def _describe_or_none(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.sagemaker.describe_processing_job(ProcessingJobName=name)
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def _summary(self, description: dict[str, Any], output_uri: str) -> dict[str, Any]:
+        from ml_lifecycle.builders.monitor import CONSTRAINTS, STATISTICS
+
+        base = output_uri.rstrip("/")
+        return {
+            "job_name": description["ProcessingJobName"],
+            "job_arn": description["ProcessingJobArn"],
+            "status": description["ProcessingJobStatus"],
+            "output_uri": base + "/",
+            "statistics_uri": f"{base}/{STATISTICS}",
+            "constraints_uri": f"{base}/{CONSTRAINTS}",
+            "dataset_uri": self.dataset_uri,
+        }
+
+    def _link(self, context: Context, name: str) -> None:
+        SageMakerProcessingJobLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            job_name=name,
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+
+        from ml_lifecycle.builders.monitor import baseline_job_name, baseline_output_uri, baseline_request
+
+        cfg = self._config()
+        if not self.dataset_uri or not str(self.dataset_uri).startswith("s3://"):
+            raise AirflowFailException(
+                f"no baseline dataset for the model (got {self.dataset_uri!r}); pass baseline_dataset_uri"
+            )
+        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        version = _int_or(self.model_package_version, 0)
+        output_uri = baseline_output_uri(cfg, endpoint=endpoint, version=version, dataset_uri=self.dataset_uri)
+        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
+        latest = None
+        for attempt in range(1, try_number + 1):
+            name = baseline_job_name(cfg, version=version, dataset_uri=self.dataset_uri, try_number=attempt)
+            if (description := self._describe_or_none(name)) is not None:
+                latest = (attempt, name, description)
+        if latest is not None and latest[2]["ProcessingJobStatus"] not in FAILED:
+            _, name, description = latest
+            self.log.info("Reusing baselining job %s (%s)", name, description["ProcessingJobStatus"])
+        else:
+            attempt = 1 if latest is None else max(try_number, latest[0] + 1)
+            name = baseline_job_name(cfg, version=version, dataset_uri=self.dataset_uri, try_number=attempt)
+            request = baseline_request(
+                cfg,
+                job_name=name,
+                dataset_uri=self.dataset_uri,
+                output_uri=output_uri,
+                dataset_format=self.dataset_format,
+            )
+            self.log.info("Starting baselining job %s over %s -> %s", name, self.dataset_uri, output_uri)
+            self.sagemaker.create_processing_job(**request)
+            description = self.sagemaker.describe_processing_job(ProcessingJobName=name)
+        self._link(context, name)
+        status = description["ProcessingJobStatus"]
+        if status == "Completed":
+            return self._summary(description, output_uri)
+        if status in FAILED:
+            raise AirflowException(f"baselining job {name} {status}: {description.get('FailureReason')}")
+        interval = self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds
+        attempts = self.max_attempts or cfg.sagemaker.waiter_max_attempts
+        self.defer(
+            trigger=SageMakerTrigger(
+                job_name=name,
+                job_type="Processing",
+                waiter_delay=interval,
+                waiter_max_attempts=attempts,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+            ),
+            method_name="execute_complete",
+            kwargs={"output_uri": output_uri},
+            timeout=dt.timedelta(seconds=interval * attempts + 60),
+        )
+        raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, output_uri: str = ""
+    ) -> dict[str, Any]:
+        event = validate_execute_complete_event(event)
+        name = event.get("job_name")
+        if not name:
+            raise AirflowException(f"trigger event without a job name: {event}")
+        description = self.sagemaker.describe_processing_job(ProcessingJobName=name)
+        status = description["ProcessingJobStatus"]
+        if status == "Completed":
+            return self._summary(description, output_uri)
+        if status in FAILED:
+            raise AirflowException(f"baselining job {name} {status}: {description.get('FailureReason')}")
+        raise AirflowException(f"stopped waiting for baselining job {name} ({status}); a retry re-attaches to it")
+
+
+# ---------------------------------------------------------------------------------------------------- schedule
+
+
+class MonitoringScheduleOperator(_MonitorBase):
+    """Create or update the endpoint's data-quality job definition and hourly monitoring schedule.
+
+    XCom: ``{"schedule_name", "schedule_arn", "job_definition_name", "previous_job_definition_name",
+    "action": "created" | "updated" | "unchanged", "schedule_expression", "endpoint_name",
+    "reports_uri"}``.
+
+    :param statistics_uri: baseline ``statistics.json`` (templated)
+    :param constraints_uri: baseline ``constraints.json`` (templated)
+    :param model_package_version: the deployed version (templated; names the definition)
+    :param endpoint_name: the endpoint (templated; default ``deployment.endpoint_name``)
+    :param schedule_expression: default ``monitoring.schedule_expression``
+    :param pending_timeout: seconds to wait for an updated schedule to leave ``Pending`` before the old
+        definition is deleted
+    """
+
+    template_fields: Sequence[str] = aws_template_fields(
+        "statistics_uri", "constraints_uri", "model_package_version", "endpoint_name"
+    )
+    operator_extra_links = (MonitoringScheduleLink(),)
+
+    def __init__(
+        self,
+        *,
+        statistics_uri: str,
+        constraints_uri: str,
+        model_package_version: int | str,
+        endpoint_name: str | None = None,
+        schedule_expression: str | None = None,
+        pending_timeout: float = 180,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.statistics_uri = statistics_uri
+        self.constraints_uri = constraints_uri
+        self.model_package_version = model_package_version
+        self.endpoint_name = endpoint_name
+        self.schedule_expression = schedule_expression
+        self.pending_timeout = pending_timeout
+
+    def _describe_schedule(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.sagemaker.describe_monitoring_schedule(MonitoringScheduleName=name)
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def ensure_definition(self, request: dict[str, Any]) -> str:
+        name = request["JobDefinitionName"]
+        try:
+            self.sagemaker.describe_data_quality_job_definition(JobDefinitionName=name)
+            self.log.info("Data-quality job definition %s exists", name)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+            self.log.info("Creating data-quality job definition %s", name)
+            self.sagemaker.create_data_quality_job_definition(**request)
+        return name
+
+    def _delete_definition(self, name: str) -> None:
+        try:
+            self.sagemaker.delete_data_quality_job_definition(JobDefinitionName=name)
+            self.log.info("Deleted the previous job definition %s", name)
+        except Exception as exc:  # a definition still referenced elsewhere stays; that is harmless
+            self.log.warning("Could not delete the previous job definition %s: %s", name, exc)
+
+    def _wait_not_pending(self, name: str) -> dict[str, Any] | None:
+        import time
+
+        deadline = time.monotonic() + self.pending_timeout
+        while True:
+            schedule = self._describe_schedule(name)
+            if schedule is None or schedule.get("MonitoringScheduleStatus") != "Pending":
+                return schedule
+            if time.monotonic() > deadline:
+                self.log.warning("Schedule %s still Pending after %s s", name, self.pending_timeout)
+                return schedule
+            time.sleep(2)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.builders.monitor import job_definition_request, reports_uri, schedule_config, schedule_name
+
+        cfg = self._config()
+        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        expression = self.schedule_expression or cfg.monitoring.schedule_expression
+        self._link_endpoint(context, endpoint)
+        request = job_definition_request(
+            cfg,
+            endpoint=endpoint,
+            version=_int_or(self.model_package_version, 0),
+            statistics_uri=self.statistics_uri,
+            constraints_uri=self.constraints_uri,
+        )
+        definition = request["JobDefinitionName"]
+        name = schedule_name(endpoint)
+        config = schedule_config(definition, expression)
+        existing = self._describe_schedule(name)
+        previous = None
+        if existing is None:
+            self.ensure_definition(request)
+            self.log.info("Creating monitoring schedule %s (%s) on %s", name, expression, definition)
+            try:
+                self.sagemaker.create_monitoring_schedule(
+                    MonitoringScheduleName=name,
+                    MonitoringScheduleConfig=config,
+                    Tags=[{"Key": k, "Value": v} for k, v in cfg.sagemaker.tags.items()],
+                )
+            except Exception:
+                self._delete_definition(definition)
+                raise
+            action = "created"
+        else:
+            current = existing.get("MonitoringScheduleConfig") or {}
+            previous = current.get("MonitoringJobDefinitionName")
+            current_expression = (current.get("ScheduleConfig") or {}).get("ScheduleExpression")
+            if previous == definition and current_expression == expression:
+                action = "unchanged"
+                self.log.info("Schedule %s already runs %s (%s)", name, definition, expression)
+                if existing.get("MonitoringScheduleStatus") == "Stopped":
+                    self.log.info("Schedule %s was Stopped; starting it", name)
+                    self.sagemaker.start_monitoring_schedule(MonitoringScheduleName=name)
+            else:
+                self.ensure_definition(request)
+                self.log.info("Pointing schedule %s from %s to %s (%s)", name, previous, definition, expression)
+                self.sagemaker.update_monitoring_schedule(MonitoringScheduleName=name, MonitoringScheduleConfig=config)
+                self._wait_not_pending(name)
+                if previous and previous != definition:
+                    self._delete_definition(previous)
+                action = "updated"
+        schedule = self._describe_schedule(name) or {}
+        return {
+            "schedule_name": name,
+            "schedule_arn": schedule.get("MonitoringScheduleArn"),
+            "schedule_status": schedule.get("MonitoringScheduleStatus"),
+            "job_definition_name": definition,
+            "previous_job_definition_name": previous if previous != definition else None,
+            "action": action,
+            "schedule_expression": expression,
+            "endpoint_name": endpoint,
+            "reports_uri": reports_uri(cfg),
+        }
+
+
+# ----------------------------------------------------------------------------------------------------- results
+
+
+def newest_execution(client: Any, schedule: str, *, finished_only: bool = True) -> dict[str, Any] | None:
+    """The schedule's newest execution (by scheduled time); with ``finished_only``, the newest terminal one."""
+    from ml_lifecycle.triggers.monitoring import TERMINAL
+
+    kwargs: dict[str, Any] = {
+        "MonitoringScheduleName": schedule,
+        "SortBy": "ScheduledTime",
+        "SortOrder": "Descending",
+        "MaxResults": 20,
+    }
+    summaries = client.list_monitoring_executions(**kwargs).get("MonitoringExecutionSummaries") or []
+    for summary in summaries:
+        if not finished_only or summary.get("MonitoringExecutionStatus") in TERMINAL:
+            return summary
+    return None
+
+
+def read_execution(sagemaker: Any, s3: Any, execution: dict[str, Any], threshold: int) -> dict[str, Any]:
+    """Findings of one finished execution: status, violations (from ``constraint_violations.json``), drift."""
+    from botocore.exceptions import ClientError
+
+    from ml_lifecycle.builders.monitor import VIOLATIONS
+    from ml_lifecycle.data.s3 import get_json
+    from ml_lifecycle.triggers.monitoring import summary_json
+
+    execution = summary_json(execution)
+    status = execution.get("MonitoringExecutionStatus")
+    job = processing_job_name(execution.get("ProcessingJobArn"))
+    result: dict[str, Any] = {
+        "schedule_name": execution.get("MonitoringScheduleName"),
+        "endpoint_name": execution.get("EndpointName"),
+        "execution_status": status,
+        "scheduled_time": execution.get("ScheduledTime"),
+        "processing_job": job,
+        "failure_reason": execution.get("FailureReason"),
+        "output_uri": None,
+        "violations_uri": None,
+        "violation_count": 0,
+        "violations": [],
+        "features": [],
+        "threshold": threshold,
+        "drift": False,
+    }
+    if job is None or status not in {"Completed", "CompletedWithViolations"}:
+        return result
+    description = sagemaker.describe_processing_job(ProcessingJobName=job)
+    outputs = (description.get("ProcessingOutputConfig") or {}).get("Outputs") or []
+    if not outputs:
+        raise AirflowException(f"monitoring job {job} has no output; cannot read its violations")
+    output = outputs[0]["S3Output"]["S3Uri"].rstrip("/")
+    result["output_uri"] = output + "/"
+    result["violations_uri"] = f"{output}/{VIOLATIONS}"
+    try:
+        document = get_json(s3, result["violations_uri"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404", "NotFound"}:
+            raise
+        if status == "CompletedWithViolations":
+            raise AirflowException(
+                f"execution {job} reports violations but {result['violations_uri']} does not exist"
+            ) from exc
+        document = {"violations": []}
+    violations = document.get("violations") or []
+    result["violation_count"] = len(violations)
+    result["violations"] = violations[:MAX_VIOLATIONS_IN_XCOM]
+    result["features"] = sorted({v.get("feature_name") for v in violations if v.get("feature_name")})
+    result["drift"] = len(violations) >= threshold
+    return result
+
+
+class LatestMonitoringResultOperator(_MonitorBase):
+    """Read the newest finished execution of the endpoint's data-quality schedule.
+
+    Publishes its findings in the task log, to XCom and as a small JSON report in S3
+    (``s3://<bucket>/<reports>/monitoring/<endpoint>/<execution job>.json``).
+
+    XCom: ``{"schedule_name", "endpoint_name", "execution_status", "scheduled_time", "processing_job",
+    "failure_reason", "output_uri", "violations_uri", "violation_count", "violations" (first 20),
+    "features", "threshold", "drift", "report_uri"}``; ``{"execution_status": null, ...}`` when the schedule
+    has no finished execution yet.
+
+    :param schedule_name: default ``<endpoint>-data-quality``
+    :param endpoint_name: default ``deployment.endpoint_name`` (templated)
+    :param violation_threshold: violations that count as drift (templated; default
+        ``monitoring.violation_threshold``)
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("schedule_name", "endpoint_name", "violation_threshold")
+    operator_extra_links = (MonitoringScheduleLink(),)
+
+    def __init__(
+        self,
+        *,
+        schedule_name: str | None = None,
+        endpoint_name: str | None = None,
+        violation_threshold: int | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.schedule_name = schedule_name
+        self.endpoint_name = endpoint_name
+        self.violation_threshold = violation_threshold
+
+    def publish(self, cfg: Config, result: dict[str, Any]) -> dict[str, Any]:
+        from ml_lifecycle.data.s3 import put_json
+
+        if result.get("processing_job"):
+            uri = cfg.storage.uri("reports", "monitoring", result["endpoint_name"], f"{result['processing_job']}.json")
+            extra = (
+                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": cfg.storage.kms_key_id}
+                if cfg.storage.kms_key_id
+                else {}
+            )
+            put_json(self._s3(), uri, result, **extra)
+            result["report_uri"] = uri
+        self.log.info(
+            "Monitoring execution %s of %s: %s, %d violation(s) (drift threshold %d) on %s%s",
+            result.get("processing_job"),
+            result.get("schedule_name"),
+            result.get("execution_status"),
+            result["violation_count"],
+            result["threshold"],
+            ", ".join(result["features"]) or "no feature",
+            f"; report {result.get('report_uri')}" if result.get("report_uri") else "",
+        )
+        for violation in result["violations"]:
+            self.log.info(
+                "  %s %s: %s",
+                violation.get("feature_name"),
+                violation.get("constraint_check_type"),
+                violation.get("description"),
+            )
+        return result
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.builders.monitor import schedule_name
+
+        cfg = self._config()
+        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        schedule = self.schedule_name or schedule_name(endpoint)
+        threshold = _int_or(self.violation_threshold, cfg.monitoring.violation_threshold)
+        self._link_endpoint(context, endpoint)
+        execution = newest_execution(self.sagemaker, schedule)
+        if execution is None:
+            self.log.info("Schedule %s has no finished execution yet", schedule)
+            return {
+                "schedule_name": schedule,
+                "endpoint_name": endpoint,
+                "execution_status": None,
+                "processing_job": None,
+                "violation_count": 0,
+                "violations": [],
+                "features": [],
+                "threshold": threshold,
+                "drift": False,
+                "report_uri": None,
+            }
+        result = read_execution(self.sagemaker, self._s3(), execution, threshold)
+        result["endpoint_name"] = result.get("endpoint_name") or endpoint
+        result.setdefault("report_uri", None)
+        if result["execution_status"] == "Failed":
+            self.log.warning(
+                "Newest monitoring execution of %s failed: %s", schedule, result.get("failure_reason") or "no reason"
+            )
+        return self.publish(cfg, result)
+
+
+class MonitoringRunOperator(LatestMonitoringResultOperator):
+    """Run the endpoint's data-quality analysis once, now, over the last ``window_hours`` hours.
+
+    Creates a one-off ``NOW`` schedule (``<endpoint>-dq-now-<digest of the run>``) on the given job
+    definition, defers until its execution finishes, reads it like
+    :class:`LatestMonitoringResultOperator`, then deletes the one-off schedule (executions are kept).
+
+    :param job_definition_name: the data-quality job definition (templated; e.g. from the schedule task)
+    :param window_hours: analysis window, 1-24 hours (templated)
+    :param poll_interval: seconds between polls (default ``sagemaker.waiter_check_interval_seconds``)
+    :param max_attempts: polls before giving up (default ``sagemaker.waiter_max_attempts``)
+    """
+
+    template_fields: Sequence[str] = (
+        *LatestMonitoringResultOperator.template_fields,
+        "job_definition_name",
+        "window_hours",
+    )
+
+    def __init__(
+        self,
+        *,
+        job_definition_name: str,
+        window_hours: int | str = 1,
+        poll_interval: int | None = None,
+        max_attempts: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_definition_name = job_definition_name
+        self.window_hours = window_hours
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+
+    def _one_off_name(self, endpoint: str, context: Context) -> str:
+        from ml_lifecycle.builders.endpoint import digest
+        from ml_lifecycle.naming import sagemaker_name
+
+        return sagemaker_name(endpoint[:30], "dq-now", digest([context.get("run_id"), self.job_definition_name]))
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.builders.monitor import one_off_config
+        from ml_lifecycle.triggers.monitoring import MonitoringExecutionTrigger
+
+        cfg = self._config()
+        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        self._link_endpoint(context, endpoint)
+        name = self._one_off_name(endpoint, context)
+        try:
+            existing = self.sagemaker.describe_monitoring_schedule(MonitoringScheduleName=name)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+            existing = None
+        if existing is None:
+            self.log.info("Starting a one-off data-quality run %s over the last %s hour(s)", name, self.window_hours)
+            self.sagemaker.create_monitoring_schedule(
+                MonitoringScheduleName=name,
+                MonitoringScheduleConfig=one_off_config(self.job_definition_name, _int_or(self.window_hours, 1)),
+            )
+        else:
+            self.log.info("Re-attaching to the one-off run %s", name)
+        interval = self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds
+        attempts = self.max_attempts or cfg.sagemaker.waiter_max_attempts
+        self.defer(
+            trigger=MonitoringExecutionTrigger(
+                schedule_name=name,
+                poll_interval=interval,
+                max_attempts=attempts,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+            ),
+            method_name="execute_complete",
+            kwargs={"endpoint": endpoint},
+            timeout=dt.timedelta(seconds=interval * attempts + 60),
+        )
+        raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, endpoint: str = ""
+    ) -> dict[str, Any]:
+        event = validate_execute_complete_event(event)
+        name = event.get("schedule_name")
+        if event.get("status") != "success" or not event.get("execution"):
+            raise AirflowException(f"one-off monitoring run {name}: {event.get('message')}")
+        cfg = self._config()
+        threshold = _int_or(self.violation_threshold, cfg.monitoring.violation_threshold)
+        execution = newest_execution(self.sagemaker, name) or event["execution"]
+        result = read_execution(self.sagemaker, self._s3(), execution, threshold)
+        result["endpoint_name"] = result.get("endpoint_name") or endpoint
+        result["report_uri"] = None
+        try:
+            self.sagemaker.delete_monitoring_schedule(MonitoringScheduleName=name)
+        except Exception as exc:
+            self.log.warning("Could not delete the one-off schedule %s: %s", name, exc)
+        if result["execution_status"] == "Failed":
+            raise AirflowException(f"one-off monitoring run {name} failed: {result.get('failure_reason')}")
+        return self.publish(cfg, result)
+
+
+# ------------------------------------------------------------------------------------------------------- drift
+
+
+def notify_drift(context: Context, findings: dict[str, Any], drift_uri: str, cfg: Config) -> bool:
+    from ml_lifecycle.notifications import log_url, publish
+
+    ti = context.get("ti")
+    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+    task_log = log_url(
+        cfg.notifications.airflow_base_url,
+        dag_id,
+        context.get("run_id") or "?",
+        getattr(ti, "task_id", "?"),
+        getattr(ti, "try_number", None),
+    )
+    lines = [
+        f"  - {v.get('feature_name')}: {v.get('constraint_check_type')}: {v.get('description')}"
+        for v in findings.get("violations", [])[:10]
+    ]
+    body = "\n".join(
+        [
+            f"Data drift on endpoint {findings.get('endpoint_name')}: {findings.get('violation_count')} violation(s) "
+            f"(threshold {findings.get('threshold')}) in monitoring execution {findings.get('processing_job')} "
+            f"scheduled {findings.get('scheduled_time')}.",
+            "Retraining (train_model) is scheduled on the drift asset and will start.",
+            "",
+            "Violations:",
+            *lines,
+            "",
+            f"Violations file: {findings.get('violations_uri')}",
+            f"Drift report: {drift_uri}",
+            f"Endpoint: https://console.aws.amazon.com/sagemaker/home?region={cfg.aws.region}#/endpoints/"
+            f"{findings.get('endpoint_name')}",
+            f"Log: {task_log}",
+        ]
+    )
+    return publish(f"[{cfg.environment}] Data drift detected: {findings.get('endpoint_name')}", body, cfg=cfg)
+
+
+class PublishDriftOperator(_MonitorBase):
+    """Emit the drift asset when the monitoring findings reach the threshold (else skip, no asset event).
+
+    Give it the drift asset as its only outlet. Writes ``drift.json`` at the asset's URI (the findings plus
+    ``detected_at``) and notifies the SNS topic. The same execution is never published twice (the previous
+    ``drift.json`` names it), so an hourly reader that sees no new execution does not retrain again.
+
+    XCom: ``{"published", "drift_uri", "processing_job", "violation_count", "features"}``.
+
+    :param findings_task_id: the task whose XCom holds the findings
+    :param drift_uri: where ``drift.json`` goes (templated; default the drift asset's URI)
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("drift_uri")
+
+    def __init__(self, *, findings_task_id: str, drift_uri: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.findings_task_id = findings_task_id
+        self.drift_uri = drift_uri
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        from ml_lifecycle.assets import drift_uri as asset_uri
+        from ml_lifecycle.data.s3 import get_json, put_json
+
+        findings = context["ti"].xcom_pull(task_ids=self.findings_task_id)
+        if not findings:
+            raise AirflowFailException(f"no findings from task {self.findings_task_id!r}")
+        if not findings.get("drift"):
+            raise AirflowSkipException(
+                f"No drift: {findings.get('violation_count', 0)} violation(s) below the threshold "
+                f"{findings.get('threshold')} (execution {findings.get('processing_job')})"
+            )
+        cfg = self._config()
+        uri = self.drift_uri or asset_uri(cfg)
+        s3 = self._s3()
+        try:
+            previous = get_json(s3, uri)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404", "NotFound"}:
+                raise
+            previous = None
+        if previous and previous.get("processing_job") == findings.get("processing_job"):
+            raise AirflowSkipException(
+                f"Drift of execution {findings.get('processing_job')} was already published at {uri}"
+            )
+        document = {**findings, "detected_at": dt.datetime.now(dt.UTC).isoformat(), "dag_run_id": context.get("run_id")}
+        extra = (
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": cfg.storage.kms_key_id} if cfg.storage.kms_key_id else {}
+        )
+        put_json(s3, uri, document, **extra)
+        self.log.warning(
+            "Drift on %s: %d violation(s) on %s; emitting the drift asset",
+            findings.get("endpoint_name"),
+            findings.get("violation_count"),
+            ", ".join(findings.get("features") or []),
+        )
+        outlet_events = context.get("outlet_events")
+        if outlet_events is not None:
+            for outlet in self.outlets or []:
+                outlet_events[outlet].extra = {
+                    "processing_job": findings.get("processing_job"),
+                    "violation_count": findings.get("violation_count"),
+                    "features": findings.get("features") or [],
+                    "drift_uri": uri,
+                }
+        notify_drift(context, findings, uri, cfg)
+        return {
+            "published": True,
+            "drift_uri": uri,
+            "processing_job": findings.get("processing_job"),
+            "violation_count": findings.get("violation_count"),
+            "features": findings.get("features") or [],
+        }

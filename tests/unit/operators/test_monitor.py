@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import botocore.session
+import pytest
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException, TaskDeferred
+from botocore.validate import ParamValidator
+
+from ml_lifecycle.assets import drift_uri
+from ml_lifecycle.builders.monitor import baseline_request, job_definition_request, one_off_config, schedule_name
+from ml_lifecycle.config import load_config
+from ml_lifecycle.operators.monitor import (
+    DataQualityBaselineOperator,
+    LatestMonitoringResultOperator,
+    MonitoringRunOperator,
+    MonitoringScheduleOperator,
+    PublishDriftOperator,
+)
+from ml_lifecycle.triggers.monitoring import MonitoringExecutionTrigger
+from tests.unit.operators._hosting_fakes import BUCKET, FakeMonitoring, FakeTI, aws, context, notifications
+
+ENDPOINT = "fraud-detector-local"
+SCHEDULE = schedule_name(ENDPOINT)
+DATASET = f"s3://{BUCKET}/jobs/train_model/20260101-20260301/abcd1234/preprocess/baseline/"
+SERVICE = botocore.session.get_session().get_service_model("sagemaker")
+__all__ = ["aws"]
+
+
+def assert_valid(operation: str, request: dict) -> None:
+    report = ParamValidator().validate(request, SERVICE.operation_model(operation).input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def with_hook(op, fake):
+    op.__dict__["hook"] = SimpleNamespace(
+        conn=fake, conn_region_name="us-east-1", conn_partition="aws", s3_hook=S3Hook(aws_conn_id="aws_default")
+    )
+    return op
+
+
+@pytest.mark.parametrize("env", [pytest.param(e, id=e) for e in ("local", "dev", "prod")])
+def test_requests_match_the_sagemaker_api(env):
+    cfg = load_config(env)
+    assert_valid(
+        "CreateProcessingJob",
+        baseline_request(cfg, job_name="fraud-baseline-v1-x", dataset_uri=DATASET, output_uri="s3://b/out/"),
+    )
+    definition = job_definition_request(
+        cfg, endpoint=ENDPOINT, version=3, statistics_uri="s3://b/s.json", constraints_uri="s3://b/c.json"
+    )
+    assert_valid("CreateDataQualityJobDefinition", definition)
+    assert_valid(
+        "CreateMonitoringSchedule",
+        {"MonitoringScheduleName": "x", "MonitoringScheduleConfig": one_off_config(definition["JobDefinitionName"], 2)},
+    )
+
+
+def test_baseline_job_follows_the_analyzer_contract(aws):
+    fake = FakeMonitoring()
+    op = with_hook(
+        DataQualityBaselineOperator(task_id="baseline", dataset_uri=DATASET, model_package_version="3"), fake
+    )
+    result = op.execute(context())
+
+    [request] = fake.calls_named("create_processing_job")
+    env = request["Environment"]
+    assert json.loads(env["dataset_format"]) == {"csv": {"header": True, "output_columns_position": "START"}}
+    assert env["dataset_source"] == request["ProcessingInputs"][0]["S3Input"]["LocalPath"]
+    assert env["output_path"] == request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["LocalPath"]
+    assert env["publish_cloudwatch_metrics"] == "Disabled"
+    assert request["AppSpecification"]["ImageUri"].endswith("sagemaker-model-monitor-analyzer")
+    assert result["statistics_uri"].endswith("/statistics.json")
+    assert result["constraints_uri"] == result["output_uri"] + "constraints.json"
+
+    # a re-run reuses the completed job of the same model version and dataset
+    again = with_hook(
+        DataQualityBaselineOperator(task_id="baseline", dataset_uri=DATASET, model_package_version="3"), fake
+    ).execute(context())
+    assert again == result
+    assert len(fake.calls_named("create_processing_job")) == 1
+
+
+def test_baseline_in_progress_defers_and_a_failed_one_is_replaced_on_retry(aws):
+    fake = FakeMonitoring()
+    fake.job_status = "InProgress"
+    with pytest.raises(TaskDeferred) as deferred:
+        with_hook(
+            DataQualityBaselineOperator(task_id="baseline", dataset_uri=DATASET, model_package_version=3), fake
+        ).execute(context())
+    assert deferred.value.trigger.serialize()[1]["job_type"] == "Processing"
+
+    [job] = fake.jobs.values()
+    job["ProcessingJobStatus"] = "Failed"
+    fake.job_status = "Completed"
+    ti = FakeTI()
+    ti.try_number = 2
+    result = with_hook(
+        DataQualityBaselineOperator(task_id="baseline", dataset_uri=DATASET, model_package_version=3), fake
+    ).execute(context(ti))
+    assert result["job_name"].endswith("-r2")
+
+
+def test_missing_baseline_dataset_is_a_clear_failure(aws):
+    op = with_hook(
+        DataQualityBaselineOperator(task_id="b", dataset_uri="None", model_package_version=1), FakeMonitoring()
+    )
+    with pytest.raises(AirflowFailException, match="no baseline dataset"):
+        op.execute(context())
+
+
+def schedule(fake, version=3, stats="s3://b/v3/statistics.json"):
+    op = MonitoringScheduleOperator(
+        task_id="schedule", statistics_uri=stats, constraints_uri=stats.replace("statistics", "constraints"),
+        model_package_version=version,
+    )  # fmt: skip
+    return with_hook(op, fake).execute(context())
+
+
+def test_schedule_is_created_then_updated_by_the_sdk_pattern_and_a_rerun_is_a_noop(aws):
+    fake = FakeMonitoring()
+    created = schedule(fake)
+    assert created["action"] == "created"
+    assert created["schedule_name"] == SCHEDULE
+    config = fake.schedules[SCHEDULE]["MonitoringScheduleConfig"]
+    assert config["MonitoringJobDefinitionName"] == created["job_definition_name"]
+    assert config["ScheduleConfig"]["ScheduleExpression"] == load_config().monitoring.schedule_expression
+
+    unchanged = schedule(fake)
+    assert unchanged["action"] == "unchanged"
+    assert len(fake.calls_named("create_definition")) == 1
+
+    updated = schedule(fake, version=4, stats="s3://b/v4/statistics.json")
+    assert updated["action"] == "updated"
+    assert updated["previous_job_definition_name"] == created["job_definition_name"]
+    order = [name for name, _ in fake.calls if name in {"create_definition", "update_schedule", "delete_definition"}]
+    assert order == ["create_definition", "create_definition", "update_schedule", "delete_definition"]
+    assert set(fake.definitions) == {updated["job_definition_name"]}
+
+
+def put_violations(aws, prefix: str, violations: list[dict]) -> str:
+    key = prefix.removeprefix(f"s3://{BUCKET}/") + "/constraint_violations.json"
+    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({"violations": violations}))
+    return prefix
+
+
+VIOLATIONS = [
+    {"feature_name": "amount", "constraint_check_type": "baseline_drift_check", "description": "distance 0.4 > 0.1"},
+    {"feature_name": "hour_of_day", "constraint_check_type": "baseline_drift_check", "description": "0.3 > 0.1"},
+]
+
+
+def read_latest(fake, threshold=None):
+    op = LatestMonitoringResultOperator(task_id="read", violation_threshold=threshold)
+    return with_hook(op, fake).execute(context())
+
+
+def test_reader_finds_the_newest_finished_execution_and_its_violations(aws):
+    fake = FakeMonitoring()
+    old = put_violations(aws, f"s3://{BUCKET}/monitoring/reports/{ENDPOINT}/{SCHEDULE}/2026/03/01/01", [])
+    new = put_violations(aws, f"s3://{BUCKET}/monitoring/reports/{ENDPOINT}/{SCHEDULE}/2026/03/01/02", VIOLATIONS)
+    fake.add_execution(SCHEDULE, 1, "Completed", old, ENDPOINT)
+    fake.add_execution(SCHEDULE, 2, "CompletedWithViolations", new, ENDPOINT)
+    fake.add_execution(SCHEDULE, 3, "InProgress", new, ENDPOINT)
+
+    result = read_latest(fake, threshold=2)
+
+    assert result["execution_status"] == "CompletedWithViolations"
+    assert result["scheduled_time"].startswith("2026-03-01T02:00")
+    assert result["violation_count"] == 2 and result["drift"] is True
+    assert result["features"] == ["amount", "hour_of_day"]
+    report = json.loads(
+        aws.s3.get_object(Bucket=BUCKET, Key=result["report_uri"].removeprefix(f"s3://{BUCKET}/"))["Body"].read()
+    )
+    assert report["violation_count"] == 2
+    json.dumps(result)
+    assert read_latest(fake, threshold=3)["drift"] is False
+
+
+def test_reader_without_executions_reports_nothing_to_see(aws):
+    result = read_latest(FakeMonitoring())
+    assert result["execution_status"] is None and result["drift"] is False
+
+
+def test_one_off_run_creates_a_now_schedule_defers_and_cleans_up(aws):
+    fake = FakeMonitoring()
+    op = with_hook(MonitoringRunOperator(task_id="run", job_definition_name="fraud-dq-v3-x", window_hours=3), fake)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context())
+    assert isinstance(deferred.value.trigger, MonitoringExecutionTrigger)
+    [created] = fake.calls_named("create_schedule")
+    assert created["config"]["ScheduleConfig"] == {
+        "ScheduleExpression": "NOW",
+        "DataAnalysisStartTime": "-PT3H",
+        "DataAnalysisEndTime": "-PT0H",
+    }
+    name = created["name"]
+    out = put_violations(aws, f"s3://{BUCKET}/monitoring/reports/{ENDPOINT}/{name}/2026/03/01/04", VIOLATIONS[:1])
+    fake.add_execution(name, 4, "CompletedWithViolations", out, ENDPOINT)
+    event = {"status": "success", "schedule_name": name, "execution": {"MonitoringExecutionStatus": "x"}}
+    result = op.execute_complete(context(), event=event, **deferred.value.kwargs)
+    assert result["violation_count"] == 1 and result["drift"] is True
+    assert name not in fake.schedules, "the one-off schedule is removed"
+
+
+def drift_task():
+    from ml_lifecycle.assets import drift_asset
+
+    return PublishDriftOperator(task_id="drift", findings_task_id="read", outlets=[drift_asset(load_config())])
+
+
+FINDINGS = {
+    "endpoint_name": ENDPOINT,
+    "processing_job": "model-monitoring-202603010200-0001",
+    "violation_count": 2,
+    "violations": VIOLATIONS,
+    "features": ["amount", "hour_of_day"],
+    "threshold": 1,
+    "drift": True,
+    "violations_uri": "s3://x/constraint_violations.json",
+}
+
+
+def test_drift_emits_the_asset_once_per_execution_and_notifies(aws):
+    op = with_hook(drift_task(), FakeMonitoring())
+    events = {op.outlets[0]: SimpleNamespace(extra=None)}
+    result = op.execute(context(FakeTI({"read": FINDINGS}), outlet_events=events))
+    assert result["published"] is True
+    assert events[op.outlets[0]].extra["violation_count"] == 2
+    uri = drift_uri(load_config())
+    stored = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=uri.removeprefix(f"s3://{BUCKET}/"))["Body"].read())
+    assert stored["processing_job"] == FINDINGS["processing_job"]
+    [note] = notifications(aws)
+    assert "drift" in note["Subject"].lower() and "amount" in note["Message"]
+
+    with pytest.raises(AirflowSkipException, match="already published"):
+        with_hook(drift_task(), FakeMonitoring()).execute(context(FakeTI({"read": FINDINGS})))
+
+
+def test_no_drift_skips_without_an_asset_event(aws):
+    calm = {**FINDINGS, "violation_count": 0, "violations": [], "drift": False}
+    with pytest.raises(AirflowSkipException, match="No drift"):
+        with_hook(drift_task(), FakeMonitoring()).execute(context(FakeTI({"read": calm})))
+    assert notifications(aws) == []
