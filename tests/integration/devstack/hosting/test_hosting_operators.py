@@ -1,0 +1,121 @@
+"""The Amazon provider's SageMakerEndpointOperator and Application Auto Scaling against the devstack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.devstack.hosting_support import client, put_scale_model, variant
+from tests.integration.devstack.sagemaker_support import ROLE, SKLEARN_IMAGE
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, sagemaker_service: Any, moto_endpoint: str) -> None:
+    """Point boto3 (and so the provider's hooks) at the devstack."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", sagemaker_service.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", sagemaker_service.url)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws", "extra": {"region_name": "us-east-1"}}')
+
+
+def _model(name: str, data: str) -> dict[str, Any]:
+    return {
+        "ModelName": name,
+        "ExecutionRoleArn": ROLE,
+        "PrimaryContainer": {
+            "Image": SKLEARN_IMAGE,
+            "ModelDataUrl": data,
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+        },
+    }
+
+
+def test_endpoint_operator_creates_then_updates(
+    aws_env: None, fast: Any, s3: Any, bucket: str, unique_name: Any, runtime: Any
+) -> None:
+    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
+
+    endpoint = unique_name("ep")
+    first, second = unique_name("model"), unique_name("model")
+    cfg1, cfg2 = unique_name("cfg"), unique_name("cfg")
+
+    def config(model: str, cfg: str, scale: float) -> dict[str, Any]:
+        return {
+            "Model": _model(model, put_scale_model(s3, bucket, f"{model}/model.tar.gz", scale)),
+            "EndpointConfig": {"EndpointConfigName": cfg, "ProductionVariants": [variant("AllTraffic", model)]},
+            "Endpoint": {"EndpointName": endpoint, "EndpointConfigName": cfg},
+        }
+
+    created = SageMakerEndpointOperator(
+        task_id="deploy", config=config(first, cfg1, 2.0), operation="create", check_interval=1, max_ingestion_time=120
+    ).execute({})
+    assert created["Endpoint"]["EndpointStatus"] == "InService"
+    assert runtime.invoke_endpoint(EndpointName=endpoint, Body=b"1", ContentType="text/csv")["Body"].read() == b"2.0"
+
+    update = config(second, cfg2, 7.0)
+    update["Endpoint"]["DeploymentConfig"] = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "LINEAR",
+                "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+                "WaitIntervalInSeconds": 1,
+            },
+            "TerminationWaitInSeconds": 1,
+        }
+    }
+    # operation "create" on an existing endpoint falls back to update, as the provider documents
+    updated = SageMakerEndpointOperator(
+        task_id="redeploy", config=update, operation="create", check_interval=1, max_ingestion_time=120
+    ).execute({})
+
+    assert updated["Endpoint"]["EndpointConfigName"] == cfg2
+    assert updated["EndpointConfig"]["EndpointConfigName"] == cfg2
+    assert runtime.invoke_endpoint(EndpointName=endpoint, Body=b"1", ContentType="text/csv")["Body"].read() == b"7.0"
+
+
+def test_application_autoscaling_accepts_variant_targets(
+    fast: Any, sm: Any, s3: Any, bucket: str, unique_name: Any, moto_endpoint: str
+) -> None:
+    from tests.integration.devstack.hosting_support import create_model, wait_endpoint
+
+    model = unique_name("model")
+    create_model(sm, model, put_scale_model(s3, bucket, f"{model}/model.tar.gz", 1.0))
+    cfg = unique_name("cfg")
+    sm.create_endpoint_config(EndpointConfigName=cfg, ProductionVariants=[variant("AllTraffic", model)])
+    name = unique_name("ep")
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=cfg)
+    assert wait_endpoint(sm, name)["EndpointStatus"] == "InService"
+    autoscaling = client("application-autoscaling", moto_endpoint)
+    resource = f"endpoint/{name}/variant/AllTraffic"
+
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=1,
+        MaxCapacity=4,
+    )
+    autoscaling.put_scaling_policy(
+        PolicyName="invocations",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 70.0,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            "ScaleInCooldown": 300,
+            "ScaleOutCooldown": 300,
+        },
+    )
+
+    targets = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])
+    policies = autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)
+    assert [(t["MinCapacity"], t["MaxCapacity"]) for t in targets["ScalableTargets"]] == [(1, 4)]
+    assert [p["PolicyName"] for p in policies["ScalingPolicies"]] == ["invocations"]
