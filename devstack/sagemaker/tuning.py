@@ -354,8 +354,9 @@ class TuningJobs:
                 return -value if maximize else value
 
             members["BestTrainingJob"] = min(scored, key=lambda s: (score(s), s["CreationTime"]))
-        self._update(name, **members)
-        record["desc"].update(members)
+        if any(record["desc"].get(key) != value for key, value in members.items()):
+            self._update(name, **members)
+            record["desc"].update(members)
         return record
 
     def _run(self, name: str, stop: threading.Event) -> None:

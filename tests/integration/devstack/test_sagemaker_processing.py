@@ -179,3 +179,51 @@ def test_processing_errors(sm: Any, s3: Any, bucket: str, unique_name: Any) -> N
 
     listed = sm.list_processing_jobs(NameContains="proc-custom", StatusEquals="Failed")["ProcessingJobSummaries"]
     assert [s["ProcessingJobName"] for s in listed] == [custom_name]
+
+
+def test_manifest_input_and_continuous_output_survive_a_failure(
+    sm: Any, s3: Any, bucket: str, unique_name: Any
+) -> None:
+    put_text(s3, bucket, "shards/a.csv", "a\n")
+    put_text(s3, bucket, "shards/b.csv", "b\n")
+    put_text(s3, bucket, "shards/c.csv", "not listed\n")
+    manifest = json.dumps([{"prefix": f"s3://{bucket}/shards/"}, "a.csv", "b.csv"])
+    put_text(s3, bucket, "manifests/inputs.json", manifest)
+    script = (
+        "import os, pathlib, sys\n"
+        "names = sorted(os.listdir(sys.argv[1]))\n"
+        "pathlib.Path(sys.argv[2], 'seen.txt').write_text(','.join(names))\n"
+        "pathlib.Path(sys.argv[3], 'final.txt').write_text('never uploaded')\n"
+        "sys.exit('stopping after the report')\n"
+    )
+    put_text(s3, bucket, "code/manifest.py", script)
+    name = unique_name("proc-manifest")
+    request = processing_request(name, bucket, "code/manifest.py")
+    request["AppSpecification"]["ContainerArguments"] = [
+        "/opt/ml/processing/input/data",
+        "/opt/ml/processing/progress",
+        "/opt/ml/processing/output",
+    ]
+    request["ProcessingInputs"][0]["S3Input"].update(
+        {"S3Uri": f"s3://{bucket}/manifests/inputs.json", "S3DataType": "ManifestFile"}
+    )
+    request["ProcessingOutputConfig"]["Outputs"].append(
+        {
+            "OutputName": "progress",
+            "S3Output": {
+                "S3Uri": f"s3://{bucket}/progress/{name}",
+                "LocalPath": "/opt/ml/processing/progress",
+                "S3UploadMode": "Continuous",
+            },
+        }
+    )
+    sm.create_processing_job(**request)
+
+    desc = wait_for(lambda: sm.describe_processing_job(ProcessingJobName=name), "ProcessingJobStatus")
+
+    assert desc["ProcessingJobStatus"] == "Failed"
+    assert desc["FailureReason"] == "AlgorithmError: stopping after the report, exit code: 1"
+    seen = s3.get_object(Bucket=bucket, Key=f"progress/{name}/seen.txt")["Body"].read()
+    assert seen == b"a.csv,b.csv"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key=f"processed/{name}/final.txt")
