@@ -1,0 +1,477 @@
+"""Validate an extracted dataset against a Great Expectations 1.x suite; stop the run on bad data.
+
+The validation core is ``include/code/validation/gx_validation.py``, the same file in both modes:
+
+- ``worker``: the operator loads that file by path (at execute time, never at DAG parse time) and runs it
+  here, streaming the dataset's Parquet parts from S3 one at a time (one part on local disk, one batch in
+  memory);
+- ``processing``: the operator uploads ``include/code/validation/`` and the suite next to the report, and runs
+  ``validate.py`` in a SageMaker Processing job over the same dataset; it waits deferrably, then reads the
+  job's ``validation_result.json``.
+
+Either way the report lands under ``report_uri`` (``validation_result.json``: GX's validation-result document
+plus a ``summary``; ``validation_report.html``: every expectation with its verdict and evidence), the summary
+goes to XCom (key ``validation_summary``), and a failed validation raises ``AirflowFailException`` naming the
+failed expectations and the report, after the report is written. great_expectations is imported only
+inside ``execute``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+from ml_lifecycle.links import S3ReportLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+MODES = ("worker", "processing")
+CORE_MODULE = "ml_lifecycle_validation_core"
+CODE_FILES = ("validate.py", "gx_validation.py", "requirements.txt")
+RESULT_NAME = "validation_result.json"
+DOCS_NAME = "validation_report.html"
+SUMMARY_XCOM_KEY = "validation_summary"
+PROCESSING_ROOT = "/opt/ml/processing"
+_ACTIVE = frozenset({"InProgress", "Stopping"})
+_FAILED = frozenset({"Failed", "Stopped"})
+
+
+def load_validation_core() -> ModuleType:
+    """``include/code/validation/gx_validation.py``, loaded by path (it is container code, not a package)."""
+    if CORE_MODULE in sys.modules:
+        return sys.modules[CORE_MODULE]
+    from ml_lifecycle.config import include_dir
+
+    path = include_dir() / "code" / "validation" / "gx_validation.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the validation core is missing from include/")
+    spec = importlib.util.spec_from_file_location(CORE_MODULE, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[CORE_MODULE] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[CORE_MODULE]
+        raise
+    return module
+
+
+def failure_message(summary: dict[str, Any], result_uri: str, docs_uri: str, limit: int = 20) -> str:
+    """The ``AirflowFailException`` text: what failed (type, column, observed, samples) and where the report is."""
+    failed = summary.get("failed") or []
+    lines = [
+        f"Data validation failed: {len(failed)} of {summary.get('evaluated_expectations')} expectations not met "
+        f"on {summary.get('row_count')} rows of {summary.get('dataset_uri')} (suite {summary.get('suite_name')}):"
+    ]
+    for item in failed[:limit]:
+        column = item.get("column")
+        where = f"({column if isinstance(column, str) else ', '.join(column or [])})" if column else ""
+        sample = f"; sample {item['sample']}" if item.get("sample") else ""
+        lines.append(f"  - {item['type']}{where}: observed {item.get('observed')}{sample}")
+    if len(failed) > limit:
+        lines.append(f"  - ... and {len(failed) - limit} more")
+    lines.append(f"Report: {result_uri} (HTML: {docs_uri})")
+    return "\n".join(lines)
+
+
+class DataValidationOperator(AwsBaseOperator[S3Hook]):
+    """Validate the dataset at ``dataset_uri`` with the GX suite ``suite_path``; fail the run on bad data.
+
+    Returns (XCom) ``{"success": True, "result_uri", "docs_uri", "evaluated_expectations", "row_count"}``
+    (plus ``"job_name"`` in processing mode); pushes the summary under the XCom key ``validation_summary``.
+
+    :param aws_conn_id: Airflow connection for AWS (S3, and SageMaker in processing mode)
+    :param dataset_uri: prefix of an extracted dataset (``_manifest.json`` + Parquet parts) (templated)
+    :param suite_path: GX 1.x ExpectationSuite JSON, relative to ``include/`` (templated)
+    :param report_uri: prefix the report is written to, e.g. ``<dataset_uri>validation/`` (templated)
+    :param mode: ``worker`` (validate in the Airflow worker) or ``processing`` (in a SageMaker job)
+    :param batch_rows: rows per validation batch (bounds memory in either mode)
+    :param processing_job: for ``processing`` mode (templated): ``job_name`` (required, unique per run),
+        ``role_arn``, ``image_uri``, ``instance_type`` (required); optional ``volume_size_gb`` (30),
+        ``max_runtime_seconds`` (3600), ``volume_kms_key_id``, ``output_kms_key_id``,
+        ``enable_network_isolation``, ``enable_inter_container_traffic_encryption``,
+        ``vpc`` (``{"subnets": [...], "security_group_ids": [...]}``), ``tags`` (dict), ``install_requirements``
+        (default true: pip-install great_expectations in the job when the image lacks it)
+    :param check_interval: seconds between job status checks (processing mode)
+    :param max_attempts: status checks before giving up waiting (processing mode)
+    :param deferrable: wait for the job in the triggerer (processing mode)
+    """
+
+    aws_hook_class = S3Hook
+    template_fields: Sequence[str] = aws_template_fields("dataset_uri", "suite_path", "report_uri", "processing_job")
+    template_fields_renderers = {"processing_job": "json"}
+    operator_extra_links = (S3ReportLink(),)
+    ui_color = "#f0e4ff"
+
+    def __init__(
+        self,
+        *,
+        dataset_uri: str,
+        suite_path: str,
+        report_uri: str,
+        mode: str = "worker",
+        batch_rows: int = 100_000,
+        processing_job: dict[str, Any] | None = None,
+        check_interval: int = 30,
+        max_attempts: int = 240,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(f"{self.task_id}: mode must be one of {MODES}, got {mode!r}")
+        if int(batch_rows) < 1:
+            raise ValueError(f"{self.task_id}: batch_rows must be at least 1, got {batch_rows}")
+        if mode == "processing":
+            if not isinstance(processing_job, dict):
+                raise ValueError(f"{self.task_id}: mode 'processing' needs processing_job settings (a dict)")
+            missing = [k for k in ("job_name", "role_arn", "image_uri", "instance_type") if not processing_job.get(k)]
+            if missing:
+                raise ValueError(f"{self.task_id}: processing_job lacks {', '.join(missing)}")
+        self.dataset_uri = dataset_uri
+        self.suite_path = suite_path
+        self.report_uri = report_uri
+        self.mode = mode
+        self.batch_rows = int(batch_rows)
+        self.processing_job = processing_job
+        self.check_interval = int(check_interval)
+        self.max_attempts = int(max_attempts)
+        self.deferrable = deferrable
+
+    # ------------------------------------------------------------------------------------------- shared
+
+    @property
+    def _report(self) -> tuple[str, str, str]:
+        from ml_lifecycle.data.s3 import as_prefix, join_uri
+
+        prefix = as_prefix(self.report_uri)
+        return prefix, join_uri(prefix, RESULT_NAME), join_uri(prefix, DOCS_NAME)
+
+    def _manifest(self) -> dict[str, Any]:
+        from ml_lifecycle.data.manifest import manifest_uri, read_manifest
+
+        client = self.hook.conn
+        try:
+            return read_manifest(client, self.dataset_uri)
+        except client.exceptions.NoSuchKey:
+            raise AirflowException(
+                f"no dataset manifest at {manifest_uri(self.dataset_uri)}: the extraction of this interval has not "
+                "completed (re-run the extract task)"
+            ) from None
+
+    def _finish(self, context: Context, document: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        from ml_lifecycle.data.s3 import split_s3_uri
+
+        prefix, result_uri, docs_uri = self._report
+        summary = {**document["summary"], "result_uri": result_uri, "docs_uri": docs_uri}
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if ti is not None:
+            ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
+            bucket, key = split_s3_uri(prefix)
+            S3ReportLink.persist(
+                context=context,
+                operator=self,
+                region_name=self.hook.conn_region_name,
+                aws_partition=self.hook.conn_partition,
+                bucket=bucket,
+                prefix=key,
+            )
+        if not summary["success"]:
+            raise AirflowFailException(failure_message(summary, result_uri, docs_uri))
+        self.log.info(
+            "Data validation passed: %d expectations met on %d rows; report %s",
+            summary["evaluated_expectations"],
+            summary["row_count"],
+            docs_uri,
+        )
+        return {
+            "success": True,
+            "result_uri": result_uri,
+            "docs_uri": docs_uri,
+            "evaluated_expectations": summary["evaluated_expectations"],
+            "row_count": summary["row_count"],
+            **extra,
+        }
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        if self.mode == "worker":
+            return self._execute_worker(context)
+        return self._execute_processing(context)
+
+    # ------------------------------------------------------------------------------------------- worker
+
+    def _download_parts(self, manifest: dict[str, Any], folder: str) -> Iterator[str]:
+        """Each part's local path in turn; the previous part is deleted before the next is downloaded."""
+        from ml_lifecycle.data.s3 import split_s3_uri
+
+        client = self.hook.conn
+        for index, part in enumerate(manifest["parts"]):
+            bucket, key = split_s3_uri(part["uri"])
+            local = Path(folder) / f"part-{index:05d}.parquet"
+            client.download_file(bucket, key, str(local))
+            try:
+                yield str(local)
+            finally:
+                local.unlink(missing_ok=True)
+
+    def _execute_worker(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.data.s3 import put_json, put_text
+        from ml_lifecycle.operators.extract import resolve_include_path
+
+        core = load_validation_core()
+        suite = core.load_suite(resolve_include_path(self.suite_path))
+        manifest = self._manifest()
+        self.log.info(
+            "Validating %d rows in %d part(s) of %s with suite %s (%d expectations), %d rows per batch",
+            manifest["row_count"],
+            len(manifest["parts"]),
+            self.dataset_uri,
+            self.suite_path,
+            len(suite["expectations"]),
+            self.batch_rows,
+        )
+        empty = None
+        if not manifest["parts"]:
+            import pandas as pd
+
+            empty = pd.DataFrame({name: [] for name in manifest.get("columns", [])})
+        with tempfile.TemporaryDirectory(prefix="ml-lifecycle-validation-") as folder:
+            document = core.validate_files(
+                self._download_parts(manifest, folder),
+                suite,
+                batch_rows=self.batch_rows,
+                total_rows=manifest["row_count"],
+                dataset_uri=manifest["dataset_uri"],
+                empty_frame=empty,
+                workdir=folder,
+            )
+        _, result_uri, docs_uri = self._report
+        client = self.hook.conn
+        put_json(client, result_uri, document)
+        put_text(client, docs_uri, core.render_html(document), "text/html; charset=utf-8")
+        self.log.info("Wrote the validation report to %s and %s", result_uri, docs_uri)
+        return self._finish(context, document)
+
+    # ------------------------------------------------------------------------------------------- processing
+
+    def _sagemaker(self) -> Any:
+        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+        return SageMakerHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
+
+    def _upload_job_inputs(self) -> tuple[str, str, str]:
+        """Upload the container code and the suite under ``<report_uri>_job/``; returns (code, suite, name)."""
+        from ml_lifecycle.config import include_dir
+        from ml_lifecycle.data.s3 import join_uri, split_s3_uri
+        from ml_lifecycle.operators.extract import resolve_include_path
+
+        client = self.hook.conn
+        prefix, _, _ = self._report
+        code_uri = join_uri(prefix, "_job/code/")
+        suite_uri = join_uri(prefix, "_job/suite/")
+        folder = include_dir() / "code" / "validation"
+        for name in CODE_FILES:
+            bucket, key = split_s3_uri(join_uri(code_uri, name))
+            client.upload_file(str(folder / name), bucket, key)
+        suite_file = resolve_include_path(self.suite_path)
+        bucket, key = split_s3_uri(join_uri(suite_uri, suite_file.name))
+        client.upload_file(str(suite_file), bucket, key)
+        return code_uri, suite_uri, suite_file.name
+
+    def build_processing_request(self, job_name: str, code_uri: str, suite_uri: str, suite_name: str) -> dict[str, Any]:
+        """The ``CreateProcessingJob`` request that runs ``validate.py`` over the dataset."""
+        from ml_lifecycle.data.s3 import as_prefix
+
+        job = dict(self.processing_job or {})
+
+        def s3_input(name: str, uri: str) -> dict[str, Any]:
+            return {
+                "InputName": name,
+                "AppManaged": False,
+                "S3Input": {
+                    "S3Uri": uri,
+                    "LocalPath": f"{PROCESSING_ROOT}/input/{name}",
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                    "S3DataDistributionType": "FullyReplicated",
+                    "S3CompressionType": "None",
+                },
+            }
+
+        report_prefix, _, _ = self._report
+        output: dict[str, Any] = {
+            "Outputs": [
+                {
+                    "OutputName": "report",
+                    "AppManaged": False,
+                    "S3Output": {
+                        "S3Uri": report_prefix,
+                        "LocalPath": f"{PROCESSING_ROOT}/output/report",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        }
+        if job.get("output_kms_key_id"):
+            output["KmsKeyId"] = job["output_kms_key_id"]
+        cluster: dict[str, Any] = {
+            "InstanceCount": 1,
+            "InstanceType": job["instance_type"],
+            "VolumeSizeInGB": int(job.get("volume_size_gb") or 30),
+        }
+        if job.get("volume_kms_key_id"):
+            cluster["VolumeKmsKeyId"] = job["volume_kms_key_id"]
+        network: dict[str, Any] = {
+            "EnableInterContainerTrafficEncryption": bool(job.get("enable_inter_container_traffic_encryption")),
+            "EnableNetworkIsolation": bool(job.get("enable_network_isolation")),
+        }
+        if job.get("vpc"):
+            network["VpcConfig"] = {
+                "Subnets": list(job["vpc"]["subnets"]),
+                "SecurityGroupIds": list(job["vpc"]["security_group_ids"]),
+            }
+        install = job.get("install_requirements", True) and not job.get("enable_network_isolation")
+        tags = job.get("tags") or {}
+        return {
+            "ProcessingJobName": job_name,
+            "ProcessingInputs": [
+                s3_input("code", code_uri),
+                s3_input("data", as_prefix(self.dataset_uri)),
+                s3_input("suite", suite_uri),
+            ],
+            "ProcessingOutputConfig": output,
+            "ProcessingResources": {"ClusterConfig": cluster},
+            "StoppingCondition": {"MaxRuntimeInSeconds": int(job.get("max_runtime_seconds") or 3600)},
+            "AppSpecification": {
+                "ImageUri": job["image_uri"],
+                "ContainerEntrypoint": ["python3", f"{PROCESSING_ROOT}/input/code/validate.py"],
+                "ContainerArguments": [
+                    "--data-dir",
+                    f"{PROCESSING_ROOT}/input/data",
+                    "--suite",
+                    f"{PROCESSING_ROOT}/input/suite/{suite_name}",
+                    "--output-dir",
+                    f"{PROCESSING_ROOT}/output/report",
+                    "--batch-rows",
+                    str(self.batch_rows),
+                    "--dataset-uri",
+                    as_prefix(self.dataset_uri),
+                ],
+            },
+            "Environment": {"VALIDATION_INSTALL_REQUIREMENTS": "1" if install else "0"},
+            "NetworkConfig": network,
+            "RoleArn": job["role_arn"],
+            "Tags": [{"Key": str(k), "Value": str(v)} for k, v in tags.items()]
+            if isinstance(tags, dict)
+            else list(tags),
+        }
+
+    def _describe_or_none(self, hook: Any, name: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return hook.describe_processing_job(name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+                return None
+            raise
+
+    def _execute_processing(self, context: Context) -> dict[str, Any]:
+        manifest = self._manifest()  # fail fast, before starting a job, when the dataset is incomplete
+        hook = self._sagemaker()
+        base = str(self.processing_job["job_name"])  # type: ignore[index]
+        try_number = int(getattr(context.get("ti"), "try_number", 1) or 1) if hasattr(context, "get") else 1
+        latest: tuple[str, dict[str, Any]] | None = None
+        for attempt in range(1, try_number + 1):
+            name = base if attempt == 1 else f"{base}-r{attempt}"
+            found = self._describe_or_none(hook, name)
+            if found is not None:
+                latest = (name, found)
+        if latest is not None and latest[1]["ProcessingJobStatus"] not in _FAILED:
+            name, description = latest
+            self.log.info("Re-attaching to validation job %s (%s)", name, description["ProcessingJobStatus"])
+        else:
+            name = base if try_number == 1 else f"{base}-r{try_number}"
+            if self._describe_or_none(hook, name) is not None:
+                raise AirflowException(f"processing job {name} already exists; cannot start a new validation job")
+            code_uri, suite_uri, suite_name = self._upload_job_inputs()
+            request = self.build_processing_request(name, code_uri, suite_uri, suite_name)
+            self.log.info(
+                "Starting validation job %s over %d rows of %s", name, manifest["row_count"], self.dataset_uri
+            )
+            hook.conn.create_processing_job(**request)
+            description = hook.describe_processing_job(name)
+        return self._after_job(context, hook, name, description)
+
+    def _after_job(self, context: Context, hook: Any, name: str, description: dict[str, Any]) -> dict[str, Any]:
+        status = description["ProcessingJobStatus"]
+        if status in _ACTIVE and self.deferrable:
+            from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+
+            self.defer(
+                trigger=SageMakerTrigger(
+                    job_name=name,
+                    job_type="Processing",
+                    waiter_delay=self.check_interval,
+                    waiter_max_attempts=self.max_attempts,
+                    aws_conn_id=self.aws_conn_id,
+                    region_name=self.region_name,
+                    verify=self.verify,
+                    botocore_config=self.botocore_config,
+                ),
+                method_name="execute_complete",
+                timeout=dt.timedelta(seconds=self.check_interval * self.max_attempts + 60),
+            )
+        for _ in range(self.max_attempts):
+            if status not in _ACTIVE:
+                break
+            time.sleep(self.check_interval)
+            description = hook.describe_processing_job(name)
+            status = description["ProcessingJobStatus"]
+        return self._read_job_result(context, name, description)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+
+        event = validate_execute_complete_event(event)
+        name = event.get("job_name") or str((self.processing_job or {}).get("job_name"))
+        description = self._sagemaker().describe_processing_job(name)
+        return self._read_job_result(context, name, description)
+
+    def _read_job_result(self, context: Context, name: str, description: dict[str, Any]) -> dict[str, Any]:
+        from ml_lifecycle.data.s3 import get_json
+
+        status = description["ProcessingJobStatus"]
+        if status in _ACTIVE:
+            raise AirflowException(
+                f"stopped waiting for validation job {name} after {self.check_interval * self.max_attempts} s; it is "
+                f"still {status}. A retry of this task re-attaches to it."
+            )
+        if status != "Completed":
+            reason = description.get("FailureReason") or description.get("ExitMessage") or "no FailureReason given"
+            raise AirflowException(f"validation job {name} {status}: {reason}")
+        _, result_uri, _ = self._report
+        try:
+            document = get_json(self.hook.conn, result_uri)
+        except self.hook.conn.exceptions.NoSuchKey:
+            raise AirflowException(f"validation job {name} completed but wrote no {result_uri}") from None
+        return self._finish(context, document, job_name=name)
