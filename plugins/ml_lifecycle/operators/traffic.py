@@ -1,0 +1,486 @@
+"""Stepwise traffic shifting between two production variants, with a health check between steps.
+
+``StepwiseTrafficShiftOperator`` moves an endpoint from the model it serves to a new approved model in
+steps (e.g. 10 % -> 50 % -> 100 %) with ``UpdateEndpointWeightsAndCapacities``:
+
+1. the endpoint is moved (``UpdateEndpoint``) to a config with two variants: the serving one (weight 1)
+   and the new model's variant ``<prefix>-v<version>`` (weight 0);
+2. for each step, the new variant's weight is set, the endpoint settles and bakes for ``bake_seconds``
+   (deferred in the triggerer), then the new variant is checked over the bake window: its CloudWatch
+   alarms must not be in ALARM, its 5XX rate (``Invocation5XXErrors / Invocations``) must not exceed
+   ``deployment.max_5xx_rate`` and its ``ModelLatency`` p99 must not exceed ``deployment.max_latency_p99_ms``;
+3. on a breach, ALL traffic returns to the old variant and the task fails naming the breach (evidence in
+   XCom key ``rollback``, S3 and an SNS notification);
+4. after the last step passes, the old variant is retired: a config with only the new variant, applied
+   with ``UpdateEndpoint``.
+
+State is derived from the endpoint itself (its config and current weights), never from memory, so the
+operator resumes after a restart or a retry: at a share above 0 it re-bakes the current step before going
+on. When the endpoint already serves the final config it is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from ml_lifecycle.operators.deploy import (
+    IN_PROGRESS,
+    ROLLBACK_XCOM_KEY,
+    CloudWatchAlarmsLink,
+    HostingOperatorBase,
+    SageMakerEndpointLink,
+    alarm_evidence,
+    alarms_console_url,
+    endpoint_console_url,
+    notify_rollback,
+    write_evidence,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from ml_lifecycle.config import Config
+
+EPSILON = 1e-6
+
+
+def parse_percentages(value: Any) -> list[float]:
+    """``[10, 50, 100]`` from a list or a JSON/comma-separated string; strictly increasing, ending at 100."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else [p for p in text.split(",") if p.strip()]
+    try:
+        steps = [float(p) for p in value]
+    except (TypeError, ValueError):
+        raise AirflowFailException(f"percentages must be numbers, got {value!r}") from None
+    if not steps or any(not 0 < p <= 100 for p in steps):
+        raise AirflowFailException(f"percentages must be in (0, 100], got {steps}")
+    if any(b <= a for a, b in itertools.pairwise(steps)):
+        raise AirflowFailException(f"percentages must increase, got {steps}")
+    if steps[-1] != 100:
+        steps.append(100.0)
+    return steps
+
+
+def variant_share(description: dict[str, Any], variant: str) -> float:
+    """Share of traffic routed to ``variant`` (current weight / sum of current weights)."""
+    variants = description.get("ProductionVariants") or []
+    total = sum(float(v.get("CurrentWeight") or 0) for v in variants)
+    if total <= 0:
+        return 0.0
+    mine = sum(float(v.get("CurrentWeight") or 0) for v in variants if v["VariantName"] == variant)
+    return mine / total
+
+
+def _sum(datapoints: list[dict[str, Any]], stat: str) -> float:
+    return float(sum(point.get(stat, 0.0) for point in datapoints))
+
+
+def variant_health(
+    cloudwatch: Any,
+    *,
+    endpoint: str,
+    variant: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    max_5xx_rate: float,
+    max_latency_p99_ms: float,
+    alarms: Sequence[str] = (),
+    min_invocations: int = 0,
+) -> dict[str, Any]:
+    """Measure one variant over ``[start, end]`` and list every breached guard.
+
+    Returns ``{"invocations", "errors_5xx", "error_rate", "latency_p99_ms", "latency_statistic", "alarms_in_alarm",
+    "breaches": [text], "window": {"start", "end"}}``.
+    """
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    period = max(60, int(-(-(end - start).total_seconds() // 60)) * 60)
+
+    def stats(metric: str, **kwargs: Any) -> list[dict[str, Any]]:
+        return cloudwatch.get_metric_statistics(
+            Namespace="AWS/SageMaker",
+            MetricName=metric,
+            Dimensions=dimensions,
+            StartTime=start,
+            EndTime=end,
+            Period=period,
+            **kwargs,
+        ).get("Datapoints", [])
+
+    invocations = _sum(stats("Invocations", Statistics=["Sum"]), "Sum")
+    errors = _sum(stats("Invocation5XXErrors", Statistics=["Sum"]), "Sum")
+    latency_points = stats("ModelLatency", ExtendedStatistics=["p99"])
+    p99_values = [
+        p["ExtendedStatistics"]["p99"] for p in latency_points if "p99" in (p.get("ExtendedStatistics") or {})
+    ]
+    statistic = "p99"
+    if not p99_values and invocations:
+        # percentiles need raw values; with statistic sets only, Maximum bounds p99 from above
+        p99_values = [p["Maximum"] for p in stats("ModelLatency", Statistics=["Maximum"]) if "Maximum" in p]
+        statistic = "Maximum (upper bound of p99)"
+    latency_ms = max(p99_values) / 1000.0 if p99_values else None
+    rate = errors / invocations if invocations else 0.0
+    in_alarm: list[str] = []
+    if alarms:
+        described = cloudwatch.describe_alarms(AlarmNames=list(alarms)).get("MetricAlarms", [])
+        in_alarm = sorted(a["AlarmName"] for a in described if a.get("StateValue") == "ALARM")
+    breaches = [f"alarm {name} is in ALARM" for name in in_alarm]
+    if invocations and rate > max_5xx_rate:
+        breaches.append(
+            f"5XX error rate {rate:.4f} ({errors:.0f}/{invocations:.0f}) above {max_5xx_rate:.4g} on variant {variant}"
+        )
+    if latency_ms is not None and latency_ms > max_latency_p99_ms:
+        breaches.append(
+            f"model latency {statistic} {latency_ms:.1f} ms above {max_latency_p99_ms:g} ms on variant {variant}"
+        )
+    if invocations < min_invocations:
+        breaches.append(
+            f"only {invocations:.0f} invocations reached variant {variant} during the bake (need {min_invocations})"
+        )
+    return {
+        "invocations": invocations,
+        "errors_5xx": errors,
+        "error_rate": rate,
+        "latency_p99_ms": latency_ms,
+        "latency_statistic": statistic,
+        "alarms_in_alarm": in_alarm,
+        "breaches": breaches,
+        "window": {"start": start.isoformat(), "end": end.isoformat()},
+    }
+
+
+class StepwiseTrafficShiftOperator(HostingOperatorBase):
+    """Shift an endpoint's traffic to a new approved model in checked steps, then retire the old variant.
+
+    XCom (success): ``{"endpoint_name", "endpoint_config_name", "model_package_arn", "model_package_version",
+    "variant_name", "retired_variant", "action": "created" | "shifted" | "unchanged", "steps": [percent],
+    "checks": [{"percent", "invocations", "error_rate", "latency_p99_ms", ...}], "alarms"}``.
+
+    :param model_package_arn: the approved model package version to shift to (templated)
+    :param endpoint_name: the endpoint (templated; default ``deployment.endpoint_name``)
+    :param percentages: steps in percent of traffic (templated; list or ``"10,50,100"``; default
+        ``deployment.stepwise_percentages``; 100 is appended when missing)
+    :param bake_seconds: bake time per step (templated; default ``deployment.wait_interval_seconds``)
+    :param min_invocations: fewer invocations of the new variant during a bake count as a breach (default 0:
+        no traffic is not evidence of a problem)
+    :param alarm_period_seconds: period of the new variant's alarms
+    :param notify_on_rollback: publish a breach to the SNS topic
+    """
+
+    template_fields: Sequence[str] = aws_template_fields(
+        "model_package_arn", "endpoint_name", "percentages", "bake_seconds"
+    )
+    operator_extra_links = (SageMakerEndpointLink(), CloudWatchAlarmsLink())
+    ui_color = "#f4d6a0"
+
+    def __init__(
+        self,
+        *,
+        model_package_arn: str,
+        endpoint_name: str | None = None,
+        percentages: Sequence[float] | str | None = None,
+        bake_seconds: int | str | None = None,
+        min_invocations: int = 0,
+        alarm_period_seconds: int = 60,
+        notify_on_rollback: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_package_arn = model_package_arn
+        self.endpoint_name = endpoint_name
+        self.percentages = percentages
+        self.bake_seconds = bake_seconds
+        self.min_invocations = min_invocations
+        self.alarm_period_seconds = alarm_period_seconds
+        self.notify_on_rollback = notify_on_rollback
+
+    # ------------------------------------------------------------------------------------------------ entry
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self._advance(context, progress={"checks": []})
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, progress: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        event = self.check_event(event)
+        progress = dict(progress or {"checks": []})
+        if event.get("settled_at"):
+            progress["settled_at"] = event["settled_at"]
+        return self._advance(context, progress=progress)
+
+    # ------------------------------------------------------------------------------------------- the steps
+
+    def _advance(self, context: Context, *, progress: dict[str, Any]) -> dict[str, Any]:
+        from ml_lifecycle.builders.endpoint import endpoint_config_request, package_version, production_variant
+        from ml_lifecycle.naming import sagemaker_name
+
+        cfg = self._config()
+        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        steps = parse_percentages(self.percentages or cfg.deployment.stepwise_percentages)
+        bake = float(
+            self.bake_seconds if self.bake_seconds not in (None, "", "None") else cfg.deployment.wait_interval_seconds
+        )
+        package = self.describe_package(self.model_package_arn)
+        if package.get("ModelApprovalStatus") != "Approved":
+            raise AirflowFailException(
+                f"model package {self.model_package_arn} is {package.get('ModelApprovalStatus')}; only Approved "
+                "versions are deployed"
+            )
+        self.persist_endpoint_link(context, endpoint)
+        version = package_version(package)
+        model = self.ensure_model(cfg, package)
+        new_variant = sagemaker_name(cfg.sagemaker.name_prefix, f"v{version}")
+        final = endpoint_config_request(
+            cfg, variants=[production_variant(cfg, model=model, variant_name=new_variant)], version=version
+        )
+        alarms = self.ensure_alarms(cfg, endpoint, new_variant, self.alarm_period_seconds)
+        CloudWatchAlarmsLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            prefix=f"{endpoint}-{new_variant}",
+        )
+        base = {
+            "endpoint": endpoint,
+            "version": version,
+            "variant": new_variant,
+            "final": final["EndpointConfigName"],
+            "alarms": alarms,
+            "steps": steps,
+        }
+        description = self.describe_endpoint_or_none(endpoint)
+
+        if description is None:
+            self.ensure_endpoint_config(final)
+            self.log.info("Endpoint %s does not exist; creating it on %s", endpoint, final["EndpointConfigName"])
+            self.sagemaker.create_endpoint(
+                EndpointName=endpoint,
+                EndpointConfigName=final["EndpointConfigName"],
+                Tags=[{"Key": k, "Value": v} for k, v in cfg.sagemaker.tags.items()],
+            )
+            progress["action"] = "created"
+            self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
+        status = description["EndpointStatus"]
+        if status in IN_PROGRESS:
+            self.log.info("Endpoint %s is %s; waiting for it to settle", endpoint, status)
+            self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
+        if status != "InService":
+            raise AirflowFailException(f"endpoint {endpoint} is {status}: {description.get('FailureReason')}")
+        serving = description.get("EndpointConfigName")
+        if serving == final["EndpointConfigName"]:
+            action = progress.get("action") or ("shifted" if progress.get("retiring") else "unchanged")
+            self.log.info("Endpoint %s serves %s on %s only (%s)", endpoint, self.model_package_arn, serving, action)
+            return self._result(description, base, progress, action)
+        if progress.get("retiring"):
+            raise AirflowFailException(
+                f"retiring the old variant of {endpoint} did not take effect: it serves {serving}, not "
+                f"{final['EndpointConfigName']} ({description.get('FailureReason') or 'no FailureReason'})"
+            )
+
+        variants = description.get("ProductionVariants") or []
+        names = [v["VariantName"] for v in variants]
+        if new_variant not in names:
+            if len(variants) != 1:
+                raise AirflowFailException(
+                    f"endpoint {endpoint} has variants {names}; stepwise shifting starts from one serving variant"
+                )
+            old_config = self.sagemaker.describe_endpoint_config(EndpointConfigName=serving)
+            old = next(v for v in old_config["ProductionVariants"] if v["VariantName"] == names[0])
+            two = endpoint_config_request(
+                cfg,
+                variants=[
+                    {k: old[k] for k in ("VariantName", "ModelName", "InstanceType", "InitialInstanceCount")}
+                    | {"InitialVariantWeight": 1.0},
+                    production_variant(cfg, model=model, variant_name=new_variant, weight=0.0),
+                ],
+                version=version,
+            )
+            self.ensure_endpoint_config(two)
+            self.log.info(
+                "Adding variant %s (weight 0) beside %s: %s -> %s",
+                new_variant,
+                names[0],
+                serving,
+                two["EndpointConfigName"],
+            )
+            self.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=two["EndpointConfigName"])
+            progress["started_at"] = dt.datetime.now(dt.UTC).isoformat()
+            self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
+
+        if len(variants) != 2:
+            raise AirflowFailException(f"endpoint {endpoint} has variants {names}; expected the old and {new_variant}")
+        old_variant = next(n for n in names if n != new_variant)
+        share = variant_share(description, new_variant)
+        baked = progress.get("baked")
+        if baked is not None and abs(baked - share) < EPSILON and share > 0:
+            self._check(context, cfg, base, progress, old_variant, share, bake)
+            following = [p for p in steps if p / 100.0 > share + EPSILON]
+            if not following:
+                self.ensure_endpoint_config(final)
+                self.log.info(
+                    "All steps passed; retiring variant %s: %s -> %s", old_variant, serving, final["EndpointConfigName"]
+                )
+                self.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=final["EndpointConfigName"])
+                progress.update(retiring=True, baked=None, retired=old_variant)
+                self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
+            self._shift(cfg, endpoint, old_variant, new_variant, following[0] / 100.0, bake, progress)
+        if share <= EPSILON:
+            self._shift(cfg, endpoint, old_variant, new_variant, steps[0] / 100.0, bake, progress)
+        self.log.info("Resuming at %.0f%% on %s: baking this step again before going on", share * 100, new_variant)
+        progress["baked"] = share
+        self.defer_until_settled(cfg, endpoint, bake_seconds=bake, kwargs={"progress": progress})
+        raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+    def _shift(
+        self,
+        cfg: Config,
+        endpoint: str,
+        old: str,
+        new: str,
+        share: float,
+        bake: float,
+        progress: dict[str, Any],
+    ) -> None:
+        self.log.info("Shifting %.0f%% of traffic to %s (bake %s s)", share * 100, new, bake)
+        self.sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=endpoint,
+            DesiredWeightsAndCapacities=[
+                {"VariantName": old, "DesiredWeight": round(1.0 - share, 6)},
+                {"VariantName": new, "DesiredWeight": round(share, 6)},
+            ],
+        )
+        progress["baked"] = round(share, 6)
+        progress.pop("settled_at", None)
+        progress.setdefault("started_at", dt.datetime.now(dt.UTC).isoformat())
+        self.defer_until_settled(cfg, endpoint, bake_seconds=bake, kwargs={"progress": progress})
+
+    def _check(
+        self,
+        context: Context,
+        cfg: Config,
+        base: dict[str, Any],
+        progress: dict[str, Any],
+        old_variant: str,
+        share: float,
+        bake: float,
+    ) -> None:
+        end = dt.datetime.now(dt.UTC)
+        start = (
+            dt.datetime.fromisoformat(progress["settled_at"])
+            if progress.get("settled_at")
+            else end - dt.timedelta(seconds=bake)
+        )
+        health = variant_health(
+            self._client("cloudwatch"),
+            endpoint=base["endpoint"],
+            variant=base["variant"],
+            start=start,
+            end=end + dt.timedelta(seconds=60),
+            max_5xx_rate=cfg.deployment.max_5xx_rate,
+            max_latency_p99_ms=cfg.deployment.max_latency_p99_ms,
+            alarms=base["alarms"],
+            min_invocations=self.min_invocations,
+        )
+        check = {"percent": round(share * 100, 4), **health}
+        progress.setdefault("checks", []).append(check)
+        if not health["breaches"]:
+            self.log.info(
+                "Step %.0f%% on %s healthy: %.0f invocations, 5XX rate %.4f, latency %s ms",
+                share * 100,
+                base["variant"],
+                health["invocations"],
+                health["error_rate"],
+                health["latency_p99_ms"],
+            )
+            return
+        self.log.error("Step %.0f%% on %s breached: %s", share * 100, base["variant"], "; ".join(health["breaches"]))
+        self.sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=base["endpoint"],
+            DesiredWeightsAndCapacities=[
+                {"VariantName": old_variant, "DesiredWeight": 1.0},
+                {"VariantName": base["variant"], "DesiredWeight": 0.0},
+            ],
+        )
+        description = self.wait_settled_sync(cfg, base["endpoint"]) or {}
+        self._fail(context, cfg, base, progress, old_variant, share, health, description)
+
+    def _fail(
+        self,
+        context: Context,
+        cfg: Config,
+        base: dict[str, Any],
+        progress: dict[str, Any],
+        old_variant: str,
+        share: float,
+        health: dict[str, Any],
+        description: dict[str, Any],
+    ) -> None:
+        endpoint = base["endpoint"]
+        region = self.hook.conn_region_name or cfg.aws.region
+        started = dt.datetime.fromisoformat(progress["started_at"]) if progress.get("started_at") else None
+        try:
+            alarms = alarm_evidence(self._client("cloudwatch"), base["alarms"], started)
+        except Exception as exc:
+            self.log.warning("Cannot read the alarms %s: %s", base["alarms"], exc)
+            alarms = []
+        reason = f"stepwise shift stopped at {share * 100:.0f}%: " + "; ".join(health["breaches"])
+        evidence = {
+            "endpoint_name": endpoint,
+            "model_package_arn": self.model_package_arn,
+            "model_package_version": base["version"],
+            "strategy": "stepwise",
+            "target_endpoint_config": base["final"],
+            "serving_endpoint_config": description.get("EndpointConfigName"),
+            "serving_variant": old_variant,
+            "serving_share": 1.0 - variant_share(description, base["variant"]) if description else None,
+            "failure_reason": reason,
+            "breaches": health["breaches"],
+            "checks": progress.get("checks", []),
+            "alarms": alarms,
+            "fired_alarms": health["alarms_in_alarm"],
+            "detected_at": dt.datetime.now(dt.UTC).isoformat(),
+            "links": {
+                "endpoint": endpoint_console_url(region, endpoint),
+                "alarms": alarms_console_url(region, f"{endpoint}-{base['variant']}"),
+            },
+        }
+        evidence["evidence_uri"] = cfg.storage.uri(
+            "reports", "deployments", endpoint, base["final"], f"stepwise-{base['variant']}-{share * 100:.0f}.json"
+        )
+        context["ti"].xcom_push(key=ROLLBACK_XCOM_KEY, value=evidence)
+        try:
+            write_evidence(self.hook.s3_hook.get_conn(), evidence["evidence_uri"], evidence, cfg)
+        except Exception as exc:
+            self.log.warning("Could not write the evidence to %s: %s", evidence["evidence_uri"], exc)
+        message = (
+            f"Stepwise deployment of {self.model_package_arn} to {endpoint} ROLLED BACK at {share * 100:.0f}%: "
+            f"{'; '.join(health['breaches'])}. All traffic is back on variant {old_variant}. "
+            f"Evidence: {evidence['evidence_uri']}"
+        )
+        if self.notify_on_rollback:
+            notify_rollback(context, evidence, cfg)
+        raise AirflowFailException(message)
+
+    def _result(
+        self, description: dict[str, Any], base: dict[str, Any], progress: dict[str, Any], action: str
+    ) -> dict[str, Any]:
+        return {
+            "endpoint_name": description["EndpointName"],
+            "endpoint_config_name": description.get("EndpointConfigName"),
+            "model_package_arn": self.model_package_arn,
+            "model_package_version": base["version"],
+            "variant_name": base["variant"],
+            "retired_variant": progress.get("retired"),
+            "action": action,
+            "steps": base["steps"],
+            "checks": progress.get("checks", []),
+            "alarms": base["alarms"],
+        }

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
+
+from ml_lifecycle.builders.endpoint import endpoint_config_request, model_request, production_variant
+from ml_lifecycle.config import load_config
+from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY
+from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator, parse_percentages, variant_share
+from tests.unit.operators._hosting_fakes import FakeSageMaker, FakeTI, aws, context, notifications, package
+
+ENDPOINT = "fraud-detector-local"
+NEW = "fraud-v2"
+__all__ = ["aws"]
+
+
+def serving_v1(fake: FakeSageMaker) -> str:
+    """An endpoint serving model version 1 on variant AllTraffic."""
+    cfg = load_config()
+    fake.add_package(package(1))
+    model = model_request(cfg, package(1))
+    fake.models[model["ModelName"]] = model
+    config = endpoint_config_request(
+        cfg, variants=[production_variant(cfg, model=model["ModelName"], variant_name="AllTraffic")], version=1
+    )
+    fake.configs[config["EndpointConfigName"]] = config
+    fake.serve(ENDPOINT, config["EndpointConfigName"])
+    return config["EndpointConfigName"]
+
+
+def put_traffic(variant: str, invocations: int, errors: int, latency_us: float) -> None:
+    now = dt.datetime.now(dt.UTC)
+    dims = [{"Name": "EndpointName", "Value": ENDPOINT}, {"Name": "VariantName", "Value": variant}]
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/SageMaker",
+        MetricData=[
+            {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": now, "Value": invocations},
+            {"MetricName": "Invocation5XXErrors", "Dimensions": dims, "Timestamp": now, "Value": errors},
+            {"MetricName": "ModelLatency", "Dimensions": dims, "Timestamp": now, "Value": latency_us},
+        ],
+    )
+
+
+def make(fake, **kwargs):
+    kwargs.setdefault("model_package_arn", package(2)["ModelPackageArn"])
+    kwargs.setdefault("percentages", [10, 50, 100])
+    kwargs.setdefault("bake_seconds", 0)
+    op = StepwiseTrafficShiftOperator(task_id="shift", aws_conn_id="aws_default", **kwargs)
+    op.__dict__["hook"] = SimpleNamespace(
+        conn=fake, conn_region_name="us-east-1", conn_partition="aws", s3_hook=S3Hook(aws_conn_id="aws_default")
+    )
+    return op
+
+
+def drive(op, ctx, traffic=None, limit=20):
+    """Run the operator like Airflow does: execute, then resume after every deferral until it returns."""
+    shares = []
+    try:
+        return op.execute(ctx), shares
+    except TaskDeferred as deferred:
+        pending = deferred
+    for _ in range(limit):
+        share = variant_share(op.sagemaker.describe_endpoint(EndpointName=ENDPOINT), NEW)
+        shares.append(round(share * 100))
+        if traffic and share > 0:
+            traffic(share)
+        event = {"status": "success", "endpoint_name": ENDPOINT, "settled_at": dt.datetime.now(dt.UTC).isoformat()}
+        event["settled_at"] = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)).isoformat()
+        try:
+            return op.execute_complete(ctx, event=event, **pending.kwargs), shares
+        except TaskDeferred as deferred:
+            pending = deferred
+    raise AssertionError(f"no result after {limit} resumptions; shares seen {shares}")
+
+
+def test_healthy_model_goes_10_50_100_and_the_old_variant_is_retired(aws):
+    fake = FakeSageMaker()
+    serving_v1(fake)
+    fake.add_package(package(2))
+
+    result, _shares = drive(make(fake), context(), traffic=lambda share: put_traffic(NEW, 100, 0, 20_000))
+
+    assert [w[NEW] for w in fake.calls_named("update_weights")] == [0.1, 0.5, 1.0]
+    assert [round(c["percent"]) for c in result["checks"]] == [10, 50, 100]
+    assert result["retired_variant"] == "AllTraffic"
+    assert result["action"] == "shifted"
+    endpoint = fake.endpoints[ENDPOINT]
+    assert [v["VariantName"] for v in endpoint["ProductionVariants"]] == [NEW]
+    assert endpoint["EndpointConfigName"] == result["endpoint_config_name"]
+    assert fake.calls_named("update_weights")[0] == {"AllTraffic": 0.9, NEW: 0.1}
+    json.dumps(result)
+
+    again, _ = drive(make(fake), context())
+    assert again["action"] == "unchanged"
+
+
+@pytest.mark.parametrize(
+    ("errors", "latency_us", "expected"),
+    [
+        pytest.param(30, 20_000, "5XX error rate 0.3000 (30/100)", id="error-rate"),
+        pytest.param(0, 900_000, "model latency", id="latency"),
+    ],
+)
+def test_breach_returns_all_traffic_to_the_old_variant_and_fails_naming_it(aws, errors, latency_us, expected):
+    fake = FakeSageMaker()
+    old_config = serving_v1(fake)
+    fake.add_package(package(2))
+    ti = FakeTI()
+
+    with pytest.raises(AirflowFailException) as failure:
+        drive(make(fake), context(ti), traffic=lambda share: put_traffic(NEW, 100, errors, latency_us))
+
+    assert expected in str(failure.value)
+    assert "at 10%" in str(failure.value)
+    description = fake.endpoints[ENDPOINT]
+    assert variant_share(description, "AllTraffic") == 1.0
+    assert description["EndpointConfigName"] != old_config  # the two-variant config, new variant at 0
+    evidence = ti.pushed[ROLLBACK_XCOM_KEY]
+    assert evidence["breaches"] and evidence["serving_variant"] == "AllTraffic"
+    [note] = notifications(aws)
+    assert "rolled back" in note["Subject"].lower()
+
+
+def test_resumes_from_the_endpoint_weights_after_a_restart(aws):
+    fake = FakeSageMaker()
+    serving_v1(fake)
+    fake.add_package(package(2))
+    with pytest.raises(TaskDeferred):
+        make(fake).execute(context())  # adds the weight-0 variant
+    with pytest.raises(TaskDeferred):
+        make(fake).execute_complete(context(), event={"status": "success"}, progress={"checks": []})  # 10 %
+    assert variant_share(fake.endpoints[ENDPOINT], NEW) == pytest.approx(0.1)
+
+    # a fresh task (worker restarted, memory lost) re-bakes 10 % and goes on; it never restarts from 0
+    result, shares = drive(make(fake), context(), traffic=lambda share: put_traffic(NEW, 50, 0, 10_000))
+    assert shares[0] == 10
+    assert [w for w in shares if w][:2] == [10, 50]
+    assert result["retired_variant"] == "AllTraffic"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        pytest.param("10,50,100", [10.0, 50.0, 100.0], id="csv"),
+        pytest.param("[25, 75]", [25.0, 75.0, 100.0], id="json-100-appended"),
+        pytest.param([100], [100.0], id="single"),
+    ],
+)
+def test_percentages_are_parsed(given, expected):
+    assert parse_percentages(given) == expected
+
+
+@pytest.mark.parametrize("given", [pytest.param("50,10", id="decreasing"), pytest.param([0, 50], id="zero")])
+def test_bad_percentages_are_rejected(given):
+    with pytest.raises(AirflowFailException):
+        parse_percentages(given)
