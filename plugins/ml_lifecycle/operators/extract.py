@@ -147,10 +147,8 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
 
     def get_snowflake_hook(self) -> Any:
         """The project's Snowflake hook (it forwards ``protocol`` / ``port``, which the devstack needs)."""
-        try:
-            from ml_lifecycle.hooks.snowflake import SnowflakeHook
-        except ImportError:  # the project hook is optional on a deployment that talks to real Snowflake
-            from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+        from ml_lifecycle.hooks.snowflake import SnowflakeHook
+
         return SnowflakeHook(snowflake_conn_id=self.snowflake_conn_id)
 
     @property
