@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.unit.include.conftest import CODE, SCRIPTS, load_script, run_script
+from tests.unit.include.conftest import CODE, SCRIPTS, load_script
 
 SCHEMA = json.loads((CODE.parent / "sql" / "features_schema.json").read_text())
 
@@ -90,10 +90,11 @@ def test_preprocess_refuses_unusable_data_with_a_reason(
     assert not (tmp_path / "out" / "train").exists()
 
 
-def test_preprocess_without_input_files_fails_naming_the_folder(tmp_path: Path) -> None:
-    result = run_script("preprocess", ["--input-dir", str(tmp_path), "--output-root", str(tmp_path / "out")])
-    assert result.returncode == 1
-    assert f"no *.parquet files under {tmp_path}" in result.stderr
+def test_preprocess_without_input_files_fails_naming_the_folder(
+    preprocess: ModuleType, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert preprocess.main(["--input-dir", str(tmp_path), "--output-root", str(tmp_path / "out")]) == 1
+    assert f"no *.parquet files under {tmp_path}" in caplog.text
 
 
 @pytest.mark.parametrize(
