@@ -1,0 +1,411 @@
+"""moto server for S3, CloudWatch, CloudWatch Logs, SNS, STS, IAM (and more), with state kept on disk.
+
+``python -m devstack.aws --port 5000 --state-dir .devstack/aws [--bucket NAME ...]``
+
+moto keeps everything in memory and has no persistence option. This launcher runs moto's own threaded
+server and makes its state survive a restart with a snapshot taken through the AWS APIs themselves:
+
+* at start, after the server listens, the snapshot in ``<state-dir>/snapshot/`` (if any) is replayed
+  into it (buckets and objects, IAM roles and policies, SNS topics, log groups and their events,
+  CloudWatch alarms, Secrets Manager secrets), then ``<state-dir>/ready.json`` is written;
+* on SIGTERM or SIGINT the state is read back through the same APIs and written to a new snapshot,
+  which replaces the old one atomically, before the server stops.
+
+A process killed with SIGKILL keeps the previous snapshot. Only the configured region is captured.
+CloudWatch metric datapoints, S3 object versions and tags, SNS subscriptions and STS sessions are not
+kept (see docs/devstack.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("devstack.aws")
+
+SNAPSHOT_DIR = "snapshot"
+READY_FILE = "ready.json"
+MANIFEST = "manifest.json"
+SNAPSHOT_FORMAT = 1
+CREDENTIALS = {"aws_access_key_id": "devstack", "aws_secret_access_key": "devstack"}
+
+
+class Snapshotter:
+    """Copies moto's state to and from a directory through the AWS APIs.
+
+    :param endpoint_url: the moto server.
+    :param region: the region to capture and restore.
+    """
+
+    def __init__(self, endpoint_url: str, region: str) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self._session = boto3.session.Session(region_name=region, **CREDENTIALS)
+        self._config = Config(retries={"max_attempts": 2, "mode": "standard"}, s3={"addressing_style": "path"})
+        self._endpoint_url = endpoint_url
+        self.region = region
+
+    def client(self, service: str) -> Any:
+        """Return a boto3 client for ``service`` against the moto server.
+
+        :param service: boto3 service name.
+        """
+        return self._session.client(service, endpoint_url=self._endpoint_url, config=self._config)
+
+    # ------------------------------------------------------------------ save
+    def save(self, target: Path) -> dict[str, int]:
+        """Write the current state to ``target`` (replaced atomically).
+
+        :param target: snapshot directory.
+        :return: counts of what was saved, by kind.
+        """
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "s3").mkdir(parents=True)
+        manifest: dict[str, Any] = {"format": SNAPSHOT_FORMAT, "region": self.region, "saved_at": time.time()}
+        counts: dict[str, int] = {}
+        for kind, saver in self._savers():
+            try:
+                manifest[kind] = saver(tmp)
+            except Exception:
+                # a service we cannot read must not cost the other services their state
+                log.exception("Could not save %s; its previous state is lost", kind)
+                manifest[kind] = []
+            counts[kind] = len(manifest[kind])
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        old = target.with_name(target.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+        return counts
+
+    def _savers(self) -> list[tuple[str, Callable[[Path], list[Any]]]]:
+        return [
+            ("iam_roles", self._save_iam_roles),
+            ("s3_buckets", self._save_s3),
+            ("sns_topics", self._save_sns),
+            ("log_groups", self._save_logs),
+            ("cloudwatch_alarms", self._save_alarms),
+            ("secrets", self._save_secrets),
+        ]
+
+    def _save_iam_roles(self, _root: Path) -> list[dict[str, Any]]:
+        iam = self.client("iam")
+        roles = []
+        for page in iam.get_paginator("list_roles").paginate():
+            for role in page["Roles"]:
+                name = role["RoleName"]
+                inline = {
+                    pname: iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"]
+                    for p in iam.get_paginator("list_role_policies").paginate(RoleName=name)
+                    for pname in p["PolicyNames"]
+                }
+                attached = [
+                    a["PolicyArn"]
+                    for p in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
+                    for a in p["AttachedPolicies"]
+                ]
+                roles.append(
+                    {
+                        "RoleName": name,
+                        "Path": role.get("Path", "/"),
+                        "AssumeRolePolicyDocument": role.get("AssumeRolePolicyDocument") or {},
+                        "Description": role.get("Description", ""),
+                        "InlinePolicies": inline,
+                        "AttachedPolicyArns": attached,
+                    }
+                )
+        return roles
+
+    def _save_s3(self, root: Path) -> list[dict[str, Any]]:
+        s3 = self.client("s3")
+        buckets = []
+        for bucket in s3.list_buckets().get("Buckets", []):
+            name = bucket["Name"]
+            objects = []
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    obj = s3.get_object(Bucket=name, Key=key)
+                    blob = hashlib.sha256(f"{name}/{key}".encode()).hexdigest()
+                    with (root / "s3" / blob).open("wb") as out:
+                        shutil.copyfileobj(obj["Body"], out)
+                    objects.append(
+                        {
+                            "Key": key,
+                            "Blob": blob,
+                            "ContentType": obj.get("ContentType"),
+                            "Metadata": obj.get("Metadata", {}),
+                        }
+                    )
+            buckets.append({"Name": name, "Objects": objects})
+        return buckets
+
+    def _save_sns(self, _root: Path) -> list[dict[str, Any]]:
+        sns = self.client("sns")
+        topics = []
+        for page in sns.get_paginator("list_topics").paginate():
+            for topic in page["Topics"]:
+                attrs = sns.get_topic_attributes(TopicArn=topic["TopicArn"])["Attributes"]
+                keep = {k: v for k, v in attrs.items() if k in ("DisplayName", "FifoTopic", "Policy")}
+                topics.append({"Name": topic["TopicArn"].rsplit(":", 1)[-1], "Attributes": keep})
+        return topics
+
+    def _save_logs(self, _root: Path) -> list[dict[str, Any]]:
+        logs = self.client("logs")
+        groups = []
+        for page in logs.get_paginator("describe_log_groups").paginate():
+            for group in page["logGroups"]:
+                gname = group["logGroupName"]
+                streams = []
+                for spage in logs.get_paginator("describe_log_streams").paginate(logGroupName=gname):
+                    for stream in spage["logStreams"]:
+                        sname = stream["logStreamName"]
+                        events = [
+                            {"timestamp": e["timestamp"], "message": e["message"]}
+                            for e in _log_events(logs, gname, sname)
+                        ]
+                        streams.append({"Name": sname, "Events": events})
+                groups.append({"Name": gname, "RetentionInDays": group.get("retentionInDays"), "Streams": streams})
+        return groups
+
+    def _save_alarms(self, _root: Path) -> list[dict[str, Any]]:
+        cw = self.client("cloudwatch")
+        fields = (
+            "AlarmName",
+            "AlarmDescription",
+            "ActionsEnabled",
+            "OKActions",
+            "AlarmActions",
+            "InsufficientDataActions",
+            "MetricName",
+            "Namespace",
+            "Statistic",
+            "ExtendedStatistic",
+            "Dimensions",
+            "Period",
+            "Unit",
+            "EvaluationPeriods",
+            "DatapointsToAlarm",
+            "Threshold",
+            "ComparisonOperator",
+            "TreatMissingData",
+            "Metrics",
+        )
+        alarms = []
+        for page in cw.get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"]):
+            for alarm in page.get("MetricAlarms", []):
+                spec = {k: alarm[k] for k in fields if alarm.get(k) not in (None, [], "")}
+                alarms.append({"Spec": spec, "StateValue": alarm.get("StateValue")})
+        return alarms
+
+    def _save_secrets(self, _root: Path) -> list[dict[str, Any]]:
+        sm = self.client("secretsmanager")
+        secrets = []
+        for page in sm.get_paginator("list_secrets").paginate():
+            for secret in page["SecretList"]:
+                value = sm.get_secret_value(SecretId=secret["ARN"])
+                item: dict[str, Any] = {"Name": secret["Name"], "Description": secret.get("Description", "")}
+                if "SecretString" in value:
+                    item["SecretString"] = value["SecretString"]
+                else:
+                    item["SecretBinary"] = base64.b64encode(value["SecretBinary"]).decode()
+                secrets.append(item)
+        return secrets
+
+    # --------------------------------------------------------------- restore
+    def restore(self, source: Path) -> dict[str, int]:
+        """Replay a snapshot written by :meth:`save` into the (empty) server.
+
+        :param source: snapshot directory.
+        :return: counts of what was restored, by kind.
+        """
+        manifest = json.loads((source / MANIFEST).read_text())
+        if manifest.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"{source / MANIFEST}: unsupported snapshot format {manifest.get('format')!r}")
+        counts: dict[str, int] = {}
+        restorers: dict[str, Callable[[Path, list[Any]], None]] = {
+            "iam_roles": self._restore_iam_roles,
+            "s3_buckets": self._restore_s3,
+            "sns_topics": self._restore_sns,
+            "log_groups": self._restore_logs,
+            "cloudwatch_alarms": self._restore_alarms,
+            "secrets": self._restore_secrets,
+        }
+        for kind, restorer in restorers.items():
+            items = manifest.get(kind, [])
+            try:
+                restorer(source, items)
+            except Exception:
+                log.exception("Could not restore %s from %s", kind, source)
+                raise
+            counts[kind] = len(items)
+        return counts
+
+    def _restore_iam_roles(self, _root: Path, roles: list[dict[str, Any]]) -> None:
+        iam = self.client("iam")
+        for role in roles:
+            iam.create_role(
+                RoleName=role["RoleName"],
+                Path=role["Path"],
+                AssumeRolePolicyDocument=json.dumps(role["AssumeRolePolicyDocument"]),
+                Description=role["Description"],
+            )
+            for pname, doc in role["InlinePolicies"].items():
+                iam.put_role_policy(RoleName=role["RoleName"], PolicyName=pname, PolicyDocument=json.dumps(doc))
+            for arn in role["AttachedPolicyArns"]:
+                iam.attach_role_policy(RoleName=role["RoleName"], PolicyArn=arn)
+
+    def _restore_s3(self, root: Path, buckets: list[dict[str, Any]]) -> None:
+        s3 = self.client("s3")
+        for bucket in buckets:
+            create: dict[str, Any] = {"Bucket": bucket["Name"]}
+            if self.region != "us-east-1":
+                create["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+            s3.create_bucket(**create)
+            for obj in bucket["Objects"]:
+                extra: dict[str, Any] = {"Metadata": obj.get("Metadata") or {}}
+                if obj.get("ContentType"):
+                    extra["ContentType"] = obj["ContentType"]
+                with (root / "s3" / obj["Blob"]).open("rb") as body:
+                    s3.put_object(Bucket=bucket["Name"], Key=obj["Key"], Body=body, **extra)
+
+    def _restore_sns(self, _root: Path, topics: list[dict[str, Any]]) -> None:
+        sns = self.client("sns")
+        for topic in topics:
+            sns.create_topic(Name=topic["Name"], Attributes=topic["Attributes"])
+
+    def _restore_logs(self, _root: Path, groups: list[dict[str, Any]]) -> None:
+        logs = self.client("logs")
+        for group in groups:
+            logs.create_log_group(logGroupName=group["Name"])
+            if group.get("RetentionInDays"):
+                logs.put_retention_policy(logGroupName=group["Name"], retentionInDays=group["RetentionInDays"])
+            for stream in group["Streams"]:
+                logs.create_log_stream(logGroupName=group["Name"], logStreamName=stream["Name"])
+                events = sorted(stream["Events"], key=lambda e: e["timestamp"])
+                for start in range(0, len(events), 5000):
+                    logs.put_log_events(
+                        logGroupName=group["Name"],
+                        logStreamName=stream["Name"],
+                        logEvents=events[start : start + 5000],
+                    )
+
+    def _restore_alarms(self, _root: Path, alarms: list[dict[str, Any]]) -> None:
+        cw = self.client("cloudwatch")
+        for alarm in alarms:
+            cw.put_metric_alarm(**alarm["Spec"])
+            if alarm.get("StateValue"):
+                cw.set_alarm_state(
+                    AlarmName=alarm["Spec"]["AlarmName"],
+                    StateValue=alarm["StateValue"],
+                    StateReason="Restored by the devstack after a restart",
+                )
+
+    def _restore_secrets(self, _root: Path, secrets: list[dict[str, Any]]) -> None:
+        sm = self.client("secretsmanager")
+        for secret in secrets:
+            kwargs: dict[str, Any] = {"Name": secret["Name"], "Description": secret["Description"]}
+            if "SecretString" in secret:
+                kwargs["SecretString"] = secret["SecretString"]
+            else:
+                kwargs["SecretBinary"] = base64.b64decode(secret["SecretBinary"])
+            sm.create_secret(**kwargs)
+
+
+def _log_events(logs: Any, group: str, stream: str) -> Iterator[dict[str, Any]]:
+    token = None
+    while True:
+        kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+        if token:
+            kwargs["nextToken"] = token
+        page = logs.get_log_events(**kwargs)
+        yield from page["events"]
+        if not page["events"] or page.get("nextForwardToken") in (None, token):
+            return
+        token = page["nextForwardToken"]
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run moto until SIGTERM or SIGINT, restoring state at start and saving it at stop.
+
+    :param argv: command-line arguments (defaults to ``sys.argv[1:]``).
+    :return: the process exit code.
+    """
+    parser = argparse.ArgumentParser(prog="python -m devstack.aws", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--state-dir", type=Path, required=True, help="directory for the snapshot and ready file")
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--bucket", action="append", default=[], help="S3 bucket to create at start (repeatable)")
+    parser.add_argument("--no-persist", action="store_true", help="neither restore nor save a snapshot")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("werkzeug", "botocore", "boto3", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    from moto.server import ThreadedMotoServer
+
+    state_dir: Path = args.state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ready = state_dir / READY_FILE
+    ready.unlink(missing_ok=True)
+    snapshot = state_dir / SNAPSHOT_DIR
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    snap = Snapshotter(endpoint, args.region)
+    restored: dict[str, int] = {}
+    if not args.no_persist and (snapshot / MANIFEST).exists():
+        started = time.perf_counter()
+        restored = snap.restore(snapshot)
+        log.info("Restored %s from %s in %.2fs", restored, snapshot, time.perf_counter() - started)
+    s3 = snap.client("s3")
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for bucket in args.bucket:
+        if bucket not in existing:
+            s3.create_bucket(Bucket=bucket)
+            log.info("Created bucket %s", bucket)
+    _write_json_atomic(ready, {"pid": os.getpid(), "url": endpoint, "restored": restored})
+    log.info("moto ready on %s", endpoint)
+
+    stop.wait()
+    ready.unlink(missing_ok=True)
+    if not args.no_persist:
+        started = time.perf_counter()
+        saved = snap.save(snapshot)
+        log.info("Saved %s to %s in %.2fs", saved, snapshot, time.perf_counter() - started)
+    server.stop()
+    log.info("moto stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
