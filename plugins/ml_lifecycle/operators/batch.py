@@ -1,0 +1,444 @@
+"""Batch scoring of one data interval: model input from the extracted features, transform job, load back.
+
+- ``PrepareBatchInputOperator``: reads the interval's Parquet parts (from the extraction manifest) and
+  writes, per part, the model input (feature columns in contract order, no header, booleans as 0/1) and
+  the row keys (``transaction_id``, ``event_ts``) to the interval's batch prefix.
+- ``BatchTransformJobOperator``: creates the SageMaker Model of the approved package (if absent) and a
+  transform job over the input prefix; deferrable, re-attaches to its run's job on retry, fails with the
+  job's ``FailureReason``.
+- ``LoadPredictionsOperator``: joins each output line to its key line and replaces the interval's rows in
+  the Snowflake predictions table in ONE transaction (``DELETE`` the interval, then ``INSERT``), so
+  re-running an interval never duplicates rows and never touches other intervals.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.links.sagemaker import SageMakerTransformJobLink
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+from ml_lifecycle.operators.deploy import HostingOperatorBase, is_not_found
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+FAILED = frozenset({"Failed", "Stopped"})
+SCHEMA_PATH = "sql/features_schema.json"
+DDL_PATH = "sql/predictions_table.sql"
+DELETE_PATH = "sql/predictions_delete.sql"
+INSERT_PATH = "sql/predictions_insert.sql"
+INSERT_BATCH = 5_000
+
+
+def _naive_utc(name: str, value: Any) -> dt.datetime:
+    from ml_lifecycle.operators.extract import parse_instant
+
+    return parse_instant(name, value)
+
+
+def _render_table(sql: str, table: str) -> str:
+    """Put the (config-validated) fully qualified table name into a statement; values are always bound."""
+    parts = table.split(".")
+    if not 1 <= len(parts) <= 3 or not all(p.replace("_", "").replace("$", "").isalnum() for p in parts):
+        raise AirflowFailException(f"predictions table {table!r} is not a valid Snowflake identifier")
+    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return body.replace("{table}", table).strip()
+
+
+def _read_include(relative: str) -> str:
+    from ml_lifecycle.operators.extract import resolve_include_path
+
+    return resolve_include_path(relative).read_text(encoding="utf-8")
+
+
+def feature_columns(schema_path: str = SCHEMA_PATH) -> tuple[list[str], list[str], dict[str, str]]:
+    """``(features, keys, kinds)`` from the dataset contract (``include/sql/features_schema.json``)."""
+    contract = json.loads(_read_include(schema_path))
+    kinds = {c["name"]: c.get("kind", "") for c in contract.get("columns", [])}
+    return list(contract["features"]), list(contract["keys"]), kinds
+
+
+def _cell(value: Any, kind: str) -> str:
+    if value is None:
+        return ""
+    if kind == "boolean" or isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _key_cell(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return "" if value is None else str(value)
+
+
+class PrepareBatchInputOperator(AwsBaseOperator[S3Hook]):
+    """Turn the interval's extracted Parquet parts into transform input CSVs and key CSVs.
+
+    XCom: ``{"input_uri", "keys_uri", "parts": [name], "row_count", "features"}``.
+
+    :param dataset_uri: the extracted dataset prefix (templated; its ``_manifest.json`` lists the parts)
+    :param batch_uri: the interval's batch prefix (templated)
+    :param schema_path: the dataset contract under ``include/``
+    """
+
+    aws_hook_class = S3Hook
+    template_fields: Sequence[str] = aws_template_fields("dataset_uri", "batch_uri")
+
+    def __init__(self, *, dataset_uri: str, batch_uri: str, schema_path: str = SCHEMA_PATH, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset_uri = dataset_uri
+        self.batch_uri = batch_uri
+        self.schema_path = schema_path
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import pyarrow.parquet as pq
+
+        from ml_lifecycle.data.manifest import read_manifest
+        from ml_lifecycle.data.s3 import as_prefix, delete_keys, iter_objects, join_uri, put_text, split_s3_uri
+
+        s3 = self.hook.get_conn()
+        features, keys, kinds = feature_columns(self.schema_path)
+        manifest = read_manifest(s3, self.dataset_uri)
+        missing = [c for c in (*features, *keys) if c not in manifest.get("columns", [])]
+        if missing:
+            raise AirflowFailException(f"dataset {self.dataset_uri} lacks column(s) {', '.join(missing)}")
+        base = as_prefix(self.batch_uri)
+        input_uri, keys_uri = join_uri(base, "input/"), join_uri(base, "keys/")
+        for prefix in (input_uri, keys_uri):
+            bucket, _ = split_s3_uri(prefix)
+            stale = [o["Key"] for o in iter_objects(s3, prefix)]
+            if stale:
+                self.log.info("Removing %d file(s) of an earlier run under %s", len(stale), prefix)
+                delete_keys(s3, bucket, stale)
+        parts, rows = [], 0
+        for part in manifest.get("parts", []):
+            bucket, key = split_s3_uri(part["uri"])
+            table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+            if table.num_rows == 0:
+                continue
+            name = Path(part["name"]).stem + ".csv"
+            columns = {c: table.column(c).to_pylist() for c in (*features, *keys)}
+            model_input, key_lines = io.StringIO(), io.StringIO()
+            model_writer, key_writer = (
+                csv.writer(model_input, lineterminator="\n"),
+                csv.writer(key_lines, lineterminator="\n"),
+            )
+            for i in range(table.num_rows):
+                model_writer.writerow([_cell(columns[c][i], kinds.get(c, "")) for c in features])
+                key_writer.writerow([_key_cell(columns[c][i]) for c in keys])
+            put_text(s3, join_uri(input_uri, name), model_input.getvalue(), "text/csv")
+            put_text(s3, join_uri(keys_uri, name), key_lines.getvalue(), "text/csv")
+            parts.append(name)
+            rows += table.num_rows
+        if not parts:
+            raise AirflowFailException(f"dataset {self.dataset_uri} has no rows to score")
+        self.log.info("Prepared %d rows in %d part(s) under %s", rows, len(parts), input_uri)
+        return {"input_uri": input_uri, "keys_uri": keys_uri, "parts": parts, "row_count": rows, "features": features}
+
+
+class BatchTransformJobOperator(HostingOperatorBase):
+    """Score the interval's input with an approved model package in a SageMaker batch transform job.
+
+    The job is named after the run (``<prefix>-score-<interval start>-<run hash>``); a retry re-attaches to
+    it while it runs or has completed, and starts ``-r<try>`` after a failure (its output prefix cleared).
+
+    XCom: ``{"job_name", "job_arn", "status", "model_name", "model_package_arn", "model_package_version",
+    "input_uri", "output_uri"}``.
+
+    :param model_package_arn: the Approved model package (templated)
+    :param input_uri: prefix of the input CSVs (templated)
+    :param output_uri: prefix for the ``.out`` files (templated)
+    :param interval_start: start of the scored interval (templated; names the job)
+    """
+
+    template_fields: Sequence[str] = aws_template_fields(
+        "model_package_arn", "input_uri", "output_uri", "interval_start"
+    )
+    operator_extra_links = (SageMakerTransformJobLink(),)
+
+    def __init__(
+        self, *, model_package_arn: str, input_uri: str, output_uri: str, interval_start: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_package_arn = model_package_arn
+        self.input_uri = input_uri
+        self.output_uri = output_uri
+        self.interval_start = interval_start
+
+    def _describe_or_none(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.sagemaker.describe_transform_job(TransformJobName=name)
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def _result(self, description: dict[str, Any], version: Any) -> dict[str, Any]:
+        return {
+            "job_name": description["TransformJobName"],
+            "job_arn": description["TransformJobArn"],
+            "status": description["TransformJobStatus"],
+            "model_name": description.get("ModelName"),
+            "model_package_arn": self.model_package_arn,
+            "model_package_version": version,
+            "input_uri": self.input_uri,
+            "output_uri": self.output_uri.rstrip("/") + "/",
+        }
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+
+        from ml_lifecycle.builders.endpoint import package_version
+        from ml_lifecycle.builders.transform import transform_job_name, transform_request
+        from ml_lifecycle.data.s3 import delete_keys, iter_objects, split_s3_uri
+
+        cfg = self._config()
+        package = self.describe_package(self.model_package_arn)
+        if package.get("ModelApprovalStatus") != "Approved":
+            raise AirflowFailException(f"model package {self.model_package_arn} is not Approved")
+        version = package_version(package)
+        start = _naive_utc("interval_start", self.interval_start)
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
+        latest = None
+        for attempt in range(1, try_number + 1):
+            name = transform_job_name(cfg, dag_id=dag_id, run_id=run_id, start=start, try_number=attempt)
+            if (description := self._describe_or_none(name)) is not None:
+                latest = (attempt, name, description)
+        if latest is not None and latest[2]["TransformJobStatus"] not in FAILED:
+            _, name, description = latest
+            self.log.info("Re-attaching to transform job %s (%s)", name, description["TransformJobStatus"])
+        else:
+            attempt = 1 if latest is None else max(try_number, latest[0] + 1)
+            name = transform_job_name(cfg, dag_id=dag_id, run_id=run_id, start=start, try_number=attempt)
+            s3 = self.hook.s3_hook.get_conn()
+            bucket, _ = split_s3_uri(self.output_uri)
+            stale = [o["Key"] for o in iter_objects(s3, self.output_uri.rstrip("/") + "/")]
+            if stale:
+                self.log.info("Removing %d output file(s) of an earlier job under %s", len(stale), self.output_uri)
+                delete_keys(s3, bucket, stale)
+            model = self.ensure_model(cfg, package)
+            request = transform_request(
+                cfg, job_name=name, model_name=model, input_uri=self.input_uri, output_uri=self.output_uri
+            )
+            self.log.info("Starting transform job %s with %s over %s", name, model, self.input_uri)
+            self.sagemaker.create_transform_job(**request)
+            description = self.sagemaker.describe_transform_job(TransformJobName=name)
+        SageMakerTransformJobLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            job_name=name,
+        )
+        status = description["TransformJobStatus"]
+        if status == "Completed":
+            return self._result(description, version)
+        if status in FAILED:
+            raise AirflowException(f"transform job {name} {status}: {description.get('FailureReason')}")
+        interval = self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds
+        attempts = self.max_attempts or cfg.sagemaker.waiter_max_attempts
+        self.defer(
+            trigger=SageMakerTrigger(
+                job_name=name,
+                job_type="Transform",
+                waiter_delay=int(interval),
+                waiter_max_attempts=attempts,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+            ),
+            method_name="execute_complete",
+            kwargs={"version": version},
+            timeout=dt.timedelta(seconds=interval * attempts + 60),
+        )
+        raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, version: Any = None
+    ) -> dict[str, Any]:
+        event = validate_execute_complete_event(event)
+        name = event.get("job_name")
+        if not name:
+            raise AirflowException(f"trigger event without a job name: {event}")
+        description = self.sagemaker.describe_transform_job(TransformJobName=name)
+        status = description["TransformJobStatus"]
+        if status == "Completed":
+            return self._result(description, version)
+        if status in FAILED:
+            raise AirflowException(f"transform job {name} {status}: {description.get('FailureReason')}")
+        raise AirflowException(f"stopped waiting for transform job {name} ({status}); a retry re-attaches to it")
+
+
+class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
+    """Replace the interval's predictions in Snowflake (delete the interval, insert; one transaction).
+
+    Rows: ``TRANSACTION_ID, EVENT_TS, FRAUD_PROBABILITY, IS_FRAUD_PREDICTED, MODEL_PACKAGE_ARN,
+    MODEL_VERSION, INTERVAL_START, INTERVAL_END, DAG_RUN_ID, SCORED_AT``. The table is created when absent
+    (``include/sql/predictions_table.sql``).
+
+    XCom: ``{"table", "interval_start", "interval_end", "rows_deleted", "rows_inserted", "model_package_arn"}``.
+
+    :param snowflake_conn_id: Airflow connection for Snowflake (``ml_lifecycle.hooks.snowflake.SnowflakeHook``)
+    :param table: fully qualified predictions table (default ``snowflake.predictions_fqn``)
+    :param keys_uri: prefix of the key CSVs (templated)
+    :param output_uri: prefix of the transform output (templated)
+    :param parts: the part file names (templated; from the prepare task)
+    :param interval_start: interval start, inclusive (templated)
+    :param interval_end: interval end, exclusive (templated)
+    :param model_package_arn: the model that scored (templated)
+    :param model_package_version: its version (templated)
+    """
+
+    aws_hook_class = S3Hook
+    template_fields: Sequence[str] = aws_template_fields(
+        "keys_uri",
+        "output_uri",
+        "parts",
+        "interval_start",
+        "interval_end",
+        "model_package_arn",
+        "model_package_version",
+    )
+
+    def __init__(
+        self,
+        *,
+        snowflake_conn_id: str,
+        keys_uri: str,
+        output_uri: str,
+        parts: Sequence[str] | str,
+        interval_start: Any,
+        interval_end: Any,
+        model_package_arn: str,
+        model_package_version: Any = None,
+        table: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.snowflake_conn_id = snowflake_conn_id
+        self.keys_uri = keys_uri
+        self.output_uri = output_uri
+        self.parts = parts
+        self.interval_start = interval_start
+        self.interval_end = interval_end
+        self.model_package_arn = model_package_arn
+        self.model_package_version = model_package_version
+        self.table = table
+
+    def get_snowflake_hook(self) -> Any:
+        from ml_lifecycle.hooks.snowflake import SnowflakeHook
+
+        return SnowflakeHook(snowflake_conn_id=self.snowflake_conn_id)
+
+    def _parts(self) -> list[str]:
+        parts = self.parts
+        if isinstance(parts, str):
+            text = parts.strip()
+            parts = json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+        return list(parts)
+
+    def _rows(self, s3: Any, start: dt.datetime, end: dt.datetime, run_id: str) -> list[tuple[Any, ...]]:
+        from ml_lifecycle.data.s3 import join_uri, split_s3_uri
+
+        def text(uri: str) -> str:
+            bucket, key = split_s3_uri(uri)
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+
+        scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        version = None if self.model_package_version in (None, "", "None") else int(self.model_package_version)
+        rows: list[tuple[Any, ...]] = []
+        for part in self._parts():
+            keys = [r for r in csv.reader(io.StringIO(text(join_uri(self.keys_uri, part)))) if r]
+            try:
+                predictions = [r for r in csv.reader(io.StringIO(text(join_uri(self.output_uri, part + ".out")))) if r]
+            except Exception as exc:
+                raise AirflowException(
+                    f"transform output for {part} is missing under {self.output_uri}: {exc}"
+                ) from exc
+            if len(keys) != len(predictions):
+                raise AirflowFailException(
+                    f"{part}: {len(keys)} input rows but {len(predictions)} predictions; "
+                    "refusing to load a misaligned join"
+                )
+            for (transaction_id, event_ts), prediction in zip(keys, predictions, strict=True):
+                try:
+                    probability, label = float(prediction[0]), int(float(prediction[1]))
+                except (IndexError, ValueError):
+                    raise AirflowFailException(f"{part}: unexpected prediction line {prediction!r}") from None
+                rows.append(
+                    (
+                        transaction_id,
+                        _naive_utc("event_ts", event_ts),
+                        probability,
+                        label,
+                        self.model_package_arn,
+                        version,
+                        start,
+                        end,
+                        run_id,
+                        scored_at,
+                    )
+                )
+        return rows
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.config import load_config
+
+        cfg = load_config()
+        table = self.table or cfg.snowflake.predictions_fqn
+        start = _naive_utc("interval_start", self.interval_start)
+        end = _naive_utc("interval_end", self.interval_end)
+        if end <= start:
+            raise AirflowFailException(f"empty interval [{start}, {end})")
+        rows = self._rows(self.hook.get_conn(), start, end, context["run_id"])
+        ddl = _render_table(_read_include(DDL_PATH), table)
+        delete = _render_table(_read_include(DELETE_PATH), table)
+        insert = _render_table(_read_include(INSERT_PATH), table)
+        conn = self.get_snowflake_hook().get_conn()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(ddl)
+            cursor.execute("BEGIN")
+            try:
+                cursor.execute(delete, {"interval_start": start, "interval_end": end})
+                deleted = cursor.rowcount or 0
+                for offset in range(0, len(rows), INSERT_BATCH):
+                    cursor.executemany(insert, rows[offset : offset + INSERT_BATCH])
+                cursor.execute("COMMIT")
+            except Exception:
+                cursor.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+        self.log.info(
+            "Replaced the predictions of [%s, %s) in %s: %d row(s) deleted, %d inserted",
+            start.isoformat(),
+            end.isoformat(),
+            table,
+            deleted,
+            len(rows),
+        )
+        return {
+            "table": table,
+            "interval_start": start.isoformat(),
+            "interval_end": end.isoformat(),
+            "rows_deleted": deleted,
+            "rows_inserted": len(rows),
+            "model_package_arn": self.model_package_arn,
+        }

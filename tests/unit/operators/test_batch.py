@@ -1,0 +1,229 @@
+# ruff: noqa: N803  (keyword names mirror the boto3 API)
+from __future__ import annotations
+
+import datetime as dt
+import io
+from types import SimpleNamespace
+
+import boto3
+import fakesnow
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import snowflake.connector
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
+
+from ml_lifecycle.builders.transform import batch_uri, transform_request
+from ml_lifecycle.config import load_config
+from ml_lifecycle.data.manifest import MANIFEST_NAME
+from ml_lifecycle.operators.batch import (
+    BatchTransformJobOperator,
+    LoadPredictionsOperator,
+    PrepareBatchInputOperator,
+    feature_columns,
+)
+from tests.unit.operators._hosting_fakes import BUCKET, FakeSageMaker, FakeTI, aws, context, package
+
+__all__ = ["aws"]
+DATASET = f"s3://{BUCKET}/datasets/batch_score/20260301T0000-20260302T0000/"
+
+
+def write_dataset(day: int, rows: int) -> str:
+    """An extracted interval: one Parquet part and its manifest, as the extraction operator writes them."""
+    features, _keys, kinds = feature_columns()
+    start = dt.datetime(2026, 3, day)
+    data = {
+        "transaction_id": [f"tx-{day}-{i}" for i in range(rows)],
+        "event_ts": [start + dt.timedelta(minutes=i) for i in range(rows)],
+        "is_fraud": [0] * rows,
+    }
+    for name in features:
+        kind = kinds[name]
+        data[name] = (
+            [i % 2 == 0 for i in range(rows)]
+            if kind == "boolean"
+            else (["POS"] * rows if kind == "categorical" else [float(i) + 0.5 for i in range(rows)])
+        )
+    table = pa.table(data)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    prefix = f"datasets/batch_score/2026030{day}/"
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key=prefix + "part-00000.parquet", Body=buffer.getvalue())
+    manifest = {
+        "manifest_version": 1,
+        "format": "parquet",
+        "columns": table.column_names,
+        "parts": [{"name": "part-00000.parquet", "uri": f"s3://{BUCKET}/{prefix}part-00000.parquet", "rows": rows}],
+        "row_count": rows,
+    }
+    s3.put_object(Bucket=BUCKET, Key=prefix + MANIFEST_NAME, Body=__import__("json").dumps(manifest))
+    return f"s3://{BUCKET}/{prefix}"
+
+
+def interval(day: int) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime(2026, 3, day, tzinfo=dt.UTC)
+    return start, start + dt.timedelta(days=1)
+
+
+def prepare(day: int, rows: int) -> dict:
+    start, end = interval(day)
+    op = PrepareBatchInputOperator(
+        task_id="prepare", aws_conn_id="aws_default", dataset_uri=write_dataset(day, rows),
+        batch_uri=batch_uri(load_config(), "batch_score", start, end),
+    )  # fmt: skip
+    return op.execute(context())
+
+
+def test_prepare_writes_features_in_contract_order_and_keys_per_line(aws):
+    result = prepare(1, 5)
+    features, _, _ = feature_columns()
+    assert result["row_count"] == 5 and result["parts"] == ["part-00000.csv"]
+    key = result["input_uri"].removeprefix(f"s3://{BUCKET}/") + "part-00000.csv"
+    lines = aws.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
+    assert len(lines) == 5
+    first = lines[0].split(",")
+    assert len(first) == len(features)
+    assert first[features.index("is_weekend")] == "1" and first[features.index("channel")] == "POS"
+    keys = aws.s3.get_object(Bucket=BUCKET, Key=key.replace("/input/", "/keys/"))["Body"].read().decode()
+    assert keys.splitlines()[0] == "tx-1-0,2026-03-01T00:00:00"
+
+
+def test_transform_request_is_valid():
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    request = transform_request(
+        load_config(), job_name="fraud-score-x", model_name="m", input_uri="s3://b/in/", output_uri="s3://b/out/"
+    )
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTransformJob")
+    assert not ParamValidator().validate(request, shape.input_shape).has_errors()
+    assert request["TransformInput"]["SplitType"] == "Line" and request["TransformOutput"]["AssembleWith"] == "Line"
+
+
+class FakeTransform(FakeSageMaker):
+    def __init__(self, status="Completed"):
+        super().__init__()
+        self.jobs = {}
+        self.status = status
+
+    def create_transform_job(self, **request):
+        self.calls.append(("create_transform_job", request))
+        name = request["TransformJobName"]
+        self.jobs[name] = {
+            **request,
+            "TransformJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:transform-job/{name}",
+            "TransformJobStatus": self.status,
+            "FailureReason": "ClientError: See job logs" if self.status == "Failed" else None,
+        }
+
+    def describe_transform_job(self, TransformJobName):
+        if TransformJobName not in self.jobs:
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "Could not find job"}}, "Describe")
+        return dict(self.jobs[TransformJobName])
+
+
+def transform(fake, ti=None):
+    op = BatchTransformJobOperator(
+        task_id="transform", aws_conn_id="aws_default", model_package_arn=package(1)["ModelPackageArn"],
+        input_uri="s3://b/in/", output_uri=f"s3://{BUCKET}/batch/out/", interval_start="2026-03-01T00:00:00+00:00",
+    )  # fmt: skip
+    op.__dict__["hook"] = SimpleNamespace(
+        conn=fake, conn_region_name="us-east-1", conn_partition="aws", s3_hook=S3Hook(aws_conn_id="aws_default")
+    )
+    return op.execute(context(ti))
+
+
+def test_transform_creates_the_model_and_a_run_named_job_and_reattaches(aws):
+    fake = FakeTransform()
+    fake.add_package(package(1))
+    result = transform(fake)
+    assert result["job_name"].startswith("fraud-score-202603010000-")
+    assert result["model_name"] in fake.models
+    again = transform(fake)
+    assert again["job_name"] == result["job_name"]
+    assert len(fake.calls_named("create_transform_job")) == 1
+
+
+def test_transform_failure_names_the_reason_and_a_retry_starts_a_new_job(aws):
+    fake = FakeTransform(status="Failed")
+    fake.add_package(package(1))
+    with pytest.raises(AirflowException, match="ClientError"):
+        transform(fake)
+    fake.status = "InProgress"
+    ti = FakeTI()
+    ti.try_number = 2
+    with pytest.raises(TaskDeferred):
+        transform(fake, ti)
+    assert fake.calls_named("create_transform_job")[-1]["TransformJobName"].endswith("-r2")
+
+
+@pytest.fixture
+def snowflake_db():
+    with fakesnow.patch():
+        conn = snowflake.connector.connect()
+        cur = conn.cursor()
+        cur.execute("CREATE DATABASE IF NOT EXISTS FRAUD_DB")
+        cur.execute("CREATE SCHEMA IF NOT EXISTS FRAUD_DB.RAW")
+        cur.close()
+        yield lambda: snowflake.connector.connect(database="FRAUD_DB", schema="RAW")
+
+
+def score_and_load(aws, connect, day: int, rows: int) -> dict:
+    """Prepare the day, fake the transform output (probability = row / 100), load it."""
+    prepared = prepare(day, rows)
+    output_uri = prepared["input_uri"].replace("/input/", "/output/")
+    lines = "".join(f"{i / 100:.2f},{int(i % 4 == 0)}\n" for i in range(rows))
+    aws.s3.put_object(Bucket=BUCKET, Key=output_uri.removeprefix(f"s3://{BUCKET}/") + "part-00000.csv.out", Body=lines)
+    start, end = interval(day)
+    op = LoadPredictionsOperator(
+        task_id="load", aws_conn_id="aws_default", snowflake_conn_id="snowflake_default",
+        keys_uri=prepared["keys_uri"], output_uri=output_uri, parts=prepared["parts"],
+        interval_start=start.isoformat(), interval_end=end.isoformat(),
+        model_package_arn=package(1)["ModelPackageArn"], model_package_version="1",
+    )  # fmt: skip
+    op.get_snowflake_hook = lambda: SimpleNamespace(get_conn=connect)
+    return op.execute(context())
+
+
+def counts(connect) -> dict[str, int]:
+    cur = connect().cursor()
+    cur.execute("SELECT TO_CHAR(INTERVAL_START, 'YYYY-MM-DD'), COUNT(*) FROM FRAUD_DB.RAW.FRAUD_PREDICTIONS "
+                "GROUP BY 1 ORDER BY 1")  # fmt: skip
+    return dict(cur.fetchall())
+
+
+def test_loading_replaces_only_its_interval(aws, snowflake_db):
+    for day, rows in ((1, 4), (2, 6), (3, 5)):
+        score_and_load(aws, snowflake_db, day, rows)
+    before = counts(snowflake_db)
+    assert list(before.values()) == [4, 6, 5]
+
+    again = score_and_load(aws, snowflake_db, 2, 6)
+
+    assert again["rows_deleted"] == 6 and again["rows_inserted"] == 6
+    assert counts(snowflake_db) == before
+    cur = snowflake_db().cursor()
+    cur.execute("SELECT FRAUD_PROBABILITY, IS_FRAUD_PREDICTED FROM FRAUD_DB.RAW.FRAUD_PREDICTIONS "
+                "WHERE TRANSACTION_ID = 'tx-2-4'")  # fmt: skip
+    assert cur.fetchall() == [(0.04, 1)]
+
+
+def test_misaligned_output_is_refused_and_nothing_is_written(aws, snowflake_db):
+    prepared = prepare(1, 3)
+    output_uri = prepared["input_uri"].replace("/input/", "/output/")
+    aws.s3.put_object(
+        Bucket=BUCKET, Key=output_uri.removeprefix(f"s3://{BUCKET}/") + "part-00000.csv.out", Body="0.1,0\n"
+    )
+    start, end = interval(1)
+    op = LoadPredictionsOperator(
+        task_id="load", aws_conn_id="aws_default", snowflake_conn_id="x", keys_uri=prepared["keys_uri"],
+        output_uri=output_uri, parts=prepared["parts"], interval_start=start, interval_end=end,
+        model_package_arn="arn",
+    )  # fmt: skip
+    op.get_snowflake_hook = lambda: SimpleNamespace(get_conn=snowflake_db)
+    with pytest.raises(AirflowFailException, match="misaligned"):
+        op.execute(context())
