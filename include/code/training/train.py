@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--inference-code",
         type=Path,
         default=None,
-        help="inference.py to bundle under code/ (default: beside this script, or ../inference/)",
+        help="inference.py to bundle under code/ (default: SM_CHANNEL_INFERENCE, beside this script, ../inference/)",
     )
     hps = parser.add_argument_group("hyperparameters")
     hps.add_argument("--max_depth", type=_int_value, default=5)
@@ -201,8 +201,13 @@ def _parse_eval(text: str) -> dict[str, float]:
 
 
 def find_inference_code(explicit: Path | None) -> Path:
+    """The serving handlers to bundle: ``--inference-code``, else an ``inference`` channel, else the copy
+    shipped beside this script (the training code package is self-contained), else ``../inference/``."""
     here = Path(__file__).resolve().parent
     defaults = [here / "inference.py", here.parent / "inference" / "inference.py"]
+    channel = _env_path("SM_CHANNEL_INFERENCE")
+    if channel is not None:
+        defaults.insert(0, channel / "inference.py")
     candidates = [explicit] if explicit else defaults
     for candidate in candidates:
         if candidate is not None and candidate.is_file():
@@ -210,7 +215,7 @@ def find_inference_code(explicit: Path | None) -> Path:
     raise TrainingError(
         "inference.py not found (looked at "
         + ", ".join(str(c) for c in candidates)
-        + "); ship include/code/inference/inference.py with the training code or pass --inference-code"
+        + "); ship inference.py with the training code, add an 'inference' channel or pass --inference-code"
     )
 
 

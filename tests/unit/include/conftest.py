@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -113,10 +114,15 @@ class PipelineRun:
     logs: dict[str, str]
 
 
-def run_script(script: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run a container script with the test interpreter, the way a job's entrypoint would."""
+def run_script(
+    script: str, args: list[str], env: dict[str, str] | None = None, path: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run a container script with the test interpreter, the way a job's entrypoint would.
+
+    :param path: run this copy of the script instead of the one under include/code.
+    """
     return subprocess.run(
-        [sys.executable, str(SCRIPTS[script]), *args],
+        [sys.executable, str(path or SCRIPTS[script]), *args],
         capture_output=True,
         text=True,
         timeout=180,
@@ -161,7 +167,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     }
     # hyperparameters rendered the way the training toolkit renders them (sorted --key value pairs)
     hyperparameters = ["--eta", "0.3", "--max_depth", "4", "--num_round", "60", "--sagemaker_program", "train.py"]
-    logs["train"] = _checked(run_script("train", hyperparameters, env), "train.py")
+    # the training component is shipped alone (as sourcedir.tar.gz), so run it from a copy of its folder
+    code_dir = root / "training" / "code"
+    shutil.copytree(SCRIPTS["train"].parent, code_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    logs["train"] = _checked(run_script("train", hyperparameters, env, code_dir / "train.py"), "train.py")
 
     archive_dir = root / "evaluation-input" / "model"
     archive_dir.mkdir(parents=True)

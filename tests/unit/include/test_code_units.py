@@ -160,6 +160,14 @@ def test_train_needs_channel_paths(train: ModuleType, monkeypatch: pytest.Monkey
     assert "pass --train or set SM_CHANNEL_TRAIN" in capsys.readouterr().err
 
 
+def test_training_package_carries_the_current_inference_code() -> None:
+    """The training component is uploaded on its own; its copy of the handlers must be the real ones."""
+    shipped = (CODE / "training" / "inference.py").read_bytes()
+    assert shipped == (CODE / "inference" / "inference.py").read_bytes(), (
+        "include/code/training/inference.py is stale: copy include/code/inference/inference.py over it"
+    )
+
+
 def test_metric_definitions_match_only_their_own_line() -> None:
     definitions = json.loads((CODE / "training" / "metric_definitions.json").read_text())
     log = "validation:aucpr=0.400000;\nvalidation:auc=0.900000;\ntrain:auc=0.950000;\nbest_iteration=7;\n"
