@@ -43,6 +43,7 @@ def register_sagemaker_extension(service: SageMakerService) -> None:
     """Register the hosting, runtime, alarm, monitoring and transform components on ``service``."""
     from devstack.sagemaker.alarms import AlarmEvaluator
     from devstack.sagemaker.hosting import Hosting
+    from devstack.sagemaker.monitor import Monitoring
     from devstack.sagemaker.runtime import Runtime
     from devstack.sagemaker.telemetry import Flusher
 
@@ -60,4 +61,7 @@ def register_sagemaker_extension(service: SageMakerService) -> None:
     alarms = AlarmEvaluator(lambda: service.client("cloudwatch"), _seconds("DEVSTACK_ALARM_EVALUATION_SECONDS", 5.0))
     service.on_shutdown(alarms.close)
     service.alarms = alarms  # type: ignore[attr-defined]
+    monitoring = Monitoring(service, _seconds("DEVSTACK_MONITORING_TICK_SECONDS", 10.0))
+    monitoring.register()
+    service.monitoring = monitoring  # type: ignore[attr-defined]
     hosting.recover()
