@@ -46,6 +46,7 @@ def register_sagemaker_extension(service: SageMakerService) -> None:
     from devstack.sagemaker.monitor import Monitoring
     from devstack.sagemaker.runtime import Runtime
     from devstack.sagemaker.telemetry import Flusher
+    from devstack.sagemaker.transform import TransformJobs
 
     hosting = Hosting(service)
     hosting.register()
@@ -64,4 +65,8 @@ def register_sagemaker_extension(service: SageMakerService) -> None:
     monitoring = Monitoring(service, _seconds("DEVSTACK_MONITORING_TICK_SECONDS", 10.0))
     monitoring.register()
     service.monitoring = monitoring  # type: ignore[attr-defined]
+    transform = TransformJobs(service)
+    transform.register()
+    service.transform = transform  # type: ignore[attr-defined]
     hosting.recover()
+    transform.recover()
