@@ -586,7 +586,8 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
     definition, defers until its execution finishes, reads it like
     :class:`LatestMonitoringResultOperator`, then deletes the one-off schedule (executions are kept).
 
-    :param job_definition_name: the data-quality job definition (templated; e.g. from the schedule task)
+    :param job_definition_name: the data-quality job definition (templated; default: the one the endpoint's
+        ``<endpoint>-data-quality`` schedule uses)
     :param window_hours: analysis window, 1-24 hours (templated)
     :param poll_interval: seconds between polls (default ``sagemaker.waiter_check_interval_seconds``)
     :param max_attempts: polls before giving up (default ``sagemaker.waiter_max_attempts``)
@@ -601,7 +602,7 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
     def __init__(
         self,
         *,
-        job_definition_name: str,
+        job_definition_name: str | None = None,
         window_hours: int | str = 1,
         poll_interval: int | None = None,
         max_attempts: int | None = None,
@@ -619,6 +620,22 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
 
         return sagemaker_name(endpoint[:30], "dq-now", digest([context.get("run_id"), self.job_definition_name]))
 
+    def _definition(self, endpoint: str) -> str:
+        from ml_lifecycle.builders.monitor import schedule_name
+
+        if self.job_definition_name and self.job_definition_name != "None":
+            return self.job_definition_name
+        name = schedule_name(endpoint)
+        try:
+            schedule = self.sagemaker.describe_monitoring_schedule(MonitoringScheduleName=name)
+        except Exception as exc:
+            if is_not_found(exc):
+                raise AirflowFailException(
+                    f"endpoint {endpoint} has no monitoring schedule {name}; deploy_model creates it"
+                ) from exc
+            raise
+        return schedule["MonitoringScheduleConfig"]["MonitoringJobDefinitionName"]
+
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.builders.monitor import one_off_config
         from ml_lifecycle.triggers.monitoring import MonitoringExecutionTrigger
@@ -626,6 +643,7 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
         cfg = self._config()
         endpoint = self.endpoint_name or cfg.deployment.endpoint_name
         self._link_endpoint(context, endpoint)
+        self.job_definition_name = self._definition(endpoint)
         name = self._one_off_name(endpoint, context)
         try:
             existing = self.sagemaker.describe_monitoring_schedule(MonitoringScheduleName=name)
@@ -729,13 +747,13 @@ class PublishDriftOperator(_MonitorBase):
 
     XCom: ``{"published", "drift_uri", "processing_job", "violation_count", "features"}``.
 
-    :param findings_task_id: the task whose XCom holds the findings
+    :param findings_task_id: the task (or tasks: the first that returned findings wins) holding the findings
     :param drift_uri: where ``drift.json`` goes (templated; default the drift asset's URI)
     """
 
     template_fields: Sequence[str] = aws_template_fields("drift_uri")
 
-    def __init__(self, *, findings_task_id: str, drift_uri: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, findings_task_id: str | Sequence[str], drift_uri: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.findings_task_id = findings_task_id
         self.drift_uri = drift_uri
@@ -746,7 +764,8 @@ class PublishDriftOperator(_MonitorBase):
         from ml_lifecycle.assets import drift_uri as asset_uri
         from ml_lifecycle.data.s3 import get_json, put_json
 
-        findings = context["ti"].xcom_pull(task_ids=self.findings_task_id)
+        task_ids = [self.findings_task_id] if isinstance(self.findings_task_id, str) else list(self.findings_task_id)
+        findings = next((f for f in (context["ti"].xcom_pull(task_ids=t) for t in task_ids) if f), None)
         if not findings:
             raise AirflowFailException(f"no findings from task {self.findings_task_id!r}")
         if not findings.get("drift"):

@@ -1,0 +1,112 @@
+"""
+# batch_score
+
+`resolve -> extract -> prepare -> transform -> load`
+
+Scores each day's transactions with the newest approved fraud model and writes the predictions to
+Snowflake (`snowflake.predictions_table`).
+
+- **When**: daily. Each run owns one period, its data interval `[data_interval_start, data_interval_end)`
+  (`CronDataIntervalTimetable`). Backfill history with
+  `airflow backfill create --dag-id batch_score --from-date 2026-03-01 --to-date 2026-03-03`: one run, and
+  one partition of predictions, per day.
+- **extract**: the interval's feature rows (`include/sql/features.sql`) to Parquet on S3; an interval
+  without transactions skips the rest of the run.
+- **prepare**: the model input (feature columns in contract order) and the row keys, per part.
+- **transform**: a SageMaker batch transform job with the model of the Approved package (param, else the
+  newest); a retry re-attaches to the run's job.
+- **load**: the interval's rows in the predictions table are deleted and the new ones inserted in one
+  transaction, so re-running a day replaces that day and leaves every other day untouched.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+from ml_lifecycle.config import load_config
+from ml_lifecycle.notifications import on_failure_callback
+from ml_lifecycle.operators.approval import ResolveModelPackageOperator
+from ml_lifecycle.operators.batch import BatchTransformJobOperator, LoadPredictionsOperator, PrepareBatchInputOperator
+from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
+
+cfg = load_config()
+INTERVAL = "{{ data_interval_start.strftime('%Y%m%dT%H%M') }}-{{ data_interval_end.strftime('%Y%m%dT%H%M') }}"
+DATASET_URI = cfg.storage.uri("datasets", "batch_score", INTERVAL) + "/"
+BATCH_URI = cfg.storage.uri("batch", "batch_score", INTERVAL) + "/"
+RESOLVED = "ti.xcom_pull(task_ids='resolve')"
+PREPARED = "ti.xcom_pull(task_ids='prepare')"
+CRON_PRESETS = {"@daily": "0 0 * * *", "@hourly": "0 * * * *", "@weekly": "0 0 * * 0"}
+
+with DAG(
+    dag_id="batch_score",
+    description="Score each day's transactions with the approved model (batch transform) into Snowflake",
+    doc_md=__doc__,
+    schedule=CronDataIntervalTimetable(
+        CRON_PRESETS.get(cfg.batch_scoring.schedule, cfg.batch_scoring.schedule), timezone="UTC"
+    ),
+    start_date=datetime(2026, 3, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=3,
+    dagrun_timeout=timedelta(hours=4),
+    tags=["ml-lifecycle", "batch-scoring", "sagemaker", "snowflake", cfg.environment],
+    default_args={
+        "owner": cfg.owner,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=15),
+        "on_failure_callback": on_failure_callback,
+        "aws_conn_id": cfg.aws.conn_id,
+    },
+    params={
+        "model_package_arn": Param(
+            "latest",
+            type="string",
+            pattern=r"^(latest|arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[A-Za-z0-9-]+/\d+)$",
+            title="Model package",
+            description="ARN of an Approved model package version, or 'latest' (the newest Approved version).",
+        ),
+    },
+) as dag:
+    resolve = ResolveModelPackageOperator(task_id="resolve", model_package_arn="{{ params.model_package_arn }}")
+    extract = SnowflakeToS3ParquetOperator(
+        task_id="extract",
+        snowflake_conn_id=cfg.snowflake.conn_id,
+        sql_path="sql/features.sql",
+        interval_start="{{ data_interval_start }}",
+        interval_end="{{ data_interval_end }}",
+        s3_uri=DATASET_URI,
+        batch_rows=cfg.snowflake.extraction.batch_rows,
+        mode=cfg.snowflake.extraction.mode,
+        stage=cfg.snowflake.extraction.stage,
+        storage_integration=cfg.snowflake.extraction.storage_integration,
+        min_rows=1,
+        kms_key_id=cfg.storage.kms_key_id,
+        source_name=cfg.snowflake.source_fqn,
+    )
+    prepare = PrepareBatchInputOperator(
+        task_id="prepare", dataset_uri="{{ ti.xcom_pull(task_ids='extract')['dataset_uri'] }}", batch_uri=BATCH_URI
+    )
+    transform = BatchTransformJobOperator(
+        task_id="transform",
+        model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
+        input_uri=f"{{{{ {PREPARED}['input_uri'] }}}}",
+        output_uri=BATCH_URI + "output/",
+        interval_start="{{ data_interval_start }}",
+    )
+    load = LoadPredictionsOperator(
+        task_id="load",
+        snowflake_conn_id=cfg.snowflake.conn_id,
+        keys_uri=f"{{{{ {PREPARED}['keys_uri'] }}}}",
+        output_uri="{{ ti.xcom_pull(task_ids='transform')['output_uri'] }}",
+        parts=f"{{{{ {PREPARED}['parts'] | tojson }}}}",
+        interval_start="{{ data_interval_start }}",
+        interval_end="{{ data_interval_end }}",
+        model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
+        model_package_version=f"{{{{ {RESOLVED}['version'] }}}}",
+        table=cfg.snowflake.predictions_fqn,
+    )
+
+    resolve >> extract >> prepare >> transform >> load

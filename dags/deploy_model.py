@@ -1,0 +1,152 @@
+"""
+# deploy_model
+
+`resolve -> choose_strategy -> deploy_guarded | deploy_stepwise -> autoscale -> baseline -> schedule_monitoring`
+
+Deploys an approved fraud model to the real-time endpoint and puts Model Monitor on it.
+
+- **When**: every time `train_model` publishes an approved model (the approved-model asset), or from the
+  UI with a model package ARN (`latest` = the ARN of the triggering asset event, else the newest Approved
+  version of the group).
+- **Deployment**: the SageMaker Model and EndpointConfig (with data capture) are created when absent. The
+  first deployment creates the endpoint. Later ones update it with the strategy of the environment
+  (`deployment.strategy`) or of the run:
+  - `canary` / `linear` / `all_at_once`: SageMaker blue/green deployment guardrails, with auto-rollback on
+    the variant's CloudWatch alarms (5XX error rate, p99 latency), thresholds from config;
+  - `stepwise`: two production variants, weights moved step by step (e.g. 10 -> 50 -> 100 %), metrics and
+    alarms checked after each bake, the old variant retired at the end.
+- **Rollback**: when SageMaker (or the stepwise check) rolls back, the previous model keeps serving 100 %,
+  the evidence (alarms that fired, FailureReason, metrics) goes to XCom key `rollback` and S3, a
+  notification with the console links is published, and the deploy task fails. See
+  `docs/runbook-rollback.md`.
+- **After a deployment**: auto-scaling (target tracking on invocations per instance), a data-quality
+  baseline from the model's training data, and the hourly monitoring schedule (`monitor_model` reads it).
+- Re-running a run that already deployed its model is a no-op for the endpoint.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import DAG, Param, task
+
+from ml_lifecycle.assets import approved_model_asset
+from ml_lifecycle.config import load_config
+from ml_lifecycle.notifications import on_failure_callback
+from ml_lifecycle.operators.approval import ResolveModelPackageOperator
+from ml_lifecycle.operators.deploy import EndpointAutoScalingOperator, GuardedEndpointDeployOperator
+from ml_lifecycle.operators.monitor import DataQualityBaselineOperator, MonitoringScheduleOperator
+from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator
+
+cfg = load_config()
+dep = cfg.deployment
+RESOLVED = "ti.xcom_pull(task_ids='resolve')"
+BASELINE = "ti.xcom_pull(task_ids='baseline')"
+STRATEGIES = ["config", "canary", "linear", "all_at_once", "stepwise"]
+
+with DAG(
+    dag_id="deploy_model",
+    description="Deploy an approved model with guarded traffic shifting, auto-scaling and Model Monitor",
+    doc_md=__doc__,
+    schedule=[approved_model_asset(cfg)],
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=6),
+    tags=["ml-lifecycle", "deployment", "sagemaker", cfg.environment],
+    default_args={
+        "owner": cfg.owner,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=15),
+        "on_failure_callback": on_failure_callback,
+        "aws_conn_id": cfg.aws.conn_id,
+    },
+    params={
+        "model_package_arn": Param(
+            "latest",
+            type="string",
+            pattern=r"^(latest|arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[A-Za-z0-9-]+/\d+)$",
+            title="Model package",
+            description="ARN of an Approved model package version, or 'latest' (the approved-model asset event "
+            f"that triggered the run, else the newest Approved version of {cfg.sagemaker.model_package_group}).",
+        ),
+        "strategy": Param(
+            "config",
+            type="string",
+            enum=STRATEGIES,
+            title="Deployment strategy",
+            description=f"config: the environment's ({dep.strategy}); canary/linear/all_at_once: SageMaker "
+            "deployment guardrails with alarm rollback; stepwise: weight steps checked between bakes.",
+        ),
+        "stepwise_percentages": Param(
+            list(dep.stepwise_percentages),
+            type="array",
+            items={"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+            minItems=1,
+            maxItems=10,
+            title="Stepwise traffic steps (%)",
+            description="Increasing shares of traffic for the new model (stepwise only); 100 is added if missing.",
+        ),
+        "bake_seconds": Param(
+            dep.wait_interval_seconds,
+            type="integer",
+            minimum=0,
+            maximum=3600,
+            title="Bake time per step (s)",
+            description="How long each stepwise step runs before its metrics are checked (stepwise only).",
+        ),
+        "baseline_dataset_uri": Param(
+            "",
+            type="string",
+            pattern=r"^(|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)$",
+            title="Baseline dataset (optional)",
+            description="S3 prefix of the CSV to baseline Model Monitor on; empty = the model's own training "
+            "baseline (from its registry lineage).",
+        ),
+    },
+) as dag:
+    resolve = ResolveModelPackageOperator(task_id="resolve", model_package_arn="{{ params.model_package_arn }}")
+
+    @task.branch(task_id="choose_strategy")
+    def choose_strategy(params: dict | None = None) -> str:
+        """Stepwise shifting or a guardrail deployment, per the run's (or the environment's) strategy."""
+        from ml_lifecycle.config import load_config
+
+        strategy = (params or {}).get("strategy") or "config"
+        if strategy == "config":
+            strategy = load_config().deployment.strategy
+        return "deploy_stepwise" if strategy == "stepwise" else "deploy_guarded"
+
+    deploy_guarded = GuardedEndpointDeployOperator(
+        task_id="deploy_guarded",
+        model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
+        endpoint_name=dep.endpoint_name,
+        strategy="{{ params.strategy if params.strategy != 'config' else '' }}",
+    )
+    deploy_stepwise = StepwiseTrafficShiftOperator(
+        task_id="deploy_stepwise",
+        model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
+        endpoint_name=dep.endpoint_name,
+        percentages="{{ params.stepwise_percentages | tojson }}",
+        bake_seconds="{{ params.bake_seconds }}",
+    )
+    autoscale = EndpointAutoScalingOperator(
+        task_id="autoscale", endpoint_name=dep.endpoint_name, trigger_rule="none_failed_min_one_success"
+    )
+    baseline = DataQualityBaselineOperator(
+        task_id="baseline",
+        dataset_uri=f"{{{{ params.baseline_dataset_uri or {RESOLVED}['baseline_dataset_uri'] }}}}",
+        model_package_version=f"{{{{ {RESOLVED}['version'] }}}}",
+        endpoint_name=dep.endpoint_name,
+    )
+    schedule_monitoring = MonitoringScheduleOperator(
+        task_id="schedule_monitoring",
+        statistics_uri=f"{{{{ {BASELINE}['statistics_uri'] }}}}",
+        constraints_uri=f"{{{{ {BASELINE}['constraints_uri'] }}}}",
+        model_package_version=f"{{{{ {RESOLVED}['version'] }}}}",
+        endpoint_name=dep.endpoint_name,
+    )
+
+    resolve >> choose_strategy() >> [deploy_guarded, deploy_stepwise] >> autoscale >> baseline >> schedule_monitoring

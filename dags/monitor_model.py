@@ -1,0 +1,101 @@
+"""
+# monitor_model
+
+`choose_source -> read_latest | run_now -> publish_drift`
+
+Reads what SageMaker Model Monitor found on the endpoint's captured traffic and starts retraining when the
+data drifts.
+
+- **When**: hourly (`monitoring.schedule`), after the endpoint's hourly data-quality schedule has run.
+- **read_latest**: the newest finished execution of `<endpoint>-data-quality`; its
+  `constraint_violations.json` is summarised in the task log, in XCom and as a small JSON report in S3.
+  A failed execution (for example no captured traffic in the hour) is reported, not raised.
+- **run_now** (param `run_now`): a one-off analysis of the last `window_hours` hours instead, deferred
+  until it finishes.
+- **publish_drift**: when the violations reach `violation_threshold`, writes `drift.json` at the drift
+  asset's URI and emits the drift asset, which `train_model` is scheduled on, and notifies the team's
+  topic. Below the threshold it is skipped (no asset event). An execution triggers retraining once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import DAG, Param, task
+
+from ml_lifecycle.assets import drift_asset
+from ml_lifecycle.config import load_config
+from ml_lifecycle.notifications import on_failure_callback
+from ml_lifecycle.operators.monitor import LatestMonitoringResultOperator, MonitoringRunOperator, PublishDriftOperator
+
+cfg = load_config()
+
+with DAG(
+    dag_id="monitor_model",
+    description="Read Model Monitor findings on the endpoint and emit the drift asset on drift",
+    doc_md=__doc__,
+    schedule=cfg.monitoring.schedule,
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=2),
+    tags=["ml-lifecycle", "monitoring", "sagemaker", cfg.environment],
+    default_args={
+        "owner": cfg.owner,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=10),
+        "on_failure_callback": on_failure_callback,
+        "aws_conn_id": cfg.aws.conn_id,
+    },
+    params={
+        "violation_threshold": Param(
+            cfg.monitoring.violation_threshold,
+            type="integer",
+            minimum=1,
+            maximum=1000,
+            title="Drift threshold (violations)",
+            description="Constraint violations in one execution that count as drift and start retraining.",
+        ),
+        "run_now": Param(
+            False,
+            type="boolean",
+            title="Analyse now",
+            description="Run a one-off data-quality analysis now instead of reading the schedule's newest execution.",
+        ),
+        "window_hours": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=24,
+            title="Analysis window (hours)",
+            description="Hours of captured traffic a one-off analysis covers (with 'Analyse now').",
+        ),
+    },
+) as dag:
+
+    @task.branch(task_id="choose_source")
+    def choose_source(params: dict | None = None) -> str:
+        """A one-off analysis when asked, else the schedule's newest execution."""
+        return "run_now" if (params or {}).get("run_now") else "read_latest"
+
+    read_latest = LatestMonitoringResultOperator(
+        task_id="read_latest",
+        endpoint_name=cfg.deployment.endpoint_name,
+        violation_threshold="{{ params.violation_threshold }}",
+    )
+    run_now = MonitoringRunOperator(
+        task_id="run_now",
+        endpoint_name=cfg.deployment.endpoint_name,
+        violation_threshold="{{ params.violation_threshold }}",
+        window_hours="{{ params.window_hours }}",
+    )
+    publish_drift = PublishDriftOperator(
+        task_id="publish_drift",
+        findings_task_id=["read_latest", "run_now"],
+        outlets=[drift_asset(cfg)],
+        trigger_rule="none_failed_min_one_success",
+    )
+
+    choose_source() >> [read_latest, run_now] >> publish_drift
