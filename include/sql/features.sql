@@ -80,7 +80,8 @@ SELECT
     transaction_id AS "transaction_id",
     event_ts AS "event_ts",
     amount AS "amount",
-    LN(1 + amount) AS "log_amount",
+    -- guarded so that a broken raw amount reaches validation as NULL instead of failing the query
+    CASE WHEN amount >= 0 THEN LN(1 + amount) END AS "log_amount",
     CAST(HOUR(event_ts) AS INTEGER) AS "hour_of_day",
     CAST(DAYOFWEEKISO(event_ts) - 1 AS INTEGER) AS "day_of_week",
     DAYOFWEEKISO(event_ts) >= 6 AS "is_weekend",

@@ -39,6 +39,7 @@ ROWS = [
     ("r-2", "2026-01-02 08:05:00", "c1", "electronics", 300.00, "ECOM", False, "US", "US", True),
     ("r-other", "2026-01-02 08:06:00", "c4", "travel", 80.00, "POS", True, "FR", "US", False),
     ("r-nocard", "2026-01-02 10:00:00", None, "health", 15.00, "ATM", True, "US", "US", None),
+    ("r-negative", "2026-01-02 12:00:00", "c5", "grocery", -30.00, "POS", True, "US", "US", False),
     ("r-weekend", "2026-01-03 23:30:00", "c2", "online_retail", 40.00, "ECOM", False, "DE", "US", True),
     ("after-end", "2026-01-04 00:00:00", "c1", "grocery", 10.00, "POS", True, "US", "US", False),
 ]
@@ -79,7 +80,7 @@ def _run(cursor: Any, start: Any, end: Any) -> dict[str, dict[str, Any]]:
 )
 def test_emits_only_rows_of_the_half_open_interval(cursor: Any, start: Any, end: Any) -> None:
     rows = _run(cursor, start, end)
-    assert sorted(rows) == ["r-1", "r-2", "r-nocard", "r-other", "r-start", "r-weekend"]
+    assert sorted(rows) == ["r-1", "r-2", "r-negative", "r-nocard", "r-other", "r-start", "r-weekend"]
 
 
 def test_output_columns_are_the_dataset_contract_in_order(cursor: Any) -> None:
@@ -137,6 +138,12 @@ def test_missing_card_or_label_stays_null_for_validation_to_catch(cursor: Any) -
     assert row["amount_to_card_avg_ratio"] is None
     assert row["is_fraud"] is None
     assert row["amount"] == pytest.approx(15.0)
+
+
+def test_broken_amount_reaches_validation_instead_of_failing_the_query(cursor: Any) -> None:
+    row = _run(cursor, START, END)["r-negative"]
+    assert row["amount"] == pytest.approx(-30.0)
+    assert row["log_amount"] is None
 
 
 def test_is_valid_snowflake_sql() -> None:
