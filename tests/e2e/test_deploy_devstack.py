@@ -1,0 +1,257 @@
+"""Guarded deployment end to end on the devstack: real endpoints, real traffic, real alarms, real rollback.
+
+The operators run as Airflow runs them (``execute``; on deferral the trigger runs to its event, then the
+resume method), against the devstack's SageMaker service and moto (CloudWatch, S3, SNS, SQS). The models
+are tiny script-mode models whose prediction is ``sum(row) * scale``, so a response tells which model
+served it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import tarfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
+
+from ml_lifecycle.builders.endpoint import endpoint_config_request, model_name, production_variant
+from ml_lifecycle.config import load_config
+from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY, GuardedEndpointDeployOperator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CFG = load_config()
+ENDPOINT = CFG.deployment.endpoint_name
+BUCKET = CFG.storage.bucket
+GROUP = CFG.sagemaker.model_package_group
+IMAGE = CFG.sagemaker.images.inference
+SCALE_MODEL = """
+import json, os
+
+def model_fn(model_dir):
+    with open(os.path.join(model_dir, "model.json")) as fh:
+        return json.load(fh)
+
+def input_fn(data, content_type):
+    return [[float(x) for x in line.split(",")] for line in data.strip().splitlines()]
+
+def predict_fn(rows, model):
+    return [sum(row) * model["scale"] for row in rows]
+
+def output_fn(prediction, accept):
+    return "\\n".join(str(p) for p in prediction), "text/csv"
+"""
+
+
+class TI:
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+        self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index = (
+            "deploy_model", "deploy_guarded", "manual__e2e", 1, -1,
+        )  # fmt: skip
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def context(ti: TI) -> dict[str, Any]:
+    return {"ti": ti, "task_instance": ti, "run_id": ti.run_id, "dag": SimpleNamespace(dag_id=ti.dag_id)}
+
+
+def run(op: Any, ctx: dict[str, Any]) -> Any:
+    """execute, then (like the triggerer + worker) run each deferral's trigger and resume until done."""
+
+    async def first_event(trigger: Any) -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("trigger ended without an event")
+
+    try:
+        return op.execute(ctx)
+    except TaskDeferred as deferred:
+        pending = deferred
+    while True:
+        event = asyncio.run(first_event(pending.trigger))
+        try:
+            return getattr(op, pending.method_name)(ctx, event=event, **(pending.kwargs or {}))
+        except TaskDeferred as deferred:
+            pending = deferred
+
+
+def deploy(arn: str) -> tuple[Any, TI]:
+    ti = TI()
+    op = GuardedEndpointDeployOperator(
+        task_id="deploy_guarded", model_package_arn=arn, aws_conn_id="aws_default", poll_interval=1
+    )
+    return run(op, context(ti)), ti
+
+
+@pytest.fixture(scope="module")
+def aws(devstack: Any) -> SimpleNamespace:
+    s3 = devstack.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    sns, sqs = devstack.client("sns"), devstack.client("sqs")
+    topic = sns.create_topic(Name=CFG.notifications.sns_topic_arn.rsplit(":", 1)[1])["TopicArn"]
+    queue = sqs.create_queue(QueueName="e2e-deploy-notifications")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    sm = devstack.client("sagemaker")
+    with contextlib.suppress(sm.exceptions.ClientError):
+        sm.create_model_package_group(ModelPackageGroupName=GROUP)
+    return SimpleNamespace(
+        s3=s3, sm=sm, sqs=sqs, queue=queue, cloudwatch=devstack.client("cloudwatch"),
+        runtime=devstack.client("sagemaker-runtime"), url=devstack.sagemaker_url,
+    )  # fmt: skip
+
+
+def register(aws: SimpleNamespace, scale: float) -> str:
+    """An Approved model package version of the scale model."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in {"model.json": json.dumps({"scale": scale}), "code/inference.py": SCALE_MODEL}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    key = f"e2e/models/scale-{scale}/model.tar.gz"
+    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=buffer.getvalue())
+    return aws.sm.create_model_package(
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": IMAGE,
+                    "ModelDataUrl": f"s3://{BUCKET}/{key}",
+                    "Environment": {
+                        "SAGEMAKER_PROGRAM": "inference.py",
+                        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                    },
+                }
+            ],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )["ModelPackageArn"]
+
+
+def predictions(aws: SimpleNamespace, n: int = 40) -> Counter:
+    """What ``n`` requests of the row ``1,2`` return (``3.0`` = scale 1, ``6.0`` = scale 2, ...)."""
+    seen: Counter = Counter()
+    for _ in range(n):
+        try:
+            seen[
+                aws.runtime.invoke_endpoint(EndpointName=ENDPOINT, Body=b"1,2", ContentType="text/csv")["Body"]
+                .read()
+                .decode()
+            ] += 1
+        except aws.runtime.exceptions.ModelError:
+            seen["error"] += 1
+    return seen
+
+
+class Traffic:
+    """Background requests while a deployment shifts traffic."""
+
+    def __init__(self, aws: SimpleNamespace) -> None:
+        self.aws, self.stop_event, self.seen = aws, threading.Event(), Counter()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            self.seen.update(predictions(self.aws, 1))
+            time.sleep(0.02)
+
+    def stop(self) -> Counter:
+        self.stop_event.set()
+        self.thread.join(timeout=30)
+        return self.seen
+
+
+def control(url: str, method: str, path: str, payload: Any = None) -> Any:
+    request = urllib.request.Request(
+        url + path, data=json.dumps(payload).encode() if payload is not None else None, method=method
+    )
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def notifications(aws: SimpleNamespace) -> list[dict[str, Any]]:
+    messages = aws.sqs.receive_message(QueueUrl=aws.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+
+
+def test_first_deployment_then_canary_then_alarm_rollback(aws: SimpleNamespace) -> None:
+    # 1. first deployment: the endpoint is created and serves the model's predictions
+    v1 = register(aws, scale=1.0)
+    first, _ = deploy(v1)
+    assert first["action"] == "created"
+    assert predictions(aws) == Counter({"3.0": 40})
+
+    # 2. a second approved model goes through the canary to 100 %
+    v2 = register(aws, scale=2.0)
+    traffic = Traffic(aws)
+    second, _ = deploy(v2)
+    during = traffic.stop()
+    assert second["action"] == "updated" and second["strategy"] == CFG.deployment.strategy
+    assert second["previous_endpoint_config_name"] == first["endpoint_config_name"]
+    assert aws.sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == second["endpoint_config_name"]
+    assert predictions(aws) == Counter({"6.0": 40})
+    assert during["3.0"] and during["6.0"], f"both models served while the canary baked: {during}"
+    notifications(aws)  # drop anything earlier
+
+    # 3. a bad model: its fleet answers 500 (fault injection on its endpoint config) and trips the alarm
+    v3 = register(aws, scale=3.0)
+    package = aws.sm.describe_model_package(ModelPackageName=v3)
+    green = endpoint_config_request(
+        CFG,
+        variants=[production_variant(CFG, model=model_name(CFG, package), variant_name=second["variant_name"])],
+        version=package["ModelPackageVersion"],
+    )["EndpointConfigName"]
+    control(aws.url, "POST", "/_devstack/hosting/faults", {
+        "variant_errors": [{"endpoint": ENDPOINT, "variant": second["variant_name"], "config": green, "status": 500}],
+    })  # fmt: skip
+    traffic = Traffic(aws)
+    started = time.monotonic()
+    try:
+        with pytest.raises(AirflowFailException) as failure:
+            deploy(v3)
+    finally:
+        during = traffic.stop()
+        control(aws.url, "DELETE", "/_devstack/hosting/faults")
+    elapsed = time.monotonic() - started
+
+    message = str(failure.value)
+    rate_alarm = f"{ENDPOINT}-{second['variant_name']}-5xx-rate"
+    assert "ROLLED BACK" in message and rate_alarm in message
+    assert second["endpoint_config_name"] in message
+    assert during["error"], "the canary fleet returned errors while it took traffic"
+    description = aws.sm.describe_endpoint(EndpointName=ENDPOINT)
+    assert description["EndpointConfigName"] == second["endpoint_config_name"]
+    assert rate_alarm in description.get("FailureReason", "")
+    assert predictions(aws) == Counter({"6.0": 40}), "the previous model serves 100 % after the rollback"
+    notes = notifications(aws)
+    rollback_notes = [n for n in notes if "rolled back" in n.get("Subject", "").lower()]
+    assert rollback_notes, f"no rollback notification among {[n.get('Subject') for n in notes]}"
+    assert rate_alarm in rollback_notes[0]["Message"]
+    print(f"rollback detected {elapsed:.1f} s after the update started; traffic during it: {dict(during)}")
+
+
+def test_rerun_on_the_served_model_is_a_noop(aws: SimpleNamespace) -> None:
+    served = aws.sm.describe_endpoint(EndpointName=ENDPOINT)
+    versions = aws.sm.list_model_packages(ModelPackageGroupName=GROUP, SortBy="CreationTime", SortOrder="Ascending")
+    arns = [p["ModelPackageArn"] for p in versions["ModelPackageSummaryList"]]
+    result, ti = deploy(arns[1])  # the model that serves after the rollback
+    assert result["action"] == "unchanged"
+    assert ROLLBACK_XCOM_KEY not in ti.pushed
+    assert aws.sm.describe_endpoint(EndpointName=ENDPOINT)["LastModifiedTime"] == served["LastModifiedTime"]
