@@ -63,6 +63,7 @@ PLATFORM = {
 WILDCARD_OK = {
     "logs:DescribeLogGroups",
     "cloudwatch:PutMetricData",
+    "cloudwatch:GetMetricStatistics",
     "sagemaker:ListModelPackages",
     "sagemaker:ListMonitoringExecutions",
     "sagemaker:Search",
