@@ -208,6 +208,7 @@ with DAG(
         name: f"{{{{ ti.xcom_pull(task_ids='preprocess')['outputs']['{name}'] }}}}"
         for name in ("train", "validation", "preprocessor")
     }
+    splits["inference"] = f"{{{{ {PLAN}['code']['inference']['src_uri'] }}}}"  # bundled into model.tar.gz
     training_inputs = {
         "splits": splits,
         "sourcedir_uri": f"{{{{ {PLAN}['code']['training']['sourcedir_uri'] }}}}",

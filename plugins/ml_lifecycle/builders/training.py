@@ -29,8 +29,10 @@ ENTRY_POINT = "train.py"
 CODE_CHANNEL = "code"
 LOCAL_SOURCEDIR = f"/opt/ml/input/data/{CODE_CHANNEL}/sourcedir.tar.gz"
 DATA_CHANNELS = ("train", "validation")
-#: Channel with the fitted preprocessor, which train.py bundles into model.tar.gz.
+#: Extra channels train.py reads: the fitted preprocessor and the inference code, both bundled into
+#: model.tar.gz so the model is self-contained.
 PREPROCESSOR_CHANNEL = "preprocessor"
+INFERENCE_CHANNEL = "inference"
 
 
 def _channel(name: str, uri: str, content_type: str | None) -> dict[str, Any]:
@@ -83,9 +85,11 @@ def data_channels(cfg: Config, splits: dict[str, str], sourcedir_uri: str) -> li
     missing = [c for c in DATA_CHANNELS if c not in splits]
     if missing:
         raise BuilderError(f"training needs the {', '.join(missing)} split(s)")
+    if CODE_CHANNEL in splits:
+        raise BuilderError(f"training channel name {CODE_CHANNEL!r} is reserved for the code under network isolation")
     channels = [_channel(name, splits[name], "text/csv") for name in DATA_CHANNELS]
-    if PREPROCESSOR_CHANNEL in splits:
-        channels.append(_channel(PREPROCESSOR_CHANNEL, splits[PREPROCESSOR_CHANNEL], None))
+    # extra channels (the fitted preprocessor, the inference code train.py bundles into the model)
+    channels += [_channel(name, uri, None) for name, uri in sorted(splits.items()) if name not in DATA_CHANNELS]
     if cfg.sagemaker.security.enable_network_isolation:
         channels.append(_channel(CODE_CHANNEL, sourcedir_uri, None))
     return channels
@@ -134,7 +138,8 @@ def training_request(
 ) -> dict[str, Any]:
     """The ``CreateTrainingJob`` request (the ``config`` of ``SageMakerTrainingOperator``).
 
-    :param splits: ``{"train", "validation"[, "preprocessor"]}`` -> S3 prefix, from the preprocessing step
+    :param splits: channel -> S3 prefix: ``train`` and ``validation`` (CSV) from the preprocessing step, plus
+        extra channels (``preprocessor``, ``inference``)
     :param sourcedir_uri: the published ``sourcedir.tar.gz`` of ``include/code/training``
     :param metric_definitions: ``[{"Name", "Regex"}]`` applied to the job's log
     :param hyperparameter_overrides: the run's overrides of ``sagemaker.hyperparameters``

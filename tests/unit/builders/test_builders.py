@@ -28,6 +28,7 @@ SPLITS = {
     "train": "s3://b/jobs/x/train/",
     "validation": "s3://b/jobs/x/validation/",
     "preprocessor": "s3://b/jobs/x/preprocessor/",
+    "inference": "s3://b/code/abc/src/",
 }
 
 
@@ -134,7 +135,7 @@ def test_training_request_is_a_valid_create_training_job(env, metrics):
     assert json.loads(hps["sagemaker_program"]) == "train.py"
     assert json.loads(hps["max_depth"]) == cfg.sagemaker.hyperparameters["max_depth"]
     channels = [c["ChannelName"] for c in request["InputDataConfig"]]
-    assert channels[:3] == ["train", "validation", "preprocessor"]
+    assert channels[:4] == ["train", "validation", "inference", "preprocessor"]
 
 
 def test_network_isolation_ships_code_as_a_channel(metrics):
