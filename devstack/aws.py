@@ -39,6 +39,7 @@ SNAPSHOT_DIR = "snapshot"
 READY_FILE = "ready.json"
 MANIFEST = "manifest.json"
 SNAPSHOT_FORMAT = 1
+SNAPSHOT_SERVICES = ("iam", "s3", "sns", "logs", "cloudwatch", "secretsmanager")
 CREDENTIALS = {"aws_access_key_id": "devstack", "aws_secret_access_key": "devstack"}
 
 
@@ -57,13 +58,25 @@ class Snapshotter:
         self._config = Config(retries={"max_attempts": 2, "mode": "standard"}, s3={"addressing_style": "path"})
         self._endpoint_url = endpoint_url
         self.region = region
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def client(self, service: str) -> Any:
-        """Return a boto3 client for ``service`` against the moto server.
+        """Return a boto3 client for ``service`` against the moto server (created once, then reused).
 
         :param service: boto3 service name.
         """
-        return self._session.client(service, endpoint_url=self._endpoint_url, config=self._config)
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._session.client(
+                    service, endpoint_url=self._endpoint_url, config=self._config
+                )
+            return self._clients[service]
+
+    def warm_up(self) -> None:
+        """Create every client a snapshot needs now, so that saving at stop is quick."""
+        for service in SNAPSHOT_SERVICES:
+            self.client(service)
 
     # ------------------------------------------------------------------ save
     def save(self, target: Path) -> dict[str, int]:
@@ -395,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("Created bucket %s", bucket)
     _write_json_atomic(ready, {"pid": os.getpid(), "url": endpoint, "restored": restored})
     log.info("moto ready on %s", endpoint)
+    if not args.no_persist:
+        threading.Thread(target=snap.warm_up, name="snapshot-warm-up", daemon=True).start()
 
     stop.wait()
     ready.unlink(missing_ok=True)
