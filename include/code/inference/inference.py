@@ -335,3 +335,33 @@ def output_fn(prediction: dict[str, Any], accept: str | None) -> tuple[str, str]
             ]
             return "\n".join(lines) + "\n", CSV
     raise InvalidInputError(f"unsupported Accept {accept!r}; ask for application/json or text/csv", status_code=406)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Score one request body from a file or stdin against a model directory, as an endpoint would.
+
+    Example: ``python inference.py --model-dir model/ --content-type text/csv < rows.csv``
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", required=True, help="the extracted model.tar.gz")
+    parser.add_argument("--content-type", default=CSV, help="text/csv (default) or application/json")
+    parser.add_argument("--accept", default=JSON, help="application/json (default) or text/csv")
+    parser.add_argument("--input", type=Path, help="request body file (default: stdin)")
+    args = parser.parse_args(argv)
+    body = args.input.read_bytes() if args.input else sys.stdin.buffer.read()
+    model = model_fn(args.model_dir)
+    try:
+        response, content_type = output_fn(predict_fn(input_fn(body, args.content_type), model), args.accept)
+    except InvalidInputError as exc:
+        print(f"{exc.status_code}: {exc}", file=sys.stderr)
+        return 1
+    print(response.rstrip("\n"))
+    LOG.debug("Answered with %s", content_type)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -173,3 +173,21 @@ def test_model_fn_names_missing_artefacts(handlers: ModuleType, pipeline: Pipeli
     (tmp_path / "xgboost-model.json").write_bytes((pipeline.model_dir / "xgboost-model.json").read_bytes())
     with pytest.raises(FileNotFoundError, match=r"preprocessor\.joblib, feature_spec\.json"):
         handlers.model_fn(str(tmp_path))
+
+
+def test_command_line_scores_a_request_file(
+    handlers: ModuleType,
+    pipeline: PipelineRun,
+    raw_rows: pd.DataFrame,
+    model: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    request = tmp_path / "rows.csv"
+    request.write_text(_csv_body(_features(model, raw_rows)))
+    argv = ["--model-dir", str(pipeline.model_dir), "--input", str(request), "--accept", "text/csv"]
+    assert handlers.main(argv) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 5
+    request.write_text("1,2\n")
+    assert handlers.main(argv) == 1
+    assert "400: CSV row 1 has 2 values" in capsys.readouterr().err
