@@ -255,6 +255,8 @@ def test_bundle_parses_as_on_mwaa(built, tmp_path, mwaa_name, expected_env):
     assert report["config_file"] == str(home / "dags" / "include" / "config" / f"{expected_env}.yaml")
     assert report["import_errors"] == {}
     assert report["dag_ids"] == _repo_dag_ids()
+    if list((ROOT / "dags").glob("*.py")):
+        assert report["dag_ids"], "the bundle's DAG files define no DAG"
     assert not [f for f in report["parsed_files"] if "include" in f]
 
 
