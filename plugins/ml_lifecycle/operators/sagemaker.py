@@ -52,6 +52,8 @@ FAILED_STATES = frozenset({"Failed", "Stopped"})
 #: ResourceNotFound for tuning jobs).
 _NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound", "ResourceNotFoundException"})
 _FAILURE_REASON_MAX = 1024
+#: how far past the current try number earlier jobs of the run are looked for
+_MAX_EXTRA_TRIES = 20
 
 
 def _json_or_value(value: Any) -> Any:
@@ -139,13 +141,22 @@ class _ReattachingJobMixin:
             raise
 
     def find_latest_job(self, plan: RunPlan, try_number: int) -> tuple[int, str, dict[str, Any]] | None:
-        """The newest job this run already created: ``(try, name, description)``, or ``None``."""
+        """The newest job this run already created: ``(try, name, description)``, or ``None``.
+
+        Looks at the names of tries 1..``try_number`` and, past that, as long as jobs keep existing: a run
+        that was deleted and created again (``dags test``) or whose try count was reset starts again at
+        try 1 although later tries' jobs exist.
+        """
         latest = None
-        for attempt in range(1, max(try_number, 1) + 1):
+        attempt = 1
+        while attempt <= try_number + _MAX_EXTRA_TRIES:
             name = plan.job_name(self._job_kind, attempt)
             description = self.describe_or_none(name)
             if description is not None:
                 latest = (attempt, name, description)
+            elif attempt >= try_number:
+                break
+            attempt += 1
         return latest
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -199,6 +199,14 @@ def test_newest_job_of_the_run_wins(fake, plan):
     assert deferred.value.trigger.job_name == plan.job_name("preprocess", 2)
 
 
+def test_reset_try_count_still_finds_the_newest_job(fake, plan):
+    fake.add(plan.job_name("preprocess"), "Failed", reason="x")
+    fake.add(plan.job_name("preprocess", 2), "Completed")
+    result = _preprocess(fake).execute(_context(try_number=1))
+    assert fake.created == []
+    assert result["job_name"] == plan.job_name("preprocess", 2)
+
+
 def test_job_that_fails_at_once_fails_the_task_with_the_aws_reason(fake):
     fake.status_after_create = "Failed"
     op = _preprocess(fake)
