@@ -13,6 +13,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dev.lock.sha256
 MWAA_CONSTRAINTS_LOCATION ?=
 ENV ?= local
+MWAA_ENVIRONMENT ?=
 
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 export AIRFLOW_HOME ?= $(CURDIR)/.devstack/airflow
@@ -21,7 +22,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL := 0
 
-.PHONY: help setup test test-fast lint format lock devstack-up devstack-down devstack-status demo bench clean
+.PHONY: help setup test test-fast lint format lock devstack-up devstack-down devstack-status demo bench dist deploy clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -68,6 +69,12 @@ devstack-down:  ## stop the devstack (state is kept under .devstack/)
 
 devstack-status:  ## what runs where
 	@if [ -x $(PY) ]; then $(PY) -m devstack status; else echo "devstack: not set up"; fi
+
+dist: setup  ## build the MWAA bundle into dist/mwaa (same sources -> same bytes)
+	$(PY) -m tools.dist
+
+deploy: setup  ## upload dist/mwaa to ENV's bucket: make deploy ENV=dev [MWAA_ENVIRONMENT=name]
+	$(PY) -m tools.deploy --env $(ENV) $(if $(MWAA_ENVIRONMENT),--mwaa-environment $(MWAA_ENVIRONMENT))
 
 clean:  ## remove build outputs and caches (keeps .venv and .devstack)
 	rm -rf dist .pytest_cache .ruff_cache
