@@ -637,6 +637,7 @@ class Hosting:
         """Handle UpdateEndpoint: a blue/green deployment with optional canary/linear shifting and rollback."""
         name = params["EndpointName"]
         arn = self._endpoint_arn(name)
+        self._check_alarms_exist(params.get("DeploymentConfig"))
         with self.store.lock:
             record = self._record(name)
             desc = record["desc"]
@@ -652,7 +653,6 @@ class Hosting:
             variants = self._effective_variants(desc, green, params)
             capture = self._effective_capture(name, desc, green, params)
             steps, final_wait, timeout = self._plan(deployment, variants, desc)
-            self._check_alarms_exist(deployment)
 
             def change(rec: dict[str, Any]) -> None:
                 rec["desc"]["EndpointStatus"] = "Updating"

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -168,3 +169,23 @@ def test_capture_options(
         assert set(record["captureData"]) == {"endpointInput"}
         assert record["captureData"]["endpointInput"]["encoding"] == expect_input_encoding
         assert base64.b64decode(record["captureData"]["endpointInput"]["data"]) == b"5,5"
+
+
+def test_latency_fault_slows_a_variant_and_shows_in_model_latency(
+    fast: Any, sm: Any, s3: Any, bucket: str, unique_name: Any, runtime: Any, cloudwatch: Any
+) -> None:
+    name = _endpoint(sm, s3, bucket, unique_name)
+    faults = control(
+        fast, "POST", "/_devstack/hosting/faults", {"variant_latency": [{"endpoint": name, "seconds": 0.4, "count": 1}]}
+    )
+    assert faults["variant_latency"] == [{"endpoint": name, "count": 1, "seconds": 0.4}]
+
+    started = time.monotonic()
+    slow = runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv")["Body"].read()
+    elapsed = time.monotonic() - started
+    fast_answer = runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv")["Body"].read()
+
+    assert (slow, fast_answer) == (b"2.0", b"2.0")
+    assert elapsed >= 0.4
+    assert eventually(lambda: _sum(cloudwatch, name, "ModelLatency", "Maximum") >= 400_000)
+    assert control(fast, "GET", "/_devstack/hosting/faults") == {"variant_errors": [], "variant_latency": []}
