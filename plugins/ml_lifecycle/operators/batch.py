@@ -413,16 +413,16 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
         conn = self.get_snowflake_hook().get_conn()
         try:
             cursor = conn.cursor()
-            cursor.execute(ddl)
-            cursor.execute("BEGIN")
+            cursor.execute(ddl)  # DDL commits on its own in Snowflake: keep it outside the transaction
+            conn.autocommit(False)
             try:
                 cursor.execute(delete, {"interval_start": start, "interval_end": end})
                 deleted = cursor.rowcount or 0
                 for offset in range(0, len(rows), INSERT_BATCH):
                     cursor.executemany(insert, rows[offset : offset + INSERT_BATCH])
-                cursor.execute("COMMIT")
+                conn.commit()
             except Exception:
-                cursor.execute("ROLLBACK")
+                conn.rollback()
                 raise
         finally:
             conn.close()
