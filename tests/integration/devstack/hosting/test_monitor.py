@@ -363,3 +363,39 @@ def test_schedule_lifecycle_and_errors(
     with pytest.raises(ClientError) as gone:
         sm.describe_monitoring_schedule(MonitoringScheduleName=schedule)
     assert gone.value.response["Error"]["Code"] == "ResourceNotFound"
+
+
+def test_scheduler_runs_each_boundary_once(
+    fast: Any, sm: Any, s3: Any, bucket: str, unique_name: Any, runtime: Any, baseline: dict[str, str]
+) -> None:
+    endpoint = _capturing_endpoint(sm, s3, bucket, unique_name)
+    definition = _definition(sm, unique_name, endpoint, bucket, baseline)
+    schedule = unique_name("tick")
+    sm.create_monitoring_schedule(
+        MonitoringScheduleName=schedule,
+        MonitoringScheduleConfig={
+            "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"},
+            "MonitoringJobDefinitionName": definition,
+        },
+    )
+    eventually(
+        lambda: (
+            sm.describe_monitoring_schedule(MonitoringScheduleName=schedule)["MonitoringScheduleStatus"] == "Scheduled"
+        )
+    )
+    rows = _rows(120, 50.0, ["POS", "ECOM"], seed=3)
+    runtime.invoke_endpoint(
+        EndpointName=endpoint, Body="\n".join(",".join(r) for r in rows).encode(), ContentType="text/csv"
+    )
+    fast.telemetry.flush()
+    boundary = math.ceil(time.time() / 3600) * 3600
+
+    before = fast.monitoring.run_due(moment=boundary - 1)
+    first = fast.monitoring.run_due(moment=boundary + 5)
+    again = fast.monitoring.run_due(moment=boundary + 65)
+    execution = _wait_execution(sm, schedule)
+
+    assert [s["MonitoringScheduleName"] for s in before if s["MonitoringScheduleName"] == schedule] == []
+    assert [s["ScheduledTime"] for s in first if s["MonitoringScheduleName"] == schedule] == [boundary]
+    assert [s for s in again if s["MonitoringScheduleName"] == schedule] == []
+    assert execution["MonitoringExecutionStatus"] == "Completed", execution.get("FailureReason")
