@@ -387,6 +387,8 @@ class Stack:
     :param python: interpreter that runs the services (default: this one).
     :param startup_timeout: seconds each service may take to become healthy.
     :param persist: keep moto's state across restarts (snapshot on stop, restore on start).
+    :param stop_with_parent: pid of a process whose death stops the stack (a watchdog process runs
+        ``down`` then); the pytest fixture passes its own pid so a killed test run leaves nothing behind.
     """
 
     def __init__(
@@ -400,6 +402,7 @@ class Stack:
         python: str | None = None,
         startup_timeout: float = 120.0,
         persist: bool = True,
+        stop_with_parent: int | None = None,
     ) -> None:
         state = state_dir or os.environ.get(STATE_DIR_ENV) or ROOT / DEFAULT_STATE_DIR
         self.state_dir = Path(state).resolve()
@@ -410,7 +413,9 @@ class Stack:
         self.python = python or sys.executable
         self.startup_timeout = startup_timeout
         self.persist = persist
+        self.stop_with_parent = stop_with_parent
         self._popen: dict[int, subprocess.Popen[bytes]] = {}
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     # ----------------------------------------------------------------- paths
     @property
@@ -627,6 +632,8 @@ class Stack:
             # the Snowflake connector takes seconds to import: overlap that with the services' start-up
             threading.Thread(target=_import_quietly, args=("snowflake.connector",), daemon=True).start()
         started: dict[str, ServiceInfo] = {}
+        if self.stop_with_parent is not None:
+            self._start_watchdog(self.stop_with_parent)
         deadline = time.monotonic() + self.startup_timeout
         t0 = time.perf_counter()
         try:
@@ -655,6 +662,28 @@ class Stack:
         log.info("devstack up in %.1fs (state in %s)", time.perf_counter() - t0, self.state_dir)
         self._finish(info)
         return info
+
+    def _start_watchdog(self, parent: int) -> None:
+        log_path = self.log_file("watchdog")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log_fh:
+            self._watchdog = subprocess.Popen(
+                [
+                    self.python,
+                    "-m",
+                    "devstack._watchdog",
+                    "--parent",
+                    str(parent),
+                    "--state-dir",
+                    str(self.state_dir),
+                ],
+                cwd=ROOT,
+                env=self._child_env(None),
+                stdin=subprocess.DEVNULL,
+                stdout=log_fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def _record(self, services: Mapping[str, ServiceInfo]) -> None:
         data = self._read_stack_file()
@@ -690,6 +719,14 @@ class Stack:
         self._stop_services(recorded)
         if recorded:
             self._record({})
+        if self._watchdog is not None:
+            # it sees the stack stopped and exits within a second; reap it
+            try:
+                self._watchdog.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait()
+            self._watchdog = None
         return stopped
 
     def _stop_services(self, services: Mapping[str, ServiceInfo]) -> None:

@@ -109,6 +109,7 @@ def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devstack]:
         sagemaker=os.environ.get("DEVSTACK_TEST_SAGEMAKER", "1") != "0",
         seed=SeedParams(**DEVSTACK_TEST_SEED_KWARGS),
         startup_timeout=180,
+        stop_with_parent=os.getpid(),  # a killed test run does not leave the stack running
     )
     started = time.perf_counter()
     info = stack.up()

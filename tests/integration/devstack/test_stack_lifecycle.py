@@ -131,3 +131,32 @@ def test_up_down_restart_keeps_state_and_leaves_no_process(tmp_path: Path) -> No
         print(f"cold up {cold:.1f}s, warm up {warm:.1f}s")
     finally:
         _cli(state, "down", check=False)
+
+
+def test_stack_stops_when_the_process_that_started_it_is_killed(tmp_path: Path) -> None:
+    state = tmp_path / "orphan"
+    script = (
+        "import os, sys, time\n"
+        "from devstack.stack import Stack\n"
+        f"Stack({str(state)!r}, sagemaker=False, seed=None, stop_with_parent=os.getpid()).up()\n"
+        "print('UP', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        assert owner.stdout.readline().strip() == "UP"
+        pids = [s["pid"] for s in json.loads((state / "stack.json").read_text())["services"].values()]
+        assert pids and all(_alive(pid) for pid in pids)
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 120
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in pids)
+        assert json.loads((state / "stack.json").read_text())["services"] == {}
+        assert "is gone; stopped" in (state / "logs" / "watchdog.log").read_text()
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        _cli(state, "down", check=False)
