@@ -64,10 +64,16 @@ def test_invocations_publish_per_variant_metrics(
             runtime.invoke_endpoint(EndpointName=name, Body=b"1,2", ContentType="text/csv")
         assert caught.value.response["OriginalStatusCode"] == 500
 
-    eventually(lambda: _sum(cloudwatch, name, "Invocations") == 7)
-    assert _sum(cloudwatch, name, "Invocation5XXErrors") == 2
-    assert _sum(cloudwatch, name, "Invocation4XXErrors") == 0
-    assert _sum(cloudwatch, name, "ModelLatency", "SampleCount") == 7
+    def sums() -> dict[str, float]:
+        return {
+            "invocations": _sum(cloudwatch, name, "Invocations"),
+            "5xx": _sum(cloudwatch, name, "Invocation5XXErrors"),
+            "4xx": _sum(cloudwatch, name, "Invocation4XXErrors"),
+            "latency_samples": _sum(cloudwatch, name, "ModelLatency", "SampleCount"),
+        }
+
+    # metrics arrive in batches within a flush interval or two
+    eventually(lambda: sums() == {"invocations": 7, "5xx": 2, "4xx": 0, "latency_samples": 7}, timeout=30)
     assert _sum(cloudwatch, name, "ModelLatency", "Minimum") > 0
     assert runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv")["Body"].read() == b"2.0"
 
