@@ -26,6 +26,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferr
 from ml_lifecycle.builders.endpoint import endpoint_config_request, model_name, production_variant
 from ml_lifecycle.config import load_config
 from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY, GuardedEndpointDeployOperator
+from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -255,3 +256,70 @@ def test_rerun_on_the_served_model_is_a_noop(aws: SimpleNamespace) -> None:
     assert result["action"] == "unchanged"
     assert ROLLBACK_XCOM_KEY not in ti.pushed
     assert aws.sm.describe_endpoint(EndpointName=ENDPOINT)["LastModifiedTime"] == served["LastModifiedTime"]
+
+
+STEPWISE_ENDPOINT = "fraud-stepwise-e2e"
+
+
+def shift(arn: str) -> tuple[Any, TI]:
+    ti = TI()
+    op = StepwiseTrafficShiftOperator(
+        task_id="deploy_stepwise", model_package_arn=arn, endpoint_name=STEPWISE_ENDPOINT, aws_conn_id="aws_default",
+        percentages=[10, 50, 100], bake_seconds=4, poll_interval=1,
+    )  # fmt: skip
+    return run(op, context(ti)), ti
+
+
+def stepwise_predictions(aws: SimpleNamespace, n: int = 40) -> Counter:
+    seen: Counter = Counter()
+    for _ in range(n):
+        try:
+            body = aws.runtime.invoke_endpoint(EndpointName=STEPWISE_ENDPOINT, Body=b"1,2", ContentType="text/csv")
+            seen[body["Body"].read().decode()] += 1
+        except aws.runtime.exceptions.ModelError:
+            seen["error"] += 1
+    return seen
+
+
+class StepwiseTraffic(Traffic):
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            self.seen.update(stepwise_predictions(self.aws, 1))
+            time.sleep(0.02)
+
+
+def test_stepwise_shift_checks_each_step_and_returns_all_traffic_on_a_breach(aws: SimpleNamespace) -> None:
+    v1 = register(aws, scale=5.0)
+    created, _ = shift(v1)  # no endpoint yet: created on the new model alone
+    assert created["action"] == "created"
+    assert stepwise_predictions(aws) == Counter({"15.0": 40})
+
+    v2 = register(aws, scale=6.0)
+    traffic = StepwiseTraffic(aws)
+    shifted, _ = shift(v2)
+    traffic.stop()
+    assert shifted["action"] == "shifted"
+    assert [round(c["percent"]) for c in shifted["checks"]] == [10, 50, 100]
+    assert all(c["invocations"] > 0 and not c["breaches"] for c in shifted["checks"]), shifted["checks"]
+    assert shifted["retired_variant"] == created["variant_name"]
+    assert stepwise_predictions(aws) == Counter({"18.0": 40})
+
+    v3 = register(aws, scale=7.0)
+    version = aws.sm.describe_model_package(ModelPackageName=v3)["ModelPackageVersion"]
+    bad_variant = f"{CFG.sagemaker.name_prefix}-v{version}"
+    control(aws.url, "POST", "/_devstack/hosting/faults", {
+        "variant_errors": [{"endpoint": STEPWISE_ENDPOINT, "variant": bad_variant, "status": 500}],
+    })  # fmt: skip
+    traffic = StepwiseTraffic(aws)
+    try:
+        with pytest.raises(AirflowFailException) as failure:
+            shift(v3)
+    finally:
+        during = traffic.stop()
+        control(aws.url, "DELETE", "/_devstack/hosting/faults")
+    assert "ROLLED BACK at 10%" in str(failure.value) and "5XX error rate" in str(failure.value)
+    assert during["error"], "the new variant answered errors during its 10 % step"
+    description = aws.sm.describe_endpoint(EndpointName=STEPWISE_ENDPOINT)
+    weights = {v["VariantName"]: v["CurrentWeight"] for v in description["ProductionVariants"]}
+    assert weights == {shifted["variant_name"]: 1.0, bad_variant: 0.0}
+    assert stepwise_predictions(aws) == Counter({"18.0": 40}), "all traffic is back on the previous model"
