@@ -46,6 +46,10 @@ JS_HELPERS = r"""
 """
 
 
+#: what Chromium answers when the page changed under a running script
+NAVIGATION_ERRORS = ("navigated or closed", "Execution context was destroyed", "Cannot find context")
+
+
 class CDPError(RuntimeError):
     """A CDP command failed, a page script threw, or a wait ran out; the message says what."""
 
@@ -137,7 +141,16 @@ class Browser:
             if time.monotonic() > deadline:
                 raise CDPError("the browser has no page to attach to")
             time.sleep(0.1)
-        self._ws = connect(pages[0]["webSocketDebuggerUrl"], proxy=None, max_size=None, open_timeout=timeout)
+        # no keepalive pings (a busy page answers late; loopback needs none) and no queue limit (events pile up
+        # between commands; a full queue would stop the reader)
+        self._ws = connect(
+            pages[0]["webSocketDebuggerUrl"],
+            proxy=None,
+            max_size=None,
+            max_queue=None,
+            ping_interval=None,
+            open_timeout=timeout,
+        )
         for domain in ("Page", "Runtime", "Network"):
             self.send(f"{domain}.enable")
         self.send(
@@ -261,7 +274,13 @@ class Browser:
         """
         deadline = time.monotonic() + timeout
         while True:
-            value = self.eval(expression)
+            try:
+                value = self.eval(expression)
+            except CDPError as exc:
+                # the page navigated (a redirect, a route change) while the script ran: ask again
+                if not any(sign in str(exc) for sign in NAVIGATION_ERRORS):
+                    raise
+                value = None
             if value:
                 return value
             if time.monotonic() > deadline:
