@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
 PROBE = Path(__file__).with_name("_parse_probe.py")
-EXPECTED_DAG_IDS = {"train_model"}
+EXPECTED_DAG_IDS = {"train_model", "deploy_model", "monitor_model", "batch_score"}
 
 
 @pytest.fixture(scope="module")
