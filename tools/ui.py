@@ -730,7 +730,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"airflow: up in {time.perf_counter() - t0:.1f}s (devstack included)")
     _banner(ui, info, new_password, dags, errors)
     if args.background:
-        print("running in the background; stop with `python -m tools.ui --stop` (or `make ui-stop`)")
+        print("running in the background; stop it with `python -m tools.ui --stop`")
         return 0
     return _foreground(ui, info)
 
