@@ -11,7 +11,9 @@ things:
    creating anything the operator looks for this run's jobs (the base name and the ``-r<n>`` names of earlier
    tries). If the newest one is ``InProgress``/``Stopping`` it waits for it again; if it is ``Completed`` it
    returns its result; only if it ``Failed``/``Stopped`` (or none exists) is a new job created, named with the
-   try number. A worker killed mid-job therefore never leaves an orphaned duplicate behind.
+   try number. A worker killed mid-job therefore never leaves an orphaned duplicate behind, and two
+   executions of the task racing to create the same job share it (SageMaker's ``ResourceInUse`` answer to
+   the second ``Create*`` means the job exists: it is joined, not an error).
 3. **Bounded, deferrable waits and clear failures.** Waiting happens in the triggerer (``SageMakerTrigger``)
    with ``check_interval`` x ``max_attempts`` from config and a matching deferral timeout; a failed job
    fails the task with SageMaker's ``FailureReason``; a wait that gives up says the job is still running and
@@ -51,6 +53,8 @@ FAILED_STATES = frozenset({"Failed", "Stopped"})
 #: Error codes SageMaker answers a Describe* for an unknown name with (ValidationException for jobs,
 #: ResourceNotFound for tuning jobs).
 _NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound", "ResourceNotFoundException"})
+#: Error codes of a Create* whose job name is taken (the job exists already).
+_IN_USE_CODES = frozenset({"ResourceInUse", "ResourceInUseException"})
 _FAILURE_REASON_MAX = 1024
 #: how far past the current try number earlier jobs of the run are looked for
 _MAX_EXTRA_TRIES = 20
@@ -189,10 +193,30 @@ class _ReattachingJobMixin:
             self.preprocess_config()  # type: ignore[attr-defined]
             name = self.config[self._name_key]
             self.log.info("Creating SageMaker %s job %s", self._job_kind, name)  # type: ignore[attr-defined]
-            self._create()
+            self._create_or_join(name)
             description = self._describe(name)
         self._persist_link(context, name)
         return self._finish_or_defer(name, description)
+
+    def _create_or_join(self, name: str) -> None:
+        """Create the job; if another execution of this task created it a moment ago, join that one.
+
+        Two executions of one task can overlap (a worker presumed dead while it still runs, and the retry
+        Airflow started meanwhile). Both find no job, both create the same deterministic name, and
+        SageMaker refuses the second with ``ResourceInUse``: the job this run wanted exists, so wait for it.
+        """
+        from botocore.exceptions import ClientError
+
+        try:
+            self._create()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in _IN_USE_CODES:
+                raise
+            self.log.warning(  # type: ignore[attr-defined]
+                "SageMaker %s job %s was created meanwhile by another execution of this task; re-attaching to it",
+                self._job_kind,
+                name,
+            )
 
     def _restore_request(self, context: Context, name: str) -> None:
         """After a deferral the operator is new: rebuild the request that created ``name`` (for the UI)."""
