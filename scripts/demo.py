@@ -1,0 +1,226 @@
+"""Run the training pipeline once on the devstack and print what it produced.
+
+Usage (with the devstack up: ``make devstack-up``)::
+
+    .venv/bin/python scripts/demo.py [--date YYYY-MM-DD] [--window-days N] [--tuning] [--num-round N]
+
+It points Airflow at this repository (``AIRFLOW_HOME=.devstack/airflow``, SQLite, ``dags/`` and ``plugins/``,
+no examples), migrates the metadata database once, creates the environment's S3 bucket and SNS topic in the
+devstack if they are missing, runs ``airflow dags test train_model <date>`` and prints a summary read from
+Airflow's metadata database: the model package (ARN, version, approval), its metrics, the gate decision,
+where the reports and plots are, and how long each task took.
+
+It imports neither the DAG package nor the devstack: the devstack's endpoints come from ``.devstack/env``
+and the bucket and topic from ``include/config/<ML_LIFECYCLE_ENV>.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DAG_ID = "train_model"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``export KEY=value`` lines (shell-quoted) of the devstack's env file."""
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: start the devstack first (make devstack-up)")
+    env = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        words = shlex.split(line.removeprefix("export "))
+        if words and "=" in words[0]:
+            key, value = words[0].split("=", 1)
+            env[key] = value
+    return env
+
+
+def airflow_env(devstack_env: dict[str, str], airflow_home: Path) -> dict[str, str]:
+    env = {**os.environ, **devstack_env}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        }
+    )
+    env.setdefault("ML_LIFECYCLE_ENV", "local")
+    return env
+
+
+def ensure_bucket_and_topic(env: dict[str, str]) -> None:
+    """Create the config's bucket and SNS topic in the devstack (real accounts provision them with IaC)."""
+    import boto3
+    import yaml
+
+    config_file = ROOT / "include" / "config" / f"{env['ML_LIFECYCLE_ENV']}.yaml"
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    session = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+    )
+    moto = env["DEVSTACK_MOTO_URL"]
+    s3 = session.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL_S3", moto))
+    bucket = config["storage"]["bucket"]
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        s3.create_bucket(Bucket=bucket)
+    topic = (config.get("notifications") or {}).get("sns_topic_arn")
+    if topic:
+        session.client("sns", endpoint_url=env.get("AWS_ENDPOINT_URL_SNS", moto)).create_topic(
+            Name=topic.rsplit(":", 1)[1]
+        )
+
+
+def run(cmd: list[str], env: dict[str, str], log_file: Path | None = None) -> int:
+    if log_file is None:
+        return subprocess.run(cmd, env=env, cwd=ROOT, check=False).returncode
+    with log_file.open("w", encoding="utf-8") as out:
+        return subprocess.run(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def summary(env: dict[str, str]) -> dict[str, Any]:
+    """The latest train_model run, its task durations and the XComs that matter, from Airflow's DB."""
+    os.environ.update(env)
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        dag_run = session.scalars(select(DagRun).where(DagRun.dag_id == DAG_ID).order_by(DagRun.id.desc())).first()
+        if dag_run is None:
+            raise SystemExit("no train_model run found in the metadata database")
+        tis = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == dag_run.run_id)
+        ).all()
+        xcoms = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == DAG_ID, XComModel.run_id == dag_run.run_id, XComModel.key == "return_value"
+            )
+        ).all()
+        values = {x.task_id: XComModel.deserialize_value(x) for x in xcoms}
+        tasks = sorted(
+            (
+                {
+                    "task_id": ti.task_id,
+                    "state": str(getattr(ti.state, "value", ti.state)),
+                    "try_number": ti.try_number,
+                    "seconds": round(ti.duration, 1) if ti.duration is not None else None,
+                    "start": ti.start_date,
+                }
+                for ti in tis
+            ),
+            key=lambda t: (t["start"] is None, t["start"] or dt.datetime.max.replace(tzinfo=dt.UTC)),
+        )
+        return {
+            "run_id": dag_run.run_id,
+            "state": str(getattr(dag_run.state, "value", dag_run.state)),
+            "tasks": tasks,
+            "xcom": values,
+        }
+
+
+def print_summary(result: dict[str, Any], wall: float, log_file: Path) -> None:
+    x = result["xcom"]
+    plan, gate, register = x.get("plan") or {}, x.get("gate") or {}, x.get("register") or {}
+    model = x.get("train") or x.get("tune") or {}
+    evaluate = x.get("evaluate") or {}
+    print()
+    print(f"train_model run {result['run_id']}: {result['state'].upper()} in {wall:.0f} s (log: {log_file})")
+    if window := plan.get("window"):
+        print(f"  window          {window['start'][:10]} .. {window['end'][:10]} ({window['days']} days)")
+    if extract := x.get("extract"):
+        print(f"  dataset         {extract.get('dataset_uri')} ({extract.get('row_count')} rows)")
+    if model:
+        print(f"  model           {model.get('model_uri')}")
+        print(f"  training job    {model.get('best_training_job') or model.get('job_name')}")
+    if gate:
+        print(f"  gate            {gate.get('decision', '?').upper()}: {gate.get('reason')}")
+        print(f"                  baseline: {gate.get('baseline_model_package_arn') or 'none (thresholds only)'}")
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted((gate.get("metrics") or {}).items()))
+        print(f"  metrics         {metrics}")
+    if register:
+        print(f"  model package   {register.get('model_package_arn')}")
+        print(f"                  version {register.get('version')}, {register.get('approval_status')}")
+    elif gate and not gate.get("passed"):
+        print("  model package   not registered (the quality gate rejected the model)")
+    if evaluate.get("evaluation_uri"):
+        folder = evaluate["evaluation_uri"].rsplit("/", 1)[0]
+        print(f"  reports         {folder}/ (evaluation.json, gate.json, roc_curve.png, pr_curve.png)")
+    if validate := x.get("validate"):
+        print(f"  data validation {validate.get('result_uri')}")
+    if approved := x.get("publish_approval"):
+        print(f"  approved model  pointer updated for {approved.get('model_package_arn')}")
+    print("  tasks:")
+    for task in result["tasks"]:
+        seconds = f"{task['seconds']:7.1f} s" if task["seconds"] is not None else "        -"
+        print(f"    {task['task_id']:<18} {task['state']:<16} {seconds}  (try {task['try_number']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    today = dt.datetime.now(dt.UTC).date()
+    parser.add_argument("--date", default=today.isoformat(), help="logical date, YYYY-MM-DD (default: today, UTC)")
+    parser.add_argument("--window-days", type=int, help="training window in days (default: the config's)")
+    parser.add_argument("--tuning", action="store_true", help="run a hyperparameter tuning job")
+    parser.add_argument("--num-round", type=int, help="override the num_round hyperparameter")
+    parser.add_argument("--env-file", type=Path, default=ROOT / ".devstack" / "env")
+    parser.add_argument("--airflow-home", type=Path, default=ROOT / ".devstack" / "airflow")
+    args = parser.parse_args(argv)
+    try:
+        dt.date.fromisoformat(args.date)
+    except ValueError:
+        parser.error(f"--date {args.date!r} is not YYYY-MM-DD")
+
+    env = airflow_env(read_env_file(args.env_file), args.airflow_home)
+    args.airflow_home.mkdir(parents=True, exist_ok=True)
+    airflow = [sys.executable, "-m", "airflow"]
+    if not (args.airflow_home / ".migrated").exists():
+        print("Migrating the Airflow metadata database (once) ...", flush=True)
+        if run([*airflow, "db", "migrate"], env, args.airflow_home / "migrate.log") != 0:
+            print(f"airflow db migrate failed; see {args.airflow_home / 'migrate.log'}", file=sys.stderr)
+            return 1
+        (args.airflow_home / ".migrated").touch()
+    ensure_bucket_and_topic(env)
+
+    conf: dict[str, Any] = {"tuning": args.tuning}
+    if args.window_days:
+        conf["window_days"] = args.window_days
+    if args.num_round:
+        conf["hyperparameters"] = {"num_round": args.num_round}
+    log_file = args.airflow_home / f"demo-{args.date}.log"
+    print(f"Running airflow dags test {DAG_ID} {args.date} --conf '{json.dumps(conf)}' ...", flush=True)
+    started = time.monotonic()
+    code = run([*airflow, "dags", "test", DAG_ID, args.date, "--conf", json.dumps(conf)], env, log_file)
+    wall = time.monotonic() - started
+    try:
+        result = summary(env)
+    except Exception as exc:  # a summary problem must not hide the run's own outcome
+        print(f"Could not read the run's summary: {exc}", file=sys.stderr)
+        return code or 1
+    print_summary(result, wall, log_file)
+    return 0 if code == 0 and result["state"] == "success" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""train_model end to end on the devstack: real extraction, validation, SageMaker jobs, gate and registry.
+
+The runs share one devstack session (seeded 2026-01-01 .. 2026-03-01) and run in order, each with
+``dag.test(logical_date=D, run_after=D)`` so its run id (``manual__<D>``) is stable, like a backfill's:
+
+1. three past intervals, a week apart (a backfill): three interval-keyed datasets, three runs; the first
+   model is judged by thresholds only and approved, later ones are gated against the latest approved one;
+2. the second interval re-run: nothing new anywhere (no job, no version, other intervals untouched);
+3. an interval with planted bad rows: stops at ``validate`` with its report kept and no SageMaker job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from ml_lifecycle.config import load_config
+from ml_lifecycle.naming import RunPlan
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+WINDOW_DAYS = 28
+CONF = {"window_days": WINDOW_DAYS, "hyperparameters": {"num_round": 25}}
+BACKFILL = [dt.datetime(2026, 1, d, tzinfo=dt.UTC) for d in (29,)] + [
+    dt.datetime(2026, 2, d, tzinfo=dt.UTC) for d in (5, 12)
+]
+CORRUPT_DAY = dt.date(2026, 2, 24)
+CORRUPT_RUN = dt.datetime(2026, 2, 26, tzinfo=dt.UTC)
+LINEAGE = (
+    "git_commit",
+    "dag_id",
+    "dag_run_id",
+    "window_start",
+    "window_end",
+    "dataset_uri",
+    "manifest_uri",
+    "validation_result_uri",
+    "evaluation_uri",
+    "gate_uri",
+    "training_job",
+    "code_digest",
+)
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config("local")
+
+
+@pytest.fixture(scope="module")
+def aws(devstack, airflow_db, cfg):
+    """Clients against the devstack, with the environment's bucket and topic created."""
+    s3 = devstack.client("s3")
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=cfg.storage.bucket)
+    devstack.client("sns").create_topic(Name=cfg.notifications.sns_topic_arn.rsplit(":", 1)[1])
+    return {"s3": s3, "sm": devstack.client("sagemaker")}
+
+
+@pytest.fixture(scope="module")
+def dag(aws):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "train_model.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag("train_model")
+
+
+def _run(dag, when: dt.datetime, conf=None):
+    """One DAG run with a stable run id; returns (run_id, {task_id: state})."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    dr = dag.test(logical_date=when, run_after=when, run_conf=conf or CONF)
+    with create_session() as session:
+        tis = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == dr.run_id)
+        ).all()
+        states = {ti.task_id: getattr(ti.state, "value", ti.state) for ti in tis}
+    return dr.run_id, states
+
+
+def _plan(cfg, run_id, when):
+    return RunPlan.create(cfg, dag_id="train_model", run_id=run_id, anchor=when, window_days=WINDOW_DAYS)
+
+
+def _json(s3, uri):
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _keys(s3, uri):
+    bucket, prefix = uri.removeprefix("s3://").split("/", 1)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"]: (o["ETag"], o["LastModified"]) for page in pages for o in page.get("Contents", [])}
+
+
+def _packages(sm, cfg):
+    pages = sm.get_paginator("list_model_packages").paginate(ModelPackageGroupName=cfg.sagemaker.model_package_group)
+    return [p for page in pages for p in page["ModelPackageSummaryList"]]
+
+
+def _jobs(sm):
+    processing = [j["ProcessingJobName"] for j in sm.list_processing_jobs(MaxResults=100)["ProcessingJobSummaries"]]
+    training = [j["TrainingJobName"] for j in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]]
+    return sorted(processing), sorted(training)
+
+
+@pytest.fixture(scope="module")
+def backfill(dag, aws, cfg):
+    """Three past intervals, oldest first (what `airflow backfill create` runs)."""
+    runs = []
+    for when in BACKFILL:
+        run_id, states = _run(dag, when)
+        runs.append({"when": when, "run_id": run_id, "states": states, "plan": _plan(cfg, run_id, when)})
+    return runs
+
+
+def test_backfill_runs_succeed_with_interval_keyed_datasets(backfill, aws):
+    for run in backfill:
+        assert run["states"]["plan"] == "success", run["states"]
+        for task in ("extract", "validate", "preprocess", "train", "evaluate", "gate"):
+            assert run["states"][task] == "success", (run["run_id"], run["states"])
+        assert run["states"]["tune"] == "skipped", "tuning is off by default"
+    keys = {run["plan"].window.key for run in backfill}
+    assert len(keys) == 3
+    for run in backfill:
+        manifest = _keys(aws["s3"], run["plan"].dataset_uri)
+        assert any(k.endswith("_manifest.json") for k in manifest), run["plan"].dataset_uri
+        assert any(k.endswith(".parquet") for k in manifest)
+
+
+def test_first_model_is_registered_with_metrics_and_lineage(backfill, aws, cfg):
+    first = backfill[0]
+    assert first["states"]["register"] == "success", first["states"]
+    assert first["states"]["publish_approval"] == "success"
+    gate = _json(aws["s3"], first["plan"].report_uri("evaluation", "gate.json"))
+    assert gate["decision"] == "passed" and gate["baseline"] is None, "first model: thresholds only"
+    package = next(
+        p
+        for p in (
+            aws["sm"].describe_model_package(ModelPackageName=s["ModelPackageArn"]) for s in _packages(aws["sm"], cfg)
+        )
+        if p["CustomerMetadataProperties"].get("dag_run_id") == first["run_id"]
+    )
+    props = package["CustomerMetadataProperties"]
+    missing = [k for k in LINEAGE if not props.get(k)]
+    assert not missing, f"lineage missing: {missing}"
+    assert props["dataset_uri"] == first["plan"].dataset_uri
+    assert float(props["metric:auc"]) >= cfg.training.gate.thresholds["auc"]
+    assert package["ModelApprovalStatus"] == "Approved"
+    statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    assert statistics == first["plan"].report_uri("evaluation", "evaluation.json")
+    report = _json(aws["s3"], statistics)
+    assert report["binary_classification_metrics"]["auc"]["value"] == pytest.approx(
+        float(props["metric:auc"]), rel=1e-5
+    )
+    evaluation = _keys(aws["s3"], first["plan"].report_uri("evaluation") + "/")
+    assert {"roc_curve.png", "pr_curve.png", "evaluation.json", "gate.json"} <= {
+        k.rsplit("/", 1)[1] for k in evaluation
+    }
+
+
+def test_later_runs_are_gated_against_the_latest_approved_model(backfill, aws, cfg):
+    by_run = {}
+    for summary in _packages(aws["sm"], cfg):
+        package = aws["sm"].describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+        by_run[package["CustomerMetadataProperties"].get("dag_run_id")] = package
+    approved_before = None
+    for run in backfill:
+        gate = _json(aws["s3"], run["plan"].report_uri("evaluation", "gate.json"))
+        if approved_before is None:
+            assert gate["baseline"] is None
+        else:
+            assert gate["baseline"]["model_package_arn"] == approved_before
+            assert {c["kind"] for c in gate["checks"]} == {"threshold", "regression"}
+        if gate["decision"] == "passed":
+            assert run["states"]["register"] == "success"
+            package = by_run[run["run_id"]]
+            assert package["ModelApprovalStatus"] == "Approved"
+            approved_before = package["ModelPackageArn"]
+        else:
+            assert run["states"]["register"] == "skipped", "a rejected model is not registered, not failed"
+            assert run["states"]["gate"] == "success"
+            assert run["run_id"] not in by_run
+    pointer = _json(aws["s3"], cfg.storage.uri("models", cfg.sagemaker.model_package_group, "approved.json"))
+    assert pointer["model_package_arn"] == approved_before, "the pointer names the newest approved model"
+
+
+def test_rerunning_an_interval_changes_nothing_else(backfill, dag, aws, cfg):
+    second = backfill[1]
+    others = [r for r in backfill if r is not second]
+    before = {r["run_id"]: _keys(aws["s3"], r["plan"].dataset_uri) for r in others}
+    before_reports = {r["run_id"]: _keys(aws["s3"], r["plan"].report_uri("")) for r in others}
+    packages, jobs = len(_packages(aws["sm"], cfg)), _jobs(aws["sm"])
+
+    run_id, states = _run(dag, second["when"])
+
+    assert run_id == second["run_id"]
+    assert states["gate"] == "success", states
+    assert _jobs(aws["sm"]) == jobs, "re-running re-attaches to the run's completed jobs"
+    assert len(_packages(aws["sm"], cfg)) == packages, "no second model version for the same run"
+    for r in others:
+        assert _keys(aws["s3"], r["plan"].dataset_uri) == before[r["run_id"]]
+        assert _keys(aws["s3"], r["plan"].report_uri("")) == before_reports[r["run_id"]]
+    manifest = next(k for k in _keys(aws["s3"], second["plan"].dataset_uri) if k.endswith("_manifest.json"))
+    assert manifest
+
+
+@pytest.fixture(scope="module")
+def corrupt_run(backfill, dag, devstack, cfg):
+    from tests.conftest import DEVSTACK_TEST_SEED_KWARGS
+
+    devstack.seed(**DEVSTACK_TEST_SEED_KWARGS, corrupt_on=CORRUPT_DAY)
+    try:
+        run_id, states = _run(dag, CORRUPT_RUN, {"window_days": 7})
+    finally:
+        devstack.seed(**DEVSTACK_TEST_SEED_KWARGS)
+    plan = RunPlan.create(cfg, dag_id="train_model", run_id=run_id, anchor=CORRUPT_RUN, window_days=7)
+    return run_id, states, plan
+
+
+def test_bad_data_stops_at_validation_and_keeps_the_report(corrupt_run, aws):
+    _, states, plan = corrupt_run
+    assert states["extract"] == "success"
+    assert states["validate"] == "failed", states
+    assert all(states[t] in ("upstream_failed", "skipped") for t in ("preprocess", "train", "evaluate", "register"))
+    report = _keys(aws["s3"], plan.report_uri("validation") + "/")
+    assert any(k.endswith("validation_result.json") for k in report), report
+    result = _json(aws["s3"], f"s3://{plan.bucket}/" + next(k for k in report if k.endswith("validation_result.json")))
+    assert result["success"] is False or result.get("summary", {}).get("success") is False
+    processing, training = _jobs(aws["sm"])
+    assert not [j for j in processing + training if plan.run_hash in j], "no SageMaker job for bad data"
