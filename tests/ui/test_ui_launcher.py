@@ -1,0 +1,102 @@
+"""``tools.ui`` without starting Airflow: its settings, the admin password, the port and the catchup policy."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools import ui as ui_module
+from tools.ui import ADMIN_USER, AirflowUI, UIError
+
+ROOT = Path(__file__).resolve().parents[2]
+DEVSTACK_ENV = {
+    "AIRFLOW_CONN_AWS_DEFAULT": '{"conn_type": "aws"}',
+    "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:5999",
+}
+
+
+def test_components_get_the_project_settings_and_the_devstack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "someone-real")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", "https://sns.us-east-1.amazonaws.com")
+    env = AirflowUI(tmp_path, devstack_env=DEVSTACK_ENV).environment(8123)
+    assert env["AIRFLOW_HOME"] == str(tmp_path)
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(ROOT / "dags")
+    assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(ROOT / "plugins")
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL"] == "0"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{tmp_path / 'airflow.db'}"
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1" and env["AIRFLOW__API__PORT"] == "8123"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8123/execution/"
+    assert env["ML_LIFECYCLE_ENV"] == "local"
+    assert env["PYTHONPATH"].split(":")[:2] == [str(ROOT / "plugins"), str(ROOT)]
+    assert env["AIRFLOW_CONN_AWS_DEFAULT"] == DEVSTACK_ENV["AIRFLOW_CONN_AWS_DEFAULT"]
+    assert env["AWS_ENDPOINT_URL_S3"] == DEVSTACK_ENV["AWS_ENDPOINT_URL_S3"]
+    # nothing may route the components to a real account
+    assert "AWS_PROFILE" not in env
+    assert "AWS_ENDPOINT_URL_SNS" not in env
+
+
+def test_secrets_are_generated_once_and_private(tmp_path: Path) -> None:
+    ui = AirflowUI(tmp_path)
+    assert ui.password_is_new()
+    password = ui.admin_password()
+    assert len(password) >= 16
+    assert json.loads(ui.password_file.read_text()) == {ADMIN_USER: password}
+    assert stat.S_IMODE(ui.password_file.stat().st_mode) == 0o600
+    again = AirflowUI(tmp_path)
+    assert not again.password_is_new() and again.admin_password() == password
+    first, second = ui.environment(8080), again.environment(8080)
+    assert first["AIRFLOW__API_AUTH__JWT_SECRET"] == second["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert (
+        first["AIRFLOW__API_AUTH__JWT_SECRET"]
+        != AirflowUI(tmp_path / "other").environment(8080)["AIRFLOW__API_AUTH__JWT_SECRET"]
+    )
+
+
+def test_a_broken_password_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / ui_module.PASSWORDS_FILE).write_text('{"bob": "x"}')
+    with pytest.raises(UIError, match="no password for 'admin'"):
+        AirflowUI(tmp_path).admin_password()
+
+
+def test_a_taken_port_is_refused_or_avoided(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(UIError, match=f"port {port} on 127.0.0.1 is in use"):
+            AirflowUI(tmp_path, port=port)._choose_port()
+        monkeypatch.setattr(ui_module, "DEFAULT_PORT", port)
+        chosen = AirflowUI(tmp_path)._choose_port()
+    assert chosen != port
+
+
+def test_stop_with_nothing_running(tmp_path: Path) -> None:
+    assert AirflowUI(tmp_path).stop() == []
+    assert AirflowUI(tmp_path).running() is None
+
+
+@pytest.mark.parametrize(
+    ("catchup", "expected"),
+    [pytest.param(False, False, id="local-default-no-catchup"), pytest.param(True, True, id="catchup-kept")],
+)
+def test_the_catchup_policy_applies_when_airflow_parses_the_dags(tmp_path: Path, catchup: bool, expected: bool) -> None:
+    env = AirflowUI(tmp_path / "home", catchup=catchup).environment(8080)
+    probe = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "bag = DagBag()\n"
+        "import json; print(json.dumps({d: bag.dags[d].catchup for d in bag.dags}), flush=True)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True
+    )
+    catchups = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "train_model" in catchups
+    assert catchups["train_model"] is expected
