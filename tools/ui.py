@@ -691,6 +691,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UIError, StackError) as exc:
         print(f"ui: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # interrupted while starting: start() has already stopped what it had started
+        print("ui: interrupted; Airflow is not running (the devstack may be)", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:
