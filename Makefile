@@ -22,7 +22,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL := 0
 
-.PHONY: help setup test test-fast lint format lock devstack-up devstack-down devstack-status demo bench dist deploy clean
+.PHONY: help setup test test-fast lint format lock devstack-up devstack-down devstack-status demo bench dist deploy ui browser clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,7 +47,16 @@ lock: $(UV)  ## re-resolve requirements/dev.lock (needs ../shared/mwaa or MWAA_C
 	$(UV) pip compile --quiet --python-version 3.11 --no-header --generate-hashes \
 		-c requirements/dev-constraints.txt requirements/dev.in -o requirements/dev.lock
 
-test: setup  ## set up, then run the whole suite (lint included)
+browser:  ## Debian's Chromium for the browser test (installed with apt-get when running as root)
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser: installing chromium with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "browser: chromium is missing; install it (sudo apt-get install chromium) or the UI test will fail"; \
+	fi
+
+test: setup browser  ## set up, then run the whole suite (lint included)
 	$(PY) -m pytest
 
 test-fast: setup  ## the suite without the slow end-to-end tests
@@ -61,14 +70,19 @@ format: setup  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+LOCAL_BUCKET = $$($(PY) -c 'from ml_lifecycle.config import load_config; print(load_config("local").storage.bucket)')
+
 devstack-up: setup  ## start the local AWS + Snowflake stand-in in the background (seeded)
-	$(PY) -m devstack up
+	$(PY) -m devstack up --bucket $(LOCAL_BUCKET)
 
 devstack-down:  ## stop the devstack (state is kept under .devstack/)
 	@if [ -x $(PY) ]; then $(PY) -m devstack down; else echo "devstack: not set up"; fi
 
 devstack-status:  ## what runs where
 	@if [ -x $(PY) ]; then $(PY) -m devstack status; else echo "devstack: not set up"; fi
+
+ui: setup  ## the Airflow UI with scheduler, dag-processor and triggerer on the devstack (Ctrl-C stops Airflow)
+	$(PY) -m tools.ui
 
 dist: setup  ## build the MWAA bundle into dist/mwaa (same sources -> same bytes)
 	$(PY) -m tools.dist
