@@ -283,3 +283,21 @@ def test_bad_arguments_fail_at_parse_time(overrides: dict, message: str) -> None
 
 def test_templated_fields_are_the_interval_and_destination() -> None:
     assert {"interval_start", "interval_end", "s3_uri", "sql_path"} <= set(SnowflakeToS3ParquetOperator.template_fields)
+
+
+def test_a_failing_query_leaves_the_previous_dataset_in_place(
+    s3: Any, snowflake_in_process: dict, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_operator(snowflake_in_process).execute({})
+    before = keys_under(s3)
+    (tmp_path / "sql").mkdir()
+    (tmp_path / "sql" / "broken.sql").write_text(
+        "SELECT * FROM NO_SUCH_TABLE WHERE ts >= %(interval_start)s AND ts < %(interval_end)s"
+    )
+    monkeypatch.setenv("ML_LIFECYCLE_INCLUDE_DIR", str(tmp_path))
+
+    with pytest.raises(snowflake.connector.errors.ProgrammingError, match="NO_SUCH_TABLE"):
+        make_operator(snowflake_in_process, sql_path="sql/broken.sql").execute({})
+
+    assert keys_under(s3) == before
+    assert json.loads(read_object(s3, "_manifest.json"))["row_count"] == N_ROWS

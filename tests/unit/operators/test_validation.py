@@ -495,3 +495,59 @@ def test_container_script_exits_non_zero_with_a_failure_reason_when_it_cannot_va
     )
     assert completed.returncode == 1
     assert "holds neither _manifest.json nor *.parquet files" in (tmp_path / "failure").read_text()
+
+
+def test_processing_request_carries_the_security_settings_and_runs_the_shared_script() -> None:
+    op = DataValidationOperator(
+        task_id="validate",
+        dataset_uri=DATASET,
+        suite_path="gx/suite.json",
+        report_uri=REPORT,
+        mode="processing",
+        batch_rows=5000,
+        processing_job={
+            "job_name": "fraud-validate-20260301-abc123",
+            "role_arn": "arn:aws:iam::123456789012:role/sm",
+            "image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/gx-validation:1",
+            "instance_type": "ml.m5.xlarge",
+            "volume_kms_key_id": "alias/volumes",
+            "output_kms_key_id": "alias/outputs",
+            "enable_network_isolation": True,
+            "vpc": {"subnets": ["subnet-1"], "security_group_ids": ["sg-1"]},
+            "tags": {"project": "fraud"},
+        },
+    )
+
+    request = op.build_processing_request(
+        "fraud-validate-20260301-abc123", REPORT + "_job/code/", REPORT + "_job/suite/", "suite.json"
+    )
+
+    assert request["AppSpecification"] == {
+        "ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/gx-validation:1",
+        "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/validate.py"],
+        "ContainerArguments": [
+            "--data-dir", "/opt/ml/processing/input/data",
+            "--suite", "/opt/ml/processing/input/suite/suite.json",
+            "--output-dir", "/opt/ml/processing/output/report",
+            "--batch-rows", "5000",
+            "--dataset-uri", DATASET,
+        ],
+    }  # fmt: skip
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"]}
+    assert inputs == {"code": REPORT + "_job/code/", "data": DATASET, "suite": REPORT + "_job/suite/"}
+    assert request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == REPORT
+    assert request["ProcessingOutputConfig"]["KmsKeyId"] == "alias/outputs"
+    assert request["ProcessingResources"]["ClusterConfig"] == {
+        "InstanceCount": 1,
+        "InstanceType": "ml.m5.xlarge",
+        "VolumeSizeInGB": 30,
+        "VolumeKmsKeyId": "alias/volumes",
+    }
+    assert request["NetworkConfig"] == {
+        "EnableInterContainerTrafficEncryption": False,
+        "EnableNetworkIsolation": True,
+        "VpcConfig": {"Subnets": ["subnet-1"], "SecurityGroupIds": ["sg-1"]},
+    }
+    # an isolated job cannot reach PyPI: it must not try to install great_expectations
+    assert request["Environment"] == {"VALIDATION_INSTALL_REQUIREMENTS": "0"}
+    assert request["Tags"] == [{"Key": "project", "Value": "fraud"}]
