@@ -768,6 +768,12 @@ class PublishDriftOperator(_MonitorBase):
         findings = next((f for f in (context["ti"].xcom_pull(task_ids=t) for t in task_ids) if f), None)
         if not findings:
             raise AirflowFailException(f"no findings from task {self.findings_task_id!r}")
+        if findings.get("execution_status") == "Failed":
+            raise AirflowSkipException(
+                f"No drift decision: monitoring execution {findings.get('processing_job')} FAILED, so nothing was "
+                f"analysed: {findings.get('failure_reason') or 'no FailureReason given'}"
+                + (f" (report {findings['report_uri']})" if findings.get("report_uri") else "")
+            )
         if not findings.get("drift"):
             raise AirflowSkipException(
                 f"No drift: {findings.get('violation_count', 0)} violation(s) below the threshold "
