@@ -1,0 +1,73 @@
+"""The train_model DAG's wiring: schedule, params, order, outlets (its behaviour is in tests/e2e)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ml_lifecycle.assets import approved_model_asset, drift_asset
+from ml_lifecycle.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG = load_config()
+
+
+@pytest.fixture(scope="module")
+def dag():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_model_dag_under_test", ROOT / "dags" / "train_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
+def test_schedule_is_weekly_cron_or_drift(dag):
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert isinstance(dag.timetable.timetable, CronTriggerTimetable)
+    assert [a.uri for a in dag.timetable.asset_condition.objects] == [drift_asset(CFG).uri]
+    assert dag.catchup is True
+    assert dag.max_active_runs == CFG.training.max_active_runs
+
+
+def test_flow(dag):
+    downstream = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
+    assert downstream["plan"] == ["extract"]
+    assert downstream["validate"] == ["preprocess"]
+    assert downstream["train_or_tune"] == ["train", "tune"]
+    assert downstream["evaluate"] == ["gate"]
+    assert downstream["gate"] == ["register"]
+    assert downstream["register"] == ["publish_approval"]
+    assert dag.get_task("evaluate").trigger_rule == "none_failed_min_one_success"
+
+
+def test_publish_approval_emits_the_approved_model_asset(dag):
+    assert [o.uri for o in dag.get_task("publish_approval").outlets] == [approved_model_asset(CFG).uri]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "valid"),
+    [
+        pytest.param("window_days", 0, False, id="window-zero"),
+        pytest.param("window_days", 30, True, id="window-ok"),
+        pytest.param("tuning_max_jobs", 1000, False, id="budget-too-big"),
+        pytest.param("training_instance_type", "ml.p5.48xlarge", False, id="instance-not-offered"),
+        pytest.param("approval", "maybe", False, id="approval-unknown"),
+        pytest.param("hyperparameters", {"num_round": 5}, True, id="overrides-object"),
+        pytest.param("hyperparameters", "num_round=5", False, id="overrides-not-object"),
+    ],
+)
+def test_params_are_validated_by_the_trigger_form(dag, name, value, valid):
+    from airflow.sdk import Param
+
+    spec = dag.params.get_param(name)
+    assert spec.schema.get("title") and spec.description, "the trigger form shows a title and a description"
+    param = Param(value, **spec.schema)
+    if valid:
+        param.resolve()
+    else:
+        with pytest.raises(Exception):  # noqa: B017,PT011 - Param raises ParamValidationError
+            param.resolve()
