@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -320,8 +321,13 @@ def main() -> int:
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--snowflake-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "extraction")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other (method, rows) results already in --out's JSON"
+    )
     args = parser.parse_args()
 
+    # a terminated run still stops its servers (the finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.child:
         print(json.dumps(child(args.child, args.rows[0], args.snowflake_port, args.batch_rows)))
         return 0
@@ -413,8 +419,17 @@ def main() -> int:
             "both grow with the result there. On Snowflake the connector downloads result chunks on demand "
             "(a few in flight), which operator_chunked_source reproduces: its peak stays flat as rows grow.",
             "fetchall_pandas additionally materialises every row as Python objects and the whole DataFrame.",
+            "5M rows are measured with operator_chunked_source only: the stand-in itself needs more than 12 GB "
+            "to build a 5M-row result as one inline response, which says nothing about the operator.",
         ],
     }
+    previous = args.out.with_suffix(".json")
+    if args.merge and previous.is_file():
+        fresh = {(r["method"], r["rows"]) for r in results}
+        kept = [r for r in json.loads(previous.read_text())["results"] if (r["method"], r["rows"]) not in fresh]
+        order = {m: i for i, m in enumerate(METHODS)}
+        results = sorted(kept + results, key=lambda r: (r["rows"], order[r["method"]]))
+        report["results"] = results
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(_markdown(report))
