@@ -431,9 +431,11 @@ def iter_frames(paths: Iterable[str], batch_rows: int) -> Iterator[Any]:
     import pyarrow.parquet as pq
 
     for path in paths:
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=batch_rows):
-            yield batch.to_pandas()
+        # closed before the next file is asked for (the caller may delete it then); one reader thread,
+        # so the batch in flight is the only data held
+        with pq.ParquetFile(path, memory_map=False) as parquet:
+            for batch in parquet.iter_batches(batch_size=batch_rows, use_threads=False):
+                yield batch.to_pandas(use_threads=False)
 
 
 class _MapTotals:
