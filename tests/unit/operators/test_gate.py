@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from moto import mock_aws
-from registry_fakes import FakeHook, FakeRegistry
 
 from ml_lifecycle.config import load_config
 from ml_lifecycle.operators.gate import (
@@ -18,6 +17,7 @@ from ml_lifecycle.operators.gate import (
     package_metrics,
     report_metrics,
 )
+from tests.unit.operators.registry_fakes import FakeHook, FakeRegistry
 
 BUCKET = "ml-lifecycle-local"
 EVALUATION = f"s3://{BUCKET}/reports/train_model/w/h/evaluation/evaluation.json"

@@ -9,11 +9,11 @@ import boto3
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 from moto import mock_aws
-from registry_fakes import FakeHook, FakeRegistry
 
 from ml_lifecycle.assets import approved_model_asset, approved_model_uri
 from ml_lifecycle.config import load_config
 from ml_lifecycle.operators.registry import ModelRegistrationOperator, PublishApprovedModelOperator, approval_status
+from tests.unit.operators.registry_fakes import FakeHook, FakeRegistry
 
 CFG = load_config("local")
 BUCKET = CFG.storage.bucket
