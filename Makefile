@@ -81,6 +81,10 @@ devstack-down:  ## stop the devstack (state is kept under .devstack/)
 devstack-status:  ## what runs where
 	@if [ -x $(PY) ]; then $(PY) -m devstack status; else echo "devstack: not set up"; fi
 
+demo: devstack-up  ## set up, start the devstack (seeded), run train_model end to end and print what it produced
+	$(PY) scripts/demo.py --num-round 40
+	@echo "The devstack keeps running for exploration (make devstack-status); make devstack-down stops it."
+
 ui: setup  ## the Airflow UI with scheduler, dag-processor and triggerer on the devstack (Ctrl-C stops Airflow)
 	$(PY) -m tools.ui
 
