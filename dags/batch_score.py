@@ -21,7 +21,7 @@ Snowflake (`snowflake.predictions_table`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
@@ -46,8 +46,8 @@ with DAG(
     schedule=CronDataIntervalTimetable(
         CRON_PRESETS.get(cfg.batch_scoring.schedule, cfg.batch_scoring.schedule), timezone="UTC"
     ),
-    start_date=datetime(2026, 3, 1, tzinfo=UTC),
-    catchup=False,
+    start_date=datetime.combine(cfg.batch_scoring.start_date, time.min, tzinfo=UTC),
+    catchup=cfg.batch_scoring.catchup,
     max_active_runs=3,
     dagrun_timeout=timedelta(hours=4),
     tags=["ml-lifecycle", "batch-scoring", "sagemaker", "snowflake", cfg.environment],

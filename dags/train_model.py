@@ -24,7 +24,7 @@ Model Registry when it passes the quality gate.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
@@ -59,9 +59,9 @@ TRAINING_INSTANCE_TYPES = sorted(
         "ml.c5.4xlarge",
     }
 )
-# The first scheduled interval. With catchup, unpausing the DAG later runs the missed weeks since then
-# (max_active_runs at a time); backfills may go further back.
-START_DATE = datetime(2026, 1, 4, tzinfo=UTC)
+# The first scheduled interval and catch-up come from the environment: with catchup, unpausing the DAG runs
+# the weeks missed since then (max_active_runs at a time); backfills may go further back either way.
+START_DATE = datetime.combine(cfg.training.start_date, time.min, tzinfo=UTC)
 
 PLAN = "ti.xcom_pull(task_ids='plan')"
 MODEL = "(ti.xcom_pull(task_ids='train') or ti.xcom_pull(task_ids='tune'))"
@@ -80,7 +80,7 @@ with DAG(
         assets=[drift_asset(cfg)],
     ),
     start_date=START_DATE,
-    catchup=True,
+    catchup=cfg.training.catchup,
     max_active_runs=cfg.training.max_active_runs,
     dagrun_timeout=timedelta(hours=12),
     tags=["ml-lifecycle", "training", "sagemaker", cfg.environment],

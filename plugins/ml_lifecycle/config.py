@@ -9,6 +9,7 @@ read, no network) and a bad file fails with a message naming the file and the fi
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from functools import lru_cache
@@ -240,6 +241,8 @@ class GateConfig(_Strict):
 
 class TrainingPipelineConfig(_Strict):
     schedule: str = Field("@weekly", min_length=1)
+    start_date: dt.date = Field(description="first scheduled interval (UTC)")
+    catchup: bool = Field(True, description="run the intervals missed since start_date when unpaused")
     window_days: int = Field(90, ge=1, le=3650)
     min_rows: int = Field(1000, ge=1)
     max_active_runs: int = Field(2, ge=1, le=16)
@@ -292,6 +295,8 @@ class MonitoringConfig(_Strict):
 
 class BatchScoringConfig(_Strict):
     schedule: str = Field("@daily", min_length=1)
+    start_date: dt.date = Field(description="first scored day (UTC)")
+    catchup: bool = Field(False, description="score the days missed since start_date when unpaused")
     instance_type: str = Field(pattern=_INSTANCE)
     instance_count: int = Field(1, ge=1, le=100)
     max_payload_mb: int = Field(6, ge=1, le=100)

@@ -29,7 +29,8 @@ def test_schedule_is_weekly_cron_or_drift(dag):
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
     assert isinstance(dag.timetable.timetable, CronTriggerTimetable)
     assert [a.uri for a in dag.timetable.asset_condition.objects] == [drift_asset(CFG).uri]
-    assert dag.catchup is True
+    assert dag.catchup is CFG.training.catchup
+    assert dag.start_date.date() == CFG.training.start_date
     assert dag.max_active_runs == CFG.training.max_active_runs
 
 
