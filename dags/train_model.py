@@ -249,6 +249,7 @@ with DAG(
         validation_result_uri="{{ ti.xcom_pull(task_ids='validate')['result_uri'] }}",
         training_job=f"{{{{ {MODEL}.get('best_training_job') or {MODEL}['job_name'] }}}}",
         code_digest=f"{{{{ {PLAN}['code']['training']['digest'] }}}}",
+        baseline_uri="{{ ti.xcom_pull(task_ids='evaluate')['baseline_uri'] }}",
         approval="{{ params.approval }}",
         gate_task_id="gate",
     )

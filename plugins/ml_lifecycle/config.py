@@ -291,6 +291,12 @@ class MonitoringConfig(_Strict):
     max_runtime_seconds: int = Field(3600, ge=60, le=86400)
     violation_threshold: int = Field(1, ge=1, description="violations that count as drift")
     schedule: str = Field("@hourly", min_length=1, description="Airflow schedule of monitor_model")
+    ignore_features: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="baseline columns whose constraints Model Monitor does not evaluate (no drift, type or "
+        "completeness check): features that describe when traffic arrives rather than what it is, such as "
+        "the hour of day, which any one-hour window of live traffic 'drifts' on",
+    )
 
 
 class BatchScoringConfig(_Strict):

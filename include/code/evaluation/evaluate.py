@@ -18,15 +18,28 @@ Output (``--output-dir``, ``/opt/ml/processing/evaluation``):
   ``ModelMetrics.ModelQuality.Statistics`` document (content type ``application/json``).
 - ``roc_curve.png``, ``pr_curve.png``.
 
+With ``--baseline-dir`` it also writes ``baseline.csv`` there: the SageMaker Model Monitor baseline dataset.
+Model Monitor flattens each captured endpoint record into one row, **the endpoint's output columns first,
+then its input columns**, so the baseline has that layout too. The test rows go through the model's own
+handlers exactly as a monitored request does (a ``text/csv`` body without header -> ``input_fn`` ->
+``predict_fn`` -> ``output_fn`` with ``Accept: text/csv``), and each baseline row is the response's CSV
+values followed by the request's CSV values. The header names the output columns after the keys of the
+model's JSON response (``fraud_probability``, ``is_fraud``) and the input columns after the model's
+features (contract order). Baseline it with ``{"csv": {"header": true, "output_columns_position": "START"}}``.
+
 Example::
 
-    python evaluate.py --model-dir out/model --test-dir data/test --output-dir out/evaluation --threshold 0.5
+    python evaluate.py --model-dir out/model --test-dir data/test --output-dir out/evaluation --threshold 0.5 \
+        --baseline-dir out/baseline
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import decimal
 import importlib.util
+import io
 import json
 import logging
 import math
@@ -46,6 +59,9 @@ LOG = logging.getLogger("evaluate")
 LABEL = "is_fraud"
 MODEL_FILE = "xgboost-model.json"
 MAX_CURVE_POINTS = 201
+BASELINE_FILE = "baseline.csv"
+CSV_TYPE = "text/csv"
+JSON_TYPE = "application/json"
 
 
 class EvaluationError(Exception):
@@ -58,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test-dir", type=Path, default=Path("/opt/ml/processing/test"))
     parser.add_argument("--output-dir", type=Path, default=Path("/opt/ml/processing/evaluation"))
     parser.add_argument("--threshold", type=float, default=0.5, help="decision threshold, default 0.5")
+    parser.add_argument(
+        "--baseline-dir",
+        type=Path,
+        default=None,
+        help="write the Model Monitor baseline dataset (baseline.csv: output columns, then input columns) here",
+    )
     parser.add_argument(
         "--exit-message-file",
         type=Path,
@@ -129,6 +151,83 @@ def score_test_set(model_root: Path, test_dir: Path) -> tuple[np.ndarray, np.nda
     booster.load_model(model_root / MODEL_FILE)
     scores = booster.predict(xgb.DMatrix(table.iloc[:, 1:].to_numpy()))
     return table.iloc[:, 0].astype(int).to_numpy(), np.asarray(scores, dtype=float), csv_files[0].name
+
+
+def request_cell(value: Any) -> str:
+    """One feature value as a client writes it in a ``text/csv`` request: flags and whole numbers of integer
+    columns as integers, other numbers in Python's shortest round-trip form, text as is."""
+    if isinstance(value, bool | np.bool_):
+        return "1" if value else "0"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, decimal.Decimal):
+        return str(int(value)) if value == value.to_integral_value() else repr(float(value))
+    if isinstance(value, float | np.floating):
+        return repr(float(value))
+    return str(value)
+
+
+def _csv_text(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def _output_names(json_body: str, width: int) -> list[str]:
+    """Names of the response's columns: the keys of the model's JSON prediction records."""
+    try:
+        payload = json.loads(json_body)
+    except json.JSONDecodeError as exc:
+        raise EvaluationError(f"the model's JSON response is not JSON: {exc}") from None
+    records = payload.get("predictions") if isinstance(payload, dict) else payload
+    if isinstance(records, list) and records and isinstance(records[0], dict) and len(records[0]) == width:
+        return [str(key) for key in records[0]]
+    raise EvaluationError(
+        f"cannot name the {width} CSV output column(s): the model's JSON response does not hold records with "
+        f"{width} named field(s) (got {json_body[:200]!r})"
+    )
+
+
+def monitor_baseline(model_root: Path, test_dir: Path, threshold: float) -> tuple[list[str], list[list[str]]]:
+    """The Model Monitor baseline: header and rows of ``[output columns..., input columns...]``.
+
+    The raw test rows are sent through the model's handlers as one ``text/csv`` request (no header) with
+    ``Accept: text/csv``, so the output columns are exactly what the endpoint answers and captures.
+    """
+    raw = test_dir / "test_raw.parquet"
+    if not raw.is_file():
+        raise EvaluationError(
+            f"the Model Monitor baseline needs the raw test features ({raw.name}), which {test_dir} does not hold"
+        )
+    frame = pd.read_parquet(raw)
+    frame.columns = [str(c).lower() for c in frame.columns]
+    inference = load_inference_module(model_root)
+    model = inference.model_fn(str(model_root))
+    model.threshold = threshold  # the endpoint's DECISION_THRESHOLD is the same configured value
+    features = list(model.features)
+    absent = [f for f in features if f not in frame.columns]
+    if absent:
+        raise EvaluationError(f"{raw.name} lacks the model's input column(s) {', '.join(absent)}")
+    requests = [[request_cell(value) for value in row] for row in frame[features].itertuples(index=False)]
+    if not requests:
+        raise EvaluationError(f"{raw.name} holds no row to baseline")
+    data = inference.input_fn(_csv_text(requests), CSV_TYPE)
+    prediction = inference.predict_fn(data, model)
+    csv_body, _ = inference.output_fn(prediction, CSV_TYPE)
+    json_body, _ = inference.output_fn(prediction, JSON_TYPE)
+    responses = [row for row in csv.reader(io.StringIO(csv_body)) if row]
+    if len(responses) != len(requests):
+        raise EvaluationError(f"the model answered {len(responses)} CSV line(s) for {len(requests)} request row(s)")
+    names = _output_names(json_body, len(responses[0]))
+    return [*names, *features], [[*answer, *request] for answer, request in zip(responses, requests, strict=True)]
+
+
+def write_monitor_baseline(model_root: Path, test_dir: Path, baseline_dir: Path, threshold: float) -> dict[str, Any]:
+    """Write ``baseline.csv`` (header, output columns first) and describe it."""
+    header, rows = monitor_baseline(model_root, test_dir, threshold)
+    baseline_dir.mkdir(parents=True, exist_ok=True)
+    (baseline_dir / BASELINE_FILE).write_text(_csv_text([header, *rows]), encoding="utf-8")
+    return {"file": BASELINE_FILE, "rows": len(rows), "columns": header, "output_columns_position": "START"}
 
 
 def _thin(values: np.ndarray, others: np.ndarray) -> tuple[list[float], list[float]]:
@@ -258,6 +357,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         labels, scores, source = score_test_set(model_root, args.test_dir)
         training = model_root / "training_metrics.json"
         training_report = json.loads(training.read_text()) if training.is_file() else {}
+        baseline = (
+            write_monitor_baseline(model_root, args.test_dir, args.baseline_dir, args.threshold)
+            if args.baseline_dir is not None
+            else None
+        )
     report = compute_report(labels, scores, args.threshold)
     report["data"] = {"source": source, "rows": len(labels)}
     report["model"] = {
@@ -265,6 +369,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for key in ("best_iteration", "hyperparameters", "xgboost_version")
         if key in training_report
     }
+    if baseline is not None:
+        report["monitoring_baseline"] = baseline
     args.output_dir.mkdir(parents=True, exist_ok=True)
     report["plots"] = write_plots(report, args.output_dir)
     (args.output_dir / "evaluation.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
@@ -290,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     cm = summary["confusion_matrix"]
     print(f"confusion_matrix tn={cm['tn']} fp={cm['fp']} fn={cm['fn']} tp={cm['tp']}")
     print(f"wrote {args.output_dir / 'evaluation.json'}")
+    if "monitoring_baseline" in report:
+        baseline = report["monitoring_baseline"]
+        print(f"wrote {args.baseline_dir / BASELINE_FILE}: {baseline['rows']} rows, columns {baseline['columns']}")
     return 0
 
 

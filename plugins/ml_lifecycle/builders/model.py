@@ -30,6 +30,7 @@ LINEAGE_KEYS = (
     "validation_result_uri",
     "evaluation_uri",
     "gate_uri",
+    "baseline_uri",
     "training_job",
     "code_digest",
 )

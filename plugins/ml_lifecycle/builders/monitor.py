@@ -30,7 +30,8 @@ ENDPOINT_LOCAL = "/opt/ml/processing/input/endpoint"
 STATISTICS = "statistics.json"
 CONSTRAINTS = "constraints.json"
 VIOLATIONS = "constraint_violations.json"
-#: the fraud baseline CSV has a header and only the model's input columns
+#: the baseline CSV (written by the evaluation job) has a header and the layout of a flattened capture
+#: record: the endpoint's output columns first (``START``), then its input columns
 DEFAULT_DATASET_FORMAT: dict[str, Any] = {"csv": {"header": True, "output_columns_position": "START"}}
 HOURLY = "cron(0 * ? * * *)"
 
@@ -124,6 +125,29 @@ def baseline_request(
     if network := _network(cfg):
         request["NetworkConfig"] = network
     return request
+
+
+def ignore_features(constraints: dict[str, Any], names: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``constraints.json`` with the constraints of ``names`` switched off; also the names it lacks.
+
+    Each named feature gets ``monitoringConfigOverrides.evaluate_constraints: Disabled`` (the constraints
+    schema's per-feature override) and, for string features, the same under
+    ``string_constraints.monitoring_config_overrides`` (where the SDK's ``Constraints.set_monitoring`` writes
+    it). Model Monitor then runs no check and computes no drift for them. Editing the suggested constraints
+    this way is how Model Monitor is tuned.
+    """
+    document = json.loads(json.dumps(constraints))
+    wanted = set(names)
+    found: set[str] = set()
+    for feature in document.get("features", []):
+        if feature.get("name") not in wanted:
+            continue
+        found.add(feature["name"])
+        feature.setdefault("monitoringConfigOverrides", {})["evaluate_constraints"] = "Disabled"
+        if "string_constraints" in feature:
+            overrides = feature["string_constraints"].setdefault("monitoring_config_overrides", {})
+            overrides["evaluate_constraints"] = "Disabled"
+    return document, [n for n in names if n not in found]
 
 
 def schedule_name(endpoint: str) -> str:

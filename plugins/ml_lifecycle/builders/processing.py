@@ -157,13 +157,21 @@ def preprocess_request(
     return build_processing_request(cfg, plan, spec)
 
 
+def monitor_baseline_uri(plan: RunPlan) -> str:
+    """S3 prefix of the run's Model Monitor baseline dataset (the evaluation job's ``baseline`` output)."""
+    return plan.job_uri("evaluate", "baseline") + "/"
+
+
 def evaluate_request(
     cfg: Config, plan: RunPlan, *, model_uri: str, test_uri: str, code_uri: str, try_number: int = 1
 ) -> dict[str, Any]:
-    """Score the test split with the trained model; writes ``evaluation.json`` and PNG plots.
+    """Score the test split with the trained model; writes ``evaluation.json``, PNG plots and the Model
+    Monitor baseline dataset.
 
-    Runs on the training image (it has the model's framework installed); output goes to the run's
-    ``evaluation`` report prefix.
+    Runs on the training image (it has the model's framework installed). ``evaluation`` goes to the run's
+    ``evaluation`` report prefix; ``baseline`` (``baseline.csv``: the model's CSV output columns, then its
+    CSV input columns, with a header: the layout of a flattened capture record) to the run's
+    ``evaluate/baseline/`` job prefix (:func:`monitor_baseline_uri`).
     """
     spec = ProcessingSpec(
         job_name=plan.job_name("evaluate", try_number),
@@ -171,12 +179,13 @@ def evaluate_request(
         code_uri=code_uri,
         script="evaluate.py",
         inputs={"model": model_uri, "test": test_uri},
-        outputs={"evaluation": plan.report_uri("evaluation") + "/"},
+        outputs={"evaluation": plan.report_uri("evaluation") + "/", "baseline": monitor_baseline_uri(plan)},
         arguments=(
             "--model-dir", input_path("model"),
             "--test-dir", input_path("test"),
             "--output-dir", output_path("evaluation"),
             "--threshold", str(cfg.training.gate.decision_threshold),
+            "--baseline-dir", output_path("baseline"),
         ),
     )  # fmt: skip
     return build_processing_request(cfg, plan, spec)

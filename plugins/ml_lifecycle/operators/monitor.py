@@ -53,10 +53,13 @@ class MonitoringScheduleLink(BaseAwsLink):
 def baseline_dataset_uri(cfg: Config, package: dict[str, Any]) -> str | None:
     """The Model Monitor baseline dataset of the training run that produced ``package``.
 
+    The dataset is the evaluation job's ``baseline.csv``: the model's own output columns first, then its
+    input columns, with a header, which is how Model Monitor flattens a captured CSV record.
     ``CustomerMetadataProperties.baseline_uri`` when the registration recorded it; otherwise derived from the
     run's lineage (``dag_id``, ``dag_run_id``, window) with the same naming the pipeline uses for the
-    preprocessing job's ``baseline`` output. ``None`` when the lineage is incomplete.
+    evaluation job's ``baseline`` output. ``None`` when the lineage is incomplete.
     """
+    from ml_lifecycle.builders.processing import monitor_baseline_uri
     from ml_lifecycle.naming import RunPlan, TrainingWindow
 
     props = package.get("CustomerMetadataProperties") or {}
@@ -78,7 +81,7 @@ def baseline_dataset_uri(cfg: Config, package: dict[str, Any]) -> str | None:
         )
     except (KeyError, ValueError):
         return None
-    return plan.job_uri("preprocess", "baseline") + "/"
+    return monitor_baseline_uri(plan)
 
 
 def processing_job_name(arn: str | None) -> str | None:
@@ -120,15 +123,23 @@ class _MonitorBase(AwsBaseOperator[SageMakerHook]):
 
 
 class DataQualityBaselineOperator(_MonitorBase):
-    """Suggest a data-quality baseline (statistics + constraints) from the training baseline dataset.
+    """Suggest a data-quality baseline (statistics + constraints) from the model's baseline dataset.
+
+    Once the baselining job has completed, the constraints of ``ignore_features`` are switched off in its
+    ``constraints.json`` (see :func:`ml_lifecycle.builders.monitor.ignore_features`); a name the baseline
+    does not have fails the task.
 
     XCom: ``{"job_name", "job_arn", "status", "output_uri", "statistics_uri", "constraints_uri",
-    "dataset_uri"}``.
+    "dataset_uri", "ignored_features"}``.
 
-    :param dataset_uri: S3 prefix of the baseline CSV (header, model input columns) (templated)
+    :param dataset_uri: S3 prefix of the baseline CSV: header, the endpoint's output columns, then its input
+        columns (the evaluation job's ``baseline.csv``) (templated)
     :param model_package_version: version of the deployed model (templated; names the job and output)
     :param endpoint_name: the monitored endpoint (templated; default ``deployment.endpoint_name``)
-    :param dataset_format: the analyzer's ``dataset_format`` (default: CSV with header)
+    :param dataset_format: the analyzer's ``dataset_format`` (default: CSV with header, output columns at
+        the start)
+    :param ignore_features: features whose constraints are not evaluated (default
+        ``monitoring.ignore_features``)
     :param poll_interval: seconds between job polls (default ``sagemaker.waiter_check_interval_seconds``)
     :param max_attempts: polls before giving up (default ``sagemaker.waiter_max_attempts``)
     """
@@ -143,6 +154,7 @@ class DataQualityBaselineOperator(_MonitorBase):
         model_package_version: int | str,
         endpoint_name: str | None = None,
         dataset_format: dict[str, Any] | None = None,
+        ignore_features: Sequence[str] | None = None,
         poll_interval: int | None = None,
         max_attempts: int | None = None,
         **kwargs: Any,
@@ -152,6 +164,7 @@ class DataQualityBaselineOperator(_MonitorBase):
         self.model_package_version = model_package_version
         self.endpoint_name = endpoint_name
         self.dataset_format = dataset_format
+        self.ignore_features = None if ignore_features is None else list(ignore_features)
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
 
@@ -175,7 +188,36 @@ class DataQualityBaselineOperator(_MonitorBase):
             "statistics_uri": f"{base}/{STATISTICS}",
             "constraints_uri": f"{base}/{CONSTRAINTS}",
             "dataset_uri": self.dataset_uri,
+            "ignored_features": self._ignore_features(f"{base}/{CONSTRAINTS}"),
         }
+
+    def _ignore_features(self, constraints_uri: str) -> list[str]:
+        """Switch off the constraints of the ignored features in the job's ``constraints.json``."""
+        from ml_lifecycle.builders.monitor import ignore_features
+        from ml_lifecycle.data.s3 import get_json, put_json
+
+        cfg = self._config()
+        names = cfg.monitoring.ignore_features if self.ignore_features is None else self.ignore_features
+        if not names:
+            return []
+        s3 = self._s3()
+        constraints = get_json(s3, constraints_uri)
+        edited, missing = ignore_features(constraints, list(names))
+        if missing:
+            present = [f.get("name") for f in constraints.get("features", [])]
+            raise AirflowFailException(
+                f"monitoring.ignore_features names {', '.join(missing)}, which the baseline {constraints_uri} does "
+                f"not have (its columns: {', '.join(map(str, present))})"
+            )
+        if edited != constraints:
+            extra = (
+                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": cfg.storage.kms_key_id}
+                if cfg.storage.kms_key_id
+                else {}
+            )
+            put_json(s3, constraints_uri, edited, **extra)
+            self.log.info("Constraints of %s not evaluated (%s)", ", ".join(names), constraints_uri)
+        return list(names)
 
     def _link(self, context: Context, name: str) -> None:
         SageMakerProcessingJobLink.persist(

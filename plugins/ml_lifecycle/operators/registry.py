@@ -9,7 +9,8 @@ version per run:
   is this run (and sends a run-derived ``ClientToken``), so a retry never registers a second version;
 - with the inference image, ``model.tar.gz``, ``ModelMetrics`` pointing at ``evaluation.json`` and the
   lineage in ``CustomerMetadataProperties`` (git commit, window, dataset and manifest URIs, validation
-  result, gate report, DAG run id, training job, code digest, metrics);
+  result, gate report, Model Monitor baseline dataset (``baseline_uri``), DAG run id, training job, code
+  digest, metrics);
 - with approval per environment (``training.approval``: ``auto`` -> ``Approved``, ``manual`` ->
   ``PendingManualApproval``), overridable per run.
 
@@ -102,6 +103,7 @@ def _package_summary(package: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "metrics": package_metrics(props),
         "evaluation_uri": props.get("evaluation_uri"),
         "gate_uri": props.get("gate_uri"),
+        "baseline_uri": props.get("baseline_uri"),
         "window_start": props.get("window_start"),
         "window_end": props.get("window_end"),
         "dag_run_id": props.get("dag_run_id"),
@@ -113,7 +115,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
     """Register this run's model version (once per run, only after a passing gate).
 
     XCom: ``{"model_package_arn", "model_package_group", "version", "approval_status", "model_uri",
-    "metrics", "evaluation_uri", "gate_uri", "window_start", "window_end", "dag_run_id",
+    "metrics", "evaluation_uri", "gate_uri", "baseline_uri", "window_start", "window_end", "dag_run_id",
     "already_registered"}``.
 
     :param model_uri: ``model.tar.gz`` of the chosen training job (templated)
@@ -122,6 +124,8 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
     :param validation_result_uri: the data validation result (templated)
     :param training_job: the training job (or best tuning child) that produced the model (templated)
     :param code_digest: the content digest of the training code (templated)
+    :param baseline_uri: the Model Monitor baseline dataset the evaluation wrote, recorded as the
+        ``baseline_uri`` metadata that ``deploy_model`` baselines the endpoint on (templated)
     :param approval: ``config`` (environment default), ``auto`` or ``manual`` (templated)
     :param gate_task_id: the quality gate task whose XCom decides
     """
@@ -133,6 +137,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         "validation_result_uri",
         "training_job",
         "code_digest",
+        "baseline_uri",
         "approval",
     )
     operator_extra_links = (SageMakerModelPackageLink(),)
@@ -148,6 +153,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         validation_result_uri: str | None = None,
         training_job: str | None = None,
         code_digest: str | None = None,
+        baseline_uri: str | None = None,
         approval: str = "config",
         gate_task_id: str = "gate",
         **kwargs: Any,
@@ -158,6 +164,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         self.validation_result_uri = validation_result_uri
         self.training_job = training_job
         self.code_digest = code_digest
+        self.baseline_uri = baseline_uri
         self.approval = approval
         self.gate_task_id = gate_task_id
 
@@ -244,6 +251,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
             "validation_result_uri": self.validation_result_uri,
             "evaluation_uri": gate.get("evaluation_uri"),
             "gate_uri": gate.get("gate_uri"),
+            "baseline_uri": self.baseline_uri if str(self.baseline_uri or "").startswith("s3://") else None,
             "training_job": self.training_job,
             "code_digest": self.code_digest,
         }
@@ -275,7 +283,8 @@ class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
     older window than the one already approved (a backfill) is registered but does not replace it.
 
     XCom: the pointer document ``{"model_package_arn", "model_package_group", "version", "model_uri",
-    "metrics", "evaluation_uri", "gate_uri", "window_start", "window_end", "dag_id", "dag_run_id"}``.
+    "metrics", "evaluation_uri", "gate_uri", "baseline_uri", "window_start", "window_end", "dag_id",
+    "dag_run_id"}``.
 
     :param pointer_uri: ``s3://.../approved.json`` (templated)
     :param register_task_id: the registration task whose XCom is published

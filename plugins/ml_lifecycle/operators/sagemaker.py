@@ -355,8 +355,10 @@ class PreprocessJobOperator(_ProcessingJobOperator):
 class EvaluationJobOperator(_ProcessingJobOperator):
     """Score the test split with the trained model in a SageMaker Processing job.
 
-    XCom: ``{"job_name", "job_arn", "status", "outputs": {"evaluation"}, "evaluation_uri"}`` where
-    ``evaluation_uri`` is the ``evaluation.json`` report beside the plots.
+    XCom: ``{"job_name", "job_arn", "status", "outputs": {"evaluation", "baseline"}, "evaluation_uri",
+    "baseline_uri"}`` where ``evaluation_uri`` is the ``evaluation.json`` report beside the plots and
+    ``baseline_uri`` the S3 prefix of the Model Monitor baseline dataset (``baseline.csv``: output columns,
+    then input columns).
 
     :param model_uri: ``model.tar.gz`` of the chosen training job (templated)
     :param test_uri: S3 prefix of the test split (templated)
@@ -387,6 +389,8 @@ class EvaluationJobOperator(_ProcessingJobOperator):
     def summarize(self, description: dict[str, Any]) -> dict[str, Any]:
         result = super().summarize(description)
         result["evaluation_uri"] = result["outputs"]["evaluation"].rstrip("/") + "/evaluation.json"
+        baseline = result["outputs"].get("baseline")
+        result["baseline_uri"] = baseline.rstrip("/") + "/" if baseline else None
         return result
 
 

@@ -108,7 +108,12 @@ def test_evaluate_request_is_valid(env):
         cfg, plan, model_uri="s3://b/m/model.tar.gz", test_uri="s3://b/t/", code_uri="s3://b/code/abc/src/"
     )
     assert_valid_request("CreateProcessingJob", request)
-    assert request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].startswith(plan.report_uri(""))
+    outputs = {o["OutputName"]: o["S3Output"] for o in request["ProcessingOutputConfig"]["Outputs"]}
+    assert outputs["evaluation"]["S3Uri"].startswith(plan.report_uri(""))
+    # the Model Monitor baseline dataset: a run-keyed prefix, written from the path the script is told
+    assert outputs["baseline"]["S3Uri"] == plan.job_uri("evaluate", "baseline") + "/"
+    arguments = request["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--baseline-dir") + 1] == outputs["baseline"]["LocalPath"]
 
 
 def test_security_settings_reach_every_job():

@@ -182,7 +182,16 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     logs["evaluate"] = _checked(
         run_script(
             "evaluate",
-            ["--model-dir", str(archive_dir), "--test-dir", str(processing / "test"), "--output-dir", str(evaluation)],
+            [
+                "--model-dir",
+                str(archive_dir),
+                "--test-dir",
+                str(processing / "test"),
+                "--output-dir",
+                str(evaluation),
+                "--baseline-dir",
+                str(root / "evaluation-baseline"),
+            ],
         ),
         "evaluate.py",
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -10,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.unit.include.conftest import CODE, PipelineRun
+from tests.unit.include.conftest import CODE, PipelineRun, load_script
 
 SCHEMA = json.loads((CODE.parents[0] / "sql" / "features_schema.json").read_text())
 METRIC_DEFINITIONS = json.loads((CODE / "training" / "metric_definitions.json").read_text())
@@ -123,3 +125,72 @@ def test_evaluation_report_layout_and_values(pipeline: PipelineRun) -> None:
 @pytest.mark.parametrize("image", ["roc_curve.png", "pr_curve.png"])
 def test_evaluation_writes_curve_images(pipeline: PipelineRun, image: str) -> None:
     assert (pipeline.evaluation / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _monitor_baseline(pipeline: PipelineRun) -> tuple[list[str], list[list[str]]]:
+    rows = list(csv.reader((pipeline.evaluation.parent / "evaluation-baseline" / "baseline.csv").open()))
+    return rows[0], rows[1:]
+
+
+def test_monitor_baseline_is_output_columns_then_input_columns(pipeline: PipelineRun) -> None:
+    header, rows = _monitor_baseline(pipeline)
+    assert header == ["fraud_probability", "is_fraud", *SCHEMA["features"]]
+    test_raw = pd.read_parquet(pipeline.processing / "test" / "test_raw.parquet")
+    assert len(rows) == len(test_raw)
+    assert all(len(row) == len(header) for row in rows)
+    report = json.loads((pipeline.evaluation / "evaluation.json").read_text())
+    assert report["monitoring_baseline"]["rows"] == len(rows)
+    assert report["monitoring_baseline"]["columns"] == header
+    # inputs written as a client writes a CSV request: whole numbers and flags as integers
+    for name in ("hour_of_day", "card_txn_count_24h", "is_weekend", "card_present"):
+        column = header.index(name)
+        assert all(re.fullmatch(r"\d+", row[column]) for row in rows), name
+
+
+def test_monitor_baseline_outputs_are_what_the_endpoint_answers(pipeline: PipelineRun) -> None:
+    handlers = load_script(pipeline.model_dir / "code" / "inference.py", "baseline_parity_inference")
+    model = handlers.model_fn(str(pipeline.model_dir))
+    header, rows = _monitor_baseline(pipeline)
+    width = len(header) - len(model.features)
+    sample = rows[:25]
+    request = "".join(",".join(row[width:]) + "\n" for row in sample)
+    answer, content_type = handlers.output_fn(
+        handlers.predict_fn(handlers.input_fn(request, "text/csv"), model), "text/csv"
+    )
+    assert content_type == "text/csv"
+    assert [line.split(",") for line in answer.splitlines()] == [row[:width] for row in sample]
+
+
+def test_captured_csv_traffic_flattens_to_the_baseline_columns(pipeline: PipelineRun, tmp_path: Path) -> None:
+    """A captured text/csv request and response line up with the baseline, column by column."""
+    from devstack.monitor_analyzer.datasets import read_capture, read_csv
+    from devstack.monitor_analyzer.stats import check, statistics, suggest_constraints
+    from devstack.sagemaker.capture import build_record
+
+    baseline_dir = pipeline.evaluation.parent / "evaluation-baseline"
+    baseline = read_csv(baseline_dir, header=True)
+    stats = statistics(baseline)
+    width = 2
+    records = []
+    for start in range(0, len(baseline.rows), 50):
+        chunk = baseline.rows[start : start + 50]
+        records.append(
+            build_record(
+                {"CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]},
+                request_body="".join(",".join(r[width:]) + "\n" for r in chunk).encode(),
+                request_content_type="text/csv",
+                response_body="".join(",".join(r[:width]) + "\n" for r in chunk).encode(),
+                response_content_type="text/csv",
+                inference_time=dt.datetime(2026, 3, 2, 10, 5, tzinfo=dt.UTC),
+            )
+        )
+    capture = tmp_path / "capture" / "fraud" / "AllTraffic" / "2026" / "03" / "02" / "10"
+    capture.mkdir(parents=True)
+    (capture / "05-00-000-x.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    names = [f["name"] for f in stats["features"]]
+    live = read_capture(tmp_path / "capture", ["endpointInput", "endpointOutput"], None, None, names)
+    assert live.columns == baseline.columns
+    types = {f["name"]: f["inferred_type"] for f in stats["features"]}
+    violations, drift = check(live, statistics(live, types), suggest_constraints(stats), stats)
+    assert violations == [], violations
+    assert set(drift) == set(baseline.columns)

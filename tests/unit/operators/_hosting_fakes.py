@@ -256,6 +256,9 @@ class FakeMonitoring(FakeSageMaker):
         self.schedules: dict[str, dict] = {}
         self.executions: list[dict] = []
         self.job_status = "Completed"
+        #: the columns of the constraints.json a baselining job writes (to the moto S3 of ``aws``)
+        self.baseline_columns = ["fraud_probability", "is_fraud", "amount", "hour_of_day", "day_of_week",
+                                 "is_weekend", "channel"]  # fmt: skip
 
     def create_processing_job(self, **request):
         self.calls.append(("create_processing_job", request))
@@ -265,7 +268,22 @@ class FakeMonitoring(FakeSageMaker):
             "ProcessingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/{name}",
             "ProcessingJobStatus": self.job_status,
         }
+        if request["AppSpecification"]["ImageUri"].endswith("sagemaker-model-monitor-analyzer"):
+            self._write_baseline(request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"])
         return {"ProcessingJobArn": self.jobs[name]["ProcessingJobArn"]}
+
+    def _write_baseline(self, output_uri):
+        bucket, prefix = output_uri.removeprefix("s3://").split("/", 1)
+        features = [
+            {"name": c, "inferred_type": "String", "completeness": 1.0, "string_constraints": {"domains": ["POS"]}}
+            if c == "channel"
+            else {"name": c, "inferred_type": "Fractional", "completeness": 1.0}
+            for c in self.baseline_columns
+        ]
+        constraints = {"version": 0.0, "features": features, "monitoring_config": {"evaluate_constraints": "Enabled"}}
+        s3 = boto3.client("s3")
+        s3.put_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/constraints.json", Body=json.dumps(constraints))
+        s3.put_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/statistics.json", Body=b'{"features": []}')
 
     def describe_processing_job(self, ProcessingJobName):
         if ProcessingJobName not in self.jobs:

@@ -83,7 +83,16 @@ def test_resolve_defaults_to_the_newest_approved_version():
     result = resolve(fake)
     assert result["version"] == 4 and result["source"] == "latest_approved"
     assert result["baseline_dataset_uri"].startswith("s3://ml-lifecycle-local/jobs/train_model/20260101-20260301/")
-    assert result["baseline_dataset_uri"].endswith("/preprocess/baseline/")
+    assert result["baseline_dataset_uri"].endswith("/evaluate/baseline/")
+
+
+def test_resolve_uses_the_recorded_baseline_dataset_first():
+    fake = registry()
+    recorded = "s3://ml-lifecycle-local/jobs/train_model/20260101-20260301/1234abcd/evaluate/baseline/"
+    fake.add_package(package(5, status="Approved", dag_id="train_model", dag_run_id="scheduled__y",
+                             window_start="2026-01-01T00:00:00+00:00", window_end="2026-03-01T00:00:00+00:00",
+                             baseline_uri=recorded))  # fmt: skip
+    assert resolve(fake)["baseline_dataset_uri"] == recorded
 
 
 def test_resolve_prefers_the_triggering_asset_event():

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import boto3
 import botocore.session
 import pytest
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -81,6 +82,38 @@ def test_baseline_job_follows_the_analyzer_contract(aws):
     ).execute(context())
     assert again == result
     assert len(fake.calls_named("create_processing_job")) == 1
+
+
+def _constraints(uri):
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def test_baseline_switches_off_the_ignored_calendar_features(aws):
+    cfg = load_config()
+    assert cfg.monitoring.ignore_features == ["hour_of_day", "day_of_week", "is_weekend"]
+    result = with_hook(
+        DataQualityBaselineOperator(task_id="baseline", dataset_uri=DATASET, model_package_version="3"),
+        FakeMonitoring(),
+    ).execute(context())
+    assert result["ignored_features"] == cfg.monitoring.ignore_features
+    features = {f["name"]: f for f in _constraints(result["constraints_uri"])["features"]}
+    off = {
+        name
+        for name, f in features.items()
+        if f.get("monitoringConfigOverrides") == {"evaluate_constraints": "Disabled"}
+    }
+    assert off == {"hour_of_day", "day_of_week", "is_weekend"}
+    assert "monitoring_config_overrides" not in features["channel"]["string_constraints"], "other features stay"
+
+
+def test_an_ignored_feature_the_baseline_lacks_fails_naming_it(aws):
+    fake = FakeMonitoring()
+    op = DataQualityBaselineOperator(
+        task_id="baseline", dataset_uri=DATASET, model_package_version="3", ignore_features=["hour_of_dy"]
+    )
+    with pytest.raises(AirflowFailException, match=r"names hour_of_dy, which the baseline .* does not have"):
+        with_hook(op, fake).execute(context())
 
 
 def test_baseline_in_progress_defers_and_a_failed_one_is_replaced_on_retry(aws):

@@ -26,6 +26,7 @@ GATE_PASSED = {
     "evaluation_uri": f"s3://{BUCKET}/reports/r/evaluation.json",
     "metrics": {"auc": 0.93, "recall": 0.61},
 }
+BASELINE = f"s3://{BUCKET}/jobs/train_model/20260130-20260301/abcd1234/evaluate/baseline/"
 GATE_REJECTED = {
     **GATE_PASSED,
     "decision": "rejected",
@@ -83,6 +84,7 @@ def _register(registry, s3, approval="config"):
         validation_result_uri=f"s3://{BUCKET}/reports/v/result.json",
         training_job="fraud-train-20260301-abcd1234",
         code_digest="0123456789abcdef",
+        baseline_uri=BASELINE,
         approval=approval,
     )
     op.__dict__["hook"] = FakeHook(registry, s3)
@@ -107,6 +109,8 @@ def test_registration_carries_metrics_and_lineage(registry, s3, monkeypatch):
     assert props["window_start"].startswith("2026-01-30") and props["window_end"].startswith("2026-03-01")
     assert props["manifest_uri"].endswith("_manifest.json")
     assert props["gate_uri"] == GATE_PASSED["gate_uri"]
+    assert props["baseline_uri"] == BASELINE, "deploy_model baselines Model Monitor on it"
+    assert result["baseline_uri"] == BASELINE
     assert props["metric:auc"] == "0.93"
     assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == GATE_PASSED["evaluation_uri"]
     assert package["InferenceSpecification"]["Containers"][0]["Image"] == CFG.sagemaker.images.inference
