@@ -20,7 +20,8 @@ Deploys an approved fraud model to the real-time endpoint and puts Model Monitor
   notification with the console links is published, and the deploy task fails. See
   `docs/runbook-rollback.md`.
 - **After a deployment**: auto-scaling (target tracking on invocations per instance), a data-quality
-  baseline from the model's training data, and the hourly monitoring schedule (`monitor_model` reads it).
+  baseline from the model's baseline dataset (written by its evaluation: the model's outputs, then its
+  inputs, the layout of a captured record), and the hourly monitoring schedule (`monitor_model` reads it).
 - Re-running a run that already deployed its model is a no-op for the endpoint.
 """
 
@@ -102,8 +103,8 @@ with DAG(
             type="string",
             pattern=r"^(|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)$",
             title="Baseline dataset (optional)",
-            description="S3 prefix of the CSV to baseline Model Monitor on; empty = the model's own training "
-            "baseline (from its registry lineage).",
+            description="S3 prefix of the CSV to baseline Model Monitor on (header; the endpoint's output "
+            "columns, then its input columns); empty = the model's own baseline dataset (its registry baseline_uri).",
         ),
     },
 ) as dag:

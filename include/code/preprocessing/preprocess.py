@@ -8,7 +8,8 @@ output of ``include/sql/features.sql``) and writes, under the processing root:
 - ``test/test_raw.parquet``: the test split as it came from the warehouse (keys, raw features, label),
   for the evaluation job;
 - ``baseline/baseline.csv``: the raw feature columns of the training split with a header and booleans
-  as 0/1, in the order the endpoint receives them (the Model Monitor baseline dataset);
+  as 0/1, in the order the endpoint receives them (a profile of the training inputs; the Model Monitor
+  baseline, which also needs the model's output columns, is written by the evaluation job);
 - ``preprocessor/preprocessor.joblib`` (a fitted scikit-learn ``ColumnTransformer``) and
   ``preprocessor/feature_spec.json`` (raw input columns, their kinds, categories and output order).
 

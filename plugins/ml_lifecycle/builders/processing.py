@@ -136,8 +136,9 @@ def preprocess_request(
     """Split the interval's dataset by time and fit the preprocessor.
 
     Reads the Parquet files of ``dataset_uri``; writes ``train``/``validation``/``test`` CSV splits (label
-    first, no header, as XGBoost reads them), the raw training ``baseline`` (for Model Monitor) and the
-    fitted ``preprocessor`` under the run's ``preprocess/`` prefix.
+    first, no header, as XGBoost reads them), the raw training inputs (``baseline``; input columns only, so
+    not the Model Monitor baseline: see :func:`evaluate_request`) and the fitted ``preprocessor`` under the
+    run's ``preprocess/`` prefix.
     """
     split = cfg.training.split
     spec = ProcessingSpec(
