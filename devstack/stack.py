@@ -629,7 +629,11 @@ class Stack:
             self.down()
         previous_ports = self._read_stack_file().get("ports", {})
         if self.seed_params is not None and not self.seed_file.exists():
-            # the Snowflake connector takes seconds to import: overlap that with the services' start-up
+            # the Snowflake connector takes seconds to import: overlap that with the services' start-up. pyarrow
+            # (which it imports) is loaded here first, on this thread: pyarrow 25's bundled allocator crashes the
+            # process later when libarrow was first loaded on a thread that has exited (docs/data-path.md,
+            # "Known native issues")
+            _import_quietly("pyarrow")
             threading.Thread(target=_import_quietly, args=("snowflake.connector",), daemon=True).start()
         started: dict[str, ServiceInfo] = {}
         if self.stop_with_parent is not None:

@@ -37,10 +37,19 @@ import html
 import json
 import math
 import os
+import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+# pyarrow 25.0.0's bundled mimalloc crashes or corrupts its heap when libarrow was first loaded on a thread
+# that has exited and another thread then allocates (apache/arrow#50471); Arrow reads its pool choice once,
+# when libarrow loads, so choose the system allocator before anything imports pyarrow, unless the
+# environment chose. The ml_lifecycle package does the same in the Airflow worker.
+if "pyarrow.lib" not in sys.modules and not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
 
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
 SAMPLE_SIZE = 20
@@ -62,6 +71,18 @@ SCHEMA_TYPES = frozenset(
 
 class SuiteError(ValueError):
     """The suite cannot be evaluated exactly in batches; the message names the expectation."""
+
+
+class ValidationTimeoutError(TimeoutError):
+    """The validation ran past its deadline; carries how far it got.
+
+    :param message: what happened
+    :param progress: ``rows``, ``batches``, ``elapsed_seconds`` and ``stage`` when the deadline passed
+    """
+
+    def __init__(self, message: str, progress: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.progress = progress
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -513,6 +534,7 @@ def validate_files(
     dataset_uri: str | None = None,
     empty_frame: Any = None,
     workdir: str | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Validate the Parquet files ``paths`` (read in order, one batch at a time) against ``suite``.
 
@@ -523,11 +545,26 @@ def validate_files(
     :param dataset_uri: recorded in the result
     :param empty_frame: a zero-row frame with the dataset's columns, validated when there are no rows at all
     :param workdir: where the uniqueness partitions are spilled (a temporary directory by default)
+    :param deadline: ``time.monotonic()`` value after which no further batch is started
     :return: GX's validation-result document (``success``, ``results``, ``statistics``, ``suite_name``,
         ``meta``) for the whole dataset, plus ``summary`` (see :func:`summarize`)
     :raises SuiteError: the suite cannot be evaluated exactly in batches
+    :raises ValidationTimeoutError: ``deadline`` passed before the last batch was validated
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    clock_start = time.monotonic()
+    rows = batches = 0
+
+    def check_deadline(stage: str) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            elapsed = round(time.monotonic() - clock_start, 1)
+            progress = {"rows": rows, "batches": batches, "elapsed_seconds": elapsed, "stage": stage}
+            raise ValidationTimeoutError(
+                f"validation ran past its deadline after {elapsed} s ({stage}; {rows} rows in {batches} batches "
+                "validated)",
+                progress,
+            )
+
     import great_expectations as gx
 
     expectations = suite["expectations"]
@@ -537,6 +574,7 @@ def validate_files(
     gx_suite = _gx_suite(gx, suite_name, batch_indexed) if batch_indexed else None
     batch_definition = _gx_batch_definition(gx) if batch_indexed else None
     started = dt.datetime.now(dt.UTC)
+    check_deadline("setting up Great Expectations")
 
     with tempfile.TemporaryDirectory(prefix="gx-validation-", dir=workdir) as scratch:
         evaluators = {
@@ -547,10 +585,10 @@ def validate_files(
         errors: dict[int, str] = {}
         totals = {i: _MapTotals() for i, _ in batch_indexed if groups[i] == "per-batch"}
         schema_results: dict[int, list[dict[str, Any]]] = {i: [] for i, _ in batch_indexed if groups[i] == "schema"}
-        rows = batches = 0
         try:
             frames = iter_frames(paths, batch_rows)
             for frame in _at_least_one(frames, empty_frame):
+                check_deadline(f"before batch {batches + 1}")
                 batches += 1
                 rows += len(frame)
                 if gx_suite is not None:

@@ -276,7 +276,10 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
         self, client: Any, prefix: str, sql_text: str, start: dt.datetime, end: dt.datetime
     ) -> tuple[list[dict[str, str]], list[dict[str, Any]], str | None, dict[str, Any]]:
         from ml_lifecycle.data.parquet import PartWriter, rebatch, schema_fields, schema_from_description
+        from ml_lifecycle.native import arrow_pool_warning
 
+        if warning := arrow_pool_warning():
+            self.log.warning(warning)
         params = {
             "interval_start": start.strftime("%Y-%m-%d %H:%M:%S.%f"),
             "interval_end": end.strftime("%Y-%m-%d %H:%M:%S.%f"),

@@ -18,7 +18,10 @@ inside ``execute``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import faulthandler
+import html
 import importlib.util
 import sys
 import tempfile
@@ -70,6 +73,55 @@ def load_validation_core() -> ModuleType:
     return module
 
 
+def incomplete_report(
+    manifest: dict[str, Any], suite_path: str, reason: str, progress: dict[str, Any], budget_seconds: int
+) -> dict[str, Any]:
+    """The report written when a validation stops before its verdict: what ran, how far, and why it stopped."""
+    return {
+        "success": False,
+        "complete": False,
+        "reason": reason,
+        "results": [],
+        "suite_path": suite_path,
+        "meta": {
+            "dataset_uri": manifest.get("dataset_uri"),
+            "row_count": manifest.get("row_count"),
+            "budget_seconds": budget_seconds,
+            "progress": progress,
+            "stopped_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+        "summary": {
+            "success": False,
+            "complete": False,
+            "dataset_uri": manifest.get("dataset_uri"),
+            "row_count": manifest.get("row_count"),
+            "validated_rows": progress.get("rows"),
+            "reason": reason,
+        },
+    }
+
+
+def render_incomplete_html(document: dict[str, Any]) -> str:
+    """A small HTML page for :func:`incomplete_report`."""
+    meta = document["meta"]
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in [
+            ("Dataset", meta.get("dataset_uri")),
+            ("Suite", document.get("suite_path")),
+            ("Rows in dataset", meta.get("row_count")),
+            ("Progress", meta.get("progress")),
+            ("Budget (s)", meta.get("budget_seconds")),
+            ("Stopped at", meta.get("stopped_at")),
+        ]
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Data validation INCOMPLETE</title>'
+        "</head><body><h1>Data validation INCOMPLETE: no verdict</h1>"
+        f"<p>{html.escape(document['reason'])}</p><table>{rows}</table></body></html>\n"
+    )
+
+
 def failure_message(summary: dict[str, Any], result_uri: str, docs_uri: str, limit: int = 20) -> str:
     """The ``AirflowFailException`` text: what failed (type, column, observed, samples) and where the report is."""
     failed = summary.get("failed") or []
@@ -100,6 +152,11 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
     :param report_uri: prefix the report is written to, e.g. ``<dataset_uri>validation/`` (templated)
     :param mode: ``worker`` (validate in the Airflow worker) or ``processing`` (in a SageMaker job)
     :param batch_rows: rows per validation batch (bounds memory in either mode)
+    :param timeout_seconds: worker mode: wall-clock budget of the validation (downloads included); past it no
+        further batch starts, an incomplete report is written and the task fails (retryable) naming how far it got
+    :param hang_grace_seconds: worker mode: if the validation is still running this long after the budget (stuck
+        in native code, where no Python timeout can reach it), every thread's stack is written to the task log and
+        the task process exits with status 1; ``None`` disables this backstop
     :param processing_job: for ``processing`` mode (templated): ``job_name`` (required, unique per run),
         ``role_arn``, ``image_uri``, ``instance_type`` (required); optional ``volume_size_gb`` (30),
         ``max_runtime_seconds`` (3600), ``volume_kms_key_id``, ``output_kms_key_id``,
@@ -125,6 +182,8 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         report_uri: str,
         mode: str = "worker",
         batch_rows: int = 100_000,
+        timeout_seconds: int = 1800,
+        hang_grace_seconds: int | None = 300,
         processing_job: dict[str, Any] | None = None,
         check_interval: int = 30,
         max_attempts: int = 240,
@@ -136,6 +195,10 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
             raise ValueError(f"{self.task_id}: mode must be one of {MODES}, got {mode!r}")
         if int(batch_rows) < 1:
             raise ValueError(f"{self.task_id}: batch_rows must be at least 1, got {batch_rows}")
+        if int(timeout_seconds) < 1:
+            raise ValueError(f"{self.task_id}: timeout_seconds must be at least 1, got {timeout_seconds}")
+        if hang_grace_seconds is not None and int(hang_grace_seconds) < 1:
+            raise ValueError(f"{self.task_id}: hang_grace_seconds must be at least 1 or None, got {hang_grace_seconds}")
         if mode == "processing":
             if not isinstance(processing_job, dict):
                 raise ValueError(f"{self.task_id}: mode 'processing' needs processing_job settings (a dict)")
@@ -147,6 +210,8 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         self.report_uri = report_uri
         self.mode = mode
         self.batch_rows = int(batch_rows)
+        self.timeout_seconds = int(timeout_seconds)
+        self.hang_grace_seconds = None if hang_grace_seconds is None else int(hang_grace_seconds)
         self.processing_job = processing_job
         self.check_interval = int(check_interval)
         self.max_attempts = int(max_attempts)
@@ -230,9 +295,13 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
 
     def _execute_worker(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.data.s3 import put_json, put_text
+        from ml_lifecycle.native import arrow_pool_warning
         from ml_lifecycle.operators.extract import resolve_include_path
 
+        deadline = time.monotonic() + self.timeout_seconds
         core = load_validation_core()
+        if warning := arrow_pool_warning():
+            self.log.warning(warning)
         suite = core.load_suite(resolve_include_path(self.suite_path))
         manifest = self._manifest()
         self.log.info(
@@ -249,22 +318,57 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
             import pandas as pd
 
             empty = pd.DataFrame({name: [] for name in manifest.get("columns", [])})
-        with tempfile.TemporaryDirectory(prefix="ml-lifecycle-validation-") as folder:
-            document = core.validate_files(
-                self._download_parts(manifest, folder),
-                suite,
-                batch_rows=self.batch_rows,
-                total_rows=manifest["row_count"],
-                dataset_uri=manifest["dataset_uri"],
-                empty_frame=empty,
-                workdir=folder,
-            )
         _, result_uri, docs_uri = self._report
         client = self.hook.conn
+        try:
+            with tempfile.TemporaryDirectory(prefix="ml-lifecycle-validation-") as folder, self._hang_backstop():
+                document = core.validate_files(
+                    self._download_parts(manifest, folder),
+                    suite,
+                    batch_rows=self.batch_rows,
+                    total_rows=manifest["row_count"],
+                    dataset_uri=manifest["dataset_uri"],
+                    empty_frame=empty,
+                    workdir=folder,
+                    deadline=deadline,
+                )
+        except core.ValidationTimeoutError as exc:
+            partial = incomplete_report(manifest, self.suite_path, str(exc), exc.progress, self.timeout_seconds)
+            put_json(client, result_uri, partial)
+            put_text(client, docs_uri, render_incomplete_html(partial), "text/html; charset=utf-8")
+            raise AirflowException(
+                f"Data validation of {self.dataset_uri} did not finish within its budget of {self.timeout_seconds} s "
+                f"(timeout_seconds): {exc}. No verdict; incomplete report: {result_uri}"
+            ) from None
         put_json(client, result_uri, document)
         put_text(client, docs_uri, core.render_html(document), "text/html; charset=utf-8")
         self.log.info("Wrote the validation report to %s and %s", result_uri, docs_uri)
         return self._finish(context, document)
+
+    @contextlib.contextmanager
+    def _hang_backstop(self) -> Iterator[None]:
+        """Past budget + grace, dump every thread's stack to stderr (the task log) and exit the process.
+
+        The budget itself is enforced between batches; this catches a thread stuck in native code, where
+        neither that check nor Airflow's ``execution_timeout`` (a SIGALRM handled by Python) can run.
+        faulthandler's watchdog is a C thread that needs no GIL.
+        """
+        if self.hang_grace_seconds is None:
+            yield
+            return
+        limit = self.timeout_seconds + self.hang_grace_seconds
+        self.log.info(
+            "Validation budget %d s; if it is still running after %d s, the task process writes every thread's "
+            "stack to its log and exits with status 1 (see docs/data-path.md, 'Known native issues')",
+            self.timeout_seconds,
+            limit,
+        )
+        sys.stderr.flush()
+        faulthandler.dump_traceback_later(limit, exit=True, file=sys.stderr)
+        try:
+            yield
+        finally:
+            faulthandler.cancel_dump_traceback_later()
 
     # ------------------------------------------------------------------------------------------- processing
 

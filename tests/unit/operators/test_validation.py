@@ -551,3 +551,90 @@ def test_processing_request_carries_the_security_settings_and_runs_the_shared_sc
     # an isolated job cannot reach PyPI: it must not try to install great_expectations
     assert request["Environment"] == {"VALIDATION_INSTALL_REQUIREMENTS": "0"}
     assert request["Tags"] == [{"Key": "project", "Value": "fraud"}]
+
+
+# ------------------------------------------------------------------------------- budget and hang backstop
+
+
+def test_validation_past_its_budget_stops_retryably_and_keeps_an_incomplete_report(
+    s3: Any, include: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    write_dataset(s3, GOOD)
+    core = load_validation_core()
+    original_iter = core.iter_frames
+
+    def slow_iter(paths: Any, batch_rows: int) -> Iterator[Any]:
+        for frame in original_iter(paths, batch_rows):
+            time.sleep(0.4)  # a validation that makes progress, too slowly for its budget
+            yield frame
+
+    monkeypatch.setattr(core, "iter_frames", slow_iter)
+
+    with pytest.raises(AirflowException) as caught:
+        run(timeout_seconds=1)
+
+    assert not isinstance(caught.value, AirflowFailException), "no verdict on the data: the task may be retried"
+    message = str(caught.value)
+    assert f"Data validation of {DATASET} did not finish within its budget of 1 s (timeout_seconds)" in message
+    assert f"incomplete report: {REPORT}validation_result.json" in message
+    document = report(s3)
+    assert document["success"] is False and document["complete"] is False
+    progress = document["meta"]["progress"]
+    assert progress["elapsed_seconds"] > 1
+    assert progress["rows"] < 2500 and progress["batches"] < 8
+    assert "ran past its deadline" in document["reason"]
+    assert "Data validation INCOMPLETE" in report_html(s3)
+
+
+HUNG_IN_NATIVE_CODE = """
+import ctypes, signal, sys
+from ml_lifecycle.operators.validation import DataValidationOperator
+
+class PythonTimeoutFired(Exception):
+    pass
+
+def alarm(signum, frame):
+    raise PythonTimeoutFired()
+
+def stuck_in_native_code():
+    # C code that holds the GIL and never returns to the interpreter: a thread relocking its own mutex
+    libc = ctypes.PyDLL(None)  # PyDLL keeps the GIL during the call, as a native extension may
+    mutex = ctypes.create_string_buffer(64)  # zeroed: a default (non-recursive) pthread mutex
+    libc.pthread_mutex_lock(mutex)
+    libc.pthread_mutex_lock(mutex)
+
+op = DataValidationOperator(
+    task_id="validate", aws_conn_id=None, dataset_uri="s3://b/d/", suite_path="gx/suite.json",
+    report_uri="s3://b/d/validation/", timeout_seconds=1, hang_grace_seconds=1,
+)
+signal.signal(signal.SIGALRM, alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.5)  # what Airflow's execution_timeout does
+with op._hang_backstop():
+    stuck_in_native_code()
+print("returned", flush=True)
+"""
+
+
+def test_a_validation_stuck_in_native_code_ends_the_task_process_with_every_stack(tmp_path: Path) -> None:
+    script = tmp_path / "hung.py"
+    script.write_text(HUNG_IN_NATIVE_CODE)
+
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=REPO, check=False
+    )
+
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Timeout (0:00:02)!" in done.stderr
+    assert "in stuck_in_native_code" in done.stderr  # the stuck frame is named in the dump
+    assert "PythonTimeoutFired" not in done.stderr  # the SIGALRM-based timeout never got to run
+    assert "returned" not in done.stdout
+
+
+def test_budget_arguments_are_checked() -> None:
+    for overrides, field in (({"timeout_seconds": 0}, "timeout_seconds"), ({"hang_grace_seconds": 0}, "hang_grace")):
+        with pytest.raises(ValueError, match=field):
+            DataValidationOperator(
+                task_id="v", dataset_uri=DATASET, suite_path="gx/suite.json", report_uri=REPORT, **overrides
+            )
