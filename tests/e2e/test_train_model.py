@@ -42,6 +42,7 @@ LINEAGE = (
     "validation_result_uri",
     "evaluation_uri",
     "gate_uri",
+    "baseline_uri",
     "training_job",
     "code_digest",
 )
@@ -153,6 +154,9 @@ def test_first_model_is_registered_with_metrics_and_lineage(backfill, aws, cfg):
     missing = [k for k in LINEAGE if not props.get(k)]
     assert not missing, f"lineage missing: {missing}"
     assert props["dataset_uri"] == first["plan"].dataset_uri
+    # the Model Monitor baseline dataset deploy_model uses: the evaluation job's baseline.csv
+    assert props["baseline_uri"] == first["plan"].job_uri("evaluate", "baseline") + "/"
+    assert _keys(aws["s3"], props["baseline_uri"]), "the baseline dataset exists"
     assert float(props["metric:auc"]) >= cfg.training.gate.thresholds["auc"]
     assert package["ModelApprovalStatus"] == "Approved"
     statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
