@@ -37,3 +37,8 @@ if [ -n "${env_name}" ] && [ -d "${config_dir}" ] && [ ! -f "${config_dir}/${env
   echo "ml-lifecycle: ${config_dir}/${env_name}.yaml does not exist; available:" \
     "$(cd "${config_dir}" && ls -- *.yaml 2>/dev/null | tr '\n' ' ')" >&2
 fi
+
+# pyarrow 25 (pinned by MWAA's constraints) crashes with its bundled mimalloc allocator when libarrow was
+# first loaded on a thread that has since exited (apache/arrow#50471); Arrow's system allocator avoids it.
+# The package sets the same default on import; setting it here covers every process from the start.
+export ARROW_DEFAULT_MEMORY_POOL="${ARROW_DEFAULT_MEMORY_POOL:-system}"
