@@ -111,20 +111,26 @@ def backfill(ui: Any, start: dt.date, days: int, max_active_runs: int, timeout: 
     token = ui.token()
     end = start + dt.timedelta(days=days - 1)
     created = time.monotonic()
-    backfill = ui.api(
-        "POST",
-        "/api/v2/backfills",
-        token=token,
-        body={
-            "dag_id": DAG_ID,
-            "from_date": dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC).isoformat(),
-            "to_date": dt.datetime.combine(end, dt.time.min, tzinfo=dt.UTC).isoformat(),
-            "max_active_runs": max_active_runs,
-            "reprocess_behavior": "none",
-            "run_backwards": False,
-            "dag_run_conf": {},
-        },
-    )
+    from tools.ui import UIError
+
+    request = {
+        "dag_id": DAG_ID,
+        "from_date": dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC).isoformat(),
+        "to_date": dt.datetime.combine(end, dt.time.min, tzinfo=dt.UTC).isoformat(),
+        "max_active_runs": max_active_runs,
+        "reprocess_behavior": "none",
+        "run_backwards": False,
+        "dag_run_conf": {},
+    }
+    for attempt in range(30):
+        try:
+            backfill = ui.api("POST", "/api/v2/backfills", token=token, body=request)
+            break
+        except UIError as exc:
+            # SQLite: the API refuses (503) while the scheduler holds the write lock; try again shortly
+            if "HTTP 503" not in str(exc) or attempt == 29:
+                raise
+            time.sleep(2)
     deadline = created + timeout
     peak = 0
     while True:
@@ -138,6 +144,11 @@ def backfill(ui: Any, start: dt.date, days: int, max_active_runs: int, timeout: 
             raise RuntimeError(f"backfill {backfill['id']} not done after {timeout:.0f}s: {dict(states)}")
         time.sleep(2)
     wall = time.monotonic() - created
+    # the scheduler marks the backfill complete a moment later; a DAG takes one running backfill at a time
+    while not ui.api("GET", f"/api/v2/backfills/{backfill['id']}", token=token).get("completed_at"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"backfill {backfill['id']}: runs done but not marked complete")
+        time.sleep(1)
     return {
         "backfill_id": backfill["id"],
         "from": start.isoformat(),
@@ -150,7 +161,8 @@ def backfill(ui: Any, start: dt.date, days: int, max_active_runs: int, timeout: 
     }
 
 
-def transform_jobs(info: Any) -> list[str]:
+def transform_jobs(info: Any) -> dict[str, list[str]]:
+    """{interval key of the job's output path: [transform job names]} from ListTransformJobs."""
     sm = info.client("sagemaker")
     names, token = [], None
     while True:
@@ -158,7 +170,18 @@ def transform_jobs(info: Any) -> list[str]:
         names += [j["TransformJobName"] for j in page["TransformJobSummaries"]]
         token = page.get("NextToken")
         if not token:
-            return names
+            break
+    by_interval: dict[str, list[str]] = {}
+    for name in names:
+        output = sm.describe_transform_job(TransformJobName=name)["TransformOutput"]["S3OutputPath"]
+        interval = next((part for part in output.split("/") if "T0000-" in part), output)
+        by_interval.setdefault(interval, []).append(name)
+    return by_interval
+
+
+def _key(day: dt.date) -> str:
+    end = day + dt.timedelta(days=1)
+    return f"{day:%Y%m%d}T0000-{end:%Y%m%d}T0000"
 
 
 def main() -> int:
@@ -192,25 +215,27 @@ def main() -> int:
         package = register_rule_model(info, cfg)
         ui = AirflowUI(work / "airflow", devstack_env=info.env(), port=free_port())
         ui.start(timeout=600)
+        # the scheduler starts no run of a paused DAG, backfills included; the local settings turn catch-up off,
+        # so unpausing adds at most one scheduled run (for the latest interval, not one of the backfilled days)
+        ui.api("PATCH", f"/api/v2/dags/{DAG_ID}", token=ui.token(), body={"is_paused": False})
         base = yesterday - dt.timedelta(days=2 * args.intervals + 5)
         warm = backfill(ui, base, 1, 1, timeout=900)
         sequential = backfill(ui, base + dt.timedelta(days=2), args.intervals, 1, timeout=3600)
         parallel = backfill(ui, base + dt.timedelta(days=2 + args.intervals), args.intervals, args.parallel, 3600)
         jobs = transform_jobs(info)
-        per_interval = Counter(jobs)
+        days = [base + dt.timedelta(days=i) for i in range(2, 2 + 2 * args.intervals)]
+        per_day = {day.isoformat(): len(jobs.get(_key(day), [])) for day in days}
         result |= {
             "model_package_arn": package,
             "warm_up": warm,
             "sequential": sequential,
             "parallel": parallel,
             "ratio": round(parallel["wall_s"] / sequential["wall_s"], 3),
-            "transform_jobs": len(jobs),
-            "duplicate_job_names": [n for n, c in per_interval.items() if c > 1],
-            "expected_transform_jobs": 1 + 2 * args.intervals,
+            "transform_jobs_per_backfilled_day": per_day,
+            "transform_jobs_total": sum(len(v) for v in jobs.values()),
+            "duplicate_intervals": {k: v for k, v in jobs.items() if len(v) > 1},
         }
-        result["no_duplicates"] = (
-            not result["duplicate_job_names"] and result["transform_jobs"] == result["expected_transform_jobs"]
-        )
+        result["no_duplicates"] = not result["duplicate_intervals"] and set(per_day.values()) == {1}
         result["met_target"] = result["ratio"] < TARGET_RATIO and result["no_duplicates"]
         result["reproduce"] = "make bench-backfill  (or .venv/bin/python benchmarks/backfill.py)"
     finally:
@@ -248,8 +273,9 @@ def write(result: dict[str, Any]) -> None:
         "",
         f"Parallel / sequential: **{result['ratio']}** (target < {result['target_ratio']}): "
         f"{'met' if result['ratio'] < result['target_ratio'] else 'missed'}.",
-        f"Transform jobs on the devstack: {result['transform_jobs']} for {result['expected_transform_jobs']} runs; "
-        f"duplicates: {result['duplicate_job_names'] or 'none'}.",
+        f"ListTransformJobs on the devstack: {result['transform_jobs_total']} jobs; one per backfilled day: "
+        f"{set(result['transform_jobs_per_backfilled_day'].values()) == {1}}; intervals with more than one job: "
+        f"{result['duplicate_intervals'] or 'none'}.",
         "",
     ]
     (RESULTS / "backfill.md").write_text("\n".join(lines), encoding="utf-8")
