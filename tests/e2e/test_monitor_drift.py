@@ -156,7 +156,7 @@ def asset_events(uri: str) -> list[Any]:
         return [SimpleNamespace(id=e.id, extra=dict(e.extra or {}), source_dag_id=e.source_dag_id) for e in events]
 
 
-def test_run(dag: Any, conf: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
+def dag_test_run(dag: Any, conf: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
     """``dag.test`` with ``conf``; (run id, {task: state}, {task: XCom return value})."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
@@ -178,9 +178,6 @@ def test_run(dag: Any, conf: dict[str, Any]) -> tuple[str, dict[str, str], dict[
             ).all()
         }
     return run.run_id, states, xcoms
-
-
-test_run.__test__ = False  # a helper, not a test
 
 
 def create_asset_triggered_runs() -> None:
@@ -400,7 +397,7 @@ def test_drifted_traffic_emits_the_drift_asset_and_queues_retraining(
     assert execution["MonitoringExecutionStatus"] == "Completed", execution
     timings["undrifted traffic + hourly execution"] = time.perf_counter() - started
 
-    run_id, states, xcoms = test_run(dags["monitor_model"], {"run_now": False})
+    run_id, states, xcoms = dag_test_run(dags["monitor_model"], {"run_now": False})
     assert states == {"choose_source": "success", "read_latest": "success", "run_now": "skipped",
                       "publish_drift": "skipped"}, states  # fmt: skip
     findings = xcoms["read_latest"]
@@ -419,7 +416,7 @@ def test_drifted_traffic_emits_the_drift_asset_and_queues_retraining(
     assert execution["MonitoringExecutionStatus"] == "CompletedWithViolations", execution
     timings["drifted traffic + hourly execution"] = time.perf_counter() - started
 
-    run_id, states, xcoms = test_run(dags["monitor_model"], {"run_now": False})
+    run_id, states, xcoms = dag_test_run(dags["monitor_model"], {"run_now": False})
     assert states["read_latest"] == "success" and states["publish_drift"] == "success", states
     findings = xcoms["read_latest"]
     assert findings["violation_count"] > cfg.monitoring.violation_threshold, findings
@@ -447,7 +444,7 @@ def test_drifted_traffic_emits_the_drift_asset_and_queues_retraining(
     timings["train_model queued"] = time.perf_counter() - started
 
     # 3. the one-off analysis of the last hour (monitor_model's run_now path) sees the drift too
-    run_id, states, xcoms = test_run(dags["monitor_model"], {"run_now": True, "window_hours": 1})
+    run_id, states, xcoms = dag_test_run(dags["monitor_model"], {"run_now": True, "window_hours": 1})
     assert states["run_now"] == "success" and states["publish_drift"] == "success", states
     assert xcoms["run_now"]["violation_count"] > cfg.monitoring.violation_threshold
     assert len(asset_events(drift_asset_uri)) == 2
