@@ -56,11 +56,21 @@ browser:  ## Debian's Chromium for the browser test (installed with apt-get when
 		echo "browser: chromium is missing; install it (sudo apt-get install chromium) or the UI test will fail"; \
 	fi
 
+# Each end-to-end suite owns a devstack of its own (a fresh pytest session), so no suite sees another's
+# endpoints, model versions or schedules; everything else shares one session.
+ISOLATED_SUITES = $(sort $(wildcard tests/e2e/test_*.py)) tests/faults tests/ui
+
 test: setup browser  ## set up, then run the whole suite (lint included)
-	$(PY) -m pytest
+	@status=0; \
+	$(PY) -m pytest $(addprefix --ignore=,$(ISOLATED_SUITES)) || status=1; \
+	for suite in $(ISOLATED_SUITES); do \
+		echo "== $$suite (own devstack)"; \
+		$(PY) -m pytest $$suite || status=1; \
+	done; \
+	exit $$status
 
 test-fast: setup  ## the suite without the slow end-to-end tests
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" $(addprefix --ignore=,$(ISOLATED_SUITES))
 
 lint: setup  ## ruff lint and format check
 	$(VENV)/bin/ruff check .
