@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -14,7 +15,13 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, sagemaker_service: Any, moto_endpoint: str) -> None:
-    """Point boto3 (and so the provider's hooks) at the devstack."""
+    """Point boto3 (and so the provider's hooks) at this module's servers.
+
+    Per-service endpoints a session's ``devstack`` fixture exported (S3, Logs, ...) are dropped first, so
+    every client reaches this module's moto and SageMaker service.
+    """
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_")]:
+        monkeypatch.delenv(key)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

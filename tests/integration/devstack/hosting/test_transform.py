@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from typing import Any
 
 import pytest
@@ -212,6 +213,10 @@ def test_transform_operator(
 ) -> None:
     from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTransformOperator
 
+    # a session's devstack fixture may have pointed every service (S3, Logs, ...) elsewhere: this test's
+    # servers only
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_")]:
+        monkeypatch.delenv(key)
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
