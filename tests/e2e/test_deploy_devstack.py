@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,17 +25,15 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 
 from ml_lifecycle.builders.endpoint import endpoint_config_request, model_name, production_variant
-from ml_lifecycle.config import load_config
 from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY, GuardedEndpointDeployOperator
 from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator
+from tests.e2e.own_config import own_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CFG = load_config()
-ENDPOINT = CFG.deployment.endpoint_name
-BUCKET = CFG.storage.bucket
-GROUP = CFG.sagemaker.model_package_group
-IMAGE = CFG.sagemaker.images.inference
+#: This module's own endpoint and model package group (other modules of the session have theirs).
+ENDPOINT = "fraud-deploy-e2e"
+GROUP = "fraud-detector-deploy-e2e"
 SCALE_MODEL = """
 import json, os
 
@@ -97,21 +96,36 @@ def deploy(arn: str) -> tuple[Any, TI]:
 
 
 @pytest.fixture(scope="module")
-def aws(devstack: Any) -> SimpleNamespace:
+def cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The ``local`` config naming this module's endpoint and model package group."""
+    with own_config(tmp_path_factory.mktemp("config"), endpoint=ENDPOINT, group=GROUP) as config:
+        yield config
+
+
+@pytest.fixture(scope="module")
+def aws(devstack: Any, cfg: Any) -> Iterator[SimpleNamespace]:
+    """Clients, bucket, topic (with a queue subscribed) and model package group; the endpoints go at the end.
+
+    The endpoints are deleted after the module, so their model servers do not run through later tests.
+    """
     s3 = devstack.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+        s3.create_bucket(Bucket=cfg.storage.bucket)
     sns, sqs = devstack.client("sns"), devstack.client("sqs")
-    topic = sns.create_topic(Name=CFG.notifications.sns_topic_arn.rsplit(":", 1)[1])["TopicArn"]
+    topic = sns.create_topic(Name=cfg.notifications.sns_topic_arn.rsplit(":", 1)[1])["TopicArn"]
     queue = sqs.create_queue(QueueName="e2e-deploy-notifications")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     sm = devstack.client("sagemaker")
     with contextlib.suppress(sm.exceptions.ClientError):
         sm.create_model_package_group(ModelPackageGroupName=GROUP)
-    return SimpleNamespace(
-        s3=s3, sm=sm, sqs=sqs, queue=queue, cloudwatch=devstack.client("cloudwatch"),
+    yield SimpleNamespace(
+        cfg=cfg, s3=s3, sm=sm, sqs=sqs, queue=queue, cloudwatch=devstack.client("cloudwatch"),
         runtime=devstack.client("sagemaker-runtime"), url=devstack.sagemaker_url,
     )  # fmt: skip
+    for endpoint in (ENDPOINT, STEPWISE_ENDPOINT):
+        with contextlib.suppress(sm.exceptions.ClientError):
+            sm.delete_endpoint(EndpointName=endpoint)
 
 
 def register(aws: SimpleNamespace, scale: float) -> str:
@@ -123,15 +137,16 @@ def register(aws: SimpleNamespace, scale: float) -> str:
             info.size = len(text.encode())
             tar.addfile(info, io.BytesIO(text.encode()))
     key = f"e2e/models/scale-{scale}/model.tar.gz"
-    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=buffer.getvalue())
+    bucket = aws.cfg.storage.bucket
+    aws.s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
     return aws.sm.create_model_package(
         ModelPackageGroupName=GROUP,
         ModelApprovalStatus="Approved",
         InferenceSpecification={
             "Containers": [
                 {
-                    "Image": IMAGE,
-                    "ModelDataUrl": f"s3://{BUCKET}/{key}",
+                    "Image": aws.cfg.sagemaker.images.inference,
+                    "ModelDataUrl": f"s3://{bucket}/{key}",
                     "Environment": {
                         "SAGEMAKER_PROGRAM": "inference.py",
                         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
@@ -204,7 +219,7 @@ def test_first_deployment_then_canary_then_alarm_rollback(aws: SimpleNamespace) 
     traffic = Traffic(aws)
     second, _ = deploy(v2)
     during = traffic.stop()
-    assert second["action"] == "updated" and second["strategy"] == CFG.deployment.strategy
+    assert second["action"] == "updated" and second["strategy"] == aws.cfg.deployment.strategy
     assert second["previous_endpoint_config_name"] == first["endpoint_config_name"]
     assert aws.sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == second["endpoint_config_name"]
     assert predictions(aws) == Counter({"6.0": 40})
@@ -215,8 +230,8 @@ def test_first_deployment_then_canary_then_alarm_rollback(aws: SimpleNamespace) 
     v3 = register(aws, scale=3.0)
     package = aws.sm.describe_model_package(ModelPackageName=v3)
     green = endpoint_config_request(
-        CFG,
-        variants=[production_variant(CFG, model=model_name(CFG, package), variant_name=second["variant_name"])],
+        aws.cfg,
+        variants=[production_variant(aws.cfg, model=model_name(aws.cfg, package), variant_name=second["variant_name"])],
         version=package["ModelPackageVersion"],
     )["EndpointConfigName"]
     control(aws.url, "POST", "/_devstack/hosting/faults", {
@@ -306,7 +321,7 @@ def test_stepwise_shift_checks_each_step_and_returns_all_traffic_on_a_breach(aws
 
     v3 = register(aws, scale=7.0)
     version = aws.sm.describe_model_package(ModelPackageName=v3)["ModelPackageVersion"]
-    bad_variant = f"{CFG.sagemaker.name_prefix}-v{version}"
+    bad_variant = f"{aws.cfg.sagemaker.name_prefix}-v{version}"
     control(aws.url, "POST", "/_devstack/hosting/faults", {
         "variant_errors": [{"endpoint": STEPWISE_ENDPOINT, "variant": bad_variant, "status": 500}],
     })  # fmt: skip

@@ -18,12 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from ml_lifecycle.config import load_config
 from ml_lifecycle.naming import RunPlan
+from tests.e2e.own_config import own_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 ROOT = Path(__file__).resolve().parents[2]
+#: This module's own model package group (and endpoint): the other modules of a session register theirs.
+GROUP = "fraud-detector-train-e2e"
+ENDPOINT = "fraud-train-e2e"
 WINDOW_DAYS = 28
 CONF = {"window_days": WINDOW_DAYS, "hyperparameters": {"num_round": 25}}
 BACKFILL = [dt.datetime(2026, 1, d, tzinfo=dt.UTC) for d in (29,)] + [
@@ -49,8 +52,10 @@ LINEAGE = (
 
 
 @pytest.fixture(scope="module")
-def cfg():
-    return load_config("local")
+def cfg(tmp_path_factory):
+    """The ``local`` config naming this module's model package group; the DAG and its tasks read it."""
+    with own_config(tmp_path_factory.mktemp("config"), endpoint=ENDPOINT, group=GROUP) as config:
+        yield config
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +113,17 @@ def _packages(sm, cfg):
 
 
 def _jobs(sm):
-    processing = [j["ProcessingJobName"] for j in sm.list_processing_jobs(MaxResults=100)["ProcessingJobSummaries"]]
-    training = [j["TrainingJobName"] for j in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]]
+    """Every processing and training job's name (all pages: a session's other modules run jobs too)."""
+    processing = [
+        j["ProcessingJobName"]
+        for page in sm.get_paginator("list_processing_jobs").paginate()
+        for j in page["ProcessingJobSummaries"]
+    ]
+    training = [
+        j["TrainingJobName"]
+        for page in sm.get_paginator("list_training_jobs").paginate()
+        for j in page["TrainingJobSummaries"]
+    ]
     return sorted(processing), sorted(training)
 
 
