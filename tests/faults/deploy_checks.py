@@ -6,13 +6,36 @@ from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
-from tests.faults.conftest import ENDPOINT, served
+from tests.faults.conftest import ENDPOINT, GROUP, served
 
 
 def endpoint_configs_of(aws: SimpleNamespace, version: int | str) -> list[str]:
-    """Endpoint configs created for a model package version (``<prefix>-ec-v<version>-...``)."""
+    """Endpoint configs created for version ``version`` of this suite's model package group.
+
+    Names are ``<prefix>-ec-v<version>-...`` whatever the group, so other suites' deployments of their own
+    version ``version`` match the name too: only configs with a variant serving this group's model (the
+    SageMaker Model the deployment made from the package) count.
+    """
+    from ml_lifecycle.builders.endpoint import model_name
+    from ml_lifecycle.config import load_config
+
+    arn = next(
+        p["ModelPackageArn"]
+        for page in aws.sm.get_paginator("list_model_packages").paginate(ModelPackageGroupName=GROUP)
+        for p in page["ModelPackageSummaryList"]
+        if str(p["ModelPackageVersion"]) == str(version)
+    )
+    model = model_name(load_config(), aws.sm.describe_model_package(ModelPackageName=arn))
     pages = aws.sm.get_paginator("list_endpoint_configs").paginate(NameContains=f"-ec-v{version}-")
-    return [c["EndpointConfigName"] for page in pages for c in page["EndpointConfigs"]]
+    names = [c["EndpointConfigName"] for page in pages for c in page["EndpointConfigs"]]
+    return [
+        name
+        for name in names
+        if any(
+            v["ModelName"] == model
+            for v in aws.sm.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"]
+        )
+    ]
 
 
 def assert_previous_model_serves_everything(aws: SimpleNamespace, previous: dict[str, Any]) -> None:
