@@ -17,6 +17,10 @@ SageMaker work.
 ``batch_score`` is used rather than ``train_model``: its runs are short (extract a day, one batch transform,
 load), so ten intervals fit in minutes on a small machine; ``train_model`` backfills the same way.
 
+Airflow refuses to create a backfill on SQLite while the scheduler writes ("not supported on SQLite under
+concurrent access"): run it with ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` on PostgreSQL for both halves to
+complete (``docker-compose.yaml``); on SQLite the parallel half fails.
+
 Reproduce: ``make bench-backfill`` (or ``.venv/bin/python benchmarks/backfill.py``).
 Target: parallel wall time < 0.5 x sequential, no duplicate jobs.
 """
