@@ -18,8 +18,8 @@ SageMaker work.
 load), so ten intervals fit in minutes on a small machine; ``train_model`` backfills the same way.
 
 Airflow refuses to create a backfill on SQLite while the scheduler writes ("not supported on SQLite under
-concurrent access"): run it with ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` on PostgreSQL for both halves to
-complete (``docker-compose.yaml``); on SQLite the parallel half fails.
+concurrent access"): set ``BENCH_SQL_ALCHEMY_CONN`` to an empty PostgreSQL database (for example the one of
+``docker-compose.yaml``) for both halves to complete; on SQLite (the default) the parallel half fails.
 
 Reproduce: ``make bench-backfill`` (or ``.venv/bin/python benchmarks/backfill.py``).
 Target: parallel wall time < 0.5 x sequential, no duplicate jobs.
@@ -217,7 +217,13 @@ def main() -> int:
         info = stack.up()
         ensure_buckets(info, "local")
         package = register_rule_model(info, cfg)
-        ui = AirflowUI(work / "airflow", devstack_env=info.env(), port=free_port())
+        database = os.environ.get("BENCH_SQL_ALCHEMY_CONN")
+        ui = AirflowUI(
+            work / "airflow",
+            devstack_env=info.env(),
+            port=free_port(),
+            extra_env={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database} if database else None,
+        )
         ui.start(timeout=600)
         # the scheduler starts no run of a paused DAG, backfills included; the local settings turn catch-up off,
         # so unpausing adds at most one scheduled run (for the latest interval, not one of the backfilled days)
