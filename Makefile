@@ -22,7 +22,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL := 0
 
-.PHONY: help setup test test-fast lint format lock devstack-up devstack-down devstack-status demo bench dist deploy ui browser clean
+.PHONY: help setup test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-slots bench-backfill bench-demo security dist deploy ui browser clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -103,6 +103,23 @@ dist: setup  ## build the MWAA bundle into dist/mwaa (same sources -> same bytes
 
 deploy: setup  ## upload dist/mwaa to ENV's bucket: make deploy ENV=dev [MWAA_ENVIRONMENT=name]
 	$(PY) -m tools.deploy --env $(ENV) $(if $(MWAA_ENVIRONMENT),--mwaa-environment $(MWAA_ENVIRONMENT))
+
+bench: bench-parse bench-slots bench-backfill bench-demo  ## every benchmark (results in benchmarks/results/)
+
+bench-parse: setup  ## DAG parse time per file beyond importing Airflow, against a ten-operator reference
+	$(PY) benchmarks/dag_parse.py
+
+bench-slots: setup  ## worker-slot share of a SageMaker wait, deferrable vs sync (~4 min)
+	$(PY) benchmarks/worker_slots.py
+
+bench-backfill: setup  ## 10-interval batch_score backfill, parallel vs sequential (parallel needs BENCH_SQL_ALCHEMY_CONN=postgresql://...)
+	$(PY) benchmarks/backfill.py
+
+bench-demo: setup  ## make demo's wall time, warm, with a per-task breakdown (~7 min)
+	$(PY) benchmarks/demo_wall.py
+
+security: setup  ## bandit, pip-audit (needs PyPI's JSON API) and the secrets scan on the devstack
+	$(PY) -m pytest tests/security
 
 clean:  ## remove build outputs and caches (keeps .venv and .devstack)
 	rm -rf dist .pytest_cache .ruff_cache
