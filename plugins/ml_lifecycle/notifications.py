@@ -26,14 +26,17 @@ _ACCESS_KEY = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
 
 
 def _redact(text: str) -> str:
+    # The credential patterns run first, on the text as written: the masker may already have replaced part of
+    # a key name (a registered secret such as "secret" turns "aws_secret_access_key" into "aws_***_access_key"),
+    # after which the patterns would no longer recognise the value that follows it.
+    text = _ACCESS_KEY.sub("***", _CREDENTIAL.sub(r"\1***", text))
     try:
         from airflow.sdk._shared.secrets_masker import redact
 
         text = str(redact(text))
-    except Exception:  # the masker is best effort; the patterns below still apply
+    except Exception:  # the masker is best effort; the patterns above already applied
         log.debug("secrets masker unavailable", exc_info=True)
-    text = _CREDENTIAL.sub(r"\1***", text)
-    return _ACCESS_KEY.sub("***", text)
+    return text
 
 
 def log_url(base_url: str, dag_id: str, run_id: str, task_id: str, try_number: int | None, map_index: int = -1) -> str:

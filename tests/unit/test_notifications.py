@@ -74,3 +74,11 @@ def test_no_topic_configured_sends_nothing():
     cfg = CFG.model_copy(update={"notifications": CFG.notifications.model_copy(update={"sns_topic_arn": None})})
     assert notifications.publish("s", "m", cfg=cfg) is False
     assert RecordingSns.calls == []
+
+
+def test_credentials_are_masked_even_when_the_masker_knows_part_of_a_key_name():
+    from airflow.sdk._shared.secrets_masker import mask_secret
+
+    mask_secret("secret")  # e.g. a connection whose password is the word "secret"
+    notifications.on_failure_callback(_context(RuntimeError("connect failed with aws_secret_access_key: abc/def+ghi")))
+    assert "abc/def+ghi" not in RecordingSns.calls[0]["message"]
