@@ -89,6 +89,8 @@ def test_stop_with_nothing_running(tmp_path: Path) -> None:
 )
 def test_the_catchup_policy_applies_when_airflow_parses_the_dags(tmp_path: Path, catchup: bool, expected: bool) -> None:
     env = AirflowUI(tmp_path / "home", catchup=catchup).environment(8080)
+    # the dev example turns catch-up on for train_model (local turns it off), so "kept" is observable
+    env["ML_LIFECYCLE_ENV"] = "dev"
     probe = (
         "from airflow.dag_processing.dagbag import DagBag\n"
         "bag = DagBag()\n"
