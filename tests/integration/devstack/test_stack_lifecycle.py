@@ -150,12 +150,14 @@ def test_stack_stops_when_the_process_that_started_it_is_killed(tmp_path: Path) 
         assert pids and all(_alive(pid) for pid in pids)
         owner.kill()
         owner.wait()
+        # the watchdog writes its line after it has stopped the services and cleared stack.json
+        watchdog_log = state / "logs" / "watchdog.log"
         deadline = time.monotonic() + 120
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        while "is gone; stopped" not in watchdog_log.read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert "is gone; stopped" in watchdog_log.read_text()
         assert not any(_alive(pid) for pid in pids)
         assert json.loads((state / "stack.json").read_text())["services"] == {}
-        assert "is gone; stopped" in (state / "logs" / "watchdog.log").read_text()
     finally:
         if owner.poll() is None:
             owner.kill()
