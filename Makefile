@@ -22,7 +22,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL := 0
 
-.PHONY: help setup test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-slots bench-backfill bench-demo security dist deploy ui browser clean
+.PHONY: help setup test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-devstack bench-slots bench-backfill bench-demo security dist deploy ui browser clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -104,10 +104,18 @@ dist: setup  ## build the MWAA bundle into dist/mwaa (same sources -> same bytes
 deploy: setup  ## upload dist/mwaa to ENV's bucket: make deploy ENV=dev [MWAA_ENVIRONMENT=name]
 	$(PY) -m tools.deploy --env $(ENV) $(if $(MWAA_ENVIRONMENT),--mwaa-environment $(MWAA_ENVIRONMENT))
 
-bench: bench-parse bench-slots bench-backfill bench-demo  ## every benchmark (results in benchmarks/results/)
+bench: bench-parse bench-extract bench-devstack bench-slots bench-backfill bench-demo  ## every benchmark (results in benchmarks/results/)
 
 bench-parse: setup  ## DAG parse time per file beyond importing Airflow, against a ten-operator reference
 	$(PY) benchmarks/dag_parse.py
+
+bench-extract: setup  ## extraction peak memory and rows/s at 100k, 1M, 5M rows vs the raw connector (~5 min)
+	$(PY) benchmarks/extraction.py
+	$(PY) benchmarks/extraction.py --rows 5000000 --methods operator_chunked_source --merge
+
+bench-devstack: setup  ## devstack start/stop and per-job overhead of its SageMaker service (~2 min)
+	$(PY) benchmarks/devstack_start.py
+	$(PY) benchmarks/devstack_overhead.py
 
 bench-slots: setup  ## worker-slot share of a SageMaker wait, deferrable vs sync (~4 min)
 	$(PY) benchmarks/worker_slots.py

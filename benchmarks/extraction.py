@@ -1,8 +1,9 @@
 """Peak memory of the streaming extraction against a naive fetchall, as rows grow.
 
-Usage::
+Usage (``make bench-extract`` runs the first two lines, which give the committed results)::
 
-    .venv/bin/python benchmarks/extraction.py                    # 100k and 1M rows
+    .venv/bin/python benchmarks/extraction.py                    # 100k and 1M rows, every method
+    .venv/bin/python benchmarks/extraction.py --rows 5000000 --methods operator_chunked_source --merge
     .venv/bin/python benchmarks/extraction.py --rows 100000 1000000 5000000
 
 Writes ``benchmarks/results/extraction.json`` and ``extraction.md``.
@@ -288,6 +289,9 @@ def _machine() -> dict[str, Any]:
     }
 
 
+PEAK_TARGET_MB = 400
+
+
 def _markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     lines = [
@@ -301,16 +305,32 @@ def _markdown(report: dict[str, Any]) -> str:
         "Peak RSS of the extracting process; the Snowflake stand-in and S3 run in other processes. "
         '"Above imports" subtracts the RSS the process had after importing its libraries.',
         "",
-        "| method | rows | seconds | peak RSS (MB) | peak above imports (MB) | Parquet bytes |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | rows | seconds | rows/s | peak RSS (MB) | peak above imports (MB) | Parquet bytes |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
+        rate = round(r["rows"] / r["seconds"]) if r["seconds"] else 0
         lines.append(
-            f"| {r['method']} | {r['rows']:,} | {r['seconds']} | {r['peak_rss_mb']} | {r['peak_above_imports_mb']} "
-            f"| {r['parquet_bytes']:,} |"
+            f"| {r['method']} | {r['rows']:,} | {r['seconds']} | {rate:,} | {r['peak_rss_mb']} "
+            f"| {r['peak_above_imports_mb']} | {r['parquet_bytes']:,} |"
         )
-    lines += ["", *report["notes"], ""]
+    lines += ["", _verdict(report["results"]), "", *report["notes"], ""]
     return "\n".join(lines)
+
+
+def _verdict(results: list[dict[str, Any]]) -> str:
+    """The target line: the operator's peak RSS at the largest row count, and how flat it stays."""
+    ours = [r for r in results if r["method"] == "operator_chunked_source"]
+    if not ours:
+        return f"Target: peak RSS flat as rows grow, <= {PEAK_TARGET_MB} MB at 5M rows: not measured."
+    largest = max(ours, key=lambda r: r["rows"])
+    smallest = min(ours, key=lambda r: r["rows"])
+    met = largest["rows"] >= 5_000_000 and largest["peak_rss_mb"] <= PEAK_TARGET_MB
+    return (
+        f"Target: peak RSS flat as rows grow, <= {PEAK_TARGET_MB} MB at 5M rows. operator_chunked_source: "
+        f"{smallest['peak_rss_mb']} MB at {smallest['rows']:,} rows, {largest['peak_rss_mb']} MB at "
+        f"{largest['rows']:,} rows: {'met' if met else 'NOT met'}."
+    )
 
 
 def main() -> int:
