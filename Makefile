@@ -120,7 +120,20 @@ bench-devstack: setup  ## devstack start/stop and per-job overhead of its SageMa
 bench-slots: setup  ## worker-slot share of a SageMaker wait, deferrable vs sync (~4 min)
 	$(PY) benchmarks/worker_slots.py
 
-bench-backfill: setup  ## 10-interval batch_score backfill, parallel vs sequential (parallel needs BENCH_SQL_ALCHEMY_CONN=postgresql://...)
+# Airflow refuses concurrent backfills on SQLite: the benchmark starts a throwaway PostgreSQL cluster from Debian's
+# server binaries (installed here with apt-get when running as root), or uses BENCH_SQL_ALCHEMY_CONN.
+bench-backfill: setup  ## 10-interval batch_score backfill, parallel vs sequential, on a throwaway PostgreSQL (~25 min)
+	@if [ -z "$$BENCH_SQL_ALCHEMY_CONN" ] && ! command -v initdb >/dev/null 2>&1 \
+		&& ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "bench-backfill: installing postgresql with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+		else \
+			echo "bench-backfill: PostgreSQL's server is missing; install it (sudo apt-get install postgresql)" \
+				"or set BENCH_SQL_ALCHEMY_CONN to an empty PostgreSQL database"; \
+			exit 2; \
+		fi; \
+	fi
 	$(PY) benchmarks/backfill.py
 
 bench-demo: setup  ## make demo's wall time, warm, with a per-task breakdown (~7 min)

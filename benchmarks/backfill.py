@@ -1,25 +1,32 @@
 """Backfill of 10 intervals of ``batch_score``: parallel runs against one run at a time.
 
-A real Airflow (``tools.ui.AirflowUI``: api-server, scheduler with the LocalExecutor, dag-processor,
-triggerer) runs the repository's DAGs on a devstack of its own, seeded with 120 days of transactions and
-one Approved model package (a small rule model speaking the fraud model's CSV contract, so the data path is
-real without a training run first). After one warm-up run, two backfills of 10 daily intervals each
-(different days, so nothing is re-attached) are created through the REST API, as ``airflow backfill
-create`` does:
+Each half runs on a fresh world of its own: a devstack seeded with 120 days of transactions and one Approved
+model package (a small rule model speaking the fraud model's CSV contract, so the data path is real without a
+training run first), and a real Airflow (``tools.ui.AirflowUI``: api-server, scheduler with the LocalExecutor,
+dag-processor, triggerer) on a fresh PostgreSQL database. After one warm-up run (a day outside the measured
+ones) and once no run is active, a backfill of the same 10 daily intervals is created through the REST API, as
+``airflow backfill create`` does:
 
 - sequential: ``max_active_runs=1``;
 - parallel: ``max_active_runs=10``.
 
-Wall time is from the backfill's creation to the last run's end. Afterwards the devstack's
-``ListTransformJobs`` must show exactly one transform job per interval: parallel runs must not duplicate
-SageMaker work.
+Same days, same data, empty SageMaker and Airflow state in both halves: neither half re-attaches to the other's
+jobs or finds its runs already done, and the second half does not inherit a longer job list or run table.
 
-``batch_score`` is used rather than ``train_model``: its runs are short (extract a day, one batch transform,
-load), so ten intervals fit in minutes on a small machine; ``train_model`` backfills the same way.
+Wall time is from the backfill's creation to the last run's end. The CPU time used meanwhile by the
+benchmark's own process tree (Airflow's components and task processes, the devstack and the jobs it runs) and
+by PostgreSQL is recorded, with the load average, so a missed target can be told apart from a busy machine.
+Afterwards each half's devstack must list (``ListTransformJobs``) exactly one transform job per interval:
+parallel runs must not duplicate SageMaker work.
 
-Airflow refuses to create a backfill on SQLite while the scheduler writes ("not supported on SQLite under
-concurrent access"): set ``BENCH_SQL_ALCHEMY_CONN`` to an empty PostgreSQL database (for example the one of
-``docker-compose.yaml``) for both halves to complete; on SQLite (the default) the parallel half fails.
+PostgreSQL: Airflow refuses to create a backfill on SQLite while the scheduler writes ("not supported on
+SQLite under concurrent access"). The benchmark starts a throwaway cluster (``initdb`` into a temporary
+directory, ``pg_ctl start`` on a free port of 127.0.0.1 with its socket in that directory, trust
+authentication; stopped and deleted at the end) from the server binaries on ``PATH`` or under
+``/usr/lib/postgresql/<version>/bin`` (Debian's ``postgresql`` package; ``make bench-backfill`` installs it
+when running as root). Run as root, the cluster runs as the ``postgres`` user, as the server requires.
+``BENCH_SQL_ALCHEMY_CONN=postgresql+psycopg2://...`` uses an existing empty database instead (it is reset
+before each half).
 
 Reproduce: ``make bench-backfill`` (or ``.venv/bin/python benchmarks/backfill.py``).
 Target: parallel wall time < 0.5 x sequential, no duplicate jobs.
@@ -28,17 +35,22 @@ Target: parallel wall time < 0.5 x sequential, no duplicate jobs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import glob
 import io
 import json
 import os
+import pwd
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +63,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DAG_ID = "batch_score"
 INTERVALS = 10
 TARGET_RATIO = 0.5
+TASKS = ("resolve", "extract", "prepare", "transform", "load")
 RULE_MODEL = """
 import csv, io
 
@@ -67,6 +80,215 @@ def predict_fn(rows, model):
 def output_fn(prediction, accept):
     return "".join(f"{p:.6f},{int(p > 0.5)}\\n" for p in prediction), "text/csv"
 """
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run; the message says what was missing or failed."""
+
+
+# ------------------------------------------------------------------------------------------- PostgreSQL
+
+
+def postgres_bin_dir() -> Path | None:
+    """Directory holding ``initdb`` and ``pg_ctl``: the one on ``PATH``, else Debian's newest version."""
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl"):
+        return Path(found).resolve().parent
+    candidates = sorted(
+        (Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")),
+        key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0,
+    )
+    return candidates[-1] if candidates else None
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster in a temporary directory, listening on a free port of 127.0.0.1.
+
+    Trust authentication for the ``postgres`` superuser, the socket in the cluster's own directory, default
+    server settings otherwise. The server refuses to run as root: as root, every server command runs as the
+    ``postgres`` system user (which Debian's package creates).
+
+    :param bin_dir: directory of ``initdb``, ``pg_ctl`` and ``createdb``.
+    """
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.dir: Path | None = None
+        self.port: int | None = None
+        self.started = False
+
+    @property
+    def data_dir(self) -> Path:
+        assert self.dir is not None
+        return self.dir / "data"
+
+    def _as_server_user(self) -> list[str]:
+        if os.geteuid() != 0:
+            return []
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            raise BenchError(
+                "running as root, the PostgreSQL server needs an unprivileged user to run as, and there is no "
+                "'postgres' user (Debian's postgresql package creates it)"
+            ) from None
+        runuser = shutil.which("runuser") or "/sbin/runuser"
+        return [runuser, "-u", "postgres", "--"]
+
+    def _run(self, argv: list[str], what: str, *, as_server: bool = True, timeout: float = 120) -> None:
+        prefix = self._as_server_user() if as_server else []
+        proc = subprocess.run(prefix + argv, cwd=self.dir, capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            raise BenchError(f"PostgreSQL {what} failed (exit code {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+
+    def start(self) -> None:
+        """``initdb`` and ``pg_ctl start``; wait until the server accepts connections."""
+        from devstack.stack import free_port
+
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        if self._as_server_user():
+            entry = pwd.getpwnam("postgres")
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+        self._run(
+            [
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
+            "initdb",
+        )
+        self.port = free_port()
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=200"
+        self._run(
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.dir / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "120",
+                "start",
+            ],
+            "pg_ctl start",
+            timeout=180,
+        )
+        self.started = True
+
+    def create_database(self, name: str) -> str:
+        """Create database ``name``; return its SQLAlchemy URL (psycopg2 over TCP on 127.0.0.1).
+
+        :param name: database name.
+        """
+        argv = [str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name]
+        self._run(argv, f"createdb {name}", as_server=False)
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
+
+    def postmaster_pid(self) -> int | None:
+        """Pid of the running server (first line of ``postmaster.pid``)."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast`` (SIGKILL when that fails), then delete the cluster's directory."""
+        if self.dir is None:
+            return
+        try:
+            if self.started:
+                try:
+                    self._run(
+                        [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"], "stop"
+                    )
+                except (BenchError, subprocess.TimeoutExpired):
+                    pid = self.postmaster_pid()
+                    if pid:
+                        _kill(pid)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+            self.started = False
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL ``pid`` (a server that did not stop); a process already gone is fine."""
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def reset_database(url: str, env: dict[str, str]) -> None:
+    """Empty an existing Airflow database (``airflow db reset``) so a half starts from no state.
+
+    :param url: SQLAlchemy URL.
+    :param env: Airflow environment of the half.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "reset", "--yes", "--skip-init"],
+        env=env | {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"`airflow db reset` on BENCH_SQL_ALCHEMY_CONN failed: {proc.stderr.strip()[-2000:]}")
+
+
+# ------------------------------------------------------------------------------------------ measurement
+
+
+def cpu_seconds(roots: list[int]) -> float:
+    """CPU seconds (user + system) of the processes under ``roots``, including reaped descendants.
+
+    Summed over the live processes of each tree: their own time plus that of the children they have reaped.
+    The difference of two readings is the CPU the trees used in between (a process reaped by one outside the
+    trees is missed).
+
+    :param roots: pids of the tree roots.
+    """
+    import psutil
+
+    seen: set[int] = set()
+    total = 0.0
+    for root in roots:
+        try:
+            top = psutil.Process(root)
+            procs = [top, *top.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in procs:
+            if proc.pid in seen:
+                continue
+            seen.add(proc.pid)
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def uptime() -> str:
+    """The ``uptime`` line (load averages), or ``os.getloadavg`` when the command is missing."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# ------------------------------------------------------------------------------------------------ world
 
 
 def register_rule_model(info: Any, cfg: Any) -> str:
@@ -99,24 +321,80 @@ def register_rule_model(info: Any, cfg: Any) -> str:
     )["ModelPackageArn"]
 
 
+def _all_runs(ui: Any, token: str) -> list[dict[str, Any]]:
+    return ui.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100", token=token)["dag_runs"]
+
+
 def _runs(ui: Any, token: str, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
     """Runs of batch_score whose logical date is in [start, end] (inclusive)."""
-    runs = ui.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100", token=token)["dag_runs"]
     out = []
-    for run in runs:
+    for run in _all_runs(ui, token):
         logical = run.get("logical_date")
         if logical and start <= dt.datetime.fromisoformat(logical).date() <= end:
             out.append(run)
     return out
 
 
-def backfill(ui: Any, start: dt.date, days: int, max_active_runs: int, timeout: float) -> dict[str, Any]:
-    """Create a backfill of ``days`` daily intervals from ``start``; wait for every run; time it."""
-    token = ui.token()
-    end = start + dt.timedelta(days=days - 1)
-    created = time.monotonic()
+def wait_idle(ui: Any, timeout: float) -> None:
+    """Wait until no run of batch_score is queued or running (the scheduled run unpausing created)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = _all_runs(ui, ui.token())
+        active = [r["run_id"] for r in runs if r["state"] in ("queued", "running")]
+        if not active:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"runs still active after {timeout:.0f}s: {active}")
+        time.sleep(2)
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+
+
+def task_breakdown(ui: Any, token: str, runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per task: mean seconds queued (waiting for an executor slot) and running, over ``runs``."""
+    queued: dict[str, list[float]] = {t: [] for t in TASKS}
+    running: dict[str, list[float]] = {t: [] for t in TASKS}
+    for run in runs:
+        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances?limit=100"
+        for ti in ui.api("GET", path, token=token)["task_instances"]:
+            if ti["task_id"] not in queued:
+                continue
+            q = _seconds(ti.get("queued_when"), ti.get("start_date"))
+            r = _seconds(ti.get("start_date"), ti.get("end_date"))
+            if q is not None:
+                queued[ti["task_id"]].append(q)
+            if r is not None:
+                running[ti["task_id"]].append(r)
+    return {
+        t: {
+            "mean_queued_s": round(mean(queued[t]), 1) if queued[t] else None,
+            "mean_running_s": round(mean(running[t]), 1) if running[t] else None,
+        }
+        for t in TASKS
+    }
+
+
+def backfill(
+    ui: Any,
+    start: dt.date,
+    days: int,
+    max_active_runs: int,
+    timeout: float,
+    cpu_roots: dict[str, list[int]] | None = None,
+) -> dict[str, Any]:
+    """Create a backfill of ``days`` daily intervals from ``start``; wait for every run; time it.
+
+    :param cpu_roots: process trees whose CPU time to record over the backfill, by name.
+    """
     from tools.ui import UIError
 
+    cpu_roots = cpu_roots or {}
+    token = ui.token()
+    end = start + dt.timedelta(days=days - 1)
     request = {
         "dag_id": DAG_ID,
         "from_date": dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC).isoformat(),
@@ -126,9 +404,12 @@ def backfill(ui: Any, start: dt.date, days: int, max_active_runs: int, timeout: 
         "run_backwards": False,
         "dag_run_conf": {},
     }
+    cpu_before = {name: cpu_seconds(pids) for name, pids in cpu_roots.items()}
+    load_start = uptime()
+    created = time.monotonic()
     for attempt in range(30):
         try:
-            backfill = ui.api("POST", "/api/v2/backfills", token=token, body=request)
+            created_backfill = ui.api("POST", "/api/v2/backfills", token=token, body=request)
             break
         except UIError as exc:
             # SQLite: the API refuses (503) while the scheduler holds the write lock; try again shortly
@@ -137,36 +418,57 @@ def backfill(ui: Any, start: dt.date, days: int, max_active_runs: int, timeout: 
             time.sleep(2)
     deadline = created + timeout
     peak = 0
+    loads: list[float] = []
+    token_at = time.monotonic()
     while True:
-        token = ui.token() if time.monotonic() - created > 600 else token
+        if time.monotonic() - token_at > 600:
+            token, token_at = ui.token(), time.monotonic()
         runs = _runs(ui, token, start, end)
         peak = max(peak, sum(1 for r in runs if r["state"] == "running"))
+        loads.append(os.getloadavg()[0])
         if len(runs) == days and all(r["state"] in ("success", "failed") for r in runs):
             break
         if time.monotonic() > deadline:
             states = Counter(r["state"] for r in runs)
-            raise RuntimeError(f"backfill {backfill['id']} not done after {timeout:.0f}s: {dict(states)}")
-        time.sleep(2)
-    wall = time.monotonic() - created
-    # the scheduler marks the backfill complete a moment later; a DAG takes one running backfill at a time
-    while not ui.api("GET", f"/api/v2/backfills/{backfill['id']}", token=token).get("completed_at"):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"backfill {backfill['id']}: runs done but not marked complete")
+            raise BenchError(f"backfill {created_backfill['id']} not done after {timeout:.0f}s: {dict(states)}")
         time.sleep(1)
-    return {
-        "backfill_id": backfill["id"],
+    wall = time.monotonic() - created
+    cpu = {name: round(cpu_seconds(pids) - cpu_before[name], 1) for name, pids in cpu_roots.items()}
+    load_end = uptime()
+    # the scheduler marks the backfill complete a moment later; a DAG takes one running backfill at a time
+    while not ui.api("GET", f"/api/v2/backfills/{created_backfill['id']}", token=token).get("completed_at"):
+        if time.monotonic() > deadline:
+            raise BenchError(f"backfill {created_backfill['id']}: runs done but not marked complete")
+        time.sleep(1)
+    durations = [d for d in (_seconds(r.get("start_date"), r.get("end_date")) for r in runs) if d is not None]
+    result: dict[str, Any] = {
+        "backfill_id": created_backfill["id"],
         "from": start.isoformat(),
         "to": end.isoformat(),
         "max_active_runs": max_active_runs,
-        "wall_s": round(wall, 2),
+        "wall_s": round(wall, 1),
         "runs": len(runs),
         "states": dict(Counter(r["state"] for r in runs)),
         "peak_running_runs_seen": peak,
+        "mean_run_s": round(mean(durations), 1) if durations else None,
+        "max_run_s": round(max(durations), 1) if durations else None,
     }
+    if cpu_roots:
+        result |= {
+            "cpu_s": cpu,
+            "cpu_s_total": round(sum(cpu.values()), 1),
+            "cpu_s_per_run": round(sum(cpu.values()) / days, 1),
+            "cpu_utilisation_cores": round(sum(cpu.values()) / wall, 2),
+            "uptime_at_start": load_start,
+            "uptime_at_end": load_end,
+            "load1_during": {"min": min(loads), "mean": round(mean(loads), 2), "max": max(loads)},
+            "tasks": task_breakdown(ui, token, runs),
+        }
+    return result
 
 
-def transform_jobs(info: Any) -> dict[str, list[str]]:
-    """{interval key of the job's output path: [transform job names]} from ListTransformJobs."""
+def transform_jobs(info: Any) -> dict[str, list[dict[str, Any]]]:
+    """{interval key of the job's output path: [{name, seconds}]} from ListTransformJobs."""
     sm = info.client("sagemaker")
     names, token = [], None
     while True:
@@ -175,11 +477,14 @@ def transform_jobs(info: Any) -> dict[str, list[str]]:
         token = page.get("NextToken")
         if not token:
             break
-    by_interval: dict[str, list[str]] = {}
+    by_interval: dict[str, list[dict[str, Any]]] = {}
     for name in names:
-        output = sm.describe_transform_job(TransformJobName=name)["TransformOutput"]["S3OutputPath"]
+        job = sm.describe_transform_job(TransformJobName=name)
+        output = job["TransformOutput"]["S3OutputPath"]
         interval = next((part for part in output.split("/") if "T0000-" in part), output)
-        by_interval.setdefault(interval, []).append(name)
+        started, ended = job.get("TransformStartTime"), job.get("TransformEndTime")
+        seconds = round((ended - started).total_seconds(), 1) if started and ended else None
+        by_interval.setdefault(interval, []).append({"name": name, "seconds": seconds})
     return by_interval
 
 
@@ -188,108 +493,222 @@ def _key(day: dt.date) -> str:
     return f"{day:%Y%m%d}T0000-{end:%Y%m%d}T0000"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--intervals", type=int, default=INTERVALS)
-    parser.add_argument("--parallel", type=int, default=10, help="max_active_runs of the parallel backfill")
-    args = parser.parse_args()
+def run_half(
+    name: str,
+    max_active_runs: int,
+    days: list[dt.date],
+    warm_day: dt.date,
+    database: str,
+    reset: bool,
+    postgres_pid: int | None,
+) -> dict[str, Any]:
+    """One half on a fresh devstack and a fresh Airflow database: warm-up run, then the timed backfill.
 
+    :param name: ``sequential`` or ``parallel``.
+    :param max_active_runs: the backfill's ``max_active_runs``.
+    :param days: the intervals to backfill (consecutive days).
+    :param warm_day: the warm-up run's day (not in ``days``).
+    :param database: SQLAlchemy URL of an empty database for Airflow.
+    :param reset: run ``airflow db reset`` on it first (a database not created for this half).
+    :param postgres_pid: the PostgreSQL server's pid, to record its CPU time.
+    """
     from devstack.snowflake.seed import SeedParams
     from devstack.stack import Stack, free_port
     from ml_lifecycle.config import load_config
     from tools.ui import AirflowUI, ensure_buckets
 
     cfg = load_config("local")
-    work = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
+    work = Path(tempfile.mkdtemp(prefix=f"bench-backfill-{name}-"))
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     seed = SeedParams(days=120, rows_per_day=300, start=yesterday - dt.timedelta(days=119))
-    stack = Stack(work / "devstack", seed=seed, startup_timeout=300)
+    stack = Stack(work / "devstack", seed=seed, startup_timeout=300, stop_with_parent=os.getpid())
     ui = None
-    result: dict[str, Any] = {
-        "benchmark": "backfill",
-        "dag": DAG_ID,
-        "intervals": args.intervals,
-        "target_ratio": TARGET_RATIO,
-        "machine": describe_machine(),
-        "load_average_at_start": os.getloadavg(),
-    }
     try:
+        print(f"[{name}] starting a devstack and Airflow", flush=True)
         info = stack.up()
         ensure_buckets(info, "local")
         package = register_rule_model(info, cfg)
-        database = os.environ.get("BENCH_SQL_ALCHEMY_CONN")
         ui = AirflowUI(
             work / "airflow",
             devstack_env=info.env(),
             port=free_port(),
-            extra_env={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database} if database else None,
+            extra_env={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database},
         )
+        if reset:
+            reset_database(database, ui.environment(0))
         ui.start(timeout=600)
+        ui.wait_parsed(ui.token(), timeout=300)
         # the scheduler starts no run of a paused DAG, backfills included; the local settings turn catch-up off,
         # so unpausing adds at most one scheduled run (for the latest interval, not one of the backfilled days)
         ui.api("PATCH", f"/api/v2/dags/{DAG_ID}", token=ui.token(), body={"is_paused": False})
-        base = yesterday - dt.timedelta(days=2 * args.intervals + 5)
-        warm = backfill(ui, base, 1, 1, timeout=900)
-        sequential = backfill(ui, base + dt.timedelta(days=2), args.intervals, 1, timeout=3600)
-        parallel = backfill(ui, base + dt.timedelta(days=2 + args.intervals), args.intervals, args.parallel, 3600)
+        print(f"[{name}] warm-up run ({warm_day})", flush=True)
+        warm = backfill(ui, warm_day, 1, 1, timeout=900)
+        wait_idle(ui, timeout=900)
+        roots = {"airflow_and_devstack": [os.getpid()]}
+        if postgres_pid:
+            roots["postgresql"] = [postgres_pid]
+        print(f"[{name}] backfill of {len(days)} days, max_active_runs={max_active_runs}", flush=True)
+        timed = backfill(ui, days[0], len(days), max_active_runs, timeout=3600, cpu_roots=roots)
         jobs = transform_jobs(info)
-        days = [base + dt.timedelta(days=i) for i in range(2, 2 + 2 * args.intervals)]
         per_day = {day.isoformat(): len(jobs.get(_key(day), [])) for day in days}
-        result |= {
+        job_seconds = [j["seconds"] for day in days for j in jobs.get(_key(day), []) if j["seconds"] is not None]
+        duplicates = {k: [j["name"] for j in v] for k, v in jobs.items() if len(v) > 1}
+        timed |= {
             "model_package_arn": package,
             "warm_up": warm,
-            "sequential": sequential,
-            "parallel": parallel,
-            "ratio": round(parallel["wall_s"] / sequential["wall_s"], 3),
-            "transform_jobs_per_backfilled_day": per_day,
             "transform_jobs_total": sum(len(v) for v in jobs.values()),
-            "duplicate_intervals": {k: v for k, v in jobs.items() if len(v) > 1},
+            "transform_jobs_per_backfilled_day": per_day,
+            "transform_job_mean_s": round(mean(job_seconds), 1) if job_seconds else None,
+            "duplicate_intervals": duplicates,
+            "no_duplicates": not duplicates and set(per_day.values()) == {1},
         }
-        result["no_duplicates"] = not result["duplicate_intervals"] and set(per_day.values()) == {1}
-        result["met_target"] = result["ratio"] < TARGET_RATIO and result["no_duplicates"]
-        result["reproduce"] = "make bench-backfill  (or .venv/bin/python benchmarks/backfill.py)"
+        print(f"[{name}] wall {timed['wall_s']} s, states {timed['states']}", flush=True)
+        return timed
     finally:
         if ui is not None:
             ui.stop()
         stack.down()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--intervals", type=int, default=INTERVALS)
+    parser.add_argument("--parallel", type=int, default=10, help="max_active_runs of the parallel backfill")
+    parser.add_argument(
+        "--order",
+        choices=("sequential-first", "parallel-first"),
+        default="sequential-first",
+        help="which half runs first",
+    )
+    args = parser.parse_args()
+
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    warm_day = yesterday - dt.timedelta(days=args.intervals + 5)
+    days = [warm_day + dt.timedelta(days=2 + i) for i in range(args.intervals)]
+    external = os.environ.get("BENCH_SQL_ALCHEMY_CONN")
+    cluster = None
+    result: dict[str, Any] = {
+        "benchmark": "backfill",
+        "dag": DAG_ID,
+        "intervals": args.intervals,
+        "days": [days[0].isoformat(), days[-1].isoformat()],
+        "target_ratio": TARGET_RATIO,
+        "machine": describe_machine(),
+        "uptime_at_start": uptime(),
+        "load_average_at_start": os.getloadavg(),
+        "order": args.order,
+    }
+    halves = [("sequential", 1), ("parallel", args.parallel)]
+    if args.order == "parallel-first":
+        halves.reverse()
+    try:
+        if external:
+            if not external.startswith("postgresql"):
+                raise BenchError("BENCH_SQL_ALCHEMY_CONN must be a PostgreSQL URL (postgresql+psycopg2://...)")
+            result["database"] = "PostgreSQL (BENCH_SQL_ALCHEMY_CONN, reset before each half)"
+        else:
+            bin_dir = postgres_bin_dir()
+            if bin_dir is None:
+                raise BenchError(
+                    "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or under /usr/lib/postgresql/*/bin: "
+                    "install Debian's postgresql package (`make bench-backfill` does as root) or set "
+                    "BENCH_SQL_ALCHEMY_CONN to an empty PostgreSQL database; Airflow refuses concurrent backfills "
+                    "on SQLite"
+                )
+            cluster = PostgresCluster(bin_dir)
+            cluster.start()
+            version = subprocess.run(
+                [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            result["database"] = f"{version}, throwaway cluster on 127.0.0.1, default settings, a database per half"
+        for name, max_active in halves:
+            if cluster is not None:
+                url, reset, pg_pid = cluster.create_database(f"airflow_{name}"), False, cluster.postmaster_pid()
+            else:
+                url, reset, pg_pid = external, True, None
+            result[name] = run_half(name, max_active, days, warm_day, url, reset, pg_pid)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    seq, par = result["sequential"], result["parallel"]
+    result["uptime_at_end"] = uptime()
+    result["ratio"] = round(par["wall_s"] / seq["wall_s"], 3)
+    result["no_duplicates"] = seq["no_duplicates"] and par["no_duplicates"]
+    result["all_succeeded"] = all(r["states"] == {"success": r["runs"]} for r in (seq, par))
+    result["met_target"] = result["ratio"] < TARGET_RATIO and result["no_duplicates"] and result["all_succeeded"]
+    cores = result["machine"]["cores"] or 1
+    # if the parallel half could use every core for the sequential half's CPU work and nothing else
+    result["cpu_bound_floor_ratio"] = round(seq["cpu_s_total"] / cores / seq["wall_s"], 3)
+    result["reproduce"] = "make bench-backfill  (or .venv/bin/python benchmarks/backfill.py)"
     write(result)
-    print(json.dumps({k: result.get(k) for k in ("sequential", "parallel", "ratio", "no_duplicates")}, indent=2))
-    ok = all(r["states"] == {"success": r["runs"]} for r in (result["sequential"], result["parallel"]))
-    return 0 if ok and result["no_duplicates"] else 1
+    print(json.dumps({k: result.get(k) for k in ("ratio", "no_duplicates", "all_succeeded", "met_target")}, indent=2))
+    return 0 if result["all_succeeded"] and result["no_duplicates"] else 1
 
 
 def write(result: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "backfill.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     seq, par = result["sequential"], result["parallel"]
+    halves = (("sequential", seq), ("parallel", par))
     lines = [
         f"# Backfill of {result['intervals']} intervals of {result['dag']}: parallel vs sequential",
         "",
-        f"Machine: {result['machine']['summary']} (commit {result['machine']['git_commit']}); load average at "
-        f"start: {', '.join(f'{x:.1f}' for x in result['load_average_at_start'])}.",
+        f"Machine: {result['machine']['summary']} (commit {result['machine']['git_commit']}), shared with other",
+        f"work. `uptime` at start: `{result['uptime_at_start']}`; at end: `{result['uptime_at_end']}`.",
         "",
-        "Airflow 3.3.1 (LocalExecutor, parallelism 8) on the devstack; backfills created through the REST API",
-        "(what `airflow backfill create` does), on different days so nothing is re-attached; one warm-up run",
-        "first. Reproduce: `make bench-backfill`.",
+        f"Airflow 3.3.1 (LocalExecutor, parallelism 8) on {result['database']}. Each half on a fresh",
+        "devstack and a fresh Airflow database, one warm-up run first (another day), then a backfill of the same",
+        f"days ({result['days'][0]} to {result['days'][1]}) created through the REST API (what `airflow backfill",
+        f"create` does); {result['order'].replace('-', ' ')}. Reproduce: `make bench-backfill`.",
         "",
-        "| backfill | max_active_runs | wall (s) | runs | states | most runs seen running at once |",
-        "|---|---|---|---|---|---|",
+        "| backfill | max_active_runs | wall (s) | runs | states | most running at once | mean run (s) "
+        "| CPU (s): Airflow + devstack / PostgreSQL | cores busy | load (1 min) during |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *(
             f"| {name} | {r['max_active_runs']} | {r['wall_s']} | {r['runs']} | {r['states']} | "
-            f"{r['peak_running_runs_seen']} |"
-            for name, r in (("sequential", seq), ("parallel", par))
+            f"{r['peak_running_runs_seen']} | {r['mean_run_s']} | {r['cpu_s'].get('airflow_and_devstack')} / "
+            f"{r['cpu_s'].get('postgresql', '-')} | {r['cpu_utilisation_cores']} | "
+            f"{r['load1_during']['min']:.1f}-{r['load1_during']['max']:.1f} (mean {r['load1_during']['mean']:.1f}) |"
+            for name, r in halves
         ),
         "",
         f"Parallel / sequential: **{result['ratio']}** (target < {result['target_ratio']}): "
-        f"{'met' if result['ratio'] < result['target_ratio'] else 'missed'}.",
-        f"ListTransformJobs on the devstack: {result['transform_jobs_total']} jobs; one per backfilled day: "
-        f"{set(result['transform_jobs_per_backfilled_day'].values()) == {1}}; intervals with more than one job: "
-        f"{result['duplicate_intervals'] or 'none'}.",
+        f"{'met' if result['met_target'] else 'missed'}.",
+        "",
+        "Mean seconds per task (queued = waiting for an executor slot, running = in its worker process):",
+        "",
+        "| task | sequential queued | sequential running | parallel queued | parallel running |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {t} | {seq['tasks'][t]['mean_queued_s']} | {seq['tasks'][t]['mean_running_s']} | "
+            f"{par['tasks'][t]['mean_queued_s']} | {par['tasks'][t]['mean_running_s']} |"
+            for t in TASKS
+        ),
+        "",
+        "Mean transform job, creation to end on the devstack: "
+        f"{seq['transform_job_mean_s']} s sequential, {par['transform_job_mean_s']} s parallel.",
+        "",
+        "No duplicate SageMaker work: "
+        + "; ".join(
+            f"{name}: `ListTransformJobs` lists {r['transform_jobs_total']} jobs, one per backfilled day: "
+            f"{set(r['transform_jobs_per_backfilled_day'].values()) == {1}}, intervals with more than one job: "
+            f"{r['duplicate_intervals'] or 'none'}"
+            for name, r in halves
+        )
+        + ".",
+        "",
+        f"CPU-bound floor: the sequential half used {seq['cpu_s_total']} CPU seconds "
+        f"({seq['cpu_s_per_run']} per run); spread over all {result['machine']['cores']} cores with nothing else "
+        f"running, that alone takes {result['cpu_bound_floor_ratio']} x the sequential wall time.",
         "",
     ]
     (RESULTS / "backfill.md").write_text("\n".join(lines), encoding="utf-8")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"backfill benchmark: {exc}", file=sys.stderr)
+        sys.exit(2)
