@@ -8,7 +8,8 @@ self-contained:
 
 - ``xgboost-model.json``: the booster, cut at its best iteration;
 - ``preprocessor.joblib`` and ``feature_spec.json``: copied from the ``preprocessor`` channel;
-- ``code/inference.py``: the serving handlers (where SageMaker's repacking puts them);
+- ``code/inference.py``: the serving handlers from the ``inference`` channel (where SageMaker's repacking
+  puts them);
 - ``training_metrics.json``: the printed metrics, hyperparameters and best iteration.
 
 Hyperparameters arrive as command-line arguments (``--max_depth 5 --eta 0.2 ...``), paths from the
@@ -96,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--inference-code",
         type=Path,
         default=None,
-        help="inference.py to bundle under code/ (default: SM_CHANNEL_INFERENCE, beside this script, ../inference/)",
+        help="inference.py to bundle under code/ (default: SM_CHANNEL_INFERENCE, else ../inference/)",
     )
     hps = parser.add_argument_group("hyperparameters")
     hps.add_argument("--max_depth", type=_int_value, default=5)
@@ -201,21 +202,22 @@ def _parse_eval(text: str) -> dict[str, float]:
 
 
 def find_inference_code(explicit: Path | None) -> Path:
-    """The serving handlers to bundle: ``--inference-code``, else an ``inference`` channel, else the copy
-    shipped beside this script (the training code package is self-contained), else ``../inference/``."""
-    here = Path(__file__).resolve().parent
-    defaults = [here / "inference.py", here.parent / "inference" / "inference.py"]
-    channel = _env_path("SM_CHANNEL_INFERENCE")
-    if channel is not None:
-        defaults.insert(0, channel / "inference.py")
-    candidates = [explicit] if explicit else defaults
+    """The serving handlers to bundle: ``--inference-code``, else the ``inference`` channel (how the
+    pipeline ships ``include/code/inference/``), else ``../inference/`` when run from a checkout."""
+    if explicit is not None:
+        candidates = [explicit]
+    else:
+        candidates = [Path(__file__).resolve().parent.parent / "inference" / "inference.py"]
+        channel = _env_path("SM_CHANNEL_INFERENCE")
+        if channel is not None:
+            candidates.insert(0, channel / "inference.py")
     for candidate in candidates:
-        if candidate is not None and candidate.is_file():
+        if candidate.is_file():
             return candidate
     raise TrainingError(
         "inference.py not found (looked at "
         + ", ".join(str(c) for c in candidates)
-        + "); ship inference.py with the training code, add an 'inference' channel or pass --inference-code"
+        + "); add an 'inference' channel holding inference.py or pass --inference-code"
     )
 
 

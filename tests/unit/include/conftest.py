@@ -167,9 +167,13 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     }
     # hyperparameters rendered the way the training toolkit renders them (sorted --key value pairs)
     hyperparameters = ["--eta", "0.3", "--max_depth", "4", "--num_round", "60", "--sagemaker_program", "train.py"]
-    # the training component is shipped alone (as sourcedir.tar.gz), so run it from a copy of its folder
+    # the training component is shipped alone (as sourcedir.tar.gz), so run it from a copy of its folder;
+    # the serving handlers arrive the way the pipeline sends them, as the ``inference`` channel
     code_dir = root / "training" / "code"
     shutil.copytree(SCRIPTS["train"].parent, code_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    inference_channel = root / "training" / "input" / "data" / "inference"
+    shutil.copytree(SCRIPTS["inference"].parent, inference_channel, ignore=shutil.ignore_patterns("__pycache__"))
+    env["SM_CHANNEL_INFERENCE"] = str(inference_channel)
     logs["train"] = _checked(run_script("train", hyperparameters, env, code_dir / "train.py"), "train.py")
 
     archive_dir = root / "evaluation-input" / "model"

@@ -96,6 +96,10 @@ def test_model_dir_is_self_contained(pipeline: PipelineRun) -> None:
         "code/inference.py",
         "training_metrics.json",
     } <= names
+    # the handlers endpoints and batch transform load are the current ones, not a stale copy
+    assert (pipeline.model_dir / "code" / "inference.py").read_bytes() == (
+        CODE / "inference" / "inference.py"
+    ).read_bytes()
     report = json.loads((pipeline.model_dir / "training_metrics.json").read_text())
     assert report["hyperparameters"]["max_depth"] == 4
     assert report["hyperparameters"]["scale_pos_weight"] > 1  # auto: negatives / positives

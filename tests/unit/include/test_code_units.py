@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -160,12 +161,34 @@ def test_train_needs_channel_paths(train: ModuleType, monkeypatch: pytest.Monkey
     assert "pass --train or set SM_CHANNEL_TRAIN" in capsys.readouterr().err
 
 
-def test_training_package_carries_the_current_inference_code() -> None:
-    """The training component is uploaded on its own; its copy of the handlers must be the real ones."""
-    shipped = (CODE / "training" / "inference.py").read_bytes()
-    assert shipped == (CODE / "inference" / "inference.py").read_bytes(), (
-        "include/code/training/inference.py is stale: copy include/code/inference/inference.py over it"
-    )
+def test_train_bundles_the_inference_channel_over_the_checkout(
+    train: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In a job the handlers arrive as the ``inference`` channel; that copy is the one bundled."""
+    channel = tmp_path / "input" / "data" / "inference"
+    channel.mkdir(parents=True)
+    (channel / "inference.py").write_text("# handlers from the channel\n")
+    monkeypatch.setenv("SM_CHANNEL_INFERENCE", str(channel))
+    assert train.find_inference_code(None) == channel / "inference.py"
+    explicit = tmp_path / "mine.py"
+    explicit.write_text("# handlers named on the command line\n")
+    assert train.find_inference_code(explicit) == explicit
+
+
+def test_train_outside_the_checkout_needs_the_inference_channel(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``sourcedir.tar.gz`` holds only the training folder: without the channel there are no handlers."""
+    shipped = tmp_path / "opt" / "ml" / "code"
+    shipped.mkdir(parents=True)
+    shutil.copy2(SCRIPTS["train"], shipped / "train.py")
+    monkeypatch.delenv("SM_CHANNEL_INFERENCE", raising=False)
+    module = load_script(shipped / "train.py", "fraud_train_shipped")
+    with pytest.raises(module.TrainingError, match=r"add an 'inference' channel holding inference\.py"):
+        module.find_inference_code(None)
+    missing = tmp_path / "nowhere.py"
+    with pytest.raises(module.TrainingError, match=re.escape(str(missing))):
+        module.find_inference_code(missing)
 
 
 def test_metric_definitions_match_only_their_own_line() -> None:

@@ -99,12 +99,11 @@ def test_model_trained_by_training_job_serves_real_predictions(
     processing = wait_for(lambda: sm.describe_processing_job(ProcessingJobName=job), "ProcessingJobStatus", 240)
     assert processing["ProcessingJobStatus"] == "Completed", processing.get("FailureReason")
 
-    sourcedir = _upload(
-        s3,
-        bucket,
-        "code/sourcedir.tar.gz",
-        _tar({"train.py": CODE / "training" / "train.py", "inference.py": CODE / "inference" / "inference.py"}),
-    )
+    sourcedir = _upload(s3, bucket, "code/sourcedir.tar.gz", _tar({"train.py": CODE / "training" / "train.py"}))
+    # as in the pipeline, the serving handlers reach train.py as the ``inference`` channel
+    handlers = _upload(s3, bucket, "code/inference/inference.py", (CODE / "inference" / "inference.py").read_bytes())
+    channels = {name: f"{processed}/{name}" for name in ("train", "validation", "preprocessor")}
+    channels["inference"] = handlers.rsplit("/", 1)[0] + "/"
     training = unique_name("train")
     sm.create_training_job(
         TrainingJobName=training,
@@ -122,12 +121,12 @@ def test_model_trained_by_training_job_serves_real_predictions(
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": f"{processed}/{channel}",
+                        "S3Uri": uri,
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
             }
-            for channel in ("train", "validation", "preprocessor")
+            for channel, uri in channels.items()
         ],
         OutputDataConfig={"S3OutputPath": f"s3://{bucket}/models"},
         ResourceConfig={"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5},
