@@ -5,22 +5,25 @@ Usage (with the devstack up: ``make devstack-up``)::
     .venv/bin/python scripts/demo.py [--date YYYY-MM-DD] [--window-days N] [--tuning] [--num-round N]
 
 It points Airflow at this repository (``AIRFLOW_HOME=.devstack/airflow``, SQLite, ``dags/`` and ``plugins/``,
-no examples), migrates the metadata database once, creates the environment's S3 bucket and SNS topic in the
-devstack if they are missing, runs ``airflow dags test train_model <date>`` and prints a summary read from
-Airflow's metadata database: the model package (ARN, version, approval), its metrics, the gate decision,
+no examples), migrates the metadata database once per Airflow version, creates the environment's S3 bucket and SNS topic
+in the devstack if they are missing, runs ``airflow dags test train_model <date>`` and prints a summary read
+from Airflow's metadata database: the model package (ARN, version, approval), its metrics, the gate decision,
 where the reports and plots are, and how long each task took.
 
-It imports neither the DAG package nor the devstack: the devstack's endpoints come from ``.devstack/env``
-and the bucket and topic from ``include/config/<ML_LIFECYCLE_ENV>.yaml``.
+It imports neither the DAG package nor the devstack, nor Airflow itself: the devstack's endpoints come from
+``.devstack/env``, the bucket and topic from ``include/config/<ML_LIFECYCLE_ENV>.yaml``, and the summary is
+read from the SQLite database with the standard library (Airflow starts once, in ``airflow dags test``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import shlex
+import sqlite3
 import subprocess
 import sys
 import time
@@ -57,6 +60,9 @@ def airflow_env(devstack_env: dict[str, str], airflow_home: Path) -> dict[str, s
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+            # this script migrates the database itself (once per Airflow version, see main); the CLI's own
+            # check would load Alembic and compare revisions on every run
+            "AIRFLOW__DATABASE__CHECK_MIGRATIONS": "False",
             "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
@@ -97,47 +103,57 @@ def run(cmd: list[str], env: dict[str, str], log_file: Path | None = None) -> in
         return subprocess.run(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
 
 
-def summary(env: dict[str, str]) -> dict[str, Any]:
-    """The latest train_model run, its task durations and the XComs that matter, from Airflow's DB."""
-    os.environ.update(env)
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
+def _xcom_value(raw: Any) -> Any:
+    """An XCom value as stored in the metadata database (JSON text) -> Python."""
+    if raw is None or not isinstance(raw, str | bytes):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
-    with create_session() as session:
-        dag_run = session.scalars(select(DagRun).where(DagRun.dag_id == DAG_ID).order_by(DagRun.id.desc())).first()
+
+def summary(database: Path) -> dict[str, Any]:
+    """The latest train_model run, its task durations and the XComs that matter, from Airflow's SQLite DB.
+
+    Read with :mod:`sqlite3` (read-only) rather than through Airflow's models, so the summary costs no second
+    Airflow start-up. Our tasks' return values are small JSON documents, stored as JSON text.
+
+    :param database: the metadata database file.
+    """
+    if not database.is_file():
+        raise SystemExit(f"no Airflow metadata database at {database}")
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        conn.row_factory = sqlite3.Row
+        dag_run = conn.execute(
+            "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
+        ).fetchone()
         if dag_run is None:
             raise SystemExit("no train_model run found in the metadata database")
-        tis = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == dag_run.run_id)
-        ).all()
-        xcoms = session.scalars(
-            select(XComModel).where(
-                XComModel.dag_id == DAG_ID, XComModel.run_id == dag_run.run_id, XComModel.key == "return_value"
-            )
-        ).all()
-        values = {x.task_id: XComModel.deserialize_value(x) for x in xcoms}
-        tasks = sorted(
-            (
-                {
-                    "task_id": ti.task_id,
-                    "state": str(getattr(ti.state, "value", ti.state)),
-                    "try_number": ti.try_number,
-                    "seconds": round(ti.duration, 1) if ti.duration is not None else None,
-                    "start": ti.start_date,
-                }
-                for ti in tis
-            ),
-            key=lambda t: (t["start"] is None, t["start"] or dt.datetime.max.replace(tzinfo=dt.UTC)),
-        )
-        return {
-            "run_id": dag_run.run_id,
-            "state": str(getattr(dag_run.state, "value", dag_run.state)),
-            "tasks": tasks,
-            "xcom": values,
-        }
+        tis = conn.execute(
+            "SELECT task_id, state, try_number, duration, start_date FROM task_instance "
+            "WHERE dag_id = ? AND run_id = ? ORDER BY start_date IS NULL, start_date, task_id",
+            (DAG_ID, dag_run["run_id"]),
+        ).fetchall()
+        xcoms = conn.execute(
+            "SELECT task_id, value FROM xcom WHERE dag_id = ? AND run_id = ? AND key = 'return_value'",
+            (DAG_ID, dag_run["run_id"]),
+        ).fetchall()
+    return {
+        "run_id": dag_run["run_id"],
+        "state": str(dag_run["state"]),
+        "tasks": [
+            {
+                "task_id": ti["task_id"],
+                "state": str(ti["state"]),
+                "try_number": ti["try_number"],
+                "seconds": round(ti["duration"], 1) if ti["duration"] is not None else None,
+                "start": ti["start_date"],
+            }
+            for ti in tis
+        ],
+        "xcom": {x["task_id"]: _xcom_value(x["value"]) for x in xcoms},
+    }
 
 
 def print_summary(result: dict[str, Any], wall: float, log_file: Path) -> None:
@@ -195,12 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     env = airflow_env(read_env_file(args.env_file), args.airflow_home)
     args.airflow_home.mkdir(parents=True, exist_ok=True)
     airflow = [sys.executable, "-m", "airflow"]
-    if not (args.airflow_home / ".migrated").exists():
-        print("Migrating the Airflow metadata database (once) ...", flush=True)
+    # the marker holds the Airflow version the database was migrated with: a new Airflow migrates again
+    marker, version = args.airflow_home / ".migrated", importlib.metadata.version("apache-airflow")
+    if not marker.is_file() or marker.read_text(encoding="utf-8").strip() != version:
+        print(f"Migrating the Airflow metadata database (once for Airflow {version}) ...", flush=True)
         if run([*airflow, "db", "migrate"], env, args.airflow_home / "migrate.log") != 0:
             print(f"airflow db migrate failed; see {args.airflow_home / 'migrate.log'}", file=sys.stderr)
             return 1
-        (args.airflow_home / ".migrated").touch()
+        marker.write_text(version + "\n", encoding="utf-8")
     ensure_bucket_and_topic(env)
 
     conf: dict[str, Any] = {"tuning": args.tuning}
@@ -214,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     code = run([*airflow, "dags", "test", DAG_ID, args.date, "--conf", json.dumps(conf)], env, log_file)
     wall = time.monotonic() - started
     try:
-        result = summary(env)
+        result = summary(args.airflow_home / "airflow.db")
     except Exception as exc:  # a summary problem must not hide the run's own outcome
         print(f"Could not read the run's summary: {exc}", file=sys.stderr)
         return code or 1
