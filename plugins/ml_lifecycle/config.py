@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_VAR = "ML_LIFECYCLE_ENV"
 CONFIG_DIR_VAR = "ML_LIFECYCLE_CONFIG_DIR"
@@ -33,8 +33,24 @@ _INSTANCE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
 _IMAGE = r"^[\w.-]+(/[\w.-]+)+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$"
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$"
 
-Percent = Annotated[float, Field(ge=0, le=100)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
+
+def _not_a_boolean(value: Any) -> Any:
+    """Refuse a boolean where a number is expected.
+
+    pydantic's lax mode reads ``True`` as 1, and YAML reads ``true``, ``yes`` and ``on`` as booleans, so a
+    slip such as ``max_jobs: yes`` would otherwise load as 1. Every other input goes on to the normal
+    number validation.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean (YAML reads true/false, yes/no and on/off as booleans)")
+    return value
+
+
+# integers and floats that refuse booleans; every numeric field of the config uses them
+Int = Annotated[int, BeforeValidator(_not_a_boolean)]
+Float = Annotated[float, BeforeValidator(_not_a_boolean)]
+Percent = Annotated[Float, Field(ge=0, le=100)]
+Fraction = Annotated[Float, Field(ge=0, le=1)]
 
 
 class ConfigError(ValueError):
@@ -59,7 +75,7 @@ class ExtractionConfig(_Strict):
         "stream",
         description="stream: the worker pages rows to Parquet; unload: Snowflake COPY INTO an external S3 stage",
     )
-    batch_rows: int = Field(50_000, ge=1_000, le=5_000_000)
+    batch_rows: Int = Field(50_000, ge=1_000, le=5_000_000)
     stage: str | None = Field(None, description="external stage for the unload mode, e.g. FRAUD_DB.RAW.ML_STAGE")
     storage_integration: str | None = None
 
@@ -146,9 +162,9 @@ class Images(_Strict):
 
 class ComputeConfig(_Strict):
     instance_type: str = Field(pattern=_INSTANCE)
-    instance_count: int = Field(1, ge=1, le=100)
-    volume_size_gb: int = Field(30, ge=1, le=16384)
-    max_runtime_seconds: int = Field(3600, ge=60, le=432_000)
+    instance_count: Int = Field(1, ge=1, le=100)
+    volume_size_gb: Int = Field(30, ge=1, le=16384)
+    max_runtime_seconds: Int = Field(3600, ge=60, le=432_000)
 
 
 HyperParameterValue = str | int | float | bool
@@ -156,15 +172,15 @@ HyperParameterValue = str | int | float | bool
 
 class IntegerRange(_Strict):
     type: Literal["integer"]
-    min: int
-    max: int
+    min: Int
+    max: Int
     scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = "Auto"
 
 
 class ContinuousRange(_Strict):
     type: Literal["continuous"]
-    min: float
-    max: float
+    min: Float
+    max: Float
     scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = "Auto"
 
 
@@ -180,8 +196,8 @@ class TuningConfig(_Strict):
     strategy: Literal["Bayesian", "Random", "Grid", "Hyperband"] = "Random"
     objective_metric: str = "validation:auc"
     objective_type: Literal["Maximize", "Minimize"] = "Maximize"
-    max_jobs: int = Field(6, ge=1, le=500)
-    max_parallel_jobs: int = Field(2, ge=1, le=100)
+    max_jobs: Int = Field(6, ge=1, le=500)
+    max_parallel_jobs: Int = Field(2, ge=1, le=100)
     ranges: dict[str, ParameterRange] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -205,8 +221,8 @@ class SageMakerConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict, max_length=40)
     model_package_group: str = Field(pattern=_SM_NAME)
     name_prefix: str = Field("fraud", pattern=r"^[a-z0-9](-*[a-z0-9]){0,11}$")
-    waiter_check_interval_seconds: int = Field(30, ge=1, le=600)
-    waiter_max_attempts: int = Field(240, ge=1, le=10_000)
+    waiter_check_interval_seconds: Int = Field(30, ge=1, le=600)
+    waiter_max_attempts: Int = Field(240, ge=1, le=10_000)
 
 
 # -------------------------------------------------------------------------------------------------- Pipeline
@@ -228,7 +244,7 @@ class DataValidationConfig(_Strict):
         "worker", description="worker: validate in the Airflow worker; processing: in a SageMaker job"
     )
     suite: str = Field("gx/card_transactions_features.json", description="path under include/")
-    batch_rows: int = Field(100_000, ge=1_000, le=5_000_000)
+    batch_rows: Int = Field(100_000, ge=1_000, le=5_000_000)
 
 
 class GateConfig(_Strict):
@@ -243,9 +259,9 @@ class TrainingPipelineConfig(_Strict):
     schedule: str = Field("@weekly", min_length=1)
     start_date: dt.date = Field(description="first scheduled interval (UTC)")
     catchup: bool = Field(True, description="run the intervals missed since start_date when unpaused")
-    window_days: int = Field(90, ge=1, le=3650)
-    min_rows: int = Field(1000, ge=1)
-    max_active_runs: int = Field(2, ge=1, le=16)
+    window_days: Int = Field(90, ge=1, le=3650)
+    min_rows: Int = Field(1000, ge=1)
+    max_active_runs: Int = Field(2, ge=1, le=16)
     approval: Literal["auto", "manual"] = "manual"
     split: SplitConfig = SplitConfig()
     validation: DataValidationConfig = DataValidationConfig()
@@ -257,9 +273,9 @@ class TrainingPipelineConfig(_Strict):
 
 class AutoScalingConfig(_Strict):
     enabled: bool = True
-    min_capacity: int = Field(1, ge=1)
-    max_capacity: int = Field(2, ge=1)
-    target_invocations_per_instance: float = Field(100.0, gt=0)
+    min_capacity: Int = Field(1, ge=1)
+    max_capacity: Int = Field(2, ge=1)
+    target_invocations_per_instance: Float = Field(100.0, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoScalingConfig:
@@ -271,16 +287,16 @@ class AutoScalingConfig(_Strict):
 class DeploymentConfig(_Strict):
     endpoint_name: str = Field(pattern=_SM_NAME)
     instance_type: str = Field(pattern=_INSTANCE)
-    initial_instance_count: int = Field(1, ge=1, le=100)
+    initial_instance_count: Int = Field(1, ge=1, le=100)
     strategy: Literal["canary", "linear", "all_at_once", "stepwise"] = "canary"
     canary_percent: Percent = 10
     linear_step_percent: Percent = 25
-    wait_interval_seconds: int = Field(300, ge=0, le=3600)
-    termination_wait_seconds: int = Field(300, ge=0, le=3600)
-    max_execution_timeout_seconds: int = Field(3600, ge=600, le=14400)
+    wait_interval_seconds: Int = Field(300, ge=0, le=3600)
+    termination_wait_seconds: Int = Field(300, ge=0, le=3600)
+    max_execution_timeout_seconds: Int = Field(3600, ge=600, le=14400)
     stepwise_percentages: list[Percent] = Field(default_factory=lambda: [10.0, 50.0, 100.0], min_length=1)
     max_5xx_rate: Fraction = 0.01
-    max_latency_p99_ms: float = Field(500, gt=0)
+    max_latency_p99_ms: Float = Field(500, gt=0)
     data_capture_percent: Percent = 100
     autoscaling: AutoScalingConfig = AutoScalingConfig()
 
@@ -288,8 +304,8 @@ class DeploymentConfig(_Strict):
 class MonitoringConfig(_Strict):
     schedule_expression: str = Field("cron(0 * ? * * *)", min_length=1, max_length=256)
     instance_type: str = Field("ml.m5.large", pattern=_INSTANCE)
-    max_runtime_seconds: int = Field(3600, ge=60, le=86400)
-    violation_threshold: int = Field(1, ge=1, description="violations that count as drift")
+    max_runtime_seconds: Int = Field(3600, ge=60, le=86400)
+    violation_threshold: Int = Field(1, ge=1, description="violations that count as drift")
     schedule: str = Field("@hourly", min_length=1, description="Airflow schedule of monitor_model")
     ignore_features: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list,
@@ -304,8 +320,8 @@ class BatchScoringConfig(_Strict):
     start_date: dt.date = Field(description="first scored day (UTC)")
     catchup: bool = Field(False, description="score the days missed since start_date when unpaused")
     instance_type: str = Field(pattern=_INSTANCE)
-    instance_count: int = Field(1, ge=1, le=100)
-    max_payload_mb: int = Field(6, ge=1, le=100)
+    instance_count: Int = Field(1, ge=1, le=100)
+    max_payload_mb: Int = Field(6, ge=1, le=100)
 
 
 class NotificationsConfig(_Strict):
@@ -376,8 +392,32 @@ def _format_location(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "<top level>"
 
 
-def _describe(error: dict[str, Any]) -> str:
-    where = _format_location(tuple(p for p in error["loc"] if not str(p).startswith(("function-", "tagged-"))))
+def _document_path(loc: tuple[Any, ...], document: Any) -> tuple[Any, ...]:
+    """``loc`` without the parts pydantic adds that are not keys of the document.
+
+    Those are validator wrappers (``function-...``, ``tagged-union[...]``) and the tag of a discriminated
+    union (``integer`` in ``sagemaker.tuning.ranges.max_depth.integer.min``): a tag is recognised as a part
+    that is not a key of the mapping it is read from but is that mapping's ``type``.
+    """
+    kept: list[Any] = []
+    node = document
+    for part in loc:
+        if str(part).startswith(("function-", "tagged-")):
+            continue
+        if isinstance(node, dict) and part not in node and node.get("type") == part:
+            continue
+        kept.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(kept)
+
+
+def _describe(error: dict[str, Any], document: Any = None) -> str:
+    where = _format_location(_document_path(tuple(error["loc"]), document))
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key (not part of the schema; check the spelling)"
     if error["type"] == "missing":
@@ -400,7 +440,7 @@ def parse_config(text: str, source: str) -> Config:
     try:
         return Config.model_validate({**data, "source_file": source})
     except ValidationError as exc:
-        problems = "\n".join(f"  - {_describe(err)}" for err in exc.errors())
+        problems = "\n".join(f"  - {_describe(err, data)}" for err in exc.errors())
         count = exc.error_count()
         raise ConfigError(f"{source}: {count} invalid field{'s' if count > 1 else ''}:\n{problems}") from None
 

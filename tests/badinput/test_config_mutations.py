@@ -187,21 +187,14 @@ def _locations(message: str) -> list[str]:
 
 
 def _names(message: str, site: Site, leaf: str | None = None) -> bool:
-    """Whether one reported location is the site's dotted path (or a member of a union at it).
-
-    Discriminator values that pydantic adds to locations inside a tagged union are ignored.
-    """
+    """Whether one reported location is the site's dotted path (or a place inside it)."""
     want = site.dotted + (f".{leaf}" if leaf else "") if site.path else (leaf or "")
     if site.discriminator:
         # pydantic reports a missing or unknown tag at the union's place, naming the tag's key
         parent = ".".join(site.path[:-1])
         return any(location == parent and f"'{site.path[-1]}'" in message for location in _locations(message))
-    for location in _locations(message):
-        parts = [p for p in location.split(".") if p not in site.tags]
-        cleaned = ".".join(parts)
-        if cleaned == want or cleaned.startswith(want + "."):
-            return True
-    return False
+    # the location is the document's dotted path: no discriminator tags or validator names in it
+    return any(location == want or location.startswith(want + ".") for location in _locations(message))
 
 
 def _reject(document: Any) -> str:
@@ -240,7 +233,8 @@ def wrong_type(site: Site) -> st.SearchStrategy[Any]:
     if annotation is bool:
         return st.one_of(mapping, listing, _TEXT.filter(_not_number), st.floats(0.01, 0.99))
     if annotation in (int, float):
-        wrong = st.one_of(mapping, listing, _TEXT.filter(_not_number))
+        # a boolean is not a number: the config refuses the 1/0 that pydantic's lax mode would make of it
+        wrong = st.one_of(mapping, listing, _TEXT.filter(_not_number), st.booleans())
         return st.one_of(wrong, st.floats(0.01, 0.99)) if annotation is int else wrong
     # str, Literal, unions of scalars: a mapping or a list is never one of them
     return st.one_of(mapping, listing)
@@ -328,6 +322,41 @@ def test_a_value_of_the_wrong_type_is_rejected(data: st.DataObject):
     _set(document, site.path, value)
     message = _reject(document)
     assert _names(message, site), f"{site.dotted} = {value!r} not named in:\n{message}"
+
+
+NUMBERS = [s for s in SITES if s.annotation in (int, float)]
+# how a person types a boolean in YAML 1.1 (PyYAML): each loads as True or False
+YAML_BOOLEANS = ["true", "false", "yes", "no", "on", "off", "True", "FALSE", "Yes", "NO", "On", "OFF"]
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_a_boolean_in_a_number_field_is_rejected(data: st.DataObject):
+    """``max_jobs: yes`` is a slip, not 1: every integer and float field refuses a boolean, naming the field."""
+    site = data.draw(st.sampled_from(NUMBERS), label="site")
+    word = data.draw(st.sampled_from(YAML_BOOLEANS), label="word")
+    document = copy.deepcopy(LOCAL)
+    _set(document, site.path, "__boolean__")
+    text = yaml.safe_dump(document, sort_keys=False).replace("__boolean__", word)
+    assert isinstance(_get(yaml.safe_load(text), site.path), bool)
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.parse_config(text, SOURCE)
+    message = str(caught.value)
+    assert message.startswith(f"{SOURCE}: 1 invalid field:"), message
+    assert f"  - {site.dotted}: expected a number, not a boolean" in message, message
+
+
+def test_every_number_field_is_covered():
+    """The walk finds the integer and float fields (including tuning ranges and thresholds) to try booleans on."""
+    dotted = {s.dotted for s in NUMBERS}
+    assert {
+        "sagemaker.tuning.max_jobs",
+        "sagemaker.tuning.ranges.max_depth.min",
+        "sagemaker.tuning.ranges.eta.max",
+        "training.gate.thresholds.auc",
+        "deployment.canary_percent",
+    } <= dotted
+    assert len(NUMBERS) >= 25
 
 
 @EXAMPLES

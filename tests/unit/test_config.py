@@ -127,6 +127,53 @@ def test_every_problem_is_listed_at_once(config_dir):
     assert "storage.bucket" in str(info.value) and "aws.region" in str(info.value)
 
 
+def _with_word(path: str, word: str) -> str:
+    """The local file with ``path`` set to the bare YAML word ``word`` (as a person would type it)."""
+    return yaml.safe_dump(_mutated(path, "__word__"), sort_keys=False).replace("__word__", word)
+
+
+@pytest.mark.parametrize(
+    ("field", "word"),
+    [
+        pytest.param("sagemaker.tuning.max_jobs", "yes", id="int-yes"),
+        pytest.param("sagemaker.training.instance_count", "true", id="int-true"),
+        pytest.param("training.max_active_runs", "on", id="int-on"),
+        pytest.param("deployment.wait_interval_seconds", "false", id="int-false"),
+        pytest.param("sagemaker.tuning.ranges.max_depth.min", "no", id="tuning-range-int"),
+        pytest.param("training.gate.thresholds.auc", "true", id="fraction-true"),
+        pytest.param("deployment.canary_percent", "yes", id="percent-yes"),
+        pytest.param("deployment.max_latency_p99_ms", "true", id="float-true"),
+    ],
+)
+def test_a_boolean_in_a_number_field_is_rejected(config_dir, field, word):
+    """pydantic's lax mode would read ``true``/``yes`` as 1 (``false``/``no`` as 0); the loader refuses them."""
+    path = config_dir / "broken.yaml"
+    path.write_text(_with_word(field, word))
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.load_config("broken")
+    message = str(info.value)
+    assert message.startswith(f"{path}: 1 invalid field:")
+    assert f"  - {field}: expected a number, not a boolean" in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        pytest.param("sagemaker.tuning.max_jobs", "4", 4, id="int"),
+        pytest.param("deployment.max_latency_p99_ms", "750", 750.0, id="int-in-a-float-field"),
+        pytest.param("training.gate.thresholds.auc", "0.8", 0.8, id="fraction"),
+        pytest.param("sagemaker.hyperparameters.max_depth", "true", True, id="hyperparameter-may-be-boolean"),
+        pytest.param("training.catchup", "yes", True, id="boolean-field-takes-yes"),
+    ],
+)
+def test_numbers_and_booleans_where_they_belong_still_load(config_dir, field, value, expected):
+    (config_dir / "edited.yaml").write_text(_with_word(field, value))
+    node = cfg.load_config("edited")
+    for key in field.split("."):
+        node = node[key] if isinstance(node, dict) else getattr(node, key)
+    assert node == expected and type(node) is type(expected)
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
