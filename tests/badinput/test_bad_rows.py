@@ -40,6 +40,13 @@ DATASET = f"s3://{BUCKET}/datasets/train_model/20260101-20260301/"
 REPORT = DATASET + "validation/"
 COLUMNS = [c["name"] for c in CONTRACT["columns"]]
 CATEGORIES = {c["name"]: c["categories"] for c in CONTRACT["columns"] if c.get("categories")}
+KINDS = {c["name"]: c["kind"] for c in CONTRACT["columns"]}
+TEXT_KINDS = frozenset({"string", "categorical"})
+# pandas 3 reads text as its ``str`` dtype, which no name in expect_column_values_to_be_in_type_list matches
+TYPE_EXPECTATIONS = {
+    kind: "expect_column_values_to_be_of_type" if kind in TEXT_KINDS else "expect_column_values_to_be_in_type_list"
+    for kind in KINDS.values()
+}
 # No shrinking: each example validates a dataset (about a second); a failure is reported as generated.
 EXAMPLES = settings(
     max_examples=20,
@@ -171,10 +178,15 @@ def _duplicate_id() -> Defect:
     return Defect("duplicate", "expect_column_values_to_be_unique", "transaction_id", apply)
 
 
-def _wrong_type(column: str, expectation: str) -> Defect:
-    """Values of the wrong type in a numeric column: the column arrives as text."""
+def _wrong_type(column: str) -> Defect:
+    """Values of the wrong type: a few rows of text in a non-text column (the column arrives as text), or a
+    text column that arrives as numbers (Parquet holds one type per column, so the whole column changes)."""
+    kind = KINDS[column]
 
     def apply(frame: pd.DataFrame, rows: list[int], draw: st.DataObject) -> pd.DataFrame:
+        if kind in TEXT_KINDS:
+            frame[column] = draw.draw(st.integers(0, 10**6)) + np.arange(len(frame), dtype="int64")
+            return frame
         word = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=8)
         text = frame[column].astype(str).astype(object)
         for row in rows:
@@ -182,7 +194,7 @@ def _wrong_type(column: str, expectation: str) -> Defect:
         frame[column] = text
         return frame
 
-    return Defect("wrong-type", expectation, column, apply)
+    return Defect("wrong-type", TYPE_EXPECTATIONS[kind], column, apply)
 
 
 DEFECTS = [
@@ -198,11 +210,20 @@ DEFECTS = [
     _unknown_category("is_fraud", [0, 1]),
     _duplicate_id(),
 ]
-# The suite has no type expectations: text in a numeric column passes today (see test_wrong_types_are_caught).
+# one column of each kind, plus the numeric columns a type slip is likeliest in; every column's type
+# expectation is checked against the contract by test_the_suite_checks_every_column_type
 WRONG_TYPES = [
-    _wrong_type("amount", "expect_column_values_to_be_in_type_list"),
-    _wrong_type("hour_of_day", "expect_column_values_to_be_in_type_list"),
-    _wrong_type("card_txn_count_24h", "expect_column_values_to_be_in_type_list"),
+    _wrong_type(c)
+    for c in (
+        "transaction_id",
+        "event_ts",
+        "amount",
+        "hour_of_day",
+        "is_weekend",
+        "channel",
+        "card_txn_count_24h",
+        "is_fraud",
+    )
 ]
 
 
@@ -322,11 +343,6 @@ def test_bad_rows_fail_naming_the_expectation(s3: Any, data: st.DataObject):
     _assert_stopped(s3, _broken(data, defect), defect)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="include/gx/card_transactions_features.json checks no column types: text in a numeric column passes "
-    "validation (add expect_column_values_to_be_in_type_list per features_schema.json kind)",
-)
 @pytest.mark.parametrize("defect", [pytest.param(d, id=str(d)) for d in WRONG_TYPES])
 def test_wrong_types_are_caught(s3: Any, defect: Defect):
     @settings(EXAMPLES, max_examples=1)
@@ -335,6 +351,35 @@ def test_wrong_types_are_caught(s3: Any, defect: Defect):
         _assert_stopped(s3, _broken(data, defect), defect)
 
     check()
+    # the message says what type arrived: numbers in a text column, text anywhere else
+    observed = "int64" if KINDS[defect.column] in TEXT_KINDS else "str"
+    failed = {
+        item["column"]: item for item in stored_report(s3)["summary"]["failed"] if item["type"] == defect.expectation
+    }
+    assert failed[defect.column]["observed"] == observed
+
+
+def test_the_suite_checks_every_column_type():
+    """Each contract column has the type expectation of its kind, with a type list that names real dtypes."""
+    suite = json.loads((ROOT / "include" / SUITE).read_text(encoding="utf-8"))
+    typed = {
+        e["kwargs"]["column"]: e
+        for e in suite["expectations"]
+        if e["type"] in {"expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list"}
+    }
+    assert sorted(typed) == sorted(COLUMNS), "every column needs exactly one type expectation"
+    for column, expectation in typed.items():
+        kind = KINDS[column]
+        assert expectation["type"] == TYPE_EXPECTATIONS[kind], column
+        if kind in TEXT_KINDS:
+            assert expectation["kwargs"]["type_"] == "str", column
+            continue
+        names = set(expectation["kwargs"]["type_list"])
+        must = {"numeric": {"int64", "float64"}, "label": {"int64", "float64"}, "boolean": {"bool"}}.get(
+            kind, {"datetime64[us]", "datetime64[ns]"}
+        )
+        assert must <= names, f"{column} ({kind}) must accept {sorted(must - names)}"
+        assert "object" not in names and "str" not in names, f"{column} ({kind}) would accept text"
 
 
 def test_a_missing_column_fails_the_schema_expectation(s3: Any):
