@@ -1,20 +1,29 @@
-"""Pieces shared by the job kinds: the subprocess environment, running-job handles, interpreter mapping."""
+"""Pieces shared by the job kinds: the subprocess environment, running-job handles, interpreter mapping,
+and :class:`SandboxJobs`, the life cycle processing and training jobs have in common."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shutil
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from devstack.sagemaker.aws import DUMMY_CREDENTIALS
+from devstack.sagemaker.aws import DUMMY_CREDENTIALS, CloudWatchLogSink
+from devstack.sagemaker.common import filter_records, paginate, pick, sort_records
+from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
+from devstack.sagemaker.paths import PathMapper
 
 if TYPE_CHECKING:
     from devstack.sagemaker.process import JobProcess
     from devstack.sagemaker.service import SageMakerService
+
+log = logging.getLogger(__name__)
 
 _PYTHON = re.compile(r"^python(?:\d+(?:\.\d+)?)?$")
 
@@ -23,6 +32,20 @@ RESTART_FAILURE = (
     "InternalServerError: The devstack SageMaker service stopped while this job was running; "
     "the job's process was lost. Create a new job to run it again."
 )
+#: SageMaker's limit on a job's FailureReason.
+MAX_FAILURE_REASON = 1024
+
+
+class JobFailedError(Exception):
+    """Ends a job as Failed with this FailureReason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason[:MAX_FAILURE_REASON]
+
+
+class JobStoppedError(Exception):
+    """Ends a job as Stopped (a stop request arrived before the container ran)."""
 
 
 def is_python(command: str) -> bool:
@@ -129,3 +152,198 @@ class RunningJobs:
 def sleep_unless_stopped(job: RunningJob, seconds: float) -> bool:
     """Sleep up to ``seconds``; return True if a stop was requested meanwhile."""
     return job.stop_requested.wait(seconds)
+
+
+def kill_orphan(pid: Any, sandbox: Path) -> None:
+    """Kill a job process group left behind by a previous service process, if it is still ours."""
+    if not isinstance(pid, int) or pid <= 1:
+        return
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return
+    if not cwd.startswith(str(sandbox)):
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        log.debug("Could not kill orphan process group %s", pid)
+
+
+class SandboxJobs:
+    """The life cycle shared by the job kinds that run a container command in a sandbox (processing,
+    training): storing a new job and starting its worker thread, Describe, List and Stop, the worker's
+    sandbox and CloudWatch log stream, injected faults, how the worker's exceptions end the job, and
+    recovery after a restart.
+
+    A subclass sets :attr:`KIND`, :attr:`LOG_GROUP`, :attr:`NOUN` and :attr:`THREAD_PREFIX` and
+    implements :meth:`_execute` (the job itself) and the status writes :meth:`_mark_stopping`,
+    :meth:`_finish_failed` and :meth:`_finish_stopped`.
+
+    :param service: the owning service.
+    """
+
+    #: store kind and sandbox folder, e.g. ``training-jobs``
+    KIND: ClassVar[str]
+    #: CloudWatch log group of the job logs
+    LOG_GROUP: ClassVar[str]
+    #: the API's word for the kind (``Training`` names ``TrainingJobName``, ``TrainingJobStatus``...)
+    NOUN: ClassVar[str]
+    #: worker thread names are this prefix and the job name
+    THREAD_PREFIX: ClassVar[str]
+
+    def __init__(self, service: SageMakerService) -> None:
+        self.service = service
+        self.running = RunningJobs()
+        self._shutting_down = False
+        self._name_key = f"{self.NOUN}JobName"
+        self._status_key = f"{self.NOUN}JobStatus"
+
+    # -- to implement ----------------------------------------------------------------------------
+
+    def _execute(
+        self, name: str, job: RunningJob, request: dict[str, Any], mapper: PathMapper, sink: CloudWatchLogSink
+    ) -> None:
+        """Run the job; end it with a status, or raise :class:`JobFailedError` / :class:`JobStoppedError`."""
+        raise NotImplementedError
+
+    def _mark_stopping(self, name: str) -> None:
+        """Record that a stop was requested (called with the store locked)."""
+        raise NotImplementedError
+
+    def _finish_failed(self, name: str, reason: str, mapper: PathMapper | None = None) -> None:
+        """End the job as Failed.
+
+        :param mapper: the job's sandbox when the job itself failed (its container may have left a message).
+        """
+        raise NotImplementedError
+
+    def _finish_stopped(self, name: str) -> None:
+        """End the job as Stopped."""
+        raise NotImplementedError
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def _start(self, name: str, arn: str, record: dict[str, Any], tags: Any) -> None:
+        """Store a new job and start its worker.
+
+        :raises SageMakerError: ResourceInUse when a job of that name exists.
+        """
+        if not self.service.store.insert_new(self.KIND, name, record):
+            existing = self.service.store.get(self.KIND, name)
+            noun = self.NOUN.lower()
+            raise resource_in_use(
+                f"{self.NOUN} job names must be unique within an AWS account and region, and a {noun} job "
+                f"with this name already exists ({existing['desc'][f'{self.NOUN}JobArn'] if existing else arn})"
+            )
+        self.service.set_tags(arn, tags)
+        job = self.running.add(name)
+        job.thread = threading.Thread(
+            target=self._run, args=(name, job), name=f"{self.THREAD_PREFIX}-{name}", daemon=True
+        )
+        job.thread.start()
+
+    def _describe(self, name: str) -> dict[str, Any]:
+        """The description of a job (unknown names: ValidationException, as SageMaker answers)."""
+        record = self.service.store.get(self.KIND, name)
+        if record is None:
+            raise validation_error("Requested resource not found.")
+        return record["desc"]
+
+    def _list(self, params: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+        """A List*Jobs answer: the jobs filtered, sorted and paged as asked, each summarised by ``fields``."""
+        descs = [r["desc"] for r in self.service.store.values(self.KIND)]
+        descs = filter_records(descs, params, name_key=self._name_key, status_key=self._status_key)
+        descs = sort_records(
+            descs,
+            params,
+            {
+                "Name": lambda d: d[self._name_key],
+                "CreationTime": lambda d: d["CreationTime"],
+                "Status": lambda d: d[self._status_key],
+            },
+            "CreationTime",
+            "Ascending",
+        )
+        page, token = paginate(descs, params)
+        out: dict[str, Any] = {f"{self.NOUN}JobSummaries": [pick(d, fields) for d in page]}
+        if token:
+            out["NextToken"] = token
+        return out
+
+    def stop(self, name: str) -> None:
+        """Stop a job: its process gets the kind's stop signal, then SIGKILL after the grace period.
+
+        :raises SageMakerError: when the job does not exist or is not running.
+        """
+        store = self.service.store
+        with store.lock:
+            record = store.get(self.KIND, name)
+            if record is None:
+                raise resource_not_found(f"{self.NOUN} job {name} does not exist.")
+            status = record["desc"][self._status_key]
+            if status == "Stopping":
+                return
+            if status != "InProgress":
+                raise validation_error(
+                    f"The request was rejected because the {self.NOUN.lower()} job is in status {status}."
+                )
+            self._mark_stopping(name)
+        job = self.running.get(name)
+        if job is not None:
+            job.request_stop()
+
+    # -- service life cycle ----------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Fail the jobs that were running when the service stopped (their processes are gone)."""
+        for record in self.service.store.values(self.KIND):
+            desc = record["desc"]
+            if desc[self._status_key] in ("InProgress", "Stopping"):
+                kill_orphan(record.get("pid"), self.service.sandbox(self.KIND, desc[self._name_key]))
+                self._finish_failed(desc[self._name_key], RESTART_FAILURE)
+
+    def shutdown(self) -> None:
+        """Stop every running job: they end Failed, since nobody asked to stop them."""
+        self._shutting_down = True
+        self.running.stop_all()
+
+    # -- worker ----------------------------------------------------------------------------------
+
+    def _run(self, name: str, job: RunningJob) -> None:
+        sandbox = self.service.sandbox(self.KIND, name)
+        if sandbox.exists():
+            shutil.rmtree(sandbox)
+        sandbox.mkdir(parents=True)
+        mapper = PathMapper(sandbox)
+        stream = f"{name}/algo-1-{int(time.time())}"
+        sink = CloudWatchLogSink(self.service.client("logs"), self.LOG_GROUP, stream, sandbox / "job.log")
+        record = self.service.store.get(self.KIND, name)
+        assert record is not None
+        try:
+            self._execute(name, job, record["request"], mapper, sink)
+        except JobFailedError as failure:
+            self._finish_failed(name, failure.reason, mapper)
+        except JobStoppedError:
+            if self._shutting_down:
+                self._finish_failed(name, RESTART_FAILURE)
+            else:
+                self._finish_stopped(name)
+        except Exception as exc:
+            log.exception("%s job %s failed inside the devstack", self.NOUN, name)
+            self._finish_failed(name, f"InternalServerError: {type(exc).__name__}: {exc}"[:MAX_FAILURE_REASON])
+        finally:
+            sink.close()
+            self.running.remove(name)
+
+    def _take_fault(self, name: str, job: RunningJob) -> None:
+        """Apply a fault injected for this job: a delay first, then a failure.
+
+        :raises JobStoppedError: a stop came during the delay.
+        :raises JobFailedError: the injected failure.
+        """
+        fault = self.service.faults.take_job_fault(name)
+        if fault.delay_seconds and sleep_unless_stopped(job, fault.delay_seconds):
+            raise JobStoppedError
+        if fault.fail_reason:
+            raise JobFailedError(fault.fail_reason)

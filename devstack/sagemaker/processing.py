@@ -10,32 +10,30 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import aws as awsio
-from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
-from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
+from devstack.sagemaker.common import now, pick
+from devstack.sagemaker.errors import validation_error
 from devstack.sagemaker.images import cannot_run_message, parse_image_uri
 from devstack.sagemaker.jobs import (
     RESTART_FAILURE,
+    JobFailedError,
+    JobStoppedError,
     RunningJob,
-    RunningJobs,
+    SandboxJobs,
     is_python,
     job_environment,
-    sleep_unless_stopped,
 )
-from devstack.sagemaker.paths import PathMapper
 from devstack.sagemaker.process import JobProcess, stderr_excerpt
-from devstack.sagemaker.training import JobFailedError, JobStoppedError, kill_orphan
 
 if TYPE_CHECKING:
     from devstack.sagemaker.aws import CloudWatchLogSink
     from devstack.sagemaker.images import ImageInfo
+    from devstack.sagemaker.paths import PathMapper
     from devstack.sagemaker.service import SageMakerService
 
 log = logging.getLogger(__name__)
@@ -46,16 +44,19 @@ CONTINUOUS_UPLOAD_SECONDS = 5.0
 MAX_EXIT_MESSAGE = 1024
 
 
-class ProcessingJobs:
+class ProcessingJobs(SandboxJobs):
     """The processing-job actions and their workers.
 
     :param service: the owning service.
     """
 
+    KIND = KIND
+    LOG_GROUP = LOG_GROUP
+    NOUN = "Processing"
+    THREAD_PREFIX = "proc"
+
     def __init__(self, service: SageMakerService) -> None:
-        self.service = service
-        self.running = RunningJobs()
-        self._shutting_down = False
+        super().__init__(service)
         describe = service.operation("DescribeProcessingJob")
         create = service.operation("CreateProcessingJob")
         self._echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
@@ -95,16 +96,7 @@ class ProcessingJobs:
             }
         )
         desc.update(extra or {})
-        if not self.service.store.insert_new(KIND, name, {"desc": desc, "request": params}):
-            existing = self.service.store.get(KIND, name)
-            raise resource_in_use(
-                "Processing job names must be unique within an AWS account and region, and a processing job "
-                f"with this name already exists ({existing['desc']['ProcessingJobArn'] if existing else arn})"
-            )
-        self.service.set_tags(arn, params.get("Tags"))
-        job = self.running.add(name)
-        job.thread = threading.Thread(target=self._run, args=(name, job), name=f"proc-{name}", daemon=True)
-        job.thread.start()
+        self._start(name, arn, {"desc": desc, "request": params}, params.get("Tags"))
         return arn
 
     def _check_paths(self, params: dict[str, Any]) -> None:
@@ -142,27 +134,10 @@ class ProcessingJobs:
 
     def describe_processing_job(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeProcessingJob (unknown names: ValidationException)."""
-        record = self.service.store.get(KIND, params["ProcessingJobName"])
-        if record is None:
-            raise validation_error("Requested resource not found.")
-        return record["desc"]
+        return self._describe(params["ProcessingJobName"])
 
     def list_processing_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListProcessingJobs."""
-        descs = [r["desc"] for r in self.service.store.values(KIND)]
-        descs = filter_records(descs, params, name_key="ProcessingJobName", status_key="ProcessingJobStatus")
-        descs = sort_records(
-            descs,
-            params,
-            {
-                "Name": lambda d: d["ProcessingJobName"],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d["ProcessingJobStatus"],
-            },
-            "CreationTime",
-            "Ascending",
-        )
-        page, token = paginate(descs, params)
         fields = [
             "ProcessingJobName",
             "ProcessingJobArn",
@@ -173,28 +148,11 @@ class ProcessingJobs:
             "FailureReason",
             "ExitMessage",
         ]
-        out: dict[str, Any] = {"ProcessingJobSummaries": [pick(d, fields) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
+        return self._list(params, fields)
 
     def stop_processing_job(self, params: dict[str, Any]) -> None:
         """Handle StopProcessingJob: SIGINT to the container, SIGKILL after the grace period."""
-        name = params["ProcessingJobName"]
-        store = self.service.store
-        with store.lock:
-            record = store.get(KIND, name)
-            if record is None:
-                raise resource_not_found(f"Processing job {name} does not exist.")
-            status = record["desc"]["ProcessingJobStatus"]
-            if status == "Stopping":
-                return
-            if status != "InProgress":
-                raise validation_error(f"The request was rejected because the processing job is in status {status}.")
-            self._update(name, ProcessingJobStatus="Stopping")
-        job = self.running.get(name)
-        if job is not None:
-            job.request_stop()
+        self.stop(params["ProcessingJobName"])
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -208,55 +166,22 @@ class ProcessingJobs:
     def _finish(self, name: str, status: str, **members: Any) -> None:
         self._update(name, ProcessingJobStatus=status, ProcessingEndTime=now(), **members)
 
-    def recover(self) -> None:
-        """Fail the jobs that were running when the service stopped."""
-        for record in self.service.store.values(KIND):
-            desc = record["desc"]
-            if desc["ProcessingJobStatus"] in ("InProgress", "Stopping"):
-                kill_orphan(record.get("pid"), self.service.sandbox(KIND, desc["ProcessingJobName"]))
-                self._finish(desc["ProcessingJobName"], "Failed", FailureReason=RESTART_FAILURE)
+    def _mark_stopping(self, name: str) -> None:
+        self._update(name, ProcessingJobStatus="Stopping")
 
-    def shutdown(self) -> None:
-        """Stop every running job: they end Failed."""
-        self._shutting_down = True
-        self.running.stop_all()
+    def _finish_failed(self, name: str, reason: str, mapper: PathMapper | None = None) -> None:
+        exit_message = self._exit_message(mapper) if mapper is not None else None
+        self._finish(name, "Failed", FailureReason=reason, ExitMessage=exit_message)
+
+    def _finish_stopped(self, name: str) -> None:
+        self._finish(name, "Stopped")
 
     # -- worker ----------------------------------------------------------------------------------
-
-    def _run(self, name: str, job: RunningJob) -> None:
-        sandbox = self.service.sandbox(KIND, name)
-        if sandbox.exists():
-            shutil.rmtree(sandbox)
-        sandbox.mkdir(parents=True)
-        mapper = PathMapper(sandbox)
-        stream = f"{name}/algo-1-{int(time.time())}"
-        sink = awsio.CloudWatchLogSink(self.service.client("logs"), LOG_GROUP, stream, sandbox / "job.log")
-        record = self.service.store.get(KIND, name)
-        assert record is not None
-        try:
-            self._execute(name, job, record["request"], mapper, sink)
-        except JobFailedError as failure:
-            self._finish(name, "Failed", FailureReason=failure.reason, ExitMessage=self._exit_message(mapper))
-        except JobStoppedError:
-            if self._shutting_down:
-                self._finish(name, "Failed", FailureReason=RESTART_FAILURE)
-            else:
-                self._finish(name, "Stopped")
-        except Exception as exc:
-            log.exception("Processing job %s failed inside the devstack", name)
-            self._finish(name, "Failed", FailureReason=f"InternalServerError: {type(exc).__name__}: {exc}"[:1024])
-        finally:
-            sink.close()
-            self.running.remove(name)
 
     def _execute(
         self, name: str, job: RunningJob, request: dict[str, Any], mapper: PathMapper, sink: CloudWatchLogSink
     ) -> None:
-        fault = self.service.faults.take_job_fault(name)
-        if fault.delay_seconds and sleep_unless_stopped(job, fault.delay_seconds):
-            raise JobStoppedError
-        if fault.fail_reason:
-            raise JobFailedError(fault.fail_reason)
+        self._take_fault(name, job)
         app = request["AppSpecification"]
         image = parse_image_uri(app["ImageUri"])
         cluster = request["ProcessingResources"]["ClusterConfig"]

@@ -9,28 +9,27 @@ uploaded, ``MetricDefinitions`` applied to the log, and the log shipped to Cloud
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 import shutil
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import aws as awsio
-from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
-from devstack.sagemaker.errors import SageMakerError, resource_in_use, resource_not_found, validation_error
+from devstack.sagemaker.common import now, pick
+from devstack.sagemaker.errors import SageMakerError, validation_error
 from devstack.sagemaker.images import ImageInfo, cannot_run_message, parse_image_uri
 from devstack.sagemaker.jobs import (
+    MAX_FAILURE_REASON,
     RESTART_FAILURE,
+    JobFailedError,
+    JobStoppedError,
     RunningJob,
-    RunningJobs,
+    SandboxJobs,
     is_python,
     job_environment,
-    sleep_unless_stopped,
 )
-from devstack.sagemaker.paths import PathMapper
 from devstack.sagemaker.process import JobProcess, MetricTracker, stderr_excerpt
 from devstack.sagemaker.toolkit import (
     TrainingLayout,
@@ -43,13 +42,11 @@ from devstack.sagemaker.toolkit import (
 
 if TYPE_CHECKING:
     from devstack.sagemaker.aws import CloudWatchLogSink
+    from devstack.sagemaker.paths import PathMapper
     from devstack.sagemaker.service import SageMakerService
-
-log = logging.getLogger(__name__)
 
 KIND = "training-jobs"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-MAX_FAILURE_REASON = 1024
 
 FRAMEWORK_MODULES = {
     "sklearn": "sagemaker_sklearn_container.training:main",
@@ -72,34 +69,25 @@ MESSAGES = {
 }
 
 
-class JobFailedError(Exception):
-    """Ends a job as Failed with this FailureReason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason[:MAX_FAILURE_REASON]
-
-
-class JobStoppedError(Exception):
-    """Ends a job as Stopped (a stop request arrived before the container ran)."""
-
-
 def toolkit_log_line(level: str, message: str) -> str:
     """Format a line the way the training toolkit logs it."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     return f"{stamp},000 sagemaker-training-toolkit {level:<8} {message}"
 
 
-class TrainingJobs:
+class TrainingJobs(SandboxJobs):
     """The training-job actions and their workers.
 
     :param service: the owning service.
     """
 
+    KIND = KIND
+    LOG_GROUP = LOG_GROUP
+    NOUN = "Training"
+    THREAD_PREFIX = "train"
+
     def __init__(self, service: SageMakerService) -> None:
-        self.service = service
-        self.running = RunningJobs()
-        self._shutting_down = False
+        super().__init__(service)
         op = service.operation("DescribeTrainingJob")
         self._describe_members = list(op.output_shape.members)
         create = service.operation("CreateTrainingJob")
@@ -156,17 +144,7 @@ class TrainingJobs:
         )
         if tuning_job_arn:
             desc["TuningJobArn"] = tuning_job_arn
-        record = {"desc": desc, "request": params}
-        if not self.service.store.insert_new(KIND, name, record):
-            existing = self.service.store.get(KIND, name)
-            raise resource_in_use(
-                "Training job names must be unique within an AWS account and region, and a training job "
-                f"with this name already exists ({existing['desc']['TrainingJobArn'] if existing else arn})"
-            )
-        self.service.set_tags(arn, params.get("Tags"))
-        job = self.running.add(name)
-        job.thread = threading.Thread(target=self._run, args=(name, job), name=f"train-{name}", daemon=True)
-        job.thread.start()
+        self._start(name, arn, {"desc": desc, "request": params}, params.get("Tags"))
         return arn
 
     def check_channels(self, params: dict[str, Any]) -> None:
@@ -195,71 +173,24 @@ class TrainingJobs:
 
     def describe_training_job(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeTrainingJob (unknown names: ValidationException, as SageMaker answers)."""
-        record = self.service.store.get(KIND, params["TrainingJobName"])
-        if record is None:
-            raise validation_error("Requested resource not found.")
-        return record["desc"]
+        return self._describe(params["TrainingJobName"])
 
     def list_training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListTrainingJobs."""
-        descs = [r["desc"] for r in self.service.store.values(KIND)]
-        descs = filter_records(descs, params, name_key="TrainingJobName", status_key="TrainingJobStatus")
-        descs = sort_records(
-            descs,
-            params,
-            {
-                "Name": lambda d: d["TrainingJobName"],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d["TrainingJobStatus"],
-            },
+        fields = [
+            "TrainingJobName",
+            "TrainingJobArn",
             "CreationTime",
-            "Ascending",
-        )
-        page, token = paginate(descs, params)
-        summaries = [
-            pick(
-                d,
-                [
-                    "TrainingJobName",
-                    "TrainingJobArn",
-                    "CreationTime",
-                    "TrainingEndTime",
-                    "LastModifiedTime",
-                    "TrainingJobStatus",
-                    "SecondaryStatus",
-                ],
-            )
-            for d in page
+            "TrainingEndTime",
+            "LastModifiedTime",
+            "TrainingJobStatus",
+            "SecondaryStatus",
         ]
-        out: dict[str, Any] = {"TrainingJobSummaries": summaries}
-        if token:
-            out["NextToken"] = token
-        return out
+        return self._list(params, fields)
 
     def stop_training_job(self, params: dict[str, Any]) -> None:
         """Handle StopTrainingJob: SIGTERM to the container, SIGKILL after the grace period."""
-        name = params["TrainingJobName"]
-        self.stop(name)
-
-    def stop(self, name: str) -> None:
-        """Stop a training job.
-
-        :raises SageMakerError: when the job does not exist or is not running.
-        """
-        store = self.service.store
-        with store.lock:
-            record = store.get(KIND, name)
-            if record is None:
-                raise resource_not_found(f"Training job {name} does not exist.")
-            status = record["desc"]["TrainingJobStatus"]
-            if status == "Stopping":
-                return
-            if status != "InProgress":
-                raise validation_error(f"The request was rejected because the training job is in status {status}.")
-            self._transition(name, "Stopping", primary="Stopping")
-        job = self.running.get(name)
-        if job is not None:
-            job.request_stop()
+        self.stop(params["TrainingJobName"])
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -316,68 +247,23 @@ class TrainingJobs:
 
         self.service.store.update(KIND, name, change)
 
-    def recover(self) -> None:
-        """Fail the jobs that were running when the service stopped (their processes are gone)."""
-        for record in self.service.store.values(KIND):
-            desc = record["desc"]
-            if desc["TrainingJobStatus"] in ("InProgress", "Stopping"):
-                kill_orphan(record.get("pid"), self.service.sandbox(KIND, desc["TrainingJobName"]))
-                self._finish(desc["TrainingJobName"], "Failed", "Failed", FailureReason=RESTART_FAILURE)
+    def _mark_stopping(self, name: str) -> None:
+        self._transition(name, "Stopping", primary="Stopping")
 
-    def shutdown(self) -> None:
-        """Stop every running job: they end Failed, since nobody asked to stop them."""
-        self._shutting_down = True
-        self.running.stop_all()
+    def _finish_failed(self, name: str, reason: str, mapper: PathMapper | None = None) -> None:
+        self._finish(name, "Failed", "Failed", FailureReason=reason)
+
+    def _finish_stopped(self, name: str) -> None:
+        self._finish(name, "Stopped", "Stopped")
 
     # -- worker ----------------------------------------------------------------------------------
 
-    def _run(self, name: str, job: RunningJob) -> None:
-        sandbox = self.service.sandbox(KIND, name)
-        if sandbox.exists():
-            shutil.rmtree(sandbox)
-        mapper = PathMapper(sandbox)
+    def _execute(
+        self, name: str, job: RunningJob, request: dict[str, Any], mapper: PathMapper, sink: CloudWatchLogSink
+    ) -> None:
         layout = TrainingLayout(mapper.root)
         layout.create()
-        stream = f"{name}/algo-1-{int(time.time())}"
-        sink = awsio.CloudWatchLogSink(self.service.client("logs"), LOG_GROUP, stream, sandbox / "job.log")
-        record = self.service.store.get(KIND, name)
-        assert record is not None
-        request = record["request"]
-        try:
-            self._execute(name, job, request, mapper, layout, sink)
-        except JobFailedError as failure:
-            self._finish(name, "Failed", "Failed", FailureReason=failure.reason)
-        except JobStoppedError:
-            if self._shutting_down:
-                self._finish(name, "Failed", "Failed", FailureReason=RESTART_FAILURE)
-            else:
-                self._finish(name, "Stopped", "Stopped")
-        except Exception as exc:
-            log.exception("Training job %s failed inside the devstack", name)
-            self._finish(
-                name,
-                "Failed",
-                "Failed",
-                FailureReason=f"InternalServerError: {type(exc).__name__}: {exc}"[:1024],
-            )
-        finally:
-            sink.close()
-            self.running.remove(name)
-
-    def _execute(
-        self,
-        name: str,
-        job: RunningJob,
-        request: dict[str, Any],
-        mapper: PathMapper,
-        layout: TrainingLayout,
-        sink: CloudWatchLogSink,
-    ) -> None:
-        fault = self.service.faults.take_job_fault(name)
-        if fault.delay_seconds and sleep_unless_stopped(job, fault.delay_seconds):
-            raise JobStoppedError
-        if fault.fail_reason:
-            raise JobFailedError(fault.fail_reason)
+        self._take_fault(name, job)
         spec = request["AlgorithmSpecification"]
         image = parse_image_uri(spec.get("TrainingImage", ""))
         hyperparameters: dict[str, str] = request.get("HyperParameters", {})
@@ -717,24 +603,6 @@ class TrainingJobs:
             s3.upload_file(str(work / "output.tar.gz"), bucket, key)
         except Exception as exc:
             raise JobFailedError(f"ClientError: Could not upload the model artifacts to {base}: {exc}") from exc
-
-
-def kill_orphan(pid: Any, sandbox: Path) -> None:
-    """Kill a job process group left behind by a previous service process, if it is still ours."""
-    import os
-
-    if not isinstance(pid, int) or pid <= 1:
-        return
-    try:
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return
-    if not cwd.startswith(str(sandbox)):
-        return
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        log.debug("Could not kill orphan process group %s", pid)
 
 
 __all__ = ["KIND", "LOG_GROUP", "JobFailedError", "SageMakerError", "TrainingJobs"]
