@@ -5,8 +5,6 @@ leaves its in-progress states (``Creating``, ``Updating``, ``SystemUpdating``, `
 sleeps ``bake_seconds`` (the endpoint is re-checked at the end of the bake). It reports what it saw and
 never judges it: the operator that deferred decides whether the outcome is a success, a rollback or a
 failure, from a fresh ``DescribeEndpoint``.
-
-There is no ``aiobotocore`` in the MWAA constraints, so the boto3 calls run in a worker thread.
 """
 
 from __future__ import annotations
@@ -16,7 +14,9 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
+
+from ml_lifecycle.triggers.base import SageMakerPollingTrigger
 
 IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 
@@ -32,7 +32,7 @@ def variant_progress(description: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-class EndpointSettledTrigger(BaseTrigger):
+class EndpointSettledTrigger(SageMakerPollingTrigger):
     """Fire when the endpoint is no longer being created or updated (and ``bake_seconds`` have passed).
 
     Event: ``{"status": "success" | "timeout" | "error", "endpoint_name", "endpoint_status",
@@ -40,61 +40,32 @@ class EndpointSettledTrigger(BaseTrigger):
     "message"}``.
 
     :param endpoint_name: the endpoint to watch
-    :param poll_interval: seconds between ``DescribeEndpoint`` calls
-    :param max_attempts: polls before giving up with a ``timeout`` event
     :param bake_seconds: after the endpoint settles, wait this long before firing
-    :param aws_conn_id: Airflow connection for AWS
-    :param region_name: AWS region (default: the connection's)
-    :param verify: SSL verification for boto3
-    :param botocore_config: botocore client configuration
+    :param kwargs: polling and connection arguments of
+        :class:`~ml_lifecycle.triggers.base.SageMakerPollingTrigger` (``poll_interval`` between
+        ``DescribeEndpoint`` calls, ``max_attempts`` before a ``timeout`` event, ``aws_conn_id``...)
     """
 
-    def __init__(
-        self,
-        *,
-        endpoint_name: str,
-        poll_interval: float = 30,
-        max_attempts: int = 120,
-        bake_seconds: float = 0,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict | None = None,
-    ) -> None:
-        super().__init__()
+    def __init__(self, *, endpoint_name: str, bake_seconds: float = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.endpoint_name = endpoint_name
-        self.poll_interval = poll_interval
-        self.max_attempts = max_attempts
         self.bake_seconds = bake_seconds
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "endpoint_name": self.endpoint_name,
-                "poll_interval": self.poll_interval,
-                "max_attempts": self.max_attempts,
-                "bake_seconds": self.bake_seconds,
-                "aws_conn_id": self.aws_conn_id,
-                "region_name": self.region_name,
-                "verify": self.verify,
-                "botocore_config": self.botocore_config,
-            },
+        return self._serialize_with({"endpoint_name": self.endpoint_name, "bake_seconds": self.bake_seconds})
+
+    def _describe(self, client: Any) -> dict[str, Any]:
+        return client.describe_endpoint(EndpointName=self.endpoint_name)
+
+    def _log_progress(self, description: dict[str, Any], attempt: int) -> None:
+        self.log.info(
+            "Endpoint %s is %s (poll %d/%d) %s",
+            self.endpoint_name,
+            description.get("EndpointStatus"),
+            attempt,
+            self.max_attempts,
+            variant_progress(description),
         )
-
-    def _client(self) -> Any:
-        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-
-        return SageMakerHook(
-            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
-        ).conn
-
-    async def _describe(self, client: Any) -> dict[str, Any]:
-        return await asyncio.to_thread(client.describe_endpoint, EndpointName=self.endpoint_name)
 
     def _event(self, status: str, description: dict[str, Any] | None, **extra: Any) -> TriggerEvent:
         description = description or {}
@@ -111,35 +82,24 @@ class EndpointSettledTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             client = await asyncio.to_thread(self._client)
-            description: dict[str, Any] | None = None
-            for attempt in range(1, max(self.max_attempts, 1) + 1):
-                description = await self._describe(client)
-                status = description.get("EndpointStatus")
-                if status not in IN_PROGRESS:
-                    break
-                self.log.info(
-                    "Endpoint %s is %s (poll %d/%d) %s",
-                    self.endpoint_name,
-                    status,
-                    attempt,
-                    self.max_attempts,
-                    variant_progress(description),
-                )
-                await asyncio.sleep(self.poll_interval)
-            else:
-                waited = self.poll_interval * self.max_attempts
+            description, settled = await self._poll(
+                lambda: self._describe(client),
+                lambda answer: answer.get("EndpointStatus") not in IN_PROGRESS,
+                self._log_progress,
+            )
+            if not settled:
                 yield self._event(
                     "timeout",
                     description,
                     message=f"endpoint {self.endpoint_name} still {description and description.get('EndpointStatus')} "
-                    f"after about {waited:.0f} s",
+                    f"after about {self.waited_seconds:.0f} s",
                 )
                 return
             settled_at = dt.datetime.now(dt.UTC)
             if self.bake_seconds > 0:
                 self.log.info("Endpoint %s settled; baking for %s s", self.endpoint_name, self.bake_seconds)
                 await asyncio.sleep(self.bake_seconds)
-                description = await self._describe(client)
+                description = await asyncio.to_thread(self._describe, client)
             yield self._event(
                 "success",
                 description,

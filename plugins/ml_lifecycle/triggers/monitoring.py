@@ -12,7 +12,9 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
+
+from ml_lifecycle.triggers.base import SageMakerPollingTrigger
 
 TERMINAL = frozenset({"Completed", "CompletedWithViolations", "Failed", "Stopped"})
 
@@ -22,7 +24,7 @@ def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in summary.items()}
 
 
-class MonitoringExecutionTrigger(BaseTrigger):
+class MonitoringExecutionTrigger(SageMakerPollingTrigger):
     """Fire when the schedule's newest execution (scheduled at/after ``scheduled_after``) is terminal.
 
     Event: ``{"status": "success" | "timeout" | "error", "schedule_name", "execution": {summary} | None,
@@ -30,53 +32,18 @@ class MonitoringExecutionTrigger(BaseTrigger):
 
     :param schedule_name: the monitoring schedule
     :param scheduled_after: ISO timestamp; older executions are ignored (``None``: any)
-    :param poll_interval: seconds between polls
-    :param max_attempts: polls before a ``timeout`` event
+    :param kwargs: polling and connection arguments of
+        :class:`~ml_lifecycle.triggers.base.SageMakerPollingTrigger` (``poll_interval`` between
+        ``ListMonitoringExecutions`` calls, ``max_attempts`` before a ``timeout`` event, ``aws_conn_id``...)
     """
 
-    def __init__(
-        self,
-        *,
-        schedule_name: str,
-        scheduled_after: str | None = None,
-        poll_interval: float = 30,
-        max_attempts: int = 120,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict | None = None,
-    ) -> None:
-        super().__init__()
+    def __init__(self, *, schedule_name: str, scheduled_after: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.schedule_name = schedule_name
         self.scheduled_after = scheduled_after
-        self.poll_interval = poll_interval
-        self.max_attempts = max_attempts
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "schedule_name": self.schedule_name,
-                "scheduled_after": self.scheduled_after,
-                "poll_interval": self.poll_interval,
-                "max_attempts": self.max_attempts,
-                "aws_conn_id": self.aws_conn_id,
-                "region_name": self.region_name,
-                "verify": self.verify,
-                "botocore_config": self.botocore_config,
-            },
-        )
-
-    def _client(self) -> Any:
-        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-
-        return SageMakerHook(
-            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
-        ).conn
+        return self._serialize_with({"schedule_name": self.schedule_name, "scheduled_after": self.scheduled_after})
 
     def _newest(self, client: Any) -> dict[str, Any] | None:
         kwargs: dict[str, Any] = {
@@ -90,38 +57,39 @@ class MonitoringExecutionTrigger(BaseTrigger):
         summaries = client.list_monitoring_executions(**kwargs).get("MonitoringExecutionSummaries") or []
         return summaries[0] if summaries else None
 
+    def _log_progress(self, newest: dict[str, Any] | None, attempt: int) -> None:
+        self.log.info(
+            "Monitoring schedule %s: newest execution %s (poll %d/%d)",
+            self.schedule_name,
+            (newest and newest.get("MonitoringExecutionStatus")) or "not started yet",
+            attempt,
+            self.max_attempts,
+        )
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             client = await asyncio.to_thread(self._client)
-            newest = None
-            for attempt in range(1, max(self.max_attempts, 1) + 1):
-                newest = await asyncio.to_thread(self._newest, client)
-                status = newest and newest.get("MonitoringExecutionStatus")
-                if status in TERMINAL:
-                    yield TriggerEvent(
-                        {
-                            "status": "success",
-                            "schedule_name": self.schedule_name,
-                            "execution": summary_json(newest),
-                            "message": f"execution {status}",
-                        }
-                    )
-                    return
-                self.log.info(
-                    "Monitoring schedule %s: newest execution %s (poll %d/%d)",
-                    self.schedule_name,
-                    status or "not started yet",
-                    attempt,
-                    self.max_attempts,
+            newest, finished = await self._poll(
+                lambda: self._newest(client),
+                lambda answer: bool(answer) and answer.get("MonitoringExecutionStatus") in TERMINAL,
+                self._log_progress,
+            )
+            if finished:
+                yield TriggerEvent(
+                    {
+                        "status": "success",
+                        "schedule_name": self.schedule_name,
+                        "execution": summary_json(newest),
+                        "message": f"execution {newest['MonitoringExecutionStatus']}",
+                    }
                 )
-                await asyncio.sleep(self.poll_interval)
+                return
             yield TriggerEvent(
                 {
                     "status": "timeout",
                     "schedule_name": self.schedule_name,
                     "execution": summary_json(newest) if newest else None,
-                    "message": f"no finished execution of {self.schedule_name} after "
-                    f"{self.poll_interval * self.max_attempts:.0f} s",
+                    "message": f"no finished execution of {self.schedule_name} after {self.waited_seconds:.0f} s",
                 }
             )
         except Exception as exc:
