@@ -1,8 +1,6 @@
 # ruff: noqa: N803  (keyword names mirror the boto3 API)
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from ml_lifecycle.triggers.endpoint import EndpointSettledTrigger
@@ -24,21 +22,11 @@ class StatusSequence:
         return {"EndpointName": EndpointName, "EndpointStatus": status, "EndpointConfigName": f"cfg-{self.calls}"}
 
 
-def first_event(trigger, client):
-    trigger._client = lambda: client
-
-    async def run():
-        async for event in trigger.run():
-            return event.payload
-
-    return asyncio.run(run())
-
-
 def trigger(**kwargs):
     return EndpointSettledTrigger(endpoint_name="ep", poll_interval=0.01, **kwargs)
 
 
-def test_fires_when_the_endpoint_leaves_updating():
+def test_fires_when_the_endpoint_leaves_updating(first_event):
     client = StatusSequence(["Updating", "Updating", "InService"])
     event = first_event(trigger(max_attempts=10), client)
     assert event["status"] == "success"
@@ -46,13 +34,13 @@ def test_fires_when_the_endpoint_leaves_updating():
     assert client.calls == 3
 
 
-def test_reports_timeout_when_the_update_outlasts_the_attempts():
+def test_reports_timeout_when_the_update_outlasts_the_attempts(first_event):
     event = first_event(trigger(max_attempts=3), StatusSequence(["Updating"]))
     assert event["status"] == "timeout"
     assert "still Updating" in event["message"]
 
 
-def test_bakes_after_settling_and_reports_the_state_at_the_end_of_the_bake():
+def test_bakes_after_settling_and_reports_the_state_at_the_end_of_the_bake(first_event):
     client = StatusSequence(["InService"])
     event = first_event(trigger(max_attempts=3, bake_seconds=0.05), client)
     assert event["status"] == "success"
@@ -61,7 +49,7 @@ def test_bakes_after_settling_and_reports_the_state_at_the_end_of_the_bake():
     assert event["settled_at"]
 
 
-def test_aws_errors_become_an_error_event():
+def test_aws_errors_become_an_error_event(first_event):
     event = first_event(trigger(max_attempts=3), StatusSequence([], fail_with=RuntimeError("AccessDenied")))
     assert event["status"] == "error"
     assert "AccessDenied" in event["message"]

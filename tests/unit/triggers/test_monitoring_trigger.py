@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 import pytest
@@ -34,22 +33,12 @@ class ExecutionSequence:
         return {"MonitoringExecutionSummaries": [summary]}
 
 
-def first_event(trigger, client):
-    trigger._client = lambda: client
-
-    async def run():
-        async for event in trigger.run():
-            return event.payload
-
-    return asyncio.run(run())
-
-
 def trigger(**kwargs):
     return MonitoringExecutionTrigger(schedule_name="sched", poll_interval=0.01, **kwargs)
 
 
 @pytest.mark.parametrize("final", [pytest.param("Completed", id="completed"), pytest.param("Failed", id="failed")])
-def test_fires_with_the_execution_once_it_is_terminal(final):
+def test_fires_with_the_execution_once_it_is_terminal(final, first_event):
     client = ExecutionSequence([None, "Pending", "InProgress", final])
     event = first_event(trigger(max_attempts=10), client)
     assert event["status"] == "success"
@@ -63,7 +52,7 @@ def test_fires_with_the_execution_once_it_is_terminal(final):
     ("statuses", "execution"),
     [pytest.param([None], None, id="never-started"), pytest.param(["InProgress"], "InProgress", id="still-running")],
 )
-def test_reports_timeout_with_the_last_execution_seen(statuses, execution):
+def test_reports_timeout_with_the_last_execution_seen(statuses, execution, first_event):
     client = ExecutionSequence(statuses)
     event = first_event(trigger(max_attempts=3), client)
     assert event["status"] == "timeout"
@@ -72,7 +61,7 @@ def test_reports_timeout_with_the_last_execution_seen(statuses, execution):
     assert "no finished execution of sched" in event["message"]
 
 
-def test_only_asks_for_executions_scheduled_from_the_given_time():
+def test_only_asks_for_executions_scheduled_from_the_given_time(first_event):
     client = ExecutionSequence(["Completed"])
     first_event(trigger(max_attempts=2, scheduled_after=SCHEDULED.isoformat()), client)
     (call,) = client.calls
@@ -80,7 +69,7 @@ def test_only_asks_for_executions_scheduled_from_the_given_time():
     assert call["SortBy"] == "ScheduledTime" and call["SortOrder"] == "Descending"
 
 
-def test_aws_errors_become_an_error_event():
+def test_aws_errors_become_an_error_event(first_event):
     event = first_event(trigger(max_attempts=3), ExecutionSequence([], fail_with=RuntimeError("AccessDenied")))
     assert event == {"status": "error", "schedule_name": "sched", "message": "RuntimeError: AccessDenied"}
 
