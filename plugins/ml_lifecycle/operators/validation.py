@@ -298,7 +298,8 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         from ml_lifecycle.native import arrow_pool_warning
         from ml_lifecycle.operators.extract import resolve_include_path
 
-        deadline = time.monotonic() + self.timeout_seconds
+        clock_start = time.monotonic()
+        deadline = clock_start + self.timeout_seconds
         core = load_validation_core()
         if warning := arrow_pool_warning():
             self.log.warning(warning)
@@ -331,6 +332,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
                     empty_frame=empty,
                     workdir=folder,
                     deadline=deadline,
+                    clock_start=clock_start,
                 )
         except core.ValidationTimeoutError as exc:
             partial = incomplete_report(manifest, self.suite_path, str(exc), exc.progress, self.timeout_seconds)
