@@ -299,6 +299,47 @@ class PartWriter:
         self._writer, self._path, self._rows, self._groups = None, None, 0, 0
 
 
+def contract_type(data_type: pa.DataType) -> pa.DataType:
+    """The type a reader of the dataset sees for a column stored as ``data_type``.
+
+    Snowflake's Parquet unload stores ``NUMBER`` columns as DECIMAL; readers type them as stream mode
+    writes them (:func:`arrow_type_for`): scale 0 -> ``int64``, any other scale -> ``float64``. Other types
+    are unchanged.
+    """
+    if pa.types.is_decimal(data_type):
+        return pa.int64() if data_type.scale == 0 else pa.float64()
+    return data_type
+
+
+def conform_decimals(table: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
+    """``table`` with every decimal column cast to its :func:`contract_type`, before ``to_pandas``.
+
+    pandas would otherwise hold such a column as ``object`` values of ``decimal.Decimal``. The cast to
+    ``int64`` is checked: a value outside its range is an error naming the column, never a wrapped number.
+
+    :raises SchemaError: a scale-0 decimal column holds a value that does not fit in ``int64``
+    """
+    fields, columns = list(table.schema), list(table.columns)
+    changed = False
+    for index, f in enumerate(fields):
+        target = contract_type(f.type)
+        if target.equals(f.type):
+            continue
+        try:
+            columns[index] = pc.cast(columns[index], target, safe=True)
+        except pa.ArrowInvalid as exc:
+            low_high = pc.min_max(columns[index])
+            raise SchemaError(
+                f"column {f.name!r}: {f.type} values from {low_high['min']} to {low_high['max']} do not fit in "
+                f"{target} ({exc})"
+            ) from None
+        fields[index] = f.with_type(target)
+        changed = True
+    if not changed:
+        return table
+    return type(table).from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
+
+
 def schema_fields(schema: pa.Schema) -> list[dict[str, str]]:
     """``[{"name": ..., "type": ...}]`` for a manifest."""
     return [{"name": f.name, "type": str(f.type)} for f in schema]

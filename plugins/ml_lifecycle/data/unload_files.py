@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml_lifecycle.data.parquet import SchemaError, schema_fields
+from ml_lifecycle.data.parquet import SchemaError, contract_type, schema_fields
 from ml_lifecycle.data.s3 import S3RangeReader, iter_objects, split_s3_uri
+
+
+def _as_read(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with each decimal column typed as readers see it; files are compared in these types."""
+    return pa.schema([f.with_type(contract_type(f.type)) for f in schema])
 
 
 def describe_unloaded_files(
@@ -15,7 +21,9 @@ def describe_unloaded_files(
 ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """``(schema, parts)`` for the ``*.parquet`` files directly under ``prefix``.
 
-    Only each file's footer is read (ranged GETs), not its data.
+    Only each file's footer is read (ranged GETs), not its data. The schema records the types readers see
+    (:func:`~ml_lifecycle.data.parquet.contract_type`): Snowflake writes ``NUMBER`` columns as DECIMAL, which
+    every reader of the dataset casts to ``int64`` (scale 0) or ``float64``, as stream mode writes them.
 
     :param expected_rows: the row count the ``COPY INTO`` reported; checked against the footers
     :raises SchemaError: files disagree on their schema, or a column name is not lower case (the feature
@@ -31,7 +39,7 @@ def describe_unloaded_files(
             continue
         with S3RangeReader(client, bucket, obj["Key"], size=obj["Size"]) as reader:
             metadata = pq.ParquetFile(reader).metadata
-            file_schema = metadata.schema.to_arrow_schema()
+            file_schema = _as_read(metadata.schema.to_arrow_schema())
         if schema is None:
             schema = file_schema
         elif not file_schema.equals(schema):

@@ -108,6 +108,7 @@ class PrepareBatchInputOperator(AwsBaseOperator[S3Hook]):
         import pyarrow.parquet as pq
 
         from ml_lifecycle.data.manifest import read_manifest
+        from ml_lifecycle.data.parquet import SchemaError, conform_decimals
         from ml_lifecycle.data.s3 import as_prefix, delete_keys, iter_objects, join_uri, put_text, split_s3_uri
 
         s3 = self.hook.get_conn()
@@ -128,6 +129,10 @@ class PrepareBatchInputOperator(AwsBaseOperator[S3Hook]):
         for part in manifest.get("parts", []):
             bucket, key = split_s3_uri(part["uri"])
             table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+            try:
+                table = conform_decimals(table)  # an unloaded part stores NUMBER columns as DECIMAL
+            except SchemaError as exc:
+                raise AirflowFailException(f"dataset part {part['uri']}: {exc}") from None
             if table.num_rows == 0:
                 continue
             name = Path(part["name"]).stem + ".csv"

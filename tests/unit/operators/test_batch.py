@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import io
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import boto3
@@ -29,8 +31,14 @@ __all__ = ["aws"]
 DATASET = f"s3://{BUCKET}/datasets/batch_score/20260301T0000-20260302T0000/"
 
 
-def write_dataset(day: int, rows: int) -> str:
-    """An extracted interval: one Parquet part and its manifest, as the extraction operator writes them."""
+NUMBER_COLUMNS = ["hour_of_day", "day_of_week", "card_txn_count_24h", "is_fraud"]  # NUMBER(38,0) in the contract
+
+
+def write_dataset(day: int, rows: int, convert: Callable[[pa.Table], pa.Table] | None = None) -> str:
+    """An extracted interval: one Parquet part and its manifest, as the extraction operator writes them.
+
+    :param convert: changes the table before it is written (e.g. into the types of a Snowflake unload)
+    """
     features, _keys, kinds = feature_columns()
     start = dt.datetime(2026, 3, day)
     data = {
@@ -43,9 +51,17 @@ def write_dataset(day: int, rows: int) -> str:
         data[name] = (
             [i % 2 == 0 for i in range(rows)]
             if kind == "boolean"
-            else (["POS"] * rows if kind == "categorical" else [float(i) + 0.5 for i in range(rows)])
+            else (
+                ["POS"] * rows
+                if kind == "categorical"
+                else (
+                    [i % 7 for i in range(rows)] if name in NUMBER_COLUMNS else [float(i) + 0.5 for i in range(rows)]
+                )
+            )
         )
     table = pa.table(data)
+    if convert is not None:
+        table = convert(table)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     prefix = f"datasets/batch_score/2026030{day}/"
@@ -67,10 +83,10 @@ def interval(day: int) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
-def prepare(day: int, rows: int) -> dict:
+def prepare(day: int, rows: int, convert: Callable[[pa.Table], pa.Table] | None = None) -> dict:
     start, end = interval(day)
     op = PrepareBatchInputOperator(
-        task_id="prepare", aws_conn_id="aws_default", dataset_uri=write_dataset(day, rows),
+        task_id="prepare", aws_conn_id="aws_default", dataset_uri=write_dataset(day, rows, convert),
         batch_uri=batch_uri(load_config(), "batch_score", start, end),
     )  # fmt: skip
     return op.execute(context())
@@ -88,6 +104,44 @@ def test_prepare_writes_features_in_contract_order_and_keys_per_line(aws):
     assert first[features.index("is_weekend")] == "1" and first[features.index("channel")] == "POS"
     keys = aws.s3.get_object(Bucket=BUCKET, Key=key.replace("/input/", "/keys/"))["Body"].read().decode()
     assert keys.splitlines()[0] == "tx-1-0,2026-03-01T00:00:00"
+
+
+def as_unloaded(table: pa.Table) -> pa.Table:
+    """``table`` as a Snowflake Parquet unload stores it: NUMBER(38,0) as decimal(38,0); and amount as if it
+    were NUMBER(12,2)."""
+    for name in NUMBER_COLUMNS:
+        table = table.set_column(table.column_names.index(name), name, table.column(name).cast(pa.decimal128(38, 0)))
+    return table.set_column(table.column_names.index("amount"), "amount", table["amount"].cast(pa.decimal128(12, 2)))
+
+
+def batch_files(aws, result: dict) -> tuple[str, str]:
+    key = result["input_uri"].removeprefix(f"s3://{BUCKET}/") + "part-00000.csv"
+    read = lambda k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read().decode()  # noqa: E731
+    return read(key), read(key.replace("/input/", "/keys/"))
+
+
+def test_prepare_writes_the_same_input_from_an_unloaded_interval(aws):
+    streamed = batch_files(aws, prepare(1, 6))
+    unloaded = batch_files(aws, prepare(1, 6, convert=as_unloaded))
+    assert unloaded == streamed
+    features, _, _ = feature_columns()
+    row = streamed[0].splitlines()[5].split(",")
+    assert row[features.index("card_txn_count_24h")] == "5" and row[features.index("amount")] == "5.5"
+
+
+def test_prepare_refuses_an_unloaded_integer_beyond_int64(aws):
+    def overflowing(table: pa.Table) -> pa.Table:
+        table = as_unloaded(table)
+        values = table["card_txn_count_24h"].to_pylist()
+        values[2] = decimal.Decimal(2**63)
+        index = table.column_names.index("card_txn_count_24h")
+        return table.set_column(index, "card_txn_count_24h", pa.array(values, pa.decimal128(38, 0)))
+
+    with pytest.raises(
+        AirflowFailException,
+        match=r"part-00000\.parquet: column 'card_txn_count_24h': .* to 9223372036854775808 do not fit in int64",
+    ):
+        prepare(1, 3, convert=overflowing)
 
 
 def test_transform_request_is_valid():

@@ -7,6 +7,7 @@ it answers DESC STAGE and, on COPY INTO, writes Parquet files to the (moto) S3 p
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import io
 import json
 from collections.abc import Iterator
@@ -242,6 +243,36 @@ def test_unload_runs_copy_into_the_stage_path_and_writes_the_manifest(s3: Any) -
     assert manifest["extraction"]["mode"] == "unload"
     assert result["row_count"] == 4
     assert result["columns"] == ["transaction_id", "amount"]
+
+
+def test_unload_manifest_records_number_columns_in_the_types_readers_see(s3: Any) -> None:
+    """Snowflake unloads NUMBER(p,0) as decimal(p,0) and NUMBER(p,s) as decimal(p,s); every reader casts them
+    to int64 / float64 (as stream mode writes them), and the manifest says so."""
+
+    def unloaded(ids: list[str]) -> pa.Table:
+        return pa.table(
+            {
+                "transaction_id": ids,
+                "card_txn_count_24h": pa.array([3] * (len(ids) - 1) + [None], pa.decimal128(38, 0)),
+                "amount": pa.array([None] + [decimal.Decimal("12.50")] * (len(ids) - 1), pa.decimal128(12, 2)),
+            }
+        )
+
+    key = PREFIX.split(BUCKET + "/", 1)[1]
+    fake = FakeSnowflake(s3, [unloaded(["a", "b"]), unloaded(["c", "d"])])
+
+    _operator(fake).execute({})
+
+    stored = pq.read_schema(
+        io.BytesIO(s3.get_object(Bucket=BUCKET, Key=f"{key}data_0_0_0.snappy.parquet")["Body"].read())
+    )
+    assert stored.field("card_txn_count_24h").type == pa.decimal128(38, 0)
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{key}_manifest.json")["Body"].read())
+    assert manifest["schema"] == [
+        {"name": "transaction_id", "type": "string"},
+        {"name": "card_txn_count_24h", "type": "int64"},
+        {"name": "amount", "type": "double"},
+    ]
 
 
 def test_unload_with_a_storage_integration_targets_the_url(s3: Any) -> None:
