@@ -128,12 +128,54 @@ def load_inference_module(model_root: Path) -> ModuleType:
     return module
 
 
+def conform_decimals(table: Any) -> Any:
+    """An Arrow table or record batch with its decimal columns typed as the extraction's stream mode types
+    them: scale 0 -> ``int64`` (a checked cast), any other scale -> ``float64``.
+
+    Snowflake's Parquet unload stores ``NUMBER`` columns as DECIMAL, which pandas would hold as ``object``
+    columns of ``decimal.Decimal``. The same function is in each ``include/code`` component that reads the
+    dataset (each is packaged on its own) and in ``ml_lifecycle.data.parquet``.
+
+    :raises EvaluationError: a scale-0 value does not fit in ``int64`` (never wrapped); names the column
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    fields, columns, changed = list(table.schema), list(table.columns), False
+    for index, f in enumerate(fields):
+        if pa.types.is_decimal(f.type):
+            target = pa.int64() if f.type.scale == 0 else pa.float64()
+            try:
+                columns[index] = pc.cast(columns[index], target, safe=True)
+            except pa.ArrowInvalid as exc:
+                span = pc.min_max(columns[index])
+                raise EvaluationError(
+                    f"column {f.name!r}: {f.type} values from {span['min']} to {span['max']} do not fit in "
+                    f"{target} ({exc})"
+                ) from None
+            fields[index], changed = f.with_type(target), True
+    if not changed:
+        return table
+    return type(table).from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """The raw test rows, decimal columns typed as the dataset contract types them, column names lower case."""
+    import pyarrow.parquet as pq
+
+    try:
+        frame = conform_decimals(pq.read_table(path)).to_pandas()
+    except EvaluationError as exc:
+        raise EvaluationError(f"{path.name}: {exc}") from None
+    frame.columns = [str(c).lower() for c in frame.columns]
+    return frame
+
+
 def score_test_set(model_root: Path, test_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """Labels, scores and a description of the data that was scored."""
     raw = test_dir / "test_raw.parquet"
     if raw.is_file():
-        frame = pd.read_parquet(raw)
-        frame.columns = [str(c).lower() for c in frame.columns]
+        frame = read_raw(raw)
         if LABEL not in frame.columns:
             raise EvaluationError(f"{raw.name} has no {LABEL} column")
         inference = load_inference_module(model_root)
@@ -199,8 +241,7 @@ def monitor_baseline(model_root: Path, test_dir: Path, threshold: float) -> tupl
         raise EvaluationError(
             f"the Model Monitor baseline needs the raw test features ({raw.name}), which {test_dir} does not hold"
         )
-    frame = pd.read_parquet(raw)
-    frame.columns = [str(c).lower() for c in frame.columns]
+    frame = read_raw(raw)
     inference = load_inference_module(model_root)
     model = inference.model_fn(str(model_root))
     model.threshold = threshold  # the endpoint's DECISION_THRESHOLD is the same configured value

@@ -108,8 +108,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def conform_decimals(table: Any) -> Any:
+    """An Arrow table or record batch with its decimal columns typed as the extraction's stream mode types
+    them: scale 0 -> ``int64`` (a checked cast), any other scale -> ``float64``.
+
+    Snowflake's Parquet unload stores ``NUMBER`` columns as DECIMAL, which pandas would hold as ``object``
+    columns of ``decimal.Decimal``. The same function is in each ``include/code`` component that reads the
+    dataset (each is packaged on its own) and in ``ml_lifecycle.data.parquet``.
+
+    :raises PreprocessError: a scale-0 value does not fit in ``int64`` (never wrapped); names the column
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    fields, columns, changed = list(table.schema), list(table.columns), False
+    for index, f in enumerate(fields):
+        if pa.types.is_decimal(f.type):
+            target = pa.int64() if f.type.scale == 0 else pa.float64()
+            try:
+                columns[index] = pc.cast(columns[index], target, safe=True)
+            except pa.ArrowInvalid as exc:
+                span = pc.min_max(columns[index])
+                raise PreprocessError(
+                    f"column {f.name!r}: {f.type} values from {span['min']} to {span['max']} do not fit in "
+                    f"{target} ({exc})"
+                ) from None
+            fields[index], changed = f.with_type(target), True
+    if not changed:
+        return table
+    return type(table).from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
+
+
+def _read_part(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        return conform_decimals(pq.read_table(path)).to_pandas()
+    except PreprocessError as exc:
+        raise PreprocessError(f"{path.name}: {exc}") from None
+
+
 def read_dataset(input_dir: Path) -> pd.DataFrame:
     """Read every Parquet part under ``input_dir`` into one frame with lowercase column names.
+
+    Decimal columns (an unloaded dataset) are typed as stream mode writes them (:func:`conform_decimals`).
 
     :param input_dir: folder holding ``*.parquet`` files, possibly nested.
     """
@@ -118,7 +160,7 @@ def read_dataset(input_dir: Path) -> pd.DataFrame:
     parts = sorted(p for p in input_dir.rglob("*.parquet") if p.is_file())
     if not parts:
         raise PreprocessError(f"no *.parquet files under {input_dir}")
-    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    frame = pd.concat([_read_part(p) for p in parts], ignore_index=True)
     frame.columns = [str(c).lower() for c in frame.columns]
     missing = [c for c in [*KEY_COLUMNS, *RAW_FEATURES, LABEL] if c not in frame.columns]
     if missing:

@@ -73,6 +73,10 @@ class SuiteError(ValueError):
     """The suite cannot be evaluated exactly in batches; the message names the expectation."""
 
 
+class DatasetTypeError(ValueError):
+    """A column cannot be read in the dataset contract's types; the message names the file and column."""
+
+
 class ValidationTimeoutError(TimeoutError):
     """The validation ran past its deadline; carries how far it got.
 
@@ -447,8 +451,44 @@ def _gx_batch_definition(gx: Any) -> Any:
     return source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole")
 
 
+def conform_decimals(table: Any) -> Any:
+    """An Arrow table or record batch with its decimal columns typed as the extraction's stream mode types
+    them: scale 0 -> ``int64`` (a checked cast), any other scale -> ``float64``.
+
+    Snowflake's Parquet unload stores ``NUMBER`` columns as DECIMAL, which pandas would hold as ``object``
+    columns of ``decimal.Decimal``. The same function is in each ``include/code`` component that reads the
+    dataset (each is packaged on its own) and in ``ml_lifecycle.data.parquet``.
+
+    :raises DatasetTypeError: a scale-0 value does not fit in ``int64`` (never wrapped); names the column
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    fields, columns, changed = list(table.schema), list(table.columns), False
+    for index, f in enumerate(fields):
+        if pa.types.is_decimal(f.type):
+            target = pa.int64() if f.type.scale == 0 else pa.float64()
+            try:
+                columns[index] = pc.cast(columns[index], target, safe=True)
+            except pa.ArrowInvalid as exc:
+                span = pc.min_max(columns[index])
+                raise DatasetTypeError(
+                    f"column {f.name!r}: {f.type} values from {span['min']} to {span['max']} do not fit in "
+                    f"{target} ({exc})"
+                ) from None
+            fields[index], changed = f.with_type(target), True
+    if not changed:
+        return table
+    return type(table).from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
+
+
 def iter_frames(paths: Iterable[str], batch_rows: int) -> Iterator[Any]:
-    """pandas frames of at most ``batch_rows`` rows, read lazily from Parquet files in order."""
+    """pandas frames of at most ``batch_rows`` rows, read lazily from Parquet files in order.
+
+    Decimal columns (an unloaded dataset) are typed as stream mode writes them (:func:`conform_decimals`).
+
+    :raises DatasetTypeError: a decimal column has a value outside ``int64``; names the file and column
+    """
     import pyarrow.parquet as pq
 
     for path in paths:
@@ -456,6 +496,10 @@ def iter_frames(paths: Iterable[str], batch_rows: int) -> Iterator[Any]:
         # so the batch in flight is the only data held
         with pq.ParquetFile(path, memory_map=False) as parquet:
             for batch in parquet.iter_batches(batch_size=batch_rows, use_threads=False):
+                try:
+                    batch = conform_decimals(batch)
+                except DatasetTypeError as exc:
+                    raise DatasetTypeError(f"{Path(path).name}: {exc}") from None
                 yield batch.to_pandas(use_threads=False)
 
 

@@ -334,6 +334,10 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
                     deadline=deadline,
                     clock_start=clock_start,
                 )
+        except core.DatasetTypeError as exc:
+            raise AirflowFailException(
+                f"Data validation of {self.dataset_uri} cannot read the dataset in the contract's types: {exc}"
+            ) from None
         except core.ValidationTimeoutError as exc:
             partial = incomplete_report(manifest, self.suite_path, str(exc), exc.progress, self.timeout_seconds)
             put_json(client, result_uri, partial)

@@ -6,6 +6,7 @@ a GX 1.x ExpectationSuite document in a temporary ``include/`` folder.
 
 from __future__ import annotations
 
+import decimal
 import json
 import subprocess
 import sys
@@ -387,6 +388,49 @@ def test_empty_dataset_runs_schema_checks_and_fails_on_row_count(s3: Any, includ
     write_dataset(s3, [])
     with pytest.raises(AirflowFailException, match="expect_table_row_count_to_be_between: observed 0"):
         run()
+
+
+NUMBER_COLUMNS = ["hour_of_day", "day_of_week", "card_txn_count_24h", "is_fraud"]  # NUMBER(38,0) in the contract
+
+
+def as_unloaded(table: pa.Table) -> pa.Table:
+    """``table`` as a Snowflake Parquet unload stores it: NUMBER(38,0) columns as decimal(38,0)."""
+    for name in NUMBER_COLUMNS:
+        table = table.set_column(table.column_names.index(name), name, table.column(name).cast(pa.decimal128(38, 0)))
+    return table
+
+
+def test_an_unloaded_dataset_passes_the_projects_type_checks(s3: Any, include: Path) -> None:
+    (include / "gx" / "suite.json").write_text(
+        (REPO / "include" / "gx" / "card_transactions_features.json").read_text()
+    )
+    write_dataset(s3, [as_unloaded(t) for t in GOOD])
+
+    result, ti = run()
+
+    assert result["success"] is True and result["row_count"] == 2500
+    assert ti.xcom["validation_summary"]["failed"] == []
+    checked = {
+        r["expectation_config"]["kwargs"]["column"]
+        for r in report(s3)["results"]
+        if r["expectation_config"]["type"] == "expect_column_values_to_be_in_type_list" and r["success"]
+    }
+    assert set(NUMBER_COLUMNS) <= checked
+
+
+def test_an_unloaded_integer_beyond_int64_fails_naming_the_column(s3: Any, include: Path) -> None:
+    too_big = set_value(as_unloaded(GOOD[1]), "card_txn_count_24h", 10, decimal.Decimal(2**63))
+    write_dataset(s3, [as_unloaded(GOOD[0]), too_big])
+
+    with pytest.raises(AirflowFailException) as caught:
+        run()
+
+    message = str(caught.value)
+    assert f"Data validation of {DATASET} cannot read the dataset in the contract's types" in message
+    assert (
+        "part-00001.parquet: column 'card_txn_count_24h': decimal128(38, 0) values from 0 to 9223372036854775808"
+        in (message)
+    )
 
 
 @pytest.mark.parametrize(
