@@ -54,9 +54,7 @@ def write_dataset(day: int, rows: int, convert: Callable[[pa.Table], pa.Table] |
             else (
                 ["POS"] * rows
                 if kind == "categorical"
-                else (
-                    [i % 7 for i in range(rows)] if name in NUMBER_COLUMNS else [float(i) + 0.5 for i in range(rows)]
-                )
+                else ([i % 7 for i in range(rows)] if name in NUMBER_COLUMNS else [float(i) + 0.5 for i in range(rows)])
             )
         )
     table = pa.table(data)
