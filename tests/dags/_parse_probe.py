@@ -1,8 +1,9 @@
 """Import one DAG file in a fresh interpreter and report what that import did.
 
 Run as ``python _parse_probe.py <dag file>``; prints one JSON object: the heavy modules the import pulled
-in, any network connection it attempted, any Airflow Variable it read, and the DAG ids it defined.
-Airflow itself is imported first, so only what the DAG file adds is attributed to it.
+in, the packages it imported (outside the standard library), any network connection it attempted, any
+Airflow Variable it read, and the DAG ids it defined. Airflow itself is imported first, so only what the
+DAG file adds is attributed to it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,46 @@ import socket
 import sys
 import time
 
+#: modules only a running task needs; a DAG file that imports one pays for it at every parse
 HEAVY = (
     "great_expectations",
     "pandas",
+    "numpy",
+    "scipy",
     "xgboost",
     "sklearn",
     "sagemaker",
-    "snowflake",
+    "snowflake",  # the connector (snowflake.connector), not the Snowflake provider's asset URI handler
     "pyarrow",
     "matplotlib",
+    "duckdb",
+    "fakesnow",
+    "moto",
+    "devstack",
+    "airflow.providers.snowflake.hooks",
+    "airflow.providers.snowflake.operators",
+    "ml_lifecycle.builders",
+    "ml_lifecycle.data",
+    "ml_lifecycle.hooks",
+    "ml_lifecycle.triggers",
 )
+
+
+def _heavy(name: str) -> str | None:
+    """The entry of ``HEAVY`` a module belongs to, if any."""
+    return next((h for h in HEAVY if name == h or name.startswith(h + ".")), None)
+
+
+def _package(name: str) -> str | None:
+    """The package a module counts for: its top-level name, ``airflow.<x>`` or ``airflow.providers.<x>``;
+    ``None`` for the standard library and interpreter internals."""
+    parts = name.split(".")
+    if parts[0] in sys.stdlib_module_names or parts[0].startswith("_") or "__mypyc" in parts[0]:
+        return None
+    if parts[0] == "airflow":
+        return ".".join(parts[:3] if len(parts) > 2 and parts[1] == "providers" else parts[:2])
+    return parts[0]
+
 
 import airflow.sdk  # noqa: E402, F401  (baseline: what every DAG file pays)
 from airflow.sdk import DAG  # noqa: E402
@@ -78,7 +109,8 @@ added = set(sys.modules) - before
 print(
     json.dumps(
         {
-            "heavy_modules": sorted({m.split(".")[0] for m in added if m.split(".")[0] in HEAVY}),
+            "heavy_modules": sorted({h for m in added if (h := _heavy(m)) is not None}),
+            "packages": sorted({p for m in added if m != "dag_under_test" and (p := _package(m)) is not None}),
             "connections": connections,
             "variables": variables,
             "dag_ids": sorted(
