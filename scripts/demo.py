@@ -1,17 +1,18 @@
 """Run the training pipeline once on the devstack and print what it produced.
 
-Usage (with the devstack up: ``make devstack-up``)::
+Usage (with the devstack up: ``make devstack-up``; its state directory is ``$DEVSTACK_STATE_DIR``, else
+``.devstack``)::
 
     .venv/bin/python scripts/demo.py [--date YYYY-MM-DD] [--window-days N] [--tuning] [--num-round N]
 
-It points Airflow at this repository (``AIRFLOW_HOME=.devstack/airflow``, SQLite, ``dags/`` and ``plugins/``,
-no examples), migrates the metadata database once per Airflow version, creates the environment's S3 bucket and SNS topic
-in the devstack if they are missing, runs ``airflow dags test train_model <date>`` and prints a summary read
-from Airflow's metadata database: the model package (ARN, version, approval), its metrics, the gate decision,
-where the reports and plots are, and how long each task took.
+It points Airflow at this repository (``AIRFLOW_HOME=<state dir>/airflow``, SQLite, ``dags/`` and
+``plugins/``, no examples), migrates the metadata database once per Airflow version, creates the environment's
+S3 bucket and SNS topic in the devstack if they are missing, runs ``airflow dags test train_model <date>`` and
+prints a summary read from Airflow's metadata database: the model package (ARN, version, approval), its
+metrics, the gate decision, where the reports and plots are, and how long each task took.
 
 It imports neither the DAG package nor the devstack, nor Airflow itself: the devstack's endpoints come from
-``.devstack/env``, the bucket and topic from ``include/config/<ML_LIFECYCLE_ENV>.yaml``, and the summary is
+``<state dir>/env``, the bucket and topic from ``include/config/<ML_LIFECYCLE_ENV>.yaml``, and the summary is
 read from the SQLite database with the standard library (Airflow starts once, in ``airflow dags test``).
 """
 
@@ -221,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-days", type=int, help="training window in days (default: the config's)")
     parser.add_argument("--tuning", action="store_true", help="run a hyperparameter tuning job")
     parser.add_argument("--num-round", type=int, help="override the num_round hyperparameter")
-    parser.add_argument("--env-file", type=Path, default=ROOT / ".devstack" / "env")
-    parser.add_argument("--airflow-home", type=Path, default=ROOT / ".devstack" / "airflow")
+    # the devstack's state directory, as `python -m devstack` picks it
+    state_dir = Path(os.environ.get("DEVSTACK_STATE_DIR") or ROOT / ".devstack")
+    parser.add_argument("--env-file", type=Path, default=state_dir / "env", help="default: <state dir>/env")
+    parser.add_argument("--airflow-home", type=Path, default=state_dir / "airflow", help="default: <state dir>/airflow")
     args = parser.parse_args(argv)
     try:
         dt.date.fromisoformat(args.date)
@@ -250,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     log_file = args.airflow_home / f"demo-{args.date}.log"
     print(f"Running airflow dags test {DAG_ID} {args.date} --conf '{json.dumps(conf)}' ...", flush=True)
     started = time.monotonic()
-    code = run([*airflow, "dags", "test", DAG_ID, args.date, "--conf", json.dumps(conf)], env, log_file)
+    # --dagfile-path: the CLI's own parse and sync cover this DAG's file only (dag.test re-syncs the folder)
+    dag_file = str(ROOT / "dags" / f"{DAG_ID}.py")
+    command = [*airflow, "dags", "test", DAG_ID, args.date, "--dagfile-path", dag_file, "--conf", json.dumps(conf)]
+    code = run(command, env, log_file)
     wall = time.monotonic() - started
     try:
         result = summary(args.airflow_home / "airflow.db")
