@@ -359,7 +359,7 @@ def wait_idle(ui: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         runs = _all_runs(ui, ui.token())
-        active = [r["run_id"] for r in runs if r["state"] in ("queued", "running")]
+        active = [r["dag_run_id"] for r in runs if r["state"] in ("queued", "running")]
         if not active:
             return
         if time.monotonic() > deadline:
