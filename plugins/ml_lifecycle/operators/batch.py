@@ -24,16 +24,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.links.sagemaker import SageMakerTransformJobLink
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
-from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from ml_lifecycle.operators.deploy import HostingOperatorBase, is_not_found
+from ml_lifecycle.operators.deploy import HostingOperatorBase
+from ml_lifecycle.operators.jobs import TRANSFORM, completed, current_attempt, defer_until_done, resumed_description
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-FAILED = frozenset({"Failed", "Stopped"})
 SCHEMA_PATH = "sql/features_schema.json"
 DDL_PATH = "sql/predictions_table.sql"
 DELETE_PATH = "sql/predictions_delete.sql"
@@ -184,14 +183,6 @@ class BatchTransformJobOperator(HostingOperatorBase):
         self.output_uri = output_uri
         self.interval_start = interval_start
 
-    def _describe_or_none(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.sagemaker.describe_transform_job(TransformJobName=name)
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-
     def _result(self, description: dict[str, Any], version: Any) -> dict[str, Any]:
         return {
             "job_name": description["TransformJobName"],
@@ -205,8 +196,6 @@ class BatchTransformJobOperator(HostingOperatorBase):
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-
         from ml_lifecycle.builders.endpoint import package_version
         from ml_lifecycle.builders.transform import transform_job_name, transform_request
         from ml_lifecycle.data.s3 import delete_keys, iter_objects, split_s3_uri
@@ -218,18 +207,16 @@ class BatchTransformJobOperator(HostingOperatorBase):
         version = package_version(package)
         start = _naive_utc("interval_start", self.interval_start)
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
-        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
-        latest = None
-        for attempt in range(1, try_number + 1):
-            name = transform_job_name(cfg, dag_id=dag_id, run_id=run_id, start=start, try_number=attempt)
-            if (description := self._describe_or_none(name)) is not None:
-                latest = (attempt, name, description)
-        if latest is not None and latest[2]["TransformJobStatus"] not in FAILED:
-            _, name, description = latest
+        attempt = current_attempt(
+            self.sagemaker,
+            TRANSFORM,
+            context,
+            lambda number: transform_job_name(cfg, dag_id=dag_id, run_id=run_id, start=start, try_number=number),
+        )
+        name, description = attempt.name, attempt.description
+        if description is not None:
             self.log.info("Re-attaching to transform job %s (%s)", name, description["TransformJobStatus"])
         else:
-            attempt = 1 if latest is None else max(try_number, latest[0] + 1)
-            name = transform_job_name(cfg, dag_id=dag_id, run_id=run_id, start=start, try_number=attempt)
             s3 = self.hook.s3_hook.get_conn()
             bucket, _ = split_s3_uri(self.output_uri)
             stale = [o["Key"] for o in iter_objects(s3, self.output_uri.rstrip("/") + "/")]
@@ -242,7 +229,7 @@ class BatchTransformJobOperator(HostingOperatorBase):
             )
             self.log.info("Starting transform job %s with %s over %s", name, model, self.input_uri)
             self.sagemaker.create_transform_job(**request)
-            description = self.sagemaker.describe_transform_job(TransformJobName=name)
+            description = TRANSFORM.describe(self.sagemaker, name)
         SageMakerTransformJobLink.persist(
             context=context,
             operator=self,
@@ -250,44 +237,22 @@ class BatchTransformJobOperator(HostingOperatorBase):
             aws_partition=self.hook.conn_partition,
             job_name=name,
         )
-        status = description["TransformJobStatus"]
-        if status == "Completed":
+        if completed(TRANSFORM, name, description):
             return self._result(description, version)
-        if status in FAILED:
-            raise AirflowException(f"transform job {name} {status}: {description.get('FailureReason')}")
-        interval = self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds
-        attempts = self.max_attempts or cfg.sagemaker.waiter_max_attempts
-        self.defer(
-            trigger=SageMakerTrigger(
-                job_name=name,
-                job_type="Transform",
-                waiter_delay=int(interval),
-                waiter_max_attempts=attempts,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
-            ),
-            method_name="execute_complete",
+        defer_until_done(
+            self,
+            TRANSFORM,
+            name,
+            interval=self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds,
+            attempts=self.max_attempts or cfg.sagemaker.waiter_max_attempts,
             kwargs={"version": version},
-            timeout=dt.timedelta(seconds=interval * attempts + 60),
         )
-        raise AssertionError("defer() returns only by raising")  # pragma: no cover
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, version: Any = None
     ) -> dict[str, Any]:
-        event = validate_execute_complete_event(event)
-        name = event.get("job_name")
-        if not name:
-            raise AirflowException(f"trigger event without a job name: {event}")
-        description = self.sagemaker.describe_transform_job(TransformJobName=name)
-        status = description["TransformJobStatus"]
-        if status == "Completed":
-            return self._result(description, version)
-        if status in FAILED:
-            raise AirflowException(f"transform job {name} {status}: {description.get('FailureReason')}")
-        raise AirflowException(f"stopped waiting for transform job {name} ({status}); a retry re-attaches to it")
+        _, description = resumed_description(self.sagemaker, TRANSFORM, event)
+        return self._result(description, version)
 
 
 class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):

@@ -30,6 +30,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from ml_lifecycle.links import SageMakerProcessingJobLink
 from ml_lifecycle.operators.deploy import is_not_found
+from ml_lifecycle.operators.jobs import BASELINING, completed, current_attempt, defer_until_done, resumed_description
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from ml_lifecycle.config import Config
 
 ACTIVE = frozenset({"InProgress", "Stopping"})
-FAILED = frozenset({"Failed", "Stopped"})
 MAX_VIOLATIONS_IN_XCOM = 20
 BASELINE_URI_KEY = "baseline_uri"
 
@@ -168,14 +168,6 @@ class DataQualityBaselineOperator(_MonitorBase):
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
 
-    def _describe_or_none(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.sagemaker.describe_processing_job(ProcessingJobName=name)
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-
     def _summary(self, description: dict[str, Any], output_uri: str) -> dict[str, Any]:
         from ml_lifecycle.builders.monitor import CONSTRAINTS, STATISTICS
 
@@ -229,8 +221,6 @@ class DataQualityBaselineOperator(_MonitorBase):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-
         from ml_lifecycle.builders.monitor import baseline_job_name, baseline_output_uri, baseline_request
 
         cfg = self._config()
@@ -241,18 +231,16 @@ class DataQualityBaselineOperator(_MonitorBase):
         endpoint = self.endpoint_name or cfg.deployment.endpoint_name
         version = _int_or(self.model_package_version, 0)
         output_uri = baseline_output_uri(cfg, endpoint=endpoint, version=version, dataset_uri=self.dataset_uri)
-        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
-        latest = None
-        for attempt in range(1, try_number + 1):
-            name = baseline_job_name(cfg, version=version, dataset_uri=self.dataset_uri, try_number=attempt)
-            if (description := self._describe_or_none(name)) is not None:
-                latest = (attempt, name, description)
-        if latest is not None and latest[2]["ProcessingJobStatus"] not in FAILED:
-            _, name, description = latest
+        attempt = current_attempt(
+            self.sagemaker,
+            BASELINING,
+            context,
+            lambda number: baseline_job_name(cfg, version=version, dataset_uri=self.dataset_uri, try_number=number),
+        )
+        name, description = attempt.name, attempt.description
+        if description is not None:
             self.log.info("Reusing baselining job %s (%s)", name, description["ProcessingJobStatus"])
         else:
-            attempt = 1 if latest is None else max(try_number, latest[0] + 1)
-            name = baseline_job_name(cfg, version=version, dataset_uri=self.dataset_uri, try_number=attempt)
             request = baseline_request(
                 cfg,
                 job_name=name,
@@ -262,46 +250,24 @@ class DataQualityBaselineOperator(_MonitorBase):
             )
             self.log.info("Starting baselining job %s over %s -> %s", name, self.dataset_uri, output_uri)
             self.sagemaker.create_processing_job(**request)
-            description = self.sagemaker.describe_processing_job(ProcessingJobName=name)
+            description = BASELINING.describe(self.sagemaker, name)
         self._link(context, name)
-        status = description["ProcessingJobStatus"]
-        if status == "Completed":
+        if completed(BASELINING, name, description):
             return self._summary(description, output_uri)
-        if status in FAILED:
-            raise AirflowException(f"baselining job {name} {status}: {description.get('FailureReason')}")
-        interval = self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds
-        attempts = self.max_attempts or cfg.sagemaker.waiter_max_attempts
-        self.defer(
-            trigger=SageMakerTrigger(
-                job_name=name,
-                job_type="Processing",
-                waiter_delay=interval,
-                waiter_max_attempts=attempts,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
-            ),
-            method_name="execute_complete",
+        defer_until_done(
+            self,
+            BASELINING,
+            name,
+            interval=self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds,
+            attempts=self.max_attempts or cfg.sagemaker.waiter_max_attempts,
             kwargs={"output_uri": output_uri},
-            timeout=dt.timedelta(seconds=interval * attempts + 60),
         )
-        raise AssertionError("defer() returns only by raising")  # pragma: no cover
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, output_uri: str = ""
     ) -> dict[str, Any]:
-        event = validate_execute_complete_event(event)
-        name = event.get("job_name")
-        if not name:
-            raise AirflowException(f"trigger event without a job name: {event}")
-        description = self.sagemaker.describe_processing_job(ProcessingJobName=name)
-        status = description["ProcessingJobStatus"]
-        if status == "Completed":
-            return self._summary(description, output_uri)
-        if status in FAILED:
-            raise AirflowException(f"baselining job {name} {status}: {description.get('FailureReason')}")
-        raise AirflowException(f"stopped waiting for baselining job {name} ({status}); a retry re-attaches to it")
+        _, description = resumed_description(self.sagemaker, BASELINING, event)
+        return self._summary(description, output_uri)
 
 
 # ---------------------------------------------------------------------------------------------------- schedule
