@@ -243,7 +243,7 @@ def write(result: dict[str, Any]) -> None:
         "interpreter and Airflow CLI start-up, DAG parse and run creation; after the last task: "
         f"{run['after_last_task_s']} s of run",
         "bookkeeping, exit and the summary). `plan`, the first task, also carries the first request to",
-        "Airflow's in-process execution API, which builds that API's versioned routes (about 10 s on this machine).",
+        "Airflow's in-process execution API, which builds the routes of every API version (most of `plan`).",
         "",
         "| task | state | starts at (s) | duration (s) |",
         "|---|---|---|---|",
