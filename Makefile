@@ -37,7 +37,7 @@ setup: $(UV)  ## create .venv from requirements/dev.lock (fast when already done
 		echo "setup: .venv is up to date"; \
 	else \
 		[ -x $(PY) ] || $(UV) venv --quiet --python 3.11 $(VENV); \
-		$(UV) pip sync --quiet --python $(PY) requirements/dev.lock && echo "$$want" > $(STAMP) && \
+		$(UV) pip sync --quiet --compile-bytecode --python $(PY) requirements/dev.lock && echo "$$want" > $(STAMP) && \
 		echo "setup: .venv synced from requirements/dev.lock"; \
 	fi
 
