@@ -374,17 +374,20 @@ def _seconds(start: str | None, end: str | None) -> float | None:
 
 
 def task_breakdown(ui: Any, token: str, runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per task: mean seconds queued (waiting for an executor slot) and running, over ``runs``."""
+    """Per task: mean seconds queued (waiting for an executor slot) and running, and how many runs retried it."""
     queued: dict[str, list[float]] = {t: [] for t in TASKS}
     running: dict[str, list[float]] = {t: [] for t in TASKS}
+    retried: dict[str, int] = dict.fromkeys(TASKS, 0)
     for run in runs:
         path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances?limit=100"
         for ti in ui.api("GET", path, token=token)["task_instances"]:
             if ti["task_id"] not in queued:
                 continue
+            retried[ti["task_id"]] += int((ti.get("try_number") or 1) > 1)
             q = _seconds(ti.get("queued_when"), ti.get("start_date"))
             r = _seconds(ti.get("start_date"), ti.get("end_date"))
-            if q is not None:
+            # a deferred task's queued_when is that of its resumption, after its first start: not a slot wait
+            if q is not None and q >= 0:
                 queued[ti["task_id"]].append(q)
             if r is not None:
                 running[ti["task_id"]].append(r)
@@ -392,6 +395,7 @@ def task_breakdown(ui: Any, token: str, runs: list[dict[str, Any]]) -> dict[str,
         t: {
             "mean_queued_s": round(mean(queued[t]), 1) if queued[t] else None,
             "mean_running_s": round(mean(running[t]), 1) if running[t] else None,
+            "runs_retried": retried[t],
         }
         for t in TASKS
     }
@@ -502,7 +506,7 @@ def backfill(
 
 
 def transform_jobs(info: Any) -> dict[str, list[dict[str, Any]]]:
-    """{interval key of the job's output path: [{name, seconds}]} from ListTransformJobs."""
+    """{interval key of the job's output path: [{name, seconds from creation to end}]} from ListTransformJobs."""
     sm = info.client("sagemaker")
     names, token = [], None
     while True:
@@ -516,7 +520,7 @@ def transform_jobs(info: Any) -> dict[str, list[dict[str, Any]]]:
         job = sm.describe_transform_job(TransformJobName=name)
         output = job["TransformOutput"]["S3OutputPath"]
         interval = next((part for part in output.split("/") if "T0000-" in part), output)
-        started, ended = job.get("TransformStartTime"), job.get("TransformEndTime")
+        started, ended = job.get("CreationTime"), job.get("TransformEndTime")
         seconds = round((ended - started).total_seconds(), 1) if started and ended else None
         by_interval.setdefault(interval, []).append({"name": name, "seconds": seconds})
     return by_interval
@@ -726,6 +730,7 @@ def main() -> int:
         # if the parallel half could use every core for the sequential half's CPU work and nothing else
         result["cpu_bound_floor_ratio"] = round(seq["cpu_s_total"] / cores / seq["wall_s"], 3)
     result["reproduce"] = "make bench-backfill  (or .venv/bin/python benchmarks/backfill.py)"
+    result["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     write(result)
     keys = ("ratio", "no_duplicates", "predictions_written_once", "all_succeeded", "met_target")
     print(json.dumps({k: result.get(k) for k in keys}, indent=2))
@@ -736,9 +741,35 @@ def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """One line of the run history: when, where, what was measured."""
+    seq, par = result["sequential"], result["parallel"]
+    return {
+        "when": result.get("finished_at", "-"),
+        "commit": result["machine"]["git_commit"],
+        "rows_per_day": result["rows_per_day"],
+        "order": result["order"],
+        "sequential_wall_s": seq.get("wall_s"),
+        "parallel_wall_s": par.get("wall_s"),
+        "ratio": result["ratio"],
+        "load1_mean_sequential": seq.get("load1_during", {}).get("mean"),
+        "load1_mean_parallel": par.get("load1_during", {}).get("mean"),
+        "no_duplicates": result["no_duplicates"],
+    }
+
+
 def write(result: dict[str, Any]) -> None:
+    """``results/backfill.json`` and ``.md``; earlier runs of the same benchmark are kept as ``history``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "backfill.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    path = RESULTS / "backfill.json"
+    history: list[dict[str, Any]] = []
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        history = list(previous.get("history", []))
+        if previous.get("sequential", {}).get("completed") is not None:
+            history.append(summary(previous))
+    result["history"] = history
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     seq, par = result["sequential"], result["parallel"]
     halves = (("sequential", seq), ("parallel", par))
 
@@ -756,7 +787,12 @@ def write(result: dict[str, Any]) -> None:
     def task_cell(r: dict[str, Any], task: str, key: str) -> str:
         return _cell(r.get("tasks", {}).get(task, {}).get(key))
 
+    def task_queued(r: dict[str, Any], task: str) -> str:
+        value = r.get("tasks", {}).get(task, {}).get("mean_queued_s")
+        return "-" if value is None or value < 0 else str(value)
+
     ratio = result["ratio"]
+    runs = [*result["history"], summary(result)]
     lines = [
         f"# Backfill of {result['intervals']} intervals of {result['dag']}: parallel vs sequential",
         "",
@@ -777,17 +813,20 @@ def write(result: dict[str, Any]) -> None:
         f"Parallel / sequential: **{_cell(ratio)}** (target < {result['target_ratio']}): "
         f"{'met' if result['met_target'] else 'missed' if ratio is not None else 'not measured'}.",
         "",
-        "Mean seconds per task (queued = waiting for an executor slot, running = in its worker process):",
+        "Mean seconds per task (queued = waiting for an executor slot; running = first start to end, for the",
+        "deferrable `transform` including its wait in the triggerer):",
         "",
-        "| task | sequential queued | sequential running | parallel queued | parallel running |",
-        "|---|---|---|---|---|",
+        "| task | sequential queued | sequential running | parallel queued | parallel running "
+        "| runs that retried it, seq / par |",
+        "|---|---|---|---|---|---|",
         *(
-            f"| {t} | {task_cell(seq, t, 'mean_queued_s')} | {task_cell(seq, t, 'mean_running_s')} | "
-            f"{task_cell(par, t, 'mean_queued_s')} | {task_cell(par, t, 'mean_running_s')} |"
+            f"| {t} | {task_queued(seq, t)} | {task_cell(seq, t, 'mean_running_s')} | "
+            f"{task_queued(par, t)} | {task_cell(par, t, 'mean_running_s')} | "
+            f"{task_cell(seq, t, 'runs_retried')} / {task_cell(par, t, 'runs_retried')} |"
             for t in TASKS
         ),
         "",
-        "Mean transform job, creation to end on the devstack: "
+        "Mean transform job, creation to end on the devstack (the devstack runs it as a local process): "
         f"{_cell(seq['transform_job_mean_s'])} s sequential, {_cell(par['transform_job_mean_s'])} s parallel.",
         "",
         "No duplicate SageMaker work: "
@@ -810,6 +849,20 @@ def write(result: dict[str, Any]) -> None:
             f"{result['cpu_bound_floor_ratio']} x the sequential wall time.",
             "",
         ]
+    lines += [
+        "Every run of this benchmark so far (newest last; the figures above are the last):",
+        "",
+        "| when (UTC) | commit | rows/day | order | sequential (s) | parallel (s) | ratio | load 1 min, seq / par "
+        "| no duplicate jobs |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {h['when']} | {h['commit']} | {h['rows_per_day']} | {h['order']} | {_cell(h['sequential_wall_s'])} | "
+            f"{_cell(h['parallel_wall_s'])} | {_cell(h['ratio'])} | {_cell(h['load1_mean_sequential'])} / "
+            f"{_cell(h['load1_mean_parallel'])} | {h['no_duplicates']} |"
+            for h in runs
+        ),
+        "",
+    ]
     (RESULTS / "backfill.md").write_text("\n".join(lines), encoding="utf-8")
 
 
