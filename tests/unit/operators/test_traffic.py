@@ -104,7 +104,7 @@ def test_healthy_model_goes_10_50_100_and_the_old_variant_is_retired(aws):
     ("errors", "latency_us", "expected"),
     [
         pytest.param(30, 20_000, "5XX error rate 0.3000 (30/100)", id="error-rate"),
-        pytest.param(0, 900_000, "model latency", id="latency"),
+        pytest.param(0, 2_500_000, "model latency", id="latency"),
     ],
 )
 def test_breach_returns_all_traffic_to_the_old_variant_and_fails_naming_it(aws, errors, latency_us, expected):
