@@ -162,6 +162,9 @@ def main() -> int:
     parser.add_argument("--job-seconds", type=float, default=60.0, help="start delay of each job (default 60)")
     parser.add_argument("--check-interval", type=int, default=5, help="operators' status poll interval (s)")
     args = parser.parse_args()
+    # Airflow's worker processes may write bytecode caches as Python does by default (a caller that sets
+    # PYTHONDONTWRITEBYTECODE would make every task process recompile the project's modules)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
     from devstack.snowflake.seed import SeedParams
     from devstack.stack import Stack, free_port
