@@ -122,7 +122,7 @@ bench-slots: setup  ## worker-slot share of a SageMaker wait, deferrable vs sync
 
 # Airflow refuses concurrent backfills on SQLite: the benchmark starts a throwaway PostgreSQL cluster from Debian's
 # server binaries (installed here with apt-get when running as root), or uses BENCH_SQL_ALCHEMY_CONN.
-bench-backfill: setup  ## 10-interval batch_score backfill, parallel vs sequential, on a throwaway PostgreSQL (~25 min)
+bench-backfill: setup  ## 10-interval batch_score backfill, parallel vs sequential, on a throwaway PostgreSQL (~15 min)
 	@if [ -z "$$BENCH_SQL_ALCHEMY_CONN" ] && ! command -v initdb >/dev/null 2>&1 \
 		&& ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
