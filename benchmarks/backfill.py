@@ -16,8 +16,8 @@ jobs or finds its runs already done, and the second half does not inherit a long
 Wall time is from the backfill's creation to the last run's end. The CPU time used meanwhile by the
 benchmark's own process tree (Airflow's components and task processes, the devstack and the jobs it runs) and
 by PostgreSQL is recorded, with the load average, so a missed target can be told apart from a busy machine.
-Afterwards each half's devstack must list (``ListTransformJobs``) exactly one transform job per interval:
-parallel runs must not duplicate SageMaker work.
+Afterwards each half's devstack must list (``ListTransformJobs``) exactly one transform job per interval, and
+the predictions table must hold each day's transactions once: parallel runs must not duplicate work.
 
 PostgreSQL: Airflow refuses to create a backfill on SQLite while the scheduler writes ("not supported on
 SQLite under concurrent access"). The benchmark starts a throwaway cluster (``initdb`` into a temporary
@@ -32,9 +32,9 @@ Rows per day: the ``load`` task writes a day's predictions with one multi-row ``
 Snowflake stand-in (fakesnow) translates each statement with sqlglot in ONE Python process, at a CPU cost that grows
 faster than the row count (about 1 s for 30 rows, 3 s for 100, 12 s for 300 on this machine). With ten runs
 loading at once at 300 rows a day its answers take over 60 s, the Snowflake connector's socket timeout, so the
-connector sends each statement again and the stand-in runs every copy: the loads never finish. That is a limit of
-the stand-in (Snowflake runs the statements in parallel, and de-duplicates a re-sent request), not of Airflow or
-of the DAG, so the benchmark seeds 30 rows a day by default (``--rows-per-day``) to measure the runs' parallelism.
+connector sends each statement again and the stand-in runs every copy: the loads had not finished after 26
+minutes. That is a limit of the stand-in (Snowflake runs the statements in parallel), not of Airflow or of the
+DAG, so the benchmark seeds 30 rows a day by default (``--rows-per-day``) to measure the runs' parallelism.
 
 Reproduce: ``make bench-backfill`` (or ``.venv/bin/python benchmarks/backfill.py``).
 Target: parallel wall time < 0.5 x sequential, no duplicate jobs.
