@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import capture as capturemod
+from devstack.sagemaker.alarms import unsupported as unsupported_alarm
 from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
 from devstack.sagemaker.errors import SageMakerError, validation_error
 from devstack.sagemaker.serving import DEFAULT_STARTUP_TIMEOUT, ModelWorker, WorkerStartError, instance_id
@@ -770,6 +771,13 @@ class Hosting:
         if missing:
             raise validation_error(
                 f"The CloudWatch alarm(s) {', '.join(missing)} in AutoRollbackConfiguration do not exist."
+            )
+        # a rollback alarm the devstack cannot evaluate would never fire: refuse it rather than deploy unguarded
+        blind = [f"{a['AlarmName']} ({why})" for a in found if (why := unsupported_alarm(a)) is not None]
+        if blind:
+            raise validation_error(
+                "The devstack cannot evaluate the auto-rollback alarm(s) " + "; ".join(blind) + " (see "
+                "docs/devstack-hosting.md); AWS would accept them."
             )
 
     def _alarms_in_alarm(self, names: list[str]) -> list[str]:
