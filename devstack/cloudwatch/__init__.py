@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from devstack.cloudwatch.statistics import Extended, PeriodSamples, StatisticErr
 _LOCK = threading.RLock()
 _INSTALLED = False
 HISTORY_LIMIT = 10_000
+#: the ExtendedStatistic shapes PutMetricAlarm accepts (whether the devstack computes them is checked later)
+EXTENDED_STATISTIC = re.compile(r"^(p\d|tm\d|wm\d|tc\d|ts\d|IQM$|(PR|TM|WM|TC|TS)\()", re.IGNORECASE)
 
 MetricKey = tuple[str, str, frozenset[tuple[str, str]]]
 
@@ -365,7 +368,13 @@ def _install() -> None:
 
     def put_metric_alarm(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
         previous = self.alarms.get(name)
+        # CloudWatch accepts every extended statistic (tm90, IQM, PR(..)...); moto only percentiles
+        extended = kwargs.get("extended_statistic")
+        if extended and EXTENDED_STATISTIC.match(str(extended)):
+            kwargs["extended_statistic"] = None
         alarm = original_put_alarm(self, name, *args, **kwargs)
+        if extended:
+            alarm.extended_statistic = extended
         now = utcnow()
         if previous is not None:
             alarm.state_value = previous.state_value

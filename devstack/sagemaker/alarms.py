@@ -311,7 +311,7 @@ def _reason(
         else f"minimum {_plural(n - m + 1)} for ALARM -> OK transition"
     )
     return (
-        f"Threshold Crossed: {len(shown)} out of the last {_plural(n)} [{listing}] {_was(len(shown))} {relation} "
+        f"Threshold Crossed: {len(shown)} out of the last {n} datapoints [{listing}] {_was(len(shown))} {relation} "
         f"the threshold ({_format_value(threshold)}){filled} ({minimum})."
     )
 

@@ -330,22 +330,18 @@ class Runtime:
             )
         latency, fault = self.faults.take(endpoint, fleet.name, fleet.config_name)
         model_started = time.perf_counter()
-        if latency:
-            time.sleep(latency)
         if fault is not None:
-            result = InvocationResult(
-                fault.status, fault.message.encode(), "text/plain", int((time.perf_counter() - model_started) * 1e6)
-            )
+            result = InvocationResult(fault.status, fault.message.encode(), "text/plain", 0)
         else:
             assert fleet.worker is not None
             result = fleet.worker.invoke(body, content_type, accept, custom_attributes)
-            if latency:
-                result = InvocationResult(
-                    result.status,
-                    result.body,
-                    result.content_type,
-                    int((time.perf_counter() - model_started) * 1e6),
-                )
+        if latency or fault is not None:
+            # an injected latency slows the model's answer down (it is computed first, so a request in flight
+            # when its fleet is stopped, by a rollback for instance, still gets it), as a slow model would
+            time.sleep(latency)
+            result = InvocationResult(
+                result.status, result.body, result.content_type, int((time.perf_counter() - model_started) * 1e6)
+            )
         total_us = int((time.perf_counter() - started) * 1e6)
         self._record_metrics(fleet, result, total_us)
         if 200 <= result.status < 300:

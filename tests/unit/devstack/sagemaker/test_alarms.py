@@ -226,3 +226,15 @@ def test_supported_shapes_are_accepted() -> None:
     assert unsupported(alarm()) is None
     assert unsupported(alarm(Statistic=None, ExtendedStatistic="p99.9")) is None
     assert unsupported(_math_alarm("IF(m1 > 0, 100 * m1 / FILL(m1, 1), 0)")) is None
+
+
+def test_explicit_datapoints_to_alarm_uses_the_out_of_the_last_wording() -> None:
+    result = evaluate(alarm(DatapointsToAlarm=1), {CURRENT: Point(CURRENT, 5.0, 1.0)}, NOW)
+    assert result.reason.startswith("Threshold Crossed: 1 out of the last 1 datapoints [5.0 (")
+    assert result.reason.endswith(
+        "was greater than the threshold (1.0) (minimum 1 datapoint for OK -> ALARM transition)."
+    )
+    ok = evaluate(alarm(EvaluationPeriods=2, DatapointsToAlarm=2), series("00"), NOW)
+    assert ok.reason.endswith(
+        "were not greater than the threshold (1.0) (minimum 1 datapoint for ALARM -> OK transition)."
+    )
