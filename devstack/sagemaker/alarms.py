@@ -391,7 +391,13 @@ class AlarmEvaluator:
         return changed
 
     def _set(self, client: Any, alarm: dict[str, Any], state: str, reason: str, data: str) -> str | None:
-        if state == alarm.get("StateValue") and (state != "INSUFFICIENT_DATA" or reason == alarm.get("StateReason")):
+        current = str(alarm.get("StateReason") or "")
+        if state == alarm.get("StateValue") and (
+            state != "INSUFFICIENT_DATA"
+            or reason[:1023] == current
+            or not (current.startswith("Unchecked:") or reason.startswith("Unchecked:"))
+        ):
+            # no transition; INSUFFICIENT_DATA's reason changes only out of or into "Unchecked: ..."
             return None
         client.set_alarm_state(
             AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason[:1023], StateReasonData=data
