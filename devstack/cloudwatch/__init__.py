@@ -227,6 +227,9 @@ def metric_data(
         if stat_query and query.get("Expression"):
             raise QueryError(f"Query {qid} gives both MetricStat and Expression; give exactly one.")
         if stat_query:
+            missing = [k for k in ("Metric", "Period", "Stat") if not stat_query.get(k)]
+            if missing:
+                raise QueryError(f"The MetricStat of query {qid} needs {', '.join(missing)}.")
             metric = stat_query["Metric"]
             stat = _parse(str(stat_query["Stat"]))
             q_period = int(stat_query["Period"])
@@ -246,15 +249,20 @@ def metric_data(
             labels[qid] = query.get("Label") or f"{metric['MetricName']}"
         elif not query.get("Expression"):
             raise QueryError(f"Query {qid} needs a MetricStat or an Expression.")
-    for query in queries:
-        qid = str(query["Id"])
-        if query.get("Expression"):
-            labels[qid] = query.get("Label") or qid
+    # expressions may use each other in any order: evaluate each once the ids it names are known
+    pending = [q for q in queries if q.get("Expression")]
+    for query in pending:
+        labels[str(query["Id"])] = query.get("Label") or str(query["Id"])
+    while pending:
+        ready = [q for q in pending if _references(q) <= set(results)] or pending[:1]
+        for query in ready:
+            qid = str(query["Id"])
             context = expressions.Context(results, metric_ids, labels, grid, period)
             try:
                 results[qid] = expressions.evaluate(str(query["Expression"]), context)
             except expressions.ExpressionError as exc:
                 raise QueryError(f"Query {qid}: {exc}") from exc
+            pending.remove(query)
     out = []
     for query in queries:
         qid = str(query["Id"])
@@ -279,6 +287,13 @@ def metric_data(
             }
         )
     return out
+
+
+def _references(query: dict[str, Any]) -> set[str]:
+    try:
+        return expressions.referenced_ids(str(query["Expression"]))
+    except expressions.ExpressionError:
+        return set()
 
 
 # --------------------------------------------------------------------------------- moto integration

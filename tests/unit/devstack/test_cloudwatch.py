@@ -201,3 +201,18 @@ def test_get_metric_data_refuses_what_it_cannot_compute() -> None:
             start=T0,
             end=T0 + 60,
         )
+
+
+def test_expressions_may_use_each_other_in_any_order() -> None:
+    metric = {"Namespace": "AWS/SageMaker", "MetricName": "ModelLatency", "Dimensions": VARIANT}
+    results = metric_data(
+        _store(),
+        [
+            {"Id": "doubled", "Expression": "ms * 2"},
+            {"Id": "ms", "Expression": "m1 / 1000", "ReturnData": False},
+            {"Id": "m1", "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Maximum"}, "ReturnData": False},
+        ],
+        start=T0,
+        end=T0 + 60,
+    )
+    assert [(r["Id"], r["Values"]) for r in results] == [("doubled", [6.0])]
