@@ -317,6 +317,13 @@ class Runtime:
                 "ServiceUnavailable", 503, f"Endpoint {endpoint} is restarting its model containers; retry shortly."
             )
         fleet = runtime.choose(target_variant)
+        for _ in range(3):
+            # a fleet whose traffic just moved away (rollback, end of a deployment) drains: choose again
+            if fleet is None or fleet.enter():
+                break
+            fleet = runtime.choose(target_variant)
+        else:
+            fleet = None
         if fleet is None:
             if target_variant is not None:
                 raise InvokeError(
@@ -328,13 +335,16 @@ class Runtime:
             raise InvokeError(
                 "ValidationError", 400, f"Endpoint {endpoint} has no production variant with a positive weight."
             )
-        latency, fault = self.faults.take(endpoint, fleet.name, fleet.config_name)
-        model_started = time.perf_counter()
-        if fault is not None:
-            result = InvocationResult(fault.status, fault.message.encode(), "text/plain", 0)
-        else:
-            assert fleet.worker is not None
-            result = fleet.worker.invoke(body, content_type, accept, custom_attributes)
+        try:
+            latency, fault = self.faults.take(endpoint, fleet.name, fleet.config_name)
+            model_started = time.perf_counter()
+            if fault is not None:
+                result = InvocationResult(fault.status, fault.message.encode(), "text/plain", 0)
+            else:
+                assert fleet.worker is not None
+                result = fleet.worker.invoke(body, content_type, accept, custom_attributes)
+        finally:
+            fleet.leave()
         if latency or fault is not None:
             # an injected latency slows the model's answer down (it is computed first, so a request in flight
             # when its fleet is stopped, by a rollback for instance, still gets it), as a slow model would

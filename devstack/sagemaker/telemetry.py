@@ -123,6 +123,8 @@ class Flusher:
         self.flushes = flushes
         self.interval = interval
         self._stop = threading.Event()
+        # one round at a time: a caller's flush() returns only after a round already running has finished
+        self._round = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="devstack-telemetry", daemon=True)
         self._thread.start()
 
@@ -131,12 +133,13 @@ class Flusher:
             self.flush()
 
     def flush(self) -> None:
-        """Run every flush now."""
-        for flush in self.flushes:
-            try:
-                flush()
-            except Exception:
-                log.exception("Telemetry flush failed")
+        """Run every flush now (after the round in progress, if any, so that everything queued is sent)."""
+        with self._round:
+            for flush in self.flushes:
+                try:
+                    flush()
+                except Exception:
+                    log.exception("Telemetry flush failed")
 
     def close(self) -> None:
         """Stop the thread after a last round."""

@@ -10,6 +10,7 @@ fails with ``AirflowFailException`` naming the latency alarm (not the 5XX one) a
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from types import SimpleNamespace
 from typing import Any
@@ -19,12 +20,12 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from tests.faults.conftest import (
     ENDPOINT,
+    SAMPLE_ROW,
     alarms_ok,
     deploy_context,
     deploy_operator,
     fail_task,
     hosting_faults,
-    served,
     wait_for,
 )
 from tests.faults.deploy_checks import assert_previous_model_serves_everything
@@ -36,16 +37,28 @@ SLOW_SECONDS = 3.0
 
 
 class Traffic:
-    """Requests in the background while the deployment shifts traffic (what production would send)."""
+    """Requests in the background while the deployment shifts traffic (what production would send).
+
+    Records each answer, and for a failed request when and why it failed.
+    """
 
     def __init__(self, aws: SimpleNamespace) -> None:
         self.aws, self.stop_event, self.seen = aws, threading.Event(), Counter()
+        self.failures: list[tuple[float, str]] = []
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
+        runtime = self.aws.runtime
         while not self.stop_event.is_set():
-            self.seen.update(served(self.aws, 1))
+            try:
+                answer = runtime.invoke_endpoint(
+                    EndpointName=ENDPOINT, Body=SAMPLE_ROW, ContentType="text/csv", Accept="text/csv"
+                )
+                self.seen[answer["Body"].read().decode().strip()] += 1
+            except runtime.exceptions.ModelError as exc:
+                self.seen["error"] += 1
+                self.failures.append((time.time(), str(exc)))
             self.stop_event.wait(0.02)
 
     def stop(self) -> Counter:
@@ -89,7 +102,8 @@ def test_slow_canary_is_rolled_back_by_the_p99_latency_alarm_alone(
     message = str(error)
     assert "ROLLED BACK" in message and latency_alarm in message
     assert f"the endpoint serves {previous_model['endpoint_config_name']}, not {green}" in message
-    assert not during["error"], f"no request failed, the canary was only slow: {during}"
+    assert not traffic.failures, f"no request failed, the canary was only slow: {traffic.failures}"
+    assert during[previous_model["answer"]], f"the endpoint kept answering during the canary: {during}"
     evidence = ctx["ti"].pushed[ROLLBACK_XCOM_KEY]
     assert evidence["fired_alarms"] == [latency_alarm], evidence["fired_alarms"]
     assert latency_alarm in evidence["failure_reason"] and errors_alarm not in evidence["failure_reason"]

@@ -57,3 +57,31 @@ def test_a_failed_send_is_retried_without_losing_counts() -> None:
     batcher.add("AWS/SageMaker", DIMS, "Invocations", 1.0, "None", 1_700_000_000)
     assert batcher.flush() == 1
     assert cloudwatch.calls[0]["MetricData"][0]["Counts"] == [2.0]
+
+
+def test_flush_waits_for_the_round_in_progress() -> None:
+    import threading
+
+    from devstack.sagemaker.telemetry import Flusher
+
+    started, release, done = threading.Event(), threading.Event(), []
+
+    def slow_upload() -> None:
+        if not started.is_set():
+            started.set()
+            release.wait(5)
+            done.append("background round")
+
+    flusher = Flusher([slow_upload], interval=0.01)
+    try:
+        assert started.wait(5)
+        caller = threading.Thread(target=flusher.flush)
+        caller.start()
+        caller.join(0.2)
+        assert caller.is_alive(), "the caller's flush waits for the background round"
+        release.set()
+        caller.join(5)
+        assert done == ["background round"]
+    finally:
+        release.set()
+        flusher.close()
