@@ -218,6 +218,8 @@ class Snapshotter:
             "Threshold",
             "ComparisonOperator",
             "TreatMissingData",
+            "EvaluateLowSampleCountPercentile",
+            "ThresholdMetricId",
             "Metrics",
         )
         alarms = []
@@ -380,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from moto.server import ThreadedMotoServer
 
+    from devstack.cloudwatch import install as install_cloudwatch
+
+    # CloudWatch's exact dimension matching, percentiles, metric math and alarm history (devstack/cloudwatch)
+    install_cloudwatch()
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     ready = state_dir / READY_FILE

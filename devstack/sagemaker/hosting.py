@@ -36,9 +36,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import capture as capturemod
+from devstack.sagemaker.alarms import unsupported as unsupported_alarm
 from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
 from devstack.sagemaker.errors import SageMakerError, validation_error
-from devstack.sagemaker.serving import DEFAULT_STARTUP_TIMEOUT, ModelWorker, WorkerStartError, instance_id
+from devstack.sagemaker.serving import (
+    DEFAULT_STARTUP_TIMEOUT,
+    INVOCATION_TIMEOUT,
+    ModelWorker,
+    WorkerStartError,
+    instance_id,
+)
 
 if TYPE_CHECKING:
     from devstack.sagemaker.service import SageMakerService
@@ -79,10 +86,33 @@ class Fleet:
     capture: dict[str, Any] | None
     worker: ModelWorker | None = None
     image: str = ""
+    _inflight: int = field(default=0, repr=False)
+    _draining: bool = field(default=False, repr=False)
+    _idle: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     @property
     def name(self) -> str:
         return self.variant["VariantName"]
+
+    def enter(self) -> bool:
+        """Count one request in; False once the fleet drains (its traffic has moved elsewhere)."""
+        with self._idle:
+            if self._draining:
+                return False
+            self._inflight += 1
+            return True
+
+    def leave(self) -> None:
+        """Count one request out."""
+        with self._idle:
+            self._inflight -= 1
+            self._idle.notify_all()
+
+    def drain(self, timeout: float) -> None:
+        """Refuse new requests and wait (at most ``timeout`` s) for those in flight, as a load balancer drains."""
+        with self._idle:
+            self._draining = True
+            self._idle.wait_for(lambda: self._inflight <= 0, timeout=timeout)
 
     @property
     def weight(self) -> float:
@@ -480,6 +510,9 @@ class Hosting:
 
     @staticmethod
     def _stop_fleets(fleets: list[Fleet]) -> None:
+        # requests already routed to a fleet finish before its model server stops (connection draining)
+        for fleet in fleets:
+            fleet.drain(INVOCATION_TIMEOUT)
         for fleet in fleets:
             if fleet.worker is not None:
                 try:
@@ -770,6 +803,13 @@ class Hosting:
         if missing:
             raise validation_error(
                 f"The CloudWatch alarm(s) {', '.join(missing)} in AutoRollbackConfiguration do not exist."
+            )
+        # a rollback alarm the devstack cannot evaluate would never fire: refuse it rather than deploy unguarded
+        blind = [f"{a['AlarmName']} ({why})" for a in found if (why := unsupported_alarm(a)) is not None]
+        if blind:
+            raise validation_error(
+                "The devstack cannot evaluate the auto-rollback alarm(s) " + "; ".join(blind) + " (see "
+                "docs/devstack-hosting.md); AWS would accept them."
             )
 
     def _alarms_in_alarm(self, names: list[str]) -> list[str]:

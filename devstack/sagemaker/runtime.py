@@ -6,11 +6,12 @@ The answer carries ``x-Amzn-Invoked-Production-Variant``. A non-2xx answer of th
 ``ModelError`` (HTTP 424) with ``OriginalStatusCode``, ``OriginalMessage`` and ``LogStreamArn``; an
 unknown endpoint is a ``ValidationError``.
 
-Every invocation adds per-variant metrics (namespace ``AWS/SageMaker``, dimensions ``EndpointName`` and
-``VariantName``; while a deployment runs also ``EndpointConfigName``): ``Invocations``,
+Every invocation adds per-variant metrics (namespace ``AWS/SageMaker``, once with dimensions ``EndpointName``
+and ``VariantName`` and once more with ``EndpointConfigName`` too): ``Invocations``,
 ``InvocationsPerInstance``, ``Invocation4XXErrors``, ``Invocation5XXErrors``, ``InvocationModelErrors``,
-``ModelLatency`` and ``OverheadLatency`` (microseconds). They are batched and sent every second, and
-sampled requests are captured per the variant's ``DataCaptureConfig``.
+``ModelLatency`` and ``OverheadLatency`` (microseconds). They are batched and sent every second as raw
+values (so that CloudWatch can compute percentiles), and sampled requests are captured per the variant's
+``DataCaptureConfig``.
 
 Test faults (``POST /_devstack/hosting/faults``, ``DELETE`` clears, ``GET`` lists)::
 
@@ -316,6 +317,13 @@ class Runtime:
                 "ServiceUnavailable", 503, f"Endpoint {endpoint} is restarting its model containers; retry shortly."
             )
         fleet = runtime.choose(target_variant)
+        for _ in range(3):
+            # a fleet whose traffic just moved away (rollback, end of a deployment) drains: choose again
+            if fleet is None or fleet.enter():
+                break
+            fleet = runtime.choose(target_variant)
+        else:
+            fleet = None
         if fleet is None:
             if target_variant is not None:
                 raise InvokeError(
@@ -327,26 +335,25 @@ class Runtime:
             raise InvokeError(
                 "ValidationError", 400, f"Endpoint {endpoint} has no production variant with a positive weight."
             )
-        latency, fault = self.faults.take(endpoint, fleet.name, fleet.config_name)
-        model_started = time.perf_counter()
-        if latency:
+        try:
+            latency, fault = self.faults.take(endpoint, fleet.name, fleet.config_name)
+            model_started = time.perf_counter()
+            if fault is not None:
+                result = InvocationResult(fault.status, fault.message.encode(), "text/plain", 0)
+            else:
+                assert fleet.worker is not None
+                result = fleet.worker.invoke(body, content_type, accept, custom_attributes)
+        finally:
+            fleet.leave()
+        if latency or fault is not None:
+            # an injected latency slows the model's answer down (it is computed first, so a request in flight
+            # when its fleet is stopped, by a rollback for instance, still gets it), as a slow model would
             time.sleep(latency)
-        if fault is not None:
             result = InvocationResult(
-                fault.status, fault.message.encode(), "text/plain", int((time.perf_counter() - model_started) * 1e6)
+                result.status, result.body, result.content_type, int((time.perf_counter() - model_started) * 1e6)
             )
-        else:
-            assert fleet.worker is not None
-            result = fleet.worker.invoke(body, content_type, accept, custom_attributes)
-            if latency:
-                result = InvocationResult(
-                    result.status,
-                    result.body,
-                    result.content_type,
-                    int((time.perf_counter() - model_started) * 1e6),
-                )
         total_us = int((time.perf_counter() - started) * 1e6)
-        self._record_metrics(runtime.deploying_config, fleet, result, total_us)
+        self._record_metrics(fleet, result, total_us)
         if 200 <= result.status < 300:
             self._capture(endpoint, fleet, body, content_type, result, inference_id, custom_attributes)
             headers = {
@@ -377,14 +384,13 @@ class Runtime:
             LogStreamArn=self._log_stream_arn(endpoint),
         )
 
-    def _record_metrics(self, deploying: str | None, fleet: Fleet, result: InvocationResult, total_us: int) -> None:
-        # While a deployment runs, datapoints carry EndpointConfigName too, so that alarms can watch one
-        # fleet. They are sent once, with that extra dimension: CloudWatch queries (and the local endpoint's)
-        # by EndpointName + VariantName still see every datapoint, without counting it twice.
-        dims = {"EndpointName": fleet.endpoint, "VariantName": fleet.name}
-        if deploying is not None:
-            dims["EndpointConfigName"] = fleet.config_name
-        dimension_sets = [dims]
+    def _record_metrics(self, fleet: Fleet, result: InvocationResult, total_us: int) -> None:
+        # CloudWatch matches a metric only on its exact dimension set, so each datapoint is sent twice, as
+        # SageMaker publishes it: per variant (EndpointName, VariantName: what alarms on the endpoint watch,
+        # old and new fleet together) and per fleet (plus EndpointConfigName: what alarms on one fleet of a
+        # deployment watch). The devstack publishes the per-fleet set always, SageMaker from a deployment on.
+        variant = {"EndpointName": fleet.endpoint, "VariantName": fleet.name}
+        dimension_sets = [variant, {**variant, "EndpointConfigName": fleet.config_name}]
         error4 = 1.0 if 400 <= result.status < 500 else 0.0
         error5 = 1.0 if result.status >= 500 or result.status == 0 else 0.0
         model_error = 1.0 if not 200 <= result.status < 300 else 0.0

@@ -17,9 +17,12 @@ from tests.integration.devstack.sagemaker_support import CREDENTIALS, REGION
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """A moto server (S3, CloudWatch Logs, ...) on a free loopback port."""
+    """A moto server (S3, CloudWatch Logs, ...) on a free loopback port, with the devstack's CloudWatch."""
     from moto.server import ThreadedMotoServer
 
+    from devstack.cloudwatch import install
+
+    install()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

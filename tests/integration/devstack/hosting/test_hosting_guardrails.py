@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.integration.devstack.hosting_support import (
+    control,
     create_model,
     eventually,
     put_scale_model,
@@ -309,3 +311,106 @@ def test_rollback_alarm_must_exist(fast: Any, sm: Any, s3: Any, bucket: str, uni
         )
 
     assert "no-such-alarm" in caught.value.response["Error"]["Message"]
+
+
+def _latency_alarm(cloudwatch: Any, name: str, endpoint: str, bound_ms: float, **extra: Any) -> None:
+    """The product's latency guard: p99 ModelLatency of the variant (old and new fleet together)."""
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/SageMaker",
+        MetricName="ModelLatency",
+        Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}],
+        ExtendedStatistic="p99",
+        Unit="Microseconds",
+        Period=10,
+        EvaluationPeriods=1,
+        DatapointsToAlarm=1,
+        Threshold=bound_ms * 1000.0,
+        ComparisonOperator="GreaterThanThreshold",
+        TreatMissingData="notBreaching",
+        **extra,
+    )
+
+
+def test_canary_whose_new_variant_is_slow_is_rolled_back_by_the_p99_latency_alarm_alone(
+    fast: Any, sm: Any, s3: Any, bucket: str, unique_name: Any, runtime: Any, cloudwatch: Any
+) -> None:
+    blue = _config(sm, s3, bucket, unique_name, scale=1.0)
+    green = _config(sm, s3, bucket, unique_name, scale=2.0)
+    name = _endpoint(sm, blue, unique_name)
+    latency, errors = unique_name("latency-p99"), unique_name("errors")
+    _latency_alarm(cloudwatch, latency, name, bound_ms=1500)
+    _error_alarm(cloudwatch, errors, name)
+    deployment = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                "WaitIntervalInSeconds": 60,
+            },
+            "TerminationWaitInSeconds": 0,
+            "MaximumExecutionTimeoutInSeconds": 600,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": errors}, {"AlarmName": latency}]},
+    }
+    # the new fleet answers correctly, only slowly: 2.5 s per request, above the 1.5 s p99 bound
+    slow = {"variant_latency": [{"endpoint": name, "variant": "AllTraffic", "config": green, "seconds": 2.5}]}
+    control(fast, "POST", "/_devstack/hosting/faults", slow)
+    try:
+        started = time.monotonic()
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=green, DeploymentConfig=deployment)
+        traffic = Traffic(runtime, name)
+        desc = wait_endpoint(sm, name, timeout=60, until=("InService",))
+        elapsed = time.monotonic() - started
+        during = traffic.stop()
+    finally:
+        control(fast, "DELETE", "/_devstack/hosting/faults")
+
+    assert elapsed < 60, "the rollback must come from the latency alarm, not from the end of the canary bake"
+    assert desc["EndpointConfigName"] == blue
+    assert latency in desc["FailureReason"] and errors not in desc["FailureReason"]
+    assert "2.0" in during, "the slow canary fleet answered (correctly) during the bake"
+    assert not [r for r in during if r not in ("1.0", "2.0")], f"no request failed: {set(during)}"
+    states = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNames=[latency, errors])["MetricAlarms"]}
+    assert states[errors]["StateValue"] != "ALARM"
+    fired = states[latency]
+    assert fired["StateValue"] == "ALARM"
+    assert fired["StateReason"].startswith("Threshold Crossed: 1 out of the last 1 datapoints [")
+    assert "was greater than the threshold (1500000.0)" in fired["StateReason"]
+    reason_data = json.loads(fired["StateReasonData"])
+    assert reason_data["statistic"] == "p99" and reason_data["unit"] == "Microseconds"
+    assert reason_data["recentDatapoints"][0] >= 2_500_000
+    history = cloudwatch.describe_alarm_history(AlarmName=latency, HistoryItemType="StateUpdate")
+    summaries = [h["HistorySummary"] for h in history["AlarmHistoryItems"]]
+    assert any(s.endswith("to ALARM") for s in summaries), summaries
+    after = [
+        runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv")["Body"].read() for _ in range(10)
+    ]
+    assert after == [b"1.0"] * 10, "after the rollback the previous config serves 100 % of the traffic"
+
+
+def test_rollback_alarm_the_devstack_cannot_evaluate_is_refused(
+    fast: Any, sm: Any, s3: Any, bucket: str, unique_name: Any, cloudwatch: Any
+) -> None:
+    blue = _config(sm, s3, bucket, unique_name, scale=1.0, count=1)
+    green = _config(sm, s3, bucket, unique_name, scale=2.0, count=1)
+    name = _endpoint(sm, blue, unique_name)
+    alarm = unique_name("searched")
+    cloudwatch.put_metric_alarm(
+        AlarmName=alarm,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanThreshold",
+        Metrics=[{"Id": "e1", "Expression": "SEARCH('{AWS/SageMaker} ModelLatency', 'p99', 60)", "ReturnData": True}],
+    )
+
+    with pytest.raises(ClientError) as caught:
+        sm.update_endpoint(
+            EndpointName=name,
+            EndpointConfigName=green,
+            DeploymentConfig={"AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]}},
+        )
+
+    message = caught.value.response["Error"]["Message"]
+    assert alarm in message and "SEARCH" in message
+    assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == blue
