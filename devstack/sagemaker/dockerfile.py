@@ -7,7 +7,8 @@ images need, and anything else is an error naming the line (never silently ignor
 - ``ARG NAME=default`` and ``${NAME}`` / ``$NAME`` in later lines (defaults only; CI may pass other values);
 - ``FROM <SageMaker framework image URI>``: the base environment, from the catalogue;
 - ``RUN pip install [options] <requirement>...`` (also ``python -m pip`` / ``python3 -m pip``, ``-r file``
-  relative to the Dockerfile's folder, several commands joined with ``&&``): installed on top of the base;
+  relative to the Dockerfile's folder, several commands joined with ``&&``; ``--index-url``,
+  ``--extra-index-url`` and ``--find-links`` are kept): installed on top of the base;
 - ``ENV NAME=value`` (or ``ENV NAME value``): variables of the image;
 - ``ENTRYPOINT ["exec", "form"]``: what a processing job without ``ContainerEntrypoint`` runs;
 - ``COPY``/``ADD`` of a requirements file used by ``pip install -r``, ``WORKDIR``, ``LABEL``, ``USER``,
@@ -24,7 +25,15 @@ from pathlib import Path
 
 _VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 _IGNORED = {"WORKDIR", "LABEL", "USER", "EXPOSE", "CMD", "MAINTAINER", "SHELL", "STOPSIGNAL", "HEALTHCHECK"}
-_PIP_OPTIONS_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "-c", "--constraint", "--timeout"}
+#: pip options kept as requirement-file lines (where packages come from).
+_PIP_INDEX_OPTIONS = {
+    "-i": "--index-url",
+    "--index-url": "--index-url",
+    "--extra-index-url": "--extra-index-url",
+    "-f": "--find-links",
+    "--find-links": "--find-links",
+}
+_PIP_OPTIONS_WITH_VALUE = {"-c", "--constraint", "--timeout"}
 _PIP_FLAGS = {"--no-cache-dir", "--upgrade", "-U", "--quiet", "-q", "--no-compile", "--disable-pip-version-check"}
 
 
@@ -104,6 +113,8 @@ def _pip_requirements(command: list[str], folder: Path, where: str) -> list[str]
                 for line in path.read_text(encoding="utf-8").splitlines()
                 if line.split("#", 1)[0].strip()
             ]
+        elif item in _PIP_INDEX_OPTIONS:
+            requirements.append(f"{_PIP_INDEX_OPTIONS[item]} {next(items, '')}")
         elif item in _PIP_OPTIONS_WITH_VALUE:
             next(items, None)
         elif item in _PIP_FLAGS:
