@@ -168,9 +168,7 @@ class ModelWorker:
         try:
             self._process = JobProcess(
                 argv,
-                job_environment(
-                    self.service, {**dict(spec.environment), **env}, base=image_base_environment(env_dir)
-                ),
+                job_environment(self.service, {**dict(spec.environment), **env}, base=image_base_environment(env_dir)),
                 self.sandbox,
                 self._sink.write,
                 stop_signal=signal.SIGTERM,
