@@ -126,6 +126,10 @@ def catalogue_spec(image: ImageInfo) -> EnvironmentSpec | None:
     return None
 
 
+def _display(path: Path) -> str:
+    return str(path.relative_to(REPOSITORY_ROOT)) if path.is_relative_to(REPOSITORY_ROOT) else str(path)
+
+
 class ImageEnvironments:
     """Resolves a job's image URI to its environment and builds it on first use.
 
@@ -172,13 +176,11 @@ class ImageEnvironments:
             )
         return replace(
             base,
-            image=f"{image.repository} (FROM {base.image})",
+            image=image.repository,
             extra_requirements=tuple(recipe.requirements),
             environment=tuple(sorted(recipe.environment.items())),
             entrypoint=tuple(recipe.entrypoint),
-            source=str(dockerfile.relative_to(self.images_dir.parent.parent))
-            if dockerfile.is_relative_to(self.images_dir.parent.parent)
-            else str(dockerfile),
+            source=_display(dockerfile),
         )
 
     def unknown_image_reason(self, image: ImageInfo) -> str:

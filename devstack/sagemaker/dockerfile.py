@@ -89,7 +89,7 @@ def _substitute(text: str, args: dict[str, str], where: str) -> str:
     return _VAR.sub(value, text)
 
 
-def _pip_requirements(command: list[str], folder: Path, where: str) -> list[str]:
+def _pip_requirements(command: list[str], folder: Path, copies: dict[str, str], where: str) -> list[str]:
     if command[:1] in (["pip"], ["pip3"]):
         rest = command[1:]
     elif len(command) >= 3 and command[0] in ("python", "python3") and command[1:3] == ["-m", "pip"]:
@@ -105,7 +105,7 @@ def _pip_requirements(command: list[str], folder: Path, where: str) -> list[str]
     for item in items:
         if item in ("-r", "--requirement"):
             name = next(items, "")
-            path = folder / name
+            path = folder / copies.get(name, name)
             if not path.is_file():
                 raise DockerfileError(f"{where}: requirements file {name} not found next to the Dockerfile")
             requirements += [
@@ -134,6 +134,7 @@ def read_dockerfile(path: Path) -> ImageRecipe:
     """
     recipe = ImageRecipe(path=path)
     args: dict[str, str] = {}
+    copies: dict[str, str] = {}  # where a COPY put a file in the image -> the file next to the Dockerfile
     for number, line in _logical_lines(path.read_text(encoding="utf-8")):
         where = f"{path}:{number}"
         instruction, _, rest = line.partition(" ")
@@ -148,7 +149,7 @@ def read_dockerfile(path: Path) -> ImageRecipe:
             recipe.base = _substitute(rest.split()[0], args, where)
         elif instruction == "RUN":
             for part in _substitute(rest, args, where).split("&&"):
-                recipe.requirements += _pip_requirements(shlex.split(part), path.parent, where)
+                recipe.requirements += _pip_requirements(shlex.split(part), path.parent, copies, where)
         elif instruction == "ENV":
             text = _substitute(rest, args, where)
             if "=" in text.split()[0]:
@@ -167,11 +168,13 @@ def read_dockerfile(path: Path) -> ImageRecipe:
                 raise DockerfileError(f"{where}: ENTRYPOINT must be a list of strings")
             recipe.entrypoint = entrypoint
         elif instruction in ("COPY", "ADD"):
-            sources = shlex.split(rest)[:-1]
-            if not all(s.endswith(".txt") for s in sources):
+            *sources, dest = shlex.split(rest)
+            if not sources or not all(s.endswith(".txt") for s in sources):
                 raise DockerfileError(
                     f"{where}: only requirements files may be copied into the image (code goes in as job inputs)"
                 )
+            for source in sources:
+                copies[dest.rstrip("/") + "/" + Path(source).name if dest.endswith("/") else dest] = source
         elif instruction not in _IGNORED:
             raise DockerfileError(f"{where}: {instruction} is not understood")
     if not recipe.base:
