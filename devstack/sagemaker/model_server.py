@@ -1,7 +1,7 @@
 """A model server that plays a SageMaker inference container: ``GET /ping``, ``POST /invocations``.
 
 Run by :mod:`devstack.sagemaker.serving` as a long-lived subprocess per production variant (and per batch
-transform job), with the local Python::
+transform job), with the interpreter of the model image's environment::
 
     python model_server.py --model-dir DIR [--code-dir DIR] [--program inference.py] --ready-file FILE
 

@@ -1,9 +1,11 @@
 """Processing jobs: CreateProcessingJob, DescribeProcessingJob, ListProcessingJobs, StopProcessingJob.
 
-A job runs its container command as a local subprocess. Every ``/opt/ml/...`` path in the inputs,
-outputs, entrypoint, arguments and environment values is rewritten into the job's sandbox; inputs are
-downloaded from S3 first and outputs uploaded after the command exits 0 (``Continuous`` outputs also
-every few seconds while it runs).
+A job runs its container command as a local subprocess in its image's environment
+(:mod:`devstack.sagemaker.catalogue`), inside a private mount namespace where the job's sandbox is
+``/opt/ml`` (:mod:`devstack.sagemaker.isolation`; without namespaces every ``/opt/ml/...`` path in the
+entrypoint, arguments and environment values is rewritten into the sandbox instead). Inputs are downloaded
+from S3 first and outputs uploaded after the command exits 0 (``Continuous`` outputs also every few
+seconds while it runs).
 """
 
 from __future__ import annotations

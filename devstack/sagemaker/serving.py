@@ -6,10 +6,13 @@ A :class:`ModelWorker` prepares a sandbox the way SageMaker prepares an inferenc
   (``ModelDataSource`` with an uncompressed S3 prefix is downloaded as is);
 - the user code comes from ``SAGEMAKER_SUBMIT_DIRECTORY`` (an S3 ``sourcedir.tar.gz`` or a path under
   ``/opt/ml``), by default ``/opt/ml/model/code``; the entry point is ``SAGEMAKER_PROGRAM``;
-- the container's ``Environment`` is passed with ``/opt/ml`` paths mapped into the sandbox.
+- the container's ``Environment`` is passed as it is (``/opt/ml`` paths mapped into the sandbox only in
+  the fallback without mount namespaces).
 
-It then starts :mod:`devstack.sagemaker.model_server` with the service's Python, waits until the model
-is loaded and the server answers ``/ping``, and forwards invocations to it over loopback HTTP. The
+It then starts a copy of :mod:`devstack.sagemaker.model_server` with the interpreter of the image's
+environment (built first if needed; an image the devstack does not know fails the start with a
+ClientError naming it), in a private mount namespace where the sandbox is ``/opt/ml``, waits until the
+model is loaded and the server answers ``/ping``, and forwards invocations to it over loopback HTTP. The
 worker's output goes to CloudWatch Logs like a container's.
 """
 
