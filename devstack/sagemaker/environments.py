@@ -237,9 +237,8 @@ class EnvironmentCache:
     def _run(self, argv: list[str], spec: EnvironmentSpec, say: Callable[[str], None]) -> str:
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "UV_PYTHON")}
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        assert process.stdout is not None
         lines = []
-        for line in process.stdout:
+        for line in process.stdout or ():
             line = line.rstrip("\n")
             lines.append(line)
             say(f"  {line}")
