@@ -495,3 +495,47 @@ def test_own_image_runs_in_the_environment_its_dockerfile_describes(
     assert "Building the environment of probe-image" in log_text(logs, "/aws/sagemaker/ProcessingJobs", first_name)
     assert second["ProcessingJobStatus"] == "Completed", second.get("FailureReason")
     assert "Building the environment" not in log_text(logs, "/aws/sagemaker/ProcessingJobs", second_name)
+
+
+def test_a_training_jobs_environment_is_built_while_it_shows_downloading(
+    sm: Any,
+    s3: Any,
+    logs: Any,
+    bucket: str,
+    unique_name: Any,
+    tmp_path: Path,
+    sagemaker_service: SageMakerService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    images = tmp_path / "images"
+    (images / "trainer").mkdir(parents=True)
+    (images / "trainer" / "Dockerfile").write_text(
+        "FROM 683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3\n"
+    )
+    monkeypatch.setattr(sagemaker_service.images, "images_dir", images)
+    monkeypatch.setattr(sagemaker_service.images, "cache", EnvironmentCache(tmp_path / "cache"))
+    name = unique_name("build-status")
+    sourcedir = put_sourcedir(s3, bucket, f"{name}/sourcedir.tar.gz", {"train.py": "print('trained')\n"})
+
+    desc = training_job(
+        sm,
+        name,
+        bucket,
+        image="123456789012.dkr.ecr.us-east-1.amazonaws.com/trainer:1",
+        hyperparameters={"sagemaker_program": '"train.py"', "sagemaker_submit_directory": json.dumps(sourcedir)},
+        channels={"train": (f"s3://{bucket}/raw/", "text/csv")},
+    )
+
+    assert desc["TrainingJobStatus"] == "Completed", desc.get("FailureReason")
+    downloading = next(t for t in desc["SecondaryStatusTransitions"] if t["Status"] == "Downloading")
+    assert downloading["StatusMessage"] == "Downloading the training image"
+    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/")
+    events = logs.get_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs",
+        logStreamName=streams["logStreams"][0]["logStreamName"],
+        startFromHead=True,
+    )["events"]
+    built = [e for e in events if e["message"].startswith(("Building the environment", "Environment of trainer"))]
+    assert len(built) == 2, [e["message"] for e in events][:5]
+    start, end = downloading["StartTime"].timestamp(), downloading["EndTime"].timestamp()
+    assert all(start - 0.01 <= e["timestamp"] / 1000 <= end + 0.01 for e in built)
