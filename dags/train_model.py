@@ -177,7 +177,7 @@ with DAG(
         else {
             "job_name": f"{{{{ {PLAN}['job_names']['validate'] }}}}",
             "role_arn": sm.role_arn,
-            "image_uri": sm.images.processing,
+            "image_uri": sm.images.validation,
             "instance_type": sm.processing.instance_type,
             "volume_size_gb": sm.processing.volume_size_gb,
             "max_runtime_seconds": sm.processing.max_runtime_seconds,

@@ -1,9 +1,8 @@
 """Recognise SageMaker image URIs and decide how (or whether) the devstack can run them.
 
-Framework script-mode images (scikit-learn, XGBoost, PyTorch, TensorFlow, HuggingFace) run on the
-service's own Python interpreter: the local venv provides the packages the image would. Anything else
-(a custom ECR repository, the legacy ``xgboost:1`` algorithm image, ...) is recognised as such so the
-job can fail with a clear ``ClientError`` instead of pretending to run.
+Which images run, and in what environment, is decided by :mod:`devstack.sagemaker.catalogue`; this
+module only tells what a URI names (family, repository, tag, registry account and region), so that an
+image the devstack does not know fails its job with a ``ClientError`` naming it.
 """
 
 from __future__ import annotations

@@ -14,12 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from devstack.sagemaker import isolation
 from devstack.sagemaker.aws import DUMMY_CREDENTIALS, CloudWatchLogSink
 from devstack.sagemaker.common import filter_records, paginate, pick, sort_records
+from devstack.sagemaker.dockerfile import DockerfileError
+from devstack.sagemaker.environments import EnvironmentBuildError
 from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
+from devstack.sagemaker.isolation import Confinement
 from devstack.sagemaker.paths import PathMapper
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from devstack.sagemaker.environments import EnvironmentSpec
+    from devstack.sagemaker.images import ImageInfo
     from devstack.sagemaker.process import JobProcess
     from devstack.sagemaker.service import SageMakerService
 
@@ -53,7 +61,33 @@ def is_python(command: str) -> bool:
     return bool(_PYTHON.match(Path(command).name))
 
 
-def job_environment(service: SageMakerService, extra: dict[str, str]) -> dict[str, str]:
+#: Host variables an image environment's job keeps: locale, time zone, and how this machine reaches the
+#: package index (proxies, certificates, index URLs), the way a VPC's routes reach a container.
+_PASSED_TO_IMAGES = re.compile(
+    r"^(HOME|LANG|LC_[A-Z]+|TZ|TMPDIR|TERM|(HTTPS?|NO|ALL)_PROXY|(https?|no|all)_proxy|SSL_CERT_(FILE|DIR)|"
+    r"REQUESTS_CA_BUNDLE|PIP_[A-Z_]+|UV_(INDEX_URL|EXTRA_INDEX_URL|DEFAULT_INDEX|INDEX|CACHE_DIR|NATIVE_TLS))$"
+)
+#: The PATH of a container, after the image environment's ``bin``.
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def image_base_environment(env_dir: Path) -> dict[str, str]:
+    """The starting environment of a job in an image environment: nothing of the devstack's own.
+
+    No ``PYTHONPATH``, ``VIRTUAL_ENV`` or devstack ``PATH`` entries reach the job; ``PATH`` starts with the
+    environment's ``bin`` (so ``python3`` and ``pip`` are the image's).
+
+    :param env_dir: the image environment.
+    """
+    env = {k: v for k, v in os.environ.items() if _PASSED_TO_IMAGES.match(k)}
+    env["PATH"] = f"{env_dir / 'bin'}:{SYSTEM_PATH}"
+    env["UV_LINK_MODE"] = "copy"
+    return env
+
+
+def job_environment(
+    service: SageMakerService, extra: dict[str, str], base: dict[str, str] | None = None
+) -> dict[str, str]:
     """Return the environment of a job subprocess.
 
     The service's own ``AWS_*`` variables are dropped; the job talks to the local AWS endpoint with dummy
@@ -62,8 +96,10 @@ def job_environment(service: SageMakerService, extra: dict[str, str]) -> dict[st
 
     :param service: the service.
     :param extra: job-specific variables, applied last.
+    :param base: the starting environment (:func:`image_base_environment`); default the service's own.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    source = os.environ if base is None else base
+    env = {k: v for k, v in source.items() if not k.startswith("AWS_")}
     env.update(
         {
             "PYTHONUNBUFFERED": "1",
@@ -154,16 +190,37 @@ def sleep_unless_stopped(job: RunningJob, seconds: float) -> bool:
     return job.stop_requested.wait(seconds)
 
 
-def kill_orphan(pid: Any, sandbox: Path) -> None:
-    """Kill a job process group left behind by a previous service process, if it is still ours."""
+def process_start_time(pid: int) -> int | None:
+    """The start time of a process in clock ticks since boot (``/proc/<pid>/stat`` field 22), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def kill_orphan(pid: Any, sandbox: Path, started: Any = None) -> None:
+    """Kill a job process group left behind by a previous service process, if it is still ours.
+
+    A job in a private mount namespace has ``/opt/ml/...`` as its working directory, so the process is
+    recognised by its start time (recorded when the job started) or, for older records, its working
+    directory in the sandbox.
+    """
     if not isinstance(pid, int) or pid <= 1:
         return
-    try:
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return
-    if not cwd.startswith(str(sandbox)):
-        return
+    if isinstance(started, int):
+        if process_start_time(pid) != started:
+            return
+    else:
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            return
+        if not cwd.startswith(str(sandbox)):
+            return
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
@@ -300,7 +357,9 @@ class SandboxJobs:
         for record in self.service.store.values(self.KIND):
             desc = record["desc"]
             if desc[self._status_key] in ("InProgress", "Stopping"):
-                kill_orphan(record.get("pid"), self.service.sandbox(self.KIND, desc[self._name_key]))
+                kill_orphan(
+                    record.get("pid"), self.service.sandbox(self.KIND, desc[self._name_key]), record.get("pid_start")
+                )
                 self._finish_failed(desc[self._name_key], RESTART_FAILURE)
 
     def shutdown(self) -> None:
@@ -315,11 +374,13 @@ class SandboxJobs:
         if sandbox.exists():
             shutil.rmtree(sandbox)
         sandbox.mkdir(parents=True)
-        mapper = PathMapper(sandbox)
+        mapper = PathMapper(sandbox, namespaced=isolation.available())
         stream = f"{name}/algo-1-{int(time.time())}"
         sink = CloudWatchLogSink(self.service.client("logs"), self.LOG_GROUP, stream, sandbox / "job.log")
         record = self.service.store.get(self.KIND, name)
         assert record is not None
+        if not mapper.namespaced:
+            sink.write(isolation.FALLBACK_WARNING, time.time())
         try:
             self._execute(name, job, record["request"], mapper, sink)
         except JobFailedError as failure:
@@ -335,6 +396,39 @@ class SandboxJobs:
         finally:
             sink.close()
             self.running.remove(name)
+
+    def _record_process(self, name: str, process: JobProcess) -> None:
+        """Remember a started process so a restarted service can find it (pid and start time)."""
+        started = process_start_time(process.pid)
+
+        def change(record: dict[str, Any]) -> None:
+            record["pid"] = process.pid
+            record["pid_start"] = started
+
+        self.service.store.update(self.KIND, name, change)
+
+    def _image_environment(self, image: ImageInfo, say: Callable[[str], None]) -> tuple[EnvironmentSpec, Path]:
+        """The environment of a job's image, built first if needed (progress lines go to ``say``).
+
+        :raises JobFailedError: ClientError naming the image when the devstack has no environment for it,
+            or when it cannot be built.
+        """
+        try:
+            spec = self.service.images.spec_for(image)
+        except DockerfileError as exc:
+            raise JobFailedError(
+                f"ClientError: Cannot derive the image {image.uri} from its Dockerfile: {exc}"
+            ) from exc
+        if spec is None:
+            raise JobFailedError(self.service.images.unknown_image_reason(image))
+        try:
+            return spec, self.service.images.ensure(spec, say)
+        except EnvironmentBuildError as exc:
+            raise JobFailedError(f"ClientError: Cannot prepare the image {image.uri}: {exc}") from exc
+
+    def _confinement(self, mapper: PathMapper, cwd: str, env_dir: Path | None, network: bool) -> Confinement | None:
+        """See :func:`devstack.sagemaker.isolation.confinement_for`."""
+        return isolation.confinement_for(mapper, cwd, env_dir, network)
 
     def _take_fault(self, name: str, job: RunningJob) -> None:
         """Apply a fault injected for this job: a delay first, then a failure.

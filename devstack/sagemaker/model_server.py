@@ -1,7 +1,7 @@
 """A model server that plays a SageMaker inference container: ``GET /ping``, ``POST /invocations``.
 
 Run by :mod:`devstack.sagemaker.serving` as a long-lived subprocess per production variant (and per batch
-transform job), with the local Python::
+transform job), with the interpreter of the model image's environment::
 
     python model_server.py --model-dir DIR [--code-dir DIR] [--program inference.py] --ready-file FILE
 
@@ -18,8 +18,10 @@ It loads the model once, then serves requests one at a time (one model-server wo
   exception answers 500 with ``"<message>\\n<traceback>"``.
 
 Without ``--program`` the built-in XGBoost algorithm is served: the first model file of the model
-directory is loaded as a Booster, ``text/csv`` rows (or ``application/json`` lists) are scored and the
-scores are returned as CSV lines.
+directory is loaded as a Booster, ``text/csv`` or ``text/libsvm`` rows (libsvm without a Content-Type,
+as the container; ``application/json`` lists too) are scored and the scores are returned one per line
+(``text/csv``) or as ``{"predictions": [{"score": ...}]}`` (``application/json``); an empty body answers
+204, another Content-Type 415, another Accept 406.
 
 This file does not import the devstack: it runs as a plain script inside the model's own environment.
 When the server listens, it writes its port to ``--ready-file``.
@@ -188,22 +190,57 @@ class BuiltinXGBoost:
         import numpy as np
         import xgboost as xgb
 
-        media = (content_type or "text/csv").split(";")[0].strip().lower()
+        # The container reads a request without Content-Type as libsvm.
+        media = (content_type or "text/libsvm").split(";")[0].strip().lower()
         if isinstance(data, bytes):
             data = data.decode("utf-8")
         if not data.strip():
-            raise HandlerError("Empty request body.", 400)
+            raise HandlerError("Empty request body.", 204)
         if media == "text/csv":
             rows = np.genfromtxt(io.StringIO(data), delimiter=",", ndmin=2)
+        elif media in ("text/libsvm", "text/x-libsvm"):
+            rows = _libsvm_rows(data)
         elif media == "application/json":
             rows = np.atleast_2d(np.asarray(json.loads(data), dtype=float))
         else:
             raise HandlerError(f"Content type {content_type} is not supported by the XGBoost algorithm.", 415)
         scores = model.predict(xgb.DMatrix(rows), validate_features=False)
         wanted = (accept or "text/csv").split(";")[0].strip().lower()
+        if wanted in ("", "*/*"):
+            wanted = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "text/csv"
         if wanted == "application/json":
             return json.dumps({"predictions": [{"score": float(s)} for s in scores]}), "application/json"
+        if wanted != "text/csv":
+            raise HandlerError(f"Accept type {accept} is not supported by the XGBoost algorithm.", 406)
         return "\n".join(repr(float(s)) for s in scores) + "\n", "text/csv"
+
+
+def _libsvm_rows(text: str) -> Any:
+    """Rows of ``[label] index:value ...`` lines (the label, when present, is ignored) as a dense array."""
+    import numpy as np
+
+    entries: list[dict[int, float]] = []
+    width = 0
+    for line in text.splitlines():
+        parts = line.split("#", 1)[0].split()
+        if not parts:
+            continue
+        if ":" not in parts[0]:
+            parts = parts[1:]
+        row = {}
+        for item in parts:
+            index, _, value = item.partition(":")
+            try:
+                row[int(index)] = float(value)
+            except ValueError as exc:
+                raise HandlerError(f"Cannot parse libsvm item {item!r}.", 415) from exc
+            width = max(width, int(index) + 1)
+        entries.append(row)
+    rows = np.full((len(entries), width), np.nan)
+    for i, row in enumerate(entries):
+        for j, value in row.items():
+            rows[i, j] = value
+    return rows
 
 
 # -- HTTP -------------------------------------------------------------------------------------------
@@ -263,7 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
             status = getattr(exc, "status_code", None)
             if isinstance(status, int) and 400 <= status <= 599 and not isinstance(status, bool):
                 traceback.print_exc()
-                self._reply(status, str(exc).encode("utf-8", errors="replace"))
+                self._reply(status, b"" if status == 204 else str(exc).encode("utf-8", errors="replace"))
                 return
             text = f"{exc}\n{traceback.format_exc()}"
             sys.stderr.write(text)

@@ -14,7 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from devstack.sagemaker.isolation import Confinement
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,8 @@ class JobProcess:
     :param on_line: called with each escaped output line and its time.
     :param stop_signal: the first signal sent when stopping (SIGTERM for training, SIGINT for processing).
     :param grace_seconds: how long to wait after the first signal before SIGKILL.
+    :param confinement: run the command in a private mount (and network) namespace; ``cwd`` is then only
+        where ``unshare`` starts, the command's working directory is the confinement's.
     """
 
     STDERR_TAIL_LINES = 30
@@ -101,6 +106,7 @@ class JobProcess:
         on_line: Callable[[str, float], None],
         stop_signal: int = signal.SIGTERM,
         grace_seconds: float = 120.0,
+        confinement: Confinement | None = None,
     ) -> None:
         self.argv = argv
         self._on_line = on_line
@@ -112,7 +118,7 @@ class JobProcess:
         self._timed_out = False
         self.started_at = time.time()
         self.popen = subprocess.Popen(
-            argv,
+            confinement.wrap(argv) if confinement is not None else argv,
             cwd=str(cwd),
             env=env,
             stdin=subprocess.DEVNULL,

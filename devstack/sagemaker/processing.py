@@ -1,9 +1,11 @@
 """Processing jobs: CreateProcessingJob, DescribeProcessingJob, ListProcessingJobs, StopProcessingJob.
 
-A job runs its container command as a local subprocess. Every ``/opt/ml/...`` path in the inputs,
-outputs, entrypoint, arguments and environment values is rewritten into the job's sandbox; inputs are
-downloaded from S3 first and outputs uploaded after the command exits 0 (``Continuous`` outputs also
-every few seconds while it runs).
+A job runs its container command as a local subprocess in its image's environment
+(:mod:`devstack.sagemaker.catalogue`), inside a private mount namespace where the job's sandbox is
+``/opt/ml`` (:mod:`devstack.sagemaker.isolation`; without namespaces every ``/opt/ml/...`` path in the
+entrypoint, arguments and environment values is rewritten into the sandbox instead). Inputs are downloaded
+from S3 first and outputs uploaded after the command exits 0 (``Continuous`` outputs also every few
+seconds while it runs).
 """
 
 from __future__ import annotations
@@ -12,19 +14,21 @@ import json
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import aws as awsio
 from devstack.sagemaker.common import now, pick
 from devstack.sagemaker.errors import validation_error
-from devstack.sagemaker.images import cannot_run_message, parse_image_uri
+from devstack.sagemaker.images import parse_image_uri
 from devstack.sagemaker.jobs import (
     RESTART_FAILURE,
     JobFailedError,
     JobStoppedError,
     RunningJob,
     SandboxJobs,
+    image_base_environment,
     is_python,
     job_environment,
 )
@@ -32,6 +36,7 @@ from devstack.sagemaker.process import JobProcess, stderr_excerpt
 
 if TYPE_CHECKING:
     from devstack.sagemaker.aws import CloudWatchLogSink
+    from devstack.sagemaker.environments import EnvironmentSpec
     from devstack.sagemaker.images import ImageInfo
     from devstack.sagemaker.paths import PathMapper
     from devstack.sagemaker.service import SageMakerService
@@ -189,14 +194,28 @@ class ProcessingJobs(SandboxJobs):
             raise JobFailedError(
                 f"ClientError: The devstack runs single-instance jobs only (InstanceCount={cluster['InstanceCount']})."
             )
-        argv = self._command(image, app, mapper)
+        runtime = self.service.processing_runtimes.get(image.family or "")
+        env_spec = env_dir = None
+        if runtime is None:
+            env_spec, env_dir = self._image_environment(image, lambda line: sink.write(line, time.time()))
+            argv = self._command(image, app, mapper, env_spec, env_dir)
+        else:
+            argv = list(runtime(image, app, mapper))
         self._write_config(name, request, mapper)
         self._download_inputs(request, mapper)
         outputs = self._prepare_outputs(request, mapper)
         if job.stop_requested.is_set():
             raise JobStoppedError
         self._update(name, ProcessingStartTime=now())
-        env = job_environment(self.service, {k: mapper.rewrite(v) for k, v in request.get("Environment", {}).items()})
+        variables = {k: mapper.rewrite(v) for k, v in request.get("Environment", {}).items()}
+        if env_dir is not None and env_spec is not None:
+            env = job_environment(
+                self.service, {**dict(env_spec.environment), **variables}, base=image_base_environment(env_dir)
+            )
+        else:
+            env = job_environment(self.service, variables)
+        network = not request.get("NetworkConfig", {}).get("EnableNetworkIsolation", False)
+        confinement = self._confinement(mapper, "/", env_dir, network)
         max_runtime = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400)
         try:
             process = JobProcess(
@@ -206,10 +225,11 @@ class ProcessingJobs(SandboxJobs):
                 sink.write,
                 stop_signal=signal.SIGINT,
                 grace_seconds=self.service.stop_grace_seconds,
+                confinement=confinement,
             )
         except OSError as exc:
             raise JobFailedError(f"AlgorithmError: Cannot start {argv[0]!r}: {exc}, exit code: 127") from exc
-        self.service.store.update(KIND, name, lambda r: r.__setitem__("pid", process.pid))
+        self._record_process(name, process)
         job.attach(process)
         uploader = _ContinuousUploader(self.service, [o for o in outputs if o[2] == "Continuous"])
         try:
@@ -239,29 +259,22 @@ class ProcessingJobs(SandboxJobs):
         self._upload_outputs(outputs)
         self._finish(name, "Completed", ExitMessage=exit_message)
 
-    def _command(self, image: ImageInfo, app: dict[str, Any], mapper: PathMapper) -> list[str]:
-        entrypoint = list(app.get("ContainerEntrypoint", []))
-        arguments = mapper.rewrite_all(list(app.get("ContainerArguments", [])))
-        runtime = self.service.processing_runtimes.get(image.family or "")
-        if runtime is not None:
-            return list(runtime(image, app, mapper))
-        if not image.is_framework:
-            why = (
-                "only SageMaker framework images (scikit-learn, XGBoost, PyTorch, TensorFlow, HuggingFace) "
-                "are "
-                "run, on the local Python."
-            )
-            raise JobFailedError(cannot_run_message(image, why))
+    def _command(
+        self, image: ImageInfo, app: dict[str, Any], mapper: PathMapper, env_spec: EnvironmentSpec, env_dir: Path
+    ) -> list[str]:
+        """The container command: ``ContainerEntrypoint`` + ``ContainerArguments``, else the image's ENTRYPOINT
+        with the arguments (Docker's rules); a Python interpreter is the image environment's."""
+        entrypoint = list(app.get("ContainerEntrypoint", [])) or list(env_spec.entrypoint)
+        arguments = list(app.get("ContainerArguments", []))
         if not entrypoint:
-            raise JobFailedError(
-                cannot_run_message(
-                    image,
-                    "the image's own entrypoint is not emulated; set AppSpecification.ContainerEntrypoint.",
+            if not arguments:
+                raise JobFailedError(
+                    f"ClientError: The image {image.uri} has no ENTRYPOINT; set AppSpecification.ContainerEntrypoint."
                 )
-            )
-        argv = mapper.rewrite_all(entrypoint) + arguments
+            entrypoint, arguments = arguments[:1], arguments[1:]
+        argv = mapper.rewrite_all(entrypoint) + mapper.rewrite_all(arguments)
         if is_python(argv[0]):
-            argv[0] = self.service.python
+            argv[0] = str(env_dir / "bin" / "python")
         return argv
 
     def _write_config(self, name: str, request: dict[str, Any], mapper: PathMapper) -> None:

@@ -25,6 +25,8 @@ from botocore.model import OperationModel, ServiceModel
 
 from devstack.sagemaker import processing, registry, training, tuning
 from devstack.sagemaker.aws import AwsClients
+from devstack.sagemaker.catalogue import ImageEnvironments
+from devstack.sagemaker.environments import EnvironmentCache
 from devstack.sagemaker.errors import (
     SageMakerError,
     resource_not_found,
@@ -57,6 +59,9 @@ class SageMakerService:
     :param stop_grace_seconds: seconds between the stop signal and SIGKILL when a job is stopped.
     :param python: the interpreter that runs framework-image jobs (default: this process's).
     :param load_extensions: whether to load ``devstack.sagemaker_*`` extension modules.
+    :param image_cache: where image environments are cached (default ``$DEVSTACK_IMAGE_CACHE``, else
+        ``<repository>/.devstack/images``).
+    :param images_dir: the project's own image Dockerfiles (default ``<repository>/include/images``).
     """
 
     def __init__(
@@ -69,6 +74,8 @@ class SageMakerService:
         stop_grace_seconds: float = 120.0,
         python: str | None = None,
         load_extensions: bool = True,
+        image_cache: str | Path | None = None,
+        images_dir: str | Path | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +97,11 @@ class SageMakerService:
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self.processing_runtimes: dict[str, Callable[..., list[str]]] = {}
+        self.images = ImageEnvironments(
+            EnvironmentCache(Path(image_cache) if image_cache else None, self.python),
+            account_id,
+            Path(images_dir) if images_dir else None,
+        )
 
         self.training = training.TrainingJobs(self)
         self.processing = processing.ProcessingJobs(self)

@@ -6,10 +6,13 @@ A :class:`ModelWorker` prepares a sandbox the way SageMaker prepares an inferenc
   (``ModelDataSource`` with an uncompressed S3 prefix is downloaded as is);
 - the user code comes from ``SAGEMAKER_SUBMIT_DIRECTORY`` (an S3 ``sourcedir.tar.gz`` or a path under
   ``/opt/ml``), by default ``/opt/ml/model/code``; the entry point is ``SAGEMAKER_PROGRAM``;
-- the container's ``Environment`` is passed with ``/opt/ml`` paths mapped into the sandbox.
+- the container's ``Environment`` is passed as it is (``/opt/ml`` paths mapped into the sandbox only in
+  the fallback without mount namespaces).
 
-It then starts :mod:`devstack.sagemaker.model_server` with the service's Python, waits until the model
-is loaded and the server answers ``/ping``, and forwards invocations to it over loopback HTTP. The
+It then starts a copy of :mod:`devstack.sagemaker.model_server` with the interpreter of the image's
+environment (built first if needed; an image the devstack does not know fails the start with a
+ClientError naming it), in a private mount namespace where the sandbox is ``/opt/ml``, waits until the
+model is loaded and the server answers ``/ping``, and forwards invocations to it over loopback HTTP. The
 worker's output goes to CloudWatch Logs like a container's.
 """
 
@@ -26,8 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import aws as awsio
-from devstack.sagemaker.images import cannot_run_message, parse_image_uri
-from devstack.sagemaker.jobs import job_environment
+from devstack.sagemaker import isolation
+from devstack.sagemaker.dockerfile import DockerfileError
+from devstack.sagemaker.environments import EnvironmentBuildError
+from devstack.sagemaker.images import parse_image_uri
+from devstack.sagemaker.jobs import image_base_environment, job_environment
 from devstack.sagemaker.paths import PathMapper
 from devstack.sagemaker.process import JobProcess, stderr_excerpt
 
@@ -116,27 +122,34 @@ class ModelWorker:
         if self.sandbox.exists():
             shutil.rmtree(self.sandbox)
         self.sandbox.mkdir(parents=True)
-        mapper = PathMapper(self.sandbox)
+        mapper = PathMapper(self.sandbox, namespaced=isolation.available())
         container = self._container()
         self.image = container.get("Image") or ""
         image = parse_image_uri(self.image)
         env = dict(container.get("Environment") or {})
         program = env.get("SAGEMAKER_PROGRAM")
-        if image.family == "xgboost-legacy":
-            program = None
-        elif not image.is_framework:
-            raise WorkerStartError(
-                cannot_run_message(
-                    image,
-                    "only SageMaker framework images (scikit-learn, XGBoost, PyTorch, TensorFlow, "
-                    "HuggingFace) are served, on the local Python.",
-                )
-            )
-        elif not program and image.family != "xgboost":
+        try:
+            spec = self.service.images.spec_for(image)
+        except DockerfileError as exc:
+            reason = f"ClientError: Cannot derive the image {image.uri} from its Dockerfile: {exc}"
+            raise WorkerStartError(reason) from exc
+        if spec is None:
+            raise WorkerStartError(self.service.images.unknown_image_reason(image))
+        if not program and spec.toolkit != "xgboost":
             raise WorkerStartError(
                 f"ClientError: The model {self.model_name} sets no SAGEMAKER_PROGRAM; the devstack serves "
                 "script-mode models (inference.py contract) and the built-in XGBoost algorithm only."
             )
+        self._sink = awsio.CloudWatchLogSink(
+            self.service.client("logs"), self.log_group, self.log_stream, self.sandbox / "container.log"
+        )
+        if not mapper.namespaced:
+            self._sink.write(isolation.FALLBACK_WARNING, time.time())
+        try:
+            env_dir = self.service.images.ensure(spec, lambda line: self._say(line))
+        except EnvironmentBuildError as exc:
+            self._close_sink()
+            raise WorkerStartError(f"ClientError: Cannot prepare the image {image.uri}: {exc}") from exc
         model_dir = mapper.map_path("/opt/ml/model")
         model_dir.mkdir(parents=True, exist_ok=True)
         self._fetch_model(container, model_dir)
@@ -144,27 +157,34 @@ class ModelWorker:
         env = {k: mapper.rewrite(v) for k, v in env.items()}
         env.update(self.extra_env)
         env["SAGEMAKER_REGION"] = self.service.region
-        env["SM_MODEL_DIR"] = str(model_dir)
-        env["PYTHONPATH"] = str(code_dir)
+        env["SM_MODEL_DIR"] = mapper.job_path(model_dir)
+        env["PYTHONPATH"] = mapper.job_path(code_dir)
         ready = self.sandbox / "ready"
-        argv = [self.service.python, str(MODEL_SERVER), "--model-dir", str(model_dir), "--ready-file", str(ready)]
+        server = self.sandbox / "server" / MODEL_SERVER.name
+        server.parent.mkdir()
+        shutil.copy2(MODEL_SERVER, server)
+        python = str(env_dir / "bin" / "python")
+        argv = [python, str(server), "--model-dir", mapper.job_path(model_dir), "--ready-file", str(ready)]
         if program:
-            argv += ["--program", program, "--code-dir", str(code_dir)]
-        self._sink = awsio.CloudWatchLogSink(
-            self.service.client("logs"), self.log_group, self.log_stream, self.sandbox / "container.log"
-        )
+            argv += ["--program", program, "--code-dir", mapper.job_path(code_dir)]
+        confinement = isolation.confinement_for(mapper, "/", env_dir, network=True)
         try:
             self._process = JobProcess(
                 argv,
-                job_environment(self.service, env),
+                job_environment(self.service, {**dict(spec.environment), **env}, base=image_base_environment(env_dir)),
                 self.sandbox,
                 self._sink.write,
                 stop_signal=signal.SIGTERM,
                 grace_seconds=5.0,
+                confinement=confinement,
             )
         except OSError as exc:
             raise WorkerStartError(f"ClientError: Cannot start the model server: {exc}") from exc
         self._wait_ready(ready)
+
+    def _say(self, line: str) -> None:
+        if self._sink is not None:
+            self._sink.write(line, time.time())
 
     def _container(self) -> dict[str, Any]:
         try:

@@ -13,13 +13,16 @@ import shlex
 import shutil
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import aws as awsio
+from devstack.sagemaker import xgboost_algorithm
 from devstack.sagemaker.common import now, pick
+from devstack.sagemaker.environments import find_uv
 from devstack.sagemaker.errors import SageMakerError, validation_error
-from devstack.sagemaker.images import ImageInfo, cannot_run_message, parse_image_uri
+from devstack.sagemaker.images import ImageInfo, parse_image_uri
 from devstack.sagemaker.jobs import (
     MAX_FAILURE_REASON,
     RESTART_FAILURE,
@@ -27,6 +30,7 @@ from devstack.sagemaker.jobs import (
     JobStoppedError,
     RunningJob,
     SandboxJobs,
+    image_base_environment,
     is_python,
     job_environment,
 )
@@ -42,6 +46,8 @@ from devstack.sagemaker.toolkit import (
 
 if TYPE_CHECKING:
     from devstack.sagemaker.aws import CloudWatchLogSink
+    from devstack.sagemaker.environments import EnvironmentSpec
+    from devstack.sagemaker.isolation import Confinement
     from devstack.sagemaker.paths import PathMapper
     from devstack.sagemaker.service import SageMakerService
 
@@ -58,7 +64,7 @@ FRAMEWORK_MODULES = {
 
 MESSAGES = {
     "Starting": "Preparing the instances for training",
-    "Downloading": "Downloading input data",
+    "Downloading": "Downloading the training image",
     "Training": "Training image download completed. Training in progress.",
     "Uploading": "Uploading generated training model",
     "Completed": "Training job completed",
@@ -268,10 +274,14 @@ class TrainingJobs(SandboxJobs):
         image = parse_image_uri(spec.get("TrainingImage", ""))
         hyperparameters: dict[str, str] = request.get("HyperParameters", {})
         environment: dict[str, str] = request.get("Environment", {})
-        self._check_runnable(spec, image, hyperparameters, environment, request)
+        self._check_runnable(spec, request)
 
-        # Downloading: config files, channels, source code.
+        def say(line: str) -> None:
+            sink.write(line, time.time())
+
+        # Downloading: the image (its environment, built on first use), config files, channels, source code.
         self._transition(name, "Downloading")
+        env_spec, env_dir = self._image_environment(image, say)
         self._update(name, TrainingStartTime=now())
         input_config = self._write_config(request, layout)
         self._download_channels(request, layout)
@@ -281,39 +291,59 @@ class TrainingJobs(SandboxJobs):
         user_hps, reserved = split_hyperparameters(decoded)
         program = environment.get("SAGEMAKER_PROGRAM") or reserved.get("sagemaker_program")
         submit_dir = reserved.get("sagemaker_submit_directory")
+        if not program and not spec.get("ContainerEntrypoint") and env_spec.toolkit != "xgboost":
+            raise JobFailedError(
+                f"ClientError: The image {image.uri} runs script mode, which needs the sagemaker_program "
+                "hyperparameter or the SAGEMAKER_PROGRAM environment variable."
+            )
         self._fetch_code(submit_dir, layout)
 
         # Training.
         self._transition(name, "Training")
         resource_config = json.loads((layout.config_dir / "resourceconfig.json").read_text())
-        metrics = MetricTracker(spec.get("MetricDefinitions", []))
+        definitions = list(spec.get("MetricDefinitions", []))
+        algorithm_mode = not program and not spec.get("ContainerEntrypoint")
+        if algorithm_mode:
+            definitions = xgboost_algorithm.metric_definitions(definitions)
+            self._update(
+                name,
+                AlgorithmSpecification={**request["AlgorithmSpecification"], "MetricDefinitions": definitions},
+            )
+        metrics = MetricTracker(definitions)
 
         def on_line(line: str, ts: float) -> None:
             sink.write(line, ts)
             metrics.feed(line, ts)
 
-        argv, cwd, extra_env, uses_toolkit = self._command(
-            name,
-            request,
-            image,
-            layout,
-            mapper,
-            program,
-            submit_dir,
-            user_hps,
-            input_config,
-            resource_config,
-            on_line,
+        network = not request.get("EnableNetworkIsolation", False)
+        run = _Run(
+            name=name,
+            request=request,
+            image=image,
+            env_spec=env_spec,
+            env_dir=env_dir,
+            layout=layout,
+            job_layout=TrainingLayout(mapper.job_root),
+            mapper=mapper,
+            confinement=self._confinement(mapper, str(TrainingLayout(mapper.job_root).code_dir), env_dir, network),
+            network=network,
         )
-        env = job_environment(
-            self.service,
-            {
-                "TRAINING_JOB_NAME": name,
-                "TRAINING_JOB_ARN": self.service.arn("training-job", name),
-                **{k: mapper.rewrite(v) for k, v in environment.items()},
-                **extra_env,
-            },
-        )
+        base_env = {
+            **image_base_environment(env_dir),
+            **dict(env_spec.environment),
+            "TRAINING_JOB_NAME": name,
+            "TRAINING_JOB_ARN": self.service.arn("training-job", name),
+            **{k: mapper.rewrite(v) for k, v in environment.items()},
+        }
+        if algorithm_mode:
+            argv, extra_env, uses_toolkit = self._algorithm_command(run)
+        else:
+            argv, extra_env, uses_toolkit = self._command(
+                run, program, submit_dir, user_hps, input_config, resource_config, on_line
+            )
+        env = job_environment(self.service, {**base_env, **extra_env}, base={})
+        if uses_toolkit:
+            self._install_requirements(run, env, on_line)
         if uses_toolkit:
             on_line(toolkit_log_line("INFO", "Invoking user script"), time.time())
             on_line(toolkit_log_line("INFO", f"Command: {shlex.join(argv)}"), time.time())
@@ -322,9 +352,15 @@ class TrainingJobs(SandboxJobs):
         started = self.service.store.get(KIND, name)["desc"]["TrainingStartTime"]
         remaining = max(0.1, max_runtime - (time.time() - started))
         process = JobProcess(
-            argv, env, cwd, on_line, stop_signal=signal.SIGTERM, grace_seconds=self.service.stop_grace_seconds
+            argv,
+            env,
+            mapper.sandbox if run.confinement else layout.code_dir,
+            on_line,
+            stop_signal=signal.SIGTERM,
+            grace_seconds=self.service.stop_grace_seconds,
+            confinement=run.confinement,
         )
-        self.service.store.update(KIND, name, lambda r: r.__setitem__("pid", process.pid))
+        self._record_process(name, process)
         job.attach(process)
         result = process.wait(max_runtime=remaining)
         self._update(name, FinalMetricDataList=metrics.final_metric_data())
@@ -360,19 +396,11 @@ class TrainingJobs(SandboxJobs):
         self._update(name, TrainingEndTime=now())
         raise JobFailedError(f"AlgorithmError: {text}, exit code: {exit_code}")
 
-    def _check_runnable(
-        self,
-        spec: dict[str, Any],
-        image: ImageInfo,
-        hyperparameters: dict[str, str],
-        environment: dict[str, str],
-        request: dict[str, Any],
-    ) -> None:
+    def _check_runnable(self, spec: dict[str, Any], request: dict[str, Any]) -> None:
         if spec.get("AlgorithmName") and not spec.get("TrainingImage"):
             raise JobFailedError(
-                f"ClientError: Algorithm {spec['AlgorithmName']} cannot be run by the devstack: "
-                "only framework "
-                "script-mode images are emulated."
+                f"ClientError: Algorithm {spec['AlgorithmName']} cannot be run by the devstack: only images "
+                "(TrainingImage) are run."
             )
         resources = request.get("ResourceConfig", {})
         if resources.get("InstanceGroups"):
@@ -386,28 +414,6 @@ class TrainingJobs(SandboxJobs):
             c.get("InputMode") == "Pipe" for c in request.get("InputDataConfig", [])
         ):
             raise JobFailedError("ClientError: Pipe input mode cannot be run by the devstack; use File or FastFile.")
-        if not image.is_framework:
-            if image.family == "xgboost-legacy":
-                why = "the legacy XGBoost algorithm image runs built-in algorithm mode, which is not emulated."
-            elif image.family is None:
-                why = (
-                    "only SageMaker framework script-mode images (scikit-learn, XGBoost, PyTorch, "
-                    "TensorFlow, "
-                    "HuggingFace) are run, on the local Python."
-                )
-            else:
-                why = f"{image.family} images cannot run training jobs."
-            raise JobFailedError(cannot_run_message(image, why))
-        program = environment.get("SAGEMAKER_PROGRAM") or hyperparameters.get("sagemaker_program")
-        if not program and not spec.get("ContainerEntrypoint"):
-            if image.family == "xgboost":
-                why = (
-                    "built-in XGBoost algorithm mode (no sagemaker_program hyperparameter) is not emulated; "
-                    "run a script-mode entry point instead."
-                )
-            else:
-                why = "script mode needs the sagemaker_program hyperparameter or SAGEMAKER_PROGRAM."
-            raise JobFailedError(cannot_run_message(image, why))
 
     def _write_config(self, request: dict[str, Any], layout: TrainingLayout) -> dict[str, Any]:
         hyperparameters = request.get("HyperParameters", {})
@@ -497,25 +503,22 @@ class TrainingJobs(SandboxJobs):
 
     def _command(
         self,
-        name: str,
-        request: dict[str, Any],
-        image: ImageInfo,
-        layout: TrainingLayout,
-        mapper: PathMapper,
-        program: str | None,
+        run: _Run,
+        program: str,
         submit_dir: Any,
         user_hps: dict[str, Any],
         input_config: dict[str, Any],
         resource_config: dict[str, Any],
         on_line: Any,
-    ) -> tuple[list[str], Path, dict[str, str], bool]:
-        spec = request["AlgorithmSpecification"]
+    ) -> tuple[list[str], dict[str, str], bool]:
+        spec = run.request["AlgorithmSpecification"]
+        mapper, layout, job_layout = run.mapper, run.layout, run.job_layout
+        python = str(run.env_dir / "bin" / "python")
         if spec.get("ContainerEntrypoint"):
             argv = mapper.rewrite_all(list(spec["ContainerEntrypoint"]) + list(spec.get("ContainerArguments", [])))
             if is_python(argv[0]):
-                argv[0] = self.service.python
-            return argv, layout.code_dir, {"PYTHONPATH": str(layout.code_dir)}, False
-        assert program is not None
+                argv[0] = python
+            return argv, {"PYTHONPATH": str(job_layout.code_dir)}, False
         program = str(program)
         user_args = [mapper.rewrite(a) for a in to_cmd_args(user_hps)]
         user_args += mapper.rewrite_all(list(spec.get("ContainerArguments", [])))
@@ -527,40 +530,92 @@ class TrainingJobs(SandboxJobs):
                 'in /opt/ml/code"'
                 ", exit code: 1"
             )
-        if (layout.code_dir / "requirements.txt").exists():
-            on_line(
-                toolkit_log_line(
-                    "WARNING",
-                    "requirements.txt was not installed: the devstack runs the job on its local Python, "
-                    "which must already provide the packages it lists.",
-                ),
-                time.time(),
-            )
+        framework_module = FRAMEWORK_MODULES.get(run.env_spec.toolkit or "", "")
         env = training_env(
-            layout=layout,
-            job_name=name,
+            layout=job_layout,
+            job_name=run.name,
             region=self.service.region,
-            hyperparameters=request.get("HyperParameters", {}),
+            hyperparameters=run.request.get("HyperParameters", {}),
             input_data_config=input_config,
             resource_config=resource_config,
-            framework_module=FRAMEWORK_MODULES.get(image.family or ""),
+            framework_module=framework_module or None,
             entry_point=program,
-            module_dir=str(submit_dir) if submit_dir else str(layout.code_dir),
+            module_dir=str(submit_dir) if submit_dir else str(job_layout.code_dir),
             user_args=user_args,
         )
-        env["SAGEMAKER_TRAINING_MODULE"] = FRAMEWORK_MODULES.get(image.family or "", "")
+        env["SAGEMAKER_TRAINING_MODULE"] = framework_module
         env["SAGEMAKER_PROGRAM"] = program
-        env["PYTHONPATH"] = str(layout.code_dir)
+        env["PYTHONPATH"] = str(job_layout.code_dir)
         if entry.kind == "python_program":
-            argv = [self.service.python, program, *user_args]
+            argv = [python, program, *user_args]
         elif entry.kind == "python_package":
-            argv = [self.service.python, "-m", entry.module_name, *user_args]
+            argv = [python, "-m", entry.module_name, *user_args]
         else:
             script = layout.code_dir / program
             if script.exists():
                 script.chmod(script.stat().st_mode | 0o111)
             argv = ["/bin/sh", "-c", f"./{program} {shlex.join(user_args)}".strip()]
-        return argv, layout.code_dir, env, True
+        return argv, env, True
+
+    def _install_requirements(self, run: _Run, env: dict[str, str], on_line: Any) -> None:
+        """Install ``requirements.txt`` of the source directory as the toolkit does, before the script.
+
+        The scikit-learn toolkit runs ``python -m pip install -r requirements.txt`` (error
+        ``InstallRequirementsError``); the XGBoost image's older toolkit installs the code as a package with
+        its requirements (``InstallModuleError``). The install runs inside the job's namespace (its writes
+        go to the job's layer of the environment, not the cached environment); under network isolation it
+        has no network, so anything not already installed cannot be fetched and the job fails.
+        """
+        requirements = run.layout.code_dir / "requirements.txt"
+        if not requirements.is_file():
+            return
+        python = str(run.env_dir / "bin" / "python")
+        if run.env_spec.toolkit == "xgboost":
+            error, shown = "InstallModuleError", f"{python} -m pip install . -r requirements.txt"
+        else:
+            error, shown = "InstallRequirementsError", f"{python} -m pip install -r requirements.txt"
+        on_line(toolkit_log_line("INFO", "Installing dependencies from requirements.txt"), time.time())
+        on_line(toolkit_log_line("INFO", shown), time.time())
+        uv = find_uv(self.service.python)
+        argv = [uv, "pip", "install", "--python", python, "-r", str(run.job_layout.code_dir / "requirements.txt")]
+        if not run.network:
+            # No route out: only what the image already has can satisfy the requirements (and uv's cache,
+            # which the container would not have, must not either).
+            argv += ["--offline", "--no-cache"]
+        target = None
+        if run.confinement is None or not run.confinement.overlays:
+            # No copy-on-write layer over the cached environment: install into the job's own folder instead.
+            target = run.layout.root.parent.parent / "site-packages"
+            argv += ["--target", str(target)]
+            env["PYTHONPATH"] = f"{env.get('PYTHONPATH', '')}:{target}".strip(":")
+        lines: list[str] = []
+
+        def keep(line: str, ts: float) -> None:
+            lines.append(line)
+            on_line(line, ts)
+
+        process = JobProcess(
+            argv,
+            env,
+            run.mapper.sandbox if run.confinement else run.layout.code_dir,
+            keep,
+            confinement=run.confinement,
+        )
+        result = process.wait(max_runtime=3600)
+        if result.exit_code != 0:
+            excerpt = stderr_excerpt(lines, limit=500).replace('"', "'")
+            text = f'{error}:\nExitCode {result.exit_code}\nErrorMessage "{excerpt}"\nCommand "{shown}"'
+            run.layout.failure_file.write_text(text, encoding="utf-8")
+            on_line(toolkit_log_line("ERROR", "Reporting training FAILURE"), time.time())
+            raise JobFailedError(f"AlgorithmError: {text}, exit code: 1")
+
+    def _algorithm_command(self, run: _Run) -> tuple[list[str], dict[str, str], bool]:
+        """The built-in XGBoost algorithm (no user script): the devstack's algorithm-mode runner."""
+        runner = run.mapper.sandbox / "algorithm" / xgboost_algorithm.SCRIPT.name
+        runner.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(xgboost_algorithm.SCRIPT, runner)
+        argv = [str(run.env_dir / "bin" / "python"), str(runner), "--opt-ml", str(run.job_layout.root)]
+        return argv, {}, False
 
     def _failure_text(
         self,
@@ -603,6 +658,22 @@ class TrainingJobs(SandboxJobs):
             s3.upload_file(str(work / "output.tar.gz"), bucket, key)
         except Exception as exc:
             raise JobFailedError(f"ClientError: Could not upload the model artifacts to {base}: {exc}") from exc
+
+
+@dataclass
+class _Run:
+    """What one training job's command is built from."""
+
+    name: str
+    request: dict[str, Any]
+    image: ImageInfo
+    env_spec: EnvironmentSpec
+    env_dir: Path
+    layout: TrainingLayout
+    job_layout: TrainingLayout
+    mapper: PathMapper
+    confinement: Confinement | None
+    network: bool
 
 
 __all__ = ["KIND", "LOG_GROUP", "JobFailedError", "SageMakerError", "TrainingJobs"]

@@ -158,6 +158,11 @@ class Images(_Strict):
     training: str = Field(pattern=_IMAGE)
     inference: str = Field(pattern=_IMAGE)
     model_monitor: str = Field(pattern=_IMAGE)
+    validation: str = Field(
+        pattern=_IMAGE,
+        description="data validation jobs (mode: processing): the project's image with Great Expectations "
+        "(include/images/ml-lifecycle-validation/Dockerfile)",
+    )
 
 
 class ComputeConfig(_Strict):

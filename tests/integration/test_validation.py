@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from ml_lifecycle.config import load_config
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
@@ -64,14 +64,15 @@ def validate(dataset_uri: str, **overrides: Any) -> tuple[dict[str, Any], FakeTI
     return op.execute({"ti": ti}), ti
 
 
-def processing_job(name: str) -> dict[str, Any]:
+def processing_job(name: str, image: str | None = None, *, isolated: bool = False) -> dict[str, Any]:
     cfg = load_config("local")
     return {
         "job_name": name,
         "role_arn": cfg.sagemaker.role_arn,
-        "image_uri": cfg.sagemaker.images.processing,
+        "image_uri": image or cfg.sagemaker.images.validation,
         "instance_type": cfg.sagemaker.processing.instance_type,
         "max_runtime_seconds": 900,
+        "enable_network_isolation": isolated,
         "tags": {"project": "it"},
     }
 
@@ -125,6 +126,35 @@ def test_clean_interval_passes_in_a_processing_job_with_the_same_result(
         s3.get_object(Bucket=BUCKET, Key=result["result_uri"].split(BUCKET + "/", 1)[1])["Body"].read()
     )
     assert document["summary"]["row_count"] == worker["row_count"]
+
+
+@pytest.mark.slow
+def test_processing_validation_needs_an_image_with_great_expectations_under_network_isolation(
+    devstack: Any, clean_dataset: str, s3: Any
+) -> None:
+    """prod's shape: validation in a processing job with network isolation. The project's validation image
+    runs it; the stock scikit-learn image cannot (no Great Expectations, and nothing can be installed), as on
+    AWS."""
+    if not devstack.sagemaker_url:
+        pytest.fail("this test needs the devstack's SageMaker service (unset DEVSTACK_TEST_SAGEMAKER=0)")
+    stock = load_config("local").sagemaker.images.processing
+    wait = {"deferrable": False, "check_interval": 2, "max_attempts": 300}
+
+    own, _ = validate(
+        clean_dataset, mode="processing", processing_job=processing_job("it-validate-own", isolated=True), **wait
+    )
+    with pytest.raises(AirflowException, match="great_expectations"):
+        validate(
+            clean_dataset,
+            mode="processing",
+            processing_job=processing_job("it-validate-stock", stock, isolated=True),
+            **wait,
+        )
+
+    assert own["success"] is True
+    job = devstack.client("sagemaker").describe_processing_job(ProcessingJobName="it-validate-stock")
+    assert job["ProcessingJobStatus"] == "Failed"
+    assert "great_expectations is not installed in this image" in job["FailureReason"]
 
 
 def test_corrupted_day_fails_validation_naming_each_defect(devstack: Any, s3: Any) -> None:

@@ -272,3 +272,74 @@ def test_wire_level_errors(sagemaker_service: SageMakerService, target: str | No
     assert status == 400
     assert payload["__type"] == code
     assert payload["message"]
+
+
+def test_image_environment_responses_conform_to_botocore_shape(
+    sm: Any, s3: Any, contract: ContractRecorder, world: dict[str, Any]
+) -> None:
+    """Responses that image environments changed: the built-in algorithm's service-filled MetricDefinitions
+    and FinalMetricDataList, an unknown image's ClientError, a network-isolated processing job."""
+    bucket = world["bucket"]
+    put_text(s3, bucket, "builtin/train.csv", "1,0.5,2\n0,0.1,3\n1,0.7,1\n0,0.2,5\n")
+    definition = world["definition"]
+    builtin = world["training"] + "-builtin"
+    sm.create_training_job(
+        TrainingJobName=builtin,
+        HyperParameters={"num_round": "3", "objective": "reg:squarederror"},
+        **{
+            **definition,
+            "AlgorithmSpecification": {
+                "TrainingImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+                "TrainingInputMode": "File",
+            },
+            "InputDataConfig": [
+                {
+                    "ChannelName": "train",
+                    "ContentType": "text/csv",
+                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/builtin/"}},
+                }
+            ],
+        },
+    )
+    unknown = world["training"] + "-unknown"
+    sm.create_training_job(
+        TrainingJobName=unknown,
+        HyperParameters={"sagemaker_program": '"train.py"'},
+        **{
+            **definition,
+            "AlgorithmSpecification": {
+                "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8.0-cpu-py312",
+                "TrainingInputMode": "File",
+            },
+        },
+    )
+    isolated = world["processing"] + "-isolated"
+    sm.create_processing_job(
+        ProcessingJobName=isolated,
+        RoleArn=ROLE,
+        AppSpecification={"ImageUri": SKLEARN_IMAGE, "ContainerEntrypoint": ["python3", "/opt/ml/processing/c/p.py"]},
+        ProcessingInputs=[
+            {
+                "InputName": "code",
+                "S3Input": {
+                    "S3Uri": f"s3://{bucket}/code/p.py",
+                    "LocalPath": "/opt/ml/processing/c",
+                    "S3DataType": "S3Prefix",
+                },
+            }
+        ],
+        NetworkConfig={"EnableNetworkIsolation": True},
+        ProcessingResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5}},
+    )
+
+    done = wait_for(lambda: sm.describe_training_job(TrainingJobName=builtin), "TrainingJobStatus", 120)
+    failed = wait_for(lambda: sm.describe_training_job(TrainingJobName=unknown), "TrainingJobStatus", 120)
+    processed = wait_for(lambda: sm.describe_processing_job(ProcessingJobName=isolated), "ProcessingJobStatus", 120)
+    sm.list_training_jobs(NameContains=world["training"])
+
+    assert done["TrainingJobStatus"] == "Completed", done.get("FailureReason")
+    assert len(done["AlgorithmSpecification"]["MetricDefinitions"]) == 40
+    assert {m["MetricName"] for m in done["FinalMetricDataList"]} == {"train:rmse"}
+    assert failed["FailureReason"].startswith("ClientError: The devstack cannot run the image 763104351884")
+    assert processed["ProcessingJobStatus"] == "Completed", processed.get("FailureReason")
+    contract.assert_clean()

@@ -174,7 +174,9 @@ def test_processing_errors(sm: Any, s3: Any, bucket: str, unique_name: Any) -> N
     sm.create_processing_job(**custom)
     desc = wait_for(lambda: sm.describe_processing_job(ProcessingJobName=custom_name), "ProcessingJobStatus")
     assert desc["ProcessingJobStatus"] == "Failed"
-    assert "cannot be run by the devstack" in desc["FailureReason"]
+    assert desc["FailureReason"].startswith(
+        "ClientError: The devstack cannot run the image 111122223333.dkr.ecr.us-east-1.amazonaws.com/team/processor:2"
+    )
     wait_for(lambda: sm.describe_processing_job(ProcessingJobName=name), "ProcessingJobStatus")
 
     listed = sm.list_processing_jobs(NameContains="proc-custom", StatusEquals="Failed")["ProcessingJobSummaries"]

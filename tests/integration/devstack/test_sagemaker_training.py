@@ -217,12 +217,23 @@ def test_stop_training_job_stops_a_running_job(sm: Any, s3: Any, bucket: str, un
 @pytest.mark.parametrize(
     ("image", "hyperparameters", "expected"),
     [
-        pytest.param(XGBOOST_IMAGE, {"num_round": "10"}, "built-in XGBoost algorithm mode", id="xgboost-builtin"),
         pytest.param(
             "111122223333.dkr.ecr.us-east-1.amazonaws.com/my-team/trainer:1.0",
             {"sagemaker_program": '"train.py"'},
-            "only SageMaker framework script-mode images",
+            "nor one of the project's own images",
             id="custom-ecr-image",
+        ),
+        pytest.param(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/no-such-image:1",
+            {"sagemaker_program": '"train.py"'},
+            "has no Dockerfile at include/images/no-such-image/Dockerfile",
+            id="own-account-without-dockerfile",
+        ),
+        pytest.param(
+            "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:0.23-1-cpu-py3",
+            {"sagemaker_program": '"train.py"'},
+            "tag 0.23-1-cpu-py3 of sagemaker-scikit-learn is not in the devstack's image catalogue",
+            id="uncatalogued-tag",
         ),
     ],
 )
@@ -242,7 +253,7 @@ def test_images_the_devstack_cannot_run_fail_with_a_client_error(
     desc = wait_for(lambda: sm.describe_training_job(TrainingJobName=name), "TrainingJobStatus")
 
     assert desc["TrainingJobStatus"] == "Failed"
-    assert desc["FailureReason"].startswith(f"ClientError: The image {image} cannot be run by the devstack")
+    assert desc["FailureReason"].startswith(f"ClientError: The devstack cannot run the image {image}: ")
     assert expected in desc["FailureReason"]
 
 
