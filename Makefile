@@ -22,7 +22,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL := 0
 
-.PHONY: help setup test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-devstack bench-slots bench-backfill bench-demo security dist deploy ui browser clean
+.PHONY: help setup images test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-devstack bench-slots bench-backfill bench-demo security dist deploy ui browser clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,7 +65,12 @@ ISOLATED_SUITES = $(sort $(wildcard tests/e2e/test_*.py)) tests/faults tests/ui
 # with that reason instead of failing; set ML_LIFECYCLE_AUDIT_OFFLINE yourself to decide either way.
 export AUDIT_PROBE := import urllib.request; urllib.request.urlopen("https://pypi.org/pypi/requests/2.19.0/json", timeout=5)
 
-test: setup browser  ## set up, then run the whole suite (lint included)
+images: setup  ## build every image environment of the devstack (what its jobs run in) from the package index
+	$(PY) -m devstack images
+
+# Jobs on the devstack run in their image's environment, built with uv from the package index on first use;
+# building them all before the tests keeps the index out of the tests themselves.
+test: setup browser images  ## set up, then run the whole suite (lint included)
 	@if [ -z "$${ML_LIFECYCLE_AUDIT_OFFLINE:-}" ] && ! $(PY) -c "$$AUDIT_PROBE" >/dev/null 2>&1; then \
 		echo "test: PyPI's JSON API does not answer from here: the dependency audit is skipped (ML_LIFECYCLE_AUDIT_OFFLINE=1)"; \
 		export ML_LIFECYCLE_AUDIT_OFFLINE=1; \

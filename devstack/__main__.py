@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     seed_module.add_arguments(seed)
 
     sub.add_parser("env", help='print the shell exports of the running stack (eval "$(python -m devstack env)")')
+    sub.add_parser(
+        "images",
+        help="build every image environment (catalogue and include/images) into the cache, ahead of the jobs",
+    )
     return parser
 
 
@@ -77,6 +81,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{name:10s} {svc.url:28s} pid {svc.pid:<8d} log {svc.log}")
         print(f'env file:  {stack.env_file}   (source it, or: eval "$(python -m devstack env)")')
         return 0
+    if args.command == "images":
+        return _build_images()
     stack = Stack(args.state_dir)
     if args.command == "down":
         stopped = stack.down()
@@ -107,6 +113,23 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_env_file(stack.info().env()))
         return 0
     raise AssertionError(args.command)
+
+
+def _build_images() -> int:
+    import time
+
+    from devstack.sagemaker.catalogue import build_every_environment
+    from devstack.sagemaker.environments import EnvironmentBuildError, EnvironmentCache
+
+    cache = EnvironmentCache()
+    started = time.perf_counter()
+    try:
+        built = build_every_environment(cache, progress=lambda line: print(f"  {line}", flush=True))
+    except EnvironmentBuildError as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 1
+    print(f"images: {len(built)} environments ready in {cache.root} ({time.perf_counter() - started:.1f} s)")
+    return 0
 
 
 if __name__ == "__main__":

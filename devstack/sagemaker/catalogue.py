@@ -1,7 +1,7 @@
 """The image catalogue: which SageMaker images the devstack runs, and what each one's environment holds.
 
-Versions follow the images' own pins (``/work``'s contract notes, from the container repositories'
-``requirements.txt`` and Dockerfiles at each branch head). Every image runs on the local Python 3.11 (the
+Versions follow the images' own pins (the SageMaker container repositories' ``requirements.txt`` and
+Dockerfiles at each branch head). Every image runs on the local Python 3.11 (the
 images ship 3.8 to 3.12); where a pinned library has no wheel for Python 3.11 the nearest release that
 has one is used, and the substitution is recorded in the spec (and shown in the job's log on first build).
 The toolkits themselves (sagemaker-training, sagemaker-containers, sagemaker-inference) are not installed:
@@ -206,3 +206,33 @@ class ImageEnvironments:
     def ensure(self, spec: EnvironmentSpec, say: Callable[[str], None]) -> Path:
         """Build (once) and return the environment of ``spec``."""
         return self.cache.ensure(spec, say)
+
+
+#: the account the own images are resolved in when every environment is built ahead of use
+_PREBUILD_ACCOUNT = "000000000000"
+
+
+def every_environment(cache: EnvironmentCache, images_dir: Path | None = None) -> list[EnvironmentSpec]:
+    """The environment of every catalogued image and of every own image under ``images_dir``.
+
+    :raises DockerfileError: when one of the project's Dockerfiles cannot be used.
+    """
+    resolver = ImageEnvironments(cache, _PREBUILD_ACCOUNT, images_dir)
+    specs = list(CATALOGUE.values())
+    for dockerfile in sorted(resolver.images_dir.glob("*/Dockerfile")):
+        uri = f"{_PREBUILD_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{dockerfile.parent.name}:latest"
+        spec = resolver.spec_for(parse_image_uri(uri))
+        if spec is not None:
+            specs.append(spec)
+    return specs
+
+
+def build_every_environment(
+    cache: EnvironmentCache, images_dir: Path | None = None, progress: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Build (or find in ``cache``) the environment of every image :func:`every_environment` lists.
+
+    What ``make test`` runs before the tests, so that jobs find their environments built and no test waits
+    for the package index.
+    """
+    return [cache.ensure(spec, progress) for spec in every_environment(cache, images_dir)]
