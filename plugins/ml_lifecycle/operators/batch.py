@@ -7,8 +7,9 @@
   transform job over the input prefix; deferrable, re-attaches to its run's job on retry, fails with the
   job's ``FailureReason``.
 - ``LoadPredictionsOperator``: joins each output line to its key line and replaces the interval's rows in
-  the Snowflake predictions table in ONE transaction (``DELETE`` the interval, then ``INSERT``), so
-  re-running an interval never duplicates rows and never touches other intervals.
+  the Snowflake predictions table in ONE transaction (``DELETE`` the interval, then a bulk ``COPY INTO`` of
+  one Parquet file ``PUT`` to a temporary internal stage), so re-running an interval never duplicates rows
+  and never touches other intervals.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import csv
 import datetime as dt
 import io
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,8 +38,20 @@ if TYPE_CHECKING:
 SCHEMA_PATH = "sql/features_schema.json"
 DDL_PATH = "sql/predictions_table.sql"
 DELETE_PATH = "sql/predictions_delete.sql"
-INSERT_PATH = "sql/predictions_insert.sql"
-INSERT_BATCH = 5_000
+COPY_PATH = "sql/predictions_copy.sql"
+#: The predictions file's columns, as the table names them (``include/sql/predictions_table.sql``).
+PREDICTION_COLUMNS = (
+    "TRANSACTION_ID",
+    "EVENT_TS",
+    "FRAUD_PROBABILITY",
+    "IS_FRAUD_PREDICTED",
+    "MODEL_PACKAGE_ARN",
+    "MODEL_VERSION",
+    "INTERVAL_START",
+    "INTERVAL_END",
+    "DAG_RUN_ID",
+    "SCORED_AT",
+)
 
 
 def _naive_utc(name: str, value: Any) -> dt.datetime:
@@ -255,8 +269,35 @@ class BatchTransformJobOperator(HostingOperatorBase):
         return self._result(description, version)
 
 
+def _predictions_parquet(rows: Sequence[tuple[Any, ...]], path: Path) -> None:
+    """Write the prediction rows as one Parquet file with the predictions table's column names and types."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ts = pa.timestamp("us")
+    types = (pa.string(), ts, pa.float64(), pa.int8(), pa.string(), pa.int64(), ts, ts, pa.string(), ts)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in PREDICTION_COLUMNS]
+    table = pa.table(
+        [pa.array(values, type=kind) for values, kind in zip(columns, types, strict=True)], names=PREDICTION_COLUMNS
+    )
+    pq.write_table(table, path, compression="snappy")
+
+
+def _load_stage(table: str) -> str:
+    """A temporary stage name, unique to this load, in the predictions table's database and schema."""
+    import uuid
+
+    name = f"ML_PREDICTIONS_LOAD_{uuid.uuid4().hex[:16].upper()}"
+    return ".".join([*table.split(".")[:-1], name])
+
+
 class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
-    """Replace the interval's predictions in Snowflake (delete the interval, insert; one transaction).
+    """Replace the interval's predictions in Snowflake (delete the interval, bulk load; one transaction).
+
+    The rows are written to one Parquet file, ``PUT`` to a temporary internal stage (outside the
+    transaction: a file transfer, not DML), then ``DELETE`` of the interval and ``COPY INTO`` from the stage
+    run in one transaction. ``COPY`` reports the rows it loaded; a count that differs from the rows written
+    rolls the transaction back. The stage is dropped afterwards (a temporary stage also ends with the session).
 
     Rows: ``TRANSACTION_ID, EVENT_TS, FRAUD_PROBABILITY, IS_FRAUD_PREDICTED, MODEL_PACKAGE_ARN,
     MODEL_VERSION, INTERVAL_START, INTERVAL_END, DAG_RUN_ID, SCORED_AT``. The table is created when absent
@@ -367,6 +408,14 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
                 )
         return rows
 
+    def _drop_stage(self, conn: Any, cursor: Any, stage: str) -> None:
+        """Drop the load's temporary stage; a failure is only logged (the stage ends with the session anyway)."""
+        try:
+            conn.autocommit(True)
+            cursor.execute(f"DROP STAGE IF EXISTS {stage}")
+        except Exception as exc:
+            self.log.warning("Could not drop the load stage %s (it ends with the session): %s", stage, exc)
+
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.config import load_config
 
@@ -379,21 +428,38 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
         rows = self._rows(self.hook.get_conn(), start, end, context["run_id"])
         ddl = _render_table(_read_include(DDL_PATH), table)
         delete = _render_table(_read_include(DELETE_PATH), table)
-        insert = _render_table(_read_include(INSERT_PATH), table)
+        stage = _load_stage(table)
+        copy = _render_table(_read_include(COPY_PATH), table).replace("{stage}", stage)
         conn = self.get_snowflake_hook().get_conn()
         try:
             cursor = conn.cursor()
             cursor.execute(ddl)  # DDL commits on its own in Snowflake: keep it outside the transaction
-            conn.autocommit(False)
-            try:
-                cursor.execute(delete, {"interval_start": start, "interval_end": end})
-                deleted = cursor.rowcount or 0
-                for offset in range(0, len(rows), INSERT_BATCH):
-                    cursor.executemany(insert, rows[offset : offset + INSERT_BATCH])
-                conn.commit()
-            except Exception:
-                conn.rollback()
-                raise
+            with tempfile.TemporaryDirectory(prefix="predictions-") as tmp:
+                if rows:
+                    path = Path(tmp) / "predictions.parquet"
+                    _predictions_parquet(rows, path)
+                    cursor.execute(f"CREATE TEMPORARY STAGE {stage}")
+                    cursor.execute(f"PUT 'file://{path.as_posix()}' @{stage} AUTO_COMPRESS = FALSE OVERWRITE = TRUE")
+                conn.autocommit(False)
+                try:
+                    cursor.execute(delete, {"interval_start": start, "interval_end": end})
+                    deleted = cursor.rowcount or 0
+                    if rows:
+                        cursor.execute(copy)
+                        # one result row per file: file, status, rows_parsed, rows_loaded, ...
+                        loaded = sum(int(r[3]) for r in cursor.fetchall() if len(r) > 3 and r[3] is not None)
+                        if loaded != len(rows):
+                            raise AirflowException(
+                                f"COPY INTO {table} loaded {loaded} row(s) from @{stage}, expected {len(rows)}; "
+                                "rolled back"
+                            )
+                    conn.commit()
+                except Exception:
+                    conn.rollback()
+                    raise
+                finally:
+                    if rows:
+                        self._drop_stage(conn, cursor, stage)
         finally:
             conn.close()
         self.log.info(

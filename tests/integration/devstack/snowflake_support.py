@@ -27,10 +27,10 @@ class StandIn:
     """``python -m devstack.snowflake.server`` on a free port, its S3 staging pointed at ``s3_endpoint``.
 
     :param state: directory for the databases, stages and staging file.
-    :param s3_endpoint: the S3 endpoint URL (a moto server).
+    :param s3_endpoint: the S3 endpoint URL (a moto server); ``None`` for internal stages only.
     """
 
-    def __init__(self, state: Path, s3_endpoint: str) -> None:
+    def __init__(self, state: Path, s3_endpoint: str | None = None) -> None:
         self.state = state
         self.s3_endpoint = s3_endpoint
         self.port = free_port()
@@ -49,8 +49,7 @@ class StandIn:
                     str(self.port),
                     "--db-path",
                     str(self.state / "db"),
-                    "--s3-endpoint-url",
-                    self.s3_endpoint,
+                    *(["--s3-endpoint-url", self.s3_endpoint] if self.s3_endpoint else []),
                 ],
                 cwd=ROOT,
                 env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
