@@ -348,12 +348,29 @@ def test_a_failing_copy_rolls_back_the_delete(aws, snowflake_db, monkeypatch):
     score_and_load(aws, snowflake_db, 1, 4)
     import ml_lifecycle.operators.batch as batch
 
-    def without_run_ids(rows, path):  # DAG_RUN_ID is NOT NULL: the COPY fails on the NULLs it would load
-        batch_rows = [(*r[:8], None, r[9]) for r in rows]
-        original(batch_rows, path)
+    def without_run_ids(table, path):  # DAG_RUN_ID is NOT NULL: the COPY fails on the NULLs it would load
+        index = table.schema.get_field_index("DAG_RUN_ID")
+        original(table.set_column(index, "DAG_RUN_ID", pa.nulls(table.num_rows, pa.string())), path)
 
     original = batch._predictions_parquet
     monkeypatch.setattr(batch, "_predictions_parquet", without_run_ids)
     with pytest.raises(Exception, match=r"(?i)null|constraint"):
         score_and_load(aws, snowflake_db, 1, 4)
     assert list(counts(snowflake_db).values()) == [4], "the interval's earlier rows are kept"
+
+
+def test_an_unreadable_prediction_line_is_refused_naming_the_part(aws, snowflake_db):
+    prepared = prepare(1, 2)
+    output_uri = prepared["input_uri"].replace("/input/", "/output/")
+    aws.s3.put_object(
+        Bucket=BUCKET, Key=output_uri.removeprefix(f"s3://{BUCKET}/") + "part-00000.csv.out", Body="0.1,0\nnan?,x\n"
+    )
+    start, end = interval(1)
+    op = LoadPredictionsOperator(
+        task_id="load", aws_conn_id="aws_default", snowflake_conn_id="x", keys_uri=prepared["keys_uri"],
+        output_uri=output_uri, parts=prepared["parts"], interval_start=start, interval_end=end,
+        model_package_arn="arn",
+    )  # fmt: skip
+    op.get_snowflake_hook = lambda: SimpleNamespace(get_conn=snowflake_db)
+    with pytest.raises(AirflowFailException, match=r"part-00000\.csv: unexpected prediction line"):
+        op.execute(context())
