@@ -109,9 +109,9 @@ bench: bench-parse bench-extract bench-load bench-devstack bench-slots bench-bac
 bench-parse: setup  ## DAG parse time per file beyond importing Airflow, against a ten-operator reference
 	$(PY) benchmarks/dag_parse.py
 
-bench-extract: setup  ## extraction peak memory and rows/s at 100k, 1M, 5M rows vs the raw connector (~5 min)
+bench-extract: setup  ## extraction peak memory and rows/s, stream and unload modes, at 100k, 1M, 5M rows vs the raw connector (~8 min)
 	$(PY) benchmarks/extraction.py
-	$(PY) benchmarks/extraction.py --rows 5000000 --methods operator_chunked_source --merge
+	$(PY) benchmarks/extraction.py --rows 5000000 --methods operator_chunked_source operator_unload --merge
 
 bench-load: setup  ## batch_score's load of 100k predictions into the Snowflake stand-in, seconds and CPU (~1 min)
 	$(PY) benchmarks/load.py
