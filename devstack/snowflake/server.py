@@ -21,12 +21,15 @@ not expect (an unsupported option, SQL it cannot translate) with HTTP 500, which
 minutes before it gives up; here such an exception becomes error ``000002`` ("Unsupported feature")
 naming what failed.
 
-The server also answers ``GET /_devstack/health`` with 200 once the databases are attached.
+The server also answers ``GET /_devstack/health`` with 200 once the databases are attached; its JSON
+counts the statements a client re-sent (``resent_statements``), which the connector does when an answer
+takes longer than its socket timeout.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import gzip
 import json
 import logging
@@ -85,7 +88,31 @@ def _patch_cursor_errors() -> None:
     FakeSnowflakeCursor.execute = execute  # type: ignore[method-assign]
 
 
-def _staging_route(staging: Any):
+class ResentRequests:
+    """Counts query requests the connector sent again (a request id seen before, or a ``retryCount``).
+
+    The connector re-sends a statement whose answer takes longer than its socket timeout, and the stand-in
+    then runs it again; the count (in the health answer) shows whether that happened.
+    """
+
+    def __init__(self, remembered: int = 50_000) -> None:
+        self.count = 0
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._remembered = remembered
+
+    def observe(self, request_id: str | None, retry_count: str | None) -> None:
+        resent = bool(retry_count and retry_count != "0")
+        if request_id:
+            resent = resent or request_id in self._seen
+            self._seen[request_id] = None
+            while len(self._seen) > self._remembered:
+                self._seen.popitem(last=False)
+        if resent:
+            self.count += 1
+            log.warning("Statement re-sent by the client (requestId %s, retryCount %s)", request_id, retry_count)
+
+
+def _staging_route(staging: Any, resent: ResentRequests):
     """The ``/queries/v1/query-request`` endpoint: staging statements here, the rest to fakesnow."""
     import fakesnow.server
     from fakesnow.rowtype import describe_as_rowtype
@@ -94,6 +121,7 @@ def _staging_route(staging: Any):
     from starlette.responses import JSONResponse
 
     async def query_request(request: Any) -> Any:
+        resent.observe(request.query_params.get("requestId"), request.query_params.get("retryCount"))
         try:
             body = await request.body()
             if request.headers.get("Content-Encoding") == "gzip":
@@ -189,8 +217,10 @@ def _build_app(db_path: Path, stage_path: Path, staging_file: Path | None = None
         attached.append(db_file.stem)
     log.info("Attached databases from %s: %s", db_path, ", ".join(attached) or "(none)")
 
+    resent = ResentRequests()
+
     async def health(_request):
-        return JSONResponse({"status": "ok", "databases": attached})
+        return JSONResponse({"status": "ok", "databases": attached, "resent_statements": resent.count})
 
     def s3_client() -> Any:
         import boto3
@@ -209,7 +239,7 @@ def _build_app(db_path: Path, stage_path: Path, staging_file: Path | None = None
     app = fakesnow.server.app
     for index, route in enumerate(app.router.routes):
         if getattr(route, "path", None) == QUERY_PATH:
-            app.router.routes[index] = Route(QUERY_PATH, _staging_route(staging), methods=["POST"])
+            app.router.routes[index] = Route(QUERY_PATH, _staging_route(staging, resent), methods=["POST"])
             break
     else:
         raise RuntimeError(f"fakesnow's server has no {QUERY_PATH} route to extend")

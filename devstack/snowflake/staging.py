@@ -588,8 +588,9 @@ class Staging:
             return self._unload(conn, location, query, opts)
         if target.kind != "ident":
             raise syntax_error(f"line 1 at position {target.start} unexpected '{target.text}'")
-        if p.peek() and p.peek().text == "(":  # type: ignore[union-attr]
-            raise unsupported("COPY INTO <table> ( <column list> ) (use MATCH_BY_COLUMN_NAME)")
+        column_list = p.peek() is not None and p.peek().text == "("  # type: ignore[union-attr]
+        if column_list:
+            p.balanced()
         p.expect("FROM")
         source = p.peek()
         if source is None:
@@ -608,6 +609,8 @@ class Staging:
         if location.internal:
             self._check_load_options(opts, internal=True)
             return None
+        if column_list:
+            raise unsupported("COPY INTO <table> ( <column list> ) from an external stage (use MATCH_BY_COLUMN_NAME)")
         if location.stage is None:
             location.integration = opts.pop("STORAGE_INTEGRATION", None)
         self._integration(location.integration, location.url or "")

@@ -258,3 +258,22 @@ def test_role_arn_is_required(cur: Any) -> None:
             f"STORAGE_ALLOWED_LOCATIONS = ('s3://{BUCKET}/')"
         )
     assert ROLE.startswith("arn:")
+
+
+def test_no_statement_of_this_module_was_re_sent(stand_in: StandIn) -> None:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{stand_in.port}/_devstack/health", timeout=5) as answer:
+        assert json.loads(answer.read())["resent_statements"] == 0
+
+
+def test_re_sent_requests_are_counted() -> None:
+    from devstack.snowflake.server import ResentRequests
+
+    counter = ResentRequests(remembered=2)
+    for request_id, retry in (("a", None), ("b", None), ("a", None), ("c", "1"), ("d", "0")):
+        counter.observe(request_id, retry)
+    assert counter.count == 2
+    counter.observe("b", None)  # forgotten: only the last two ids are remembered
+    assert counter.count == 2
