@@ -33,7 +33,6 @@ import collections
 import gzip
 import json
 import logging
-import os
 import signal
 import sys
 import uuid
@@ -226,13 +225,8 @@ def _build_app(db_path: Path, stage_path: Path, staging_file: Path | None = None
         import boto3
 
         settings = s3 or {}
-        return boto3.client(
-            "s3",
-            endpoint_url=settings.get("endpoint_url"),
-            region_name=settings.get("region", "us-east-1"),
-            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "devstack"),
-            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "devstack"),
-        )
+        # credentials from the environment: the devstack gives its services moto's dummy keys
+        return boto3.client("s3", endpoint_url=settings.get("endpoint_url"), region_name=settings.get("region"))
 
     _patch_cursor_errors()
     staging = Staging(Registry(staging_file), s3_client)
