@@ -853,6 +853,10 @@ def write(result: dict[str, Any]) -> None:
         "Predictions written once per transaction (rows = distinct transaction ids, every day present): "
         + "; ".join(f"{name}: {r['predictions_written_once']}" for name, r in halves)
         + ".",
+        "Statements the Snowflake connector re-sent to the stand-in (an answer slower than its 60 s socket "
+        "timeout; counted by the stand-in): "
+        + "; ".join(f"{name}: {r.get('resent_statements', 'not recorded')}" for name, r in halves)
+        + ".",
         "",
     ]
     if "cpu_bound_floor_ratio" in result:
