@@ -636,7 +636,11 @@ def run_half(
             "predictions_written_once": bool(predictions)
             and all(p["rows"] == p["distinct"] > 0 for p in predictions.values()),
         }
-        print(f"[{name}] wall {timed.get('wall_s')} s, states {timed['states']}", flush=True)
+        print(
+            f"[{name}] wall {timed.get('wall_s')} s, states {timed['states']}, "
+            f"statements re-sent to Snowflake {timed['resent_statements']}",
+            flush=True,
+        )
         return timed
     finally:
         if ui is not None:
