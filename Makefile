@@ -22,7 +22,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL := 0
 
-.PHONY: help setup images test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-devstack bench-slots bench-backfill bench-demo security dist deploy ui browser clean
+.PHONY: help setup images test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo security dist deploy ui browser clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -118,14 +118,17 @@ dist: setup  ## build the MWAA bundle into dist/mwaa (same sources -> same bytes
 deploy: setup  ## upload dist/mwaa to ENV's bucket: make deploy ENV=dev [MWAA_ENVIRONMENT=name]
 	$(PY) -m tools.deploy --env $(ENV) $(if $(MWAA_ENVIRONMENT),--mwaa-environment $(MWAA_ENVIRONMENT))
 
-bench: bench-parse bench-extract bench-devstack bench-slots bench-backfill bench-demo  ## every benchmark (results in benchmarks/results/)
+bench: bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo  ## every benchmark (results in benchmarks/results/)
 
 bench-parse: setup  ## DAG parse time per file beyond importing Airflow, against a ten-operator reference
 	$(PY) benchmarks/dag_parse.py
 
-bench-extract: setup  ## extraction peak memory and rows/s at 100k, 1M, 5M rows vs the raw connector (~5 min)
+bench-extract: setup  ## extraction peak memory and rows/s, stream and unload modes, at 100k, 1M, 5M rows vs the raw connector (~8 min)
 	$(PY) benchmarks/extraction.py
-	$(PY) benchmarks/extraction.py --rows 5000000 --methods operator_chunked_source --merge
+	$(PY) benchmarks/extraction.py --rows 5000000 --methods operator_chunked_source operator_unload --merge
+
+bench-load: setup  ## batch_score's load of 100k predictions into the Snowflake stand-in, seconds and CPU (~1 min)
+	$(PY) benchmarks/load.py
 
 bench-devstack: setup  ## devstack start/stop and per-job overhead of its SageMaker service (~2 min)
 	$(PY) benchmarks/devstack_start.py

@@ -1,6 +1,6 @@
 """Backfill of 10 intervals of ``batch_score``: parallel runs against one run at a time.
 
-Each half runs on a fresh world of its own: a devstack seeded with 120 days of transactions (30 a day by
+Each half runs on a fresh world of its own: a devstack seeded with 120 days of transactions (300 a day by
 default, see below) and one Approved model package (a small rule model speaking the fraud model's CSV contract,
 so the data path is real without a training run first), and a real Airflow (``tools.ui.AirflowUI``: api-server,
 scheduler with the LocalExecutor, dag-processor, triggerer) on a fresh PostgreSQL database. After one warm-up
@@ -28,13 +28,12 @@ when running as root). Run as root, the cluster runs as the ``postgres`` user, a
 ``BENCH_SQL_ALCHEMY_CONN=postgresql+psycopg2://...`` uses an existing empty database instead (it is reset
 before each half).
 
-Rows per day: the ``load`` task writes a day's predictions with one multi-row ``INSERT``. The devstack's
-Snowflake stand-in (fakesnow) translates each statement with sqlglot in ONE Python process, at a CPU cost that grows
-faster than the row count (about 1 s for 30 rows, 3 s for 100, 12 s for 300 on this machine). With ten runs
-loading at once at 300 rows a day its answers take over 60 s, the Snowflake connector's socket timeout, so the
-connector sends each statement again and the stand-in runs every copy: the loads had not finished after 26
-minutes. That is a limit of the stand-in (Snowflake runs the statements in parallel), not of Airflow or of the
-DAG, so the benchmark seeds 30 rows a day by default (``--rows-per-day``) to measure the runs' parallelism.
+Rows per day: 300 (``--rows-per-day``). The ``load`` task writes a day's predictions as one Parquet file, ``PUT``
+to a temporary stage and ``COPY INTO`` the table (a few statements per day, whatever the row count). It used to
+send one multi-row ``INSERT``, which the devstack's Snowflake stand-in ran one row at a time (about 12 CPU s for
+300 rows); with ten runs loading at once the answers took longer than the connector's 60 s socket timeout, the
+connector re-sent the statements and the benchmark had to seed 30 rows a day. Each half now records how many
+statements a client re-sent to the stand-in (``resent_statements``, from its health answer); it must be 0.
 
 Reproduce: ``make bench-backfill`` (or ``.venv/bin/python benchmarks/backfill.py``).
 Target: parallel wall time < 0.5 x sequential, no duplicate jobs.
@@ -625,6 +624,7 @@ def run_half(
         predictions = predictions_per_day(info, cfg, days) if timed["completed"] else {}
         timed |= {
             "rows_per_day": rows_per_day,
+            "resent_statements": resent_statements(info),
             "model_package_arn": package,
             "warm_up": warm,
             "transform_jobs_total": sum(len(v) for v in jobs.values()),
@@ -636,13 +636,30 @@ def run_half(
             "predictions_written_once": bool(predictions)
             and all(p["rows"] == p["distinct"] > 0 for p in predictions.values()),
         }
-        print(f"[{name}] wall {timed.get('wall_s')} s, states {timed['states']}", flush=True)
+        print(
+            f"[{name}] wall {timed.get('wall_s')} s, states {timed['states']}, "
+            f"statements re-sent to Snowflake {timed['resent_statements']}",
+            flush=True,
+        )
         return timed
     finally:
         if ui is not None:
             ui.stop()
         stack.down()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def resent_statements(info: Any) -> int | None:
+    """Statements a client re-sent to the devstack's Snowflake stand-in (its health answer counts them)."""
+    import urllib.request
+
+    url = info.services["snowflake"].url.rstrip("/") + "/_devstack/health"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return json.loads(answer.read()).get("resent_statements")
+    except OSError as exc:
+        print(f"could not read {url}: {exc}", flush=True)
+        return None
 
 
 def _interrupt(signum: int, _frame: Any) -> None:
@@ -654,7 +671,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--intervals", type=int, default=INTERVALS)
     parser.add_argument("--parallel", type=int, default=10, help="max_active_runs of the parallel backfill")
-    parser.add_argument("--rows-per-day", type=int, default=30, help="transactions seeded per day (at least 20)")
+    parser.add_argument("--rows-per-day", type=int, default=300, help="transactions seeded per day (at least 20)")
     parser.add_argument("--timeout", type=float, default=2400, help="seconds each timed backfill may take")
     parser.add_argument(
         "--order",
@@ -839,6 +856,10 @@ def write(result: dict[str, Any]) -> None:
         + ".",
         "Predictions written once per transaction (rows = distinct transaction ids, every day present): "
         + "; ".join(f"{name}: {r['predictions_written_once']}" for name, r in halves)
+        + ".",
+        "Statements the Snowflake connector re-sent to the stand-in (an answer slower than its 60 s socket "
+        "timeout; counted by the stand-in): "
+        + "; ".join(f"{name}: {r.get('resent_statements', 'not recorded')}" for name, r in halves)
         + ".",
         "",
     ]

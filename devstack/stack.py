@@ -47,6 +47,13 @@ SNOWFLAKE_PASSWORD = "devstack"  # noqa: S105 - fakesnow accepts any password
 SNOWFLAKE_WAREHOUSE = "DEVSTACK_WH"
 SNOWFLAKE_ROLE = "DEVSTACK_ROLE"
 
+# The Snowflake objects prod's unload extraction uses, provisioned on the devstack's S3: a storage integration
+# and an external stage on the local config's bucket (include/config/local.yaml names the same objects)
+LOCAL_BUCKET = "ml-lifecycle-local"
+STORAGE_INTEGRATION = "ML_LIFECYCLE_S3"
+EXTERNAL_STAGE = "ML_LIFECYCLE_STAGE"
+STORAGE_ROLE_ARN = "arn:aws:iam::123456789012:role/ml-lifecycle-snowflake-storage"
+
 AWS = "aws"
 SNOWFLAKE = "snowflake"
 SAGEMAKER = "sagemaker"
@@ -429,6 +436,35 @@ class Stack:
         return self.state_dir / "env"
 
     @property
+    def staging_file(self) -> Path:
+        """``snowflake/staging.json``: the Snowflake stand-in's storage integrations and external stages."""
+        return self.state_dir / "snowflake" / "staging.json"
+
+    def _provision_staging(self) -> None:
+        """Create the storage integration and external stage of the unload mode, unless they exist.
+
+        Written to the stand-in's staging file before it starts (in production an administrator creates them
+        once; see docs/data-path.md). The stand-in is not running at this point, so nothing else writes it.
+        """
+        from devstack.snowflake.staging import ExternalStage, Integration, Registry
+
+        registry = Registry(self.staging_file)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        location = f"s3://{LOCAL_BUCKET}/"
+        changed = False
+        if STORAGE_INTEGRATION not in registry.integrations:
+            registry.integrations[STORAGE_INTEGRATION] = Integration(
+                STORAGE_INTEGRATION, True, [location], [], STORAGE_ROLE_ARN, now
+            )
+            changed = True
+        stage = ExternalStage(DATABASE, SCHEMA, EXTERNAL_STAGE, location, STORAGE_INTEGRATION, {}, now)
+        if stage.fqn not in registry.stages:
+            registry.stages[stage.fqn] = stage
+            changed = True
+        if changed:
+            registry.save()
+
+    @property
     def seed_file(self) -> Path:
         """``snowflake/seed.json``: what the last seeding wrote."""
         return self.state_dir / "snowflake" / "seed.json"
@@ -519,6 +555,12 @@ class Stack:
                 str(self.state_dir / "snowflake" / "db"),
                 "--stage-path",
                 str(self.state_dir / "snowflake" / "stages"),
+                "--staging-file",
+                str(self.staging_file),
+                "--s3-endpoint-url",
+                str(moto_url),
+                "--region",
+                self.region,
             ]
         assert moto_url is not None
         return [
@@ -644,9 +686,11 @@ class Stack:
             ports = {}
             for name in wanted:
                 ports[name] = free_port(HOST, previous_ports.get(name))
-            # moto and Snowflake start side by side; the SageMaker service needs moto's URL
+            # moto and Snowflake start side by side; Snowflake's external stages and the SageMaker service use
+            # moto's URL (known from its port before it answers)
+            self._provision_staging()
             for name in (AWS, SNOWFLAKE):
-                started[name] = self._start(name, ports[name], None)
+                started[name] = self._start(name, ports[name], None if name == AWS else f"http://{HOST}:{ports[AWS]}")
                 self._record(started)
             moto_url = started[AWS].url
             self._wait_healthy(started[AWS], deadline)

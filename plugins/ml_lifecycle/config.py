@@ -23,6 +23,7 @@ ENV_VAR = "ML_LIFECYCLE_ENV"
 CONFIG_DIR_VAR = "ML_LIFECYCLE_CONFIG_DIR"
 INCLUDE_DIR_VAR = "ML_LIFECYCLE_INCLUDE_DIR"
 DEFAULT_ENV = "local"
+EXTRACTION_MODE_VAR = "ML_LIFECYCLE_EXTRACTION_MODE"
 
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
@@ -491,4 +492,24 @@ def load_config(env: str | None = None) -> Config:
             f"{path}: no config file for environment {path.stem!r} (available: {', '.join(available) or 'none'};"
             f" set {ENV_VAR})"
         ) from None
-    return _load_cached(str(path), mtime)
+    config = _load_cached(str(path), mtime)
+    return _with_extraction_mode(config, os.environ.get(EXTRACTION_MODE_VAR, "").strip())
+
+
+def _with_extraction_mode(config: Config, mode: str) -> Config:
+    """``config`` with ``snowflake.extraction.mode`` set to ``mode`` (``$ML_LIFECYCLE_EXTRACTION_MODE``), if given.
+
+    :raises ConfigError: an unknown mode, or ``unload`` for an environment without an extraction stage
+    """
+    if not mode or mode == config.snowflake.extraction.mode:
+        return config
+    extraction = config.snowflake.extraction.model_dump()
+    try:
+        replaced = ExtractionConfig.model_validate({**extraction, "mode": mode})
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(
+            f"{EXTRACTION_MODE_VAR}={mode!r} does not apply to {config.source_file}: {problems}"
+        ) from None
+    snowflake = config.snowflake.model_copy(update={"extraction": replaced})
+    return config.model_copy(update={"snowflake": snowflake})

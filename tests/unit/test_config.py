@@ -238,3 +238,35 @@ def test_storage_uri_helper():
     assert config.storage.uri("datasets", "train_model", "/20260101-20260301/") == (
         "s3://ml-lifecycle-local/datasets/train_model/20260101-20260301"
     )
+
+
+def test_extraction_mode_switch_runs_the_local_config_in_unload_mode(monkeypatch):
+    monkeypatch.setenv(cfg.EXTRACTION_MODE_VAR, "unload")
+    config = cfg.load_config("local")
+    assert config.snowflake.extraction.mode == "unload"
+    assert config.snowflake.extraction.stage == "FRAUD_DB.RAW.ML_LIFECYCLE_STAGE"
+    monkeypatch.delenv(cfg.EXTRACTION_MODE_VAR)
+    assert cfg.load_config("local").snowflake.extraction.mode == "stream", "the cached file is left as it was"
+
+
+def test_extraction_mode_switch_is_validated(config_dir, monkeypatch):
+    data = yaml.safe_load((cfg.include_dir() / "config" / "local.yaml").read_text())
+    del data["snowflake"]["extraction"]["stage"]
+    _write(config_dir, data)
+    monkeypatch.setenv(cfg.EXTRACTION_MODE_VAR, "unload")
+    with pytest.raises(
+        cfg.ConfigError, match=r"ML_LIFECYCLE_EXTRACTION_MODE='unload' does not apply.*needs extraction\.stage"
+    ):
+        cfg.load_config("broken")
+    monkeypatch.setenv(cfg.EXTRACTION_MODE_VAR, "fast")
+    with pytest.raises(cfg.ConfigError, match="'fast'"):
+        cfg.load_config("broken")
+
+
+def test_devstack_provisions_the_stage_and_integration_the_local_config_names():
+    from devstack import stack
+
+    local = cfg.load_config("local")
+    assert local.snowflake.extraction.stage == f"{stack.DATABASE}.{stack.SCHEMA}.{stack.EXTERNAL_STAGE}"
+    assert local.snowflake.extraction.storage_integration == stack.STORAGE_INTEGRATION
+    assert local.storage.bucket == stack.LOCAL_BUCKET

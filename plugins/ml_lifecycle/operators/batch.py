@@ -7,8 +7,9 @@
   transform job over the input prefix; deferrable, re-attaches to its run's job on retry, fails with the
   job's ``FailureReason``.
 - ``LoadPredictionsOperator``: joins each output line to its key line and replaces the interval's rows in
-  the Snowflake predictions table in ONE transaction (``DELETE`` the interval, then ``INSERT``), so
-  re-running an interval never duplicates rows and never touches other intervals.
+  the Snowflake predictions table in ONE transaction (``DELETE`` the interval, then a bulk ``COPY INTO`` of
+  one Parquet file ``PUT`` to a temporary internal stage), so re-running an interval never duplicates rows
+  and never touches other intervals.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import csv
 import datetime as dt
 import io
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,13 +33,26 @@ from ml_lifecycle.operators.deploy import HostingOperatorBase
 from ml_lifecycle.operators.jobs import TRANSFORM, completed, current_attempt, defer_until_done, resumed_description
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from airflow.sdk import Context
 
 SCHEMA_PATH = "sql/features_schema.json"
 DDL_PATH = "sql/predictions_table.sql"
 DELETE_PATH = "sql/predictions_delete.sql"
-INSERT_PATH = "sql/predictions_insert.sql"
-INSERT_BATCH = 5_000
+COPY_PATH = "sql/predictions_copy.sql"
+#: The predictions file's columns, as the table names them (``include/sql/predictions_table.sql``).
+PREDICTION_COLUMNS = (
+    "TRANSACTION_ID",
+    "EVENT_TS",
+    "FRAUD_PROBABILITY",
+    "IS_FRAUD_PREDICTED",
+    "MODEL_PACKAGE_ARN",
+    "MODEL_VERSION",
+    "INTERVAL_START",
+    "INTERVAL_END",
+    "DAG_RUN_ID",
+    "SCORED_AT",
+)
 
 
 def _naive_utc(name: str, value: Any) -> dt.datetime:
@@ -255,8 +270,68 @@ class BatchTransformJobOperator(HostingOperatorBase):
         return self._result(description, version)
 
 
+def _predictions_schema() -> pa.Schema:
+    """The predictions file's schema: the table's column names, Parquet types Snowflake loads into them."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us")
+    types = (pa.string(), ts, pa.float64(), pa.int8(), pa.string(), pa.int64(), ts, ts, pa.string(), ts)
+    return pa.schema(list(zip(PREDICTION_COLUMNS, types, strict=True)))
+
+
+def _read_csv(data: bytes) -> pa.Table:
+    """Lines of comma-separated text values as an Arrow table of strings (``f0``, ``f1``...); blank lines skipped.
+
+    :raises AirflowFailException: lines that are not CSV or have different numbers of values
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if not data.strip():
+        return pa.table({})
+    try:
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+            convert_options=pacsv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(64)}),
+        )
+    except pa.ArrowInvalid as exc:
+        raise AirflowFailException(f"unreadable CSV lines: {exc}") from None
+
+
+def _event_times(values: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """ISO 8601 key timestamps as naive UTC ``timestamp[us]`` (an offset, if any, is converted to UTC)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        return pc.cast(values, pa.timestamp("us"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([_naive_utc("event_ts", v) for v in values.to_pylist()], type=pa.timestamp("us"))
+
+
+def _predictions_parquet(table: pa.Table, path: Path) -> None:
+    """Write the predictions as one Parquet file."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, path, compression="snappy")
+
+
+def _load_stage(table: str) -> str:
+    """A temporary stage name, unique to this load, in the predictions table's database and schema."""
+    import uuid
+
+    name = f"ML_PREDICTIONS_LOAD_{uuid.uuid4().hex[:16].upper()}"
+    return ".".join([*table.split(".")[:-1], name])
+
+
 class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
-    """Replace the interval's predictions in Snowflake (delete the interval, insert; one transaction).
+    """Replace the interval's predictions in Snowflake (delete the interval, bulk load; one transaction).
+
+    The rows are written to one Parquet file, ``PUT`` to a temporary internal stage (outside the
+    transaction: a file transfer, not DML), then ``DELETE`` of the interval and ``COPY INTO`` from the stage
+    run in one transaction. ``COPY`` reports the rows it loaded; a count that differs from the rows written
+    rolls the transaction back. The stage is dropped afterwards (a temporary stage also ends with the session).
 
     Rows: ``TRANSACTION_ID, EVENT_TS, FRAUD_PROBABILITY, IS_FRAUD_PREDICTED, MODEL_PACKAGE_ARN,
     MODEL_VERSION, INTERVAL_START, INTERVAL_END, DAG_RUN_ID, SCORED_AT``. The table is created when absent
@@ -323,49 +398,77 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
             parts = json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
         return list(parts)
 
-    def _rows(self, s3: Any, start: dt.datetime, end: dt.datetime, run_id: str) -> list[tuple[Any, ...]]:
+    def _rows(self, s3: Any, start: dt.datetime, end: dt.datetime, run_id: str) -> pa.Table:
+        """The interval's prediction rows as an Arrow table with the predictions table's columns.
+
+        Each part's key lines and output lines are read as CSV in Arrow (no Python object per row) and joined
+        line by line; a part whose line counts differ is refused.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         from ml_lifecycle.data.s3 import join_uri, split_s3_uri
 
-        def text(uri: str) -> str:
+        def body(uri: str) -> bytes:
             bucket, key = split_s3_uri(uri)
-            return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
         scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         version = None if self.model_package_version in (None, "", "None") else int(self.model_package_version)
-        rows: list[tuple[Any, ...]] = []
+        tables = []
         for part in self._parts():
-            keys = [r for r in csv.reader(io.StringIO(text(join_uri(self.keys_uri, part)))) if r]
+            keys = _read_csv(body(join_uri(self.keys_uri, part)))
             try:
-                predictions = [r for r in csv.reader(io.StringIO(text(join_uri(self.output_uri, part + ".out")))) if r]
+                output = body(join_uri(self.output_uri, part + ".out"))
             except Exception as exc:
                 raise AirflowException(
                     f"transform output for {part} is missing under {self.output_uri}: {exc}"
                 ) from exc
-            if len(keys) != len(predictions):
+            predictions = _read_csv(output)
+            if keys.num_rows != predictions.num_rows:
                 raise AirflowFailException(
-                    f"{part}: {len(keys)} input rows but {len(predictions)} predictions; "
+                    f"{part}: {keys.num_rows} input rows but {predictions.num_rows} predictions; "
                     "refusing to load a misaligned join"
                 )
-            for (transaction_id, event_ts), prediction in zip(keys, predictions, strict=True):
-                try:
-                    probability, label = float(prediction[0]), int(float(prediction[1]))
-                except (IndexError, ValueError):
-                    raise AirflowFailException(f"{part}: unexpected prediction line {prediction!r}") from None
-                rows.append(
-                    (
-                        transaction_id,
-                        _naive_utc("event_ts", event_ts),
+            if keys.num_rows == 0:
+                continue
+            if keys.num_columns < 2 or predictions.num_columns < 2:
+                raise AirflowFailException(
+                    f"{part}: expected 'transaction_id,event_ts' key lines and '<probability>,<label>' prediction "
+                    f"lines, got {keys.num_columns} and {predictions.num_columns} column(s)"
+                )
+            try:
+                probability = pc.cast(predictions.column(0), pa.float64())
+                label = pc.cast(pc.floor(pc.cast(predictions.column(1), pa.float64())), pa.int8())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise AirflowFailException(f"{part}: unexpected prediction line: {exc}") from None
+            n = keys.num_rows
+            tables.append(
+                pa.table(
+                    [
+                        keys.column(0),
+                        _event_times(keys.column(1)),
                         probability,
                         label,
-                        self.model_package_arn,
-                        version,
-                        start,
-                        end,
-                        run_id,
-                        scored_at,
-                    )
+                        pa.repeat(pa.scalar(self.model_package_arn, pa.string()), n),
+                        pa.repeat(pa.scalar(version, pa.int64()), n),
+                        pa.repeat(pa.scalar(start, pa.timestamp("us")), n),
+                        pa.repeat(pa.scalar(end, pa.timestamp("us")), n),
+                        pa.repeat(pa.scalar(run_id, pa.string()), n),
+                        pa.repeat(pa.scalar(scored_at, pa.timestamp("us")), n),
+                    ],
+                    schema=_predictions_schema(),
                 )
-        return rows
+            )
+        return pa.concat_tables(tables) if tables else _predictions_schema().empty_table()
+
+    def _drop_stage(self, conn: Any, cursor: Any, stage: str) -> None:
+        """Drop the load's temporary stage; a failure is only logged (the stage ends with the session anyway)."""
+        try:
+            conn.autocommit(True)
+            cursor.execute(f"DROP STAGE IF EXISTS {stage}")
+        except Exception as exc:
+            self.log.warning("Could not drop the load stage %s (it ends with the session): %s", stage, exc)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.config import load_config
@@ -379,21 +482,38 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
         rows = self._rows(self.hook.get_conn(), start, end, context["run_id"])
         ddl = _render_table(_read_include(DDL_PATH), table)
         delete = _render_table(_read_include(DELETE_PATH), table)
-        insert = _render_table(_read_include(INSERT_PATH), table)
+        stage = _load_stage(table)
+        copy = _render_table(_read_include(COPY_PATH), table).replace("{stage}", stage)
         conn = self.get_snowflake_hook().get_conn()
         try:
             cursor = conn.cursor()
             cursor.execute(ddl)  # DDL commits on its own in Snowflake: keep it outside the transaction
-            conn.autocommit(False)
-            try:
-                cursor.execute(delete, {"interval_start": start, "interval_end": end})
-                deleted = cursor.rowcount or 0
-                for offset in range(0, len(rows), INSERT_BATCH):
-                    cursor.executemany(insert, rows[offset : offset + INSERT_BATCH])
-                conn.commit()
-            except Exception:
-                conn.rollback()
-                raise
+            with tempfile.TemporaryDirectory(prefix="predictions-") as tmp:
+                if rows.num_rows:
+                    path = Path(tmp) / "predictions.parquet"
+                    _predictions_parquet(rows, path)
+                    cursor.execute(f"CREATE TEMPORARY STAGE {stage}")
+                    cursor.execute(f"PUT 'file://{path.as_posix()}' @{stage} AUTO_COMPRESS = FALSE OVERWRITE = TRUE")
+                conn.autocommit(False)
+                try:
+                    cursor.execute(delete, {"interval_start": start, "interval_end": end})
+                    deleted = cursor.rowcount or 0
+                    if rows.num_rows:
+                        cursor.execute(copy)
+                        # one result row per file: file, status, rows_parsed, rows_loaded, ...
+                        loaded = sum(int(r[3]) for r in cursor.fetchall() if len(r) > 3 and r[3] is not None)
+                        if loaded != rows.num_rows:
+                            raise AirflowException(
+                                f"COPY INTO {table} loaded {loaded} row(s) from @{stage}, expected {rows.num_rows}; "
+                                "rolled back"
+                            )
+                    conn.commit()
+                except Exception:
+                    conn.rollback()
+                    raise
+                finally:
+                    if rows.num_rows:
+                        self._drop_stage(conn, cursor, stage)
         finally:
             conn.close()
         self.log.info(
@@ -402,13 +522,13 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
             end.isoformat(),
             table,
             deleted,
-            len(rows),
+            rows.num_rows,
         )
         return {
             "table": table,
             "interval_start": start.isoformat(),
             "interval_end": end.isoformat(),
             "rows_deleted": deleted,
-            "rows_inserted": len(rows),
+            "rows_inserted": rows.num_rows,
             "model_package_arn": self.model_package_arn,
         }

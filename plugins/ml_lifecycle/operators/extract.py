@@ -7,7 +7,8 @@ Two modes, one output contract (``part files`` + ``_manifest.json`` under one pr
   soon as it is full. Memory stays flat in the number of rows. Runs everywhere, including the devstack.
 - ``unload``: Snowflake itself writes the Parquet files with ``COPY INTO`` an external S3 stage (or an S3
   URL through a storage integration); the worker then lists the files and reads their footers for the
-  manifest. For large intervals; needs a real Snowflake account.
+  manifest. For large intervals. Runs on Snowflake and on the devstack, whose Snowflake stand-in unloads
+  to its S3 through the stage it provisions.
 """
 
 from __future__ import annotations

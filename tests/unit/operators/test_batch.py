@@ -4,15 +4,14 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
+from typing import Any
 
 import boto3
-import fakesnow
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import snowflake.connector
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
 
@@ -25,6 +24,7 @@ from ml_lifecycle.operators.batch import (
     PrepareBatchInputOperator,
     feature_columns,
 )
+from tests.integration.devstack.snowflake_support import StandIn
 from tests.unit.operators._hosting_fakes import BUCKET, FakeSageMaker, FakeTI, aws, context, package
 
 __all__ = ["aws"]
@@ -213,18 +213,29 @@ def test_transform_failure_names_the_reason_and_a_retry_starts_a_new_job(aws):
     assert fake.calls_named("create_transform_job")[-1]["TransformJobName"].endswith("-r2")
 
 
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
+    """The devstack's Snowflake stand-in over HTTP: the load's PUT is a real file transfer by the connector."""
+    server = StandIn(tmp_path_factory.mktemp("snowflake"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def snowflake_db():
-    with fakesnow.patch():
-        conn = snowflake.connector.connect()
+def snowflake_db(stand_in: StandIn) -> Callable[[], Any]:
+    """A fresh FRAUD_DB.RAW for each test; yields a connect function."""
+    with stand_in.connect() as conn:
         cur = conn.cursor()
         cur.execute("CREATE DATABASE IF NOT EXISTS FRAUD_DB")
         cur.execute("CREATE SCHEMA IF NOT EXISTS FRAUD_DB.RAW")
-        cur.close()
-        yield lambda: snowflake.connector.connect(database="FRAUD_DB", schema="RAW")
+        cur.execute("DROP TABLE IF EXISTS FRAUD_DB.RAW.FRAUD_PREDICTIONS")
+    return lambda: stand_in.connect(database="FRAUD_DB", schema="RAW")
 
 
-def score_and_load(aws, connect, day: int, rows: int) -> dict:
+def score_and_load(aws, connect, day: int, rows: int, version: str | None = "1") -> dict:
     """Prepare the day, fake the transform output (probability = row / 100), load it."""
     prepared = prepare(day, rows)
     output_uri = prepared["input_uri"].replace("/input/", "/output/")
@@ -235,7 +246,7 @@ def score_and_load(aws, connect, day: int, rows: int) -> dict:
         task_id="load", aws_conn_id="aws_default", snowflake_conn_id="snowflake_default",
         keys_uri=prepared["keys_uri"], output_uri=output_uri, parts=prepared["parts"],
         interval_start=start.isoformat(), interval_end=end.isoformat(),
-        model_package_arn=package(1)["ModelPackageArn"], model_package_version="1",
+        model_package_arn=package(1)["ModelPackageArn"], model_package_version=version,
     )  # fmt: skip
     op.get_snowflake_hook = lambda: SimpleNamespace(get_conn=connect)
     return op.execute(context())
@@ -278,4 +289,88 @@ def test_misaligned_output_is_refused_and_nothing_is_written(aws, snowflake_db):
     )  # fmt: skip
     op.get_snowflake_hook = lambda: SimpleNamespace(get_conn=snowflake_db)
     with pytest.raises(AirflowFailException, match="misaligned"):
+        op.execute(context())
+
+
+class Recording:
+    """Connections whose cursors record every statement sent (the connector's own cursors underneath)."""
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self.connect, self.statements = connect, []
+
+    def __call__(self) -> Any:
+        conn = self.connect()
+        make_cursor = conn.cursor
+
+        def cursor(*args: Any, **kwargs: Any) -> Any:
+            cur = make_cursor(*args, **kwargs)
+            execute, executemany = cur.execute, cur.executemany
+            cur.execute = lambda sql, *a, **k: (self.statements.append(sql), execute(sql, *a, **k))[1]
+            cur.executemany = lambda sql, *a, **k: (self.statements.append(sql), executemany(sql, *a, **k))[1]
+            return cur
+
+        conn.cursor = cursor
+        return conn
+
+
+def test_loading_is_one_bulk_copy_from_a_temporary_stage_with_every_column_typed(aws, snowflake_db):
+    recording = Recording(snowflake_db)
+    result = score_and_load(aws, recording, 4, 3000, version=None)
+
+    assert result["rows_inserted"] == 3000
+    verbs = [sql.split()[0].upper() for sql in recording.statements if not sql.upper().startswith("ALTER SESSION")]
+    assert "INSERT" not in verbs, "no multi-row INSERT"
+    assert verbs[:5] == ["CREATE", "CREATE", "PUT", "DELETE", "COPY"] and verbs[-1] == "DROP", verbs
+    cur = snowflake_db().cursor()
+    cur.execute(
+        "SELECT TRANSACTION_ID, EVENT_TS, FRAUD_PROBABILITY, IS_FRAUD_PREDICTED, MODEL_VERSION, INTERVAL_START, "
+        "INTERVAL_END, DAG_RUN_ID, SCORED_AT IS NOT NULL FROM FRAUD_DB.RAW.FRAUD_PREDICTIONS "
+        "WHERE TRANSACTION_ID = 'tx-4-2999'"
+    )
+    assert cur.fetchall() == [
+        (
+            "tx-4-2999",
+            dt.datetime(2026, 3, 4) + dt.timedelta(minutes=2999),
+            29.99,
+            0,
+            None,
+            dt.datetime(2026, 3, 4),
+            dt.datetime(2026, 3, 5),
+            "manual__2026-03-01T00:00:00+00:00",
+            True,
+        )
+    ]
+    cur.execute("SHOW STAGES IN SCHEMA FRAUD_DB.RAW")
+    assert not [row for row in cur.fetchall() if "ML_PREDICTIONS_LOAD_" in str(row)], "the load stage is dropped"
+
+
+def test_a_failing_copy_rolls_back_the_delete(aws, snowflake_db, monkeypatch):
+    score_and_load(aws, snowflake_db, 1, 4)
+    import ml_lifecycle.operators.batch as batch
+
+    def without_run_ids(table, path):  # DAG_RUN_ID is NOT NULL: the COPY fails on the NULLs it would load
+        index = table.schema.get_field_index("DAG_RUN_ID")
+        original(table.set_column(index, "DAG_RUN_ID", pa.nulls(table.num_rows, pa.string())), path)
+
+    original = batch._predictions_parquet
+    monkeypatch.setattr(batch, "_predictions_parquet", without_run_ids)
+    with pytest.raises(Exception, match=r"(?i)null|constraint"):
+        score_and_load(aws, snowflake_db, 1, 4)
+    assert list(counts(snowflake_db).values()) == [4], "the interval's earlier rows are kept"
+
+
+def test_an_unreadable_prediction_line_is_refused_naming_the_part(aws, snowflake_db):
+    prepared = prepare(1, 2)
+    output_uri = prepared["input_uri"].replace("/input/", "/output/")
+    aws.s3.put_object(
+        Bucket=BUCKET, Key=output_uri.removeprefix(f"s3://{BUCKET}/") + "part-00000.csv.out", Body="0.1,0\nnan?,x\n"
+    )
+    start, end = interval(1)
+    op = LoadPredictionsOperator(
+        task_id="load", aws_conn_id="aws_default", snowflake_conn_id="x", keys_uri=prepared["keys_uri"],
+        output_uri=output_uri, parts=prepared["parts"], interval_start=start, interval_end=end,
+        model_package_arn="arn",
+    )  # fmt: skip
+    op.get_snowflake_hook = lambda: SimpleNamespace(get_conn=snowflake_db)
+    with pytest.raises(AirflowFailException, match=r"part-00000\.csv: unexpected prediction line"):
         op.execute(context())
