@@ -54,6 +54,9 @@ if str(ROOT / "plugins") not in sys.path:  # the package, as Airflow sees it; th
 log = logging.getLogger("tools.ui")
 
 HOST = "127.0.0.1"
+#: seconds one REST API call may take: the API server shares two cores with the scheduler, the triggerer, the
+#: devstack and its jobs, and answers a request only between their bursts (30 s ran out at load average 8-9)
+API_TIMEOUT = 120
 DEFAULT_PORT = 8080
 ADMIN_USER = "admin"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -585,7 +588,7 @@ class AirflowUI:
         :raises UIError: on a non-2xx answer (with the status and the answer's detail).
         """
         url = url or self._url()
-        status, answer = _http(method, f"{url}{path}", body=body, token=token, timeout=30)
+        status, answer = _http(method, f"{url}{path}", body=body, token=token, timeout=API_TIMEOUT)
         if not 200 <= status < 300:
             raise UIError(f"{method} {path}: HTTP {status}: {answer}")
         return answer
