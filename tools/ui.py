@@ -381,6 +381,28 @@ class AirflowUI:
         env |= self.extra_env
         return env
 
+    # ------------------------------------------------------------ hooks
+    def airflow_command(self) -> list[str]:
+        """How a component is started: ``<command> <component>`` (this interpreter's Airflow)."""
+        return [sys.executable, "-m", "airflow"]
+
+    @property
+    def workdir(self) -> Path:
+        """Working directory of the components."""
+        return ROOT
+
+    def component_environment(self, name: str, env: Mapping[str, str]) -> Mapping[str, str]:
+        """The variables of one component (``db-migrate`` included): :meth:`environment`'s, unchanged here.
+
+        :param name: component name.
+        :param env: what :meth:`environment` returned.
+        """
+        return env
+
+    def expected_dag_files(self) -> list[Path]:
+        """The DAG files the dag-processor must have parsed before :meth:`wait_parsed` returns."""
+        return dag_files()
+
     # -------------------------------------------------------------- commands
     def start(self, timeout: float = 240.0) -> UIInfo:
         """Migrate the database, start the four components and wait until the API server reports them healthy.
@@ -438,9 +460,9 @@ class AirflowUI:
             fh.flush()
             try:
                 proc = subprocess.run(
-                    [sys.executable, "-m", "airflow", "db", "migrate"],
-                    env=dict(env),
-                    cwd=ROOT,
+                    [*self.airflow_command(), "db", "migrate"],
+                    env=dict(self.component_environment("db-migrate", env)),
+                    cwd=self.workdir,
                     stdout=fh,
                     stderr=subprocess.STDOUT,
                     timeout=max(10.0, deadline - time.monotonic()),
@@ -463,9 +485,9 @@ class AirflowUI:
             fh.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting airflow {name}\n".encode())
             fh.flush()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "airflow", name],
-                env=dict(env),
-                cwd=ROOT,
+                [*self.airflow_command(), name],
+                env=dict(self.component_environment(name, env)),
+                cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
@@ -609,7 +631,7 @@ class AirflowUI:
         :return: ``(dags, import_errors)`` as :meth:`parsed_dags` returns them.
         :raises UIError: when some files are still unparsed at the deadline.
         """
-        wanted = {p.name for p in dag_files()}
+        wanted = {p.name for p in self.expected_dag_files()}
         deadline = time.monotonic() + timeout
         while True:
             dags, errors = self.parsed_dags(token, url)
