@@ -602,20 +602,22 @@ class MwaaLocal(AirflowUI):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tools.mwaa_local", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", type=Path, default=DEFAULT_HOME, help="AIRFLOW_HOME (default .mwaa-local/airflow)")
+    common.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="the bundle (default dist/mwaa)")
+    common.add_argument("--env", default="local", help="the environment (the template's MlLifecycleEnv)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.mwaa_local", description=__doc__.splitlines()[0], parents=[common]
+    )
     sub = parser.add_subparsers(dest="command")
-    start = sub.add_parser("start", help="lay the bundle out and start Airflow on the devstack (the default)")
+    start = sub.add_parser("start", parents=[common], help="lay the bundle out and start Airflow (the default)")
     start.add_argument("--build", action="store_true", help="run `make dist`'s build first")
     start.add_argument("--background", action="store_true", help="start, print the URL and return")
     start.add_argument("--port", type=int, help=f"API server port on {HOST} (default 8080 when free)")
     start.add_argument("--timeout", type=float, default=300.0, help="seconds the start may take")
-    for p in (parser, start):
-        p.add_argument("--home", type=Path, default=DEFAULT_HOME, help="AIRFLOW_HOME (default .mwaa-local/airflow)")
-        p.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="the bundle (default dist/mwaa)")
-        p.add_argument("--env", default="local", help="the environment (the template's MlLifecycleEnv)")
-    sub.add_parser("stop", help="stop the Airflow components (the devstack keeps running)")
-    sub.add_parser("status", help="what runs where")
-    sub.add_parser("venv", help="build (or find) the virtualenv of the bundle's requirements.txt; print its path")
+    sub.add_parser("stop", parents=[common], help="stop the Airflow components (the devstack keeps running)")
+    sub.add_parser("status", parents=[common], help="what runs where")
+    sub.add_parser("venv", parents=[common], help="build (or find) the virtualenv of the bundle's requirements.txt")
     return parser
 
 
@@ -625,6 +627,9 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: arguments (default ``sys.argv[1:]``).
     :return: the exit code.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not {"start", "stop", "status", "venv", "-h", "--help"} & set(argv):
+        argv.insert(0, "start")  # the default command
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("botocore", "urllib3", "devstack"):
@@ -642,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    command = args.command or "start"
+    command = args.command
     home = args.home.resolve()
     if command in ("stop", "status"):
         ui = AirflowUI(home)

@@ -16,7 +16,7 @@ rest:
    with data capture, auto-scaling and the Model Monitor baseline and schedule;
 3. drifted traffic is sent to the endpoint; ``monitor_model`` (one-off analysis of the last hour) finds the
    drift, emits the drift asset, and the scheduler queues a retraining ``train_model`` run (kept paused);
-4. ``batch_score`` scores 2026-02-10 with the deployed model into the Snowflake predictions table.
+4. a ``batch_score`` backfill scores 2026-02-10 with the deployed model into the Snowflake predictions table.
 
 Unpausing a DAG makes the scheduler start the run that is due now (catch-up is off locally), for a period with
 no seeded data; the suite marks those runs failed at once so that only its own runs use the machine.
@@ -250,12 +250,11 @@ def test_the_four_dags_parse_without_import_errors_and_are_served(api: Api) -> N
 def trained(api: Api) -> dict[str, Any]:
     api.unpause("deploy_model")  # started by the approved-model asset train_model publishes
     api.unpause("train_model")
-    states = api.wait("train_model", api.trigger("train_model", "mwaa_e2e__train", logical_date=TRAIN_DATE,
-                                                 conf=TRAIN_CONF)["dag_run_id"], timeout=1500)  # fmt: skip
+    run_id = api.trigger("train_model", "mwaa_e2e__train", logical_date=TRAIN_DATE, conf=TRAIN_CONF)["dag_run_id"]
+    states = api.wait("train_model", run_id, timeout=1500)
     # retraining that drift starts stays queued: the suite checks that it is started, not that it trains again
     api("PATCH", "/api/v2/dags/train_model", {"is_paused": True})
-    return {"run_id": "mwaa_e2e__train", "states": states, "register": api.xcom("train_model", "mwaa_e2e__train",
-                                                                              "register")}  # fmt: skip
+    return {"run_id": run_id, "states": states, "register": api.xcom("train_model", run_id, "register")}
 
 
 def test_train_model_registers_an_approved_model_with_its_lineage(
@@ -360,8 +359,8 @@ def test_monitor_model_finds_drift_and_the_scheduler_queues_retraining(
     wait_for(lambda: s3_keys(aws.s3, capture), 60, "the captured requests", interval=1)
 
     api.unpause("monitor_model")
-    run_id = api.trigger("monitor_model", "mwaa_e2e__monitor", logical_date=None,
-                         conf={"run_now": True, "window_hours": 1})["dag_run_id"]  # fmt: skip
+    conf = {"run_now": True, "window_hours": 1}
+    run_id = api.trigger("monitor_model", "mwaa_e2e__monitor", logical_date=None, conf=conf)["dag_run_id"]
     states = api.wait("monitor_model", run_id, timeout=600)
     assert states["run_now"] == "success" and states["publish_drift"] == "success", states
     findings = api.xcom("monitor_model", run_id, "run_now")
@@ -385,13 +384,14 @@ def test_batch_score_writes_the_days_predictions_to_snowflake(
     api.unpause("batch_score")
     start = dt.datetime.combine(SCORE_DAY, dt.time.min, tzinfo=dt.UTC)
     end = start + dt.timedelta(days=1)
-    run_id = api.trigger(
-        "batch_score",
-        "mwaa_e2e__score",
-        logical_date=end.isoformat(),
-        data_interval_start=start.isoformat(),
-        data_interval_end=end.isoformat(),
-    )["dag_run_id"]
+    # history is scored with a backfill (a manual run dated before the DAG's start_date would create no tasks)
+    day = start.isoformat()
+    api("POST", "/api/v2/backfills", {"dag_id": "batch_score", "from_date": day, "to_date": day, "dag_run_conf": {}})
+    runs = wait_for(
+        lambda: api("GET", "/api/v2/dags/batch_score/dagRuns?run_type=backfill")["dag_runs"], 60, "the backfill run"
+    )
+    assert len(runs) == 1 and runs[0]["data_interval_start"].startswith(SCORE_DAY.isoformat()), runs
+    run_id = runs[0]["dag_run_id"]
     states = api.wait("batch_score", run_id, timeout=900)
     assert all(states[t] == "success" for t in ("resolve", "extract", "prepare", "transform", "load")), states
     arn = deployed["resolve"]["model_package_arn"]
