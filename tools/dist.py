@@ -6,13 +6,22 @@ Layout (the same inputs always give the same bytes)::
       dags/                 the DAG files, an .airflowignore, and include/ (config, SQL, GX suites,
                             container code) that the DAGs and the package read at run time
       plugins.zip           the package at the zip root (ml_lifecycle/__init__.py), as MWAA extracts it
-                            into $AIRFLOW_HOME/plugins, which is on sys.path
+                            into $AIRFLOW_HOME/plugins, which is on sys.path; an .airflowignore at the
+                            zip root keeps Airflow's plugin loader out of the package; and
+                            ml_lifecycle/BUILD_INFO.json, the commit the bundle was built from
       requirements.txt      what MWAA installs, with its --constraint line (checked)
       startup.sh            selects the environment (ML_LIFECYCLE_ENV) on every MWAA container
       manifest.json         every file with its SHA-256 and size, and the git commit it was built from
 
 Zip entries are sorted, with fixed timestamps and permissions; copied files get a fixed mtime and mode;
-caches, compiled files, hidden files and tests are left out.
+caches, compiled files, hidden files (but the ignore files) and tests are left out.
+
+Airflow's plugin loader imports every ``.py`` file under the plugins folder that no ``.airflowignore``
+excludes, as a top-level module named after the file (``ml_lifecycle/hooks/x.py`` becomes ``x``). Two
+checks make that harmless however the zip is unpacked: the build fails when the loader, fed the zip's own
+``.airflowignore``, would import any file of the package; and it fails when a module of the package is named
+like a top-level module of the environment (the standard library or an installed distribution), so that
+even a copy that lost its ignore file cannot shadow, say, the ``snowflake`` connector.
 
 Usage: ``python -m tools.dist [--out dist/mwaa]``
 """
@@ -66,6 +75,10 @@ _EXCLUDED_DIRS = {
 _EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".swp", ".orig", "~")
 _TEST_FILE = re.compile(r"^(test_.*|.*_test|conftest)\.py$")
 _DEFAULT_IGNORE = ("include/", "__pycache__/", r"_.*\.py")
+IGNORE_FILE = ".airflowignore"
+BUILD_INFO = f"{PACKAGE}/BUILD_INFO.json"
+#: the ignore-file syntaxes Airflow's loader supports (``[core] dag_ignore_file_syntax``); the zip must hold in both
+IGNORE_SYNTAXES = ("glob", "regexp")
 
 
 class DistError(RuntimeError):
@@ -118,12 +131,86 @@ def deterministic_zip(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def plugins_files(root: Path = ROOT) -> dict[str, bytes]:
-    """The files of ``plugins.zip``: the package at the zip root, no ``plugins/`` prefix, no caches or tests."""
+def _plugins_ignore(plugins: Path) -> bytes:
+    """The zip root's ``.airflowignore``: the project's ``plugins/.airflowignore`` with the package always ignored."""
+    source = plugins / IGNORE_FILE
+    lines = source.read_text(encoding="utf-8").splitlines() if source.is_file() else []
+    if f"{PACKAGE}/" not in {line.strip() for line in lines}:
+        lines += [
+            f"# {PACKAGE} is imported through sys.path; Airflow's plugin loader must not import its files",
+            f"{PACKAGE}/",
+        ]
+    return ("\n".join(lines).rstrip("\n") + "\n").encode("utf-8")
+
+
+def build_info_bytes(commit: str | None, dirty: bool) -> bytes:
+    """``ml_lifecycle/BUILD_INFO.json``: what :mod:`ml_lifecycle.build_info` reads at run time."""
+    return (json.dumps({"git_commit": commit, "git_dirty": dirty}, sort_keys=True) + "\n").encode("utf-8")
+
+
+def plugins_files(root: Path = ROOT, *, commit: str | None = None, dirty: bool = False) -> dict[str, bytes]:
+    """The files of ``plugins.zip``: the package at the zip root (no ``plugins/`` prefix, no caches or tests),
+    the loader's ``.airflowignore`` and the build information."""
     plugins = root / "plugins"
     if not (plugins / PACKAGE / "__init__.py").is_file():
         raise DistError(f"{plugins / PACKAGE / '__init__.py'} does not exist: nothing to package as plugins.zip")
-    return {p.relative_to(plugins).as_posix(): p.read_bytes() for p in _walk(plugins)}
+    files = {p.relative_to(plugins).as_posix(): p.read_bytes() for p in _walk(plugins)}
+    if BUILD_INFO in files:
+        raise DistError(f"{plugins / BUILD_INFO} is written by the build; remove it from the sources")
+    files[IGNORE_FILE] = _plugins_ignore(plugins)
+    files[BUILD_INFO] = build_info_bytes(commit, dirty)
+    return files
+
+
+def top_level_modules() -> set[str]:
+    """Top-level module names a module of the package must not take: the standard library's and those of
+    every distribution installed in this environment (resolved under MWAA's constraints)."""
+    from importlib.metadata import packages_distributions
+
+    return set(sys.stdlib_module_names) | set(packages_distributions())
+
+
+def check_plugin_loading(files: dict[str, bytes], reserved: set[str] | None = None) -> None:
+    """Fail unless Airflow's plugin loader, given these files as the plugins folder, imports none of them, and
+    no module of the package is named like a top-level module of the environment.
+
+    :param files: the files of ``plugins.zip``
+    :param reserved: top-level module names to protect (:func:`top_level_modules` by default)
+    :raises DistError: naming the files the loader would import, or the modules that would shadow another
+    """
+    import tempfile
+    import warnings
+
+    from airflow._shared.module_loading import find_path_from_directory  # what the plugin loader calls
+
+    with tempfile.TemporaryDirectory(prefix="plugins-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pathspec's notice about Airflow's pattern class
+        staged = Path(tmp)
+        for name, data in files.items():
+            (staged / name).parent.mkdir(parents=True, exist_ok=True)
+            (staged / name).write_bytes(data)
+        for syntax in IGNORE_SYNTAXES:
+            loaded = sorted(
+                Path(p).relative_to(staged).as_posix()
+                for p in find_path_from_directory(staged, IGNORE_FILE, syntax)
+                if p.endswith(".py")
+            )
+            if loaded:
+                raise DistError(
+                    f"Airflow's plugin loader ({syntax} ignore syntax) would import {', '.join(loaded)} from "
+                    f"plugins.zip as top-level modules: exclude them in plugins/{IGNORE_FILE}"
+                )
+    reserved = top_level_modules() if reserved is None else reserved
+    clashes = sorted(
+        f"{name} (would replace `{Path(name).stem}`)"
+        for name in files
+        if name.endswith(".py") and Path(name).stem in reserved
+    )
+    if clashes:
+        raise DistError(
+            "modules named like a top-level module of the environment; a plugins folder that lost its "
+            f"{IGNORE_FILE} would shadow it: {', '.join(clashes)}. Rename them."
+        )
 
 
 def _airflowignore(root: Path) -> bytes:
@@ -211,7 +298,10 @@ def build(out: Path = DEFAULT_OUT, root: Path = ROOT) -> dict:
     :raises DistError: a source is missing or invalid, or an artefact is above its size budget
     """
     dags = dag_files(root)
-    plugins_zip = deterministic_zip(plugins_files(root))
+    commit, dirty = git_commit(root)
+    plugins = plugins_files(root, commit=commit, dirty=dirty)
+    check_plugin_loading(plugins)
+    plugins_zip = deterministic_zip(plugins)
     requirements = requirements_bytes(root)
     startup = startup_bytes(root)
     _check_size("plugins.zip", len(plugins_zip), MAX_PLUGINS_ZIP_BYTES)
@@ -225,7 +315,6 @@ def build(out: Path = DEFAULT_OUT, root: Path = ROOT) -> dict:
     outputs.update({"plugins.zip": plugins_zip, "requirements.txt": requirements, "startup.sh": startup})
     for name, data in sorted(outputs.items()):
         _write_file(out / name, data, executable=name.endswith(".sh"))
-    commit, dirty = git_commit(root)
     manifest = {
         "airflow_version": AIRFLOW_VERSION,
         "python_version": PYTHON_VERSION,

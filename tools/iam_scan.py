@@ -7,7 +7,13 @@ Two sources are scanned statically (``ast``), nothing is executed against AWS:
    ``get_paginator("list_model_packages")``, ``get_waiter("endpoint_in_service")``) of the services in
    :data:`SERVICES`. The service is the only one that has that operation, else the one the receiver names
    (``cloudwatch.describe_alarms``, ``s3.put_object``), else the entry of the reviewed allowlist
-   ``infra/iam/ambiguous-calls.json``; anything else is reported as unresolved.
+   ``infra/iam/ambiguous-calls.json``; anything else is reported as unresolved. So is everything a static
+   scan cannot see through, until the allowlist says what it can call:
+
+   - a client of a service outside :data:`SERVICES` (``boto3.client("sqs")``, ``AwsBaseHook(client_type=
+     "ecr")``, a provider hook such as ``SqsHook``), or of a service named by a variable;
+   - an operation named at run time (``getattr(client, name)`` with a non-literal name);
+   - boto3's resource API (``boto3.resource("s3")``, ``get_resource_type``), whose calls hide behind objects.
 2. **The Amazon provider classes our code uses** (imported from ``airflow.providers.amazon``): operators and
    triggers we use or subclass are scanned whole (their own and their provider bases' methods); hooks are
    scanned for the methods our code or those classes call on them (``self.hook.create_training_job``,
@@ -267,11 +273,90 @@ def _hinted(receiver: str, candidates: Iterable[str]) -> set[str]:
     return set()
 
 
-def load_allowlist(path: Path = ALLOWLIST) -> dict[str, str]:
-    """``"<file>:<name>" -> service`` (or ``"not-aws"``), reviewed by hand; see the file's ``_about``."""
+def load_allowlist(path: Path = ALLOWLIST) -> dict[str, Any]:
+    """The reviewed entries of ``path``: see its ``_about``.
+
+    ``"<file>:<operation name>" -> service`` (or ``"not-aws"``) for an ambiguous name; for a site the scan
+    cannot see through (``"<file>:getattr(client, self.method)"``, ``"<file>:AwsBaseHook(client_type=x)"``,
+    ``"<file>:boto3.resource(...)"``) the entry itself: ``{"service": ..., "operations": [...]}`` (what it
+    can call) or ``{"services": [...]}`` (which clients a variable service name can make).
+    """
     if not path.is_file():
         return {}
-    return {k: v["service"] for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+    found: dict[str, Any] = {}
+    for key, entry in json.loads(path.read_text()).items():
+        if key.startswith("_"):
+            continue
+        found[key] = entry if _is_site(key) else entry["service"]
+    return found
+
+
+def _is_site(key: str) -> bool:
+    """An allowlist key that names a code site (``getattr(...)``, ``Hook(client_type=...)``), not an operation."""
+    return "(" in key
+
+
+#: calls that make a boto3 client: the service is their first argument or a ``client_type``/``service_name``
+_CLIENT_MAKERS = {"client", "_client", "get_client_type", "AwsBaseHook", "AwsGenericHook"}
+_SERVICE_KEYWORDS = ("client_type", "service_name")
+#: boto3's resource API: its objects send requests the scan cannot see
+_RESOURCE_MAKERS = {"resource", "get_resource_type"}
+
+
+def _call_name(node: ast.Call) -> str:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _sites(tree: ast.AST, where: str, allowlist: dict[str, Any], result: ScanResult) -> None:
+    """Report (or resolve through the allowlist) what a static scan cannot see through; see the module doc."""
+    known = set(_session().get_available_services())
+
+    def reviewed(text: str, line: int, problem: str) -> Any:
+        entry = allowlist.get(f"{where}:{text}")
+        if entry is None:
+            result.unresolved.append(f"{where}:{line}: {text}: {problem}; review it in {ALLOWLIST.name}")
+        return entry
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _call_name(node)
+        if name == "getattr" and len(node.args) >= 2 and not isinstance(node.args[1], ast.Constant):
+            text = f"getattr({ast.unparse(node.args[0])}, {ast.unparse(node.args[1])})"
+            entry = reviewed(text, node.lineno, "an attribute named at run time could be any AWS operation")
+            if entry and entry.get("service") != "not-aws":
+                result.calls += [Call(entry["service"], op, f"{where}:{node.lineno}") for op in entry["operations"]]
+            continue
+        if name in _RESOURCE_MAKERS:
+            text = f"{ast.unparse(node.func)}(...)"
+            entry = reviewed(text, node.lineno, "boto3's resource API sends requests the scan cannot see")
+            if entry and entry.get("service") != "not-aws":
+                result.calls += [Call(entry["service"], op, f"{where}:{node.lineno}") for op in entry["operations"]]
+            continue
+        service = next((k.value for k in node.keywords if k.arg in _SERVICE_KEYWORDS), None)
+        if service is None and name in _CLIENT_MAKERS and node.args:
+            service = node.args[0]
+        if service is None:
+            continue
+        if isinstance(service, ast.Constant) and isinstance(service.value, str):
+            if service.value in known and service.value not in SERVICES:
+                result.unresolved.append(
+                    f"{where}:{node.lineno}: a {service.value!r} client: the scan covers only "
+                    f"{', '.join(sorted(SERVICES))}; add the service to tools/iam_scan.py SERVICES"
+                )
+            continue
+        keyword = next((k.arg for k in node.keywords if k.arg in _SERVICE_KEYWORDS), None)
+        text = f"{ast.unparse(node.func)}({keyword}={ast.unparse(service)})" if keyword else None
+        text = text or f"{ast.unparse(node.func)}({ast.unparse(service)})"
+        entry = reviewed(text, node.lineno, "a client of a service named at run time")
+        if entry:
+            outside = sorted(set(entry["services"]) - set(SERVICES))
+            if outside:
+                result.unresolved.append(
+                    f"{where}:{node.lineno}: {text} can make a client of {', '.join(outside)}, which the scan "
+                    "does not cover; add the service to tools/iam_scan.py SERVICES"
+                )
 
 
 def _references(tree: ast.AST) -> Iterator[tuple[str, str, int, bool]]:
@@ -297,12 +382,13 @@ def _module_names(tree: ast.AST) -> set[str]:
     return names
 
 
-def scan_source(source: str, where: str, allowlist: dict[str, str] | None = None) -> ScanResult:
+def scan_source(source: str, where: str, allowlist: dict[str, Any] | None = None) -> ScanResult:
     """The AWS operations one file of our code references."""
     allowlist = load_allowlist() if allowlist is None else allowlist
     result = ScanResult()
     ops, waiters = operation_index(), waiter_index()
     tree = ast.parse(source)
+    _sites(tree, where, allowlist, result)
     modules = _module_names(tree)
     for name, receiver, line, is_string in _references(tree):
         if not is_string and (receiver in {"self", "cls"} or receiver in modules):
@@ -322,7 +408,7 @@ def scan_source(source: str, where: str, allowlist: dict[str, str] | None = None
             key = f"{where}:{name}"
             if allowlist.get(key) == "not-aws":
                 continue
-            chosen = {allowlist.get(key)} & services
+            chosen = {allowlist.get(key)} & services if isinstance(allowlist.get(key), str) else set()
             if not chosen:
                 shown = f"{receiver}.{name}" if receiver else repr(name)
                 result.unresolved.append(f"{where}:{line}: {shown} could be {', '.join(sorted(services))}")
@@ -331,7 +417,7 @@ def scan_source(source: str, where: str, allowlist: dict[str, str] | None = None
     return result
 
 
-def scan_our_code(root: Path = ROOT, allowlist: dict[str, str] | None = None) -> ScanResult:
+def scan_our_code(root: Path = ROOT, allowlist: dict[str, Any] | None = None) -> ScanResult:
     result = ScanResult()
     for folder in SCANNED:
         for path in sorted((root / folder).rglob("*.py")):
@@ -474,11 +560,28 @@ def attribute_names(root: Path = ROOT) -> set[str]:
     return names
 
 
-def scan(root: Path = ROOT, allowlist: dict[str, str] | None = None) -> ScanResult:
+def unscanned_provider_services(classes: dict[str, type]) -> list[str]:
+    """The provider classes our code imports whose hook talks to a service outside :data:`SERVICES`."""
+    found = []
+    for name, cls in sorted(classes.items()):
+        hook = cls if _is_hook(cls) else _component_hook(cls)
+        service = _hook_service(hook) if hook else None
+        if service and service not in SERVICES:
+            found.append(
+                f"{name} (airflow.providers.amazon) talks to {service!r}: the scan covers only "
+                f"{', '.join(sorted(SERVICES))}; add the service to tools/iam_scan.py SERVICES"
+            )
+    return found
+
+
+def scan(root: Path = ROOT, allowlist: dict[str, Any] | None = None) -> ScanResult:
     """Every operation our code and the provider classes it uses can call."""
     ours = scan_our_code(root, allowlist)
-    provider = scan_provider(provider_imports(root), attribute_names(root))
-    return ScanResult(calls=ours.calls + provider.calls, unresolved=ours.unresolved)
+    classes = provider_imports(root)
+    provider = scan_provider(classes, attribute_names(root))
+    return ScanResult(
+        calls=ours.calls + provider.calls, unresolved=ours.unresolved + unscanned_provider_services(classes)
+    )
 
 
 def required_actions(result: ScanResult) -> dict[str, set[str]]:

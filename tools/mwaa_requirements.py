@@ -5,9 +5,9 @@ MWAA runs ``pip install --constraint <essential pins> -r requirements.txt`` on P
 same inputs for Python 3.12 on Linux x86_64 with uv, without installing anything, and fails with the
 resolver's explanation when they conflict.
 
-The constraint files come from ``$MWAA_CONSTRAINTS_LOCATION``: a folder holding
-``airflow-constraints-py3.12.txt`` and ``mwaa-essential-constraints.txt`` (for machines that cannot reach
-the public URLs), or unset for the public URLs themselves.
+The constraint files come from ``$MWAA_CONSTRAINTS_LOCATION``, a folder holding
+``airflow-constraints-py3.12.txt`` and ``mwaa-essential-constraints.txt``; by default the copies kept in
+``requirements/mwaa/3.3.1/`` (see its README), so no check needs to reach GitHub.
 
 Usage: ``python -m tools.mwaa_requirements [requirements.txt] [--output resolved.txt]``
 """
@@ -37,6 +37,8 @@ ESSENTIAL_CONSTRAINTS_URL = (
 )
 AIRFLOW_FILE = f"airflow-constraints-py{PYTHON_VERSION}.txt"
 ESSENTIAL_FILE = "mwaa-essential-constraints.txt"
+#: the copies of both files kept in the repository
+VENDORED_CONSTRAINTS = Path(__file__).resolve().parents[1] / "requirements" / "mwaa" / AIRFLOW_VERSION
 _CONSTRAINT_LINE = re.compile(r"^\s*(-c|--constraint)[\s=]+[\"']?(?P<target>[^\"'\s]+)[\"']?\s*$")
 
 
@@ -48,10 +50,13 @@ class Resolution:
 
 
 def constraint_sources(location: str | None = None) -> tuple[str, str]:
-    """The Airflow constraints and MWAA's essential pins: local files or the public URLs."""
+    """The Airflow constraints and MWAA's essential pins: files in ``location`` (``$MWAA_CONSTRAINTS_LOCATION``,
+    else :data:`VENDORED_CONSTRAINTS`), or the public URLs when neither exists."""
     location = location if location is not None else os.environ.get(LOCATION_VAR, "")
     if not location:
-        return AIRFLOW_CONSTRAINTS_URL, ESSENTIAL_CONSTRAINTS_URL
+        if not VENDORED_CONSTRAINTS.is_dir():
+            return AIRFLOW_CONSTRAINTS_URL, ESSENTIAL_CONSTRAINTS_URL
+        location = str(VENDORED_CONSTRAINTS)
     folder = Path(location).expanduser().resolve()
     airflow, essential = folder / AIRFLOW_FILE, folder / ESSENTIAL_FILE
     missing = [str(p) for p in (airflow, essential) if not p.is_file()]

@@ -48,7 +48,8 @@ def test_plugins_zip_has_the_package_at_its_root(built):
     out, _ = built
     names = zipfile.ZipFile(out / "plugins.zip").namelist()
     assert "ml_lifecycle/__init__.py" in names
-    assert all(name.startswith("ml_lifecycle/") for name in names), names
+    assert all(name.startswith("ml_lifecycle/") for name in names if name != dist.IGNORE_FILE), names
+    assert dist.IGNORE_FILE in names, "the plugin loader's ignore file ships at the zip root"
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if "/tests/" in n or Path(n).name.startswith("test_")]
     assert set(names) >= _source_package_files(), "every module of the package ships"

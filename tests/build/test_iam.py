@@ -304,7 +304,59 @@ def test_allowlist_entries_still_match_the_code():
     for key, entry in entries.items():
         if key.startswith("_"):
             continue
-        path, name = key.rsplit(":", 1)
+        path, name = key.split(":", 1)
         assert (ROOT / path).is_file(), f"{key}: {path} no longer exists"
-        assert f".{name}" in (ROOT / path).read_text(), f"{key}: {path} no longer calls {name}"
-        assert entry["service"] in {*iam_scan.SERVICES, "not-aws"} and entry["reason"]
+        assert entry["reason"], key
+        source = (ROOT / path).read_text()
+        if "(" not in name:
+            assert f".{name}" in source, f"{key}: {path} no longer calls {name}"
+            assert entry["service"] in {*iam_scan.SERVICES, "not-aws"}
+            continue
+        function, argument = name.split("(", 1)
+        assert function in source and argument.rstrip(")") in source, f"{key}: {path} no longer has {name}"
+        if "services" in entry:
+            assert set(entry["services"]) <= set(iam_scan.SERVICES), key
+        elif entry["service"] != "not-aws":
+            model = iam_scan._session().get_service_model(entry["service"])
+            assert set(entry["operations"]) <= set(model.operation_names), key
+
+
+@pytest.mark.parametrize(
+    ("source", "reported"),
+    [
+        pytest.param("import boto3\nboto3.client('sqs').send_message(QueueUrl='q')", "'sqs' client", id="boto3-sqs"),
+        pytest.param("AwsBaseHook(client_type='ecr').conn", "'ecr' client", id="hook-ecr"),
+        pytest.param("self._client('ssm').get_parameter(Name='p')", "'ssm' client", id="own-helper-ssm"),
+        pytest.param("getattr(client, f'describe_{kind}_job')(Name=n)", "named at run time", id="dynamic-name"),
+        pytest.param("AwsBaseHook(client_type=service).conn", "service named at run time", id="dynamic-service"),
+        pytest.param("import boto3\nboto3.resource('s3').Bucket('b').objects.all()", "resource API", id="resource"),
+        pytest.param("S3Hook().get_resource_type('s3')", "resource API", id="hook-resource"),
+    ],
+)
+def test_what_the_scan_cannot_see_through_is_reported(source, reported):
+    result = iam_scan.scan_source(source, "x.py", allowlist={})
+    assert any(reported in item for item in result.unresolved), result.unresolved
+
+
+def test_a_reviewed_dynamic_name_brings_the_operations_it_can_call():
+    source = "getattr(client, self.describe_method)(**request)"
+    entry = {"service": "sagemaker", "operations": ["DescribeTransformJob"]}
+    result = iam_scan.scan_source(source, "x.py", allowlist={"x.py:getattr(client, self.describe_method)": entry})
+    assert result.unresolved == []
+    assert set(iam_scan.required_actions(result)) == {"sagemaker:DescribeTransformJob"}
+
+
+def test_a_reviewed_variable_service_must_stay_within_the_scanned_services():
+    source = "AwsBaseHook(client_type=service).conn"
+    key = "x.py:AwsBaseHook(client_type=service)"
+    assert iam_scan.scan_source(source, "x.py", allowlist={key: {"services": ["cloudwatch"]}}).unresolved == []
+    outside = iam_scan.scan_source(source, "x.py", allowlist={key: {"services": ["cloudwatch", "sqs"]}})
+    assert any("sqs" in item for item in outside.unresolved)
+
+
+def test_a_provider_hook_of_an_unscanned_service_is_reported():
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+    found = iam_scan.unscanned_provider_services({"SqsHook": SqsHook, "S3Hook": S3Hook})
+    assert len(found) == 1 and found[0].startswith("SqsHook") and "'sqs'" in found[0]

@@ -21,6 +21,7 @@ METRIC_KEY_PREFIX = "metric:"
 RUN_ID_KEY = "dag_run_id"
 LINEAGE_KEYS = (
     "git_commit",
+    "git_dirty",
     "dag_id",
     RUN_ID_KEY,
     "window_start",

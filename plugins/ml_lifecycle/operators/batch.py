@@ -264,7 +264,7 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
 
     XCom: ``{"table", "interval_start", "interval_end", "rows_deleted", "rows_inserted", "model_package_arn"}``.
 
-    :param snowflake_conn_id: Airflow connection for Snowflake (``ml_lifecycle.hooks.snowflake.SnowflakeHook``)
+    :param snowflake_conn_id: Airflow connection for Snowflake (``ml_lifecycle.hooks.snowflake_hook.SnowflakeHook``)
     :param table: fully qualified predictions table (default ``snowflake.predictions_fqn``)
     :param keys_uri: prefix of the key CSVs (templated)
     :param output_uri: prefix of the transform output (templated)
@@ -312,7 +312,7 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
         self.table = table
 
     def get_snowflake_hook(self) -> Any:
-        from ml_lifecycle.hooks.snowflake import SnowflakeHook
+        from ml_lifecycle.hooks.snowflake_hook import SnowflakeHook
 
         return SnowflakeHook(snowflake_conn_id=self.snowflake_conn_id)
 

@@ -147,7 +147,7 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
 
     def get_snowflake_hook(self) -> Any:
         """The project's Snowflake hook (it forwards ``protocol`` / ``port``, which the devstack needs)."""
-        from ml_lifecycle.hooks.snowflake import SnowflakeHook
+        from ml_lifecycle.hooks.snowflake_hook import SnowflakeHook
 
         return SnowflakeHook(snowflake_conn_id=self.snowflake_conn_id)
 

@@ -22,10 +22,7 @@ notification and skips itself, so no asset event is emitted.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
@@ -35,6 +32,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
+from ml_lifecycle.build_info import build_info
 from ml_lifecycle.links import SageMakerModelPackageLink
 
 if TYPE_CHECKING:
@@ -44,37 +42,19 @@ if TYPE_CHECKING:
     from ml_lifecycle.naming import RunPlan
 
 APPROVAL_MODES = ("config", "auto", "manual")
-GIT_COMMIT_ENV = "GIT_COMMIT"
-GIT_COMMIT_FILE = "GIT_COMMIT"
 #: how many recent versions of the group are searched for this run's registration
 REGISTRY_LOOKBACK = 100
 
 
 def git_commit() -> str:
-    """The deployed code's commit: ``$GIT_COMMIT``, else a ``GIT_COMMIT`` file written at build time
-    (beside this package or in ``include/``), else ``git rev-parse HEAD`` in a checkout, else ``unknown``."""
-    if value := os.environ.get(GIT_COMMIT_ENV, "").strip():
-        return value
-    from ml_lifecycle.config import include_dir
+    """The running code's commit (see :func:`ml_lifecycle.build_info.build_info`)."""
+    return build_info().git_commit
 
-    package_dir = Path(__file__).resolve().parents[1]
-    for candidate in (package_dir / GIT_COMMIT_FILE, include_dir() / GIT_COMMIT_FILE):
-        try:
-            text = candidate.read_text(encoding="utf-8").strip()
-        except OSError:
-            continue
-        if text:
-            return text
-    repo = package_dir.parents[1]
-    if (repo / ".git").exists():
-        try:
-            out = subprocess.run(
-                ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-            )
-            return out.stdout.strip() or "unknown"
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return "unknown"
+
+def git_dirty() -> str:
+    """Whether the running code differs from that commit: ``true``, ``false`` or ``unknown``."""
+    dirty = build_info().git_dirty
+    return "unknown" if dirty is None else str(dirty).lower()
 
 
 def approval_status(cfg: Config, mode: str | None) -> str:
@@ -242,6 +222,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         status = approval_status(cfg, self.approval)
         lineage = {
             "git_commit": git_commit(),
+            "git_dirty": git_dirty(),
             "dag_id": plan.dag_id,
             "dag_run_id": plan.run_id,
             "window_start": plan.window.start.isoformat(),

@@ -133,7 +133,7 @@ def test_corrupt_rows_are_visible_to_sql(server: _Server) -> None:
 
 
 def test_project_hook_queries_through_an_airflow_connection(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ml_lifecycle.hooks.snowflake import SnowflakeHook
+    from ml_lifecycle.hooks.snowflake_hook import SnowflakeHook
 
     conn = {
         "conn_type": "snowflake",

@@ -38,7 +38,7 @@ def test_provider_s3_hook_uses_aws_default(devstack) -> None:
 
 
 def test_project_snowflake_hook_reads_the_seeded_history(devstack) -> None:
-    from ml_lifecycle.hooks.snowflake import SnowflakeHook
+    from ml_lifecycle.hooks.snowflake_hook import SnowflakeHook
 
     hook = SnowflakeHook(snowflake_conn_id="snowflake_default")
     count, first, last = hook.get_first(

@@ -108,7 +108,7 @@ def test_without_sagemaker_service_sagemaker_falls_back_to_moto(tmp_path: Path) 
 
 
 def test_airflow_snowflake_connection_reaches_the_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ml_lifecycle.hooks.snowflake import SnowflakeHook
+    from ml_lifecycle.hooks.snowflake_hook import SnowflakeHook
 
     monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", _info(tmp_path).env()["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"])
     params = SnowflakeHook(snowflake_conn_id="snowflake_default")._get_conn_params()

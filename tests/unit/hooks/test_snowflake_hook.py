@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook as ProviderSnowflakeHook
 
-from ml_lifecycle.hooks.snowflake import SnowflakeHook
+from ml_lifecycle.hooks.snowflake_hook import SnowflakeHook
 
 CONN_ID = "snowflake_hook_test"
 
