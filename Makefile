@@ -111,7 +111,7 @@ dist: setup  ## build the MWAA bundle into dist/mwaa (same sources -> same bytes
 	$(PY) -m tools.dist
 
 # The bundle run as MWAA runs it: its own virtualenv from dist/mwaa/requirements.txt under MWAA's constraint files
-# (MWAA_CONSTRAINTS_LOCATION, else their public URLs), AIRFLOW_HOME laid out as MWAA does, the devstack behind it.
+# (requirements/mwaa/, or MWAA_CONSTRAINTS_LOCATION), AIRFLOW_HOME laid out as MWAA does, the devstack behind it.
 mwaa-local: dist  ## run dist/mwaa as MWAA runs it, on the devstack (Ctrl-C stops Airflow; docs/how-to/deploy-to-mwaa.md)
 	$(PY) -m tools.mwaa_local start $(MWAA_LOCAL_ARGS)
 

@@ -1,7 +1,6 @@
 """How long ``make mwaa-local`` takes to start warm, up to the four DAGs parsed without import errors.
 
-Usage: ``.venv/bin/python benchmarks/mwaa_local_start.py [--repeat 3]`` (``MWAA_CONSTRAINTS_LOCATION`` as for
-``make mwaa-local``).
+Usage: ``.venv/bin/python benchmarks/mwaa_local_start.py [--repeat 3]``.
 
 Warm means what a second ``make mwaa-local`` finds: the bundle built (``dist/mwaa``), the virtualenv of its
 ``requirements.txt`` built (``.mwaa-local/venvs``), the devstack running and the Airflow home's database migrated.
@@ -112,8 +111,8 @@ def write(results: dict) -> None:
         f"{'met' if median < results['target_s'] else 'missed'}). The unmeasured first round took "
         f"{results['first_round_s']} s.",
         "",
-        "Reproduce: `.venv/bin/python benchmarks/mwaa_local_start.py` (set `MWAA_CONSTRAINTS_LOCATION` where the",
-        "constraint URLs cannot be reached). Most of the start is Airflow's four components importing Airflow and",
+        "Reproduce: `.venv/bin/python benchmarks/mwaa_local_start.py`. Most of the start is Airflow's four",
+        "components importing Airflow and",
         "the API server's health checks, so the figure follows the CPU the components get.",
         "",
     ]

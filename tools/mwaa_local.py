@@ -7,9 +7,10 @@ What ``start`` does, in MWAA's order:
 2. **The Python environment**: a virtualenv of its own (never the development ``.venv``) with what MWAA's image
    preinstalls (``apache-airflow[celery,statsd]==3.3.1``, the Amazon provider, ``watchtower``), then the bundle's
    ``requirements.txt`` installed as MWAA installs it: ``--constraint <MWAA's essential pins> -r requirements.txt``,
-   the file's own ``--constraint`` line pointing at Airflow 3.3.1's constraints. The machine runs Python 3.11, so
-   the pins with no 3.11 build are dropped (``requirements/DEVIATIONS.md``). The virtualenv is content-addressed:
-   ``.mwaa-local/venvs/<digest of requirements, constraints, interpreter>``, built once, reused warm.
+   the file's own ``--constraint`` line pointing at Airflow 3.3.1's constraints (``requirements/mwaa/``). The
+   machine runs Python 3.11, so the pins with no 3.11 build are dropped (``requirements/DEVIATIONS.md``). The
+   virtualenv is content-addressed: ``.mwaa-local/venvs/<digest of requirements, constraints, interpreter>``,
+   built once, reused warm.
 3. **AIRFLOW_HOME as MWAA lays it out**: ``dags/`` synced from the bundle's ``dags/``, ``plugins.zip`` extracted
    into ``plugins/``, ``startup.sh`` sourced before every component starts, with MWAA's variables
    (``AIRFLOW_HOME``, ``AIRFLOW_ENV_NAME``, ``MWAA_AIRFLOW_COMPONENT``, ...); what it exports is what the
@@ -170,7 +171,7 @@ def _read(location: str) -> str:
 
 
 def load_constraints(location: str | None = None) -> Constraints:
-    """MWAA's constraint files from ``$MWAA_CONSTRAINTS_LOCATION`` (a folder) or their public URLs.
+    """MWAA's constraint files: ``requirements/mwaa/3.3.1/``, or the folder ``$MWAA_CONSTRAINTS_LOCATION`` names.
 
     :param location: folder holding both files; ``None`` reads ``$MWAA_CONSTRAINTS_LOCATION``.
     :raises MwaaLocalError: they cannot be read.
