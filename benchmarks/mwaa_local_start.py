@@ -4,7 +4,8 @@ Usage: ``.venv/bin/python benchmarks/mwaa_local_start.py [--repeat 3]``.
 
 Warm means what a second ``make mwaa-local`` finds: the bundle built (``dist/mwaa``), the virtualenv of its
 ``requirements.txt`` built (``.mwaa-local/venvs``), the devstack running and the Airflow home's database migrated.
-One unmeasured round first gets there (building the virtualenv if needed). Each measured round runs, as a user
+One unmeasured round first gets there (building the virtualenv if needed; the benchmark starts a devstack of its
+own in a temporary directory and stops it at the end). Each measured round runs, as a user
 does, ``python -m tools.mwaa_local start --background`` (bundle check, virtualenv lookup, devstack, layout,
 secrets, database check, the four components, wait for every DAG file to be parsed; the command fails on an
 import error) and times the whole command; then ``stop`` (not timed).
@@ -33,13 +34,14 @@ RESULTS = ROOT / "benchmarks" / "results"
 TARGET_S = 60.0
 
 
-def _cli(*args: str, home: Path) -> tuple[float, float, str]:
+def _cli(*args: str, home: Path, env: dict[str, str]) -> tuple[float, float, str]:
     """Run ``python -m tools.mwaa_local <args>``; (wall seconds, CPU seconds of the command, its output)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "tools.mwaa_local", *args, "--home", str(home)],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=1800,
@@ -62,16 +64,21 @@ def run(repeat: int) -> dict:
     rounds = []
     with tempfile.TemporaryDirectory(prefix="mwaa-local-bench-") as tmp:
         home = Path(tmp) / "airflow"
-        first, _, _ = _cli("start", "--background", home=home)
-        _cli("stop", home=home)
-        print(json.dumps({"first_round_s": round(first, 1)}), flush=True)
-        for _ in range(repeat):
-            load = os.getloadavg()[0]
-            wall, cpu, out = _cli("start", "--background", home=home)
-            dags = next((line.split(":", 1)[1].strip() for line in out.splitlines() if "DAGs:" in line), "")
-            _cli("stop", home=home)
-            rounds.append({"wall_s": round(wall, 1), "command_cpu_s": round(cpu, 1), "load_1m": load, "dags": dags})
-            print(json.dumps(rounds[-1]), flush=True)
+        # a devstack of its own (the one `make mwaa-local` starts is .devstack/); stopped at the end
+        env = os.environ | {"DEVSTACK_STATE_DIR": str(Path(tmp) / "devstack")}
+        try:
+            first, _, _ = _cli("start", "--background", home=home, env=env)
+            _cli("stop", home=home, env=env)
+            print(json.dumps({"first_round_s": round(first, 1)}), flush=True)
+            for _ in range(repeat):
+                load = os.getloadavg()[0]
+                wall, cpu, out = _cli("start", "--background", home=home, env=env)
+                dags = next((line.split(":", 1)[1].strip() for line in out.splitlines() if "DAGs:" in line), "")
+                _cli("stop", home=home, env=env)
+                rounds.append({"wall_s": round(wall, 1), "command_cpu_s": round(cpu, 1), "load_1m": load, "dags": dags})
+                print(json.dumps(rounds[-1]), flush=True)
+        finally:
+            subprocess.run([sys.executable, "-m", "devstack", "down"], cwd=ROOT, env=env, timeout=300, check=False)
     return {
         "benchmark": "mwaa_local_start",
         "machine": describe_machine(),

@@ -187,10 +187,10 @@ def aws(devstack: Any) -> SimpleNamespace:
 
 def test_components_run_only_what_the_bundle_ships(runtime: Any) -> None:
     """Every component: the bundle's settings, connections from Secrets Manager, no repository on the path."""
+    base = runtime.environment(runtime.info.port)
     for name, component in runtime.info.components.items():
-        environ = dict(
-            item.split("=", 1) for item in Path(f"/proc/{component.pid}/environ").read_text().split("\0") if "=" in item
-        )
+        # what the component was started with (its /proc environ is overwritten by Airflow's process titles)
+        environ = runtime.component_environment(name, base)
         assert "PYTHONPATH" not in environ, name
         assert not [k for k in environ if k.startswith("AIRFLOW_CONN_")], f"{name}: connections come from secrets"
         assert environ["AIRFLOW__SECRETS__BACKEND"].endswith("secrets_manager.SecretsManagerBackend"), name
@@ -209,8 +209,8 @@ def test_components_run_only_what_the_bundle_ships(runtime: Any) -> None:
         "import ml_lifecycle, snowflake.connector, great_expectations\n"
         "from airflow.sdk import BaseHook\n"
         "conn = BaseHook.get_connection('snowflake_default')\n"
-        "print(json.dumps({'path': sys.path, 'package': ml_lifecycle.__file__, 'snowflake': snowflake.__file__,\n"
-        "                  'snowflake_port': conn.port}))\n"
+        "print(json.dumps({'path': sys.path, 'package': ml_lifecycle.__file__,\n"
+        "                  'snowflake': snowflake.connector.__file__, 'snowflake_port': conn.port}))\n"
     )
     env = runtime.component_environment("scheduler", runtime.environment(runtime.info.port))
     out = subprocess.run(
