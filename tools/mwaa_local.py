@@ -88,6 +88,7 @@ RECIPE_VERSION = "1"
 COMPLETE_MARKER = ".mwaa-local.json"
 STARTUP_TIMEOUT = 300.0  # MWAA stops a startup script after 5 minutes
 INSTALL_TIMEOUT = 1800.0
+SQLITE_TIMEOUT = 60  # seconds a component waits for the metadata database's lock
 
 # Variables of the calling shell a component must not inherit: the repository's path, another Airflow's
 # settings, another account's credentials or endpoints, the development environment's selections.
@@ -567,7 +568,9 @@ class MwaaLocal(AirflowUI):
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            # four components share one SQLite file: wait up to a minute for its lock (sqlite3's default is 5 s,
+            # which a busy machine exceeds; the triggerer then dies on "database is locked")
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}?timeout={SQLITE_TIMEOUT}",
             "AIRFLOW__API__HOST": HOST,
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": url,

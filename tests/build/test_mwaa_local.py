@@ -165,6 +165,7 @@ def test_components_get_mwaas_settings_and_nothing_of_the_repository(
     assert not [k for k in env if k.startswith(("AIRFLOW_CONN_", "DEVSTACK_"))]
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(home / "dags")
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(home / "plugins")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home / 'airflow.db'}?timeout=60"
     assert env["AIRFLOW__SECRETS__BACKEND"].endswith("SecretsManagerBackend")
     assert env["AIRFLOW_ENV_NAME"] == "ml-lifecycle-local" and env["MWAA_AIRFLOW_COMPONENT"] == "scheduler"
     assert env["ML_LIFECYCLE_ENV"] == "local", "startup.sh selected the environment"

@@ -137,12 +137,18 @@ class Api:
 
     def wait(self, dag_id: str, run_id: str, timeout: float) -> dict[str, str | None]:
         """Wait for the run to end; its task states. A failed run fails the test with its failed tasks' logs."""
-        run = wait_for(
-            lambda: (r := self("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))["state"] in TERMINAL and r,
-            timeout,
-            f"{dag_id} run {run_id}",
-            interval=2,
-        )
+
+        def ended() -> dict[str, Any] | None:
+            dead = self.runtime.dead_components(self.runtime.info)
+            if dead:
+                from devstack.stack import tail
+
+                logs = {name: tail(Path(self.runtime.info.components[name].log)) for name in dead}
+                pytest.fail(f"Airflow {dead} stopped while {dag_id} {run_id} ran:\n{json.dumps(logs, indent=1)}")
+            run = self("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            return run if run["state"] in TERMINAL else None
+
+        run = wait_for(ended, timeout, f"{dag_id} run {run_id}", interval=2)
         states = self.tasks(dag_id, run_id)
         if run["state"] != "success":
             pytest.fail(f"{dag_id} {run_id} {run['state']}: {states}\n{self.failure_logs(dag_id, run_id, states)}")
