@@ -596,7 +596,9 @@ class AirflowUI:
             raise UIError(f"login to {url} as {ADMIN_USER!r} failed: HTTP {status}")
         return body["access_token"]
 
-    def api(self, method: str, path: str, *, token: str, body: Any = None, url: str | None = None) -> Any:
+    def api(
+        self, method: str, path: str, *, token: str, body: Any = None, url: str | None = None, timeout: float = 30.0
+    ) -> Any:
         """Call the REST API; return the parsed JSON.
 
         :param method: HTTP method.
@@ -604,10 +606,11 @@ class AirflowUI:
         :param token: JWT from :meth:`token`.
         :param body: JSON body.
         :param url: base URL (default: the recorded one).
+        :param timeout: seconds to wait for the answer.
         :raises UIError: on a non-2xx answer (with the status and the answer's detail).
         """
         url = url or self._url()
-        status, answer = _http(method, f"{url}{path}", body=body, token=token, timeout=30)
+        status, answer = _http(method, f"{url}{path}", body=body, token=token, timeout=timeout)
         if not 200 <= status < 300:
             raise UIError(f"{method} {path}: HTTP {status}: {answer}")
         return answer

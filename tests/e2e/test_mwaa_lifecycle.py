@@ -40,6 +40,7 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import s3_json, s3_keys, wait_for
+from tools.mwaa_local import SQLITE_TIMEOUT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -110,7 +111,8 @@ class Api:
         self.token = runtime.token(self.url)
 
     def __call__(self, method: str, path: str, body: Any = None) -> Any:
-        return self.runtime.api(method, path, token=self.token, body=body, url=self.url)
+        # a write waits for the SQLite lock up to the runtime's busy timeout: answer time on a loaded machine
+        return self.runtime.api(method, path, token=self.token, body=body, url=self.url, timeout=SQLITE_TIMEOUT * 2)
 
     def unpause(self, dag_id: str) -> None:
         """Unpause ``dag_id``; fail the run the scheduler starts for the period due now (no seeded data there)."""
