@@ -118,9 +118,10 @@ def write(results: dict) -> None:
         f"{'met' if median < results['target_s'] else 'missed'}). The unmeasured first round took "
         f"{results['first_round_s']} s.",
         "",
-        "Reproduce: `.venv/bin/python benchmarks/mwaa_local_start.py`. Most of the start is Airflow's four",
-        "components importing Airflow and",
-        "the API server's health checks, so the figure follows the CPU the components get.",
+        "Reproduce: `make bench-mwaa-local` (or `.venv/bin/python benchmarks/mwaa_local_start.py` after",
+        "`make dist`). Most of the start is Airflow's four components importing Airflow and the API server's",
+        "health checks, so the figure follows the CPU the components get: at a load average of 8-9 on two",
+        "cores they got a fraction of one each.",
         "",
     ]
     (RESULTS / "mwaa_local_start.md").write_text("\n".join(lines))
