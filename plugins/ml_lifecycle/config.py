@@ -284,6 +284,11 @@ class AutoScalingConfig(_Strict):
         return self
 
 
+#: SageMaker names derived from the endpoint name keep all of it (``<endpoint>-dq-now-<8 hex>`` within
+#: SageMaker's 63 characters), because the IAM policy grants them as ``${EndpointName}-*``
+ENDPOINT_NAME_MAX = 47
+
+
 class DeploymentConfig(_Strict):
     endpoint_name: str = Field(pattern=_SM_NAME)
     instance_type: str = Field(pattern=_INSTANCE)
@@ -299,6 +304,17 @@ class DeploymentConfig(_Strict):
     max_latency_p99_ms: Float = Field(500, gt=0)
     data_capture_percent: Percent = 100
     autoscaling: AutoScalingConfig = AutoScalingConfig()
+
+    @field_validator("endpoint_name")
+    @classmethod
+    def _leaves_room_for_derived_names(cls, value: str) -> str:
+        if len(value) > ENDPOINT_NAME_MAX:
+            raise ValueError(
+                f"at most {ENDPOINT_NAME_MAX} characters, got {len(value)}: the monitoring schedules are named "
+                "<endpoint>-data-quality and <endpoint>-dq-now-<8 hex> within SageMaker's 63 characters, and the "
+                "IAM policy grants them as ${EndpointName}-*"
+            )
+        return value
 
 
 class MonitoringConfig(_Strict):

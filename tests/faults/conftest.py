@@ -361,6 +361,13 @@ def trained(aws: SimpleNamespace) -> dict[str, Any]:
     return run_pipeline("faults__shared")
 
 
+#: decision thresholds that make the suite's models answer differently (``<probability>,<label>``): the first
+#: version (the one every rollback returns to) labels every row 0, every later version labels it 1
+#: (thresholds lie strictly between 0 and 1; the sample's probability lies between the two)
+FIRST_MODEL_THRESHOLD = "0.999999"
+NEW_MODEL_THRESHOLD = "0.000001"
+
+
 def model_archive(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -373,14 +380,21 @@ def model_archive(files: dict[str, bytes]) -> bytes:
 
 @pytest.fixture(scope="session")
 def packages(aws: SimpleNamespace, trained: dict[str, Any], cfg: Any) -> Callable[..., str]:
-    """``register(model_uri=None, note="")``: a new Approved version of the trained model (or of ``model_uri``)."""
+    """``register(model_uri=None, note="", threshold=NEW_MODEL_THRESHOLD)``: a new Approved version of the trained
+    model (or of ``model_uri``).
+
+    The versions answer differently: each serves with the decision threshold given (the container's
+    ``DECISION_THRESHOLD``), so the endpoint's answers tell which model served a request. The suite's first
+    version (``serving``) labels every row 0 and every later one labels every row 1, so a check that "the
+    previous model answers every request" fails when the new model served any.
+    """
     from ml_lifecycle.builders import model_package_request
     from ml_lifecycle.naming import RunPlan
 
     plan = RunPlan.create(cfg, dag_id=DAG_ID, run_id=trained["run_id"], anchor=ANCHOR, window_days=WINDOW_DAYS)
     counter = iter(range(1, 1000))
 
-    def register(model_uri: str | None = None, note: str = "") -> str:
+    def register(model_uri: str | None = None, note: str = "", threshold: str = NEW_MODEL_THRESHOLD) -> str:
         request = model_package_request(
             cfg,
             plan,
@@ -399,6 +413,8 @@ def packages(aws: SimpleNamespace, trained: dict[str, Any], cfg: Any) -> Callabl
             description=f"fault suite {note}".strip(),
         )
         request["ModelPackageGroupName"] = GROUP
+        for container in request["InferenceSpecification"]["Containers"]:
+            container["Environment"]["DECISION_THRESHOLD"] = threshold
         request["ClientToken"] = f"faults-{next(counter)}-{time.monotonic_ns()}"[:36]
         return aws.sm.create_model_package(**request)["ModelPackageArn"]
 
@@ -435,11 +451,16 @@ def serving(aws: SimpleNamespace, packages: Callable[..., str]) -> Iterator[dict
 
     Deleted at the end of the session, so its model server does not run through the other tests.
     """
-    v1 = packages(note="v1")
+    v1 = packages(note="v1", threshold=FIRST_MODEL_THRESHOLD)
     result = run_task(deploy_operator(v1), deploy_context("faults__serving"))
     assert result["action"] == "created", result
     answers = served(aws, 5)
     assert len(answers) == 1 and "error" not in answers, answers
+    probability, label = next(iter(answers)).split(",")
+    assert label == "0", f"version 1 labels the sample 0: {answers}"
+    assert float(NEW_MODEL_THRESHOLD) <= float(probability) < float(FIRST_MODEL_THRESHOLD), (
+        f"the sample's probability {probability} must lie between the thresholds for later versions to label it 1"
+    )
     yield {**result, "package_arn": v1, "answer": next(iter(answers))}
     with contextlib.suppress(Exception):
         aws.sm.delete_endpoint(EndpointName=ENDPOINT)

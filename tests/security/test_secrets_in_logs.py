@@ -1,20 +1,25 @@
-"""No connection secret reaches task logs or XCom.
+"""No connection secret reaches task logs, XCom, notifications, S3 or job logs, on success or failure.
 
 A real Airflow (api-server, scheduler with the LocalExecutor, dag-processor, triggerer; ``tools.ui``) runs
 on the devstack with connections whose secrets are fresh random canaries: the Snowflake password and the
-AWS secret access key. Two DAGs run there:
+AWS secret access key. Three DAGs run there:
 
 - ``secrets_probe``: the package's own tasks that use both connections: the Snowflake extraction to S3,
   validation in the worker, and validation as a deferrable SageMaker Processing job (the waiting happens
   in the triggerer with the AWS connection);
-- ``secrets_leak``: a task that deliberately leaks both secrets, to its log and to XCom, proving that the
-  scan finds a leak when there is one.
+- ``secrets_fail``: the package's tasks failing while they hold the connections, with the package's failure
+  callback: an extraction from a schema that does not exist (the Snowflake error path) and a validation job
+  over a dataset that does not exist (the SageMaker / S3 error path); each failure is published to SNS;
+- ``secrets_leak``: a task that deliberately leaks both secrets, to its log, to XCom, to an SNS message, to
+  an S3 object and to a CloudWatch Logs stream, proving that each scan finds a leak when there is one.
 
-Afterwards every file under ``AIRFLOW_HOME/logs`` (task, trigger and component logs) and every row of the
-metadata database is searched for the canaries: after the probe has run they must be nowhere; after the
-leaking DAG has run the scan must find them in its task log and its XCom. (With the LocalExecutor a task's
-output is also echoed into the scheduler's own log, so a leak spreads beyond the task log: another reason
-to scan every file.)
+Afterwards everything a secret could reach is searched for the canaries: every file under
+``AIRFLOW_HOME/logs`` (task, trigger and component logs), every row of the metadata database, every SNS
+message of the notification topic (through an SQS queue subscribed before the runs), every object of the
+environment's bucket (datasets, reports, job outputs) and every CloudWatch Logs event (the SageMaker jobs'
+logs). After the probe and the failures they must be nowhere; after the leaking DAG has run each scan must
+find them. (With the LocalExecutor a task's output is also echoed into the scheduler's own log, so a leak
+spreads beyond the task log: another reason to scan every file.)
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from ml_lifecycle.config import load_config
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
-PROBE, LEAK = "secrets_probe", "secrets_leak"
+PROBE, FAIL, LEAK = "secrets_probe", "secrets_fail", "secrets_leak"
 
 PROBE_DAG = """
 from __future__ import annotations
@@ -97,6 +102,57 @@ with DAG(
     extract >> [in_worker, in_job]
 """
 
+FAIL_DAG = """
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG
+
+from ml_lifecycle.notifications import on_failure_callback
+from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
+from ml_lifecycle.operators.validation import DataValidationOperator
+
+BUCKET = {bucket!r}
+MISSING = f"s3://{{BUCKET}}/datasets/secrets_fail/no-such-dataset/"
+
+with DAG(
+    "secrets_fail",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    default_args={{"aws_conn_id": "aws_default", "retries": 0, "on_failure_callback": on_failure_callback}},
+):
+    SnowflakeToS3ParquetOperator(
+        task_id="extract_from_a_missing_schema",
+        snowflake_conn_id="snowflake_missing_schema",
+        sql_path="sql/features.sql",
+        interval_start="2026-01-05T00:00:00",
+        interval_end="2026-01-19T00:00:00",
+        s3_uri=f"s3://{{BUCKET}}/datasets/secrets_fail/extract/",
+        batch_rows=1000,
+        mode="stream",
+    )
+    DataValidationOperator(
+        task_id="validate_a_missing_dataset",
+        dataset_uri=MISSING,
+        suite_path="gx/card_transactions_features.json",
+        report_uri=MISSING + "validation/",
+        mode="processing",
+        batch_rows=1000,
+        processing_job={{
+            "job_name": "secrets-fail-{{{{ ts_nodash | lower }}}}",
+            "role_arn": {role!r},
+            "image_uri": {image!r},
+            "instance_type": "ml.m5.large",
+            "max_runtime_seconds": 900,
+        }},
+        deferrable=True,
+        check_interval=2,
+        max_attempts=300,
+    )
+"""
+
 LEAK_DAG = """
 from __future__ import annotations
 
@@ -110,10 +166,24 @@ with DAG("secrets_leak", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinf
 
     @task(retries=0)
     def leak():
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
         snowflake = json.loads(os.environ["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"])["password"]
         aws = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])["password"]
         print("leaking", snowflake, aws)
-        return {"snowflake": snowflake, "aws": aws}
+        text = f"leaking {{snowflake}} {{aws}}"
+        client = lambda service: AwsBaseHook(aws_conn_id="aws_default", client_type=service).conn
+        client("sns").publish(TopicArn={topic!r}, Subject="leak", Message=text)
+        client("s3").put_object(Bucket={bucket!r}, Key="reports/secrets_leak/leak.txt", Body=text.encode())
+        logs = client("logs")
+        logs.create_log_group(logGroupName="/secrets-leak")
+        logs.create_log_stream(logGroupName="/secrets-leak", logStreamName="leak")
+        logs.put_log_events(
+            logGroupName="/secrets-leak",
+            logStreamName="leak",
+            logEvents=[{{"timestamp": int(dt.datetime.now(dt.UTC).timestamp() * 1000), "message": text}}],
+        )
+        return {{"snowflake": snowflake, "aws": aws}}
 
     leak()
 """
@@ -140,21 +210,45 @@ def canaries() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def airflow(devstack: Any, canaries: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A running Airflow with the two DAGs and the canary connections; yields ``(ui, home)``."""
+def notifications(devstack: Any) -> dict[str, Any]:
+    """The environment's SNS topic, with an SQS queue subscribed to it before anything runs."""
+    cfg = load_config("local")
+    sns, sqs = devstack.client("sns"), devstack.client("sqs")
+    topic = sns.create_topic(Name=cfg.notifications.sns_topic_arn.rsplit(":", 1)[1])["TopicArn"]
+    queue = sqs.create_queue(QueueName="secrets-scan-notifications")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    return {"topic": topic, "queue": queue, "sqs": sqs, "received": []}
+
+
+@pytest.fixture(scope="module")
+def airflow(
+    devstack: Any,
+    canaries: dict[str, str],
+    notifications: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Any]:
+    """A running Airflow with the three DAGs and the canary connections; yields ``(ui, home)``."""
     from devstack.stack import free_port
     from tools.ui import AirflowUI, ensure_buckets
 
     cfg = load_config("local")
     ensure_buckets(devstack.info, "local")
     dags = tmp_path_factory.mktemp("secrets-dags")
-    (dags / f"{PROBE}.py").write_text(
-        PROBE_DAG.format(bucket=cfg.storage.bucket, role=cfg.sagemaker.role_arn, image=cfg.sagemaker.images.processing)
+    job = {"bucket": cfg.storage.bucket, "role": cfg.sagemaker.role_arn, "image": cfg.sagemaker.images.processing}
+    (dags / f"{PROBE}.py").write_text(PROBE_DAG.format(**job))
+    (dags / f"{FAIL}.py").write_text(FAIL_DAG.format(**job))
+    (dags / f"{LEAK}.py").write_text(
+        textwrap.dedent(LEAK_DAG.format(topic=notifications["topic"], bucket=cfg.storage.bucket))
     )
-    (dags / f"{LEAK}.py").write_text(textwrap.dedent(LEAK_DAG))
     home = tmp_path_factory.mktemp("secrets-airflow")
     env = _with_secrets(dict(devstack.env), canaries["snowflake password"], canaries["aws secret access key"])
-    ui = AirflowUI(home, devstack_env=env, port=free_port(), extra_env={"AIRFLOW__CORE__DAGS_FOLDER": str(dags)})
+    missing_schema = json.loads(env["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"]) | {"schema": "NO_SUCH_SCHEMA"}
+    extra = {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW_CONN_SNOWFLAKE_MISSING_SCHEMA": json.dumps(missing_schema),
+    }
+    ui = AirflowUI(home, devstack_env=env, port=free_port(), extra_env=extra)
     ui.start(timeout=600)
     try:
         yield ui, home
@@ -224,30 +318,88 @@ def scan_database(database: Path, needles: dict[str, str]) -> list[tuple[str, st
     return hits
 
 
-@pytest.fixture(scope="module")
-def probe(airflow: Any, canaries: dict[str, str]) -> dict[str, Any]:
-    """Run the probe DAG alone, then scan everything (before the leaking DAG has run)."""
-    ui, home = airflow
-    state, tasks = _run(ui, PROBE)
+def scan_notifications(notifications: dict[str, Any], needles: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """[(subject or first line, canaries found)] over every SNS message received so far (kept across calls)."""
+    sqs, queue, received = notifications["sqs"], notifications["queue"], notifications["received"]
+    while True:
+        answer = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        messages = answer.get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            received.append(message["Body"])
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return [
+        (body.splitlines()[0][:120] if body else "", [name for name, value in needles.items() if value in body])
+        for body in received
+    ]
+
+
+def scan_bucket(s3: Any, bucket: str, needles: dict[str, str]) -> dict[str, list[str]]:
+    """{key: canaries found} over every object of ``bucket`` (datasets, reports, job inputs and outputs)."""
+    hits: dict[str, list[str]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            text = body.decode("utf-8", errors="replace")
+            found = [name for name, value in needles.items() if value in text]
+            if found:
+                hits[item["Key"]] = found
+    return hits
+
+
+def scan_log_events(logs: Any, needles: dict[str, str]) -> tuple[dict[str, list[str]], int]:
+    """({log group: canaries found}, number of events read) over every CloudWatch Logs group."""
+    hits: dict[str, list[str]] = {}
+    events = 0
+    for page in logs.get_paginator("describe_log_groups").paginate():
+        for group in page["logGroups"]:
+            name = group["logGroupName"]
+            for found_page in logs.get_paginator("filter_log_events").paginate(logGroupName=name):
+                for event in found_page["events"]:
+                    events += 1
+                    found = [key for key, value in needles.items() if value in event["message"]]
+                    if found:
+                        hits.setdefault(name, []).extend(n for n in found if n not in hits.get(name, []))
+    return hits, events
+
+
+def _scan_everything(home: Path, devstack: Any, notifications: dict[str, Any], needles: dict[str, str]) -> dict:
+    bucket = load_config("local").storage.bucket
+    log_hits, log_events = scan_log_events(devstack.client("logs"), needles)
     return {
-        "state": state,
-        "tasks": tasks,
-        "logs": scan_logs(home, canaries),
-        "database": scan_database(home / "airflow.db", canaries),
+        "logs": scan_logs(home, needles),
+        "database": scan_database(home / "airflow.db", needles),
+        "notifications": scan_notifications(notifications, needles),
+        "objects": scan_bucket(devstack.client("s3"), bucket, needles),
+        "log_events": log_hits,
+        "log_events_read": log_events,
     }
 
 
 @pytest.fixture(scope="module")
-def leak(airflow: Any, canaries: dict[str, str], probe: dict[str, Any]) -> dict[str, Any]:
+def probe(airflow: Any, devstack: Any, notifications: dict[str, Any], canaries: dict[str, str]) -> dict[str, Any]:
+    """Run the probe DAG, then the failing DAG, then scan everything (before the leaking DAG has run)."""
+    ui, home = airflow
+    state, tasks = _run(ui, PROBE)
+    fail_state, fail_tasks = _run(ui, FAIL)
+    return {
+        "state": state,
+        "tasks": tasks,
+        "fail_state": fail_state,
+        "fail_tasks": fail_tasks,
+        **_scan_everything(home, devstack, notifications, canaries),
+    }
+
+
+@pytest.fixture(scope="module")
+def leak(
+    airflow: Any, devstack: Any, notifications: dict[str, Any], canaries: dict[str, str], probe: dict[str, Any]
+) -> dict[str, Any]:
     """Then run the leaking DAG and scan again."""
     ui, home = airflow
     state, tasks = _run(ui, LEAK)
-    return {
-        "state": state,
-        "tasks": tasks,
-        "logs": scan_logs(home, canaries),
-        "database": scan_database(home / "airflow.db", canaries),
-    }
+    return {"state": state, "tasks": tasks, **_scan_everything(home, devstack, notifications, canaries)}
 
 
 def test_the_probe_tasks_used_both_connections(probe):
@@ -274,6 +426,23 @@ def test_no_secret_in_xcom_or_anywhere_in_the_database(airflow, probe):
     assert probe_xcoms >= 3, "the probe's tasks pushed their results to XCom"
 
 
+def test_the_failing_tasks_failed_and_notified(probe):
+    assert probe["fail_tasks"] == {
+        "extract_from_a_missing_schema": "failed",
+        "validate_a_missing_dataset": "failed",
+    }, probe["fail_tasks"]
+    assert probe["fail_state"] == "failed"
+    subjects = [subject for subject, _ in probe["notifications"]]
+    assert sum(FAIL in subject for subject in subjects) >= 2, f"a failure notification per failed task: {subjects}"
+
+
+def test_no_secret_in_notifications_objects_or_job_logs(probe):
+    assert not [hit for hit in probe["notifications"] if hit[1]], "connection secrets in SNS notifications"
+    assert not probe["objects"], f"connection secrets in S3 objects: {probe['objects']}"
+    assert not probe["log_events"], f"connection secrets in CloudWatch Logs: {probe['log_events']}"
+    assert probe["log_events_read"] > 0, "the SageMaker jobs' logs were read"
+
+
 def test_the_scan_finds_a_deliberate_leak(leak, canaries):
     assert leak["tasks"] == {"leak": "success"}, leak["tasks"]
     in_task_log = {name for path, found in leak["logs"].items() if f"dag_id={LEAK}" in path for name in found}
@@ -282,3 +451,7 @@ def test_the_scan_finds_a_deliberate_leak(leak, canaries):
     }
     assert in_xcom == set(canaries), f"the leaked XCom value was not found: {in_xcom}"
     assert in_task_log == set(canaries), f"the leaking task's log line was not found: {leak['logs']}"
+    in_notifications = {name for _, found in leak["notifications"] for name in found}
+    assert in_notifications == set(canaries), "the leaked SNS message was not found"
+    assert set(leak["objects"].get("reports/secrets_leak/leak.txt", [])) == set(canaries), leak["objects"]
+    assert set(leak["log_events"].get("/secrets-leak", [])) == set(canaries), leak["log_events"]

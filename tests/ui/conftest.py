@@ -1,15 +1,18 @@
-"""Fixtures of the browser tests: a local Airflow on the devstack, and a headless Chromium.
+"""Fixtures of the browser tests: a local Airflow on the devstack, and Debian's Chromium driven by Playwright.
 
 ``airflow_ui`` starts Airflow's four components (``tools.ui.AirflowUI``) on a free loopback port with a
-temporary ``AIRFLOW_HOME``, wired to the session's ``devstack``; ``browser`` is a headless Chromium driven
-over the DevTools protocol (``tests/ui/cdp.py``). Screenshots, the browser's console and the Airflow logs
-are kept under ``test-artifacts/ui/`` (git-ignored) for every run, passed or failed.
+temporary ``AIRFLOW_HOME``, wired to the session's ``devstack``. The page comes from pytest-playwright
+(``page``), launched on the machine's Chromium by its executable path (Playwright's own browser download is
+not used) with every host but 127.0.0.1 resolving to nothing, so the browser cannot reach the network.
+Screenshots, the browser's console and the Airflow logs are kept under ``test-artifacts/ui/`` (git-ignored)
+for every run, passed or failed.
 
-A missing Chromium is a failure, not a skip: CI installs it (``apt-get install -y chromium``).
+A missing Chromium is a failure, not a skip: ``make test`` installs it (``apt-get install -y chromium``).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +20,35 @@ from typing import Any
 
 import pytest
 
-from tests.ui.cdp import INSTALL_HINT, Browser, find_chromium
-
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
+CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+INSTALL_HINT = (
+    "the UI tests need a Chromium browser: on Debian/Ubuntu `apt-get install -y chromium` "
+    "(or set CHROMIUM=/path/to/chrome)"
+)
+#: Chromium's switches: headless as root, and no connection anywhere but the loopback address
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--no-proxy-server",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium/Chrome binary: ``$CHROMIUM``, else the first of the usual names on ``PATH``."""
+    explicit = os.environ.get("CHROMIUM")
+    if explicit:
+        return explicit if Path(explicit).exists() else None
+    return next((found for name in CHROMIUM_CANDIDATES if (found := shutil.which(name))), None)
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +60,17 @@ def chromium() -> str:
     return binary
 
 
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any], chromium: str) -> dict[str, Any]:
+    """pytest-playwright's launch arguments, on the machine's Chromium."""
+    return {**browser_type_launch_args, "executable_path": chromium, "headless": True, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_context_args, "viewport": {"width": 1440, "height": 1000}}
+
+
 @pytest.fixture
 def artifacts(request: pytest.FixtureRequest) -> Path:
     """``test-artifacts/ui/<test name>/``, emptied at the start of the test."""
@@ -39,6 +78,30 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+#: how long a page may take to show what a test waits for: Airflow's UI loads its translations and data
+#: after the page itself, and shares two cores with Airflow, the devstack and its jobs
+UI_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def console(page: Any, artifacts: Path) -> Iterator[list[str]]:
+    """The page's console messages and uncaught errors, written to ``console.log`` in the test's artefacts.
+
+    Also sets the page's and ``expect``'s waits to :data:`UI_TIMEOUT_MS`.
+    """
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    lines: list[str] = []
+    page.on("console", lambda message: lines.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: lines.append(f"pageerror: {error}"))
+    try:
+        yield lines
+    finally:
+        (artifacts / "console.log").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="session")
@@ -68,15 +131,3 @@ def _keep_logs(home: Path) -> None:
     shutil.rmtree(target, ignore_errors=True)
     if (home / "logs").is_dir():
         shutil.copytree(home / "logs", target, dirs_exist_ok=True)
-
-
-@pytest.fixture
-def browser(chromium: str, artifacts: Path) -> Iterator[Browser]:
-    """A headless Chromium page; its console is written to ``console.log`` in the test's artefacts."""
-    page = Browser(chromium, artifacts)
-    page.start()
-    try:
-        yield page
-    finally:
-        (artifacts / "console.log").write_text("\n".join(page.console) + "\n")
-        page.close()

@@ -6,18 +6,25 @@ with the generated admin password; the home page's import-error indicator (after
 trigger form with a logical date inside the seeded history, a 45-day window and tuning off; then the run,
 polled through the REST API until it ends (at most 15 minutes), and the gate's decision on its task page.
 Screenshots of each step are kept in ``test-artifacts/ui/test_trigger_train_model_from_the_ui/``.
+
+The page is Playwright's (pytest-playwright) on the machine's Chromium: fills and clicks are Playwright's,
+which React sees as a person's input. The trigger form sets its own default logical date once the DAG's
+details have loaded; the test waits for that default before typing its own date, checks the field right
+before submitting, and checks the date in the request the form sends, so a form that overwrote the date
+fails here rather than in the run.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Page, expect
 
-from tests.ui.cdp import Browser
 from tools.ui import ADMIN_USER, AirflowUI, UIInfo, dag_files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -28,15 +35,19 @@ WINDOW_DAYS = 45
 RUN_TIMEOUT = 15 * 60
 
 
-def _login(browser: Browser, info: UIInfo, ui: AirflowUI) -> None:
-    browser.goto(f"{info.url}/")
-    browser.wait_for("location.pathname.startsWith('/auth/login')", "the login page")
-    browser.wait_for("!!document.querySelector('input[name=username]')", "the login form")
-    browser.screenshot("login-page")
-    browser.fill("document.querySelector('input[name=username]')", ADMIN_USER, "the username field")
-    browser.fill("document.querySelector('input[name=password]')", ui.admin_password(), "the password field")
-    browser.click_text("button", "Sign in", exact=True)
-    browser.wait_for("location.pathname === '/'", "the home page after signing in")
+def _login(page: Page, info: UIInfo, ui: AirflowUI, artifacts: Path) -> None:
+    page.goto(f"{info.url}/")
+    page.wait_for_url(lambda url: "/auth/login" in url)
+    page.locator("input[name=username]").wait_for()
+    _shot(page, artifacts, "login-page")
+    page.locator("input[name=username]").fill(ADMIN_USER)
+    page.locator("input[name=password]").fill(ui.admin_password())
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.wait_for_url(f"{info.url}/")
+
+
+def _shot(page: Page, artifacts: Path, name: str) -> None:
+    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
 def _run_logs(ui: AirflowUI, token: str, run_id: str, folder: Path) -> str:
@@ -67,7 +78,12 @@ def _manual_runs(ui: AirflowUI, token: str) -> list[dict[str, Any]]:
 
 
 def test_trigger_train_model_from_the_ui(
-    chromium: str, devstack: Any, airflow_ui: tuple[AirflowUI, UIInfo], browser: Browser, artifacts: Path
+    chromium: str,
+    devstack: Any,
+    airflow_ui: tuple[AirflowUI, UIInfo],
+    page: Page,
+    console: list[str],
+    artifacts: Path,
 ) -> None:
     # `chromium` first: without a browser the test fails at once, before starting anything
     ui, info = airflow_ui
@@ -89,60 +105,56 @@ def test_trigger_train_model_from_the_ui(
     dag_ids = sorted(d["dag_id"] for d in api_dags)
 
     # --- sign in
-    _login(browser, info, ui)
+    _login(page, info, ui, artifacts)
 
     # --- home: the page fetched the import errors and shows no "Dag Import Error(s)" indicator
-    mark = len(browser.responses)
-    browser.goto(f"{info.url}/")
-    _, status = browser.wait_response("/api/v2/importErrors", "the home page's import-error query", since=mark)
-    assert status == 200
-    browser.wait_for("document.body.innerText.includes('Health')", "the home page's health panel")
-    time.sleep(1.0)  # let the answer render
-    browser.screenshot("home-no-import-errors")
-    assert "Dag Import Error" not in browser.text()
+    with page.expect_response(lambda r: "/api/v2/importErrors" in r.url) as import_errors:
+        page.goto(f"{info.url}/")
+    assert import_errors.value.status == 200
+    assert import_errors.value.json()["total_entries"] == 0
+    expect(page.get_by_text("Health", exact=False).first).to_be_visible()
+    _shot(page, artifacts, "home-no-import-errors")
+    expect(page.get_by_text("Dag Import Error")).to_have_count(0)
 
     # --- the DAG list shows exactly the DAGs the API knows
-    browser.goto(f"{info.url}/dags")
-    browser.wait_for(
-        f"document.body.innerText.includes('{len(dag_ids)} Dags')", f"the DAG list to count {len(dag_ids)} DAGs"
+    page.goto(f"{info.url}/dags")
+    expect(page.get_by_text(f"{len(dag_ids)} Dags")).to_be_visible()
+    listed = page.eval_on_selector_all(
+        'a[href^="/dags/"]', "els => [...new Set(els.map(a => a.getAttribute('href').split('/')[2]))].sort()"
     )
-    listed = browser.eval(
-        "[...new Set([...document.querySelectorAll('a[href^=\"/dags/\"]')]"
-        ".map(a => a.getAttribute('href').split('/')[2]))].sort()"
-    )
-    browser.screenshot("dag-list")
+    _shot(page, artifacts, "dag-list")
     assert listed == dag_ids
 
     # --- train_model's trigger form: logical date, window, tuning off
-    browser.goto(f"{info.url}/dags/train_model")
-    browser.click_text("button", "Trigger", exact=True)
-    browser.wait_for("!!document.querySelector('[data-testid=trigger-dag-submit]')", "the trigger form")
-    browser.wait_for("!!document.querySelector('input[name=logicalDate]')", "the logical date field")
-    # a datetime-local field takes its value whole; React sees it through the native setter and an input event
-    browser.eval(
-        f"""(() => {{
-            const el = document.querySelector('input[name=logicalDate]');
-            Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(el, '{LOGICAL_DATE}');
-            el.dispatchEvent(new Event('input', {{bubbles: true}}));
-            el.dispatchEvent(new Event('change', {{bubbles: true}}));
-        }})()"""
-    )
-    window = (
-        "document.getElementById(document.getElementById('number-input:element_window_days:inc')"
-        ".getAttribute('aria-controls'))"
-    )
-    browser.fill(window, str(WINDOW_DAYS), "the window_days field")
-    browser.key("Tab")
-    tuning_on = browser.eval("document.querySelector('input[name=element_tuning]').checked")
-    if tuning_on:
-        browser.click("document.querySelector('input[name=element_tuning]').closest('label')", "the tuning switch")
-    assert browser.eval("document.querySelector('input[name=element_tuning]').checked") is False
-    assert browser.eval(f"{window}.value") == str(WINDOW_DAYS)
-    unpause = browser.eval("document.body.innerText.includes('Unpause train_model on trigger')")
-    browser.screenshot("trigger-form")
-    browser.click("document.querySelector('[data-testid=trigger-dag-submit]')", "the Trigger button")
-    browser.wait_for("document.body.innerText.includes('Dag Run Triggered')", "the 'Dag Run Triggered' notice")
-    browser.screenshot("triggered")
+    page.goto(f"{info.url}/dags/train_model")
+    page.locator("button:visible").filter(has_text=re.compile(r"^\s*Trigger\s*$")).first.click()
+    submit = page.locator("[data-testid=trigger-dag-submit]")
+    submit.wait_for()
+    logical_date = page.locator("input[name=logicalDate]")
+    # the number field's input is the one its increment button controls
+    controls = page.locator("[id='number-input:element_window_days:inc']").get_attribute("aria-controls")
+    window = page.locator(f"[id='{controls}']")
+    tuning = page.locator("input[name=element_tuning]")
+    # the form writes its default logical date once the DAG's details have loaded: typing before that loses
+    # the typed date to the default
+    expect(logical_date).not_to_have_value("")
+    expect(window).not_to_have_value("")
+    logical_date.fill(LOGICAL_DATE)
+    window.fill(str(WINDOW_DAYS))
+    window.press("Tab")
+    if tuning.is_checked():
+        tuning.locator("xpath=ancestor::label[1]").click()
+    expect(tuning).not_to_be_checked()
+    expect(window).to_have_value(str(WINDOW_DAYS))
+    expect(logical_date).to_have_value(LOGICAL_DATE)
+    unpause = page.get_by_text("Unpause train_model on trigger").count() > 0
+    _shot(page, artifacts, "trigger-form")
+    with page.expect_request(lambda r: r.method == "POST" and "/dags/train_model/dagRuns" in r.url) as sent:
+        submit.click()
+    body = sent.value.post_data_json
+    assert str(body.get("logical_date", "")).startswith(LOGICAL_DATE), f"the form sent {body}"
+    expect(page.get_by_text("Dag Run Triggered")).to_be_visible()
+    _shot(page, artifacts, "triggered")
 
     # --- the run the form created carries the form's values
     runs: list[dict[str, Any]] = []
@@ -171,14 +183,12 @@ def test_trigger_train_model_from_the_ui(
         if state in ("success", "failed"):
             break
         if time.monotonic() >= next_shot:
-            browser.goto(run_page)
-            time.sleep(2)
-            browser.screenshot(f"run-{state}")
+            page.goto(run_page)
+            _shot(page, artifacts, f"run-{state}")
             next_shot = time.monotonic() + 60
         time.sleep(5)
-    browser.goto(run_page)
-    time.sleep(3)
-    browser.screenshot(f"run-{state}")
+    page.goto(run_page)
+    _shot(page, artifacts, f"run-{state}")
     tasks = _run_logs(ui, token, run_id, artifacts)
     assert state == "success", (
         f"train_model run {run_id} ended {state!r} after {time.perf_counter() - t0:.0f}s "
@@ -192,13 +202,9 @@ def test_trigger_train_model_from_the_ui(
     )["value"]
     gate = json.loads(gate) if isinstance(gate, str) else gate
     assert gate["decision"] in ("passed", "rejected")
-    browser.goto(f"{run_page}/tasks/gate")
-    browser.wait_for(
-        f"document.body.innerText.includes('Quality gate: {gate['decision'].upper()}')",
-        "the gate's decision in its log on the task page",
-        timeout=60,
-    )
-    browser.screenshot(f"gate-{gate['decision']}")
+    page.goto(f"{run_page}/tasks/gate")
+    expect(page.get_by_text(f"Quality gate: {gate['decision'].upper()}").first).to_be_visible(timeout=60_000)
+    _shot(page, artifacts, f"gate-{gate['decision']}")
     timings |= {"run_s": round(_seconds(run), 1), "test_s": round(time.perf_counter() - t0, 1)}
     (artifacts / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     print(f"train_model {run_id}: gate {gate['decision']}; timings {timings}")

@@ -155,6 +155,15 @@ def schedule_name(endpoint: str) -> str:
     return sagemaker_name(endpoint, "data-quality")
 
 
+def one_off_schedule_name(endpoint: str, *, run_id: str | None, definition_name: str) -> str:
+    """A run's one-off (``NOW``) monitoring schedule: ``<endpoint>-dq-now-<digest of run and definition>``.
+
+    The whole endpoint name leads (the IAM policy grants ``monitoring-schedule/${EndpointName}-*``); the
+    config keeps endpoint names short enough for that (``deployment.endpoint_name``).
+    """
+    return sagemaker_name(endpoint, "dq-now", digest([run_id, definition_name]))
+
+
 def reports_uri(cfg: Config) -> str:
     """Where executions write (the service appends ``/<endpoint>/<schedule>/yyyy/mm/dd/hh``)."""
     return cfg.storage.uri("monitoring", "reports")

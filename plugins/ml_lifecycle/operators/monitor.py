@@ -623,10 +623,9 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
         self.max_attempts = max_attempts
 
     def _one_off_name(self, endpoint: str, context: Context) -> str:
-        from ml_lifecycle.builders.endpoint import digest
-        from ml_lifecycle.naming import sagemaker_name
+        from ml_lifecycle.builders.monitor import one_off_schedule_name
 
-        return sagemaker_name(endpoint[:30], "dq-now", digest([context.get("run_id"), self.job_definition_name]))
+        return one_off_schedule_name(endpoint, run_id=context.get("run_id"), definition_name=self.job_definition_name)
 
     def _definition(self, endpoint: str) -> str:
         from ml_lifecycle.builders.monitor import schedule_name
