@@ -636,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "start")  # the default command
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("botocore", "urllib3", "devstack"):
+    for name in ("snowflake.connector", "botocore", "urllib3", "devstack"):
         logging.getLogger(name).setLevel(logging.WARNING)
     from devstack.stack import StackError
 
