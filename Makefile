@@ -22,7 +22,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL := 0
 
-.PHONY: help setup images test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo security dist deploy ui browser clean
+.PHONY: help setup images test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-mwaa-local security dist deploy ui mwaa-local browser clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -115,10 +115,15 @@ ui: setup  ## the Airflow UI with scheduler, dag-processor and triggerer on the 
 dist: setup  ## build the MWAA bundle into dist/mwaa (same sources -> same bytes)
 	$(PY) -m tools.dist
 
+# The bundle run as MWAA runs it: its own virtualenv from dist/mwaa/requirements.txt under MWAA's constraint files
+# (requirements/mwaa/, or MWAA_CONSTRAINTS_LOCATION), AIRFLOW_HOME laid out as MWAA does, the devstack behind it.
+mwaa-local: dist  ## run dist/mwaa as MWAA runs it, on the devstack (Ctrl-C stops Airflow; docs/how-to/deploy-to-mwaa.md)
+	$(PY) -m tools.mwaa_local start $(MWAA_LOCAL_ARGS)
+
 deploy: setup  ## upload dist/mwaa to ENV's bucket: make deploy ENV=dev [MWAA_ENVIRONMENT=name]
 	$(PY) -m tools.deploy --env $(ENV) $(if $(MWAA_ENVIRONMENT),--mwaa-environment $(MWAA_ENVIRONMENT))
 
-bench: bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo  ## every benchmark (results in benchmarks/results/)
+bench: bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-mwaa-local  ## every benchmark (results in benchmarks/results/)
 
 bench-parse: setup  ## DAG parse time per file beyond importing Airflow, against a ten-operator reference
 	$(PY) benchmarks/dag_parse.py
@@ -156,9 +161,12 @@ bench-backfill: setup  ## 10-interval batch_score backfill, parallel vs sequenti
 bench-demo: setup  ## make demo's wall time, warm, with a per-task breakdown (~7 min)
 	$(PY) benchmarks/demo_wall.py
 
+bench-mwaa-local: dist  ## make mwaa-local's warm start, up to the four DAGs parsed without import errors (~6 min)
+	$(PY) benchmarks/mwaa_local_start.py
+
 security: setup  ## bandit, pip-audit (needs PyPI's JSON API) and the secrets scan on the devstack
 	$(PY) -m pytest tests/security
 
-clean:  ## remove build outputs and caches (keeps .venv and .devstack)
+clean:  ## remove build outputs and caches (keeps .venv, .devstack and .mwaa-local)
 	rm -rf dist .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

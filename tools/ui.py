@@ -384,6 +384,28 @@ class AirflowUI:
         env |= self.extra_env
         return env
 
+    # ------------------------------------------------------------ hooks
+    def airflow_command(self) -> list[str]:
+        """How a component is started: ``<command> <component>`` (this interpreter's Airflow)."""
+        return [sys.executable, "-m", "airflow"]
+
+    @property
+    def workdir(self) -> Path:
+        """Working directory of the components."""
+        return ROOT
+
+    def component_environment(self, name: str, env: Mapping[str, str]) -> Mapping[str, str]:
+        """The variables of one component (``db-migrate`` included): :meth:`environment`'s, unchanged here.
+
+        :param name: component name.
+        :param env: what :meth:`environment` returned.
+        """
+        return env
+
+    def expected_dag_files(self) -> list[Path]:
+        """The DAG files the dag-processor must have parsed before :meth:`wait_parsed` returns."""
+        return dag_files()
+
     # -------------------------------------------------------------- commands
     def start(self, timeout: float = 240.0) -> UIInfo:
         """Migrate the database, start the four components and wait until the API server reports them healthy.
@@ -441,9 +463,9 @@ class AirflowUI:
             fh.flush()
             try:
                 proc = subprocess.run(
-                    [sys.executable, "-m", "airflow", "db", "migrate"],
-                    env=dict(env),
-                    cwd=ROOT,
+                    [*self.airflow_command(), "db", "migrate"],
+                    env=dict(self.component_environment("db-migrate", env)),
+                    cwd=self.workdir,
                     stdout=fh,
                     stderr=subprocess.STDOUT,
                     timeout=max(10.0, deadline - time.monotonic()),
@@ -466,9 +488,9 @@ class AirflowUI:
             fh.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting airflow {name}\n".encode())
             fh.flush()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "airflow", name],
-                env=dict(env),
-                cwd=ROOT,
+                [*self.airflow_command(), name],
+                env=dict(self.component_environment(name, env)),
+                cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
@@ -577,7 +599,16 @@ class AirflowUI:
             raise UIError(f"login to {url} as {ADMIN_USER!r} failed: HTTP {status}")
         return body["access_token"]
 
-    def api(self, method: str, path: str, *, token: str, body: Any = None, url: str | None = None) -> Any:
+    def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str,
+        body: Any = None,
+        url: str | None = None,
+        timeout: float = API_TIMEOUT,
+    ) -> Any:
         """Call the REST API; return the parsed JSON.
 
         :param method: HTTP method.
@@ -585,10 +616,11 @@ class AirflowUI:
         :param token: JWT from :meth:`token`.
         :param body: JSON body.
         :param url: base URL (default: the recorded one).
+        :param timeout: seconds to wait for the answer.
         :raises UIError: on a non-2xx answer (with the status and the answer's detail).
         """
         url = url or self._url()
-        status, answer = _http(method, f"{url}{path}", body=body, token=token, timeout=API_TIMEOUT)
+        status, answer = _http(method, f"{url}{path}", body=body, token=token, timeout=timeout)
         if not 200 <= status < 300:
             raise UIError(f"{method} {path}: HTTP {status}: {answer}")
         return answer
@@ -612,7 +644,7 @@ class AirflowUI:
         :return: ``(dags, import_errors)`` as :meth:`parsed_dags` returns them.
         :raises UIError: when some files are still unparsed at the deadline.
         """
-        wanted = {p.name for p in dag_files()}
+        wanted = {p.name for p in self.expected_dag_files()}
         deadline = time.monotonic() + timeout
         while True:
             dags, errors = self.parsed_dags(token, url)

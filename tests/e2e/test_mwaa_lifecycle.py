@@ -1,0 +1,424 @@
+"""The lifecycle through the bundle, run the way MWAA runs it (``tools.mwaa_local``), on the devstack.
+
+What runs is what ships: ``tools.dist`` builds the bundle from this tree into a temporary folder, the local MWAA
+runtime lays it out (``dags/`` synced, ``plugins.zip`` extracted into ``plugins/``, ``startup.sh`` sourced),
+installs its ``requirements.txt`` under MWAA's constraint files in a virtualenv of its own, reads the
+connections from the devstack's Secrets Manager and starts the scheduler (LocalExecutor), dag-processor,
+triggerer and API server with nothing of the repository on their path. A DAG or operator that works from the
+tree but not from the bundle fails here.
+
+The runs are started through the REST API, as a person starts them from the UI, and the scheduler does the
+rest:
+
+1. ``train_model`` for the window ``[2026-01-15, 2026-02-12)`` registers an approved model package with its
+   lineage (the commit of the bundle included) and publishes the approved-model asset;
+2. the scheduler starts ``deploy_model`` from that asset event: the endpoint serves the model's predictions,
+   with data capture, auto-scaling and the Model Monitor baseline and schedule;
+3. drifted traffic is sent to the endpoint; ``monitor_model`` (one-off analysis of the last hour) finds the
+   drift and emits the drift asset, on which the scheduler starts a retraining ``train_model`` run (then
+   stopped: it would train again on the same history);
+4. a ``batch_score`` backfill scores 2026-02-10 with the deployed model into the Snowflake predictions table.
+
+Unpausing a DAG makes the scheduler start the run that is due now (catch-up is off locally), for a period with
+no seeded data; the suite marks those runs failed at once so that only its own runs use the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import io
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.faults.conftest import s3_json, s3_keys, wait_for
+from tools.mwaa_local import SQLITE_TIMEOUT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "mwaa-local"
+DAG_IDS = {"train_model", "deploy_model", "monitor_model", "batch_score"}
+TRAIN_DATE = "2026-02-12T00:00:00Z"
+TRAIN_CONF = {"window_days": 28, "hyperparameters": {"num_round": 25}}
+DRIFTED = ("2026-02-15 00:00:00", "2026-03-02 00:00:00")
+SCORE_DAY = dt.date(2026, 2, 10)
+TERMINAL = ("success", "failed")
+LINEAGE = (
+    "git_commit",
+    "dag_id",
+    "dag_run_id",
+    "window_start",
+    "window_end",
+    "dataset_uri",
+    "manifest_uri",
+    "validation_result_uri",
+    "evaluation_uri",
+    "gate_uri",
+    "baseline_uri",
+    "training_job",
+    "code_digest",
+)
+
+
+# ------------------------------------------------------------------------------------------ the runtime
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The bundle ``make dist`` builds, built from this tree into a temporary folder."""
+    from tools.dist import build
+
+    out = tmp_path_factory.mktemp("dist") / "mwaa"
+    manifest = build(out)
+    return SimpleNamespace(path=out, manifest=manifest)
+
+
+@pytest.fixture(scope="module")
+def runtime(devstack: Any, bundle: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The local MWAA runtime on the session's devstack; its logs are kept in ``test-artifacts/mwaa-local``."""
+    from devstack.stack import free_port
+    from tools.mwaa_local import MwaaLocal, ensure_venv
+
+    venv = ensure_venv(bundle.path / "requirements.txt")
+    home = tmp_path_factory.mktemp("mwaa-home")
+    runtime = MwaaLocal(home, venv=venv, stack_info=devstack.info, port=free_port())
+    runtime.prepare(bundle.path)
+    try:
+        runtime.info = runtime.start(timeout=420)
+        yield runtime
+    finally:
+        runtime.stop()
+        shutil.rmtree(ARTIFACTS, ignore_errors=True)
+        if (home / "logs").is_dir():
+            shutil.copytree(home / "logs", ARTIFACTS)
+
+
+class Api:
+    """The runtime's REST API, signed in as ``admin``."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self.url = runtime.info.url
+        self.token = runtime.token(self.url)
+
+    def __call__(self, method: str, path: str, body: Any = None) -> Any:
+        # a write waits for the SQLite lock up to the runtime's busy timeout: answer time on a loaded machine
+        return self.runtime.api(method, path, token=self.token, body=body, url=self.url, timeout=SQLITE_TIMEOUT * 2)
+
+    def unpause(self, dag_id: str) -> None:
+        """Unpause ``dag_id``; fail the run the scheduler starts for the period due now (no seeded data there)."""
+        self("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+        def settled() -> bool:
+            after = self("GET", f"/api/v2/dags/{dag_id}").get("next_dagrun_run_after")
+            return after is None or dt.datetime.fromisoformat(after) > dt.datetime.now(dt.UTC)
+
+        wait_for(settled, 120, f"the scheduler to create {dag_id}'s due run", interval=1)
+        for run in self("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled")["dag_runs"]:
+            if run["state"] not in TERMINAL:
+                self("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", {"state": "failed"})
+
+    def trigger(self, dag_id: str, run_id: str, **body: Any) -> dict[str, Any]:
+        return self("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, **body})
+
+    def tasks(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        answer = self("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return {t["task_id"]: t["state"] for t in answer["task_instances"]}
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+        return self("GET", f"{path}?deserialize=true")["value"]
+
+    def wait(self, dag_id: str, run_id: str, timeout: float) -> dict[str, str | None]:
+        """Wait for the run to end; its task states. A failed run fails the test with its failed tasks' logs."""
+
+        def ended() -> dict[str, Any] | None:
+            dead = self.runtime.dead_components(self.runtime.info)
+            if dead:
+                from devstack.stack import tail
+
+                logs = {name: tail(Path(self.runtime.info.components[name].log)) for name in dead}
+                pytest.fail(f"Airflow {dead} stopped while {dag_id} {run_id} ran:\n{json.dumps(logs, indent=1)}")
+            run = self("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            return run if run["state"] in TERMINAL else None
+
+        run = wait_for(ended, timeout, f"{dag_id} run {run_id}", interval=2)
+        states = self.tasks(dag_id, run_id)
+        if run["state"] != "success":
+            pytest.fail(f"{dag_id} {run_id} {run['state']}: {states}\n{self.failure_logs(dag_id, run_id, states)}")
+        return states
+
+    def failure_logs(self, dag_id: str, run_id: str, states: dict[str, str | None]) -> str:
+        """The end of the last attempt's log of each failed task."""
+        out = []
+        for task, state in states.items():
+            if state not in ("failed", "up_for_retry"):
+                continue
+            folder = self.runtime.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task}"
+            attempts = sorted(folder.glob("attempt=*.log"))
+            if attempts:
+                events = [json.loads(line) for line in attempts[-1].read_text().splitlines() if line.startswith("{")]
+                errors = [e for e in events if e.get("level") == "error" or e.get("error_detail")]
+                out.append(f"--- {task} ({attempts[-1].name}): {json.dumps(errors[-2:])[-3000:]}")
+        return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def api(runtime: Any) -> Api:
+    return Api(runtime)
+
+
+@pytest.fixture(scope="module")
+def aws(devstack: Any) -> SimpleNamespace:
+    from ml_lifecycle.config import load_config
+
+    cfg = load_config("local")
+    return SimpleNamespace(
+        cfg=cfg,
+        s3=devstack.client("s3"),
+        sm=devstack.client("sagemaker"),
+        runtime=devstack.client("sagemaker-runtime"),
+        devstack=devstack,
+    )
+
+
+# ------------------------------------------------------------------------------------------ the runtime itself
+
+
+def test_components_run_only_what_the_bundle_ships(runtime: Any) -> None:
+    """Every component: the bundle's settings, connections from Secrets Manager, no repository on the path."""
+    base = runtime.environment(runtime.info.port)
+    for name, component in runtime.info.components.items():
+        # what the component was started with (its /proc environ is overwritten by Airflow's process titles)
+        environ = runtime.component_environment(name, base)
+        assert "PYTHONPATH" not in environ, name
+        assert not [k for k in environ if k.startswith("AIRFLOW_CONN_")], f"{name}: connections come from secrets"
+        assert environ["AIRFLOW__SECRETS__BACKEND"].endswith("secrets_manager.SecretsManagerBackend"), name
+        assert json.loads(environ["AIRFLOW__SECRETS__BACKEND_KWARGS"])["connections_prefix"] == "airflow/connections"
+        assert environ["AIRFLOW_ENV_NAME"] == "ml-lifecycle-local"
+        # what startup.sh exported, from the configuration option ml_lifecycle.env
+        assert environ["ML_LIFECYCLE_ENV"] == "local"
+        assert environ["ML_LIFECYCLE_INCLUDE_DIR"] == str(runtime.home / "dags" / "include")
+        assert Path(f"/proc/{component.pid}/cwd").resolve() == runtime.home.resolve()
+
+    # a task process as the scheduler starts one: Airflow's settings and plugins loaded, then the package
+    probe = (
+        "import json, sys\n"
+        "from airflow import plugins_manager, settings\n"
+        "plugins_manager.integrate_macros_plugins()\n"
+        "import ml_lifecycle, snowflake.connector, great_expectations\n"
+        "from airflow.sdk import BaseHook\n"
+        "conn = BaseHook.get_connection('snowflake_default')\n"
+        "print(json.dumps({'path': sys.path, 'package': ml_lifecycle.__file__,\n"
+        "                  'snowflake': snowflake.connector.__file__, 'snowflake_port': conn.port}))\n"
+    )
+    env = runtime.component_environment("scheduler", runtime.environment(runtime.info.port))
+    out = subprocess.run(
+        [str(runtime.venv / "bin" / "python"), "-c", probe],
+        env=dict(env),
+        cwd=runtime.home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert Path(found["package"]).is_relative_to(runtime.home / "plugins"), found["package"]
+    assert Path(found["snowflake"]).is_relative_to(runtime.venv), "snowflake is the installed package"
+    assert found["snowflake_port"] == runtime.stack_info.snowflake_port, "the connection is the secret's"
+    leaked = [p for p in found["path"] if p and Path(p).resolve().is_relative_to(ROOT) and ".mwaa-local" not in p]
+    assert not leaked, f"the repository is on the runtime's path: {leaked}"
+
+
+def test_the_four_dags_parse_without_import_errors_and_are_served(api: Api) -> None:
+    dags, errors = api.runtime.wait_parsed(api.token, timeout=180, url=api.url)
+    assert not errors, [(e["filename"], (e.get("stack_trace") or "").splitlines()[-1:]) for e in errors]
+    assert {d["dag_id"] for d in dags} == DAG_IDS
+    for dag in dags:
+        assert Path(dag["fileloc"]).is_relative_to(api.runtime.home / "dags"), dag["fileloc"]
+    import urllib.request
+
+    with urllib.request.urlopen(api.url + "/", timeout=30) as page:  # the UI's single-page app
+        assert page.status == 200 and b"<html" in page.read().lower()
+
+
+# ------------------------------------------------------------------------------------------ the lifecycle
+
+
+@pytest.fixture(scope="module")
+def trained(api: Api) -> dict[str, Any]:
+    api.unpause("deploy_model")  # started by the approved-model asset train_model publishes
+    api.unpause("train_model")
+    run_id = api.trigger("train_model", "mwaa_e2e__train", logical_date=TRAIN_DATE, conf=TRAIN_CONF)["dag_run_id"]
+    states = api.wait("train_model", run_id, timeout=1500)
+    return {"run_id": run_id, "states": states, "register": api.xcom("train_model", run_id, "register")}
+
+
+def test_train_model_registers_an_approved_model_with_its_lineage(
+    trained: dict[str, Any], aws: SimpleNamespace, bundle: SimpleNamespace
+) -> None:
+    states = trained["states"]
+    for task in ("plan", "extract", "validate", "preprocess", "train", "evaluate", "gate", "register"):
+        assert states[task] == "success", states
+    assert states["publish_approval"] == "success"
+    assert states["tune"] == "skipped"
+    arn = trained["register"]["model_package_arn"]
+    package = aws.sm.describe_model_package(ModelPackageName=arn)
+    assert package["ModelApprovalStatus"] == "Approved"
+    props = package["CustomerMetadataProperties"]
+    missing = [k for k in LINEAGE if not props.get(k)]
+    assert not missing, f"lineage missing: {missing}"
+    assert props["dag_run_id"] == trained["run_id"]
+    assert (props["window_start"][:10], props["window_end"][:10]) == ("2026-01-15", "2026-02-12")
+    assert props["git_commit"] == bundle.manifest["git_commit"], "the model names the commit of the bundle"
+    gate = s3_json(aws.s3, props["gate_uri"])
+    assert gate["decision"] == "passed"
+
+
+@pytest.fixture(scope="module")
+def deployed(api: Api, trained: dict[str, Any]) -> dict[str, Any]:
+    """The deploy_model run the scheduler started from the approved-model asset event."""
+
+    def asset_run() -> str | None:
+        runs = api("GET", "/api/v2/dags/deploy_model/dagRuns?run_type=asset_triggered")["dag_runs"]
+        return runs[0]["dag_run_id"] if runs else None
+
+    run_id = wait_for(asset_run, 120, "the asset-triggered deploy_model run", interval=2)
+    states = api.wait("deploy_model", run_id, timeout=900)
+    return {
+        "run_id": run_id,
+        "states": states,
+        "resolve": api.xcom("deploy_model", run_id, "resolve"),
+        "deploy": api.xcom("deploy_model", run_id, "deploy_guarded"),
+        "schedule": api.xcom("deploy_model", run_id, "schedule_monitoring"),
+    }
+
+
+def test_deploy_model_serves_the_approved_model(
+    deployed: dict[str, Any], trained: dict[str, Any], aws: SimpleNamespace
+) -> None:
+    states = deployed["states"]
+    for task in ("resolve", "choose_strategy", "deploy_guarded", "autoscale", "baseline", "schedule_monitoring"):
+        assert states[task] == "success", states
+    assert states["deploy_stepwise"] == "skipped"
+    assert deployed["resolve"]["model_package_arn"] == trained["register"]["model_package_arn"]
+    endpoint = aws.cfg.deployment.endpoint_name
+    assert aws.sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
+    rows = feature_rows(aws, ("2026-02-13 00:00:00", "2026-02-13 06:00:00"))[:20]
+    answer = predict(aws, rows)
+    assert len(answer) == len(rows)
+    assert all(0.0 <= float(line.split(",")[0]) <= 1.0 for line in answer), answer[:3]
+    schedule = aws.sm.describe_monitoring_schedule(MonitoringScheduleName=deployed["schedule"]["schedule_name"])
+    assert schedule["MonitoringScheduleStatus"] == "Scheduled"
+
+
+def feature_rows(aws: SimpleNamespace, interval: tuple[str, str]) -> list[list[str]]:
+    """The model's input columns of the feature SQL over ``interval``, as a client writes them in CSV."""
+    features = json.loads((ROOT / "include" / "sql" / "features_schema.json").read_text())["features"]
+    sql = (ROOT / "include" / "sql" / "features.sql").read_text()
+    with contextlib.closing(aws.devstack.snowflake_connect()) as conn:
+        cursor = conn.cursor()
+        cursor.execute(sql, {"interval_start": interval[0], "interval_end": interval[1]})
+        names = [d[0].lower() for d in cursor.description]
+        rows = cursor.fetchall()
+    positions = [names.index(f) for f in features]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        return repr(value) if isinstance(value, float) else str(value)
+
+    return [[cell(row[p]) for p in positions] for row in rows]
+
+
+def predict(aws: SimpleNamespace, rows: list[list[str]]) -> list[str]:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    response = aws.runtime.invoke_endpoint(
+        EndpointName=aws.cfg.deployment.endpoint_name,
+        Body=buffer.getvalue().encode(),
+        ContentType="text/csv",
+        Accept="text/csv",
+    )
+    return response["Body"].read().decode().splitlines()
+
+
+def test_monitor_model_finds_drift_and_the_scheduler_starts_retraining(
+    api: Api, deployed: dict[str, Any], aws: SimpleNamespace
+) -> None:
+    from ml_lifecycle.assets import drift_uri
+
+    rows = feature_rows(aws, DRIFTED)
+    assert len(rows) >= 2500
+    for start in range(0, len(rows), 100):
+        predict(aws, rows[start : start + 100])
+    capture = deployed["deploy"]["data_capture_uri"].rstrip("/") + f"/{aws.cfg.deployment.endpoint_name}/"
+    wait_for(lambda: s3_keys(aws.s3, capture), 60, "the captured requests", interval=1)
+
+    api.unpause("monitor_model")
+    conf = {"run_now": True, "window_hours": 1}
+    run_id = api.trigger("monitor_model", "mwaa_e2e__monitor", logical_date=None, conf=conf)["dag_run_id"]
+    states = api.wait("monitor_model", run_id, timeout=600)
+    assert states["run_now"] == "success" and states["publish_drift"] == "success", states
+    findings = api.xcom("monitor_model", run_id, "run_now")
+    assert findings["violation_count"] > aws.cfg.monitoring.violation_threshold, findings
+    assert {"amount", "card_avg_amount_7d"} <= set(findings["features"]), findings
+    report = s3_json(aws.s3, drift_uri(aws.cfg))
+    assert report["dag_run_id"] == run_id
+    # the drift asset event schedules train_model: the scheduler creates the retraining run; the suite checks
+    # that it starts, then stops it (training again would prove nothing new)
+    events = api("GET", f"/api/v2/assets/events?source_dag_id=monitor_model&source_run_id={run_id}")["asset_events"]
+    assert [e["uri"] for e in events] == [drift_uri(aws.cfg)], events
+    retraining = wait_for(
+        lambda: api("GET", "/api/v2/dags/train_model/dagRuns?run_type=asset_triggered")["dag_runs"],
+        120,
+        "the drift-triggered train_model run",
+        interval=2,
+    )
+    assert len(retraining) == 1, retraining
+    api("PATCH", f"/api/v2/dags/train_model/dagRuns/{retraining[0]['dag_run_id']}", {"state": "failed"})
+
+
+def test_batch_score_writes_the_days_predictions_to_snowflake(
+    api: Api, deployed: dict[str, Any], aws: SimpleNamespace
+) -> None:
+    api.unpause("batch_score")
+    start = dt.datetime.combine(SCORE_DAY, dt.time.min, tzinfo=dt.UTC)
+    end = start + dt.timedelta(days=1)
+    # history is scored with a backfill (a manual run dated before the DAG's start_date would create no tasks)
+    day = start.isoformat()
+    api("POST", "/api/v2/backfills", {"dag_id": "batch_score", "from_date": day, "to_date": day, "dag_run_conf": {}})
+    runs = wait_for(
+        lambda: api("GET", "/api/v2/dags/batch_score/dagRuns?run_type=backfill")["dag_runs"], 60, "the backfill run"
+    )
+    assert len(runs) == 1 and runs[0]["data_interval_start"].startswith(SCORE_DAY.isoformat()), runs
+    run_id = runs[0]["dag_run_id"]
+    states = api.wait("batch_score", run_id, timeout=900)
+    assert all(states[t] == "success" for t in ("resolve", "extract", "prepare", "transform", "load")), states
+    arn = deployed["resolve"]["model_package_arn"]
+    with contextlib.closing(aws.devstack.snowflake_connect()) as conn:
+        cursor = conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {aws.cfg.snowflake.source_fqn} WHERE EVENT_TS >= %s AND EVENT_TS < %s",
+            (start.replace(tzinfo=None), end.replace(tzinfo=None)),
+        )
+        expected = cursor.fetchone()[0]
+        cursor.execute(
+            f"SELECT COUNT(*), MIN(FRAUD_PROBABILITY), MAX(FRAUD_PROBABILITY), COUNT(DISTINCT MODEL_PACKAGE_ARN), "
+            f"MIN(MODEL_PACKAGE_ARN), MIN(DAG_RUN_ID) FROM {aws.cfg.snowflake.predictions_fqn}"
+        )
+        count, low, high, models, model, dag_run = cursor.fetchone()
+    assert expected > 0
+    assert count == expected, "one prediction per transaction of the day"
+    assert 0.0 <= low <= high <= 1.0
+    assert (models, model, dag_run) == (1, arn, run_id)
