@@ -136,6 +136,10 @@ class StorageConfig(_Strict):
         tail = "/".join(p.strip("/") for p in parts if p)
         return f"s3://{self.bucket}/{base}/{tail}" if tail else f"s3://{self.bucket}/{base}"
 
+    def encryption(self) -> dict[str, str]:
+        """``PutObject`` arguments of the bucket's server-side encryption (none without ``kms_key_id``)."""
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id} if self.kms_key_id else {}
+
 
 # ------------------------------------------------------------------------------------------------- SageMaker
 

@@ -35,7 +35,8 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
-from ml_lifecycle.links import SageMakerModelPackageLink
+from ml_lifecycle.links import SageMakerModelPackageLink, persist_package_link
+from ml_lifecycle.operators.base import is_not_found
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -175,8 +176,6 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         and ``max_active_runs`` bounds how many runs register in between). No creation-time filter: a run's
         logical date says nothing about when it registered.
         """
-        from botocore.exceptions import ClientError
-
         client = self.hook.conn
         kwargs: dict[str, Any] = {
             "ModelPackageGroupName": group,
@@ -198,20 +197,10 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
                 if not token or seen >= REGISTRY_LOOKBACK:
                     return None
                 kwargs["NextToken"] = token
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+        except Exception as exc:
+            if is_not_found(exc):
                 return None  # the group does not exist yet
             raise
-
-    def _persist_link(self, context: Context, package: dict[str, Any]) -> None:
-        SageMakerModelPackageLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            group=package.get("ModelPackageGroupName") or self.package_group_name,
-            version=package.get("ModelPackageVersion"),
-        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.builders import model_package_request
@@ -236,7 +225,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
                 existing["ModelPackageArn"],
                 existing.get("ModelPackageVersion"),
             )
-            self._persist_link(context, existing)
+            persist_package_link(self, context, existing)
             return _package_summary(existing, already_registered=True)
 
         status = approval_status(cfg, self.approval)
@@ -271,7 +260,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         arn = super().execute(context)
         package = self.hook.conn.describe_model_package(ModelPackageName=arn)
         self.log.info("Registered %s (version %s, %s)", arn, package.get("ModelPackageVersion"), status)
-        self._persist_link(context, package)
+        persist_package_link(self, context, package)
         return _package_summary(package, already_registered=False)
 
 
@@ -300,10 +289,8 @@ class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
         self.register_task_id = register_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
         from ml_lifecycle.config import load_config
-        from ml_lifecycle.data.s3 import get_json, put_json
+        from ml_lifecycle.data.s3 import get_json_or_none, put_json
         from ml_lifecycle.notifications import notify_approval_needed
 
         registration = context["ti"].xcom_pull(task_ids=self.register_task_id)
@@ -312,14 +299,7 @@ class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
         cfg = load_config()
         package = self.hook.conn.describe_model_package(ModelPackageName=registration["model_package_arn"])
         status = package.get("ModelApprovalStatus")
-        SageMakerModelPackageLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            group=package.get("ModelPackageGroupName"),
-            version=package.get("ModelPackageVersion"),
-        )
+        persist_package_link(self, context, package)
         if status != "Approved":
             notify_approval_needed(context, registration, cfg=cfg)
             raise AirflowSkipException(
@@ -327,12 +307,7 @@ class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
                 "model registry, so the approved-model asset is not updated by this run"
             )
         s3 = self.hook.s3_hook.get_conn()
-        try:
-            current = get_json(s3, self.pointer_uri)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404", "NotFound"}:
-                raise
-            current = None
+        current = get_json_or_none(s3, self.pointer_uri)
         pointer = {
             **{k: v for k, v in _package_summary(package).items() if k != "approval_status"},
             "dag_id": context["dag"].dag_id,
@@ -348,9 +323,7 @@ class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
                 f"{pointer['window_end']}) than the approved {current.get('model_package_arn')} (ends "
                 f"{current.get('window_end')}); the pointer stays"
             )
-        kms = cfg.storage.kms_key_id
-        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms} if kms else {}
-        put_json(s3, self.pointer_uri, pointer, **extra)
+        put_json(s3, self.pointer_uri, pointer, **cfg.storage.encryption())
         self.log.info("Approved model %s published at %s", pointer["model_package_arn"], self.pointer_uri)
         outlet_events = context.get("outlet_events")
         if outlet_events is not None:

@@ -30,18 +30,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from ml_lifecycle.operators.deploy import (
-    IN_PROGRESS,
-    ROLLBACK_XCOM_KEY,
-    CloudWatchAlarmsLink,
-    HostingOperatorBase,
-    SageMakerEndpointLink,
-    alarm_evidence,
-    alarms_console_url,
-    endpoint_console_url,
-    notify_rollback,
-    write_evidence,
-)
+from ml_lifecycle.links import CloudWatchAlarmsLink, SageMakerEndpointLink, alarms_console_url, endpoint_console_url
+from ml_lifecycle.operators.base import ENDPOINT_IN_PROGRESS, HostingOperatorBase
+from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY, alarm_evidence, notify_rollback, write_evidence
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -227,12 +218,7 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
         bake = float(
             self.bake_seconds if self.bake_seconds not in (None, "", "None") else cfg.deployment.wait_interval_seconds
         )
-        package = self.describe_package(self.model_package_arn)
-        if package.get("ModelApprovalStatus") != "Approved":
-            raise AirflowFailException(
-                f"model package {self.model_package_arn} is {package.get('ModelApprovalStatus')}; only Approved "
-                "versions are deployed"
-            )
+        package = self.approved_package(self.model_package_arn)
         self.persist_endpoint_link(context, endpoint)
         version = package_version(package)
         model = self.ensure_model(cfg, package)
@@ -241,13 +227,7 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
             cfg, variants=[production_variant(cfg, model=model, variant_name=new_variant)], version=version
         )
         alarms = self.ensure_alarms(cfg, endpoint, new_variant, self.alarm_period_seconds)
-        CloudWatchAlarmsLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            prefix=f"{endpoint}-{new_variant}",
-        )
+        self.persist_link(CloudWatchAlarmsLink, context, prefix=f"{endpoint}-{new_variant}")
         base = {
             "endpoint": endpoint,
             "version": version,
@@ -261,15 +241,11 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
         if description is None:
             self.ensure_endpoint_config(final)
             self.log.info("Endpoint %s does not exist; creating it on %s", endpoint, final["EndpointConfigName"])
-            self.sagemaker.create_endpoint(
-                EndpointName=endpoint,
-                EndpointConfigName=final["EndpointConfigName"],
-                Tags=[{"Key": k, "Value": v} for k, v in cfg.sagemaker.tags.items()],
-            )
+            self.create_endpoint(cfg, endpoint, final["EndpointConfigName"])
             progress["action"] = "created"
             self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
         status = description["EndpointStatus"]
-        if status in IN_PROGRESS:
+        if status in ENDPOINT_IN_PROGRESS:
             self.log.info("Endpoint %s is %s; waiting for it to settle", endpoint, status)
             self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
         if status != "InService":

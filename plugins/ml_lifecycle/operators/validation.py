@@ -36,7 +36,8 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from ml_lifecycle.links import S3ReportLink
+from ml_lifecycle.links import S3ReportLink, persist_link
+from ml_lifecycle.operators.base import JOB_ACTIVE, JOB_COMPLETED, failure_reason
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -48,8 +49,6 @@ RESULT_NAME = "validation_result.json"
 DOCS_NAME = "validation_report.html"
 SUMMARY_XCOM_KEY = "validation_summary"
 PROCESSING_ROOT = "/opt/ml/processing"
-_ACTIVE = frozenset({"InProgress", "Stopping"})
-_FAILED = frozenset({"Failed", "Stopped"})
 
 
 def load_validation_core() -> ModuleType:
@@ -247,14 +246,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         if ti is not None:
             ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
             bucket, key = split_s3_uri(prefix)
-            S3ReportLink.persist(
-                context=context,
-                operator=self,
-                region_name=self.hook.conn_region_name,
-                aws_partition=self.hook.conn_partition,
-                bucket=bucket,
-                prefix=key,
-            )
+            persist_link(S3ReportLink, self, context, bucket=bucket, prefix=key)
         if not summary["success"]:
             raise AirflowFailException(failure_message(summary, result_uri, docs_uri))
         self.log.info(
@@ -495,67 +487,39 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
             else list(tags),
         }
 
-    def _describe_or_none(self, hook: Any, name: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return hook.describe_processing_job(name)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
-                return None
-            raise
-
     def _execute_processing(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.operators.jobs import VALIDATION, current_attempt
+
         manifest = self._manifest()  # fail fast, before starting a job, when the dataset is incomplete
-        hook = self._sagemaker()
+        client = self._sagemaker().conn
         base = str(self.processing_job["job_name"])  # type: ignore[index]
-        try_number = int(getattr(context.get("ti"), "try_number", 1) or 1) if hasattr(context, "get") else 1
-        latest: tuple[str, dict[str, Any]] | None = None
-        for attempt in range(1, try_number + 1):
-            name = base if attempt == 1 else f"{base}-r{attempt}"
-            found = self._describe_or_none(hook, name)
-            if found is not None:
-                latest = (name, found)
-        if latest is not None and latest[1]["ProcessingJobStatus"] not in _FAILED:
-            name, description = latest
+        attempt = current_attempt(client, VALIDATION, context, lambda n: base if n == 1 else f"{base}-r{n}")
+        name, description = attempt.name, attempt.description
+        if description is not None:
             self.log.info("Re-attaching to validation job %s (%s)", name, description["ProcessingJobStatus"])
         else:
-            name = base if try_number == 1 else f"{base}-r{try_number}"
-            if self._describe_or_none(hook, name) is not None:
-                raise AirflowException(f"processing job {name} already exists; cannot start a new validation job")
             code_uri, suite_uri, suite_name = self._upload_job_inputs()
             request = self.build_processing_request(name, code_uri, suite_uri, suite_name)
             self.log.info(
                 "Starting validation job %s over %d rows of %s", name, manifest["row_count"], self.dataset_uri
             )
-            hook.conn.create_processing_job(**request)
-            description = hook.describe_processing_job(name)
-        return self._after_job(context, hook, name, description)
+            client.create_processing_job(**request)
+            description = VALIDATION.describe(client, name)
+        return self._after_job(context, client, name, description)
 
-    def _after_job(self, context: Context, hook: Any, name: str, description: dict[str, Any]) -> dict[str, Any]:
+    def _after_job(self, context: Context, client: Any, name: str, description: dict[str, Any]) -> dict[str, Any]:
+        from ml_lifecycle.operators.jobs import VALIDATION, defer_until_done
+
         status = description["ProcessingJobStatus"]
-        if status in _ACTIVE and self.deferrable:
-            from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-
-            self.defer(
-                trigger=SageMakerTrigger(
-                    job_name=name,
-                    job_type="Processing",
-                    waiter_delay=self.check_interval,
-                    waiter_max_attempts=self.max_attempts,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
-                ),
-                method_name="execute_complete",
-                timeout=dt.timedelta(seconds=self.check_interval * self.max_attempts + 60),
+        if status in JOB_ACTIVE and self.deferrable:
+            defer_until_done(
+                self, VALIDATION, name, interval=self.check_interval, attempts=self.max_attempts, kwargs={}
             )
         for _ in range(self.max_attempts):
-            if status not in _ACTIVE:
+            if status not in JOB_ACTIVE:
                 break
             time.sleep(self.check_interval)
-            description = hook.describe_processing_job(name)
+            description = VALIDATION.describe(client, name)
             status = description["ProcessingJobStatus"]
         return self._read_job_result(context, name, description)
 
@@ -571,14 +535,13 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         from ml_lifecycle.data.s3 import get_json
 
         status = description["ProcessingJobStatus"]
-        if status in _ACTIVE:
+        if status in JOB_ACTIVE:
             raise AirflowException(
                 f"stopped waiting for validation job {name} after {self.check_interval * self.max_attempts} s; it is "
                 f"still {status}. A retry of this task re-attaches to it."
             )
-        if status != "Completed":
-            reason = description.get("FailureReason") or description.get("ExitMessage") or "no FailureReason given"
-            raise AirflowException(f"validation job {name} {status}: {reason}")
+        if status != JOB_COMPLETED:
+            raise AirflowException(f"validation job {name} {status}: {failure_reason(description)}")
         _, result_uri, _ = self._report
         try:
             document = get_json(self.hook.conn, result_uri)
