@@ -38,12 +38,12 @@ from ml_lifecycle.operators.approval import ResolveModelPackageOperator
 from ml_lifecycle.operators.deploy import EndpointAutoScalingOperator, GuardedEndpointDeployOperator
 from ml_lifecycle.operators.monitor import DataQualityBaselineOperator, MonitoringScheduleOperator
 from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator
+from ml_lifecycle.strategies import FROM_CONFIG, GUARDED_TASK, REGISTRY, STEPWISE_TASK, param_description
 
 cfg = load_config()
 dep = cfg.deployment
 RESOLVED = "ti.xcom_pull(task_ids='resolve')"
 BASELINE = "ti.xcom_pull(task_ids='baseline')"
-STRATEGIES = ["config", "canary", "linear", "all_at_once", "stepwise"]
 
 with DAG(
     dag_id="deploy_model",
@@ -74,12 +74,11 @@ with DAG(
             f"that triggered the run, else the newest Approved version of {cfg.sagemaker.model_package_group}).",
         ),
         "strategy": Param(
-            "config",
+            FROM_CONFIG,
             type="string",
-            enum=STRATEGIES,
+            enum=[FROM_CONFIG, *REGISTRY],
             title="Deployment strategy",
-            description=f"config: the environment's ({dep.strategy}); canary/linear/all_at_once: SageMaker "
-            "deployment guardrails with alarm rollback; stepwise: weight steps checked between bakes.",
+            description=param_description(dep.strategy),
         ),
         "stepwise_percentages": Param(
             list(dep.stepwise_percentages),
@@ -112,22 +111,23 @@ with DAG(
 
     @task.branch(task_id="choose_strategy")
     def choose_strategy(params: dict | None = None) -> str:
-        """Stepwise shifting or a guardrail deployment, per the run's (or the environment's) strategy."""
+        """The task of the run's (or the environment's) strategy, from the strategy registry."""
         from ml_lifecycle.config import load_config
+        from ml_lifecycle.strategies import task_for
 
-        strategy = (params or {}).get("strategy") or "config"
-        if strategy == "config":
+        strategy = (params or {}).get("strategy") or FROM_CONFIG
+        if strategy == FROM_CONFIG:
             strategy = load_config().deployment.strategy
-        return "deploy_stepwise" if strategy == "stepwise" else "deploy_guarded"
+        return task_for(strategy)
 
     deploy_guarded = GuardedEndpointDeployOperator(
-        task_id="deploy_guarded",
+        task_id=GUARDED_TASK,
         model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
         endpoint_name=dep.endpoint_name,
         strategy="{{ params.strategy if params.strategy != 'config' else '' }}",
     )
     deploy_stepwise = StepwiseTrafficShiftOperator(
-        task_id="deploy_stepwise",
+        task_id=STEPWISE_TASK,
         model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
         endpoint_name=dep.endpoint_name,
         percentages="{{ params.stepwise_percentages | tojson }}",

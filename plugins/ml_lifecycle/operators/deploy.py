@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
@@ -193,7 +193,7 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
         self.notify_on_rollback = notify_on_rollback
 
     def _strategy(self, cfg: Config) -> str:
-        from ml_lifecycle.builders.endpoint import GUARDRAIL_TYPES
+        from ml_lifecycle.strategies import GUARDRAIL_TYPES
 
         strategy = (self.strategy or cfg.deployment.strategy).strip().lower()
         if strategy not in GUARDRAIL_TYPES:
@@ -360,7 +360,9 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
             )
         raise AirflowException(f"endpoint {endpoint} ended {status} on {serving} while deploying {state['target']}")
 
-    def _fail_rollback(self, context: Context, cfg: Config, description: dict[str, Any], state: dict[str, Any]) -> None:
+    def _fail_rollback(
+        self, context: Context, cfg: Config, description: dict[str, Any], state: dict[str, Any]
+    ) -> NoReturn:
         endpoint = state["endpoint"]
         since = dt.datetime.fromisoformat(state["started_at"]) if state.get("started_at") else None
         reason = str(description.get("FailureReason") or "")[:FAILURE_REASON_MAX]
