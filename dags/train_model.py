@@ -29,6 +29,7 @@ from datetime import UTC, datetime, time, timedelta
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
 from ml_lifecycle.assets import approved_model_asset, approved_model_uri, drift_asset
+from ml_lifecycle.builders.processing import validation_job_settings
 from ml_lifecycle.config import load_config
 from ml_lifecycle.notifications import on_failure_callback
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
@@ -174,20 +175,7 @@ with DAG(
         batch_rows=validation.batch_rows,
         processing_job=None
         if validation.mode == "worker"
-        else {
-            "job_name": f"{{{{ {PLAN}['job_names']['validate'] }}}}",
-            "role_arn": sm.role_arn,
-            "image_uri": sm.images.processing,
-            "instance_type": sm.processing.instance_type,
-            "volume_size_gb": sm.processing.volume_size_gb,
-            "max_runtime_seconds": sm.processing.max_runtime_seconds,
-            "volume_kms_key_id": sm.security.volume_kms_key_id,
-            "output_kms_key_id": sm.security.output_kms_key_id,
-            "enable_network_isolation": sm.security.enable_network_isolation,
-            "enable_inter_container_traffic_encryption": sm.security.enable_inter_container_traffic_encryption,
-            "vpc": None if sm.security.vpc is None else sm.security.vpc.model_dump(),
-            "tags": dict(sm.tags),
-        },
+        else validation_job_settings(cfg, job_name=f"{{{{ {PLAN}['job_names']['validate'] }}}}"),
         check_interval=sm.waiter_check_interval_seconds,
         max_attempts=sm.waiter_max_attempts,
     )

@@ -48,7 +48,6 @@ CODE_FILES = ("validate.py", "gx_validation.py", "requirements.txt")
 RESULT_NAME = "validation_result.json"
 DOCS_NAME = "validation_report.html"
 SUMMARY_XCOM_KEY = "validation_summary"
-PROCESSING_ROOT = "/opt/ml/processing"
 
 
 def load_validation_core() -> ModuleType:
@@ -401,91 +400,19 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
 
     def build_processing_request(self, job_name: str, code_uri: str, suite_uri: str, suite_name: str) -> dict[str, Any]:
         """The ``CreateProcessingJob`` request that runs ``validate.py`` over the dataset."""
-        from ml_lifecycle.data.s3 import as_prefix
-
-        job = dict(self.processing_job or {})
-
-        def s3_input(name: str, uri: str) -> dict[str, Any]:
-            return {
-                "InputName": name,
-                "AppManaged": False,
-                "S3Input": {
-                    "S3Uri": uri,
-                    "LocalPath": f"{PROCESSING_ROOT}/input/{name}",
-                    "S3DataType": "S3Prefix",
-                    "S3InputMode": "File",
-                    "S3DataDistributionType": "FullyReplicated",
-                    "S3CompressionType": "None",
-                },
-            }
+        from ml_lifecycle.builders.processing import validation_request
 
         report_prefix, _, _ = self._report
-        output: dict[str, Any] = {
-            "Outputs": [
-                {
-                    "OutputName": "report",
-                    "AppManaged": False,
-                    "S3Output": {
-                        "S3Uri": report_prefix,
-                        "LocalPath": f"{PROCESSING_ROOT}/output/report",
-                        "S3UploadMode": "EndOfJob",
-                    },
-                }
-            ]
-        }
-        if job.get("output_kms_key_id"):
-            output["KmsKeyId"] = job["output_kms_key_id"]
-        cluster: dict[str, Any] = {
-            "InstanceCount": 1,
-            "InstanceType": job["instance_type"],
-            "VolumeSizeInGB": int(job.get("volume_size_gb") or 30),
-        }
-        if job.get("volume_kms_key_id"):
-            cluster["VolumeKmsKeyId"] = job["volume_kms_key_id"]
-        network: dict[str, Any] = {
-            "EnableInterContainerTrafficEncryption": bool(job.get("enable_inter_container_traffic_encryption")),
-            "EnableNetworkIsolation": bool(job.get("enable_network_isolation")),
-        }
-        if job.get("vpc"):
-            network["VpcConfig"] = {
-                "Subnets": list(job["vpc"]["subnets"]),
-                "SecurityGroupIds": list(job["vpc"]["security_group_ids"]),
-            }
-        install = job.get("install_requirements", True) and not job.get("enable_network_isolation")
-        tags = job.get("tags") or {}
-        return {
-            "ProcessingJobName": job_name,
-            "ProcessingInputs": [
-                s3_input("code", code_uri),
-                s3_input("data", as_prefix(self.dataset_uri)),
-                s3_input("suite", suite_uri),
-            ],
-            "ProcessingOutputConfig": output,
-            "ProcessingResources": {"ClusterConfig": cluster},
-            "StoppingCondition": {"MaxRuntimeInSeconds": int(job.get("max_runtime_seconds") or 3600)},
-            "AppSpecification": {
-                "ImageUri": job["image_uri"],
-                "ContainerEntrypoint": ["python3", f"{PROCESSING_ROOT}/input/code/validate.py"],
-                "ContainerArguments": [
-                    "--data-dir",
-                    f"{PROCESSING_ROOT}/input/data",
-                    "--suite",
-                    f"{PROCESSING_ROOT}/input/suite/{suite_name}",
-                    "--output-dir",
-                    f"{PROCESSING_ROOT}/output/report",
-                    "--batch-rows",
-                    str(self.batch_rows),
-                    "--dataset-uri",
-                    as_prefix(self.dataset_uri),
-                ],
-            },
-            "Environment": {"VALIDATION_INSTALL_REQUIREMENTS": "1" if install else "0"},
-            "NetworkConfig": network,
-            "RoleArn": job["role_arn"],
-            "Tags": [{"Key": str(k), "Value": str(v)} for k, v in tags.items()]
-            if isinstance(tags, dict)
-            else list(tags),
-        }
+        return validation_request(
+            dict(self.processing_job or {}),
+            job_name=job_name,
+            dataset_uri=self.dataset_uri,
+            report_uri=report_prefix,
+            code_uri=code_uri,
+            suite_uri=suite_uri,
+            suite_name=suite_name,
+            batch_rows=self.batch_rows,
+        )
 
     def _execute_processing(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.operators.jobs import VALIDATION, current_attempt
