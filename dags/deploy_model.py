@@ -33,7 +33,7 @@ from airflow.sdk import DAG, Param, task
 
 from ml_lifecycle.assets import approved_model_asset
 from ml_lifecycle.config import load_config
-from ml_lifecycle.notifications import on_failure_callback
+from ml_lifecycle.dag_defaults import dag_defaults, model_package_param
 from ml_lifecycle.operators.approval import ResolveModelPackageOperator
 from ml_lifecycle.operators.deploy import EndpointAutoScalingOperator, GuardedEndpointDeployOperator
 from ml_lifecycle.operators.monitor import DataQualityBaselineOperator, MonitoringScheduleOperator
@@ -42,8 +42,6 @@ from ml_lifecycle.strategies import FROM_CONFIG, GUARDED_TASK, REGISTRY, STEPWIS
 
 cfg = load_config()
 dep = cfg.deployment
-RESOLVED = "ti.xcom_pull(task_ids='resolve')"
-BASELINE = "ti.xcom_pull(task_ids='baseline')"
 
 with DAG(
     dag_id="deploy_model",
@@ -55,23 +53,11 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=6),
     tags=["ml-lifecycle", "deployment", "sagemaker", cfg.environment],
-    default_args={
-        "owner": cfg.owner,
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=15),
-        "on_failure_callback": on_failure_callback,
-        "aws_conn_id": cfg.aws.conn_id,
-    },
+    default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=15)),
     params={
-        "model_package_arn": Param(
-            "latest",
-            type="string",
-            pattern=r"^(latest|arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[A-Za-z0-9-]+/\d+)$",
-            title="Model package",
-            description="ARN of an Approved model package version, or 'latest' (the approved-model asset event "
-            f"that triggered the run, else the newest Approved version of {cfg.sagemaker.model_package_group}).",
+        "model_package_arn": model_package_param(
+            "the approved-model asset event that triggered the run, else the newest Approved version of "
+            f"{cfg.sagemaker.model_package_group}"
         ),
         "strategy": Param(
             FROM_CONFIG,
@@ -107,7 +93,9 @@ with DAG(
         ),
     },
 ) as dag:
-    resolve = ResolveModelPackageOperator(task_id="resolve", model_package_arn="{{ params.model_package_arn }}")
+    resolve = ResolveModelPackageOperator(
+        task_id="resolve", model_package_arn="{{ params.model_package_arn }}", multiple_outputs=True
+    )
 
     @task.branch(task_id="choose_strategy")
     def choose_strategy(params: dict | None = None) -> str:
@@ -122,13 +110,13 @@ with DAG(
 
     deploy_guarded = GuardedEndpointDeployOperator(
         task_id=GUARDED_TASK,
-        model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
+        model_package_arn=resolve.output["model_package_arn"],
         endpoint_name=dep.endpoint_name,
         strategy="{{ params.strategy if params.strategy != 'config' else '' }}",
     )
     deploy_stepwise = StepwiseTrafficShiftOperator(
         task_id=STEPWISE_TASK,
-        model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
+        model_package_arn=resolve.output["model_package_arn"],
         endpoint_name=dep.endpoint_name,
         percentages="{{ params.stepwise_percentages | tojson }}",
         bake_seconds="{{ params.bake_seconds }}",
@@ -138,15 +126,17 @@ with DAG(
     )
     baseline = DataQualityBaselineOperator(
         task_id="baseline",
-        dataset_uri=f"{{{{ params.baseline_dataset_uri or {RESOLVED}['baseline_dataset_uri'] }}}}",
-        model_package_version=f"{{{{ {RESOLVED}['version'] }}}}",
+        dataset_uri="{{ params.baseline_dataset_uri }}",
+        default_dataset_uri=resolve.output["baseline_dataset_uri"],
+        model_package_version=resolve.output["version"],
         endpoint_name=dep.endpoint_name,
+        multiple_outputs=True,
     )
     schedule_monitoring = MonitoringScheduleOperator(
         task_id="schedule_monitoring",
-        statistics_uri=f"{{{{ {BASELINE}['statistics_uri'] }}}}",
-        constraints_uri=f"{{{{ {BASELINE}['constraints_uri'] }}}}",
-        model_package_version=f"{{{{ {RESOLVED}['version'] }}}}",
+        statistics_uri=baseline.output["statistics_uri"],
+        constraints_uri=baseline.output["constraints_uri"],
+        model_package_version=resolve.output["version"],
         endpoint_name=dep.endpoint_name,
     )
 

@@ -195,29 +195,6 @@ def evaluate_request(
 # -------------------------------------------------------------------------------------------- data validation
 
 
-def validation_job_settings(cfg: Config, *, job_name: str) -> dict[str, Any]:
-    """The ``processing_job`` settings of :class:`~ml_lifecycle.operators.validation.DataValidationOperator`
-    in ``processing`` mode, from the environment's SageMaker config (image, role, compute, security, tags).
-
-    :param job_name: the run's validation job name (templated in the DAG)
-    """
-    sm = cfg.sagemaker
-    return {
-        "job_name": job_name,
-        "role_arn": sm.role_arn,
-        "image_uri": sm.images.processing,
-        "instance_type": sm.processing.instance_type,
-        "volume_size_gb": sm.processing.volume_size_gb,
-        "max_runtime_seconds": sm.processing.max_runtime_seconds,
-        "volume_kms_key_id": sm.security.volume_kms_key_id,
-        "output_kms_key_id": sm.security.output_kms_key_id,
-        "enable_network_isolation": sm.security.enable_network_isolation,
-        "enable_inter_container_traffic_encryption": sm.security.enable_inter_container_traffic_encryption,
-        "vpc": None if sm.security.vpc is None else sm.security.vpc.model_dump(),
-        "tags": dict(sm.tags),
-    }
-
-
 def validation_request(
     job: dict[str, Any],
     *,
@@ -231,7 +208,7 @@ def validation_request(
 ) -> dict[str, Any]:
     """``CreateProcessingJob`` that runs ``include/code/validation/validate.py`` over an extracted dataset.
 
-    :param job: the operator's ``processing_job`` settings (:func:`validation_job_settings`)
+    :param job: the operator's ``processing_job`` settings (:func:`ml_lifecycle.dag_defaults.validation_job_settings`)
     :param report_uri: the report prefix the job's ``report`` output is uploaded to
     :param code_uri: the uploaded ``include/code/validation/`` files
     :param suite_uri: the uploaded GX suite's prefix; ``suite_name`` is its file name

@@ -102,6 +102,8 @@ class DataQualityBaselineOperator(_MonitorBase):
 
     :param dataset_uri: S3 prefix of the baseline CSV: header, the endpoint's output columns, then its input
         columns (the evaluation job's ``baseline.csv``) (templated)
+    :param default_dataset_uri: the dataset when ``dataset_uri`` is empty (templated; in ``deploy_model`` the
+        model's own baseline dataset)
     :param model_package_version: version of the deployed model (templated; names the job and output)
     :param endpoint_name: the monitored endpoint (templated; default ``deployment.endpoint_name``)
     :param dataset_format: the analyzer's ``dataset_format`` (default: CSV with header, output columns at
@@ -112,13 +114,16 @@ class DataQualityBaselineOperator(_MonitorBase):
     :param max_attempts: polls before giving up (default ``sagemaker.waiter_max_attempts``)
     """
 
-    template_fields: Sequence[str] = aws_template_fields("dataset_uri", "model_package_version", "endpoint_name")
+    template_fields: Sequence[str] = aws_template_fields(
+        "dataset_uri", "default_dataset_uri", "model_package_version", "endpoint_name"
+    )
     operator_extra_links = (SageMakerProcessingJobLink(),)
 
     def __init__(
         self,
         *,
-        dataset_uri: str,
+        dataset_uri: str | None,
+        default_dataset_uri: str | None = None,
         model_package_version: int | str,
         endpoint_name: str | None = None,
         dataset_format: dict[str, Any] | None = None,
@@ -129,6 +134,7 @@ class DataQualityBaselineOperator(_MonitorBase):
     ) -> None:
         super().__init__(**kwargs)
         self.dataset_uri = dataset_uri
+        self.default_dataset_uri = default_dataset_uri
         self.model_package_version = model_package_version
         self.endpoint_name = endpoint_name
         self.dataset_format = dataset_format
@@ -178,6 +184,7 @@ class DataQualityBaselineOperator(_MonitorBase):
         from ml_lifecycle.builders.monitor import baseline_job_name, baseline_output_uri, baseline_request
 
         cfg = self._config()
+        self.dataset_uri = self.dataset_uri or self.default_dataset_uri
         if not self.dataset_uri or not str(self.dataset_uri).startswith("s3://"):
             raise AirflowFailException(
                 f"no baseline dataset for the model (got {self.dataset_uri!r}); pass baseline_dataset_uri"
@@ -690,25 +697,33 @@ class PublishDriftOperator(_MonitorBase):
 
     XCom: ``{"published", "drift_uri", "processing_job", "violation_count", "features"}``.
 
-    :param findings_task_id: the task (or tasks: the first that returned findings wins) holding the findings
+    :param findings: the monitoring findings, or a list of the results of the tasks that may have read them
+        (the first that returned findings wins; a task that was skipped gives ``None``) (templated; in a DAG
+        ``[read_latest.output, run_now.output]``)
     :param drift_uri: where ``drift.json`` goes (templated; default the drift asset's URI)
     """
 
-    template_fields: Sequence[str] = aws_template_fields("drift_uri")
+    template_fields: Sequence[str] = aws_template_fields("findings", "drift_uri")
 
-    def __init__(self, *, findings_task_id: str | Sequence[str], drift_uri: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        findings: dict[str, Any] | Sequence[dict[str, Any] | None] | None = None,
+        drift_uri: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.findings_task_id = findings_task_id
+        self.findings = findings
         self.drift_uri = drift_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.assets import drift_uri as asset_uri
         from ml_lifecycle.data.s3 import get_json_or_none, put_json
 
-        task_ids = [self.findings_task_id] if isinstance(self.findings_task_id, str) else list(self.findings_task_id)
-        findings = next((f for f in (context["ti"].xcom_pull(task_ids=t) for t in task_ids) if f), None)
+        candidates = [self.findings] if isinstance(self.findings, dict) else list(self.findings or [])
+        findings = next((f for f in candidates if f), None)
         if not findings:
-            raise AirflowFailException(f"no findings from task {self.findings_task_id!r}")
+            raise AirflowFailException("no monitoring findings (every findings input is empty)")
         if findings.get("execution_status") == "Failed":
             raise AirflowSkipException(
                 f"No drift decision: monitoring execution {findings.get('processing_job')} FAILED, so nothing was "

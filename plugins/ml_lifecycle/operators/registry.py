@@ -128,7 +128,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
     :param baseline_uri: the Model Monitor baseline dataset the evaluation wrote, recorded as the
         ``baseline_uri`` metadata that ``deploy_model`` baselines the endpoint on (templated)
     :param approval: ``config`` (environment default), ``auto`` or ``manual`` (templated)
-    :param gate_task_id: the quality gate task whose XCom decides
+    :param gate: the quality gate's result, which decides (templated; in a DAG ``gate.output``)
     """
 
     template_fields: Sequence[str] = (
@@ -140,6 +140,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         "code_digest",
         "baseline_uri",
         "approval",
+        "gate",
     )
     operator_extra_links = (SageMakerModelPackageLink(),)
 
@@ -156,7 +157,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         code_digest: str | None = None,
         baseline_uri: str | None = None,
         approval: str = "config",
-        gate_task_id: str = "gate",
+        gate: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(image_uri=image_uri, model_url=model_uri, package_group_name=package_group_name, **kwargs)
@@ -167,7 +168,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         self.code_digest = code_digest
         self.baseline_uri = baseline_uri
         self.approval = approval
-        self.gate_task_id = gate_task_id
+        self.gate = gate
 
     def find_registered(self, plan: RunPlan, group: str) -> dict[str, Any] | None:
         """This run's model package version, if an earlier try registered it.
@@ -207,9 +208,9 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         from ml_lifecycle.config import load_config
         from ml_lifecycle.naming import RunPlan
 
-        gate = context["ti"].xcom_pull(task_ids=self.gate_task_id)
+        gate = self.gate
         if not gate:
-            raise AirflowFailException(f"no result from the quality gate task {self.gate_task_id!r}")
+            raise AirflowFailException("no result from the quality gate (the gate input is empty)")
         if not gate.get("passed"):
             raise AirflowSkipException(
                 f"Not registered: the quality gate rejected the model ({gate.get('reason')}). "
@@ -276,26 +277,27 @@ class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
     "dag_run_id"}``.
 
     :param pointer_uri: ``s3://.../approved.json`` (templated)
-    :param register_task_id: the registration task whose XCom is published
+    :param registration: the registration's result, which is published (templated; in a DAG
+        ``register.output``)
     """
 
     aws_hook_class = SageMakerHook
-    template_fields: Sequence[str] = aws_template_fields("pointer_uri")
+    template_fields: Sequence[str] = aws_template_fields("pointer_uri", "registration")
     operator_extra_links = (SageMakerModelPackageLink(),)
 
-    def __init__(self, *, pointer_uri: str, register_task_id: str = "register", **kwargs: Any) -> None:
+    def __init__(self, *, pointer_uri: str, registration: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pointer_uri = pointer_uri
-        self.register_task_id = register_task_id
+        self.registration = registration
 
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.config import load_config
         from ml_lifecycle.data.s3 import get_json_or_none, put_json
         from ml_lifecycle.notifications import notify_approval_needed
 
-        registration = context["ti"].xcom_pull(task_ids=self.register_task_id)
+        registration = self.registration
         if not registration:
-            raise AirflowFailException(f"no result from the registration task {self.register_task_id!r}")
+            raise AirflowFailException("no result from the registration (the registration input is empty)")
         cfg = load_config()
         package = self.hook.conn.describe_model_package(ModelPackageName=registration["model_package_arn"])
         status = package.get("ModelApprovalStatus")

@@ -573,7 +573,10 @@ class PrepareRunOperator(BaseOperator):
 
     The code under ``include/code/<component>/`` is packaged deterministically and uploaded once per
     content hash (:mod:`ml_lifecycle.code_package`). XCom: the plan (:meth:`RunPlan.as_dict`) plus
-    ``"code": {component: {"digest", "sourcedir_uri", "src_uri", ...}}``.
+    ``"code": {component: {"digest", "sourcedir_uri", "src_uri", ...}}`` and, for the DAG's wiring
+    (``plan.output["window_start"]``; the operator pushes each key as its own XCom), the flat keys
+    ``window_start``, ``window_end``, ``validation_report_uri``, ``validate_job_name`` and
+    ``<component>_src_uri`` / ``<component>_sourcedir_uri`` / ``<component>_digest``.
 
     :param aws_conn_id: Airflow connection for AWS (S3)
     :param components: the ``include/code`` folders to publish
@@ -588,6 +591,7 @@ class PrepareRunOperator(BaseOperator):
         components: Sequence[str] = ("preprocessing", "training", "evaluation", "inference"),
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
         self.components = tuple(components)
@@ -618,4 +622,13 @@ class PrepareRunOperator(BaseOperator):
             prefix=cfg.storage.prefixes.code,
             kms_key_id=cfg.storage.kms_key_id,
         )
-        return {**plan.as_dict(), "code": code}
+        wiring = {
+            "window_start": plan.window.start.isoformat(),
+            "window_end": plan.window.end.isoformat(),
+            "validation_report_uri": plan.report_uri("validation") + "/",
+            "validate_job_name": plan.job_name("validate"),
+        }
+        for component, published in code.items():
+            for key in ("src_uri", "sourcedir_uri", "digest"):
+                wiring[f"{component}_{key}"] = published[key]
+        return {**plan.as_dict(), "code": code, **wiring}

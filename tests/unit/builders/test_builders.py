@@ -265,7 +265,8 @@ def test_metric_definitions_file_problems_are_named(tmp_path):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_validation_request_is_a_valid_create_processing_job(env):
-    from ml_lifecycle.builders.processing import validation_job_settings, validation_request
+    from ml_lifecycle.builders.processing import validation_request
+    from ml_lifecycle.dag_defaults import validation_job_settings
 
     cfg = load_config(env)
     plan = _plan(cfg)

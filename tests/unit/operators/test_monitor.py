@@ -238,10 +238,10 @@ def test_one_off_run_creates_a_now_schedule_defers_and_cleans_up(aws):
     assert name not in fake.schedules, "the one-off schedule is removed"
 
 
-def drift_task():
+def drift_task(findings):
     from ml_lifecycle.assets import drift_asset
 
-    return PublishDriftOperator(task_id="drift", findings_task_id="read", outlets=[drift_asset(load_config())])
+    return PublishDriftOperator(task_id="drift", findings=findings, outlets=[drift_asset(load_config())])
 
 
 FINDINGS = {
@@ -257,9 +257,9 @@ FINDINGS = {
 
 
 def test_drift_emits_the_asset_once_per_execution_and_notifies(aws):
-    op = with_hook(drift_task(), FakeMonitoring())
+    op = with_hook(drift_task(FINDINGS), FakeMonitoring())
     events = {op.outlets[0]: SimpleNamespace(extra=None)}
-    result = op.execute(context(FakeTI({"read": FINDINGS}), outlet_events=events))
+    result = op.execute(context(FakeTI({}), outlet_events=events))
     assert result["published"] is True
     assert events[op.outlets[0]].extra["violation_count"] == 2
     uri = drift_uri(load_config())
@@ -269,11 +269,11 @@ def test_drift_emits_the_asset_once_per_execution_and_notifies(aws):
     assert "drift" in note["Subject"].lower() and "amount" in note["Message"]
 
     with pytest.raises(AirflowSkipException, match="already published"):
-        with_hook(drift_task(), FakeMonitoring()).execute(context(FakeTI({"read": FINDINGS})))
+        with_hook(drift_task(FINDINGS), FakeMonitoring()).execute(context(FakeTI({})))
 
 
 def test_no_drift_skips_without_an_asset_event(aws):
     calm = {**FINDINGS, "violation_count": 0, "violations": [], "drift": False}
     with pytest.raises(AirflowSkipException, match="No drift"):
-        with_hook(drift_task(), FakeMonitoring()).execute(context(FakeTI({"read": calm})))
+        with_hook(drift_task(calm), FakeMonitoring()).execute(context(FakeTI({})))
     assert notifications(aws) == []
