@@ -77,6 +77,16 @@ def describe_or_none(describe: Callable[..., dict[str, Any]], **name: Any) -> di
         raise
 
 
+def aws_connection(operator: AwsBaseOperator) -> dict[str, Any]:
+    """The AWS connection settings of ``operator``, as a trigger's keyword arguments."""
+    return {
+        "aws_conn_id": operator.aws_conn_id,
+        "region_name": operator.region_name,
+        "verify": operator.verify,
+        "botocore_config": operator.botocore_config,
+    }
+
+
 def failure_reason(description: dict[str, Any]) -> str:
     """The job's ``FailureReason`` (or ``ExitMessage``), cut to a length fit for a task log and XCom."""
     reason = description.get("FailureReason") or description.get("ExitMessage") or "no FailureReason given"
@@ -210,10 +220,7 @@ class HostingOperatorBase(SageMakerOperatorBase):
                 poll_interval=interval,
                 max_attempts=attempts,
                 bake_seconds=bake_seconds,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
+                **aws_connection(self),
             ),
             method_name="execute_complete",
             kwargs=kwargs or {},

@@ -148,10 +148,38 @@ def write_evidence(s3: Any, uri: str, evidence: dict[str, Any], cfg: Config) -> 
     put_json(s3, uri, evidence, **cfg.storage.encryption())
 
 
-# ------------------------------------------------------------------------------------------------ the operator
+# ------------------------------------------------------------------------------------------------ the operators
 
 
-class GuardedEndpointDeployOperator(HostingOperatorBase):
+class EndpointDeploymentBase(HostingOperatorBase):
+    """What the deployment strategies' operators share: the model package, the endpoint, alarms, rollback.
+
+    :param model_package_arn: the approved model package version to deploy (templated)
+    :param endpoint_name: the endpoint (templated; default ``deployment.endpoint_name``)
+    :param alarm_period_seconds: period of the new variant's rollback alarms (10, 30 or a multiple of 60)
+    :param notify_on_rollback: publish a rollback to the SNS topic
+    """
+
+    operator_extra_links = (SageMakerEndpointLink(), CloudWatchAlarmsLink())
+    ui_color = "#f4d6a0"
+
+    def __init__(
+        self,
+        *,
+        model_package_arn: str,
+        endpoint_name: str | None = None,
+        alarm_period_seconds: int = 60,
+        notify_on_rollback: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_package_arn = model_package_arn
+        self.endpoint_name = endpoint_name
+        self.alarm_period_seconds = alarm_period_seconds
+        self.notify_on_rollback = notify_on_rollback
+
+
+class GuardedEndpointDeployOperator(EndpointDeploymentBase):
     """Deploy an approved model package to a real-time endpoint behind deployment guardrails.
 
     XCom (success): ``{"endpoint_name", "endpoint_arn", "endpoint_config_name", "model_name", "variant_name",
@@ -172,25 +200,10 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
     """
 
     template_fields: Sequence[str] = aws_template_fields("model_package_arn", "endpoint_name", "strategy")
-    operator_extra_links = (SageMakerEndpointLink(), CloudWatchAlarmsLink())
-    ui_color = "#f4d6a0"
 
-    def __init__(
-        self,
-        *,
-        model_package_arn: str,
-        endpoint_name: str | None = None,
-        strategy: str | None = None,
-        alarm_period_seconds: int = 60,
-        notify_on_rollback: bool = True,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, strategy: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.model_package_arn = model_package_arn
-        self.endpoint_name = endpoint_name
         self.strategy = strategy
-        self.alarm_period_seconds = alarm_period_seconds
-        self.notify_on_rollback = notify_on_rollback
 
     def _strategy(self, cfg: Config) -> str:
         from ml_lifecycle.strategies import GUARDRAIL_TYPES

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.common.compat.sdk import AirflowException
 
-from ml_lifecycle.operators.base import JOB_COMPLETED, JOB_FAILED, describe_or_none
+from ml_lifecycle.operators.base import JOB_COMPLETED, JOB_FAILED, aws_connection, describe_or_none
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
     from airflow.sdk import Context
+
+    from ml_lifecycle.config import Config
 
 
 @dataclass(frozen=True)
@@ -159,16 +161,38 @@ def defer_until_done(
             job_type=kind.trigger_type,
             waiter_delay=int(interval),
             waiter_max_attempts=attempts,
-            aws_conn_id=operator.aws_conn_id,
-            region_name=operator.region_name,
-            verify=operator.verify,
-            botocore_config=operator.botocore_config,
+            **aws_connection(operator),
         ),
         method_name="execute_complete",
         kwargs=kwargs,
         timeout=dt.timedelta(seconds=interval * attempts + 60),
     )
     raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+
+def completed_or_defer(
+    operator: Any, kind: JobKind, name: str, description: dict[str, Any], cfg: Config, *, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """``description`` once the job has completed; while it runs, defer (polls from the operator's
+    ``poll_interval`` / ``max_attempts``, else the config's waiter settings).
+
+    :param operator: the waiting task
+    :param kind: the kind of job
+    :param name: the job's name
+    :param description: the job's description
+    :param cfg: the environment's config
+    :param kwargs: passed to ``execute_complete``
+    """
+    if completed(kind, name, description):
+        return description
+    defer_until_done(
+        operator,
+        kind,
+        name,
+        interval=operator.poll_interval or cfg.sagemaker.waiter_check_interval_seconds,
+        attempts=operator.max_attempts or cfg.sagemaker.waiter_max_attempts,
+        kwargs=kwargs,
+    )
 
 
 def resumed_description(client: Any, kind: JobKind, event: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:

@@ -26,8 +26,8 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
 
 from ml_lifecycle.links import MonitoringScheduleLink, SageMakerProcessingJobLink, endpoint_console_url
-from ml_lifecycle.operators.base import SageMakerOperatorBase, describe_or_none, is_not_found
-from ml_lifecycle.operators.jobs import BASELINING, completed, current_attempt, defer_until_done, resumed_description
+from ml_lifecycle.operators.base import SageMakerOperatorBase, aws_connection, describe_or_none, is_not_found
+from ml_lifecycle.operators.jobs import BASELINING, completed_or_defer, current_attempt, resumed_description
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -213,16 +213,8 @@ class DataQualityBaselineOperator(_MonitorBase):
             self.sagemaker.create_processing_job(**request)
             description = BASELINING.describe(self.sagemaker, name)
         self.persist_link(SageMakerProcessingJobLink, context, job_name=name)
-        if completed(BASELINING, name, description):
-            return self._summary(description, output_uri)
-        defer_until_done(
-            self,
-            BASELINING,
-            name,
-            interval=self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds,
-            attempts=self.max_attempts or cfg.sagemaker.waiter_max_attempts,
-            kwargs={"output_uri": output_uri},
-        )
+        description = completed_or_defer(self, BASELINING, name, description, cfg, kwargs={"output_uri": output_uri})
+        return self._summary(description, output_uri)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, output_uri: str = ""
@@ -617,10 +609,7 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
                 schedule_name=name,
                 poll_interval=interval,
                 max_attempts=attempts,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
+                **aws_connection(self),
             ),
             method_name="execute_complete",
             kwargs={"endpoint": endpoint},

@@ -91,23 +91,20 @@ def approval_status(cfg: Config, mode: str | None) -> str:
 
 
 def _package_summary(package: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """:func:`~ml_lifecycle.operators.approval.package_summary` with the registration's own lineage."""
+    from ml_lifecycle.operators.approval import package_summary
     from ml_lifecycle.operators.gate import package_metrics
 
+    summary = package_summary(package)
     props = package.get("CustomerMetadataProperties") or {}
-    containers = (package.get("InferenceSpecification") or {}).get("Containers") or [{}]
     return {
-        "model_package_arn": package["ModelPackageArn"],
-        "model_package_group": package.get("ModelPackageGroupName"),
-        "version": package.get("ModelPackageVersion"),
-        "approval_status": package.get("ModelApprovalStatus"),
-        "model_uri": containers[0].get("ModelDataUrl"),
+        **{k: summary[k] for k in ("model_package_arn", "model_package_group", "version", "approval_status")},
+        "model_uri": summary["model_uri"],
         "metrics": package_metrics(props),
         "evaluation_uri": props.get("evaluation_uri"),
         "gate_uri": props.get("gate_uri"),
         "baseline_uri": props.get("baseline_uri"),
-        "window_start": props.get("window_start"),
-        "window_end": props.get("window_end"),
-        "dag_run_id": props.get("dag_run_id"),
+        **{k: summary[k] for k in ("window_start", "window_end", "dag_run_id")},
         **extra,
     }
 

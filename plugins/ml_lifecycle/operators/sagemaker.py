@@ -46,7 +46,14 @@ from ml_lifecycle.links import (
     SageMakerTuningJobLink,
     persist_link,
 )
-from ml_lifecycle.operators.base import JOB_COMPLETED, JOB_FAILED, describe_or_none, failure_reason, is_in_use
+from ml_lifecycle.operators.base import (
+    JOB_COMPLETED,
+    JOB_FAILED,
+    aws_connection,
+    describe_or_none,
+    failure_reason,
+    is_in_use,
+)
 from ml_lifecycle.operators.jobs import find_attempt, try_number
 
 if TYPE_CHECKING:
@@ -225,10 +232,7 @@ class _ReattachingJobMixin:
                 job_type=self._job_type,
                 waiter_delay=self.check_interval,  # type: ignore[attr-defined]
                 waiter_max_attempts=self.max_attempts,  # type: ignore[attr-defined]
-                aws_conn_id=self.aws_conn_id,  # type: ignore[attr-defined]
-                region_name=self.region_name,  # type: ignore[attr-defined]
-                verify=self.verify,  # type: ignore[attr-defined]
-                botocore_config=self.botocore_config,  # type: ignore[attr-defined]
+                **aws_connection(self),  # type: ignore[arg-type]
             ),
             method_name="execute_complete",
             timeout=datetime.timedelta(seconds=self.max_ingestion_time)  # type: ignore[attr-defined]

@@ -30,9 +30,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from ml_lifecycle.links import CloudWatchAlarmsLink, SageMakerEndpointLink, alarms_console_url, endpoint_console_url
-from ml_lifecycle.operators.base import ENDPOINT_IN_PROGRESS, HostingOperatorBase
-from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY, alarm_evidence, notify_rollback, write_evidence
+from ml_lifecycle.links import CloudWatchAlarmsLink, alarms_console_url, endpoint_console_url
+from ml_lifecycle.operators.base import ENDPOINT_IN_PROGRESS
+from ml_lifecycle.operators.deploy import (
+    ROLLBACK_XCOM_KEY,
+    EndpointDeploymentBase,
+    alarm_evidence,
+    notify_rollback,
+    write_evidence,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -147,7 +153,7 @@ def variant_health(
     }
 
 
-class StepwiseTrafficShiftOperator(HostingOperatorBase):
+class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
     """Shift an endpoint's traffic to a new approved model in checked steps, then retire the old variant.
 
     XCom (success): ``{"endpoint_name", "endpoint_config_name", "model_package_arn", "model_package_version",
@@ -168,29 +174,19 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
     template_fields: Sequence[str] = aws_template_fields(
         "model_package_arn", "endpoint_name", "percentages", "bake_seconds"
     )
-    operator_extra_links = (SageMakerEndpointLink(), CloudWatchAlarmsLink())
-    ui_color = "#f4d6a0"
 
     def __init__(
         self,
         *,
-        model_package_arn: str,
-        endpoint_name: str | None = None,
         percentages: Sequence[float] | str | None = None,
         bake_seconds: int | str | None = None,
         min_invocations: int = 0,
-        alarm_period_seconds: int = 60,
-        notify_on_rollback: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.model_package_arn = model_package_arn
-        self.endpoint_name = endpoint_name
         self.percentages = percentages
         self.bake_seconds = bake_seconds
         self.min_invocations = min_invocations
-        self.alarm_period_seconds = alarm_period_seconds
-        self.notify_on_rollback = notify_on_rollback
 
     # ------------------------------------------------------------------------------------------------ entry
 

@@ -22,7 +22,8 @@ from ml_lifecycle.config import include_dir, load_config
 from ml_lifecycle.naming import RunPlan
 
 SERVICE = botocore.session.get_session().get_service_model("sagemaker")
-ENVIRONMENTS = [pytest.param(env, id=env) for env in ("local", "dev", "prod")]
+#: every environment of include/config/ (a new environment is one new file there)
+ENVIRONMENTS = [pytest.param(p.stem, id=p.stem) for p in sorted((include_dir() / "config").glob("*.yaml"))]
 SOURCEDIR = "s3://ml-lifecycle-local/code/0123456789abcdef/sourcedir.tar.gz"
 SPLITS = {
     "train": "s3://b/jobs/x/train/",

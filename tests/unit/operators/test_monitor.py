@@ -12,7 +12,7 @@ from botocore.validate import ParamValidator
 
 from ml_lifecycle.assets import drift_uri
 from ml_lifecycle.builders.monitor import baseline_request, job_definition_request, one_off_config, schedule_name
-from ml_lifecycle.config import load_config
+from ml_lifecycle.config import include_dir, load_config
 from ml_lifecycle.operators.monitor import (
     DataQualityBaselineOperator,
     LatestMonitoringResultOperator,
@@ -29,6 +29,8 @@ DATASET = f"s3://{BUCKET}/jobs/train_model/20260101-20260301/abcd1234/preprocess
 SERVICE = botocore.session.get_session().get_service_model("sagemaker")
 __all__ = ["aws"]
 
+CONFIG_DIR = include_dir() / "config"
+
 
 def assert_valid(operation: str, request: dict) -> None:
     report = ParamValidator().validate(request, SERVICE.operation_model(operation).input_shape)
@@ -42,7 +44,7 @@ def with_hook(op, fake):
     return op
 
 
-@pytest.mark.parametrize("env", [pytest.param(e, id=e) for e in ("local", "dev", "prod")])
+@pytest.mark.parametrize("env", [pytest.param(p.stem, id=p.stem) for p in sorted(CONFIG_DIR.glob("*.yaml"))])
 def test_requests_match_the_sagemaker_api(env):
     cfg = load_config(env)
     assert_valid(
