@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from ml_lifecycle.config import load_config
-from ml_lifecycle.notifications import on_failure_callback
+from ml_lifecycle.dag_defaults import dag_defaults, model_package_param
 from ml_lifecycle.operators.approval import ResolveModelPackageOperator
 from ml_lifecycle.operators.batch import BatchTransformJobOperator, LoadPredictionsOperator, PrepareBatchInputOperator
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
@@ -35,8 +35,6 @@ cfg = load_config()
 INTERVAL = "{{ data_interval_start.strftime('%Y%m%dT%H%M') }}-{{ data_interval_end.strftime('%Y%m%dT%H%M') }}"
 DATASET_URI = cfg.storage.uri("datasets", "batch_score", INTERVAL) + "/"
 BATCH_URI = cfg.storage.uri("batch", "batch_score", INTERVAL) + "/"
-RESOLVED = "ti.xcom_pull(task_ids='resolve')"
-PREPARED = "ti.xcom_pull(task_ids='prepare')"
 CRON_PRESETS = {"@daily": "0 0 * * *", "@hourly": "0 * * * *", "@weekly": "0 0 * * 0"}
 
 with DAG(
@@ -51,26 +49,14 @@ with DAG(
     max_active_runs=3,
     dagrun_timeout=timedelta(hours=4),
     tags=["ml-lifecycle", "batch-scoring", "sagemaker", "snowflake", cfg.environment],
-    default_args={
-        "owner": cfg.owner,
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=15),
-        "on_failure_callback": on_failure_callback,
-        "aws_conn_id": cfg.aws.conn_id,
-    },
+    default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=15)),
     params={
-        "model_package_arn": Param(
-            "latest",
-            type="string",
-            pattern=r"^(latest|arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[A-Za-z0-9-]+/\d+)$",
-            title="Model package",
-            description="ARN of an Approved model package version, or 'latest' (the newest Approved version).",
-        ),
+        "model_package_arn": model_package_param("the newest Approved version"),
     },
 ) as dag:
-    resolve = ResolveModelPackageOperator(task_id="resolve", model_package_arn="{{ params.model_package_arn }}")
+    resolve = ResolveModelPackageOperator(
+        task_id="resolve", model_package_arn="{{ params.model_package_arn }}", multiple_outputs=True
+    )
     extract = SnowflakeToS3ParquetOperator(
         task_id="extract",
         snowflake_conn_id=cfg.snowflake.conn_id,
@@ -85,27 +71,29 @@ with DAG(
         min_rows=1,
         kms_key_id=cfg.storage.kms_key_id,
         source_name=cfg.snowflake.source_fqn,
+        multiple_outputs=True,
     )
     prepare = PrepareBatchInputOperator(
-        task_id="prepare", dataset_uri="{{ ti.xcom_pull(task_ids='extract')['dataset_uri'] }}", batch_uri=BATCH_URI
+        task_id="prepare", dataset_uri=extract.output["dataset_uri"], batch_uri=BATCH_URI, multiple_outputs=True
     )
     transform = BatchTransformJobOperator(
         task_id="transform",
-        model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
-        input_uri=f"{{{{ {PREPARED}['input_uri'] }}}}",
+        model_package_arn=resolve.output["model_package_arn"],
+        input_uri=prepare.output["input_uri"],
         output_uri=BATCH_URI + "output/",
         interval_start="{{ data_interval_start }}",
+        multiple_outputs=True,
     )
     load = LoadPredictionsOperator(
         task_id="load",
         snowflake_conn_id=cfg.snowflake.conn_id,
-        keys_uri=f"{{{{ {PREPARED}['keys_uri'] }}}}",
-        output_uri="{{ ti.xcom_pull(task_ids='transform')['output_uri'] }}",
-        parts=f"{{{{ {PREPARED}['parts'] | tojson }}}}",
+        keys_uri=prepare.output["keys_uri"],
+        output_uri=transform.output["output_uri"],
+        parts=prepare.output["parts"],
         interval_start="{{ data_interval_start }}",
         interval_end="{{ data_interval_end }}",
-        model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
-        model_package_version=f"{{{{ {RESOLVED}['version'] }}}}",
+        model_package_arn=resolve.output["model_package_arn"],
+        model_package_version=resolve.output["version"],
         table=cfg.snowflake.predictions_fqn,
     )
 

@@ -33,17 +33,15 @@ from airflow.sdk import DAG, Param, task
 
 from ml_lifecycle.assets import approved_model_asset
 from ml_lifecycle.config import load_config
-from ml_lifecycle.notifications import on_failure_callback
+from ml_lifecycle.dag_defaults import dag_defaults, model_package_param
 from ml_lifecycle.operators.approval import ResolveModelPackageOperator
 from ml_lifecycle.operators.deploy import EndpointAutoScalingOperator, GuardedEndpointDeployOperator
 from ml_lifecycle.operators.monitor import DataQualityBaselineOperator, MonitoringScheduleOperator
 from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator
+from ml_lifecycle.strategies import FROM_CONFIG, GUARDED_TASK, REGISTRY, STEPWISE_TASK, param_description
 
 cfg = load_config()
 dep = cfg.deployment
-RESOLVED = "ti.xcom_pull(task_ids='resolve')"
-BASELINE = "ti.xcom_pull(task_ids='baseline')"
-STRATEGIES = ["config", "canary", "linear", "all_at_once", "stepwise"]
 
 with DAG(
     dag_id="deploy_model",
@@ -55,31 +53,18 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=6),
     tags=["ml-lifecycle", "deployment", "sagemaker", cfg.environment],
-    default_args={
-        "owner": cfg.owner,
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=15),
-        "on_failure_callback": on_failure_callback,
-        "aws_conn_id": cfg.aws.conn_id,
-    },
+    default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=15)),
     params={
-        "model_package_arn": Param(
-            "latest",
-            type="string",
-            pattern=r"^(latest|arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[A-Za-z0-9-]+/\d+)$",
-            title="Model package",
-            description="ARN of an Approved model package version, or 'latest' (the approved-model asset event "
-            f"that triggered the run, else the newest Approved version of {cfg.sagemaker.model_package_group}).",
+        "model_package_arn": model_package_param(
+            "the approved-model asset event that triggered the run, else the newest Approved version of "
+            f"{cfg.sagemaker.model_package_group}"
         ),
         "strategy": Param(
-            "config",
+            FROM_CONFIG,
             type="string",
-            enum=STRATEGIES,
+            enum=[FROM_CONFIG, *REGISTRY],
             title="Deployment strategy",
-            description=f"config: the environment's ({dep.strategy}); canary/linear/all_at_once: SageMaker "
-            "deployment guardrails with alarm rollback; stepwise: weight steps checked between bakes.",
+            description=param_description(dep.strategy),
         ),
         "stepwise_percentages": Param(
             list(dep.stepwise_percentages),
@@ -108,27 +93,30 @@ with DAG(
         ),
     },
 ) as dag:
-    resolve = ResolveModelPackageOperator(task_id="resolve", model_package_arn="{{ params.model_package_arn }}")
+    resolve = ResolveModelPackageOperator(
+        task_id="resolve", model_package_arn="{{ params.model_package_arn }}", multiple_outputs=True
+    )
 
     @task.branch(task_id="choose_strategy")
     def choose_strategy(params: dict | None = None) -> str:
-        """Stepwise shifting or a guardrail deployment, per the run's (or the environment's) strategy."""
+        """The task of the run's (or the environment's) strategy, from the strategy registry."""
         from ml_lifecycle.config import load_config
+        from ml_lifecycle.strategies import task_for
 
-        strategy = (params or {}).get("strategy") or "config"
-        if strategy == "config":
+        strategy = (params or {}).get("strategy") or FROM_CONFIG
+        if strategy == FROM_CONFIG:
             strategy = load_config().deployment.strategy
-        return "deploy_stepwise" if strategy == "stepwise" else "deploy_guarded"
+        return task_for(strategy)
 
     deploy_guarded = GuardedEndpointDeployOperator(
-        task_id="deploy_guarded",
-        model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
+        task_id=GUARDED_TASK,
+        model_package_arn=resolve.output["model_package_arn"],
         endpoint_name=dep.endpoint_name,
         strategy="{{ params.strategy if params.strategy != 'config' else '' }}",
     )
     deploy_stepwise = StepwiseTrafficShiftOperator(
-        task_id="deploy_stepwise",
-        model_package_arn=f"{{{{ {RESOLVED}['model_package_arn'] }}}}",
+        task_id=STEPWISE_TASK,
+        model_package_arn=resolve.output["model_package_arn"],
         endpoint_name=dep.endpoint_name,
         percentages="{{ params.stepwise_percentages | tojson }}",
         bake_seconds="{{ params.bake_seconds }}",
@@ -138,15 +126,17 @@ with DAG(
     )
     baseline = DataQualityBaselineOperator(
         task_id="baseline",
-        dataset_uri=f"{{{{ params.baseline_dataset_uri or {RESOLVED}['baseline_dataset_uri'] }}}}",
-        model_package_version=f"{{{{ {RESOLVED}['version'] }}}}",
+        dataset_uri="{{ params.baseline_dataset_uri }}",
+        default_dataset_uri=resolve.output["baseline_dataset_uri"],
+        model_package_version=resolve.output["version"],
         endpoint_name=dep.endpoint_name,
+        multiple_outputs=True,
     )
     schedule_monitoring = MonitoringScheduleOperator(
         task_id="schedule_monitoring",
-        statistics_uri=f"{{{{ {BASELINE}['statistics_uri'] }}}}",
-        constraints_uri=f"{{{{ {BASELINE}['constraints_uri'] }}}}",
-        model_package_version=f"{{{{ {RESOLVED}['version'] }}}}",
+        statistics_uri=baseline.output["statistics_uri"],
+        constraints_uri=baseline.output["constraints_uri"],
+        model_package_version=resolve.output["version"],
         endpoint_name=dep.endpoint_name,
     )
 

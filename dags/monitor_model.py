@@ -25,7 +25,7 @@ from airflow.sdk import DAG, Param, task
 
 from ml_lifecycle.assets import drift_asset
 from ml_lifecycle.config import load_config
-from ml_lifecycle.notifications import on_failure_callback
+from ml_lifecycle.dag_defaults import dag_defaults
 from ml_lifecycle.operators.monitor import LatestMonitoringResultOperator, MonitoringRunOperator, PublishDriftOperator
 
 cfg = load_config()
@@ -40,15 +40,7 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),
     tags=["ml-lifecycle", "monitoring", "sagemaker", cfg.environment],
-    default_args={
-        "owner": cfg.owner,
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=10),
-        "on_failure_callback": on_failure_callback,
-        "aws_conn_id": cfg.aws.conn_id,
-    },
+    default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=10)),
     params={
         "violation_threshold": Param(
             cfg.monitoring.violation_threshold,
@@ -93,7 +85,7 @@ with DAG(
     )
     publish_drift = PublishDriftOperator(
         task_id="publish_drift",
-        findings_task_id=["read_latest", "run_now"],
+        findings=[read_latest.output, run_now.output],
         outlets=[drift_asset(cfg)],
         trigger_rule="none_failed_min_one_success",
     )

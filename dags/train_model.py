@@ -30,7 +30,7 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, t
 
 from ml_lifecycle.assets import approved_model_asset, approved_model_uri, drift_asset
 from ml_lifecycle.config import load_config
-from ml_lifecycle.notifications import on_failure_callback
+from ml_lifecycle.dag_defaults import dag_defaults, validation_job_settings
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
 from ml_lifecycle.operators.gate import QualityGateOperator
 from ml_lifecycle.operators.registry import ModelRegistrationOperator, PublishApprovedModelOperator
@@ -63,7 +63,6 @@ TRAINING_INSTANCE_TYPES = sorted(
 # the weeks missed since then (max_active_runs at a time); backfills may go further back either way.
 START_DATE = datetime.combine(cfg.training.start_date, time.min, tzinfo=UTC)
 
-PLAN = "ti.xcom_pull(task_ids='plan')"
 MODEL = "(ti.xcom_pull(task_ids='train') or ti.xcom_pull(task_ids='tune'))"
 waits = {
     "check_interval": sm.waiter_check_interval_seconds,
@@ -84,15 +83,7 @@ with DAG(
     max_active_runs=cfg.training.max_active_runs,
     dagrun_timeout=timedelta(hours=12),
     tags=["ml-lifecycle", "training", "sagemaker", cfg.environment],
-    default_args={
-        "owner": cfg.owner,
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=20),
-        "on_failure_callback": on_failure_callback,
-        "aws_conn_id": cfg.aws.conn_id,
-    },
+    default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=20)),
     params={
         "window_days": Param(
             cfg.training.window_days,
@@ -153,49 +144,38 @@ with DAG(
         task_id="extract",
         snowflake_conn_id=cfg.snowflake.conn_id,
         sql_path="sql/features.sql",
-        interval_start=f"{{{{ {PLAN}['window']['start'] }}}}",
-        interval_end=f"{{{{ {PLAN}['window']['end'] }}}}",
-        s3_uri=f"{{{{ {PLAN}['dataset_uri'] }}}}",
+        interval_start=plan.output["window_start"],
+        interval_end=plan.output["window_end"],
+        s3_uri=plan.output["dataset_uri"],
         batch_rows=cfg.snowflake.extraction.batch_rows,
         mode=cfg.snowflake.extraction.mode,
         stage=cfg.snowflake.extraction.stage,
         storage_integration=cfg.snowflake.extraction.storage_integration,
         min_rows=cfg.training.min_rows,
         kms_key_id=cfg.storage.kms_key_id,
+        multiple_outputs=True,
     )
 
     validation = cfg.training.validation
     validate = DataValidationOperator(
         task_id="validate",
-        dataset_uri="{{ ti.xcom_pull(task_ids='extract')['dataset_uri'] }}",
+        dataset_uri=extract.output["dataset_uri"],
         suite_path=validation.suite,
-        report_uri=f"{{{{ {PLAN}['reports_uri'] }}}}validation/",
+        report_uri=plan.output["validation_report_uri"],
         mode=validation.mode,
         batch_rows=validation.batch_rows,
         processing_job=None
         if validation.mode == "worker"
-        else {
-            "job_name": f"{{{{ {PLAN}['job_names']['validate'] }}}}",
-            "role_arn": sm.role_arn,
-            "image_uri": sm.images.validation,
-            "instance_type": sm.processing.instance_type,
-            "volume_size_gb": sm.processing.volume_size_gb,
-            "max_runtime_seconds": sm.processing.max_runtime_seconds,
-            "volume_kms_key_id": sm.security.volume_kms_key_id,
-            "output_kms_key_id": sm.security.output_kms_key_id,
-            "enable_network_isolation": sm.security.enable_network_isolation,
-            "enable_inter_container_traffic_encryption": sm.security.enable_inter_container_traffic_encryption,
-            "vpc": None if sm.security.vpc is None else sm.security.vpc.model_dump(),
-            "tags": dict(sm.tags),
-        },
+        else validation_job_settings(cfg, job_name=plan.output["validate_job_name"]),
         check_interval=sm.waiter_check_interval_seconds,
         max_attempts=sm.waiter_max_attempts,
+        multiple_outputs=True,
     )
 
     preprocess = PreprocessJobOperator(
         task_id="preprocess",
-        dataset_uri="{{ ti.xcom_pull(task_ids='extract')['dataset_uri'] }}",
-        code_uri=f"{{{{ {PLAN}['code']['preprocessing']['src_uri'] }}}}",
+        dataset_uri=extract.output["dataset_uri"],
+        code_uri=plan.output["preprocessing_src_uri"],
         **waits,
     )
 
@@ -208,10 +188,10 @@ with DAG(
         name: f"{{{{ ti.xcom_pull(task_ids='preprocess')['outputs']['{name}'] }}}}"
         for name in ("train", "validation", "preprocessor")
     }
-    splits["inference"] = f"{{{{ {PLAN}['code']['inference']['src_uri'] }}}}"  # bundled into model.tar.gz
+    splits["inference"] = plan.output["inference_src_uri"]  # bundled into model.tar.gz
     training_inputs = {
         "splits": splits,
-        "sourcedir_uri": f"{{{{ {PLAN}['code']['training']['sourcedir_uri'] }}}}",
+        "sourcedir_uri": plan.output["training_sourcedir_uri"],
         "hyperparameter_overrides": "{{ params.hyperparameters | tojson }}",
         "instance_type": "{{ params.training_instance_type }}",
     }
@@ -228,14 +208,15 @@ with DAG(
         task_id="evaluate",
         model_uri=f"{{{{ {MODEL}['model_uri'] }}}}",
         test_uri="{{ ti.xcom_pull(task_ids='preprocess')['outputs']['test'] }}",
-        code_uri=f"{{{{ {PLAN}['code']['evaluation']['src_uri'] }}}}",
+        code_uri=plan.output["evaluation_src_uri"],
         trigger_rule="none_failed_min_one_success",
+        multiple_outputs=True,
         **waits,
     )
 
     gate = QualityGateOperator(
         task_id="gate",
-        evaluation_uri="{{ ti.xcom_pull(task_ids='evaluate')['evaluation_uri'] }}",
+        evaluation_uri=evaluate.output["evaluation_uri"],
     )
 
     register = ModelRegistrationOperator(
@@ -244,20 +225,20 @@ with DAG(
         image_uri=sm.images.inference,
         package_group_name=sm.model_package_group,
         package_group_desc=f"{cfg.owner}: models trained by train_model",
-        dataset_uri="{{ ti.xcom_pull(task_ids='extract')['dataset_uri'] }}",
-        manifest_uri="{{ ti.xcom_pull(task_ids='extract')['manifest_uri'] }}",
-        validation_result_uri="{{ ti.xcom_pull(task_ids='validate')['result_uri'] }}",
+        dataset_uri=extract.output["dataset_uri"],
+        manifest_uri=extract.output["manifest_uri"],
+        validation_result_uri=validate.output["result_uri"],
         training_job=f"{{{{ {MODEL}.get('best_training_job') or {MODEL}['job_name'] }}}}",
-        code_digest=f"{{{{ {PLAN}['code']['training']['digest'] }}}}",
-        baseline_uri="{{ ti.xcom_pull(task_ids='evaluate')['baseline_uri'] }}",
+        code_digest=plan.output["training_digest"],
+        baseline_uri=evaluate.output["baseline_uri"],
         approval="{{ params.approval }}",
-        gate_task_id="gate",
+        gate=gate.output,
     )
 
     publish_approval = PublishApprovedModelOperator(
         task_id="publish_approval",
         pointer_uri=approved_model_uri(cfg),
-        register_task_id="register",
+        registration=register.output,
         outlets=[approved_model_asset(cfg)],
     )
 

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ml_lifecycle.strategies import StrategyName
+
 ENV_VAR = "ML_LIFECYCLE_ENV"
 CONFIG_DIR_VAR = "ML_LIFECYCLE_CONFIG_DIR"
 INCLUDE_DIR_VAR = "ML_LIFECYCLE_INCLUDE_DIR"
@@ -136,6 +138,10 @@ class StorageConfig(_Strict):
         base = getattr(self.prefixes, prefix)
         tail = "/".join(p.strip("/") for p in parts if p)
         return f"s3://{self.bucket}/{base}/{tail}" if tail else f"s3://{self.bucket}/{base}"
+
+    def encryption(self) -> dict[str, str]:
+        """``PutObject`` arguments of the bucket's server-side encryption (none without ``kms_key_id``)."""
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id} if self.kms_key_id else {}
 
 
 # ------------------------------------------------------------------------------------------------- SageMaker
@@ -299,7 +305,7 @@ class DeploymentConfig(_Strict):
     endpoint_name: str = Field(pattern=_SM_NAME)
     instance_type: str = Field(pattern=_INSTANCE)
     initial_instance_count: Int = Field(1, ge=1, le=100)
-    strategy: Literal["canary", "linear", "all_at_once", "stepwise"] = "canary"
+    strategy: StrategyName = "canary"
     canary_percent: Percent = 10
     linear_step_percent: Percent = 25
     wait_interval_seconds: Int = Field(300, ge=0, le=3600)

@@ -407,7 +407,8 @@ def test_every_task_that_trains_waits_for_validate(train_model: Any):
     downstream = {t.task_id for t in validate_task.get_flat_relatives(upstream=False)}
     sagemaker_tasks = {"preprocess", "train", "tune", "evaluate", "register", "publish_approval"}
     assert sagemaker_tasks <= downstream, f"not gated by validate: {sagemaker_tasks - downstream}"
-    assert train_model.get_task("preprocess").upstream_task_ids == {"validate"}
+    # validate, and the tasks before it whose outputs preprocess reads (XComArgs draw those edges too)
+    assert train_model.get_task("preprocess").upstream_task_ids == {"validate", "extract", "plan"}
     assert train_model.get_task("preprocess").trigger_rule == "all_success"
     upstream_of_validate = {t.task_id for t in validate_task.get_flat_relatives(upstream=True)}
     assert upstream_of_validate == {"plan", "extract"}

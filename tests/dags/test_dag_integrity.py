@@ -138,3 +138,14 @@ def test_probe_catches_a_misbehaving_dag(tmp_path, reference_packages):
     assert "pandas" in _beyond_reference(report, reference_packages)
     assert report["connections"], "the socket connection was not caught"
     assert report["variables"] == ["threshold"]
+
+
+def test_every_deployment_strategy_has_its_task_in_deploy_model(dagbag):
+    """The strategy registry is where a strategy is added: the DAG's param offers it and its task exists."""
+    from ml_lifecycle.strategies import FROM_CONFIG, REGISTRY, task_for
+
+    dag = dagbag.dags["deploy_model"]
+    assert dag.params.get_param("strategy").schema["enum"] == [FROM_CONFIG, *REGISTRY]
+    branch = dag.get_task("choose_strategy")
+    for strategy in REGISTRY:
+        assert task_for(strategy) in branch.downstream_task_ids, strategy

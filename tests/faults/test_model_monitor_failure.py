@@ -135,10 +135,8 @@ def test_model_monitor_execution_failure_is_reported_with_its_reason(
 
     drift_uri = cfg.storage.uri("reports", "faults", "drift.json")
     publish_ctx = task_context("publish_drift", run_id, dag_id="monitor_model")
-    publish_ctx["ti"].upstream["read_latest"] = findings
     with pytest.raises(AirflowSkipException) as skipped:
-        run_task(PublishDriftOperator(task_id="publish_drift", findings_task_id="read_latest", drift_uri=drift_uri),
-                 publish_ctx)  # fmt: skip
+        run_task(PublishDriftOperator(task_id="publish_drift", findings=findings, drift_uri=drift_uri), publish_ctx)
     assert "FAILED" in str(skipped.value) and REASON in str(skipped.value), str(skipped.value)
     assert not str(skipped.value).startswith("No drift:"), "a failed analysis is never reported as no drift"
     assert not s3_keys(aws.s3, drift_uri), "no drift asset for an analysis that did not run"

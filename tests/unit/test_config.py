@@ -29,7 +29,7 @@ def config_dir(tmp_path, monkeypatch):
     cfg._load_cached.cache_clear()
 
 
-@pytest.mark.parametrize("env", ["local", "dev", "prod"])
+@pytest.mark.parametrize("env", sorted(p.stem for p in (ROOT / "include" / "config").glob("*.yaml")))
 def test_shipped_environments_load(env):
     config = cfg.load_config(env)
     assert config.environment == env

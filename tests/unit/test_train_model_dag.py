@@ -36,10 +36,12 @@ def test_schedule_is_weekly_cron_or_drift(dag):
 
 def test_flow(dag):
     downstream = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
-    assert downstream["plan"] == ["extract"]
-    assert downstream["validate"] == ["preprocess"]
+    # the plan's outputs feed every step that names a job, a key or a code archive (XComArgs)
+    assert downstream["plan"] == ["evaluate", "extract", "preprocess", "register", "train", "tune", "validate"]
+    assert downstream["extract"] == ["preprocess", "register", "validate"]
+    assert downstream["validate"] == ["preprocess", "register"]
     assert downstream["train_or_tune"] == ["train", "tune"]
-    assert downstream["evaluate"] == ["gate"]
+    assert downstream["evaluate"] == ["gate", "register"]
     assert downstream["gate"] == ["register"]
     assert downstream["register"] == ["publish_approval"]
     assert dag.get_task("evaluate").trigger_rule == "none_failed_min_one_success"

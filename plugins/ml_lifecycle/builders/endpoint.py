@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from ml_lifecycle.builders.common import BuilderError, output_kms_key, safe_value, vpc_config
 from ml_lifecycle.naming import sagemaker_name
+from ml_lifecycle.strategies import GUARDRAIL_TYPES
 
 if TYPE_CHECKING:
     from ml_lifecycle.config import Config
 
 DEFAULT_VARIANT = "AllTraffic"
-STRATEGIES = ("canary", "linear", "all_at_once", "stepwise")
-GUARDRAIL_TYPES = {"canary": "CANARY", "linear": "LINEAR", "all_at_once": "ALL_AT_ONCE"}
 METRIC_NAMESPACE = "AWS/SageMaker"
 #: CloudWatch alarm names are at most 255 characters; ours stay far below.
 ALARM_5XX_SUFFIX = "5xx-rate"

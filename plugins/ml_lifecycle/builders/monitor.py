@@ -64,6 +64,18 @@ def baseline_output_uri(cfg: Config, *, endpoint: str, version: int, dataset_uri
     return cfg.storage.uri("monitoring", endpoint, "baselines", f"v{version}-{digest(dataset_uri)}") + "/"
 
 
+def monitoring_cluster(cfg: Config) -> dict[str, Any]:
+    """The ``ClusterConfig`` of the monitoring jobs (baselining and scheduled analysis): one instance."""
+    cluster: dict[str, Any] = {
+        "InstanceCount": 1,
+        "InstanceType": cfg.monitoring.instance_type,
+        "VolumeSizeInGB": cfg.sagemaker.processing.volume_size_gb,
+    }
+    if kms := cfg.sagemaker.security.volume_kms_key_id:
+        cluster["VolumeKmsKeyId"] = kms
+    return cluster
+
+
 def baseline_request(
     cfg: Config,
     *,
@@ -76,14 +88,7 @@ def baseline_request(
     if not dataset_uri.startswith("s3://"):
         raise BuilderError(f"baseline dataset {dataset_uri!r} is not an s3:// URI")
     mon = cfg.monitoring
-    security = cfg.sagemaker.security
-    cluster: dict[str, Any] = {
-        "InstanceCount": 1,
-        "InstanceType": mon.instance_type,
-        "VolumeSizeInGB": cfg.sagemaker.processing.volume_size_gb,
-    }
-    if security.volume_kms_key_id:
-        cluster["VolumeKmsKeyId"] = security.volume_kms_key_id
+    cluster = monitoring_cluster(cfg)
     outputs: dict[str, Any] = {
         "Outputs": [
             {
@@ -179,14 +184,7 @@ def job_definition_request(
     schedule at it -> delete the old) knows there is something to update.
     """
     mon = cfg.monitoring
-    security = cfg.sagemaker.security
-    cluster: dict[str, Any] = {
-        "InstanceCount": 1,
-        "InstanceType": mon.instance_type,
-        "VolumeSizeInGB": cfg.sagemaker.processing.volume_size_gb,
-    }
-    if security.volume_kms_key_id:
-        cluster["VolumeKmsKeyId"] = security.volume_kms_key_id
+    cluster = monitoring_cluster(cfg)
     output: dict[str, Any] = {
         "MonitoringOutputs": [
             {"S3Output": {"S3Uri": reports_uri(cfg), "LocalPath": OUTPUT_LOCAL, "S3UploadMode": "EndOfJob"}}

@@ -190,3 +190,83 @@ def evaluate_request(
         ),
     )  # fmt: skip
     return build_processing_request(cfg, plan, spec)
+
+
+# -------------------------------------------------------------------------------------------- data validation
+
+
+def validation_request(
+    job: dict[str, Any],
+    *,
+    job_name: str,
+    dataset_uri: str,
+    report_uri: str,
+    code_uri: str,
+    suite_uri: str,
+    suite_name: str,
+    batch_rows: int,
+) -> dict[str, Any]:
+    """``CreateProcessingJob`` that runs ``include/code/validation/validate.py`` over an extracted dataset.
+
+    :param job: the operator's ``processing_job`` settings (:func:`ml_lifecycle.dag_defaults.validation_job_settings`)
+    :param report_uri: the report prefix the job's ``report`` output is uploaded to
+    :param code_uri: the uploaded ``include/code/validation/`` files
+    :param suite_uri: the uploaded GX suite's prefix; ``suite_name`` is its file name
+    """
+    from ml_lifecycle.data.s3 import as_prefix
+
+    output: dict[str, Any] = {
+        "Outputs": [
+            {
+                "OutputName": "report",
+                "AppManaged": False,
+                "S3Output": {"S3Uri": report_uri, "LocalPath": output_path("report"), "S3UploadMode": "EndOfJob"},
+            }
+        ]
+    }
+    if job.get("output_kms_key_id"):
+        output["KmsKeyId"] = job["output_kms_key_id"]
+    cluster: dict[str, Any] = {
+        "InstanceCount": 1,
+        "InstanceType": job["instance_type"],
+        "VolumeSizeInGB": int(job.get("volume_size_gb") or 30),
+    }
+    if job.get("volume_kms_key_id"):
+        cluster["VolumeKmsKeyId"] = job["volume_kms_key_id"]
+    network: dict[str, Any] = {
+        "EnableInterContainerTrafficEncryption": bool(job.get("enable_inter_container_traffic_encryption")),
+        "EnableNetworkIsolation": bool(job.get("enable_network_isolation")),
+    }
+    if job.get("vpc"):
+        network["VpcConfig"] = {
+            "Subnets": list(job["vpc"]["subnets"]),
+            "SecurityGroupIds": list(job["vpc"]["security_group_ids"]),
+        }
+    install = job.get("install_requirements", True) and not job.get("enable_network_isolation")
+    tags = job.get("tags") or {}
+    return {
+        "ProcessingJobName": job_name,
+        "ProcessingInputs": [
+            _s3_input("code", code_uri, input_path("code")),
+            _s3_input("data", as_prefix(dataset_uri), input_path("data")),
+            _s3_input("suite", suite_uri, input_path("suite")),
+        ],
+        "ProcessingOutputConfig": output,
+        "ProcessingResources": {"ClusterConfig": cluster},
+        "StoppingCondition": {"MaxRuntimeInSeconds": int(job.get("max_runtime_seconds") or 3600)},
+        "AppSpecification": {
+            "ImageUri": job["image_uri"],
+            "ContainerEntrypoint": ["python3", f"{CODE_DIR}/validate.py"],
+            "ContainerArguments": [
+                "--data-dir", input_path("data"),
+                "--suite", f"{input_path('suite')}/{suite_name}",
+                "--output-dir", output_path("report"),
+                "--batch-rows", str(batch_rows),
+                "--dataset-uri", as_prefix(dataset_uri),
+            ],
+        },
+        "Environment": {"VALIDATION_INSTALL_REQUIREMENTS": "1" if install else "0"},
+        "NetworkConfig": network,
+        "RoleArn": job["role_arn"],
+        "Tags": [{"Key": str(k), "Value": str(v)} for k, v in tags.items()] if isinstance(tags, dict) else list(tags),
+    }  # fmt: skip

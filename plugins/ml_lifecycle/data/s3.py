@@ -93,6 +93,18 @@ def get_json(client: Any, uri: str) -> Any:
     return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
+def get_json_or_none(client: Any, uri: str) -> Any:
+    """The JSON document at ``uri``, or ``None`` when there is no object there."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return get_json(client, uri)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404", "NotFound"}:
+            raise
+        return None
+
+
 def object_exists(client: Any, uri: str) -> bool:
     bucket, key = split_s3_uri(uri)
     try:

@@ -14,12 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from ml_lifecycle.links import SageMakerModelPackageLink
+from ml_lifecycle.links import SageMakerModelPackageLink, persist_package_link
+from ml_lifecycle.operators.base import SageMakerOperatorBase, is_not_found
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -31,8 +30,6 @@ APPROVAL_DESCRIPTION_MAX = 1024
 
 def latest_package(client: Any, group: str, status: str) -> dict[str, Any] | None:
     """The newest version of ``group`` in approval ``status`` (summary), or ``None``."""
-    from botocore.exceptions import ClientError
-
     try:
         page = client.list_model_packages(
             ModelPackageGroupName=group,
@@ -41,8 +38,8 @@ def latest_package(client: Any, group: str, status: str) -> dict[str, Any] | Non
             SortOrder="Descending",
             MaxResults=1,
         )
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+    except Exception as exc:
+        if is_not_found(exc):
             return None
         raise
     summaries = page.get("ModelPackageSummaryList") or []
@@ -67,8 +64,7 @@ def package_summary(package: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _RegistryOperator(AwsBaseOperator[SageMakerHook]):
-    aws_hook_class = SageMakerHook
+class _RegistryOperator(SageMakerOperatorBase):
     operator_extra_links = (SageMakerModelPackageLink(),)
 
     def _group(self) -> str:
@@ -79,24 +75,15 @@ class _RegistryOperator(AwsBaseOperator[SageMakerHook]):
         return load_config().sagemaker.model_package_group
 
     def _describe(self, arn: str) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
         try:
             return self.hook.conn.describe_model_package(ModelPackageName=arn)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+        except Exception as exc:
+            if is_not_found(exc):
                 raise AirflowFailException(f"model package {arn} does not exist: {exc}") from exc
             raise
 
     def _link(self, context: Context, package: dict[str, Any]) -> None:
-        SageMakerModelPackageLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            group=package.get("ModelPackageGroupName"),
-            version=package.get("ModelPackageVersion"),
-        )
+        persist_package_link(self, context, package)
 
 
 class ModelPackageApprovalOperator(_RegistryOperator):

@@ -29,8 +29,8 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from ml_lifecycle.operators.deploy import HostingOperatorBase
-from ml_lifecycle.operators.jobs import TRANSFORM, completed, current_attempt, defer_until_done, resumed_description
+from ml_lifecycle.operators.base import HostingOperatorBase
+from ml_lifecycle.operators.jobs import TRANSFORM, completed_or_defer, current_attempt, resumed_description
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -245,23 +245,9 @@ class BatchTransformJobOperator(HostingOperatorBase):
             self.log.info("Starting transform job %s with %s over %s", name, model, self.input_uri)
             self.sagemaker.create_transform_job(**request)
             description = TRANSFORM.describe(self.sagemaker, name)
-        SageMakerTransformJobLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            job_name=name,
-        )
-        if completed(TRANSFORM, name, description):
-            return self._result(description, version)
-        defer_until_done(
-            self,
-            TRANSFORM,
-            name,
-            interval=self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds,
-            attempts=self.max_attempts or cfg.sagemaker.waiter_max_attempts,
-            kwargs={"version": version},
-        )
+        self.persist_link(SageMakerTransformJobLink, context, job_name=name)
+        description = completed_or_defer(self, TRANSFORM, name, description, cfg, kwargs={"version": version})
+        return self._result(description, version)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, version: Any = None

@@ -27,225 +27,31 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
-from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
-from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+from ml_lifecycle.links import (
+    CloudWatchAlarmsLink,
+    SageMakerEndpointLink,
+    alarms_console_url,
+    endpoint_console_url,
+)
+from ml_lifecycle.operators.base import ENDPOINT_IN_PROGRESS, FAILURE_REASON_MAX, HostingOperatorBase
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from ml_lifecycle.config import Config
 
-IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
-NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound", "ResourceNotFoundException"})
 ROLLBACK_XCOM_KEY = "rollback"
-FAILURE_REASON_MAX = 1024
-
-
-class SageMakerEndpointLink(BaseAwsLink):
-    """Console page of a SageMaker endpoint (``endpoint_name``)."""
-
-    name = "SageMaker Endpoint"
-    key = "ml_lifecycle_endpoint"
-    format_str = BASE_AWS_CONSOLE_LINK + "/sagemaker/home?region={region_name}#/endpoints/{endpoint_name}"
-
-
-class CloudWatchAlarmsLink(BaseAwsLink):
-    """Console page listing the CloudWatch alarms whose name starts with ``prefix``."""
-
-    name = "CloudWatch Alarms"
-    key = "ml_lifecycle_alarms"
-    format_str = (
-        BASE_AWS_CONSOLE_LINK + "/cloudwatch/home?region={region_name}#alarmsV2:?search={prefix}&alarmStateFilter=ALL"
-    )
-
-
-def endpoint_console_url(region: str, endpoint: str) -> str:
-    return f"https://console.aws.amazon.com/sagemaker/home?region={region}#/endpoints/{endpoint}"
-
-
-def alarms_console_url(region: str, prefix: str) -> str:
-    return f"https://console.aws.amazon.com/cloudwatch/home?region={region}#alarmsV2:?search={prefix}"
-
-
-def is_not_found(exc: Exception) -> bool:
-    from botocore.exceptions import ClientError
-
-    if not isinstance(exc, ClientError):
-        return False
-    error = exc.response.get("Error", {})
-    if error.get("Code") not in NOT_FOUND_CODES:
-        return False
-    message = str(error.get("Message", "")).lower()
-    return error.get("Code") != "ValidationException" or "could not find" in message or "not found" in message
 
 
 def _iso(value: Any) -> str | None:
     if value is None:
         return None
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
-class HostingOperatorBase(AwsBaseOperator[SageMakerHook]):
-    """What the hosting operators share: config, clients, idempotent create-if-absent, deferral."""
-
-    aws_hook_class = SageMakerHook
-
-    def __init__(self, *, poll_interval: float | None = None, max_attempts: int | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.poll_interval = poll_interval
-        self.max_attempts = max_attempts
-
-    # ------------------------------------------------------------------------------------------- plumbing
-
-    def _config(self) -> Config:
-        from ml_lifecycle.config import load_config
-
-        return load_config()
-
-    def _client(self, service: str) -> Any:
-        """A boto3 client of ``service`` from this task's AWS connection (honours per-service endpoints)."""
-        return AwsBaseHook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.botocore_config,
-            client_type=service,
-        ).conn
-
-    @property
-    def sagemaker(self) -> Any:
-        return self.hook.conn
-
-    def _poll(self, cfg: Config) -> tuple[float, int]:
-        interval = self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds
-        attempts = self.max_attempts or max(1, int(cfg.deployment.max_execution_timeout_seconds * 2 // interval) + 10)
-        return float(interval), int(attempts)
-
-    def describe_endpoint_or_none(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.sagemaker.describe_endpoint(EndpointName=name)
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-
-    def describe_package(self, arn: str) -> dict[str, Any]:
-        try:
-            return self.sagemaker.describe_model_package(ModelPackageName=arn)
-        except Exception as exc:
-            if is_not_found(exc):
-                raise AirflowFailException(f"model package {arn} does not exist") from exc
-            raise
-
-    def ensure_model(self, cfg: Config, package: dict[str, Any]) -> str:
-        """Create the SageMaker Model of ``package`` unless it exists; returns its name."""
-        from ml_lifecycle.builders.endpoint import model_request
-
-        request = model_request(cfg, package)
-        name = request["ModelName"]
-        try:
-            self.sagemaker.describe_model(ModelName=name)
-            self.log.info("Model %s exists", name)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
-            self.log.info("Creating model %s from %s", name, package["ModelPackageArn"])
-            self.sagemaker.create_model(**request)
-        return name
-
-    def ensure_endpoint_config(self, request: dict[str, Any]) -> str:
-        """Create the endpoint config unless one of that name exists; returns its name."""
-        name = request["EndpointConfigName"]
-        try:
-            self.sagemaker.describe_endpoint_config(EndpointConfigName=name)
-            self.log.info("Endpoint config %s exists", name)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
-            self.log.info(
-                "Creating endpoint config %s (variants %s)",
-                name,
-                ", ".join(f"{v['VariantName']}={v['ModelName']}" for v in request["ProductionVariants"]),
-            )
-            self.sagemaker.create_endpoint_config(**request)
-        return name
-
-    def ensure_alarms(self, cfg: Config, endpoint: str, variant: str, period_seconds: int) -> list[str]:
-        """Create or update (PutMetricAlarm is an upsert) the variant's rollback alarms; returns their names."""
-        from ml_lifecycle.builders.endpoint import alarm_requests
-
-        cloudwatch = self._client("cloudwatch")
-        names = []
-        for request in alarm_requests(cfg, endpoint=endpoint, variant=variant, period_seconds=period_seconds):
-            cloudwatch.put_metric_alarm(**request)
-            names.append(request["AlarmName"])
-        self.log.info("Alarms in place for %s/%s: %s", endpoint, variant, ", ".join(names))
-        return names
-
-    def defer_until_settled(
-        self, cfg: Config, endpoint: str, *, bake_seconds: float = 0, kwargs: dict[str, Any] | None = None
-    ) -> None:
-        from ml_lifecycle.triggers.endpoint import EndpointSettledTrigger
-
-        interval, attempts = self._poll(cfg)
-        timeout = dt.timedelta(seconds=interval * attempts + bake_seconds + 300)
-        self.defer(
-            trigger=EndpointSettledTrigger(
-                endpoint_name=endpoint,
-                poll_interval=interval,
-                max_attempts=attempts,
-                bake_seconds=bake_seconds,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
-            ),
-            method_name="execute_complete",
-            kwargs=kwargs or {},
-            timeout=timeout,
-        )
-
-    def check_event(self, event: dict[str, Any] | None) -> dict[str, Any]:
-        event = validate_execute_complete_event(event)
-        if event.get("status") == "error":
-            raise AirflowException(f"Watching endpoint {event.get('endpoint_name')} failed: {event.get('message')}")
-        if event.get("status") == "timeout":
-            raise AirflowException(
-                f"Gave up waiting: {event.get('message')}. The update keeps running in SageMaker; a retry of this "
-                "task re-attaches to it."
-            )
-        return event
-
-    def persist_endpoint_link(self, context: Context, endpoint: str) -> None:
-        SageMakerEndpointLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            endpoint_name=endpoint,
-        )
-
-    def wait_settled_sync(self, cfg: Config, endpoint: str, limit_seconds: float = 600) -> dict[str, Any] | None:
-        """Poll in the worker until the endpoint settles (short operations only: weight changes, deletes)."""
-        import time
-
-        interval, _ = self._poll(cfg)
-        deadline = time.monotonic() + limit_seconds
-        while True:
-            description = self.describe_endpoint_or_none(endpoint)
-            if description is None or description["EndpointStatus"] not in IN_PROGRESS:
-                return description
-            if time.monotonic() > deadline:
-                status = description["EndpointStatus"]
-                raise AirflowException(f"endpoint {endpoint} still {status} after {limit_seconds} s")
-            time.sleep(interval)
 
 
 # ------------------------------------------------------------------------------------------ rollback evidence
@@ -339,14 +145,41 @@ def notify_rollback(context: Context, evidence: dict[str, Any], cfg: Config) -> 
 def write_evidence(s3: Any, uri: str, evidence: dict[str, Any], cfg: Config) -> None:
     from ml_lifecycle.data.s3 import put_json
 
-    extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": cfg.storage.kms_key_id} if cfg.storage.kms_key_id else {}
-    put_json(s3, uri, evidence, **extra)
+    put_json(s3, uri, evidence, **cfg.storage.encryption())
 
 
-# ------------------------------------------------------------------------------------------------ the operator
+# ------------------------------------------------------------------------------------------------ the operators
 
 
-class GuardedEndpointDeployOperator(HostingOperatorBase):
+class EndpointDeploymentBase(HostingOperatorBase):
+    """What the deployment strategies' operators share: the model package, the endpoint, alarms, rollback.
+
+    :param model_package_arn: the approved model package version to deploy (templated)
+    :param endpoint_name: the endpoint (templated; default ``deployment.endpoint_name``)
+    :param alarm_period_seconds: period of the new variant's rollback alarms (10, 30 or a multiple of 60)
+    :param notify_on_rollback: publish a rollback to the SNS topic
+    """
+
+    operator_extra_links = (SageMakerEndpointLink(), CloudWatchAlarmsLink())
+    ui_color = "#f4d6a0"
+
+    def __init__(
+        self,
+        *,
+        model_package_arn: str,
+        endpoint_name: str | None = None,
+        alarm_period_seconds: int = 60,
+        notify_on_rollback: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_package_arn = model_package_arn
+        self.endpoint_name = endpoint_name
+        self.alarm_period_seconds = alarm_period_seconds
+        self.notify_on_rollback = notify_on_rollback
+
+
+class GuardedEndpointDeployOperator(EndpointDeploymentBase):
     """Deploy an approved model package to a real-time endpoint behind deployment guardrails.
 
     XCom (success): ``{"endpoint_name", "endpoint_arn", "endpoint_config_name", "model_name", "variant_name",
@@ -367,28 +200,13 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
     """
 
     template_fields: Sequence[str] = aws_template_fields("model_package_arn", "endpoint_name", "strategy")
-    operator_extra_links = (SageMakerEndpointLink(), CloudWatchAlarmsLink())
-    ui_color = "#f4d6a0"
 
-    def __init__(
-        self,
-        *,
-        model_package_arn: str,
-        endpoint_name: str | None = None,
-        strategy: str | None = None,
-        alarm_period_seconds: int = 60,
-        notify_on_rollback: bool = True,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, strategy: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.model_package_arn = model_package_arn
-        self.endpoint_name = endpoint_name
         self.strategy = strategy
-        self.alarm_period_seconds = alarm_period_seconds
-        self.notify_on_rollback = notify_on_rollback
 
     def _strategy(self, cfg: Config) -> str:
-        from ml_lifecycle.builders.endpoint import GUARDRAIL_TYPES
+        from ml_lifecycle.strategies import GUARDRAIL_TYPES
 
         strategy = (self.strategy or cfg.deployment.strategy).strip().lower()
         if strategy not in GUARDRAIL_TYPES:
@@ -420,12 +238,7 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
         cfg = self._config()
         endpoint = self.endpoint_name or cfg.deployment.endpoint_name
         strategy = self._strategy(cfg)
-        package = self.describe_package(self.model_package_arn)
-        if package.get("ModelApprovalStatus") != "Approved":
-            raise AirflowFailException(
-                f"model package {self.model_package_arn} is {package.get('ModelApprovalStatus')}; only Approved "
-                "versions are deployed (approve it in the model registry first)"
-            )
+        package = self.approved_package(self.model_package_arn, " (approve it in the model registry first)")
         self.persist_endpoint_link(context, endpoint)
         current = self.describe_endpoint_or_none(endpoint)
         if current is not None and current["EndpointStatus"] == "Failed":
@@ -447,13 +260,7 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
         )
         target = request["EndpointConfigName"]
         alarms = self.ensure_alarms(cfg, endpoint, variant, self.alarm_period_seconds)
-        CloudWatchAlarmsLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            prefix=f"{endpoint}-{variant}",
-        )
+        self.persist_link(CloudWatchAlarmsLink, context, prefix=f"{endpoint}-{variant}")
         capture = data_capture_config(cfg)
         state = {
             "endpoint": endpoint,
@@ -471,13 +278,9 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
         if current is None:
             self.ensure_endpoint_config(request)
             self.log.info("Creating endpoint %s on %s (model %s)", endpoint, target, model)
-            self.sagemaker.create_endpoint(
-                EndpointName=endpoint,
-                EndpointConfigName=target,
-                Tags=[{"Key": k, "Value": v} for k, v in cfg.sagemaker.tags.items()],
-            )
+            self.create_endpoint(cfg, endpoint, target)
             state["action"] = "created"
-        elif current["EndpointStatus"] in IN_PROGRESS:
+        elif current["EndpointStatus"] in ENDPOINT_IN_PROGRESS:
             pending = (current.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
             creating = current["EndpointStatus"] == "Creating"
             if pending == target or (creating and current.get("EndpointConfigName") == target):
@@ -512,7 +315,7 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
             state["action"] = "updated"
 
         description = self.sagemaker.describe_endpoint(EndpointName=endpoint)
-        if description["EndpointStatus"] in IN_PROGRESS:
+        if description["EndpointStatus"] in ENDPOINT_IN_PROGRESS:
             self.defer_until_settled(cfg, endpoint, kwargs={"state": state})
         return self._outcome(context, cfg, description, state)
 
@@ -525,7 +328,7 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
         cfg = self._config()
         self.persist_endpoint_link(context, state["endpoint"])
         description = self.sagemaker.describe_endpoint(EndpointName=state["endpoint"])
-        if description["EndpointStatus"] in IN_PROGRESS:
+        if description["EndpointStatus"] in ENDPOINT_IN_PROGRESS:
             raise AirflowException(
                 f"endpoint {state['endpoint']} is still {description['EndpointStatus']}; a retry re-attaches"
             )
@@ -570,7 +373,9 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
             )
         raise AirflowException(f"endpoint {endpoint} ended {status} on {serving} while deploying {state['target']}")
 
-    def _fail_rollback(self, context: Context, cfg: Config, description: dict[str, Any], state: dict[str, Any]) -> None:
+    def _fail_rollback(
+        self, context: Context, cfg: Config, description: dict[str, Any], state: dict[str, Any]
+    ) -> NoReturn:
         endpoint = state["endpoint"]
         since = dt.datetime.fromisoformat(state["started_at"]) if state.get("started_at") else None
         reason = str(description.get("FailureReason") or "")[:FAILURE_REASON_MAX]

@@ -25,12 +25,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from ml_lifecycle.links import S3ReportLink
+from ml_lifecycle.operators.base import SageMakerOperatorBase, is_not_found
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -141,14 +140,13 @@ def evaluate_gate(
     return checks
 
 
-class QualityGateOperator(AwsBaseOperator[SageMakerHook]):
+class QualityGateOperator(SageMakerOperatorBase):
     """Decide whether this run's model may be registered; write the evidence to ``gate.json``.
 
     :param evaluation_uri: the ``evaluation.json`` of this run (templated)
     :param notify_on_reject: send the "model rejected" notification when the gate says no
     """
 
-    aws_hook_class = SageMakerHook
     template_fields: Sequence[str] = aws_template_fields("evaluation_uri")
     operator_extra_links = (S3ReportLink(),)
     ui_color = "#fff3c4"
@@ -163,8 +161,6 @@ class QualityGateOperator(AwsBaseOperator[SageMakerHook]):
 
     def find_baseline(self, cfg: Config, run_id: str) -> tuple[str, int | None, dict[str, float]] | None:
         """The latest Approved package of the group that is not this run's own: ``(arn, version, metrics)``."""
-        from botocore.exceptions import ClientError
-
         client = self.hook.conn
         try:
             listed = client.list_model_packages(
@@ -174,8 +170,8 @@ class QualityGateOperator(AwsBaseOperator[SageMakerHook]):
                 SortOrder="Descending",
                 MaxResults=BASELINE_CANDIDATES,
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+        except Exception as exc:
+            if is_not_found(exc):
                 self.log.info("No model package group %s yet: no baseline", cfg.sagemaker.model_package_group)
                 return None
             raise
@@ -249,23 +245,13 @@ class QualityGateOperator(AwsBaseOperator[SageMakerHook]):
             else {"model_package_arn": baseline_arn, "version": baseline_version, "metrics": baseline_metrics},
             "checks": [asdict(c) | {"description": c.describe()} for c in checks],
         }
-        extra = (
-            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": cfg.storage.kms_key_id} if cfg.storage.kms_key_id else {}
-        )
-        put_json(s3, gate_uri, document, **extra)
+        put_json(s3, gate_uri, document, **cfg.storage.encryption())
 
         self.log.info("Quality gate: %s (baseline: %s)", decision.upper(), baseline_arn or "none, thresholds only")
         for check in checks:
             self.log.info("  [%s] %s check: %s", "PASS" if check.passed else "FAIL", check.kind, check.describe())
         bucket, key = split_s3_uri(gate_uri)
-        S3ReportLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            bucket=bucket,
-            prefix=key.rsplit("/", 1)[0] + "/",
-        )
+        self.persist_link(S3ReportLink, context, bucket=bucket, prefix=key.rsplit("/", 1)[0] + "/")
         result = {
             "decision": decision,
             "passed": not failed,

@@ -1,8 +1,17 @@
-"""Run-named SageMaker jobs that a task starts once, waits on deferred, and re-attaches to on a retry.
+"""Run-named SageMaker jobs: the one routine that re-attaches a retry to its run's job.
 
-The operators that start such a job (batch transform, data-quality baselining) name it after the run and
-the attempt (``...-r<n>`` from the second attempt on), so a retry finds the job of an earlier try: it
-re-attaches to one that runs or has completed, and starts the next attempt after one that failed.
+Every operator that starts a SageMaker job (preprocessing, training, tuning, evaluation, data validation,
+batch transform, data-quality baselining) names the job after the run and the attempt (``...-r<n>`` from
+the second attempt on), so a retry finds the job of an earlier try in SageMaker itself: it re-attaches to
+one that runs or has completed, and starts the next attempt after one that failed (:func:`find_attempt`).
+
+Why not Airflow 3.3's ``airflow.sdk.ResumableJobMixin`` (re-attach through the task state store)? It keeps
+the job's id in Airflow's metadata database after the submission, so a worker that dies between the
+``Create*`` call and the store write leaves a retry that submits a duplicate (the mixin documents this
+window); its ``poll_until_complete`` holds the worker slot, where these operators defer; and a cleared task
+or a run created again (``airflow dags test``) starts with an empty store. A name derived from the run
+closes all three: it is known before the job exists, SageMaker refuses a second ``Create*`` of it
+(``ResourceInUse``, which joins the job), and SageMaker is the one record of which jobs the run started.
 """
 
 from __future__ import annotations
@@ -15,13 +24,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.common.compat.sdk import AirflowException
 
-from ml_lifecycle.operators.deploy import is_not_found
+from ml_lifecycle.operators.base import JOB_COMPLETED, JOB_FAILED, aws_connection, describe_or_none
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
     from airflow.sdk import Context
 
-FAILED = frozenset({"Failed", "Stopped"})
+    from ml_lifecycle.config import Config
 
 
 @dataclass(frozen=True)
@@ -39,56 +48,89 @@ class JobKind:
 
     def describe_or_none(self, client: Any, name: str) -> dict[str, Any] | None:
         """The job's description, or ``None`` when SageMaker has no job of that name."""
-        try:
-            return self.describe(client, name)
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        return describe_or_none(getattr(client, self.describe_method), **{self.name_key: name})
 
 
 TRANSFORM = JobKind("transform", "Transform", "describe_transform_job", "TransformJobName", "TransformJobStatus")
 BASELINING = JobKind("baselining", "Processing", "describe_processing_job", "ProcessingJobName", "ProcessingJobStatus")
+VALIDATION = JobKind("validation", "Processing", "describe_processing_job", "ProcessingJobName", "ProcessingJobStatus")
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """The job a try works with: an earlier attempt's to re-attach to (``description`` set), or a new one."""
+    """The job a try works with: an earlier attempt's to re-attach to (``description`` set), or a new one.
+
+    ``previous`` is the newest earlier attempt when it failed or was stopped (``(name, description)``).
+    """
 
     number: int
     name: str
     description: dict[str, Any] | None
+    previous: tuple[str, dict[str, Any]] | None = None
+
+
+def try_number(context: Context) -> int:
+    """The running try of the task (1 outside a task instance)."""
+    ti = context.get("ti") if hasattr(context, "get") else None
+    return int(getattr(ti, "try_number", 1) or 1)
+
+
+def find_attempt(
+    describe: Callable[[str], dict[str, Any] | None],
+    job_name: Callable[[int], str],
+    status_key: str,
+    try_number: int,
+    *,
+    scan_past: int = 0,
+) -> Attempt:
+    """Look up the run's attempts of one job and choose the one this try works with.
+
+    The attempts ``1..try_number`` are looked up, and past ``try_number`` (up to ``scan_past`` more) as long
+    as they keep existing: a run that was deleted and created again (``dags test``) or whose try count was
+    reset starts again at try 1 although later tries' jobs exist. The newest attempt that exists is
+    re-attached to unless it failed or was stopped; otherwise a new attempt is named: 1 when there is none,
+    else the later of this try and the one after the failed one.
+
+    :param describe: the job's description by name, ``None`` when SageMaker has no such job
+    :param job_name: the job's name for an attempt number
+    :param status_key: the description's status key
+    :param try_number: the running try of the task
+    :param scan_past: how many attempts past ``try_number`` may exist
+    """
+    latest: tuple[int, str, dict[str, Any]] | None = None
+    number = 1
+    while number <= try_number + scan_past:
+        name = job_name(number)
+        if (description := describe(name)) is not None:
+            latest = (number, name, description)
+        elif number >= try_number:
+            break
+        number += 1
+    if latest is not None and latest[2][status_key] not in JOB_FAILED:
+        return Attempt(*latest)
+    number = 1 if latest is None else max(try_number, latest[0] + 1)
+    return Attempt(number, job_name(number), None, previous=None if latest is None else latest[1:])
 
 
 def current_attempt(client: Any, kind: JobKind, context: Context, job_name: Callable[[int], str]) -> Attempt:
-    """Look up attempts ``1..try_number`` of the run's job and choose the one this try works with.
-
-    The newest attempt that exists is re-attached to unless it failed or was stopped; otherwise a new
-    attempt is named: 1 when there is none, else the later of this try and the one after the failed one.
+    """:func:`find_attempt` for a job of ``kind`` and the task's try.
 
     :param client: the SageMaker client
     :param kind: the kind of job
     :param context: the task's context (its ``ti.try_number``)
     :param job_name: the job's name for an attempt number
     """
-    try_number = int(getattr(context["ti"], "try_number", 1) or 1)
-    latest: Attempt | None = None
-    for number in range(1, try_number + 1):
-        name = job_name(number)
-        if (description := kind.describe_or_none(client, name)) is not None:
-            latest = Attempt(number, name, description)
-    if latest is not None and latest.description[kind.status_key] not in FAILED:  # type: ignore[index]
-        return latest
-    number = 1 if latest is None else max(try_number, latest.number + 1)
-    return Attempt(number, job_name(number), None)
+    return find_attempt(
+        lambda name: kind.describe_or_none(client, name), job_name, kind.status_key, try_number(context)
+    )
 
 
 def completed(kind: JobKind, name: str, description: dict[str, Any]) -> bool:
     """``True`` once the job has completed, ``False`` while it runs; raises, with its reason, when it failed."""
     status = description[kind.status_key]
-    if status == "Completed":
+    if status == JOB_COMPLETED:
         return True
-    if status in FAILED:
+    if status in JOB_FAILED:
         raise AirflowException(f"{kind.label} job {name} {status}: {description.get('FailureReason')}")
     return False
 
@@ -119,16 +161,38 @@ def defer_until_done(
             job_type=kind.trigger_type,
             waiter_delay=int(interval),
             waiter_max_attempts=attempts,
-            aws_conn_id=operator.aws_conn_id,
-            region_name=operator.region_name,
-            verify=operator.verify,
-            botocore_config=operator.botocore_config,
+            **aws_connection(operator),
         ),
         method_name="execute_complete",
         kwargs=kwargs,
         timeout=dt.timedelta(seconds=interval * attempts + 60),
     )
     raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+
+def completed_or_defer(
+    operator: Any, kind: JobKind, name: str, description: dict[str, Any], cfg: Config, *, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """``description`` once the job has completed; while it runs, defer (polls from the operator's
+    ``poll_interval`` / ``max_attempts``, else the config's waiter settings).
+
+    :param operator: the waiting task
+    :param kind: the kind of job
+    :param name: the job's name
+    :param description: the job's description
+    :param cfg: the environment's config
+    :param kwargs: passed to ``execute_complete``
+    """
+    if completed(kind, name, description):
+        return description
+    defer_until_done(
+        operator,
+        kind,
+        name,
+        interval=operator.poll_interval or cfg.sagemaker.waiter_check_interval_seconds,
+        attempts=operator.max_attempts or cfg.sagemaker.waiter_max_attempts,
+        kwargs=kwargs,
+    )
 
 
 def resumed_description(client: Any, kind: JobKind, event: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:

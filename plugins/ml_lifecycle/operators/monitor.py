@@ -21,33 +21,21 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
-from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
 
-from ml_lifecycle.links import SageMakerProcessingJobLink
-from ml_lifecycle.operators.deploy import is_not_found
-from ml_lifecycle.operators.jobs import BASELINING, completed, current_attempt, defer_until_done, resumed_description
+from ml_lifecycle.links import MonitoringScheduleLink, SageMakerProcessingJobLink, endpoint_console_url
+from ml_lifecycle.operators.base import SageMakerOperatorBase, aws_connection, describe_or_none, is_not_found
+from ml_lifecycle.operators.jobs import BASELINING, completed_or_defer, current_attempt, resumed_description
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from ml_lifecycle.config import Config
 
-ACTIVE = frozenset({"InProgress", "Stopping"})
 MAX_VIOLATIONS_IN_XCOM = 20
 BASELINE_URI_KEY = "baseline_uri"
-
-
-class MonitoringScheduleLink(BaseAwsLink):
-    """Console page of an endpoint's monitoring (schedules live under the endpoint)."""
-
-    name = "Model Monitor Schedule"
-    key = "ml_lifecycle_monitoring_schedule"
-    format_str = BASE_AWS_CONSOLE_LINK + "/sagemaker/home?region={region_name}#/endpoints/{endpoint_name}"
 
 
 def baseline_dataset_uri(cfg: Config, package: dict[str, Any]) -> str | None:
@@ -94,29 +82,9 @@ def _int_or(value: Any, default: int) -> int:
     return int(value)
 
 
-class _MonitorBase(AwsBaseOperator[SageMakerHook]):
-    aws_hook_class = SageMakerHook
-
-    def _config(self) -> Config:
-        from ml_lifecycle.config import load_config
-
-        return load_config()
-
-    @property
-    def sagemaker(self) -> Any:
-        return self.hook.conn
-
-    def _s3(self) -> Any:
-        return self.hook.s3_hook.get_conn()
-
+class _MonitorBase(SageMakerOperatorBase):
     def _link_endpoint(self, context: Context, endpoint: str) -> None:
-        MonitoringScheduleLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            endpoint_name=endpoint,
-        )
+        self.persist_link(MonitoringScheduleLink, context, endpoint_name=endpoint)
 
 
 # ---------------------------------------------------------------------------------------------------- baseline
@@ -134,6 +102,8 @@ class DataQualityBaselineOperator(_MonitorBase):
 
     :param dataset_uri: S3 prefix of the baseline CSV: header, the endpoint's output columns, then its input
         columns (the evaluation job's ``baseline.csv``) (templated)
+    :param default_dataset_uri: the dataset when ``dataset_uri`` is empty (templated; in ``deploy_model`` the
+        model's own baseline dataset)
     :param model_package_version: version of the deployed model (templated; names the job and output)
     :param endpoint_name: the monitored endpoint (templated; default ``deployment.endpoint_name``)
     :param dataset_format: the analyzer's ``dataset_format`` (default: CSV with header, output columns at
@@ -144,13 +114,16 @@ class DataQualityBaselineOperator(_MonitorBase):
     :param max_attempts: polls before giving up (default ``sagemaker.waiter_max_attempts``)
     """
 
-    template_fields: Sequence[str] = aws_template_fields("dataset_uri", "model_package_version", "endpoint_name")
+    template_fields: Sequence[str] = aws_template_fields(
+        "dataset_uri", "default_dataset_uri", "model_package_version", "endpoint_name"
+    )
     operator_extra_links = (SageMakerProcessingJobLink(),)
 
     def __init__(
         self,
         *,
-        dataset_uri: str,
+        dataset_uri: str | None,
+        default_dataset_uri: str | None = None,
         model_package_version: int | str,
         endpoint_name: str | None = None,
         dataset_format: dict[str, Any] | None = None,
@@ -161,6 +134,7 @@ class DataQualityBaselineOperator(_MonitorBase):
     ) -> None:
         super().__init__(**kwargs)
         self.dataset_uri = dataset_uri
+        self.default_dataset_uri = default_dataset_uri
         self.model_package_version = model_package_version
         self.endpoint_name = endpoint_name
         self.dataset_format = dataset_format
@@ -202,28 +176,15 @@ class DataQualityBaselineOperator(_MonitorBase):
                 f"not have (its columns: {', '.join(map(str, present))})"
             )
         if edited != constraints:
-            extra = (
-                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": cfg.storage.kms_key_id}
-                if cfg.storage.kms_key_id
-                else {}
-            )
-            put_json(s3, constraints_uri, edited, **extra)
+            put_json(s3, constraints_uri, edited, **cfg.storage.encryption())
             self.log.info("Constraints of %s not evaluated (%s)", ", ".join(names), constraints_uri)
         return list(names)
-
-    def _link(self, context: Context, name: str) -> None:
-        SageMakerProcessingJobLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            job_name=name,
-        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.builders.monitor import baseline_job_name, baseline_output_uri, baseline_request
 
         cfg = self._config()
+        self.dataset_uri = self.dataset_uri or self.default_dataset_uri
         if not self.dataset_uri or not str(self.dataset_uri).startswith("s3://"):
             raise AirflowFailException(
                 f"no baseline dataset for the model (got {self.dataset_uri!r}); pass baseline_dataset_uri"
@@ -251,17 +212,9 @@ class DataQualityBaselineOperator(_MonitorBase):
             self.log.info("Starting baselining job %s over %s -> %s", name, self.dataset_uri, output_uri)
             self.sagemaker.create_processing_job(**request)
             description = BASELINING.describe(self.sagemaker, name)
-        self._link(context, name)
-        if completed(BASELINING, name, description):
-            return self._summary(description, output_uri)
-        defer_until_done(
-            self,
-            BASELINING,
-            name,
-            interval=self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds,
-            attempts=self.max_attempts or cfg.sagemaker.waiter_max_attempts,
-            kwargs={"output_uri": output_uri},
-        )
+        self.persist_link(SageMakerProcessingJobLink, context, job_name=name)
+        description = completed_or_defer(self, BASELINING, name, description, cfg, kwargs={"output_uri": output_uri})
+        return self._summary(description, output_uri)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, output_uri: str = ""
@@ -314,21 +267,13 @@ class MonitoringScheduleOperator(_MonitorBase):
         self.pending_timeout = pending_timeout
 
     def _describe_schedule(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.sagemaker.describe_monitoring_schedule(MonitoringScheduleName=name)
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        return describe_or_none(self.sagemaker.describe_monitoring_schedule, MonitoringScheduleName=name)
 
     def ensure_definition(self, request: dict[str, Any]) -> str:
         name = request["JobDefinitionName"]
-        try:
-            self.sagemaker.describe_data_quality_job_definition(JobDefinitionName=name)
+        if describe_or_none(self.sagemaker.describe_data_quality_job_definition, JobDefinitionName=name):
             self.log.info("Data-quality job definition %s exists", name)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        else:
             self.log.info("Creating data-quality job definition %s", name)
             self.sagemaker.create_data_quality_job_definition(**request)
         return name
@@ -528,12 +473,7 @@ class LatestMonitoringResultOperator(_MonitorBase):
 
         if result.get("processing_job"):
             uri = cfg.storage.uri("reports", "monitoring", result["endpoint_name"], f"{result['processing_job']}.json")
-            extra = (
-                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": cfg.storage.kms_key_id}
-                if cfg.storage.kms_key_id
-                else {}
-            )
-            put_json(self._s3(), uri, result, **extra)
+            put_json(self._s3(), uri, result, **cfg.storage.encryption())
             result["report_uri"] = uri
         self.log.info(
             "Monitoring execution %s of %s: %s, %d violation(s) (drift threshold %d) on %s%s",
@@ -652,12 +592,7 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
         self._link_endpoint(context, endpoint)
         self.job_definition_name = self._definition(endpoint)
         name = self._one_off_name(endpoint, context)
-        try:
-            existing = self.sagemaker.describe_monitoring_schedule(MonitoringScheduleName=name)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
-            existing = None
+        existing = describe_or_none(self.sagemaker.describe_monitoring_schedule, MonitoringScheduleName=name)
         if existing is None:
             self.log.info("Starting a one-off data-quality run %s over the last %s hour(s)", name, self.window_hours)
             self.sagemaker.create_monitoring_schedule(
@@ -673,10 +608,7 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
                 schedule_name=name,
                 poll_interval=interval,
                 max_attempts=attempts,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
+                **aws_connection(self),
             ),
             method_name="execute_complete",
             kwargs={"endpoint": endpoint},
@@ -737,8 +669,7 @@ def notify_drift(context: Context, findings: dict[str, Any], drift_uri: str, cfg
             "",
             f"Violations file: {findings.get('violations_uri')}",
             f"Drift report: {drift_uri}",
-            f"Endpoint: https://console.aws.amazon.com/sagemaker/home?region={cfg.aws.region}#/endpoints/"
-            f"{findings.get('endpoint_name')}",
+            f"Endpoint: {endpoint_console_url(cfg.aws.region, str(findings.get('endpoint_name')))}",
             f"Log: {task_log}",
         ]
     )
@@ -754,27 +685,33 @@ class PublishDriftOperator(_MonitorBase):
 
     XCom: ``{"published", "drift_uri", "processing_job", "violation_count", "features"}``.
 
-    :param findings_task_id: the task (or tasks: the first that returned findings wins) holding the findings
+    :param findings: the monitoring findings, or a list of the results of the tasks that may have read them
+        (the first that returned findings wins; a task that was skipped gives ``None``) (templated; in a DAG
+        ``[read_latest.output, run_now.output]``)
     :param drift_uri: where ``drift.json`` goes (templated; default the drift asset's URI)
     """
 
-    template_fields: Sequence[str] = aws_template_fields("drift_uri")
+    template_fields: Sequence[str] = aws_template_fields("findings", "drift_uri")
 
-    def __init__(self, *, findings_task_id: str | Sequence[str], drift_uri: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        findings: dict[str, Any] | Sequence[dict[str, Any] | None] | None = None,
+        drift_uri: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.findings_task_id = findings_task_id
+        self.findings = findings
         self.drift_uri = drift_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
         from ml_lifecycle.assets import drift_uri as asset_uri
-        from ml_lifecycle.data.s3 import get_json, put_json
+        from ml_lifecycle.data.s3 import get_json_or_none, put_json
 
-        task_ids = [self.findings_task_id] if isinstance(self.findings_task_id, str) else list(self.findings_task_id)
-        findings = next((f for f in (context["ti"].xcom_pull(task_ids=t) for t in task_ids) if f), None)
+        candidates = [self.findings] if isinstance(self.findings, dict) else list(self.findings or [])
+        findings = next((f for f in candidates if f), None)
         if not findings:
-            raise AirflowFailException(f"no findings from task {self.findings_task_id!r}")
+            raise AirflowFailException("no monitoring findings (every findings input is empty)")
         if findings.get("execution_status") == "Failed":
             raise AirflowSkipException(
                 f"No drift decision: monitoring execution {findings.get('processing_job')} FAILED, so nothing was "
@@ -789,21 +726,13 @@ class PublishDriftOperator(_MonitorBase):
         cfg = self._config()
         uri = self.drift_uri or asset_uri(cfg)
         s3 = self._s3()
-        try:
-            previous = get_json(s3, uri)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404", "NotFound"}:
-                raise
-            previous = None
+        previous = get_json_or_none(s3, uri)
         if previous and previous.get("processing_job") == findings.get("processing_job"):
             raise AirflowSkipException(
                 f"Drift of execution {findings.get('processing_job')} was already published at {uri}"
             )
         document = {**findings, "detected_at": dt.datetime.now(dt.UTC).isoformat(), "dag_run_id": context.get("run_id")}
-        extra = (
-            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": cfg.storage.kms_key_id} if cfg.storage.kms_key_id else {}
-        )
-        put_json(s3, uri, document, **extra)
+        put_json(s3, uri, document, **cfg.storage.encryption())
         self.log.warning(
             "Drift on %s: %d violation(s) on %s; emitting the drift asset",
             findings.get("endpoint_name"),

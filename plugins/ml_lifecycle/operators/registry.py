@@ -33,7 +33,8 @@ from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
 from ml_lifecycle.build_info import build_info
-from ml_lifecycle.links import SageMakerModelPackageLink
+from ml_lifecycle.links import SageMakerModelPackageLink, persist_package_link
+from ml_lifecycle.operators.base import is_not_found
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -70,23 +71,20 @@ def approval_status(cfg: Config, mode: str | None) -> str:
 
 
 def _package_summary(package: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """:func:`~ml_lifecycle.operators.approval.package_summary` with the registration's own lineage."""
+    from ml_lifecycle.operators.approval import package_summary
     from ml_lifecycle.operators.gate import package_metrics
 
+    summary = package_summary(package)
     props = package.get("CustomerMetadataProperties") or {}
-    containers = (package.get("InferenceSpecification") or {}).get("Containers") or [{}]
     return {
-        "model_package_arn": package["ModelPackageArn"],
-        "model_package_group": package.get("ModelPackageGroupName"),
-        "version": package.get("ModelPackageVersion"),
-        "approval_status": package.get("ModelApprovalStatus"),
-        "model_uri": containers[0].get("ModelDataUrl"),
+        **{k: summary[k] for k in ("model_package_arn", "model_package_group", "version", "approval_status")},
+        "model_uri": summary["model_uri"],
         "metrics": package_metrics(props),
         "evaluation_uri": props.get("evaluation_uri"),
         "gate_uri": props.get("gate_uri"),
         "baseline_uri": props.get("baseline_uri"),
-        "window_start": props.get("window_start"),
-        "window_end": props.get("window_end"),
-        "dag_run_id": props.get("dag_run_id"),
+        **{k: summary[k] for k in ("window_start", "window_end", "dag_run_id")},
         **extra,
     }
 
@@ -107,7 +105,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
     :param baseline_uri: the Model Monitor baseline dataset the evaluation wrote, recorded as the
         ``baseline_uri`` metadata that ``deploy_model`` baselines the endpoint on (templated)
     :param approval: ``config`` (environment default), ``auto`` or ``manual`` (templated)
-    :param gate_task_id: the quality gate task whose XCom decides
+    :param gate: the quality gate's result, which decides (templated; in a DAG ``gate.output``)
     """
 
     template_fields: Sequence[str] = (
@@ -119,6 +117,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         "code_digest",
         "baseline_uri",
         "approval",
+        "gate",
     )
     operator_extra_links = (SageMakerModelPackageLink(),)
 
@@ -135,7 +134,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         code_digest: str | None = None,
         baseline_uri: str | None = None,
         approval: str = "config",
-        gate_task_id: str = "gate",
+        gate: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(image_uri=image_uri, model_url=model_uri, package_group_name=package_group_name, **kwargs)
@@ -146,7 +145,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         self.code_digest = code_digest
         self.baseline_uri = baseline_uri
         self.approval = approval
-        self.gate_task_id = gate_task_id
+        self.gate = gate
 
     def find_registered(self, plan: RunPlan, group: str) -> dict[str, Any] | None:
         """This run's model package version, if an earlier try registered it.
@@ -155,8 +154,6 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         and ``max_active_runs`` bounds how many runs register in between). No creation-time filter: a run's
         logical date says nothing about when it registered.
         """
-        from botocore.exceptions import ClientError
-
         client = self.hook.conn
         kwargs: dict[str, Any] = {
             "ModelPackageGroupName": group,
@@ -178,29 +175,19 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
                 if not token or seen >= REGISTRY_LOOKBACK:
                     return None
                 kwargs["NextToken"] = token
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+        except Exception as exc:
+            if is_not_found(exc):
                 return None  # the group does not exist yet
             raise
-
-    def _persist_link(self, context: Context, package: dict[str, Any]) -> None:
-        SageMakerModelPackageLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            group=package.get("ModelPackageGroupName") or self.package_group_name,
-            version=package.get("ModelPackageVersion"),
-        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.builders import model_package_request
         from ml_lifecycle.config import load_config
         from ml_lifecycle.naming import RunPlan
 
-        gate = context["ti"].xcom_pull(task_ids=self.gate_task_id)
+        gate = self.gate
         if not gate:
-            raise AirflowFailException(f"no result from the quality gate task {self.gate_task_id!r}")
+            raise AirflowFailException("no result from the quality gate (the gate input is empty)")
         if not gate.get("passed"):
             raise AirflowSkipException(
                 f"Not registered: the quality gate rejected the model ({gate.get('reason')}). "
@@ -216,7 +203,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
                 existing["ModelPackageArn"],
                 existing.get("ModelPackageVersion"),
             )
-            self._persist_link(context, existing)
+            persist_package_link(self, context, existing)
             return _package_summary(existing, already_registered=True)
 
         status = approval_status(cfg, self.approval)
@@ -252,7 +239,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         arn = super().execute(context)
         package = self.hook.conn.describe_model_package(ModelPackageName=arn)
         self.log.info("Registered %s (version %s, %s)", arn, package.get("ModelPackageVersion"), status)
-        self._persist_link(context, package)
+        persist_package_link(self, context, package)
         return _package_summary(package, already_registered=False)
 
 
@@ -268,39 +255,31 @@ class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
     "dag_run_id"}``.
 
     :param pointer_uri: ``s3://.../approved.json`` (templated)
-    :param register_task_id: the registration task whose XCom is published
+    :param registration: the registration's result, which is published (templated; in a DAG
+        ``register.output``)
     """
 
     aws_hook_class = SageMakerHook
-    template_fields: Sequence[str] = aws_template_fields("pointer_uri")
+    template_fields: Sequence[str] = aws_template_fields("pointer_uri", "registration")
     operator_extra_links = (SageMakerModelPackageLink(),)
 
-    def __init__(self, *, pointer_uri: str, register_task_id: str = "register", **kwargs: Any) -> None:
+    def __init__(self, *, pointer_uri: str, registration: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pointer_uri = pointer_uri
-        self.register_task_id = register_task_id
+        self.registration = registration
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
         from ml_lifecycle.config import load_config
-        from ml_lifecycle.data.s3 import get_json, put_json
+        from ml_lifecycle.data.s3 import get_json_or_none, put_json
         from ml_lifecycle.notifications import notify_approval_needed
 
-        registration = context["ti"].xcom_pull(task_ids=self.register_task_id)
+        registration = self.registration
         if not registration:
-            raise AirflowFailException(f"no result from the registration task {self.register_task_id!r}")
+            raise AirflowFailException("no result from the registration (the registration input is empty)")
         cfg = load_config()
         package = self.hook.conn.describe_model_package(ModelPackageName=registration["model_package_arn"])
         status = package.get("ModelApprovalStatus")
-        SageMakerModelPackageLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            group=package.get("ModelPackageGroupName"),
-            version=package.get("ModelPackageVersion"),
-        )
+        persist_package_link(self, context, package)
         if status != "Approved":
             notify_approval_needed(context, registration, cfg=cfg)
             raise AirflowSkipException(
@@ -308,12 +287,7 @@ class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
                 "model registry, so the approved-model asset is not updated by this run"
             )
         s3 = self.hook.s3_hook.get_conn()
-        try:
-            current = get_json(s3, self.pointer_uri)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404", "NotFound"}:
-                raise
-            current = None
+        current = get_json_or_none(s3, self.pointer_uri)
         pointer = {
             **{k: v for k, v in _package_summary(package).items() if k != "approval_status"},
             "dag_id": context["dag"].dag_id,
@@ -329,9 +303,7 @@ class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
                 f"{pointer['window_end']}) than the approved {current.get('model_package_arn')} (ends "
                 f"{current.get('window_end')}); the pointer stays"
             )
-        kms = cfg.storage.kms_key_id
-        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms} if kms else {}
-        put_json(s3, self.pointer_uri, pointer, **extra)
+        put_json(s3, self.pointer_uri, pointer, **cfg.storage.encryption())
         self.log.info("Approved model %s published at %s", pointer["model_package_arn"], self.pointer_uri)
         outlet_events = context.get("outlet_events")
         if outlet_events is not None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerProcessingOperator,
@@ -40,7 +40,21 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.common.compat.sdk import AirflowException
 from airflow.sdk import BaseOperator
 
-from ml_lifecycle.links import SageMakerProcessingJobLink, SageMakerTrainingJobLink, SageMakerTuningJobLink
+from ml_lifecycle.links import (
+    SageMakerProcessingJobLink,
+    SageMakerTrainingJobLink,
+    SageMakerTuningJobLink,
+    persist_link,
+)
+from ml_lifecycle.operators.base import (
+    JOB_COMPLETED,
+    JOB_FAILED,
+    aws_connection,
+    describe_or_none,
+    failure_reason,
+    is_in_use,
+)
+from ml_lifecycle.operators.jobs import find_attempt, try_number
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -48,14 +62,6 @@ if TYPE_CHECKING:
     from ml_lifecycle.config import Config
     from ml_lifecycle.naming import RunPlan
 
-ACTIVE_STATES = frozenset({"InProgress", "Stopping"})
-FAILED_STATES = frozenset({"Failed", "Stopped"})
-#: Error codes SageMaker answers a Describe* for an unknown name with (ValidationException for jobs,
-#: ResourceNotFound for tuning jobs).
-_NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound", "ResourceNotFoundException"})
-#: Error codes of a Create* whose job name is taken (the job exists already).
-_IN_USE_CODES = frozenset({"ResourceInUse", "ResourceInUseException"})
-_FAILURE_REASON_MAX = 1024
 #: how far past the current try number earlier jobs of the run are looked for
 _MAX_EXTRA_TRIES = 20
 
@@ -135,61 +141,39 @@ class _ReattachingJobMixin:
             self.config = self.build_request(cfg, plan, context, 1)
 
     def describe_or_none(self, name: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self._describe(name)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND_CODES:
-                return None
-            raise
-
-    def find_latest_job(self, plan: RunPlan, try_number: int) -> tuple[int, str, dict[str, Any]] | None:
-        """The newest job this run already created: ``(try, name, description)``, or ``None``.
-
-        Looks at the names of tries 1..``try_number`` and, past that, as long as jobs keep existing: a run
-        that was deleted and created again (``dags test``) or whose try count was reset starts again at
-        try 1 although later tries' jobs exist.
-        """
-        latest = None
-        attempt = 1
-        while attempt <= try_number + _MAX_EXTRA_TRIES:
-            name = plan.job_name(self._job_kind, attempt)
-            description = self.describe_or_none(name)
-            if description is not None:
-                latest = (attempt, name, description)
-            elif attempt >= try_number:
-                break
-            attempt += 1
-        return latest
+        return describe_or_none(self._describe, name=name)
 
     def execute(self, context: Context) -> dict[str, Any]:
         cfg, plan = self._plan(context)
-        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
-        latest = self.find_latest_job(plan, try_number)
-        if latest is not None and latest[2][self._status_key] not in FAILED_STATES:
-            attempt, name, description = latest
+        attempt = find_attempt(
+            self.describe_or_none,
+            lambda number: plan.job_name(self._job_kind, number),
+            self._status_key,
+            try_number(context),
+            scan_past=_MAX_EXTRA_TRIES,
+        )
+        name, description = attempt.name, attempt.description
+        if description is not None:
             self.log.info(  # type: ignore[attr-defined]
                 "Re-attaching to %s job %s (status %s, created by try %d) instead of starting a new one",
                 self._job_kind,
                 name,
                 description[self._status_key],
-                attempt,
+                attempt.number,
             )
             # the request as that try sent it, for the rendered "config" field
-            self.config = self.build_request(cfg, plan, context, attempt)
+            self.config = self.build_request(cfg, plan, context, attempt.number)
         else:
-            attempt = 1 if latest is None else max(try_number, latest[0] + 1)
-            if latest is not None:
+            if attempt.previous is not None:
                 self.log.warning(  # type: ignore[attr-defined]
                     "Previous %s job %s ended %s (%s); starting %s",
                     self._job_kind,
-                    latest[1],
-                    latest[2][self._status_key],
-                    self._failure_reason(latest[2]),
-                    plan.job_name(self._job_kind, attempt),
+                    attempt.previous[0],
+                    attempt.previous[1][self._status_key],
+                    failure_reason(attempt.previous[1]),
+                    name,
                 )
-            self.config = self.build_request(cfg, plan, context, attempt)
+            self.config = self.build_request(cfg, plan, context, attempt.number)
             self.preprocess_config()  # type: ignore[attr-defined]
             name = self.config[self._name_key]
             self.log.info("Creating SageMaker %s job %s", self._job_kind, name)  # type: ignore[attr-defined]
@@ -205,12 +189,10 @@ class _ReattachingJobMixin:
         Airflow started meanwhile). Both find no job, both create the same deterministic name, and
         SageMaker refuses the second with ``ResourceInUse``: the job this run wanted exists, so wait for it.
         """
-        from botocore.exceptions import ClientError
-
         try:
             self._create()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in _IN_USE_CODES:
+        except Exception as exc:
+            if not is_in_use(exc):
                 raise
             self.log.warning(  # type: ignore[attr-defined]
                 "SageMaker %s job %s was created meanwhile by another execution of this task; re-attaching to it",
@@ -222,8 +204,7 @@ class _ReattachingJobMixin:
         """After a deferral the operator is new: rebuild the request that created ``name`` (for the UI)."""
         try:
             cfg, plan = self._plan(context)
-            try_number = int(getattr(context["ti"], "try_number", 1) or 1)
-            for attempt in range(1, try_number + 1):
+            for attempt in range(1, try_number(context) + 1):
                 if plan.job_name(self._job_kind, attempt) == name:
                     self.config = self.build_request(cfg, plan, context, attempt)
                     return
@@ -231,31 +212,19 @@ class _ReattachingJobMixin:
             self.log.debug("Could not rebuild the request of %s", name, exc_info=True)  # type: ignore[attr-defined]
 
     def _persist_link(self, context: Context, name: str) -> None:
-        hook = self.hook  # type: ignore[attr-defined]
-        self._link.persist(
-            context=context,
-            operator=self,
-            region_name=hook.conn_region_name,
-            aws_partition=hook.conn_partition,
-            job_name=name,
-        )
+        persist_link(self._link, self, context, job_name=name)  # type: ignore[arg-type]
 
-    def _failure_reason(self, description: dict[str, Any]) -> str:
-        reason = description.get("FailureReason") or description.get("ExitMessage") or "no FailureReason given"
-        return str(reason)[:_FAILURE_REASON_MAX]
-
-    def _raise_failed(self, name: str, description: dict[str, Any]) -> None:
+    def _raise_failed(self, name: str, description: dict[str, Any]) -> NoReturn:
         raise AirflowException(
-            f"SageMaker {self._job_kind} job {name} {description[self._status_key]}: "
-            f"{self._failure_reason(description)}"
+            f"SageMaker {self._job_kind} job {name} {description[self._status_key]}: {failure_reason(description)}"
         )
 
     def _finish_or_defer(self, name: str, description: dict[str, Any]) -> dict[str, Any]:
         status = description[self._status_key]
-        if status == "Completed":
+        if status == JOB_COMPLETED:
             self.log.info("SageMaker %s job %s completed", self._job_kind, name)  # type: ignore[attr-defined]
             return self.summarize(description)
-        if status in FAILED_STATES:
+        if status in JOB_FAILED:
             self._raise_failed(name, description)
         self.defer(  # type: ignore[attr-defined]
             trigger=SageMakerTrigger(
@@ -263,10 +232,7 @@ class _ReattachingJobMixin:
                 job_type=self._job_type,
                 waiter_delay=self.check_interval,  # type: ignore[attr-defined]
                 waiter_max_attempts=self.max_attempts,  # type: ignore[attr-defined]
-                aws_conn_id=self.aws_conn_id,  # type: ignore[attr-defined]
-                region_name=self.region_name,  # type: ignore[attr-defined]
-                verify=self.verify,  # type: ignore[attr-defined]
-                botocore_config=self.botocore_config,  # type: ignore[attr-defined]
+                **aws_connection(self),  # type: ignore[arg-type]
             ),
             method_name="execute_complete",
             timeout=datetime.timedelta(seconds=self.max_ingestion_time)  # type: ignore[attr-defined]
@@ -284,9 +250,9 @@ class _ReattachingJobMixin:
         self._restore_request(context, name)
         description = self._describe(name)
         status = description[self._status_key]
-        if status == "Completed":
+        if status == JOB_COMPLETED:
             return self.summarize(description)
-        if status in FAILED_STATES:
+        if status in JOB_FAILED:
             self._raise_failed(name, description)
         waited = self.check_interval * self.max_attempts  # type: ignore[attr-defined]
         raise AirflowException(
@@ -611,7 +577,10 @@ class PrepareRunOperator(BaseOperator):
 
     The code under ``include/code/<component>/`` is packaged deterministically and uploaded once per
     content hash (:mod:`ml_lifecycle.code_package`). XCom: the plan (:meth:`RunPlan.as_dict`) plus
-    ``"code": {component: {"digest", "sourcedir_uri", "src_uri", ...}}``.
+    ``"code": {component: {"digest", "sourcedir_uri", "src_uri", ...}}`` and, for the DAG's wiring
+    (``plan.output["window_start"]``; the operator pushes each key as its own XCom), the flat keys
+    ``window_start``, ``window_end``, ``validation_report_uri``, ``validate_job_name`` and
+    ``<component>_src_uri`` / ``<component>_sourcedir_uri`` / ``<component>_digest``.
 
     :param aws_conn_id: Airflow connection for AWS (S3)
     :param components: the ``include/code`` folders to publish
@@ -626,6 +595,7 @@ class PrepareRunOperator(BaseOperator):
         components: Sequence[str] = ("preprocessing", "training", "evaluation", "inference"),
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
         self.components = tuple(components)
@@ -656,4 +626,13 @@ class PrepareRunOperator(BaseOperator):
             prefix=cfg.storage.prefixes.code,
             kms_key_id=cfg.storage.kms_key_id,
         )
-        return {**plan.as_dict(), "code": code}
+        wiring = {
+            "window_start": plan.window.start.isoformat(),
+            "window_end": plan.window.end.isoformat(),
+            "validation_report_uri": plan.report_uri("validation") + "/",
+            "validate_job_name": plan.job_name("validate"),
+        }
+        for component, published in code.items():
+            for key in ("src_uri", "sourcedir_uri", "digest"):
+                wiring[f"{component}_{key}"] = published[key]
+        return {**plan.as_dict(), "code": code, **wiring}

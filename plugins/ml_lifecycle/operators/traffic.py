@@ -25,20 +25,17 @@ import datetime as dt
 import itertools
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException
 
+from ml_lifecycle.links import CloudWatchAlarmsLink, alarms_console_url, endpoint_console_url
+from ml_lifecycle.operators.base import ENDPOINT_IN_PROGRESS
 from ml_lifecycle.operators.deploy import (
-    IN_PROGRESS,
     ROLLBACK_XCOM_KEY,
-    CloudWatchAlarmsLink,
-    HostingOperatorBase,
-    SageMakerEndpointLink,
+    EndpointDeploymentBase,
     alarm_evidence,
-    alarms_console_url,
-    endpoint_console_url,
     notify_rollback,
     write_evidence,
 )
@@ -156,7 +153,7 @@ def variant_health(
     }
 
 
-class StepwiseTrafficShiftOperator(HostingOperatorBase):
+class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
     """Shift an endpoint's traffic to a new approved model in checked steps, then retire the old variant.
 
     XCom (success): ``{"endpoint_name", "endpoint_config_name", "model_package_arn", "model_package_version",
@@ -177,29 +174,19 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
     template_fields: Sequence[str] = aws_template_fields(
         "model_package_arn", "endpoint_name", "percentages", "bake_seconds"
     )
-    operator_extra_links = (SageMakerEndpointLink(), CloudWatchAlarmsLink())
-    ui_color = "#f4d6a0"
 
     def __init__(
         self,
         *,
-        model_package_arn: str,
-        endpoint_name: str | None = None,
         percentages: Sequence[float] | str | None = None,
         bake_seconds: int | str | None = None,
         min_invocations: int = 0,
-        alarm_period_seconds: int = 60,
-        notify_on_rollback: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.model_package_arn = model_package_arn
-        self.endpoint_name = endpoint_name
         self.percentages = percentages
         self.bake_seconds = bake_seconds
         self.min_invocations = min_invocations
-        self.alarm_period_seconds = alarm_period_seconds
-        self.notify_on_rollback = notify_on_rollback
 
     # ------------------------------------------------------------------------------------------------ entry
 
@@ -218,21 +205,44 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
     # ------------------------------------------------------------------------------------------- the steps
 
     def _advance(self, context: Context, *, progress: dict[str, Any]) -> dict[str, Any]:
+        """One move from what the endpoint is now: create it, wait, add the variant, step, retire or finish.
+
+        Every move but the last defers (and resumes here); the last returns the result.
+        """
+        cfg = self._config()
+        base, model = self._target(context, cfg)
+        description = self._settled_endpoint(cfg, base, progress)
+        if description.get("EndpointConfigName") == base["final"]:
+            return self._finished(description, base, progress)
+        if progress.get("retiring"):
+            raise AirflowFailException(
+                f"retiring the old variant of {base['endpoint']} did not take effect: it serves "
+                f"{description.get('EndpointConfigName')}, not {base['final']} "
+                f"({description.get('FailureReason') or 'no FailureReason'})"
+            )
+        names = [v["VariantName"] for v in description.get("ProductionVariants") or []]
+        if base["variant"] not in names:
+            self._add_new_variant(cfg, base, model, description, progress)
+        if len(names) != 2:
+            raise AirflowFailException(
+                f"endpoint {base['endpoint']} has variants {names}; expected the old and {base['variant']}"
+            )
+        self._next_step(context, cfg, base, description, progress)
+
+    def _target(self, context: Context, cfg: Config) -> tuple[dict[str, Any], str]:
+        """Where the shift goes: ``(base, model)``; the model, its final config and its alarms exist after it.
+
+        ``base``: ``{"endpoint", "version", "variant", "final", "final_request", "alarms", "steps", "bake"}``.
+        """
         from ml_lifecycle.builders.endpoint import endpoint_config_request, package_version, production_variant
         from ml_lifecycle.naming import sagemaker_name
 
-        cfg = self._config()
         endpoint = self.endpoint_name or cfg.deployment.endpoint_name
         steps = parse_percentages(self.percentages or cfg.deployment.stepwise_percentages)
         bake = float(
             self.bake_seconds if self.bake_seconds not in (None, "", "None") else cfg.deployment.wait_interval_seconds
         )
-        package = self.describe_package(self.model_package_arn)
-        if package.get("ModelApprovalStatus") != "Approved":
-            raise AirflowFailException(
-                f"model package {self.model_package_arn} is {package.get('ModelApprovalStatus')}; only Approved "
-                "versions are deployed"
-            )
+        package = self.approved_package(self.model_package_arn)
         self.persist_endpoint_link(context, endpoint)
         version = package_version(package)
         model = self.ensure_model(cfg, package)
@@ -241,82 +251,86 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
             cfg, variants=[production_variant(cfg, model=model, variant_name=new_variant)], version=version
         )
         alarms = self.ensure_alarms(cfg, endpoint, new_variant, self.alarm_period_seconds)
-        CloudWatchAlarmsLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            prefix=f"{endpoint}-{new_variant}",
-        )
+        self.persist_link(CloudWatchAlarmsLink, context, prefix=f"{endpoint}-{new_variant}")
         base = {
             "endpoint": endpoint,
             "version": version,
             "variant": new_variant,
             "final": final["EndpointConfigName"],
+            "final_request": final,
             "alarms": alarms,
             "steps": steps,
+            "bake": bake,
         }
-        description = self.describe_endpoint_or_none(endpoint)
+        return base, model
 
+    def _settled_endpoint(self, cfg: Config, base: dict[str, Any], progress: dict[str, Any]) -> dict[str, Any]:
+        """The endpoint ``InService``; creates it on the final config when absent, waits while it changes."""
+        endpoint = base["endpoint"]
+        description = self.describe_endpoint_or_none(endpoint)
         if description is None:
-            self.ensure_endpoint_config(final)
-            self.log.info("Endpoint %s does not exist; creating it on %s", endpoint, final["EndpointConfigName"])
-            self.sagemaker.create_endpoint(
-                EndpointName=endpoint,
-                EndpointConfigName=final["EndpointConfigName"],
-                Tags=[{"Key": k, "Value": v} for k, v in cfg.sagemaker.tags.items()],
-            )
+            self.ensure_endpoint_config(base["final_request"])
+            self.log.info("Endpoint %s does not exist; creating it on %s", endpoint, base["final"])
+            self.create_endpoint(cfg, endpoint, base["final"])
             progress["action"] = "created"
             self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
         status = description["EndpointStatus"]
-        if status in IN_PROGRESS:
+        if status in ENDPOINT_IN_PROGRESS:
             self.log.info("Endpoint %s is %s; waiting for it to settle", endpoint, status)
             self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
         if status != "InService":
             raise AirflowFailException(f"endpoint {endpoint} is {status}: {description.get('FailureReason')}")
-        serving = description.get("EndpointConfigName")
-        if serving == final["EndpointConfigName"]:
-            action = progress.get("action") or ("shifted" if progress.get("retiring") else "unchanged")
-            self.log.info("Endpoint %s serves %s on %s only (%s)", endpoint, self.model_package_arn, serving, action)
-            return self._result(description, base, progress, action)
-        if progress.get("retiring"):
-            raise AirflowFailException(
-                f"retiring the old variant of {endpoint} did not take effect: it serves {serving}, not "
-                f"{final['EndpointConfigName']} ({description.get('FailureReason') or 'no FailureReason'})"
-            )
+        return description
 
+    def _finished(self, description: dict[str, Any], base: dict[str, Any], progress: dict[str, Any]) -> dict[str, Any]:
+        action = progress.get("action") or ("shifted" if progress.get("retiring") else "unchanged")
+        self.log.info(
+            "Endpoint %s serves %s on %s only (%s)",
+            base["endpoint"],
+            self.model_package_arn,
+            description.get("EndpointConfigName"),
+            action,
+        )
+        return self._result(description, base, progress, action)
+
+    def _add_new_variant(
+        self, cfg: Config, base: dict[str, Any], model: str, description: dict[str, Any], progress: dict[str, Any]
+    ) -> NoReturn:
+        """Move the endpoint to a config with the serving variant (weight 1) and the new one (weight 0)."""
+        from ml_lifecycle.builders.endpoint import endpoint_config_request, production_variant
+
+        endpoint, new_variant = base["endpoint"], base["variant"]
+        serving = description.get("EndpointConfigName")
         variants = description.get("ProductionVariants") or []
         names = [v["VariantName"] for v in variants]
-        if new_variant not in names:
-            if len(variants) != 1:
-                raise AirflowFailException(
-                    f"endpoint {endpoint} has variants {names}; stepwise shifting starts from one serving variant"
-                )
-            old_config = self.sagemaker.describe_endpoint_config(EndpointConfigName=serving)
-            old = next(v for v in old_config["ProductionVariants"] if v["VariantName"] == names[0])
-            two = endpoint_config_request(
-                cfg,
-                variants=[
-                    {k: old[k] for k in ("VariantName", "ModelName", "InstanceType", "InitialInstanceCount")}
-                    | {"InitialVariantWeight": 1.0},
-                    production_variant(cfg, model=model, variant_name=new_variant, weight=0.0),
-                ],
-                version=version,
+        if len(variants) != 1:
+            raise AirflowFailException(
+                f"endpoint {endpoint} has variants {names}; stepwise shifting starts from one serving variant"
             )
-            self.ensure_endpoint_config(two)
-            self.log.info(
-                "Adding variant %s (weight 0) beside %s: %s -> %s",
-                new_variant,
-                names[0],
-                serving,
-                two["EndpointConfigName"],
-            )
-            self.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=two["EndpointConfigName"])
-            progress["started_at"] = dt.datetime.now(dt.UTC).isoformat()
-            self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
+        old_config = self.sagemaker.describe_endpoint_config(EndpointConfigName=serving)
+        old = next(v for v in old_config["ProductionVariants"] if v["VariantName"] == names[0])
+        two = endpoint_config_request(
+            cfg,
+            variants=[
+                {k: old[k] for k in ("VariantName", "ModelName", "InstanceType", "InitialInstanceCount")}
+                | {"InitialVariantWeight": 1.0},
+                production_variant(cfg, model=model, variant_name=new_variant, weight=0.0),
+            ],
+            version=base["version"],
+        )
+        self.ensure_endpoint_config(two)
+        target = two["EndpointConfigName"]
+        self.log.info("Adding variant %s (weight 0) beside %s: %s -> %s", new_variant, names[0], serving, target)
+        self.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=two["EndpointConfigName"])
+        progress["started_at"] = dt.datetime.now(dt.UTC).isoformat()
+        self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
 
-        if len(variants) != 2:
-            raise AirflowFailException(f"endpoint {endpoint} has variants {names}; expected the old and {new_variant}")
+    def _next_step(
+        self, context: Context, cfg: Config, base: dict[str, Any], description: dict[str, Any], progress: dict[str, Any]
+    ) -> NoReturn:
+        """Check the step that baked and shift to the next (or retire the old variant); else bake again."""
+        endpoint, new_variant, steps, bake = base["endpoint"], base["variant"], base["steps"], base["bake"]
+        names = [v["VariantName"] for v in description["ProductionVariants"]]
         old_variant = next(n for n in names if n != new_variant)
         share = variant_share(description, new_variant)
         baked = progress.get("baked")
@@ -324,20 +338,33 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
             self._check(context, cfg, base, progress, old_variant, share, bake)
             following = [p for p in steps if p / 100.0 > share + EPSILON]
             if not following:
-                self.ensure_endpoint_config(final)
-                self.log.info(
-                    "All steps passed; retiring variant %s: %s -> %s", old_variant, serving, final["EndpointConfigName"]
-                )
-                self.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=final["EndpointConfigName"])
-                progress.update(retiring=True, baked=None, retired=old_variant)
-                self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
+                self._retire_old_variant(cfg, base, description, old_variant, progress)
             self._shift(cfg, endpoint, old_variant, new_variant, following[0] / 100.0, bake, progress)
         if share <= EPSILON:
             self._shift(cfg, endpoint, old_variant, new_variant, steps[0] / 100.0, bake, progress)
         self.log.info("Resuming at %.0f%% on %s: baking this step again before going on", share * 100, new_variant)
         progress["baked"] = share
         self.defer_until_settled(cfg, endpoint, bake_seconds=bake, kwargs={"progress": progress})
-        raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+    def _retire_old_variant(
+        self,
+        cfg: Config,
+        base: dict[str, Any],
+        description: dict[str, Any],
+        old_variant: str,
+        progress: dict[str, Any],
+    ) -> NoReturn:
+        """All steps passed: move the endpoint to the config with the new variant only."""
+        self.ensure_endpoint_config(base["final_request"])
+        self.log.info(
+            "All steps passed; retiring variant %s: %s -> %s",
+            old_variant,
+            description.get("EndpointConfigName"),
+            base["final"],
+        )
+        self.sagemaker.update_endpoint(EndpointName=base["endpoint"], EndpointConfigName=base["final"])
+        progress.update(retiring=True, baked=None, retired=old_variant)
+        self.defer_until_settled(cfg, base["endpoint"], kwargs={"progress": progress})
 
     def _shift(
         self,
@@ -348,7 +375,7 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
         share: float,
         bake: float,
         progress: dict[str, Any],
-    ) -> None:
+    ) -> NoReturn:
         self.log.info("Shifting %.0f%% of traffic to %s (bake %s s)", share * 100, new, bake)
         self.sagemaker.update_endpoint_weights_and_capacities(
             EndpointName=endpoint,
@@ -422,7 +449,7 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
         share: float,
         health: dict[str, Any],
         description: dict[str, Any],
-    ) -> None:
+    ) -> NoReturn:
         endpoint = base["endpoint"]
         region = self.hook.conn_region_name or cfg.aws.region
         started = dt.datetime.fromisoformat(progress["started_at"]) if progress.get("started_at") else None

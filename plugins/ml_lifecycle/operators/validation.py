@@ -36,7 +36,8 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from ml_lifecycle.links import S3ReportLink
+from ml_lifecycle.links import S3ReportLink, persist_link
+from ml_lifecycle.operators.base import JOB_ACTIVE, JOB_COMPLETED, failure_reason
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,9 +48,6 @@ CODE_FILES = ("validate.py", "gx_validation.py", "requirements.txt")
 RESULT_NAME = "validation_result.json"
 DOCS_NAME = "validation_report.html"
 SUMMARY_XCOM_KEY = "validation_summary"
-PROCESSING_ROOT = "/opt/ml/processing"
-_ACTIVE = frozenset({"InProgress", "Stopping"})
-_FAILED = frozenset({"Failed", "Stopped"})
 
 
 def load_validation_core() -> ModuleType:
@@ -247,14 +245,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         if ti is not None:
             ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
             bucket, key = split_s3_uri(prefix)
-            S3ReportLink.persist(
-                context=context,
-                operator=self,
-                region_name=self.hook.conn_region_name,
-                aws_partition=self.hook.conn_partition,
-                bucket=bucket,
-                prefix=key,
-            )
+            persist_link(S3ReportLink, self, context, bucket=bucket, prefix=key)
         if not summary["success"]:
             raise AirflowFailException(failure_message(summary, result_uri, docs_uri))
         self.log.info(
@@ -409,153 +400,53 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
 
     def build_processing_request(self, job_name: str, code_uri: str, suite_uri: str, suite_name: str) -> dict[str, Any]:
         """The ``CreateProcessingJob`` request that runs ``validate.py`` over the dataset."""
-        from ml_lifecycle.data.s3 import as_prefix
-
-        job = dict(self.processing_job or {})
-
-        def s3_input(name: str, uri: str) -> dict[str, Any]:
-            return {
-                "InputName": name,
-                "AppManaged": False,
-                "S3Input": {
-                    "S3Uri": uri,
-                    "LocalPath": f"{PROCESSING_ROOT}/input/{name}",
-                    "S3DataType": "S3Prefix",
-                    "S3InputMode": "File",
-                    "S3DataDistributionType": "FullyReplicated",
-                    "S3CompressionType": "None",
-                },
-            }
+        from ml_lifecycle.builders.processing import validation_request
 
         report_prefix, _, _ = self._report
-        output: dict[str, Any] = {
-            "Outputs": [
-                {
-                    "OutputName": "report",
-                    "AppManaged": False,
-                    "S3Output": {
-                        "S3Uri": report_prefix,
-                        "LocalPath": f"{PROCESSING_ROOT}/output/report",
-                        "S3UploadMode": "EndOfJob",
-                    },
-                }
-            ]
-        }
-        if job.get("output_kms_key_id"):
-            output["KmsKeyId"] = job["output_kms_key_id"]
-        cluster: dict[str, Any] = {
-            "InstanceCount": 1,
-            "InstanceType": job["instance_type"],
-            "VolumeSizeInGB": int(job.get("volume_size_gb") or 30),
-        }
-        if job.get("volume_kms_key_id"):
-            cluster["VolumeKmsKeyId"] = job["volume_kms_key_id"]
-        network: dict[str, Any] = {
-            "EnableInterContainerTrafficEncryption": bool(job.get("enable_inter_container_traffic_encryption")),
-            "EnableNetworkIsolation": bool(job.get("enable_network_isolation")),
-        }
-        if job.get("vpc"):
-            network["VpcConfig"] = {
-                "Subnets": list(job["vpc"]["subnets"]),
-                "SecurityGroupIds": list(job["vpc"]["security_group_ids"]),
-            }
-        install = job.get("install_requirements", True) and not job.get("enable_network_isolation")
-        tags = job.get("tags") or {}
-        return {
-            "ProcessingJobName": job_name,
-            "ProcessingInputs": [
-                s3_input("code", code_uri),
-                s3_input("data", as_prefix(self.dataset_uri)),
-                s3_input("suite", suite_uri),
-            ],
-            "ProcessingOutputConfig": output,
-            "ProcessingResources": {"ClusterConfig": cluster},
-            "StoppingCondition": {"MaxRuntimeInSeconds": int(job.get("max_runtime_seconds") or 3600)},
-            "AppSpecification": {
-                "ImageUri": job["image_uri"],
-                "ContainerEntrypoint": ["python3", f"{PROCESSING_ROOT}/input/code/validate.py"],
-                "ContainerArguments": [
-                    "--data-dir",
-                    f"{PROCESSING_ROOT}/input/data",
-                    "--suite",
-                    f"{PROCESSING_ROOT}/input/suite/{suite_name}",
-                    "--output-dir",
-                    f"{PROCESSING_ROOT}/output/report",
-                    "--batch-rows",
-                    str(self.batch_rows),
-                    "--dataset-uri",
-                    as_prefix(self.dataset_uri),
-                ],
-            },
-            "Environment": {"VALIDATION_INSTALL_REQUIREMENTS": "1" if install else "0"},
-            "NetworkConfig": network,
-            "RoleArn": job["role_arn"],
-            "Tags": [{"Key": str(k), "Value": str(v)} for k, v in tags.items()]
-            if isinstance(tags, dict)
-            else list(tags),
-        }
-
-    def _describe_or_none(self, hook: Any, name: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return hook.describe_processing_job(name)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
-                return None
-            raise
+        return validation_request(
+            dict(self.processing_job or {}),
+            job_name=job_name,
+            dataset_uri=self.dataset_uri,
+            report_uri=report_prefix,
+            code_uri=code_uri,
+            suite_uri=suite_uri,
+            suite_name=suite_name,
+            batch_rows=self.batch_rows,
+        )
 
     def _execute_processing(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.operators.jobs import VALIDATION, current_attempt
+
         manifest = self._manifest()  # fail fast, before starting a job, when the dataset is incomplete
-        hook = self._sagemaker()
+        client = self._sagemaker().conn
         base = str(self.processing_job["job_name"])  # type: ignore[index]
-        try_number = int(getattr(context.get("ti"), "try_number", 1) or 1) if hasattr(context, "get") else 1
-        latest: tuple[str, dict[str, Any]] | None = None
-        for attempt in range(1, try_number + 1):
-            name = base if attempt == 1 else f"{base}-r{attempt}"
-            found = self._describe_or_none(hook, name)
-            if found is not None:
-                latest = (name, found)
-        if latest is not None and latest[1]["ProcessingJobStatus"] not in _FAILED:
-            name, description = latest
+        attempt = current_attempt(client, VALIDATION, context, lambda n: base if n == 1 else f"{base}-r{n}")
+        name, description = attempt.name, attempt.description
+        if description is not None:
             self.log.info("Re-attaching to validation job %s (%s)", name, description["ProcessingJobStatus"])
         else:
-            name = base if try_number == 1 else f"{base}-r{try_number}"
-            if self._describe_or_none(hook, name) is not None:
-                raise AirflowException(f"processing job {name} already exists; cannot start a new validation job")
             code_uri, suite_uri, suite_name = self._upload_job_inputs()
             request = self.build_processing_request(name, code_uri, suite_uri, suite_name)
             self.log.info(
                 "Starting validation job %s over %d rows of %s", name, manifest["row_count"], self.dataset_uri
             )
-            hook.conn.create_processing_job(**request)
-            description = hook.describe_processing_job(name)
-        return self._after_job(context, hook, name, description)
+            client.create_processing_job(**request)
+            description = VALIDATION.describe(client, name)
+        return self._after_job(context, client, name, description)
 
-    def _after_job(self, context: Context, hook: Any, name: str, description: dict[str, Any]) -> dict[str, Any]:
+    def _after_job(self, context: Context, client: Any, name: str, description: dict[str, Any]) -> dict[str, Any]:
+        from ml_lifecycle.operators.jobs import VALIDATION, defer_until_done
+
         status = description["ProcessingJobStatus"]
-        if status in _ACTIVE and self.deferrable:
-            from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-
-            self.defer(
-                trigger=SageMakerTrigger(
-                    job_name=name,
-                    job_type="Processing",
-                    waiter_delay=self.check_interval,
-                    waiter_max_attempts=self.max_attempts,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
-                ),
-                method_name="execute_complete",
-                timeout=dt.timedelta(seconds=self.check_interval * self.max_attempts + 60),
+        if status in JOB_ACTIVE and self.deferrable:
+            defer_until_done(
+                self, VALIDATION, name, interval=self.check_interval, attempts=self.max_attempts, kwargs={}
             )
         for _ in range(self.max_attempts):
-            if status not in _ACTIVE:
+            if status not in JOB_ACTIVE:
                 break
             time.sleep(self.check_interval)
-            description = hook.describe_processing_job(name)
+            description = VALIDATION.describe(client, name)
             status = description["ProcessingJobStatus"]
         return self._read_job_result(context, name, description)
 
@@ -571,14 +462,13 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         from ml_lifecycle.data.s3 import get_json
 
         status = description["ProcessingJobStatus"]
-        if status in _ACTIVE:
+        if status in JOB_ACTIVE:
             raise AirflowException(
                 f"stopped waiting for validation job {name} after {self.check_interval * self.max_attempts} s; it is "
                 f"still {status}. A retry of this task re-attaches to it."
             )
-        if status != "Completed":
-            reason = description.get("FailureReason") or description.get("ExitMessage") or "no FailureReason given"
-            raise AirflowException(f"validation job {name} {status}: {reason}")
+        if status != JOB_COMPLETED:
+            raise AirflowException(f"validation job {name} {status}: {failure_reason(description)}")
         _, result_uri, _ = self._report
         try:
             document = get_json(self.hook.conn, result_uri)

@@ -22,7 +22,8 @@ from ml_lifecycle.config import include_dir, load_config
 from ml_lifecycle.naming import RunPlan
 
 SERVICE = botocore.session.get_session().get_service_model("sagemaker")
-ENVIRONMENTS = [pytest.param(env, id=env) for env in ("local", "dev", "prod")]
+#: every environment of include/config/ (a new environment is one new file there)
+ENVIRONMENTS = [pytest.param(p.stem, id=p.stem) for p in sorted((include_dir() / "config").glob("*.yaml"))]
 SOURCEDIR = "s3://ml-lifecycle-local/code/0123456789abcdef/sourcedir.tar.gz"
 SPLITS = {
     "train": "s3://b/jobs/x/train/",
@@ -261,3 +262,34 @@ def test_metric_definitions_file_problems_are_named(tmp_path):
         load_metric_definitions(bad)
     with pytest.raises(BuilderError, match="not found"):
         load_metric_definitions(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_validation_request_is_a_valid_create_processing_job(env):
+    from ml_lifecycle.builders.processing import validation_request
+    from ml_lifecycle.dag_defaults import validation_job_settings
+
+    cfg = load_config(env)
+    plan = _plan(cfg)
+    settings = validation_job_settings(cfg, job_name=plan.job_name("validate"))
+    request = validation_request(
+        settings,
+        job_name=settings["job_name"],
+        dataset_uri=plan.dataset_uri,
+        report_uri=plan.report_uri("validation") + "/",
+        code_uri="s3://b/reports/_job/code/",
+        suite_uri="s3://b/reports/_job/suite/",
+        suite_name="suite.json",
+        batch_rows=1000,
+    )
+    assert_valid_request("CreateProcessingJob", request)
+    assert request["RoleArn"] == cfg.sagemaker.role_arn
+    assert request["AppSpecification"]["ImageUri"] == cfg.sagemaker.images.processing
+    entrypoint = request["AppSpecification"]["ContainerEntrypoint"]
+    assert entrypoint == ["python3", "/opt/ml/processing/input/code/validate.py"]
+    inputs = {i["InputName"]: i["S3Input"]["LocalPath"] for i in request["ProcessingInputs"]}
+    assert inputs == {
+        "code": "/opt/ml/processing/input/code",
+        "data": "/opt/ml/processing/input/data",
+        "suite": "/opt/ml/processing/input/suite",
+    }

@@ -70,7 +70,8 @@ class FakeRegistry:
     def list_model_packages(self, **request):
         group = request["ModelPackageGroupName"]
         if group not in self.groups:
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": "no such group"}}, "List")
+            message = f"ModelPackageGroup {group} does not exist."  # the devstack's text
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": message}}, "List")
         packages = [p for p in self.packages if p["ModelPackageGroupName"] == group]
         if status := request.get("ModelApprovalStatus"):
             packages = [p for p in packages if p["ModelApprovalStatus"] == status]

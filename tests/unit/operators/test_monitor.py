@@ -12,7 +12,7 @@ from botocore.validate import ParamValidator
 
 from ml_lifecycle.assets import drift_uri
 from ml_lifecycle.builders.monitor import baseline_request, job_definition_request, one_off_config, schedule_name
-from ml_lifecycle.config import load_config
+from ml_lifecycle.config import include_dir, load_config
 from ml_lifecycle.operators.monitor import (
     DataQualityBaselineOperator,
     LatestMonitoringResultOperator,
@@ -29,6 +29,8 @@ DATASET = f"s3://{BUCKET}/jobs/train_model/20260101-20260301/abcd1234/preprocess
 SERVICE = botocore.session.get_session().get_service_model("sagemaker")
 __all__ = ["aws"]
 
+CONFIG_DIR = include_dir() / "config"
+
 
 def assert_valid(operation: str, request: dict) -> None:
     report = ParamValidator().validate(request, SERVICE.operation_model(operation).input_shape)
@@ -42,7 +44,7 @@ def with_hook(op, fake):
     return op
 
 
-@pytest.mark.parametrize("env", [pytest.param(e, id=e) for e in ("local", "dev", "prod")])
+@pytest.mark.parametrize("env", [pytest.param(p.stem, id=p.stem) for p in sorted(CONFIG_DIR.glob("*.yaml"))])
 def test_requests_match_the_sagemaker_api(env):
     cfg = load_config(env)
     assert_valid(
@@ -238,10 +240,10 @@ def test_one_off_run_creates_a_now_schedule_defers_and_cleans_up(aws):
     assert name not in fake.schedules, "the one-off schedule is removed"
 
 
-def drift_task():
+def drift_task(findings):
     from ml_lifecycle.assets import drift_asset
 
-    return PublishDriftOperator(task_id="drift", findings_task_id="read", outlets=[drift_asset(load_config())])
+    return PublishDriftOperator(task_id="drift", findings=findings, outlets=[drift_asset(load_config())])
 
 
 FINDINGS = {
@@ -257,9 +259,9 @@ FINDINGS = {
 
 
 def test_drift_emits_the_asset_once_per_execution_and_notifies(aws):
-    op = with_hook(drift_task(), FakeMonitoring())
+    op = with_hook(drift_task(FINDINGS), FakeMonitoring())
     events = {op.outlets[0]: SimpleNamespace(extra=None)}
-    result = op.execute(context(FakeTI({"read": FINDINGS}), outlet_events=events))
+    result = op.execute(context(FakeTI({}), outlet_events=events))
     assert result["published"] is True
     assert events[op.outlets[0]].extra["violation_count"] == 2
     uri = drift_uri(load_config())
@@ -269,11 +271,11 @@ def test_drift_emits_the_asset_once_per_execution_and_notifies(aws):
     assert "drift" in note["Subject"].lower() and "amount" in note["Message"]
 
     with pytest.raises(AirflowSkipException, match="already published"):
-        with_hook(drift_task(), FakeMonitoring()).execute(context(FakeTI({"read": FINDINGS})))
+        with_hook(drift_task(FINDINGS), FakeMonitoring()).execute(context(FakeTI({})))
 
 
 def test_no_drift_skips_without_an_asset_event(aws):
     calm = {**FINDINGS, "violation_count": 0, "violations": [], "drift": False}
     with pytest.raises(AirflowSkipException, match="No drift"):
-        with_hook(drift_task(), FakeMonitoring()).execute(context(FakeTI({"read": calm})))
+        with_hook(drift_task(calm), FakeMonitoring()).execute(context(FakeTI({})))
     assert notifications(aws) == []

@@ -73,7 +73,7 @@ def _context(xcoms, run_id="manual__2026-03-01", logical_date=datetime(2026, 3, 
     }
 
 
-def _register(registry, s3, approval="config"):
+def _register(registry, s3, approval="config", gate=None):
     op = ModelRegistrationOperator(
         task_id="register",
         model_uri="s3://b/jobs/train/output/model.tar.gz",
@@ -86,6 +86,7 @@ def _register(registry, s3, approval="config"):
         code_digest="0123456789abcdef",
         baseline_uri=BASELINE,
         approval=approval,
+        gate=gate,
     )
     op.__dict__["hook"] = FakeHook(registry, s3)
     return op
@@ -93,13 +94,13 @@ def _register(registry, s3, approval="config"):
 
 def test_rejected_model_skips_registration_with_the_reason(registry, s3):
     with pytest.raises(AirflowSkipException, match=r"quality gate rejected.*auc 0.7100.*gate.json"):
-        _register(registry, s3).execute(_context({"gate": GATE_REJECTED}))
+        _register(registry, s3, gate=GATE_REJECTED).execute(_context({}))
     assert registry.create_calls == 0
 
 
 def test_registration_carries_metrics_and_lineage(registry, s3, monkeypatch):
     monkeypatch.setenv("GIT_COMMIT", "deadbeef")
-    result = _register(registry, s3).execute(_context({"gate": GATE_PASSED}))
+    result = _register(registry, s3, gate=GATE_PASSED).execute(_context({}))
     assert result["approval_status"] == "Approved", "local config approves automatically"
     assert result["version"] == 1 and not result["already_registered"]
     package = registry.describe_model_package(ModelPackageName=result["model_package_arn"])
@@ -117,11 +118,11 @@ def test_registration_carries_metrics_and_lineage(registry, s3, monkeypatch):
 
 
 def test_a_retry_does_not_register_a_second_version(registry, s3):
-    first = _register(registry, s3).execute(_context({"gate": GATE_PASSED}))
-    again = _register(registry, s3).execute(_context({"gate": GATE_PASSED}))
+    first = _register(registry, s3, gate=GATE_PASSED).execute(_context({}))
+    again = _register(registry, s3, gate=GATE_PASSED).execute(_context({}))
     assert registry.create_calls == 1
     assert again["model_package_arn"] == first["model_package_arn"] and again["already_registered"]
-    other_run = _register(registry, s3).execute(_context({"gate": GATE_PASSED}, run_id="manual__other"))
+    other_run = _register(registry, s3, gate=GATE_PASSED).execute(_context({}, run_id="manual__other"))
     assert other_run["version"] == 2
 
 
@@ -145,10 +146,13 @@ def test_unknown_approval_mode_is_rejected():
 
 def _publish(registry, s3, registration, **context_kwargs):
     op = PublishApprovedModelOperator(
-        task_id="publish_approval", pointer_uri=approved_model_uri(CFG), outlets=[approved_model_asset(CFG)]
+        task_id="publish_approval",
+        pointer_uri=approved_model_uri(CFG),
+        registration=registration,
+        outlets=[approved_model_asset(CFG)],
     )
     op.__dict__["hook"] = FakeHook(registry, s3)
-    context = _context({"register": registration}, **context_kwargs)
+    context = _context({}, **context_kwargs)
     return op.execute(context), context
 
 
@@ -158,7 +162,7 @@ def _pointer(s3):
 
 
 def test_approved_model_is_published_with_an_asset_event(registry, s3, sent):
-    registration = _register(registry, s3).execute(_context({"gate": GATE_PASSED}))
+    registration = _register(registry, s3, gate=GATE_PASSED).execute(_context({}))
     pointer, context = _publish(registry, s3, registration)
     assert _pointer(s3)["model_package_arn"] == registration["model_package_arn"] == pointer["model_package_arn"]
     event = context["outlet_events"][approved_model_asset(CFG)]
@@ -167,18 +171,18 @@ def test_approved_model_is_published_with_an_asset_event(registry, s3, sent):
 
 
 def test_pending_model_asks_for_approval_and_emits_nothing(registry, s3, sent):
-    registration = _register(registry, s3, approval="manual").execute(_context({"gate": GATE_PASSED}))
+    registration = _register(registry, s3, approval="manual", gate=GATE_PASSED).execute(_context({}))
     with pytest.raises(AirflowSkipException, match="awaits manual approval"):
         _publish(registry, s3, registration)
     assert len(sent) == 1 and registration["model_package_arn"] in sent[0][1]
 
 
 def test_backfilled_older_model_does_not_move_the_pointer(registry, s3, sent):
-    newer = _register(registry, s3).execute(_context({"gate": GATE_PASSED}, run_id="scheduled__new"))
+    newer = _register(registry, s3, gate=GATE_PASSED).execute(_context({}, run_id="scheduled__new"))
     _publish(registry, s3, newer)
     older_date = datetime(2026, 2, 1, tzinfo=UTC)
-    older = _register(registry, s3).execute(
-        _context({"gate": GATE_PASSED}, run_id="backfill__old", logical_date=older_date)
+    older = _register(registry, s3, gate=GATE_PASSED).execute(
+        _context({}, run_id="backfill__old", logical_date=older_date)
     )
     with pytest.raises(AirflowSkipException, match="older window"):
         _publish(registry, s3, older, run_id="backfill__old", logical_date=older_date)

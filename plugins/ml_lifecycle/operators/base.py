@@ -1,0 +1,258 @@
+"""What every operator of the package that talks to SageMaker shares: errors, states, clients and links.
+
+- :func:`is_not_found` / :func:`is_in_use`: the one reading of SageMaker's "no such resource" and "name
+  taken" answers (``Describe*`` of an unknown job is a ``ValidationException``, of an unknown tuning job or
+  monitoring schedule a ``ResourceNotFound``; see ``docs/architecture.md``).
+- :data:`JOB_ACTIVE` / :data:`JOB_FAILED` / :data:`JOB_COMPLETED` (every job kind) and
+  :data:`ENDPOINT_IN_PROGRESS` (endpoints): the status sets every waiter and re-attach decision reads.
+- :class:`SageMakerOperatorBase`: config, per-service clients, ``describe_or_none`` and console links.
+- :class:`HostingOperatorBase`: what the endpoint operators (deployment, traffic shifting, auto-scaling,
+  batch transform) share: model packages, models, endpoint configs, alarms and the deferred wait.
+
+The re-attach routine of run-named jobs is :mod:`ml_lifecycle.operators.jobs`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+from ml_lifecycle.links import SageMakerEndpointLink, persist_link
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
+    from airflow.sdk import Context
+
+    from ml_lifecycle.config import Config
+
+#: Error codes SageMaker answers a ``Describe*`` of an unknown name with.
+NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound", "ResourceNotFoundException"})
+#: A ``ValidationException`` is "not found" only when its message says so (it also reports bad input).
+NOT_FOUND_MESSAGES = ("not found", "could not find", "can't find", "cannot find", "does not exist")
+#: Error codes of a ``Create*`` whose name is taken (the resource exists already).
+IN_USE_CODES = frozenset({"ResourceInUse", "ResourceInUseException"})
+
+JOB_COMPLETED = "Completed"
+JOB_ACTIVE = frozenset({"InProgress", "Stopping"})
+JOB_FAILED = frozenset({"Failed", "Stopped"})
+ENDPOINT_IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+FAILURE_REASON_MAX = 1024
+
+
+def _error(exc: Exception) -> dict[str, Any] | None:
+    from botocore.exceptions import ClientError
+
+    return exc.response.get("Error", {}) if isinstance(exc, ClientError) else None
+
+
+def is_not_found(exc: Exception) -> bool:
+    """``True`` when ``exc`` is SageMaker saying the named resource does not exist."""
+    error = _error(exc)
+    if error is None or error.get("Code") not in NOT_FOUND_CODES:
+        return False
+    message = str(error.get("Message", "")).lower()
+    return error.get("Code") != "ValidationException" or any(text in message for text in NOT_FOUND_MESSAGES)
+
+
+def is_in_use(exc: Exception) -> bool:
+    """``True`` when ``exc`` is SageMaker refusing a ``Create*`` because the name is taken."""
+    error = _error(exc)
+    return error is not None and error.get("Code") in IN_USE_CODES
+
+
+def describe_or_none(describe: Callable[..., dict[str, Any]], **name: Any) -> dict[str, Any] | None:
+    """``describe(**name)``, or ``None`` when SageMaker has no resource of that name."""
+    try:
+        return describe(**name)
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
+def aws_connection(operator: AwsBaseOperator) -> dict[str, Any]:
+    """The AWS connection settings of ``operator``, as a trigger's keyword arguments."""
+    return {
+        "aws_conn_id": operator.aws_conn_id,
+        "region_name": operator.region_name,
+        "verify": operator.verify,
+        "botocore_config": operator.botocore_config,
+    }
+
+
+def failure_reason(description: dict[str, Any]) -> str:
+    """The job's ``FailureReason`` (or ``ExitMessage``), cut to a length fit for a task log and XCom."""
+    reason = description.get("FailureReason") or description.get("ExitMessage") or "no FailureReason given"
+    return str(reason)[:FAILURE_REASON_MAX]
+
+
+class SageMakerOperatorBase(AwsBaseOperator[SageMakerHook]):
+    """An operator on the task's AWS connection with the SageMaker hook, the config and console links."""
+
+    aws_hook_class = SageMakerHook
+
+    def _config(self) -> Config:
+        from ml_lifecycle.config import load_config
+
+        return load_config()
+
+    def _client(self, service: str) -> Any:
+        """A boto3 client of ``service`` from this task's AWS connection (honours per-service endpoints)."""
+        return AwsBaseHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+            client_type=service,
+        ).conn
+
+    @property
+    def sagemaker(self) -> Any:
+        return self.hook.conn
+
+    def _s3(self) -> Any:
+        return self.hook.s3_hook.get_conn()
+
+    def persist_link(self, link: type[BaseAwsLink], context: Context, **fields: Any) -> None:
+        """Show ``link`` (filled with ``fields``) on this task instance."""
+        persist_link(link, self, context, **fields)
+
+
+class HostingOperatorBase(SageMakerOperatorBase):
+    """What the hosting operators share: clients, idempotent create-if-absent, deferral."""
+
+    def __init__(self, *, poll_interval: float | None = None, max_attempts: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+
+    def _poll(self, cfg: Config) -> tuple[float, int]:
+        interval = self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds
+        attempts = self.max_attempts or max(1, int(cfg.deployment.max_execution_timeout_seconds * 2 // interval) + 10)
+        return float(interval), int(attempts)
+
+    def describe_endpoint_or_none(self, name: str) -> dict[str, Any] | None:
+        return describe_or_none(self.sagemaker.describe_endpoint, EndpointName=name)
+
+    def describe_package(self, arn: str) -> dict[str, Any]:
+        try:
+            return self.sagemaker.describe_model_package(ModelPackageName=arn)
+        except Exception as exc:
+            if is_not_found(exc):
+                raise AirflowFailException(f"model package {arn} does not exist") from exc
+            raise
+
+    def approved_package(self, arn: str, hint: str = "") -> dict[str, Any]:
+        """The model package ``arn``; fails the task unless it is ``Approved``."""
+        package = self.describe_package(arn)
+        if package.get("ModelApprovalStatus") != "Approved":
+            raise AirflowFailException(
+                f"model package {arn} is {package.get('ModelApprovalStatus')}; only Approved versions are deployed"
+                + hint
+            )
+        return package
+
+    def ensure_model(self, cfg: Config, package: dict[str, Any]) -> str:
+        """Create the SageMaker Model of ``package`` unless it exists; returns its name."""
+        from ml_lifecycle.builders.endpoint import model_request
+
+        request = model_request(cfg, package)
+        name = request["ModelName"]
+        if describe_or_none(self.sagemaker.describe_model, ModelName=name) is not None:
+            self.log.info("Model %s exists", name)
+        else:
+            self.log.info("Creating model %s from %s", name, package["ModelPackageArn"])
+            self.sagemaker.create_model(**request)
+        return name
+
+    def ensure_endpoint_config(self, request: dict[str, Any]) -> str:
+        """Create the endpoint config unless one of that name exists; returns its name."""
+        name = request["EndpointConfigName"]
+        if describe_or_none(self.sagemaker.describe_endpoint_config, EndpointConfigName=name) is not None:
+            self.log.info("Endpoint config %s exists", name)
+        else:
+            self.log.info(
+                "Creating endpoint config %s (variants %s)",
+                name,
+                ", ".join(f"{v['VariantName']}={v['ModelName']}" for v in request["ProductionVariants"]),
+            )
+            self.sagemaker.create_endpoint_config(**request)
+        return name
+
+    def create_endpoint(self, cfg: Config, endpoint: str, config_name: str) -> None:
+        """``CreateEndpoint`` on ``config_name`` with the configured tags."""
+        self.sagemaker.create_endpoint(
+            EndpointName=endpoint,
+            EndpointConfigName=config_name,
+            Tags=[{"Key": k, "Value": v} for k, v in cfg.sagemaker.tags.items()],
+        )
+
+    def ensure_alarms(self, cfg: Config, endpoint: str, variant: str, period_seconds: int) -> list[str]:
+        """Create or update (PutMetricAlarm is an upsert) the variant's rollback alarms; returns their names."""
+        from ml_lifecycle.builders.endpoint import alarm_requests
+
+        cloudwatch = self._client("cloudwatch")
+        names = []
+        for request in alarm_requests(cfg, endpoint=endpoint, variant=variant, period_seconds=period_seconds):
+            cloudwatch.put_metric_alarm(**request)
+            names.append(request["AlarmName"])
+        self.log.info("Alarms in place for %s/%s: %s", endpoint, variant, ", ".join(names))
+        return names
+
+    def defer_until_settled(
+        self, cfg: Config, endpoint: str, *, bake_seconds: float = 0, kwargs: dict[str, Any] | None = None
+    ) -> NoReturn:
+        """Hand the wait for the endpoint to settle (then bake) to the triggerer; always raises."""
+        from ml_lifecycle.triggers.endpoint import EndpointSettledTrigger
+
+        interval, attempts = self._poll(cfg)
+        timeout = dt.timedelta(seconds=interval * attempts + bake_seconds + 300)
+        self.defer(
+            trigger=EndpointSettledTrigger(
+                endpoint_name=endpoint,
+                poll_interval=interval,
+                max_attempts=attempts,
+                bake_seconds=bake_seconds,
+                **aws_connection(self),
+            ),
+            method_name="execute_complete",
+            kwargs=kwargs or {},
+            timeout=timeout,
+        )
+        raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+    def check_event(self, event: dict[str, Any] | None) -> dict[str, Any]:
+        event = validate_execute_complete_event(event)
+        if event.get("status") == "error":
+            raise AirflowException(f"Watching endpoint {event.get('endpoint_name')} failed: {event.get('message')}")
+        if event.get("status") == "timeout":
+            raise AirflowException(
+                f"Gave up waiting: {event.get('message')}. The update keeps running in SageMaker; a retry of this "
+                "task re-attaches to it."
+            )
+        return event
+
+    def persist_endpoint_link(self, context: Context, endpoint: str) -> None:
+        self.persist_link(SageMakerEndpointLink, context, endpoint_name=endpoint)
+
+    def wait_settled_sync(self, cfg: Config, endpoint: str, limit_seconds: float = 600) -> dict[str, Any] | None:
+        """Poll in the worker until the endpoint settles (short operations only: weight changes, deletes)."""
+        import time
+
+        interval, _ = self._poll(cfg)
+        deadline = time.monotonic() + limit_seconds
+        while True:
+            description = self.describe_endpoint_or_none(endpoint)
+            if description is None or description["EndpointStatus"] not in ENDPOINT_IN_PROGRESS:
+                return description
+            if time.monotonic() > deadline:
+                status = description["EndpointStatus"]
+                raise AirflowException(f"endpoint {endpoint} still {status} after {limit_seconds} s")
+            time.sleep(interval)
