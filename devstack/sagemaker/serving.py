@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from devstack.sagemaker import aws as awsio
 from devstack.sagemaker import isolation
 from devstack.sagemaker.dockerfile import DockerfileError
-from devstack.sagemaker.environments import EnvironmentBuildError
+from devstack.sagemaker.environments import EnvironmentBuildError, find_uv
 from devstack.sagemaker.images import parse_image_uri
 from devstack.sagemaker.jobs import image_base_environment, job_environment
 from devstack.sagemaker.paths import PathMapper
@@ -111,6 +111,7 @@ class ModelWorker:
         self.port: int | None = None
         self._process: JobProcess | None = None
         self._sink: awsio.CloudWatchLogSink | None = None
+        self.network_isolated = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -167,11 +168,15 @@ class ModelWorker:
         argv = [python, str(server), "--model-dir", mapper.job_path(model_dir), "--ready-file", str(ready)]
         if program:
             argv += ["--program", program, "--code-dir", mapper.job_path(code_dir)]
-        confinement = isolation.confinement_for(mapper, "/", env_dir, network=True)
+        confinement = isolation.confinement_for(mapper, "/", env_dir, network=not self.network_isolated)
+        container_env = {**dict(spec.environment), **env}
+        process_env = job_environment(self.service, container_env, base=image_base_environment(env_dir))
+        if program:
+            self._install_requirements(code_dir, mapper, env_dir, process_env, confinement)
         try:
             self._process = JobProcess(
                 argv,
-                job_environment(self.service, {**dict(spec.environment), **env}, base=image_base_environment(env_dir)),
+                process_env,
                 self.sandbox,
                 self._sink.write,
                 stop_signal=signal.SIGTERM,
@@ -182,6 +187,50 @@ class ModelWorker:
             raise WorkerStartError(f"ClientError: Cannot start the model server: {exc}") from exc
         self._wait_ready(ready)
 
+    def _install_requirements(
+        self,
+        code_dir: Path,
+        mapper: PathMapper,
+        env_dir: Path,
+        env: dict[str, str],
+        confinement: isolation.Confinement | None,
+    ) -> None:
+        """Install the inference code's ``requirements.txt`` before the server starts, as the inference toolkit does.
+
+        The install runs confined like the server (its writes go to the server's layer of the image
+        environment, not the cached environment). Under network isolation nothing can be fetched, so only what
+        the image already has satisfies the requirements; a failed install stops the model from ever serving
+        (the toolkit raises ``ValueError("failed to install required packages")``).
+        """
+        requirements = code_dir / "requirements.txt"
+        if not requirements.is_file():
+            return
+        python = str(env_dir / "bin" / "python")
+        self._say(f"Installing the inference code's requirements: {python} -m pip install -r requirements.txt")
+        argv = [find_uv(self.service.python), "pip", "install", "--python", python, "-r", mapper.job_path(requirements)]
+        if self.network_isolated:
+            argv += ["--offline", "--no-cache"]
+        if confinement is None or not confinement.overlays:
+            # no copy-on-write layer over the cached environment: install into the server's own folder
+            target = self.sandbox / "site-packages"
+            argv += ["--target", str(target)]
+            env["PYTHONPATH"] = f"{env.get('PYTHONPATH', '')}:{target}".strip(":")
+        lines: list[str] = []
+
+        def keep(line: str, ts: float) -> None:
+            lines.append(line)
+            if self._sink is not None:
+                self._sink.write(line, ts)
+
+        result = JobProcess(argv, env, self.sandbox, keep, confinement=confinement).wait(max_runtime=3600)
+        if result.exit_code != 0:
+            excerpt = stderr_excerpt(lines, limit=500)
+            raise WorkerStartError(
+                f"ClientError: The inference code's requirements.txt could not be installed for model "
+                f"{self.model_name} (failed to install required packages, exit code {result.exit_code}"
+                f"{', network isolation: nothing can be downloaded' if self.network_isolated else ''}): {excerpt}"
+            )
+
     def _say(self, line: str) -> None:
         if self._sink is not None:
             self._sink.write(line, time.time())
@@ -191,6 +240,7 @@ class ModelWorker:
             model = self.service.invoke("DescribeModel", {"ModelName": self.model_name})
         except Exception as exc:
             raise WorkerStartError(f"ClientError: Could not find model {self.model_name}: {exc}") from exc
+        self.network_isolated = bool(model.get("EnableNetworkIsolation"))
         if model.get("PrimaryContainer"):
             return model["PrimaryContainer"]
         containers = model.get("Containers") or []

@@ -351,6 +351,86 @@ def test_requirements_txt_is_installed_and_cannot_be_under_network_isolation(
     assert not list(env.glob("lib/python*/site-packages/devstack_probe"))
 
 
+PROBE_INFERENCE_PY = """
+import devstack_probe
+
+
+def model_fn(model_dir):
+    return devstack_probe.VERSION
+
+
+def input_fn(body, content_type):
+    return body
+
+
+def predict_fn(data, model):
+    return model
+
+
+def output_fn(prediction, accept):
+    return prediction, "text/plain"
+"""
+
+
+def _serve(sm: Any, name: str, model_uri: str, *, isolated: bool) -> dict[str, Any]:
+    """One script-mode model of ``model_uri`` on an endpoint of its own; the endpoint's final description."""
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={
+            "Image": SKLEARN_14_IMAGE,
+            "ModelDataUrl": model_uri,
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+        },
+        EnableNetworkIsolation=isolated,
+    )
+    variant = {
+        "VariantName": "AllTraffic",
+        "ModelName": name,
+        "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large",
+        "InitialVariantWeight": 1.0,
+    }
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    return wait_endpoint(sm, name, timeout=300)
+
+
+def test_inference_requirements_txt_is_installed_and_cannot_be_under_network_isolation(
+    sm: Any, s3: Any, bucket: str, unique_name: Any, tmp_path: Path, sagemaker_service: SageMakerService
+) -> None:
+    """The inference toolkit installs ``/opt/ml/model/code/requirements.txt`` before the server starts; under
+    network isolation the install cannot download anything and the model never serves."""
+    wheel = build_probe_wheel(tmp_path / "wheels")
+    opened, isolated = unique_name("infer-reqs"), unique_name("infer-reqs-iso")
+    with loopback_index([wheel], tmp_path / "index") as index:
+        files = {
+            "code/inference.py": PROBE_INFERENCE_PY,
+            "code/requirements.txt": f"--index-url {index}\ndevstack-probe==1.0\n",
+        }
+        model_uri = put_sourcedir(s3, bucket, f"{opened}/model.tar.gz", files)
+        served = _serve(sm, opened, model_uri, isolated=False)
+        refused = _serve(sm, isolated, model_uri, isolated=True)
+    try:
+        assert served["EndpointStatus"] == "InService", served.get("FailureReason")
+        assert sagemaker_service.url is not None
+        answer = client("sagemaker-runtime", sagemaker_service.url).invoke_endpoint(
+            EndpointName=opened, ContentType="text/plain", Body=b"x"
+        )
+        assert answer["Body"].read() == b"1.0", "the handler imported the package requirements.txt installed"
+        assert refused["EndpointStatus"] == "Failed"
+        assert "requirements.txt could not be installed" in refused["FailureReason"]
+        assert "network isolation" in refused["FailureReason"]
+        # the install went to the server's own layer: the cached environment is unchanged
+        spec = sagemaker_service.images.spec_for(parse_image_uri(SKLEARN_14_IMAGE))
+        assert spec is not None
+        env = sagemaker_service.images.cache.path_for(spec)
+        assert not list(env.glob("lib/python*/site-packages/devstack_probe"))
+    finally:
+        for name in (opened, isolated):
+            sm.delete_endpoint(EndpointName=name)
+
+
 # -- the built-in XGBoost algorithm ------------------------------------------------------------------------
 
 
