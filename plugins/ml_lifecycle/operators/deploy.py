@@ -48,6 +48,26 @@ ROLLBACK_XCOM_KEY = "rollback"
 FAILURE_REASON_MAX = 1024
 
 
+def failed_message(endpoint: str, target: str, reason: str | None) -> str:
+    """The error of a deployment that left the endpoint ``Failed``."""
+    return (
+        f"endpoint {endpoint} Failed while deploying {target}: {reason or '(no FailureReason)'}. A Failed endpoint "
+        "serves nothing and accepts only DeleteEndpoint: trigger deploy_model with the previous model's package "
+        "ARN to delete and re-create it (docs/runbook-rollback.md)"
+    )
+
+
+def update_rollback_failed_message(endpoint: str, description: dict[str, Any], target: str | None = None) -> str:
+    """The error of an endpoint in ``UpdateRollbackFailed``: an update and its rollback both failed."""
+    update = f"the update to {target}" if target else "an update"
+    reason = str(description.get("FailureReason") or "(no FailureReason)")[:FAILURE_REASON_MAX]
+    return (
+        f"endpoint {endpoint} is UpdateRollbackFailed: {update} failed AND its rollback failed; the endpoint "
+        f"serves a mix of {description.get('EndpointConfigName')} and the new fleet and needs a person "
+        f"(docs/runbook-rollback.md): {reason}"
+    )
+
+
 class SageMakerEndpointLink(BaseAwsLink):
     """Console page of a SageMaker endpoint (``endpoint_name``)."""
 
@@ -231,6 +251,24 @@ class HostingOperatorBase(AwsBaseOperator[SageMakerHook]):
             aws_partition=self.hook.conn_partition,
             endpoint_name=endpoint,
         )
+
+    def replace_if_failed(self, cfg: Config, endpoint: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Delete a ``Failed`` endpoint (SageMaker accepts nothing else on it) so it can be created again.
+
+        :return: ``current`` unchanged when the endpoint is not Failed, None once the Failed one is gone.
+        """
+        if current is None or current["EndpointStatus"] != "Failed":
+            return current
+        self.log.warning(
+            "Endpoint %s is Failed (%s) and can only be deleted; deleting it to create it again",
+            endpoint,
+            current.get("FailureReason"),
+        )
+        self.sagemaker.delete_endpoint(EndpointName=endpoint)
+        remaining = self.wait_settled_sync(cfg, endpoint)
+        if remaining is not None:
+            raise AirflowException(f"endpoint {endpoint} is {remaining['EndpointStatus']} after deletion")
+        return None
 
     def wait_settled_sync(self, cfg: Config, endpoint: str, limit_seconds: float = 600) -> dict[str, Any] | None:
         """Poll in the worker until the endpoint settles (short operations only: weight changes, deletes)."""
@@ -427,17 +465,9 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
                 "versions are deployed (approve it in the model registry first)"
             )
         self.persist_endpoint_link(context, endpoint)
-        current = self.describe_endpoint_or_none(endpoint)
-        if current is not None and current["EndpointStatus"] == "Failed":
-            self.log.warning(
-                "Endpoint %s is Failed (%s) and can only be deleted; deleting it to create it again",
-                endpoint,
-                current.get("FailureReason"),
-            )
-            self.sagemaker.delete_endpoint(EndpointName=endpoint)
-            current = self.wait_settled_sync(cfg, endpoint)
-            if current is not None:
-                raise AirflowException(f"endpoint {endpoint} is {current['EndpointStatus']} after deletion")
+        current = self.replace_if_failed(cfg, endpoint, self.describe_endpoint_or_none(endpoint))
+        if current is not None and current["EndpointStatus"] == "UpdateRollbackFailed":
+            raise AirflowFailException(update_rollback_failed_message(endpoint, current))
 
         variant = self.serving_variant(current)
         model = self.ensure_model(cfg, package)
@@ -562,12 +592,9 @@ class GuardedEndpointDeployOperator(HostingOperatorBase):
         if status == "InService":
             self._fail_rollback(context, cfg, description, state)
         if status == "Failed":
-            raise AirflowFailException(f"endpoint {endpoint} Failed while deploying {state['target']}: {reason}")
+            raise AirflowFailException(failed_message(endpoint, state["target"], reason))
         if status == "UpdateRollbackFailed":
-            raise AirflowFailException(
-                f"endpoint {endpoint}: the update to {state['target']} failed AND its rollback failed; the endpoint "
-                f"serves a mix of configs and needs a person: {reason}"
-            )
+            raise AirflowFailException(update_rollback_failed_message(endpoint, description, state["target"]))
         raise AirflowException(f"endpoint {endpoint} ended {status} on {serving} while deploying {state['target']}")
 
     def _fail_rollback(self, context: Context, cfg: Config, description: dict[str, Any], state: dict[str, Any]) -> None:
