@@ -39,7 +39,9 @@ from ml_lifecycle.operators.deploy import (
     alarm_evidence,
     alarms_console_url,
     endpoint_console_url,
+    failed_message,
     notify_rollback,
+    update_rollback_failed_message,
     write_evidence,
 )
 
@@ -257,6 +259,13 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
             "steps": steps,
         }
         description = self.describe_endpoint_or_none(endpoint)
+        if description is not None and description["EndpointStatus"] == "Failed":
+            if progress.get("adding") or progress.get("retiring") or progress.get("action") == "created":
+                # this task's own update or creation ended Failed: report it, never delete what it just broke
+                raise AirflowFailException(
+                    failed_message(endpoint, progress.get("adding") or base["final"], description.get("FailureReason"))
+                )
+            description = self.replace_if_failed(cfg, endpoint, description)
 
         if description is None:
             self.ensure_endpoint_config(final)
@@ -270,8 +279,11 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
             self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
         status = description["EndpointStatus"]
         if status in IN_PROGRESS:
+            self._refuse_other_deployment(endpoint, description, model, new_variant, base["final"])
             self.log.info("Endpoint %s is %s; waiting for it to settle", endpoint, status)
             self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
+        if status == "UpdateRollbackFailed":
+            raise AirflowFailException(update_rollback_failed_message(endpoint, description, progress.get("adding")))
         if status != "InService":
             raise AirflowFailException(f"endpoint {endpoint} is {status}: {description.get('FailureReason')}")
         serving = description.get("EndpointConfigName")
@@ -287,6 +299,8 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
 
         variants = description.get("ProductionVariants") or []
         names = [v["VariantName"] for v in variants]
+        if progress.get("adding") and new_variant not in names:
+            self._fail_add_rolled_back(context, cfg, base, progress, description)
         if new_variant not in names:
             if len(variants) != 1:
                 raise AirflowFailException(
@@ -312,6 +326,7 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
                 two["EndpointConfigName"],
             )
             self.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=two["EndpointConfigName"])
+            progress["adding"] = two["EndpointConfigName"]
             progress["started_at"] = dt.datetime.now(dt.UTC).isoformat()
             self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
 
@@ -338,6 +353,77 @@ class StepwiseTrafficShiftOperator(HostingOperatorBase):
         progress["baked"] = share
         self.defer_until_settled(cfg, endpoint, bake_seconds=bake, kwargs={"progress": progress})
         raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+    def _refuse_other_deployment(
+        self, endpoint: str, description: dict[str, Any], model: str, new_variant: str, final: str
+    ) -> None:
+        """Fail (retryable) when the endpoint is busy with a deployment that is not this shift's own.
+
+        This shift's own updates go to a config holding ``new_variant`` on ``model``; a weight change (Updating
+        with nothing pending) cannot be told apart from this shift's own steps and is waited for.
+        """
+        from airflow.providers.common.compat.sdk import AirflowException
+
+        status = description["EndpointStatus"]
+        pending = (description.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+        if status == "Creating":
+            pending = pending or description.get("EndpointConfigName")
+        if pending is None or pending == final:
+            return
+        config = self.sagemaker.describe_endpoint_config(EndpointConfigName=pending)
+        if any(v["VariantName"] == new_variant and v["ModelName"] == model for v in config["ProductionVariants"]):
+            return
+        raise AirflowException(
+            f"endpoint {endpoint} is {status} with another deployment ({pending}); not starting a second one. "
+            "A retry waits for it."
+        )
+
+    def _fail_add_rolled_back(
+        self, context: Context, cfg: Config, base: dict[str, Any], progress: dict[str, Any], description: dict[str, Any]
+    ) -> None:
+        """SageMaker rolled back the update that adds the new variant: evidence, notification, final failure."""
+        endpoint = base["endpoint"]
+        region = self.hook.conn_region_name or cfg.aws.region
+        reason = str(description.get("FailureReason") or "")
+        evidence = {
+            "endpoint_name": endpoint,
+            "model_package_arn": self.model_package_arn,
+            "model_package_version": base["version"],
+            "strategy": "stepwise",
+            "target_endpoint_config": progress["adding"],
+            "serving_endpoint_config": description.get("EndpointConfigName"),
+            "serving_variant": ", ".join(v["VariantName"] for v in description.get("ProductionVariants") or []),
+            "serving_share": 1.0,
+            "failure_reason": reason,
+            "breaches": [],
+            "checks": progress.get("checks", []),
+            "alarms": [],
+            "fired_alarms": [],
+            "started_at": progress.get("started_at"),
+            "detected_at": dt.datetime.now(dt.UTC).isoformat(),
+            "links": {
+                "endpoint": endpoint_console_url(region, endpoint),
+                "alarms": alarms_console_url(region, f"{endpoint}-{base['variant']}"),
+            },
+            "evidence_uri": cfg.storage.uri(
+                "reports", "deployments", endpoint, progress["adding"], f"stepwise-{base['variant']}-add.json"
+            ),
+        }
+        context["ti"].xcom_push(key=ROLLBACK_XCOM_KEY, value=evidence)
+        try:
+            write_evidence(self.hook.s3_hook.get_conn(), evidence["evidence_uri"], evidence, cfg)
+        except Exception as exc:
+            self.log.warning("Could not write the evidence to %s: %s", evidence["evidence_uri"], exc)
+        message = (
+            f"Stepwise deployment of {self.model_package_arn} to {endpoint} ROLLED BACK by SageMaker before any "
+            f"traffic moved: adding variant {base['variant']} ({progress['adding']}) did not take effect; the "
+            f"endpoint serves {description.get('EndpointConfigName')}. FailureReason: {reason or '(empty)'}. "
+            f"Evidence: {evidence['evidence_uri']}"
+        )
+        self.log.error("%s", message)
+        if self.notify_on_rollback:
+            notify_rollback(context, evidence, cfg)
+        raise AirflowFailException(message)
 
     def _shift(
         self,
