@@ -92,7 +92,7 @@ def task_context(
 
 
 #: More deferrals than any operator of the suite needs: a task deferring again and again is looping.
-MAX_DEFERRALS = 40
+MAX_DEFERRALS = 20
 
 
 def run_task(op: Any, ctx: dict[str, Any]) -> Any:
