@@ -1,16 +1,28 @@
-"""Fault injection for tests: failing jobs, slow job starts and throttled actions.
+"""Fault injection for tests: failing jobs, slow job starts, throttled actions and endpoint updates that fail.
 
 Configured over HTTP with ``POST /_devstack/faults`` and cleared with ``DELETE /_devstack/faults``::
 
     {
       "fail_jobs":  [{"name_prefix": "train-", "count": 1, "reason": "InternalServerError: injected"}],
       "delay_jobs": [{"name_prefix": "proc-", "count": 2, "seconds": 3}],
-      "throttle":   [{"action": "CreateTrainingJob", "seconds": 10}]
+      "throttle":   [{"action": "CreateTrainingJob", "seconds": 10}],
+      "fail_updates": [{"endpoint": "ep", "status": "UpdateRollbackFailed", "count": 1, "reason": "..."}]
     }
 
 Each key takes one object or a list. A job fault applies to the next ``count`` jobs (training, processing,
 tuning children) whose name starts with ``name_prefix``. A throttle answers ``ThrottlingException`` to
 every call of ``action`` for ``seconds``.
+
+An update fault applies to the next ``count`` ``UpdateEndpoint`` deployments of ``endpoint`` that SageMaker
+accepts: once the new fleet is up and the first traffic step is active, the deployment ends in ``status``
+instead of going on (see :mod:`devstack.sagemaker.hosting`):
+
+- ``Failed``: the update could not complete and the endpoint cannot recover; only ``DeleteEndpoint`` is
+  accepted from then on;
+- ``UpdateRollbackFailed``: the update failed and so did its rollback; the endpoint serves a mix of the old
+  and the new fleet (traffic stays where the failed step left it) until it is updated or deleted.
+
+``reason`` (default: one per status) becomes the endpoint's ``FailureReason``.
 """
 
 from __future__ import annotations
@@ -21,6 +33,17 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_FAIL_REASON = "InternalServerError: We encountered an internal error. Please try again. (injected fault)"
+#: The end states an update fault can give an endpoint, with the FailureReason used when none is given.
+UPDATE_FAILURE_REASONS = {
+    "Failed": (
+        "InternalServerError: The endpoint update could not be completed and the endpoint could not be returned to "
+        "its previous configuration; delete the endpoint. (injected fault)"
+    ),
+    "UpdateRollbackFailed": (
+        "InternalServerError: The endpoint update failed and its rollback to the previous endpoint configuration "
+        "failed too; the endpoint serves instances of both configurations. (injected fault)"
+    ),
+}
 
 
 class FaultSpecError(ValueError):
@@ -52,6 +75,25 @@ class _JobRule:
         return out
 
 
+@dataclass
+class UpdateFault:
+    """How one endpoint update ends: its ``EndpointStatus`` and ``FailureReason``."""
+
+    status: str
+    reason: str
+
+
+@dataclass
+class _UpdateRule:
+    endpoint: str
+    status: str
+    remaining: int
+    reason: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "status": self.status, "count": self.remaining, "reason": self.reason}
+
+
 def _as_list(value: Any, key: str) -> list[dict[str, Any]]:
     if value is None:
         return []
@@ -76,6 +118,7 @@ class Faults:
         self._lock = threading.Lock()
         self._rules: list[_JobRule] = []
         self._throttles: dict[str, float] = {}
+        self._updates: list[_UpdateRule] = []
 
     def configure(self, payload: Any) -> dict[str, Any]:
         """Add the faults of a ``POST /_devstack/faults`` body; return the active faults.
@@ -84,9 +127,11 @@ class Faults:
         """
         if not isinstance(payload, dict):
             raise FaultSpecError("The fault specification must be a JSON object")
-        unknown = set(payload) - {"fail_jobs", "delay_jobs", "throttle"}
+        unknown = set(payload) - {"fail_jobs", "delay_jobs", "throttle", "fail_updates"}
         if unknown:
-            raise FaultSpecError(f"Unknown fault keys {sorted(unknown)}; use fail_jobs, delay_jobs, throttle")
+            raise FaultSpecError(
+                f"Unknown fault keys {sorted(unknown)}; use fail_jobs, delay_jobs, throttle, fail_updates"
+            )
         rules: list[_JobRule] = []
         for item in _as_list(payload.get("fail_jobs"), "fail_jobs"):
             reason = item.get("reason", DEFAULT_FAIL_REASON)
@@ -115,9 +160,25 @@ class Faults:
             if not isinstance(action, str) or not action:
                 raise FaultSpecError("'throttle.action' must be an action name such as CreateTrainingJob")
             throttles[action] = time.monotonic() + _number(item, "throttle", "seconds")
+        updates: list[_UpdateRule] = []
+        for item in _as_list(payload.get("fail_updates"), "fail_updates"):
+            endpoint = item.get("endpoint")
+            if not isinstance(endpoint, str) or not endpoint:
+                raise FaultSpecError("'fail_updates.endpoint' must be an endpoint name")
+            status = item.get("status")
+            if status not in UPDATE_FAILURE_REASONS:
+                raise FaultSpecError(
+                    f"'fail_updates.status' must be one of {', '.join(UPDATE_FAILURE_REASONS)}, got {status!r}"
+                )
+            reason = item.get("reason", UPDATE_FAILURE_REASONS[status])
+            if not isinstance(reason, str) or not reason:
+                raise FaultSpecError("'fail_updates.reason' must be a non-empty string")
+            count = int(_number(item, "fail_updates", "count", 1))
+            updates.append(_UpdateRule(endpoint, status, count, reason[:1024]))
         with self._lock:
             self._rules.extend(rules)
             self._throttles.update(throttles)
+            self._updates.extend(updates)
         return self.snapshot()
 
     def clear(self) -> None:
@@ -125,6 +186,7 @@ class Faults:
         with self._lock:
             self._rules.clear()
             self._throttles.clear()
+            self._updates.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """Return the active faults in the configuration format."""
@@ -138,6 +200,7 @@ class Faults:
                     for action, until in self._throttles.items()
                     if until > current
                 ],
+                "fail_updates": [u.describe() for u in self._updates if u.remaining > 0],
             }
 
     def is_throttled(self, action: str) -> bool:
@@ -166,3 +229,13 @@ class Faults:
                     rule.remaining -= 1
             self._rules = [r for r in self._rules if r.remaining > 0]
         return fault
+
+    def take_update_fault(self, endpoint: str) -> UpdateFault | None:
+        """Consume the fault, if any, that ends the ``UpdateEndpoint`` deployment just accepted for ``endpoint``."""
+        with self._lock:
+            for rule in self._updates:
+                if rule.remaining > 0 and rule.endpoint == endpoint:
+                    rule.remaining -= 1
+                    self._updates = [u for u in self._updates if u.remaining > 0]
+                    return UpdateFault(rule.status, rule.reason)
+        return None

@@ -22,6 +22,12 @@ ALARM (or the green fleet failing to start, or ``MaximumExecutionTimeoutInSecond
 the traffic back to blue and stops green. The endpoint then reads as real SageMaker's does after a
 rollback: ``InService`` on the OLD ``EndpointConfigName``, ``FailureReason`` set, ``LastDeploymentConfig``
 the rolled-back update's config, no ``PendingDeploymentSummary`` (see ``docs/devstack-hosting.md``).
+
+An injected update fault (``fail_updates``, :mod:`devstack.sagemaker.faults`) ends the deployment once the
+first traffic step is active: ``Failed`` stops both fleets (a Failed endpoint answers no request and accepts
+only ``DeleteEndpoint``); ``UpdateRollbackFailed`` keeps both fleets serving with traffic split as the step
+left it, until an update or a delete. Either way ``EndpointConfigName`` stays the old config,
+``FailureReason`` is set and no deployment is pending.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from devstack.sagemaker import capture as capturemod
 from devstack.sagemaker.alarms import unsupported as unsupported_alarm
 from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
 from devstack.sagemaker.errors import SageMakerError, validation_error
+from devstack.sagemaker.faults import UpdateFault
 from devstack.sagemaker.serving import (
     DEFAULT_STARTUP_TIMEOUT,
     INVOCATION_TIMEOUT,
@@ -686,6 +693,7 @@ class Hosting:
             variants = self._effective_variants(desc, green, params)
             capture = self._effective_capture(name, desc, green, params)
             steps, final_wait, timeout = self._plan(deployment, variants, desc)
+            fault = self.service.faults.take_update_fault(name)
 
             def change(rec: dict[str, Any]) -> None:
                 rec["desc"]["EndpointStatus"] = "Updating"
@@ -707,6 +715,7 @@ class Hosting:
             steps=steps,
             final_wait=final_wait,
             timeout=timeout,
+            fault=fault,
         )
         runtime.thread = threading.Thread(target=self._update, args=(runtime, plan), name=f"update-{name}", daemon=True)
         runtime.thread.start()
@@ -919,6 +928,9 @@ class Hosting:
                 self._set_pending(name, plan.green_config, plan.variants, "ActivatingTraffic", message, share)
                 runtime.set_routes(_shares(blue, green, share))
                 log.info("Endpoint %s: %.0f%% of traffic on %s", name, share * 100, plan.green_config)
+                if plan.fault is not None:
+                    self._end_failed(runtime, blue, green, plan, plan.fault)
+                    return
                 reason = self._bake(runtime, plan, self.activation_seconds)
                 if reason:
                     self._rollback(runtime, blue, green, plan, reason)
@@ -978,6 +990,29 @@ class Hosting:
             d = rec["desc"]
             d["EndpointStatus"] = "InService"
             d["FailureReason"] = reason[:1024]
+            d.pop("PendingDeploymentSummary", None)
+            if plan.deployment:
+                d["LastDeploymentConfig"] = plan.deployment
+            for summary in d.get("ProductionVariants", []):
+                summary.pop("VariantStatus", None)
+            d["LastModifiedTime"] = now()
+
+        with contextlib.suppress(KeyError):
+            self.store.update(ENDPOINTS, runtime.name, change)
+
+    def _end_failed(
+        self, runtime: EndpointRuntime, blue: list[Fleet], green: list[Fleet], plan: _Plan, fault: UpdateFault
+    ) -> None:
+        """End the deployment as an injected ``Failed`` or ``UpdateRollbackFailed`` (see the module docstring)."""
+        log.warning("Endpoint %s: the update to %s ends %s (injected)", runtime.name, plan.green_config, fault.status)
+        if fault.status == "Failed":
+            runtime.set_routes([])
+            self._stop_fleets(green + blue)
+
+        def change(rec: dict[str, Any]) -> None:
+            d = rec["desc"]
+            d["EndpointStatus"] = fault.status
+            d["FailureReason"] = fault.reason[:1024]
             d.pop("PendingDeploymentSummary", None)
             if plan.deployment:
                 d["LastDeploymentConfig"] = plan.deployment
@@ -1106,6 +1141,7 @@ class _Plan:
     final_wait: int
     timeout: int | None
     started: float = 0.0
+    fault: UpdateFault | None = None
 
 
 __all__ = ["CONFIGS", "ENDPOINTS", "EndpointRuntime", "Fleet", "Hosting", "capturemod", "deployment_steps"]

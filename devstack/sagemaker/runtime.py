@@ -300,7 +300,8 @@ class Runtime:
                 "ValidationError", 400, f"Endpoint {endpoint} of account {self.service.account_id} not found."
             )
         status = record["desc"]["EndpointStatus"]
-        if status not in ("InService", "Updating"):
+        # UpdateRollbackFailed: the update and its rollback failed, the endpoint serves a mix of both configs
+        if status not in ("InService", "Updating", "UpdateRollbackFailed"):
             raise InvokeError(
                 "ValidationError",
                 400,

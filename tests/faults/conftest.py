@@ -91,8 +91,15 @@ def task_context(
     }
 
 
+#: More deferrals than any operator of the suite needs: a task deferring again and again is looping.
+MAX_DEFERRALS = 20
+
+
 def run_task(op: Any, ctx: dict[str, Any]) -> Any:
-    """Run ``op`` as worker + triggerer do: execute, then each deferral's trigger and the resume method."""
+    """Run ``op`` as worker + triggerer do: execute, then each deferral's trigger and the resume method.
+
+    :raises AssertionError: when the task defers more than :data:`MAX_DEFERRALS` times (it loops).
+    """
     from airflow.providers.common.compat.sdk import TaskDeferred
 
     async def first_event(trigger: Any) -> dict[str, Any]:
@@ -104,12 +111,13 @@ def run_task(op: Any, ctx: dict[str, Any]) -> Any:
         return op.execute(ctx)
     except TaskDeferred as deferred:
         pending = deferred
-    while True:
+    for _ in range(MAX_DEFERRALS):
         event = asyncio.run(first_event(pending.trigger))
         try:
             return getattr(op, pending.method_name)(ctx, event=event, **(pending.kwargs or {}))
         except TaskDeferred as deferred:
             pending = deferred
+    raise AssertionError(f"{op.task_id} deferred more than {MAX_DEFERRALS} times: it loops")
 
 
 def fail_task(op: Any, ctx: dict[str, Any], expected: type[BaseException] = Exception) -> BaseException:

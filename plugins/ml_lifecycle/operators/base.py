@@ -93,6 +93,26 @@ def failure_reason(description: dict[str, Any]) -> str:
     return str(reason)[:FAILURE_REASON_MAX]
 
 
+def failed_message(endpoint: str, target: str, reason: str | None) -> str:
+    """The error of a deployment that left the endpoint ``Failed``."""
+    return (
+        f"endpoint {endpoint} Failed while deploying {target}: {reason or '(no FailureReason)'}. A Failed endpoint "
+        "serves nothing and accepts only DeleteEndpoint: trigger deploy_model with the previous model's package "
+        "ARN to delete and re-create it (docs/runbook-rollback.md)"
+    )
+
+
+def update_rollback_failed_message(endpoint: str, description: dict[str, Any], target: str | None = None) -> str:
+    """The error of an endpoint in ``UpdateRollbackFailed``: an update and its rollback both failed."""
+    update = f"the update to {target}" if target else "an update"
+    reason = str(description.get("FailureReason") or "(no FailureReason)")[:FAILURE_REASON_MAX]
+    return (
+        f"endpoint {endpoint} is UpdateRollbackFailed: {update} failed AND its rollback failed; the endpoint "
+        f"serves a mix of {description.get('EndpointConfigName')} and the new fleet and needs a person "
+        f"(docs/runbook-rollback.md): {reason}"
+    )
+
+
 class SageMakerOperatorBase(AwsBaseOperator[SageMakerHook]):
     """An operator on the task's AWS connection with the SageMaker hook, the config and console links."""
 
@@ -241,6 +261,24 @@ class HostingOperatorBase(SageMakerOperatorBase):
 
     def persist_endpoint_link(self, context: Context, endpoint: str) -> None:
         self.persist_link(SageMakerEndpointLink, context, endpoint_name=endpoint)
+
+    def replace_if_failed(self, cfg: Config, endpoint: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Delete a ``Failed`` endpoint (SageMaker accepts nothing else on it) so it can be created again.
+
+        :return: ``current`` unchanged when the endpoint is not Failed, None once the Failed one is gone.
+        """
+        if current is None or current["EndpointStatus"] != "Failed":
+            return current
+        self.log.warning(
+            "Endpoint %s is Failed (%s) and can only be deleted; deleting it to create it again",
+            endpoint,
+            current.get("FailureReason"),
+        )
+        self.sagemaker.delete_endpoint(EndpointName=endpoint)
+        remaining = self.wait_settled_sync(cfg, endpoint)
+        if remaining is not None:
+            raise AirflowException(f"endpoint {endpoint} is {remaining['EndpointStatus']} after deletion")
+        return None
 
     def wait_settled_sync(self, cfg: Config, endpoint: str, limit_seconds: float = 600) -> dict[str, Any] | None:
         """Poll in the worker until the endpoint settles (short operations only: weight changes, deletes)."""

@@ -38,7 +38,13 @@ from ml_lifecycle.links import (
     alarms_console_url,
     endpoint_console_url,
 )
-from ml_lifecycle.operators.base import ENDPOINT_IN_PROGRESS, FAILURE_REASON_MAX, HostingOperatorBase
+from ml_lifecycle.operators.base import (
+    ENDPOINT_IN_PROGRESS,
+    FAILURE_REASON_MAX,
+    HostingOperatorBase,
+    failed_message,
+    update_rollback_failed_message,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -240,17 +246,9 @@ class GuardedEndpointDeployOperator(EndpointDeploymentBase):
         strategy = self._strategy(cfg)
         package = self.approved_package(self.model_package_arn, " (approve it in the model registry first)")
         self.persist_endpoint_link(context, endpoint)
-        current = self.describe_endpoint_or_none(endpoint)
-        if current is not None and current["EndpointStatus"] == "Failed":
-            self.log.warning(
-                "Endpoint %s is Failed (%s) and can only be deleted; deleting it to create it again",
-                endpoint,
-                current.get("FailureReason"),
-            )
-            self.sagemaker.delete_endpoint(EndpointName=endpoint)
-            current = self.wait_settled_sync(cfg, endpoint)
-            if current is not None:
-                raise AirflowException(f"endpoint {endpoint} is {current['EndpointStatus']} after deletion")
+        current = self.replace_if_failed(cfg, endpoint, self.describe_endpoint_or_none(endpoint))
+        if current is not None and current["EndpointStatus"] == "UpdateRollbackFailed":
+            raise AirflowFailException(update_rollback_failed_message(endpoint, current))
 
         variant = self.serving_variant(current)
         model = self.ensure_model(cfg, package)
@@ -365,12 +363,9 @@ class GuardedEndpointDeployOperator(EndpointDeploymentBase):
         if status == "InService":
             self._fail_rollback(context, cfg, description, state)
         if status == "Failed":
-            raise AirflowFailException(f"endpoint {endpoint} Failed while deploying {state['target']}: {reason}")
+            raise AirflowFailException(failed_message(endpoint, state["target"], reason))
         if status == "UpdateRollbackFailed":
-            raise AirflowFailException(
-                f"endpoint {endpoint}: the update to {state['target']} failed AND its rollback failed; the endpoint "
-                f"serves a mix of configs and needs a person: {reason}"
-            )
+            raise AirflowFailException(update_rollback_failed_message(endpoint, description, state["target"]))
         raise AirflowException(f"endpoint {endpoint} ended {status} on {serving} while deploying {state['target']}")
 
     def _fail_rollback(

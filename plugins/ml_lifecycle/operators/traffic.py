@@ -31,7 +31,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from ml_lifecycle.links import CloudWatchAlarmsLink, alarms_console_url, endpoint_console_url
-from ml_lifecycle.operators.base import ENDPOINT_IN_PROGRESS
+from ml_lifecycle.operators.base import ENDPOINT_IN_PROGRESS, failed_message, update_rollback_failed_message
 from ml_lifecycle.operators.deploy import (
     ROLLBACK_XCOM_KEY,
     EndpointDeploymentBase,
@@ -211,7 +211,7 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         """
         cfg = self._config()
         base, model = self._target(context, cfg)
-        description = self._settled_endpoint(cfg, base, progress)
+        description = self._settled_endpoint(cfg, base, model, progress)
         if description.get("EndpointConfigName") == base["final"]:
             return self._finished(description, base, progress)
         if progress.get("retiring"):
@@ -221,6 +221,8 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
                 f"({description.get('FailureReason') or 'no FailureReason'})"
             )
         names = [v["VariantName"] for v in description.get("ProductionVariants") or []]
+        if progress.get("adding") and base["variant"] not in names:
+            self._fail_add_rolled_back(context, cfg, base, progress, description)
         if base["variant"] not in names:
             self._add_new_variant(cfg, base, model, description, progress)
         if len(names) != 2:
@@ -264,10 +266,20 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         }
         return base, model
 
-    def _settled_endpoint(self, cfg: Config, base: dict[str, Any], progress: dict[str, Any]) -> dict[str, Any]:
-        """The endpoint ``InService``; creates it on the final config when absent, waits while it changes."""
+    def _settled_endpoint(
+        self, cfg: Config, base: dict[str, Any], model: str, progress: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The endpoint ``InService``; creates it on the final config when absent (or Failed before this shift),
+        waits while this shift's own change runs, refuses another deployment in progress."""
         endpoint = base["endpoint"]
         description = self.describe_endpoint_or_none(endpoint)
+        if description is not None and description["EndpointStatus"] == "Failed":
+            if progress.get("adding") or progress.get("retiring") or progress.get("action") == "created":
+                # this task's own update or creation ended Failed: report it, never delete what it just broke
+                raise AirflowFailException(
+                    failed_message(endpoint, progress.get("adding") or base["final"], description.get("FailureReason"))
+                )
+            description = self.replace_if_failed(cfg, endpoint, description)
         if description is None:
             self.ensure_endpoint_config(base["final_request"])
             self.log.info("Endpoint %s does not exist; creating it on %s", endpoint, base["final"])
@@ -276,8 +288,11 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
         status = description["EndpointStatus"]
         if status in ENDPOINT_IN_PROGRESS:
+            self._refuse_other_deployment(endpoint, description, model, base["variant"], base["final"])
             self.log.info("Endpoint %s is %s; waiting for it to settle", endpoint, status)
             self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
+        if status == "UpdateRollbackFailed":
+            raise AirflowFailException(update_rollback_failed_message(endpoint, description, progress.get("adding")))
         if status != "InService":
             raise AirflowFailException(f"endpoint {endpoint} is {status}: {description.get('FailureReason')}")
         return description
@@ -322,8 +337,80 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         target = two["EndpointConfigName"]
         self.log.info("Adding variant %s (weight 0) beside %s: %s -> %s", new_variant, names[0], serving, target)
         self.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=two["EndpointConfigName"])
+        progress["adding"] = two["EndpointConfigName"]
         progress["started_at"] = dt.datetime.now(dt.UTC).isoformat()
         self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
+
+    def _refuse_other_deployment(
+        self, endpoint: str, description: dict[str, Any], model: str, new_variant: str, final: str
+    ) -> None:
+        """Fail (retryable) when the endpoint is busy with a deployment that is not this shift's own.
+
+        This shift's own updates go to a config holding ``new_variant`` on ``model``; a weight change (Updating
+        with nothing pending) cannot be told apart from this shift's own steps and is waited for.
+        """
+        from airflow.providers.common.compat.sdk import AirflowException
+
+        status = description["EndpointStatus"]
+        pending = (description.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+        if status == "Creating":
+            pending = pending or description.get("EndpointConfigName")
+        if pending is None or pending == final:
+            return
+        config = self.sagemaker.describe_endpoint_config(EndpointConfigName=pending)
+        if any(v["VariantName"] == new_variant and v["ModelName"] == model for v in config["ProductionVariants"]):
+            return
+        raise AirflowException(
+            f"endpoint {endpoint} is {status} with another deployment ({pending}); not starting a second one. "
+            "A retry waits for it."
+        )
+
+    def _fail_add_rolled_back(
+        self, context: Context, cfg: Config, base: dict[str, Any], progress: dict[str, Any], description: dict[str, Any]
+    ) -> NoReturn:
+        """SageMaker rolled back the update that adds the new variant: evidence, notification, final failure."""
+        endpoint = base["endpoint"]
+        region = self.hook.conn_region_name or cfg.aws.region
+        reason = str(description.get("FailureReason") or "")
+        evidence = {
+            "endpoint_name": endpoint,
+            "model_package_arn": self.model_package_arn,
+            "model_package_version": base["version"],
+            "strategy": "stepwise",
+            "target_endpoint_config": progress["adding"],
+            "serving_endpoint_config": description.get("EndpointConfigName"),
+            "serving_variant": ", ".join(v["VariantName"] for v in description.get("ProductionVariants") or []),
+            "serving_share": 1.0,
+            "failure_reason": reason,
+            "breaches": [],
+            "checks": progress.get("checks", []),
+            "alarms": [],
+            "fired_alarms": [],
+            "started_at": progress.get("started_at"),
+            "detected_at": dt.datetime.now(dt.UTC).isoformat(),
+            "links": {
+                "endpoint": endpoint_console_url(region, endpoint),
+                "alarms": alarms_console_url(region, f"{endpoint}-{base['variant']}"),
+            },
+            "evidence_uri": cfg.storage.uri(
+                "reports", "deployments", endpoint, progress["adding"], f"stepwise-{base['variant']}-add.json"
+            ),
+        }
+        context["ti"].xcom_push(key=ROLLBACK_XCOM_KEY, value=evidence)
+        try:
+            write_evidence(self.hook.s3_hook.get_conn(), evidence["evidence_uri"], evidence, cfg)
+        except Exception as exc:
+            self.log.warning("Could not write the evidence to %s: %s", evidence["evidence_uri"], exc)
+        message = (
+            f"Stepwise deployment of {self.model_package_arn} to {endpoint} ROLLED BACK by SageMaker before any "
+            f"traffic moved: adding variant {base['variant']} ({progress['adding']}) did not take effect; the "
+            f"endpoint serves {description.get('EndpointConfigName')}. FailureReason: {reason or '(empty)'}. "
+            f"Evidence: {evidence['evidence_uri']}"
+        )
+        self.log.error("%s", message)
+        if self.notify_on_rollback:
+            notify_rollback(context, evidence, cfg)
+        raise AirflowFailException(message)
 
     def _next_step(
         self, context: Context, cfg: Config, base: dict[str, Any], description: dict[str, Any], progress: dict[str, Any]

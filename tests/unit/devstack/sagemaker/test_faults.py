@@ -21,7 +21,7 @@ def test_job_faults_apply_to_the_next_matching_jobs_only() -> None:
     assert faults.take_job_fault("train-1").fail_reason == "CapacityError: no ml.m5 left"
     assert faults.take_job_fault("train-2").fail_reason == "CapacityError: no ml.m5 left"
     assert faults.take_job_fault("train-3").fail_reason is None
-    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": []}
+    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": []}
 
 
 def test_throttle_expires_and_clear_removes_everything() -> None:
@@ -43,10 +43,34 @@ def test_throttle_expires_and_clear_removes_everything() -> None:
         pytest.param({"delay_jobs": {"name_prefix": "a"}}, id="missing-seconds"),
         pytest.param({"throttle": {"seconds": 3}}, id="missing-action"),
         pytest.param({"fail_jobs": {"count": -1}}, id="negative-count"),
+        pytest.param({"fail_updates": {"status": "Failed"}}, id="update-without-endpoint"),
+        pytest.param({"fail_updates": {"endpoint": "ep", "status": "RollingBack"}}, id="update-status-not-terminal"),
+        pytest.param({"fail_updates": {"endpoint": "ep", "status": "Failed", "reason": ""}}, id="update-empty-reason"),
     ],
 )
 def test_malformed_specs_are_rejected(payload: object) -> None:
     faults = Faults()
     with pytest.raises(FaultSpecError):
         faults.configure(payload)
-    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": []}
+    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": []}
+
+
+def test_update_faults_end_the_next_updates_of_their_endpoint_only() -> None:
+    faults = Faults()
+    faults.configure(
+        {
+            "fail_updates": [
+                {"endpoint": "ep", "status": "UpdateRollbackFailed", "count": 2},
+                {"endpoint": "other", "status": "Failed", "reason": "InternalServerError: boom"},
+            ]
+        }
+    )
+    assert faults.take_update_fault("ep-2") is None, "the endpoint name is matched exactly"
+    first = faults.take_update_fault("ep")
+    assert first is not None and first.status == "UpdateRollbackFailed" and "rollback" in first.reason
+    assert faults.snapshot()["fail_updates"][0]["count"] == 1
+    assert faults.take_update_fault("ep") is not None
+    assert faults.take_update_fault("ep") is None, "count bounds the updates that fail"
+    other = faults.take_update_fault("other")
+    assert other is not None and (other.status, other.reason) == ("Failed", "InternalServerError: boom")
+    assert faults.snapshot()["fail_updates"] == []
