@@ -396,11 +396,6 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
                 "reports", "deployments", endpoint, progress["adding"], f"stepwise-{base['variant']}-add.json"
             ),
         }
-        context["ti"].xcom_push(key=ROLLBACK_XCOM_KEY, value=evidence)
-        try:
-            write_evidence(self.hook.s3_hook.get_conn(), evidence["evidence_uri"], evidence, cfg)
-        except Exception as exc:
-            self.log.warning("Could not write the evidence to %s: %s", evidence["evidence_uri"], exc)
         message = (
             f"Stepwise deployment of {self.model_package_arn} to {endpoint} ROLLED BACK by SageMaker before any "
             f"traffic moved: adding variant {base['variant']} ({progress['adding']}) did not take effect; the "
@@ -408,9 +403,7 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             f"Evidence: {evidence['evidence_uri']}"
         )
         self.log.error("%s", message)
-        if self.notify_on_rollback:
-            notify_rollback(context, evidence, cfg)
-        raise AirflowFailException(message)
+        self._report_rollback(context, cfg, evidence, message)
 
     def _next_step(
         self, context: Context, cfg: Config, base: dict[str, Any], description: dict[str, Any], progress: dict[str, Any]
@@ -569,16 +562,20 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         evidence["evidence_uri"] = cfg.storage.uri(
             "reports", "deployments", endpoint, base["final"], f"stepwise-{base['variant']}-{share * 100:.0f}.json"
         )
-        context["ti"].xcom_push(key=ROLLBACK_XCOM_KEY, value=evidence)
-        try:
-            write_evidence(self.hook.s3_hook.get_conn(), evidence["evidence_uri"], evidence, cfg)
-        except Exception as exc:
-            self.log.warning("Could not write the evidence to %s: %s", evidence["evidence_uri"], exc)
         message = (
             f"Stepwise deployment of {self.model_package_arn} to {endpoint} ROLLED BACK at {share * 100:.0f}%: "
             f"{'; '.join(health['breaches'])}. All traffic is back on variant {old_variant}. "
             f"Evidence: {evidence['evidence_uri']}"
         )
+        self._report_rollback(context, cfg, evidence, message)
+
+    def _report_rollback(self, context: Context, cfg: Config, evidence: dict[str, Any], message: str) -> NoReturn:
+        """Keep a rollback's evidence (XCom and S3), notify, and fail the task for good with ``message``."""
+        context["ti"].xcom_push(key=ROLLBACK_XCOM_KEY, value=evidence)
+        try:
+            write_evidence(self.hook.s3_hook.get_conn(), evidence["evidence_uri"], evidence, cfg)
+        except Exception as exc:
+            self.log.warning("Could not write the evidence to %s: %s", evidence["evidence_uri"], exc)
         if self.notify_on_rollback:
             notify_rollback(context, evidence, cfg)
         raise AirflowFailException(message)
