@@ -275,11 +275,10 @@ def registered(aws: SimpleNamespace, cfg: Any) -> dict[str, Any]:
         QualityGateOperator(task_id="gate", evaluation_uri=out["evaluate"]["evaluation_uri"]), ctx("gate")
     )
     assert out["gate"]["passed"], out["gate"]
-    register_ctx = ctx("register")
-    register_ctx["ti"].upstream["gate"] = out["gate"]
     out["register"] = run_task(
         ModelRegistrationOperator(
             task_id="register",
+            gate=out["gate"],
             model_uri=out["train"]["model_uri"],
             image_uri=cfg.sagemaker.images.inference,
             package_group_name=GROUP,
@@ -289,7 +288,7 @@ def registered(aws: SimpleNamespace, cfg: Any) -> dict[str, Any]:
             baseline_uri=out["evaluate"]["baseline_uri"],
             approval="auto",
         ),
-        register_ctx,
+        ctx("register"),
     )
     return out
 
