@@ -284,7 +284,7 @@ def test_validation_request_is_a_valid_create_processing_job(env):
     )
     assert_valid_request("CreateProcessingJob", request)
     assert request["RoleArn"] == cfg.sagemaker.role_arn
-    assert request["AppSpecification"]["ImageUri"] == cfg.sagemaker.images.processing
+    assert request["AppSpecification"]["ImageUri"] == cfg.sagemaker.images.validation, "the image with GX inside"
     entrypoint = request["AppSpecification"]["ContainerEntrypoint"]
     assert entrypoint == ["python3", "/opt/ml/processing/input/code/validate.py"]
     inputs = {i["InputName"]: i["S3Input"]["LocalPath"] for i in request["ProcessingInputs"]}
