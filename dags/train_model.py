@@ -208,7 +208,9 @@ with DAG(
         task_id="evaluate",
         model_uri=f"{{{{ {MODEL}['model_uri'] }}}}",
         test_uri="{{ ti.xcom_pull(task_ids='preprocess')['outputs']['test'] }}",
-        code_uri=plan.output["evaluation_src_uri"],
+        # pulled, not an XComArg: an XComArg would make plan an upstream of evaluate, and plan's success would
+        # satisfy none_failed_min_one_success when neither train nor tune ran (an empty interval)
+        code_uri="{{ ti.xcom_pull(task_ids='plan', key='evaluation_src_uri') }}",
         trigger_rule="none_failed_min_one_success",
         multiple_outputs=True,
         **waits,

@@ -376,6 +376,14 @@ FIRST_MODEL_THRESHOLD = "0.999999"
 NEW_MODEL_THRESHOLD = "0.000001"
 
 
+def new_model_answer(previous_answer: str) -> str:
+    """What a version after the first answers where version 1 answered ``previous_answer`` (same probability,
+    label 1 instead of 0: see :data:`NEW_MODEL_THRESHOLD`)."""
+    probability, label = previous_answer.rsplit(",", 1)
+    assert label == "0", previous_answer
+    return f"{probability},1"
+
+
 def model_archive(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

@@ -37,7 +37,7 @@ def test_schedule_is_weekly_cron_or_drift(dag):
 def test_flow(dag):
     downstream = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     # the plan's outputs feed every step that names a job, a key or a code archive (XComArgs)
-    assert downstream["plan"] == ["evaluate", "extract", "preprocess", "register", "train", "tune", "validate"]
+    assert downstream["plan"] == ["extract", "preprocess", "register", "train", "tune", "validate"]
     assert downstream["extract"] == ["preprocess", "register", "validate"]
     assert downstream["validate"] == ["preprocess", "register"]
     assert downstream["train_or_tune"] == ["train", "tune"]
@@ -45,6 +45,8 @@ def test_flow(dag):
     assert downstream["gate"] == ["register"]
     assert downstream["register"] == ["publish_approval"]
     assert dag.get_task("evaluate").trigger_rule == "none_failed_min_one_success"
+    # only train and tune feed evaluate: any other upstream's success would let it run when neither trained
+    assert sorted(dag.get_task("evaluate").upstream_task_ids) == ["train", "tune"]
 
 
 def test_publish_approval_emits_the_approved_model_asset(dag):
