@@ -44,3 +44,21 @@ def own_config(folder: Path, *, endpoint: str, group: str) -> Iterator[Any]:
         else:
             os.environ[CONFIG_DIR_VAR] = saved
         _load_cached.cache_clear()
+
+
+#: the lineage every registered model package carries in its CustomerMetadataProperties
+LINEAGE = (
+    "git_commit",
+    "dag_id",
+    "dag_run_id",
+    "window_start",
+    "window_end",
+    "dataset_uri",
+    "manifest_uri",
+    "validation_result_uri",
+    "evaluation_uri",
+    "gate_uri",
+    "baseline_uri",
+    "training_job",
+    "code_digest",
+)

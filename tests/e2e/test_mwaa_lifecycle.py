@@ -39,6 +39,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.own_config import LINEAGE
 from tests.faults.conftest import s3_json, s3_keys, wait_for
 from tools.mwaa_local import SQLITE_TIMEOUT
 
@@ -52,21 +53,6 @@ TRAIN_CONF = {"window_days": 28, "hyperparameters": {"num_round": 25}}
 DRIFTED = ("2026-02-15 00:00:00", "2026-03-02 00:00:00")
 SCORE_DAY = dt.date(2026, 2, 10)
 TERMINAL = ("success", "failed")
-LINEAGE = (
-    "git_commit",
-    "dag_id",
-    "dag_run_id",
-    "window_start",
-    "window_end",
-    "dataset_uri",
-    "manifest_uri",
-    "validation_result_uri",
-    "evaluation_uri",
-    "gate_uri",
-    "baseline_uri",
-    "training_job",
-    "code_digest",
-)
 
 
 # ------------------------------------------------------------------------------------------ the runtime

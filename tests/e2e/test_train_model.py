@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ml_lifecycle.naming import RunPlan
-from tests.e2e.own_config import own_config
+from tests.e2e.own_config import LINEAGE, own_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -34,21 +34,6 @@ BACKFILL = [dt.datetime(2026, 1, d, tzinfo=dt.UTC) for d in (29,)] + [
 ]
 CORRUPT_DAY = dt.date(2026, 2, 24)
 CORRUPT_RUN = dt.datetime(2026, 2, 26, tzinfo=dt.UTC)
-LINEAGE = (
-    "git_commit",
-    "dag_id",
-    "dag_run_id",
-    "window_start",
-    "window_end",
-    "dataset_uri",
-    "manifest_uri",
-    "validation_result_uri",
-    "evaluation_uri",
-    "gate_uri",
-    "baseline_uri",
-    "training_job",
-    "code_digest",
-)
 
 
 @pytest.fixture(scope="module")
