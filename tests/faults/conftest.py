@@ -484,6 +484,12 @@ def serving(aws: SimpleNamespace, packages: Callable[..., str]) -> Iterator[dict
 
 @pytest.fixture
 def previous_model(aws: SimpleNamespace, serving: dict[str, Any]) -> dict[str, Any]:
-    """Before a deployment fault: the endpoint serves version 1 (the model every rollback returns to)."""
+    """Before a deployment fault: the endpoint serves version 1 (the model every rollback returns to), and none
+    of its rollback alarms is in ALARM.
+
+    An alarm an earlier fault left in ALARM (its window still holds that fault's 5XX or latency datapoints) makes
+    SageMaker roll any guarded update back at once, whatever the new model does.
+    """
     assert serving_config(aws) == serving["endpoint_config_name"]
+    wait_for(lambda: alarms_ok(aws), 90, "the endpoint's rollback alarms to leave ALARM")
     return serving

@@ -19,7 +19,6 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from tests.faults.conftest import (
     ENDPOINT,
-    alarms_ok,
     deploy_context,
     deploy_operator,
     fail_task,
@@ -27,7 +26,6 @@ from tests.faults.conftest import (
     notifications,
     s3_json,
     served,
-    wait_for,
 )
 from tests.faults.deploy_checks import assert_previous_model_serves_everything, endpoint_configs_of
 
@@ -59,8 +57,6 @@ def test_alarm_during_canary_rolls_back_and_the_previous_model_serves(
     from ml_lifecycle.builders.endpoint import endpoint_config_request, model_name, production_variant
     from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY
 
-    # an alarm still in ALARM (from an earlier fault) would roll the update back before the canary starts
-    wait_for(lambda: alarms_ok(aws), 90, "the endpoint's rollback alarms to leave ALARM")
     arn = packages(note="canary-alarm")
     package = aws.sm.describe_model_package(ModelPackageName=arn)
     variant = previous_model["variant_name"]
