@@ -22,7 +22,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL := 0
 
-.PHONY: help setup images test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-mwaa-local security dist deploy ui mwaa-local browser clean
+.PHONY: help setup postgres images test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-mwaa-local security dist deploy ui mwaa-local browser clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,6 +47,15 @@ lock: $(UV)  ## re-resolve requirements/dev.lock under MWAA's constraints (requi
 	$(UV) pip compile --quiet --python-version 3.11 --no-header --generate-hashes \
 		-c requirements/dev-constraints.txt requirements/dev.in -o requirements/dev.lock
 
+postgres:  ## Debian's PostgreSQL server, the local MWAA runtime's metadata database (apt-get when running as root)
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "postgres: installing postgresql with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else \
+		echo "postgres: PostgreSQL's server is missing; install it (sudo apt-get install postgresql) or the MWAA runtime will not start"; \
+	fi
+
 browser:  ## Debian's Chromium for the browser test (installed with apt-get when running as root)
 	@if command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -70,7 +79,7 @@ images: setup  ## build every image environment of the devstack (what its jobs r
 
 # Jobs on the devstack run in their image's environment, built with uv from the package index on first use;
 # building them all before the tests keeps the index out of the tests themselves.
-test: setup browser images  ## set up, then run the whole suite (lint included)
+test: setup browser postgres images  ## set up, then run the whole suite (lint included)
 	@if [ -z "$${ML_LIFECYCLE_AUDIT_OFFLINE:-}" ] && ! $(PY) -c "$$AUDIT_PROBE" >/dev/null 2>&1; then \
 		echo "test: PyPI's JSON API does not answer from here: the dependency audit is skipped (ML_LIFECYCLE_AUDIT_OFFLINE=1)"; \
 		export ML_LIFECYCLE_AUDIT_OFFLINE=1; \
@@ -117,7 +126,7 @@ dist: setup  ## build the MWAA bundle into dist/mwaa (same sources -> same bytes
 
 # The bundle run as MWAA runs it: its own virtualenv from dist/mwaa/requirements.txt under MWAA's constraint files
 # (requirements/mwaa/, or MWAA_CONSTRAINTS_LOCATION), AIRFLOW_HOME laid out as MWAA does, the devstack behind it.
-mwaa-local: dist  ## run dist/mwaa as MWAA runs it, on the devstack (Ctrl-C stops Airflow; docs/how-to/deploy-to-mwaa.md)
+mwaa-local: dist postgres  ## run dist/mwaa as MWAA runs it, on the devstack (Ctrl-C stops Airflow; docs/how-to/deploy-to-mwaa.md)
 	$(PY) -m tools.mwaa_local start $(MWAA_LOCAL_ARGS)
 
 deploy: setup  ## upload dist/mwaa to ENV's bucket: make deploy ENV=dev [MWAA_ENVIRONMENT=name]
@@ -143,25 +152,14 @@ bench-slots: setup  ## worker-slot share of a SageMaker wait, deferrable vs sync
 	$(PY) benchmarks/worker_slots.py
 
 # Airflow refuses concurrent backfills on SQLite: the benchmark starts a throwaway PostgreSQL cluster from Debian's
-# server binaries (installed here with apt-get when running as root), or uses BENCH_SQL_ALCHEMY_CONN.
-bench-backfill: setup  ## 10-interval batch_score backfill, parallel vs sequential, on a throwaway PostgreSQL (~15 min)
-	@if [ -z "$$BENCH_SQL_ALCHEMY_CONN" ] && ! command -v initdb >/dev/null 2>&1 \
-		&& ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "bench-backfill: installing postgresql with apt-get"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-		else \
-			echo "bench-backfill: PostgreSQL's server is missing; install it (sudo apt-get install postgresql)" \
-				"or set BENCH_SQL_ALCHEMY_CONN to an empty PostgreSQL database"; \
-			exit 2; \
-		fi; \
-	fi
+# server binaries (tools/metadb.py), or uses BENCH_SQL_ALCHEMY_CONN.
+bench-backfill: setup postgres  ## 10-interval batch_score backfill, parallel vs sequential, on a throwaway PostgreSQL (~15 min)
 	$(PY) benchmarks/backfill.py
 
 bench-demo: setup  ## make demo's wall time, warm, with a per-task breakdown (~7 min)
 	$(PY) benchmarks/demo_wall.py
 
-bench-mwaa-local: dist  ## make mwaa-local's warm start, up to the four DAGs parsed without import errors (~6 min)
+bench-mwaa-local: dist postgres  ## make mwaa-local's warm start, up to the four DAGs parsed without import errors (~6 min)
 	$(PY) benchmarks/mwaa_local_start.py
 
 security: setup  ## bandit, pip-audit (needs PyPI's JSON API) and the secrets scan on the devstack

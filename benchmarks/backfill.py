@@ -20,11 +20,11 @@ Afterwards each half's devstack must list (``ListTransformJobs``) exactly one tr
 the predictions table must hold each day's transactions once: parallel runs must not duplicate work.
 
 PostgreSQL: Airflow refuses to create a backfill on SQLite while the scheduler writes ("not supported on
-SQLite under concurrent access"). The benchmark starts a throwaway cluster (``initdb`` into a temporary
-directory, ``pg_ctl start`` on a free port of 127.0.0.1 with its socket in that directory, trust
-authentication; stopped and deleted at the end) from the server binaries on ``PATH`` or under
-``/usr/lib/postgresql/<version>/bin`` (Debian's ``postgresql`` package; ``make bench-backfill`` installs it
-when running as root). Run as root, the cluster runs as the ``postgres`` user, as the server requires.
+SQLite under concurrent access"). The benchmark starts a throwaway cluster with ``tools.metadb`` (the
+metadata database of the local MWAA runtime: ``initdb`` into a temporary directory, the server on a free port
+of 127.0.0.1, password authentication; stopped and deleted at the end) from the server binaries on ``PATH`` or
+under ``/usr/lib/postgresql/<version>/bin`` (Debian's ``postgresql`` package; ``make setup`` installs it when
+running as root). Run as root, the cluster runs as the ``postgres`` user, as the server requires.
 ``BENCH_SQL_ALCHEMY_CONN=postgresql+psycopg2://...`` uses an existing empty database instead (it is reset
 before each half).
 
@@ -44,11 +44,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import glob
 import io
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -66,6 +64,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "plugins"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
+
+from tools.metadb import MetaDBError, PostgresServer, server_programs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DAG_ID = "batch_score"
@@ -107,142 +107,6 @@ class BackfillIncompleteError(BenchError):
 
 
 # ------------------------------------------------------------------------------------------- PostgreSQL
-
-
-def postgres_bin_dir() -> Path | None:
-    """Directory holding ``initdb`` and ``pg_ctl``: the one on ``PATH``, else Debian's newest version."""
-    found = shutil.which("initdb")
-    if found and shutil.which("pg_ctl"):
-        return Path(found).resolve().parent
-    candidates = sorted(
-        (Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")),
-        key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0,
-    )
-    return candidates[-1] if candidates else None
-
-
-class PostgresCluster:
-    """A throwaway PostgreSQL cluster in a temporary directory, listening on a free port of 127.0.0.1.
-
-    Trust authentication for the ``postgres`` superuser, the socket in the cluster's own directory, default
-    server settings otherwise. The server refuses to run as root: as root, every server command runs as the
-    ``postgres`` system user (which Debian's package creates).
-
-    :param bin_dir: directory of ``initdb``, ``pg_ctl`` and ``createdb``.
-    """
-
-    def __init__(self, bin_dir: Path) -> None:
-        self.bin_dir = bin_dir
-        self.dir: Path | None = None
-        self.port: int | None = None
-        self.started = False
-
-    @property
-    def data_dir(self) -> Path:
-        assert self.dir is not None
-        return self.dir / "data"
-
-    def _as_server_user(self) -> list[str]:
-        if os.geteuid() != 0:
-            return []
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            raise BenchError(
-                "running as root, the PostgreSQL server needs an unprivileged user to run as, and there is no "
-                "'postgres' user (Debian's postgresql package creates it)"
-            ) from None
-        runuser = shutil.which("runuser") or "/sbin/runuser"
-        return [runuser, "-u", "postgres", "--"]
-
-    def _run(self, argv: list[str], what: str, *, as_server: bool = True, timeout: float = 120) -> None:
-        prefix = self._as_server_user() if as_server else []
-        proc = subprocess.run(prefix + argv, cwd=self.dir, capture_output=True, text=True, timeout=timeout, check=False)
-        if proc.returncode != 0:
-            raise BenchError(f"PostgreSQL {what} failed (exit code {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-
-    def start(self) -> None:
-        """``initdb`` and ``pg_ctl start``; wait until the server accepts connections."""
-        from devstack.stack import free_port
-
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-        if self._as_server_user():
-            entry = pwd.getpwnam("postgres")
-            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
-        self._run(
-            [
-                str(self.bin_dir / "initdb"),
-                "-D",
-                str(self.data_dir),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-            ],
-            "initdb",
-        )
-        self.port = free_port()
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=200"
-        self._run(
-            [
-                str(self.bin_dir / "pg_ctl"),
-                "-D",
-                str(self.data_dir),
-                "-l",
-                str(self.dir / "server.log"),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "120",
-                "start",
-            ],
-            "pg_ctl start",
-            timeout=180,
-        )
-        self.started = True
-
-    def create_database(self, name: str) -> str:
-        """Create database ``name``; return its SQLAlchemy URL (psycopg2 over TCP on 127.0.0.1).
-
-        :param name: database name.
-        """
-        argv = [str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name]
-        self._run(argv, f"createdb {name}", as_server=False)
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
-
-    def postmaster_pid(self) -> int | None:
-        """Pid of the running server (first line of ``postmaster.pid``)."""
-        try:
-            return int((self.data_dir / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def stop(self) -> None:
-        """``pg_ctl stop -m fast`` (SIGKILL when that fails), then delete the cluster's directory."""
-        if self.dir is None:
-            return
-        try:
-            if self.started:
-                try:
-                    self._run(
-                        [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"], "stop"
-                    )
-                except (BenchError, subprocess.TimeoutExpired):
-                    pid = self.postmaster_pid()
-                    if pid:
-                        _kill(pid)
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-            self.started = False
-
-
-def _kill(pid: int) -> None:
-    """SIGKILL ``pid`` (a server that did not stop); a process already gone is fine."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 def reset_database(url: str, env: dict[str, str]) -> None:
@@ -709,23 +573,27 @@ def main() -> int:
                 raise BenchError("BENCH_SQL_ALCHEMY_CONN must be a PostgreSQL URL (postgresql+psycopg2://...)")
             result["database"] = "PostgreSQL (BENCH_SQL_ALCHEMY_CONN, reset before each half)"
         else:
-            bin_dir = postgres_bin_dir()
-            if bin_dir is None:
+            cluster = PostgresServer(
+                Path(tempfile.mkdtemp(prefix="bench-pg-")) / "pg",
+                log_file=Path(tempfile.gettempdir()) / "bench-pg-server.log",
+                secrets_file=Path(tempfile.mkdtemp(prefix="bench-pg-secret-")) / "password.json",
+            )
+            try:
+                cluster.start()
+                programs = server_programs()
+            except MetaDBError as exc:
                 raise BenchError(
-                    "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or under /usr/lib/postgresql/*/bin: "
-                    "install Debian's postgresql package (`make bench-backfill` does as root) or set "
-                    "BENCH_SQL_ALCHEMY_CONN to an empty PostgreSQL database; Airflow refuses concurrent backfills "
-                    "on SQLite"
-                )
-            cluster = PostgresCluster(bin_dir)
-            cluster.start()
+                    f"{exc}; or set BENCH_SQL_ALCHEMY_CONN to an empty PostgreSQL database (Airflow refuses "
+                    "concurrent backfills on SQLite)"
+                ) from None
             version = subprocess.run(
-                [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=False
+                [str(programs / "postgres"), "--version"], capture_output=True, text=True, check=False
             ).stdout.strip()
-            result["database"] = f"{version}, throwaway cluster on 127.0.0.1, default settings, a database per half"
+            result["database"] = f"{version}, throwaway cluster on 127.0.0.1, a database per half (tools/metadb.py)"
         for name, max_active in halves:
             if cluster is not None:
-                url, reset, pg_pid = cluster.create_database(f"airflow_{name}"), False, cluster.postmaster_pid()
+                running = cluster.running()
+                url, reset, pg_pid = cluster.create_database(f"airflow_{name}"), False, running and running[0]
             else:
                 url, reset, pg_pid = external, True, None
             result[name] = run_half(
@@ -734,6 +602,8 @@ def main() -> int:
     finally:
         if cluster is not None:
             cluster.stop()
+            shutil.rmtree(cluster.root.parent, ignore_errors=True)
+            shutil.rmtree(cluster.secrets_file.parent, ignore_errors=True)
     seq, par = result["sequential"], result["parallel"]
     result["uptime_at_end"] = uptime()
     completed = seq["completed"] and par["completed"]

@@ -24,7 +24,8 @@ What ``start`` does, in MWAA's order:
    bundle ships.
 
 Where this differs from MWAA (``docs/how-to/deploy-to-mwaa.md``): Python 3.11 instead of 3.12, a virtualenv
-instead of MWAA's image, SQLite and the LocalExecutor instead of PostgreSQL and Celery, Airflow's simple auth
+instead of MWAA's image, the LocalExecutor instead of Celery (the metadata database is PostgreSQL, as on MWAA:
+a server of its own under the home, :mod:`tools.metadb`), Airflow's simple auth
 manager instead of IAM, and the ``AWS_ENDPOINT_URL_*`` variables and dummy credentials that route boto3 to the
 devstack.
 
@@ -74,21 +75,24 @@ TEMPLATE = ROOT / "infra" / "cloudformation" / "ml-lifecycle.yaml"
 ENVIRONMENT_NAME = "ml-lifecycle-{env}"
 
 #: What MWAA's image installs before a requirements.txt (its bootstrap, under the Airflow constraints). The
-#: image also builds psycopg2 and pycurl (PostgreSQL metadata database, Celery's SQS transport), which need
-#: compilers and are unused here (SQLite, LocalExecutor).
+#: image builds psycopg2 from source for its PostgreSQL metadata database; the same release's binary wheel
+#: (``psycopg2-binary``) and asyncpg (Airflow's async engine on PostgreSQL), both pinned by the same constraints,
+#: talk to the local PostgreSQL. pycurl (Celery's SQS transport) is left out: a single machine runs the
+#: LocalExecutor.
 IMAGE_PACKAGES = (
     f"apache-airflow[celery,statsd]=={mr.AIRFLOW_VERSION}",
     "apache-airflow-providers-amazon[aiobotocore]",
     "watchtower",
+    "psycopg2-binary",
+    "asyncpg",
 )
 #: Pins of Airflow's Python 3.12 constraints with no Python 3.11 release (requirements/DEVIATIONS.md).
 NO_PY311_RELEASE = ("numpy", "scipy")
 #: Bump to rebuild every cached virtualenv (the recipe changed, not its inputs).
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 COMPLETE_MARKER = ".mwaa-local.json"
 STARTUP_TIMEOUT = 300.0  # MWAA stops a startup script after 5 minutes
 INSTALL_TIMEOUT = 1800.0
-SQLITE_TIMEOUT = 60  # seconds a component waits for the metadata database's lock
 
 # Variables of the calling shell a component must not inherit: the repository's path, another Airflow's
 # settings, another account's credentials or endpoints, the development environment's selections.
@@ -508,7 +512,7 @@ class MwaaLocal(AirflowUI):
         port: int | None = None,
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(home, port=port, ml_env=ml_env, catchup=True, extra_env=extra_env)
+        super().__init__(home, port=port, ml_env=ml_env, catchup=True, extra_env=extra_env, database="postgres")
         self.venv = Path(venv)
         self.stack_info = stack_info
         self.options = configuration_options({"MlLifecycleEnv": ml_env})
@@ -568,9 +572,8 @@ class MwaaLocal(AirflowUI):
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-            # four components share one SQLite file: wait up to a minute for its lock (sqlite3's default is 5 s,
-            # which a busy machine exceeds; the triggerer then dies on "database is locked")
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}?timeout={SQLITE_TIMEOUT}",
+            # PostgreSQL, as MWAA's metadata database (Aurora PostgreSQL): a server of its own on loopback
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url(),
             "AIRFLOW__API__HOST": HOST,
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": url,

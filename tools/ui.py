@@ -47,6 +47,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tools.metadb import MetaDBError, PostgresServer
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "plugins") not in sys.path:  # the package, as Airflow sees it; the Makefile sets PYTHONPATH too
     sys.path.insert(0, str(ROOT / "plugins"))
@@ -66,6 +68,10 @@ SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_mana
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 SECRETS_FILE = "ui-secrets.json"
 STATE_FILE = "ui.json"
+#: the metadata databases a local Airflow can run on
+DATABASES = ("sqlite", "postgres")
+#: the PostgreSQL role's password (mode 0600), beside the other secrets of the home
+METADB_SECRETS = "metadb.json"
 POLICY_DIR = ROOT / "tools" / "ui_settings"
 STOP_TIMEOUT = 30.0
 
@@ -208,6 +214,9 @@ class AirflowUI:
     :param ml_env: ``ML_LIFECYCLE_ENV`` of the DAGs.
     :param catchup: keep the DAGs' own ``catchup`` (default: no catchup locally).
     :param extra_env: more variables for the components (override everything else).
+    :param database: the metadata database: ``sqlite`` (a file in ``home``) or ``postgres`` (a PostgreSQL server
+        of its own under ``home/postgres``, started before and stopped after the components; see
+        :mod:`tools.metadb`).
     """
 
     def __init__(
@@ -219,13 +228,24 @@ class AirflowUI:
         ml_env: str = "local",
         catchup: bool = False,
         extra_env: Mapping[str, str] | None = None,
+        database: str = "sqlite",
     ) -> None:
+        if database not in DATABASES:
+            raise UIError(f"unknown metadata database {database!r}; choose one of {', '.join(DATABASES)}")
         self.home = Path(home).resolve()
         self.devstack_env = dict(devstack_env or {})
         self.port = port
         self.ml_env = ml_env
         self.catchup = catchup
         self.extra_env = dict(extra_env or {})
+        self.database = database
+        self.metadb = (
+            PostgresServer(
+                self.home / "postgres", log_file=self.log_file("postgres"), secrets_file=self.home / METADB_SECRETS
+            )
+            if database == "postgres"
+            else None
+        )
         self._procs: dict[int, Any] = {}
 
     # ----------------------------------------------------------------- paths
@@ -290,9 +310,23 @@ class AirflowUI:
         info = self.recorded()
         if info is None or set(info.components) != set(COMPONENTS):
             return None
+        if self.metadb is not None and self.metadb.running() is None:
+            return None
         if all(self._owned_and_alive(c) for c in info.components.values()):
             return info
         return None
+
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of the metadata database (for ``postgres``: of its running server).
+
+        :raises UIError: ``postgres`` and its server does not run.
+        """
+        if self.metadb is None:
+            return f"sqlite:///{self.home / 'airflow.db'}"
+        try:
+            return self.metadb.url()
+        except MetaDBError as exc:
+            raise UIError(str(exc)) from None
 
     # ------------------------------------------------------------- secrets
     def admin_password(self) -> str:
@@ -364,7 +398,7 @@ class AirflowUI:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url(),
             "AIRFLOW__API__HOST": HOST,
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": url,
@@ -427,6 +461,11 @@ class AirflowUI:
         url = f"http://{HOST}:{port}"
         self.home.mkdir(parents=True, exist_ok=True)
         self.admin_password()
+        if self.metadb is not None:
+            try:
+                self.metadb.start(timeout=max(10.0, deadline - time.monotonic()))
+            except MetaDBError as exc:
+                raise UIError(f"the metadata database did not start: {exc}") from None
         env = self.environment(port)
         self._migrate(env, deadline)
         info = UIInfo(url, port, self.home, {})
@@ -546,6 +585,7 @@ class AirflowUI:
         """
         info = self.recorded()
         if info is None:
+            self._stop_database(timeout)
             return []
         alive = {n: c for n, c in info.components.items() if self._owned_and_alive(c)}
         for comp in alive.values():
@@ -569,7 +609,13 @@ class AirflowUI:
                 with contextlib.suppress(Exception):
                     proc.wait(timeout=5)
         self._write_state(None)
+        self._stop_database(timeout)
         return list(alive)
+
+    def _stop_database(self, timeout: float) -> None:
+        """Stop the metadata database's server after the components (they hold connections to it)."""
+        if self.metadb is not None:
+            self.metadb.stop(timeout)
 
     def _exited(self, comp: ComponentInfo) -> bool:
         proc = self._procs.get(comp.pid)

@@ -160,12 +160,14 @@ def test_components_get_mwaas_settings_and_nothing_of_the_repository(
     home, venv = tmp_path / "home", tmp_path / "venv"
     ml.lay_out(bundle, home)
     runtime = ml.MwaaLocal(home, venv=venv, stack_info=FakeStack())
+    assert runtime.metadb is not None, "the metadata database is PostgreSQL, as on MWAA"
+    monkeypatch.setattr(runtime.metadb, "url", lambda: "postgresql+psycopg2://airflow:pw@127.0.0.1:5999/airflow")
     env = runtime.component_environment("scheduler", runtime.environment(8123))
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://airflow:pw@127.0.0.1:5999/airflow"
     assert "PYTHONPATH" not in env and "AWS_PROFILE" not in env
     assert not [k for k in env if k.startswith(("AIRFLOW_CONN_", "DEVSTACK_"))]
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(home / "dags")
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(home / "plugins")
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home / 'airflow.db'}?timeout=60"
     assert env["AIRFLOW__SECRETS__BACKEND"].endswith("SecretsManagerBackend")
     assert env["AIRFLOW_ENV_NAME"] == "ml-lifecycle-local" and env["MWAA_AIRFLOW_COMPONENT"] == "scheduler"
     assert env["ML_LIFECYCLE_ENV"] == "local", "startup.sh selected the environment"

@@ -41,7 +41,7 @@ import pytest
 
 from tests.e2e.own_config import LINEAGE
 from tests.faults.conftest import s3_json, s3_keys, wait_for
-from tools.mwaa_local import SQLITE_TIMEOUT
+from tools.ui import API_TIMEOUT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -83,6 +83,7 @@ def runtime(devstack: Any, bundle: SimpleNamespace, tmp_path_factory: pytest.Tem
         yield runtime
     finally:
         runtime.stop()
+        runtime.metadb.remove()
         shutil.rmtree(ARTIFACTS, ignore_errors=True)
         if (home / "logs").is_dir():
             shutil.copytree(home / "logs", ARTIFACTS)
@@ -97,8 +98,8 @@ class Api:
         self.token = runtime.token(self.url)
 
     def __call__(self, method: str, path: str, body: Any = None) -> Any:
-        # a write waits for the SQLite lock up to the runtime's busy timeout: answer time on a loaded machine
-        return self.runtime.api(method, path, token=self.token, body=body, url=self.url, timeout=SQLITE_TIMEOUT * 2)
+        # the API server shares two cores with the scheduler, the devstack and its jobs
+        return self.runtime.api(method, path, token=self.token, body=body, url=self.url, timeout=API_TIMEOUT)
 
     def unpause(self, dag_id: str) -> None:
         """Unpause ``dag_id``; fail the run the scheduler starts for the period due now (no seeded data there)."""
