@@ -89,7 +89,7 @@ IMAGE_PACKAGES = (
 #: Pins of Airflow's Python 3.12 constraints with no Python 3.11 release (requirements/DEVIATIONS.md).
 NO_PY311_RELEASE = ("numpy", "scipy")
 #: Bump to rebuild every cached virtualenv (the recipe changed, not its inputs).
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "1"
 COMPLETE_MARKER = ".mwaa-local.json"
 STARTUP_TIMEOUT = 300.0  # MWAA stops a startup script after 5 minutes
 INSTALL_TIMEOUT = 1800.0
