@@ -11,7 +11,9 @@ Configured over HTTP with ``POST /_devstack/faults`` and cleared with ``DELETE /
 
 Each key takes one object or a list. A job fault applies to the next ``count`` jobs (training, processing,
 tuning children) whose name starts with ``name_prefix``. A throttle answers ``ThrottlingException`` to
-every call of ``action`` for ``seconds``.
+every call of ``action`` for ``seconds``, or to its next ``count`` calls (``{"action": ..., "count": 7}``: a
+number of refusals that does not depend on the client's timing); ``throttled`` in the answer counts the calls
+answered so, per action, since the faults were last cleared.
 
 An update fault applies to the next ``count`` ``UpdateEndpoint`` deployments of ``endpoint`` that SageMaker
 accepts: once the new fleet is up and the first traffic step is active, the deployment ends in ``status``
@@ -118,6 +120,8 @@ class Faults:
         self._lock = threading.Lock()
         self._rules: list[_JobRule] = []
         self._throttles: dict[str, float] = {}
+        self._throttle_counts: dict[str, int] = {}
+        self._throttled: dict[str, int] = {}
         self._updates: list[_UpdateRule] = []
 
     def configure(self, payload: Any) -> dict[str, Any]:
@@ -155,11 +159,17 @@ class Faults:
                 )
             )
         throttles: dict[str, float] = {}
+        throttle_counts: dict[str, int] = {}
         for item in _as_list(payload.get("throttle"), "throttle"):
             action = item.get("action")
             if not isinstance(action, str) or not action:
                 raise FaultSpecError("'throttle.action' must be an action name such as CreateTrainingJob")
-            throttles[action] = time.monotonic() + _number(item, "throttle", "seconds")
+            if ("seconds" in item) == ("count" in item):
+                raise FaultSpecError(f"throttle of {action}: give either 'seconds' or 'count'")
+            if "count" in item:
+                throttle_counts[action] = int(_number(item, "throttle", "count"))
+            else:
+                throttles[action] = time.monotonic() + _number(item, "throttle", "seconds")
         updates: list[_UpdateRule] = []
         for item in _as_list(payload.get("fail_updates"), "fail_updates"):
             endpoint = item.get("endpoint")
@@ -178,6 +188,7 @@ class Faults:
         with self._lock:
             self._rules.extend(rules)
             self._throttles.update(throttles)
+            self._throttle_counts.update(throttle_counts)
             self._updates.extend(updates)
         return self.snapshot()
 
@@ -186,6 +197,8 @@ class Faults:
         with self._lock:
             self._rules.clear()
             self._throttles.clear()
+            self._throttle_counts.clear()
+            self._throttled.clear()
             self._updates.clear()
 
     def snapshot(self) -> dict[str, Any]:
@@ -199,19 +212,25 @@ class Faults:
                     {"action": action, "seconds": round(until - current, 3)}
                     for action, until in self._throttles.items()
                     if until > current
-                ],
+                ]
+                + [{"action": action, "count": n} for action, n in self._throttle_counts.items() if n > 0],
                 "fail_updates": [u.describe() for u in self._updates if u.remaining > 0],
+                "throttled": dict(sorted(self._throttled.items())),
             }
 
     def is_throttled(self, action: str) -> bool:
         """Return whether ``action`` must answer ``ThrottlingException`` now."""
         with self._lock:
-            until = self._throttles.get(action)
-            if until is None:
-                return False
-            if until <= time.monotonic():
-                del self._throttles[action]
-                return False
+            if self._throttle_counts.get(action, 0) > 0:
+                self._throttle_counts[action] -= 1
+            else:
+                until = self._throttles.get(action)
+                if until is None:
+                    return False
+                if until <= time.monotonic():
+                    del self._throttles[action]
+                    return False
+            self._throttled[action] = self._throttled.get(action, 0) + 1
             return True
 
     def take_job_fault(self, job_name: str) -> JobFault:

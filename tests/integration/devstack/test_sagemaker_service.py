@@ -200,7 +200,7 @@ def test_fault_injection(sagemaker_service: SageMakerService, s3: Any, bucket: s
     finally:
         status, cleared = _http("DELETE", f"{url}/_devstack/faults")
     assert status == 200
-    assert cleared == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": []}
+    assert cleared == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}}
     sm.list_models()
     status, error = _http("POST", f"{url}/_devstack/faults", {"explode": True})
     assert status == 400

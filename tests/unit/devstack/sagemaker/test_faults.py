@@ -21,7 +21,7 @@ def test_job_faults_apply_to_the_next_matching_jobs_only() -> None:
     assert faults.take_job_fault("train-1").fail_reason == "CapacityError: no ml.m5 left"
     assert faults.take_job_fault("train-2").fail_reason == "CapacityError: no ml.m5 left"
     assert faults.take_job_fault("train-3").fail_reason is None
-    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": []}
+    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}}
 
 
 def test_throttle_expires_and_clear_removes_everything() -> None:
@@ -29,10 +29,21 @@ def test_throttle_expires_and_clear_removes_everything() -> None:
     faults.configure({"throttle": {"action": "CreateTrainingJob", "seconds": 60}})
     assert faults.is_throttled("CreateTrainingJob")
     assert not faults.is_throttled("DescribeTrainingJob")
+    assert faults.is_throttled("CreateTrainingJob")
     faults.configure({"throttle": {"action": "ListModels", "seconds": 0}})
     assert not faults.is_throttled("ListModels")
+    assert faults.snapshot()["throttled"] == {"CreateTrainingJob": 2}, "throttled answers are counted per action"
     faults.clear()
     assert not faults.is_throttled("CreateTrainingJob")
+    assert faults.snapshot()["throttled"] == {}
+
+
+def test_a_counted_throttle_refuses_exactly_that_many_calls() -> None:
+    faults = Faults()
+    faults.configure({"throttle": {"action": "DescribeTrainingJob", "count": 3}})
+    assert faults.snapshot()["throttle"] == [{"action": "DescribeTrainingJob", "count": 3}]
+    assert [faults.is_throttled("DescribeTrainingJob") for _ in range(5)] == [True, True, True, False, False]
+    assert faults.snapshot()["throttle"] == [] and faults.snapshot()["throttled"] == {"DescribeTrainingJob": 3}
 
 
 @pytest.mark.parametrize(
@@ -42,6 +53,8 @@ def test_throttle_expires_and_clear_removes_everything() -> None:
         pytest.param({"explode": {}}, id="unknown-key"),
         pytest.param({"delay_jobs": {"name_prefix": "a"}}, id="missing-seconds"),
         pytest.param({"throttle": {"seconds": 3}}, id="missing-action"),
+        pytest.param({"throttle": {"action": "X"}}, id="throttle-without-seconds-or-count"),
+        pytest.param({"throttle": {"action": "X", "seconds": 1, "count": 2}}, id="throttle-with-seconds-and-count"),
         pytest.param({"fail_jobs": {"count": -1}}, id="negative-count"),
         pytest.param({"fail_updates": {"status": "Failed"}}, id="update-without-endpoint"),
         pytest.param({"fail_updates": {"endpoint": "ep", "status": "RollingBack"}}, id="update-status-not-terminal"),
@@ -52,7 +65,7 @@ def test_malformed_specs_are_rejected(payload: object) -> None:
     faults = Faults()
     with pytest.raises(FaultSpecError):
         faults.configure(payload)
-    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": []}
+    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}}
 
 
 def test_update_faults_end_the_next_updates_of_their_endpoint_only() -> None:
