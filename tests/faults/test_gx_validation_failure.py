@@ -16,6 +16,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from tests.faults.conftest import (
+    ROOT,
     extract_operator,
     fail_task,
     jobs_named,
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CORRUPT_DAY = dt.date(2026, 1, 20)
 ANCHOR = dt.datetime(2026, 1, 22, tzinfo=dt.UTC)
 PARAMS = {"window_days": 2}
+WHOLE_RUN_PARAMS = {"window_days": 7}
 
 
 @pytest.fixture
@@ -90,4 +92,85 @@ def test_gx_validation_failure_stops_the_run_and_keeps_the_report(
     for kind in ("processing", "training"):
         assert not jobs_named(aws.sm, kind, plan["run_hash"]), "bad data reaches no SageMaker job"
     notes = notifications(aws, run_id)
+    assert any("train_model.validate" in n["subject"] and "Data validation failed" in n["message"] for n in notes)
+
+
+@pytest.fixture
+def validation_mode(tmp_path: Any) -> Any:
+    """``load_config("local")`` with ``training.validation.mode`` set as the test asks (prod runs ``processing``)."""
+    import contextlib
+    import os
+    import re
+
+    from ml_lifecycle.config import CONFIG_DIR_VAR, _load_cached
+
+    @contextlib.contextmanager
+    def use(mode: str) -> Any:
+        text = (ROOT / "include" / "config" / "local.yaml").read_text()
+        text, count = re.subn(r"(?m)^(    mode:) worker$", rf"\1 {mode}", text)
+        assert count == 1, "local.yaml sets training.validation.mode once"
+        (tmp_path / "local.yaml").write_text(text)
+        saved = os.environ.get(CONFIG_DIR_VAR)
+        os.environ[CONFIG_DIR_VAR] = str(tmp_path)
+        _load_cached.cache_clear()
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop(CONFIG_DIR_VAR, None)
+            else:
+                os.environ[CONFIG_DIR_VAR] = saved
+            _load_cached.cache_clear()
+
+    return use
+
+
+@pytest.mark.parametrize("mode", ["worker", "processing"])
+def test_a_whole_run_over_bad_data_stops_at_validate(
+    aws: SimpleNamespace, airflow_db: Any, corrupt_day: Any, validation_mode: Any, mode: str
+) -> None:
+    """The whole train_model DAG over the corrupted interval, validation in the worker (local) or as a
+    processing job in the validation image (prod): validate fails, nothing after it runs, and the devstack
+    has no preprocessing, training or tuning job of the run, checked once the run has ended, past every
+    point where one would start."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from ml_lifecycle.config import load_config
+    from ml_lifecycle.naming import RunPlan
+
+    with validation_mode(mode):
+        assert load_config().training.validation.mode == mode
+        bag = DagBag(dag_folder=str(ROOT / "dags" / "train_model.py"))
+        assert not bag.import_errors, bag.import_errors
+        dag = bag.get_dag("train_model")
+        # a week (1,400 rows): the DAG's extract skips an interval under training.min_rows (1,000)
+        run = dag.test(logical_date=ANCHOR, run_after=ANCHOR, run_conf=WHOLE_RUN_PARAMS)
+        with create_session() as session:
+            tis = session.scalars(
+                select(TaskInstance).where(TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == run.run_id)
+            ).all()
+            states = {ti.task_id: getattr(ti.state, "value", ti.state) for ti in tis}
+            tries = {ti.task_id: ti.try_number for ti in tis}
+        plan = RunPlan.create(load_config(), dag_id="train_model", run_id=run.run_id, anchor=ANCHOR, window_days=7)
+
+    assert states["plan"] == states["extract"] == "success", states
+    assert states["validate"] == "failed" and tries["validate"] == 1, f"failed once, not retried: {states}"
+    after = {t: s for t, s in states.items() if t not in ("plan", "extract", "validate")}
+    assert after and set(after.values()) <= {"upstream_failed", "skipped"}, f"nothing after validate ran: {after}"
+    assert getattr(run.state, "value", run.state) == "failed"
+
+    validation_jobs = jobs_named(aws.sm, "processing", plan.run_hash)
+    if mode == "processing":
+        assert [j["ProcessingJobName"] for j in validation_jobs] == [plan.job_name("validate")], (
+            "one processing job: the validation's (it writes the report; the task fails on its verdict)"
+        )
+    else:
+        assert validation_jobs == [], "worker-mode validation starts no job"
+    assert not jobs_named(aws.sm, "training", plan.run_hash), "bad data reaches no training job"
+    tuning = aws.sm.list_hyper_parameter_tuning_jobs(NameContains=plan.run_hash)["HyperParameterTuningJobSummaries"]
+    assert tuning == []
+    notes = notifications(aws, run.run_id)
     assert any("train_model.validate" in n["subject"] and "Data validation failed" in n["message"] for n in notes)
