@@ -146,6 +146,20 @@ class ModelPackageApprovalOperator(_RegistryOperator):
         return {**package_summary(package), "previous_status": previous, "changed": True, "reason": reason}
 
 
+def _check_param_arn(arn: str) -> None:
+    """Refuse a model package ARN from the run outside the environment's group, region and account.
+
+    :raises AirflowFailException: naming the part of the ARN that differs
+    """
+    from ml_lifecycle.config import load_config
+    from ml_lifecycle.strict_input import InputError, check_model_package_arn
+
+    try:
+        check_model_package_arn(arn, load_config())
+    except InputError as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
 class ResolveModelPackageOperator(_RegistryOperator):
     """Pick the Approved model package version a deployment or a scoring run uses.
 
@@ -188,6 +202,8 @@ class ResolveModelPackageOperator(_RegistryOperator):
 
         arn = (self.model_package_arn or "").strip()
         source = "param"
+        if arn and arn.lower() not in LATEST:
+            _check_param_arn(arn)
         if arn.lower() in LATEST:
             arn = self._from_asset_events(context) or ""
             source = "asset_event"
