@@ -4,8 +4,9 @@ Values are checked the way a trigger is (``SerializedDAG.create_dagrun`` merges 
 serialized DAG's params and validates them), from strategies derived from each Param's JSON schema: the
 schema keywords the DAGs use (type, minimum/maximum, exclusiveMinimum/exclusiveMaximum, enum, pattern,
 items, minItems, maxItems, properties with additionalProperties false, anyOf) are all covered, and a
-schema keyword this file does not know fails the test, so a new kind of Param cannot slip through unchecked. A broken config file makes every DAG file fail to import with an
-error naming the file and the field.
+schema keyword this file does not know fails the test, so a new kind of Param cannot slip through
+unchecked. A broken config file makes every DAG file fail to import with an error naming the file and the
+field.
 """
 
 from __future__ import annotations
