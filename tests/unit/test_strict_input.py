@@ -310,3 +310,52 @@ def test_the_baseline_task_refuses_a_foreign_bucket_before_calling_sagemaker():
     with pytest.raises(AirflowFailException, match="bucket 'someone-elses-data' is not one of this environment's"):
         op.execute(context())
     assert fake.calls == [] and fake.jobs == {}
+
+
+# ------------------------------------------------------------------------- the schema and the training code
+
+
+def _train_args(name: str, value: Any) -> list[str]:
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value)
+    return ["--train", "/tmp", "--validation", "/tmp", "--model-dir", "/tmp", f"--{name}", text]
+
+
+#: each hyperparameter of the schema: a value its rule accepts, one it refuses
+_SCRIPT_CASES = [
+    pytest.param("num_round", 1, 0, id="num_round"),
+    pytest.param("max_depth", 0, -1, id="max_depth"),
+    pytest.param("eta", 1, 0, id="eta"),
+    pytest.param("subsample", 1, 1.01, id="subsample"),
+    pytest.param("colsample_bytree", 0.01, 0, id="colsample_bytree"),
+    pytest.param("scale_pos_weight", "auto", 0, id="scale_pos_weight"),
+    pytest.param("threshold", 0.99, 1, id="threshold"),
+    pytest.param("early_stopping_rounds", 0, 2.5, id="early_stopping_rounds"),
+    pytest.param("seed", 0, "x", id="seed"),
+    pytest.param("min_child_weight", 0.5, "x", id="min_child_weight"),
+]
+
+
+@pytest.mark.parametrize(("name", "good", "bad"), _SCRIPT_CASES)
+def test_the_xgboost_schema_is_what_the_training_script_accepts(name: str, good: Any, bad: Any):
+    from tests.unit.include.conftest import SCRIPTS, load_script
+
+    train = load_script(SCRIPTS["train"], "train")
+    assert set(SCHEMAS["xgboost"]) == {p.values[0] for p in _SCRIPT_CASES}
+    check_hyperparameters({name: good}, "xgboost")
+    train.parse_args(_train_args(name, good))
+    with pytest.raises(HyperparameterError):
+        check_hyperparameters({name: bad}, "xgboost")
+    with pytest.raises(SystemExit):
+        train.parse_args(_train_args(name, bad))
+
+
+def test_a_name_outside_the_schema_is_one_the_training_script_refuses():
+    from tests.unit.include.conftest import SCRIPTS, load_script
+
+    train = load_script(SCRIPTS["train"], "train")
+    with pytest.raises(HyperparameterError):
+        check_hyperparameters({"gamma": 1}, "xgboost")
+    with pytest.raises(SystemExit):
+        train.parse_args(_train_args("gamma", 1))
