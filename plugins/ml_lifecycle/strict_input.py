@@ -53,23 +53,26 @@ def model_package_arn_pattern(cfg: Config, *, allow_latest: bool = True) -> str:
     return rf"^(latest|{arn})$" if allow_latest else rf"^{arn}$"
 
 
-def check_model_package_arn(arn: str, cfg: Config, *, field: str = "model_package_arn") -> None:
+def check_model_package_arn(
+    arn: str, cfg: Config, *, field: str = "model_package_arn", group: str | None = None
+) -> None:
     """Refuse an ARN that is not a version of the environment's model package group, region and account.
 
     :param arn: the ARN given to the run
     :param cfg: the environment's config
     :param field: the param or argument it came from, for the message
+    :param group: the model package group (default ``sagemaker.model_package_group``)
     :raises InputError: naming the part that differs and what this environment expects
     """
     found = _PACKAGE_ARN.match(arn or "")
-    group = cfg.sagemaker.model_package_group
+    group = group or cfg.sagemaker.model_package_group
     expected = f"arn:aws:sagemaker:{cfg.aws.region}:{cfg.aws.account_id}:model-package/{group}/<version>"
     if not found:
         raise InputError(f"{field} {arn!r} is not a model package version ARN (expected {expected})")
     wanted = {
         "account": cfg.aws.account_id,
         "region": cfg.aws.region,
-        "group": cfg.sagemaker.model_package_group,
+        "group": group,
     }
     wrong = [f"{part} {found[part]!r} is not {value!r}" for part, value in wanted.items() if found[part] != value]
     if wrong:

@@ -184,7 +184,7 @@ class DataQualityBaselineOperator(_MonitorBase):
         from ml_lifecycle.builders.monitor import baseline_job_name, baseline_output_uri, baseline_request
 
         cfg = self._config()
-        if str(self.dataset_uri or "").startswith("s3://"):  # a run's own dataset: in the environment's buckets
+        if str(self.dataset_uri or "").startswith("s3://"):  # the run's baseline_dataset_uri
             from ml_lifecycle.strict_input import InputError, check_s3_uri
 
             try:
