@@ -30,6 +30,9 @@ from ml_lifecycle.config import load_config
 from ml_lifecycle.hyperparameters import SCHEMAS
 from tools.ui import API_TIMEOUT, AirflowUI, UIError, _http
 
+# an API server and four task processes: about 100 s of CPU
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 CFG = load_config("local")
