@@ -51,7 +51,7 @@ with DAG(
     tags=["ml-lifecycle", "batch-scoring", "sagemaker", "snowflake", cfg.environment],
     default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=15)),
     params={
-        "model_package_arn": model_package_param("the newest Approved version"),
+        "model_package_arn": model_package_param(cfg, "the newest Approved version"),
     },
 ) as dag:
     resolve = ResolveModelPackageOperator(

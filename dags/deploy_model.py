@@ -33,7 +33,7 @@ from airflow.sdk import DAG, Param, task
 
 from ml_lifecycle.assets import approved_model_asset
 from ml_lifecycle.config import load_config
-from ml_lifecycle.dag_defaults import dag_defaults, model_package_param
+from ml_lifecycle.dag_defaults import dag_defaults, model_package_param, s3_uri_param
 from ml_lifecycle.operators.approval import ResolveModelPackageOperator
 from ml_lifecycle.operators.deploy import EndpointAutoScalingOperator, GuardedEndpointDeployOperator
 from ml_lifecycle.operators.monitor import DataQualityBaselineOperator, MonitoringScheduleOperator
@@ -56,8 +56,9 @@ with DAG(
     default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=15)),
     params={
         "model_package_arn": model_package_param(
+            cfg,
             "the approved-model asset event that triggered the run, else the newest Approved version of "
-            f"{cfg.sagemaker.model_package_group}"
+            f"{cfg.sagemaker.model_package_group}",
         ),
         "strategy": Param(
             FROM_CONFIG,
@@ -83,10 +84,8 @@ with DAG(
             title="Bake time per step (s)",
             description="How long each stepwise step runs before its metrics are checked (stepwise only).",
         ),
-        "baseline_dataset_uri": Param(
-            "",
-            type="string",
-            pattern=r"^(|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)$",
+        "baseline_dataset_uri": s3_uri_param(
+            cfg,
             title="Baseline dataset (optional)",
             description="S3 prefix of the CSV to baseline Model Monitor on (header; the endpoint's output "
             "columns, then its input columns); empty = the model's own baseline dataset (its registry baseline_uri).",

@@ -30,7 +30,7 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, t
 
 from ml_lifecycle.assets import approved_model_asset, approved_model_uri, drift_asset
 from ml_lifecycle.config import load_config
-from ml_lifecycle.dag_defaults import dag_defaults, validation_job_settings
+from ml_lifecycle.dag_defaults import dag_defaults, hyperparameters_param, validation_job_settings
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
 from ml_lifecycle.operators.gate import QualityGateOperator
 from ml_lifecycle.operators.registry import ModelRegistrationOperator, PublishApprovedModelOperator
@@ -122,12 +122,7 @@ with DAG(
             title="Training instance type",
             description="Instance type of the training (or each tuning) job.",
         ),
-        "hyperparameters": Param(
-            {},
-            type="object",
-            title="Hyperparameter overrides",
-            description='JSON object merged over the configured hyperparameters, e.g. {"num_round": 50}.',
-        ),
+        "hyperparameters": hyperparameters_param(cfg),
         "approval": Param(
             "config",
             type="string",

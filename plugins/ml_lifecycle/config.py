@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ml_lifecycle.hyperparameters import ALGORITHMS, HyperparameterError, check_hyperparameters, check_range
 from ml_lifecycle.strategies import StrategyName
 
 ENV_VAR = "ML_LIFECYCLE_ENV"
@@ -132,6 +133,11 @@ class StorageConfig(_Strict):
     bucket: str = Field(pattern=_BUCKET)
     prefixes: Prefixes = Prefixes()
     kms_key_id: str | None = Field(None, description="KMS key for S3 outputs written by jobs")
+    input_buckets: list[Annotated[str, Field(pattern=_BUCKET)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="other buckets a run's params may read from (baseline_dataset_uri); bucket is always allowed",
+    )
 
     def uri(self, prefix: str, *parts: str) -> str:
         """``s3://<bucket>/<prefix>/<parts...>`` for one of the configured prefixes."""
@@ -227,6 +233,11 @@ class SageMakerConfig(_Strict):
     images: Images
     processing: ComputeConfig
     training: ComputeConfig
+    algorithm: Literal[ALGORITHMS] = Field(  # type: ignore[valid-type]
+        "xgboost",
+        description="the training code's hyperparameter schema (ml_lifecycle.hyperparameters.SCHEMAS): "
+        "hyperparameters, tuning ranges and the run's overrides are checked against it",
+    )
     hyperparameters: dict[str, HyperParameterValue] = Field(default_factory=dict)
     tuning: TuningConfig
     security: SecurityConfig = SecurityConfig()
@@ -235,6 +246,31 @@ class SageMakerConfig(_Strict):
     name_prefix: str = Field("fraud", pattern=r"^[a-z0-9](-*[a-z0-9]){0,11}$")
     waiter_check_interval_seconds: Int = Field(30, ge=1, le=600)
     waiter_max_attempts: Int = Field(240, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _hyperparameters_follow_the_schema(self) -> SageMakerConfig:
+        try:
+            check_hyperparameters(self.hyperparameters, self.algorithm, source="hyperparameters")
+            for name, rng in self.tuning.ranges.items():
+                if isinstance(rng, CategoricalRange):
+                    values = [_categorical_value(v) for v in rng.values]
+                    integer = all(isinstance(v, int) for v in values)
+                else:
+                    values, integer = [rng.min, rng.max], isinstance(rng, IntegerRange)
+                check_range(name, values, integer=integer, algorithm=self.algorithm, source="tuning.ranges")
+        except HyperparameterError as exc:
+            raise ValueError(f"{exc} (algorithm {self.algorithm})") from None
+        return self
+
+
+def _categorical_value(text: str) -> Any:
+    """A categorical tuning value as the training script reads it (JSON, else the string itself)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 # -------------------------------------------------------------------------------------------------- Pipeline

@@ -1,6 +1,6 @@
-"""What the DAGs of the package share: ``default_args``, the model package param, job settings from config.
+"""What the DAGs of the package share: ``default_args``, the params built from config, job settings from config.
 
-Read at DAG parse time: it imports only the Airflow SDK's ``Param``.
+Read at DAG parse time: it imports only the Airflow SDK's ``Param`` and the package's rule modules.
 """
 
 from __future__ import annotations
@@ -10,16 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param
 
+from ml_lifecycle.hyperparameters import param_schema
+from ml_lifecycle.strict_input import model_package_arn_pattern, refuse_unknown_conf_keys, s3_uri_pattern
+
 if TYPE_CHECKING:
     from ml_lifecycle.config import Config
-
-#: an Approved model package version's ARN, or ``latest``
-MODEL_PACKAGE_PATTERN = r"^(latest|arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[A-Za-z0-9-]+/\d+)$"
 
 
 def dag_defaults(cfg: Config, *, max_retry_delay: timedelta) -> dict[str, Any]:
     """``default_args`` of every DAG: the owner, two retries with exponential backoff up to
-    ``max_retry_delay``, the failure notification and the environment's AWS connection.
+    ``max_retry_delay``, the failure notification, the environment's AWS connection, and the check that
+    fails a task (without retries) when the run's conf has a key that is not a param of the DAG.
 
     :param cfg: the environment's config
     :param max_retry_delay: the longest wait between two tries of a task of this DAG
@@ -34,20 +35,58 @@ def dag_defaults(cfg: Config, *, max_retry_delay: timedelta) -> dict[str, Any]:
         "max_retry_delay": max_retry_delay,
         "on_failure_callback": on_failure_callback,
         "aws_conn_id": cfg.aws.conn_id,
+        "pre_execute": refuse_unknown_conf_keys,
     }
 
 
-def model_package_param(latest: str) -> Param:
-    """The ``model_package_arn`` param: an Approved version's ARN, or ``latest``.
+def model_package_param(cfg: Config, latest: str) -> Param:
+    """The ``model_package_arn`` param: ``latest``, or the ARN of a version of the environment's model package
+    group in its region and account (any other ARN is refused at trigger time).
 
+    :param cfg: the environment's config
     :param latest: what ``latest`` means in this DAG (the end of the description)
     """
+    group = cfg.sagemaker.model_package_group
     return Param(
         "latest",
         type="string",
-        pattern=MODEL_PACKAGE_PATTERN,
+        pattern=model_package_arn_pattern(cfg),
         title="Model package",
-        description=f"ARN of an Approved model package version, or 'latest' ({latest}).",
+        description=f"ARN of an Approved version of {group} (account {cfg.aws.account_id}, {cfg.aws.region}), "
+        f"or 'latest' ({latest}).",
+    )
+
+
+def s3_uri_param(cfg: Config, *, title: str, description: str) -> Param:
+    """An optional S3 URI param: empty, or a key in one of the environment's buckets (``storage.bucket``,
+    ``storage.input_buckets``; any other bucket is refused at trigger time).
+
+    :param cfg: the environment's config
+    :param title: the form's label
+    :param description: what the URI is for (the allowed buckets are appended)
+    """
+    buckets = ", ".join([cfg.storage.bucket, *cfg.storage.input_buckets])
+    return Param(
+        "",
+        type="string",
+        pattern=s3_uri_pattern(cfg),
+        title=title,
+        description=f"{description} Buckets allowed: {buckets}.",
+    )
+
+
+def hyperparameters_param(cfg: Config) -> Param:
+    """The ``hyperparameters`` param: overrides of ``sagemaker.hyperparameters``, checked at trigger time
+    against the schema of ``sagemaker.algorithm`` (names, types and ranges).
+
+    :param cfg: the environment's config
+    """
+    return Param(
+        {},
+        **param_schema(cfg.sagemaker.algorithm),
+        title="Hyperparameter overrides",
+        description='JSON object merged over the configured hyperparameters, e.g. {"num_round": 50}; names, '
+        f"types and ranges follow the {cfg.sagemaker.algorithm} schema.",
     )
 
 

@@ -2,10 +2,11 @@
 
 Values are checked the way a trigger is (``SerializedDAG.create_dagrun`` merges the run conf into the
 serialized DAG's params and validates them), from strategies derived from each Param's JSON schema: the
-schema keywords the DAGs use (type, minimum/maximum, exclusiveMinimum, enum, pattern, items, minItems,
-maxItems) are all covered, and a schema keyword this file does not know fails the test, so a new kind of
-Param cannot slip through unchecked. A broken config file makes every DAG file fail to import with an
-error naming the file and the field.
+schema keywords the DAGs use (type, minimum/maximum, exclusiveMinimum/exclusiveMaximum, enum, pattern,
+items, minItems, maxItems, properties with additionalProperties false, anyOf) are all covered, and a
+schema keyword this file does not know fails the test, so a new kind of Param cannot slip through
+unchecked. A broken config file makes every DAG file fail to import with an error naming the file and the
+field.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ EXAMPLES = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 # keywords that describe the form, not the value
 PRESENTATION = {"title", "description", "description_md", "section", "format", "values_display", "examples"}
 KNOWN = {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "pattern"}
-KNOWN |= {"items", "minItems", "maxItems"}
+KNOWN |= {"items", "minItems", "maxItems", "properties", "additionalProperties", "anyOf"}
 
 
 def _serialized_dags() -> dict[str, Any]:
@@ -85,13 +86,18 @@ def _other_types(kind: str) -> st.SearchStrategy[Any]:
 
 def _number_in(schema: dict[str, Any], integral: bool) -> st.SearchStrategy[Any]:
     low, high = schema.get("minimum"), schema.get("maximum")
+    exclusive_low, exclusive_high = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
     if integral:
+        if exclusive_low is not None:
+            low = math.floor(exclusive_low) + 1
+        if exclusive_high is not None:
+            high = math.ceil(exclusive_high) - 1
         return st.integers(min_value=low, max_value=high)
-    exclusive = schema.get("exclusiveMinimum")
     return st.floats(
-        min_value=exclusive if exclusive is not None else low,
-        max_value=high,
-        exclude_min=exclusive is not None,
+        min_value=exclusive_low if exclusive_low is not None else low,
+        max_value=exclusive_high if exclusive_high is not None else high,
+        exclude_min=exclusive_low is not None,
+        exclude_max=exclusive_high is not None,
         allow_nan=False,
         allow_infinity=False,
     )
@@ -112,6 +118,9 @@ def _number_outside(schema: dict[str, Any], integral: bool) -> st.SearchStrategy
         options.append(
             st.integers(min_value=math.floor(high) + 1) if integral else st.floats(min_value=high + 1e-6, max_value=1e9)
         )
+    if "exclusiveMaximum" in schema:
+        high = schema["exclusiveMaximum"]
+        options.append(st.integers(min_value=math.ceil(high)) if integral else st.floats(min_value=high, max_value=1e9))
     return st.one_of(options) if options else st.nothing()
 
 
@@ -120,6 +129,8 @@ def valid_values(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     unknown = set(schema) - KNOWN
     assert not unknown, f"schema keywords this test does not generate for: {unknown}"
     kind = schema.get("type")
+    if "anyOf" in schema:
+        return st.one_of([valid_values(option) for option in schema["anyOf"]])
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
     if kind == "boolean":
@@ -128,6 +139,10 @@ def valid_values(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         return _number_in(schema, kind == "integer")
     if kind == "string":
         return st.from_regex(schema["pattern"], fullmatch=True) if "pattern" in schema else _WORD
+    if kind == "object" and "properties" in schema:
+        assert schema.get("additionalProperties") is False, "an object Param with properties must close them"
+        optional = {name: valid_values(rule) for name, rule in schema["properties"].items()}
+        return st.fixed_dictionaries({}, optional=optional)
     if kind == "object":
         return st.dictionaries(
             st.from_regex(r"\A[a-z_]{1,12}\Z"), st.one_of(st.integers(0, 500), st.floats(0, 1), _WORD), max_size=4
@@ -145,8 +160,29 @@ def invalid_values(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     """Values the schema rejects: another type, or the right type outside its bounds."""
     unknown = set(schema) - KNOWN
     assert not unknown, f"schema keywords this test does not generate for: {unknown}"
+    if "anyOf" in schema:
+        from jsonschema import Draft202012Validator
+
+        validator = Draft202012Validator(schema)
+        candidates = st.one_of([invalid_values(option) for option in schema["anyOf"]])
+        return candidates.filter(lambda value: not validator.is_valid(value))
+    if "type" not in schema and "enum" in schema:
+        return st.one_of(_JSON_SCALARS, _WORD).filter(lambda w: w not in schema["enum"])
     kind = schema["type"]
     options = [_other_types(kind)]
+    if kind == "object" and "properties" in schema:
+        rules = schema["properties"]
+        # one property with a value its rule refuses, among valid ones
+        options.append(
+            st.sampled_from(sorted(rules)).flatmap(
+                lambda name: st.tuples(valid_values(schema), st.just(name), invalid_values(rules[name])).map(
+                    lambda t: {**t[0], t[1]: t[2]}
+                )
+            )
+        )
+        # a name that is not a property
+        unknown = st.from_regex(r"\A[a-z_]{1,12}\Z").filter(lambda name: name not in rules)
+        options.append(st.tuples(valid_values(schema), unknown, _JSON_SCALARS).map(lambda t: {**t[0], t[1]: t[2]}))
     if "enum" in schema:
         options.append(_WORD.filter(lambda w: w not in schema["enum"]))
     if kind in ("integer", "number"):

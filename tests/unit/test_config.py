@@ -162,7 +162,7 @@ def test_a_boolean_in_a_number_field_is_rejected(config_dir, field, word):
         pytest.param("sagemaker.tuning.max_jobs", "4", 4, id="int"),
         pytest.param("deployment.max_latency_p99_ms", "750", 750.0, id="int-in-a-float-field"),
         pytest.param("training.gate.thresholds.auc", "0.8", 0.8, id="fraction"),
-        pytest.param("sagemaker.hyperparameters.max_depth", "true", True, id="hyperparameter-may-be-boolean"),
+        pytest.param("sagemaker.hyperparameters.scale_pos_weight", "auto", "auto", id="hyperparameter-may-be-a-word"),
         pytest.param("training.catchup", "yes", True, id="boolean-field-takes-yes"),
     ],
 )

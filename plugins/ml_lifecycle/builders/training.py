@@ -20,6 +20,7 @@ from ml_lifecycle.builders.common import (
     run_tags,
     vpc_config,
 )
+from ml_lifecycle.hyperparameters import HyperparameterError, check_hyperparameters
 
 if TYPE_CHECKING:
     from ml_lifecycle.config import Config
@@ -65,6 +66,10 @@ def merged_hyperparameters(cfg: Config, overrides: dict[str, Any] | None) -> dic
         if not isinstance(value, str | int | float | bool):
             raise BuilderError(f"hyperparameter override {key!r}: value must be a string, number or boolean")
         merged[key] = value
+    try:
+        check_hyperparameters(merged, cfg.sagemaker.algorithm)
+    except HyperparameterError as exc:
+        raise BuilderError(str(exc)) from None
     return merged
 
 

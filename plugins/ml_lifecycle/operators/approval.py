@@ -146,6 +146,22 @@ class ModelPackageApprovalOperator(_RegistryOperator):
         return {**package_summary(package), "previous_status": previous, "changed": True, "reason": reason}
 
 
+def _check_param_arn(arn: str, group: str | None) -> None:
+    """Refuse a model package ARN from the run outside the group, the environment's region and account.
+
+    :param arn: the ARN given to the run
+    :param group: the operator's group (default ``sagemaker.model_package_group``)
+    :raises AirflowFailException: naming the part of the ARN that differs
+    """
+    from ml_lifecycle.config import load_config
+    from ml_lifecycle.strict_input import InputError, check_model_package_arn
+
+    try:
+        check_model_package_arn(arn, load_config(), group=group)
+    except InputError as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
 class ResolveModelPackageOperator(_RegistryOperator):
     """Pick the Approved model package version a deployment or a scoring run uses.
 
@@ -188,6 +204,8 @@ class ResolveModelPackageOperator(_RegistryOperator):
 
         arn = (self.model_package_arn or "").strip()
         source = "param"
+        if arn and arn.lower() not in LATEST:
+            _check_param_arn(arn, self.model_package_group)
         if arn.lower() in LATEST:
             arn = self._from_asset_events(context) or ""
             source = "asset_event"

@@ -184,6 +184,13 @@ class DataQualityBaselineOperator(_MonitorBase):
         from ml_lifecycle.builders.monitor import baseline_job_name, baseline_output_uri, baseline_request
 
         cfg = self._config()
+        if str(self.dataset_uri or "").startswith("s3://"):  # the run's baseline_dataset_uri
+            from ml_lifecycle.strict_input import InputError, check_s3_uri
+
+            try:
+                check_s3_uri(str(self.dataset_uri), cfg, field="baseline_dataset_uri")
+            except InputError as exc:
+                raise AirflowFailException(str(exc)) from None
         self.dataset_uri = self.dataset_uri or self.default_dataset_uri
         if not self.dataset_uri or not str(self.dataset_uri).startswith("s3://"):
             raise AirflowFailException(

@@ -37,7 +37,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 )
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from airflow.sdk import BaseOperator
 
 from ml_lifecycle.links import (
@@ -401,6 +401,7 @@ class _TrainingInputsMixin:
         overrides = _json_or_value(self.hyperparameter_overrides)
         if overrides is not None and not isinstance(overrides, dict):
             raise AirflowException(f"hyperparameter_overrides must be a JSON object, got {overrides!r}")
+        _check_overrides(overrides or {})
         instance_type = _json_or_value(self.instance_type) or None
         return {
             "splits": dict(self.splits),
@@ -409,6 +410,21 @@ class _TrainingInputsMixin:
             "hyperparameter_overrides": overrides or {},
             "instance_type": instance_type,
         }
+
+
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    """Refuse overrides that break the hyperparameter schema of ``sagemaker.algorithm``, before any request.
+
+    :raises AirflowFailException: naming the hyperparameter and its rule (a retry cannot help)
+    """
+    from ml_lifecycle.config import load_config
+    from ml_lifecycle.hyperparameters import HyperparameterError, check_hyperparameters
+
+    algorithm = load_config().sagemaker.algorithm
+    try:
+        check_hyperparameters(overrides, algorithm, source="params.hyperparameters")
+    except HyperparameterError as exc:
+        raise AirflowFailException(f"{exc} (algorithm {algorithm})") from None
 
 
 _TRAINING_INPUT_FIELDS = ("splits", "sourcedir_uri", "hyperparameter_overrides", "instance_type")
