@@ -1,4 +1,4 @@
-# Two commands for a newcomer: `make demo` (the training pipeline end to end on the devstack) and
+# Two commands for a newcomer: `make demo` (the whole ML lifecycle end to end on the devstack) and
 # `make test` (the whole suite). Both set up what they need from the repository's own files.
 
 SHELL := /bin/bash
@@ -114,8 +114,11 @@ devstack-down:  ## stop the devstack (state is kept under .devstack/)
 devstack-status:  ## what runs where
 	@if [ -x $(PY) ]; then $(PY) -m devstack status; else echo "devstack: not set up"; fi
 
-demo: devstack-up  ## set up, start the devstack (seeded), run train_model end to end and print what it produced
-	$(PY) scripts/demo.py --num-round 40
+# DEMO=lifecycle (default): the whole loop with Airflow's scheduler, on a PostgreSQL metadata database;
+# DEMO=train: train_model once with `airflow dags test` (SQLite), the short run
+DEMO ?= lifecycle
+demo: devstack-up $(if $(filter train,$(DEMO)),,postgres)  ## the whole ML loop on the devstack with Airflow's scheduler (DEMO=train: train_model only)
+	$(PY) scripts/demo.py --demo $(DEMO) --num-round 40
 	@echo "The devstack keeps running for exploration (make devstack-status); make devstack-down stops it."
 
 ui: setup  ## the Airflow UI with scheduler, dag-processor and triggerer on the devstack (Ctrl-C stops Airflow)
