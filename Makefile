@@ -22,7 +22,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL := 0
 
-.PHONY: help setup postgres images test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-mwaa-local security dist deploy ui mwaa-local browser clean
+.PHONY: help setup postgres images test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-demo-train bench-mwaa-local security dist deploy ui mwaa-local browser clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -159,8 +159,11 @@ bench-slots: setup  ## worker-slot share of a SageMaker wait, deferrable vs sync
 bench-backfill: setup postgres  ## 10-interval batch_score backfill, parallel vs sequential, on a throwaway PostgreSQL (~15 min)
 	$(PY) benchmarks/backfill.py
 
-bench-demo: setup  ## make demo's wall time, warm, with a per-task breakdown (~7 min)
+bench-demo: setup postgres  ## make demo's wall time (the whole loop), warm, per stage (~10 min)
 	$(PY) benchmarks/demo_wall.py
+
+bench-demo-train: setup  ## make demo DEMO=train's wall time, warm, with a per-task breakdown (~7 min)
+	$(PY) benchmarks/demo_wall.py --training-only
 
 bench-mwaa-local: dist postgres  ## make mwaa-local's warm start, up to the four DAGs parsed without import errors (~6 min)
 	$(PY) benchmarks/mwaa_local_start.py

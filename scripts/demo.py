@@ -397,8 +397,8 @@ def _deployment_kind(sm: Any, endpoint: str, strategy: str, percent: Any) -> str
     try:
         sm.describe_endpoint(EndpointName=endpoint)
     except sm.exceptions.ClientError:
-        return "first deployment (creates the endpoint)"
-    return f"update of the live endpoint: {strategy}" + (f" {percent} % first" if strategy == "canary" else "")
+        return "first deployment: creates the endpoint"
+    return f"update of the live endpoint: {strategy}" + (f" {float(percent):g} % first" if strategy == "canary" else "")
 
 
 def run_lifecycle(args: argparse.Namespace, progress: Progress) -> int:
@@ -466,8 +466,8 @@ def _loop(
 
     sm, runtime = stack.client("sagemaker"), stack.client("sagemaker-runtime")
     dep = cfg.deployment
-    for dag_id in ("deploy_model", "monitor_model", "train_model"):
-        for run_id in driver.unpause(dag_id):
+    for dag_id, runs in driver.unpause("deploy_model", "monitor_model", "train_model").items():
+        for run_id in runs:
             progress.line(f"{dag_id}: unpaused; its due scheduled run {run_id} marked failed (the demo starts its own)")
     known = {dag: {r["dag_run_id"] for r in driver.runs(dag)} for dag in ("train_model", "deploy_model")}
 
@@ -616,9 +616,13 @@ def collect_reports(s3: Any, result: dict[str, Any], dest: Path) -> dict[str, li
             folder = dest / f"training-{number}" / "validation"
             reports[f"validation {number}"] = download_reports(s3, validate["result_uri"], VALIDATION_FILES, folder)
     monitoring = result.get("monitoring") or {}
-    if monitoring.get("report_uri"):
+    if monitoring.get("output_uri"):
         folder = dest / "monitoring"
-        files = download_reports(s3, monitoring["report_uri"].rstrip("/") + "/", DRIFT_FILES, folder)
+        files = download_reports(s3, monitoring["output_uri"].rstrip("/") + "/", DRIFT_FILES, folder)
+        if monitoring.get("report_uri"):  # the findings as monitor_model read them
+            files += download_reports(
+                s3, monitoring["report_uri"], [monitoring["report_uri"].rsplit("/", 1)[1]], folder
+            )
         live = folder / "statistics.json"
         if monitoring.get("baseline_statistics_uri") and live.is_file():
             bucket, key = s3_location(monitoring["baseline_statistics_uri"])

@@ -95,27 +95,34 @@ class Driver:
         # the API server shares two cores with the scheduler, the devstack and its jobs
         return self.runtime.api(method, path, token=self.token, body=body, url=self.url, timeout=API_TIMEOUT)
 
-    def unpause(self, dag_id: str) -> list[str]:
-        """Unpause ``dag_id``; fail the run the scheduler starts for the period due now.
+    def unpause(self, *dag_ids: str) -> dict[str, list[str]]:
+        """Unpause the DAGs; fail the run the scheduler starts for each one's period due now.
 
         Locally no DAG catches up, but unpausing still makes the scheduler start the latest due interval; the
-        caller starts the runs it wants, so that run is marked failed before it takes the machine.
+        caller starts the runs it wants, so that run is marked failed before it takes the machine. The DAGs are
+        unpaused together and awaited together (one scheduler loop creates all their runs).
 
-        :param dag_id: the DAG.
-        :return: the runs marked failed.
+        :param dag_ids: the DAGs.
+        :return: ``{dag_id: [runs marked failed]}``.
         """
-        self("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        for dag_id in dag_ids:
+            self("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
         def settled() -> bool:
-            after = self("GET", f"/api/v2/dags/{dag_id}").get("next_dagrun_run_after")
-            return after is None or dt.datetime.fromisoformat(after) > dt.datetime.now(dt.UTC)
+            for dag_id in dag_ids:
+                after = self("GET", f"/api/v2/dags/{dag_id}").get("next_dagrun_run_after")
+                if after is not None and dt.datetime.fromisoformat(after) <= dt.datetime.now(dt.UTC):
+                    return False
+            return True
 
-        wait_for(settled, 120, f"the scheduler to create {dag_id}'s due run")
-        failed = []
-        for run in self("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled")["dag_runs"]:
-            if run["state"] not in TERMINAL:
-                self("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", {"state": "failed"})
-                failed.append(run["dag_run_id"])
+        wait_for(settled, 120, f"the scheduler to create the due runs of {', '.join(dag_ids)}")
+        failed: dict[str, list[str]] = {}
+        for dag_id in dag_ids:
+            failed[dag_id] = []
+            for run in self("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled")["dag_runs"]:
+                if run["state"] not in TERMINAL:
+                    self("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", {"state": "failed"})
+                    failed[dag_id].append(run["dag_run_id"])
         return failed
 
     def trigger(self, dag_id: str, run_id: str, **body: Any) -> dict[str, Any]:

@@ -172,8 +172,8 @@ def test_the_four_dags_parse_without_import_errors_and_are_served(api: Driver) -
 
 @pytest.fixture(scope="module")
 def trained(api: Driver) -> dict[str, Any]:
-    api.unpause("deploy_model")  # started by the approved-model asset train_model publishes
-    api.unpause("train_model")
+    # deploy_model is started by the approved-model asset train_model publishes
+    api.unpause("deploy_model", "train_model")
     run_id = api.trigger("train_model", "mwaa_e2e__train", logical_date=TRAIN_DATE, conf=TRAIN_CONF)["dag_run_id"]
     states = api.wait("train_model", run_id, timeout=1500)
     return {"run_id": run_id, "states": states, "register": api.xcom("train_model", run_id, "register")}

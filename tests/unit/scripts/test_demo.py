@@ -244,6 +244,7 @@ def test_collect_reports_downloads_every_report_and_draws_a_chart_per_drifted_fe
     for name in ("validation_result.json", "validation_report.html"):
         s3.put_object(Bucket="reports-bucket", Key=f"t/validation/{name}", Body=b"<html></html>")
     s3.put_object(Bucket="reports-bucket", Key="m/exec/constraint_violations.json", Body=b"{}")
+    s3.put_object(Bucket="reports-bucket", Key="reports/monitoring/job-1.json", Body=b"{}")
     live = _stats([(0, 100, 5), (100, 200, 50)])
     s3.put_object(Bucket="reports-bucket", Key="m/exec/statistics.json", Body=json.dumps(live).encode())
     baseline = _stats([(0, 50, 40), (50, 100, 10)])
@@ -256,7 +257,8 @@ def test_collect_reports_downloads_every_report_and_draws_a_chart_per_drifted_fe
             }
         ],
         "monitoring": {
-            "report_uri": "s3://reports-bucket/m/exec",
+            "output_uri": "s3://reports-bucket/m/exec/",
+            "report_uri": "s3://reports-bucket/reports/monitoring/job-1.json",
             "baseline_statistics_uri": "s3://reports-bucket/d/baseline/statistics.json",
             "features": ["amount", "channel"],
         },
@@ -268,6 +270,7 @@ def test_collect_reports_downloads_every_report_and_draws_a_chart_per_drifted_fe
     assert [p.name for p in reports["monitoring"]] == [
         "constraint_violations.json",
         "statistics.json",
+        "job-1.json",
         "drift_amount.png",
     ]
     assert (tmp_path / "monitoring" / "drift_amount.png").read_bytes().startswith(b"\x89PNG")

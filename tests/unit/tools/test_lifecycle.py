@@ -94,3 +94,41 @@ def test_drifted_rows_shift_spending_and_keep_the_derived_features_consistent() 
 def test_drifted_refuses_a_factor_for_no_feature() -> None:
     with pytest.raises(ValueError, match=r"name no feature of the model: \['amout'\]"):
         lifecycle.drifted([], {"amout": 2.0})
+
+
+class SchedulerFake:
+    """Unpausing makes the scheduler create the due run after a few looks; the driver must fail it."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.info = SimpleNamespace(url="http://127.0.0.1:1", components={})
+        self.paused = {"a": True, "b": True}
+        self.looks = 0
+        self.runs = {"a": [{"dag_run_id": "scheduled__a", "state": "queued"}], "b": []}
+        self.patched: list[tuple[str, Any]] = []
+
+    def token(self, url: str) -> str:
+        return "token"
+
+    def api(self, method: str, path: str, *, token: str, body: Any, url: str, timeout: float) -> Any:
+        dag = path.split("/dags/")[1].split("/")[0].split("?")[0]
+        if method == "PATCH":
+            self.patched.append((path, body))
+            return {}
+        if path.endswith(f"/dags/{dag}"):
+            self.looks += 1
+            due = "2000-01-01T00:00:00+00:00" if self.looks < 3 else "2999-01-01T00:00:00+00:00"
+            return {"next_dagrun_run_after": due if dag == "a" else None}
+        return {"dag_runs": self.runs[dag]}
+
+
+def test_unpause_waits_for_the_due_runs_and_fails_them(tmp_path: Path) -> None:
+    fake = SchedulerFake(tmp_path)
+    failed = lifecycle.Driver(fake).unpause("a", "b")
+    assert failed == {"a": ["scheduled__a"], "b": []}
+    assert fake.patched == [
+        ("/api/v2/dags/a", {"is_paused": False}),
+        ("/api/v2/dags/b", {"is_paused": False}),
+        ("/api/v2/dags/a/dagRuns/scheduled__a", {"state": "failed"}),
+    ]
+    assert fake.looks >= 3, "the driver waited until the scheduler had moved past the due interval"
