@@ -205,7 +205,8 @@ def print_summary(result: dict[str, Any], wall: float, log_file: Path) -> None:
         print("  model package   not registered (the quality gate rejected the model)")
     if evaluate.get("evaluation_uri"):
         folder = evaluate["evaluation_uri"].rsplit("/", 1)[0]
-        print(f"  reports         {folder}/ (evaluation.json, gate.json, roc_curve.png, pr_curve.png)")
+        files = "evaluation.json, gate.json, roc_curve.png, pr_curve.png, confusion_matrix.png"
+        print(f"  reports         {folder}/ ({files})")
     if validate := x.get("validate"):
         print(f"  data validation {validate.get('result_uri')}")
     if approved := x.get("publish_approval"):
