@@ -135,7 +135,7 @@ mwaa-local: dist postgres  ## run dist/mwaa as MWAA runs it, on the devstack (Ct
 deploy: setup  ## upload dist/mwaa to ENV's bucket: make deploy ENV=dev [MWAA_ENVIRONMENT=name]
 	$(PY) -m tools.deploy --env $(ENV) $(if $(MWAA_ENVIRONMENT),--mwaa-environment $(MWAA_ENVIRONMENT))
 
-bench: bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-mwaa-local  ## every benchmark (results in benchmarks/results/)
+bench: bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-demo-train bench-mwaa-local  ## every benchmark (results in benchmarks/results/)
 
 bench-parse: setup  ## DAG parse time per file beyond importing Airflow, against a ten-operator reference
 	$(PY) benchmarks/dag_parse.py
