@@ -1,4 +1,4 @@
-# Two commands for a newcomer: `make demo` (the training pipeline end to end on the devstack) and
+# Two commands for a newcomer: `make demo` (the whole ML lifecycle end to end on the devstack) and
 # `make test` (the whole suite). Both set up what they need from the repository's own files.
 
 SHELL := /bin/bash
@@ -22,7 +22,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL := 0
 
-.PHONY: help setup postgres images test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-mwaa-local security dist deploy ui mwaa-local browser clean
+.PHONY: help setup postgres images test test-fast lint format lock devstack-up devstack-down devstack-status demo bench bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-demo-train bench-mwaa-local security dist deploy ui mwaa-local browser clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -114,8 +114,11 @@ devstack-down:  ## stop the devstack (state is kept under .devstack/)
 devstack-status:  ## what runs where
 	@if [ -x $(PY) ]; then $(PY) -m devstack status; else echo "devstack: not set up"; fi
 
-demo: devstack-up  ## set up, start the devstack (seeded), run train_model end to end and print what it produced
-	$(PY) scripts/demo.py --num-round 40
+# DEMO=lifecycle (default): the whole loop with Airflow's scheduler, on a PostgreSQL metadata database;
+# DEMO=train: train_model once with `airflow dags test` (SQLite), the short run
+DEMO ?= lifecycle
+demo: devstack-up $(if $(filter train,$(DEMO)),,postgres)  ## the whole ML loop on the devstack with Airflow's scheduler (DEMO=train: train_model only)
+	$(PY) scripts/demo.py --demo $(DEMO) --num-round 40
 	@echo "The devstack keeps running for exploration (make devstack-status); make devstack-down stops it."
 
 ui: setup  ## the Airflow UI with scheduler, dag-processor and triggerer on the devstack (Ctrl-C stops Airflow)
@@ -132,7 +135,7 @@ mwaa-local: dist postgres  ## run dist/mwaa as MWAA runs it, on the devstack (Ct
 deploy: setup  ## upload dist/mwaa to ENV's bucket: make deploy ENV=dev [MWAA_ENVIRONMENT=name]
 	$(PY) -m tools.deploy --env $(ENV) $(if $(MWAA_ENVIRONMENT),--mwaa-environment $(MWAA_ENVIRONMENT))
 
-bench: bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-mwaa-local  ## every benchmark (results in benchmarks/results/)
+bench: bench-parse bench-extract bench-load bench-devstack bench-slots bench-backfill bench-demo bench-demo-train bench-mwaa-local  ## every benchmark (results in benchmarks/results/)
 
 bench-parse: setup  ## DAG parse time per file beyond importing Airflow, against a ten-operator reference
 	$(PY) benchmarks/dag_parse.py
@@ -156,8 +159,11 @@ bench-slots: setup  ## worker-slot share of a SageMaker wait, deferrable vs sync
 bench-backfill: setup postgres  ## 10-interval batch_score backfill, parallel vs sequential, on a throwaway PostgreSQL (~15 min)
 	$(PY) benchmarks/backfill.py
 
-bench-demo: setup  ## make demo's wall time, warm, with a per-task breakdown (~7 min)
+bench-demo: setup postgres  ## make demo's wall time (the whole loop), warm, per stage (~10 min)
 	$(PY) benchmarks/demo_wall.py
+
+bench-demo-train: setup  ## make demo DEMO=train's wall time, warm, with a per-task breakdown (~7 min)
+	$(PY) benchmarks/demo_wall.py --training-only
 
 bench-mwaa-local: dist postgres  ## make mwaa-local's warm start, up to the four DAGs parsed without import errors (~6 min)
 	$(PY) benchmarks/mwaa_local_start.py

@@ -28,6 +28,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +205,8 @@ def print_summary(result: dict[str, Any], wall: float, log_file: Path) -> None:
         print("  model package   not registered (the quality gate rejected the model)")
     if evaluate.get("evaluation_uri"):
         folder = evaluate["evaluation_uri"].rsplit("/", 1)[0]
-        print(f"  reports         {folder}/ (evaluation.json, gate.json, roc_curve.png, pr_curve.png)")
+        files = "evaluation.json, gate.json, roc_curve.png, pr_curve.png, confusion_matrix.png"
+        print(f"  reports         {folder}/ ({files})")
     if validate := x.get("validate"):
         print(f"  data validation {validate.get('result_uri')}")
     if approved := x.get("publish_approval"):
@@ -215,23 +217,466 @@ def print_summary(result: dict[str, Any], wall: float, log_file: Path) -> None:
         print(f"    {task['task_id']:<18} {task['state']:<16} {seconds}  (try {task['try_number']})")
 
 
+# ------------------------------------------------------------------------------------------ the whole loop
+
+#: seconds each stage of the whole-loop demo may take before it is reported as stuck
+STAGE_TIMEOUT = {"train_model": 1200, "deploy_model": 900, "monitor_model": 600, "start": 300, "asset": 180}
+#: the report files a person opens, by the S3 folder they come from
+EVALUATION_FILES = ("evaluation.json", "gate.json", "roc_curve.png", "pr_curve.png", "confusion_matrix.png")
+VALIDATION_FILES = ("validation_report.html", "validation_result.json")
+DRIFT_FILES = ("constraint_violations.json", "statistics.json")
+
+
+class Progress:
+    """One line per event on standard output, each with the seconds since the demo started.
+
+    :param out: where the lines go.
+    :param clock: monotonic seconds.
+    """
+
+    def __init__(self, out: Any = None, clock: Any = time.monotonic) -> None:
+        self.out = out
+        self.clock = clock
+        self.started = clock()
+
+    def elapsed(self) -> float:
+        """Seconds since the demo started."""
+        return self.clock() - self.started
+
+    def line(self, text: str) -> str:
+        """Print ``[  12.3s] text``; the line printed."""
+        line = f"[{self.elapsed():6.1f}s] {text}"
+        print(line, file=self.out or sys.stdout, flush=True)
+        return line
+
+    def task(self, dag_id: str, run_id: str, task_id: str, state: str | None, try_number: int) -> str:
+        """A task state change, as :class:`tools.lifecycle.Driver` reports it."""
+        return self.line(format_task(dag_id, task_id, state, try_number))
+
+
+def format_task(dag_id: str, task_id: str, state: str | None, try_number: int) -> str:
+    """``deploy_model   deploy_guarded       running`` (``(try 2)`` appended from the second try on).
+
+    :param dag_id: the DAG.
+    :param task_id: the task.
+    :param state: its new state (``None``: not scheduled yet, e.g. cleared for a retry).
+    :param try_number: the try the state belongs to.
+    """
+    text = f"{dag_id:<13} {task_id:<20} {state or 'none'}"
+    return f"{text} (try {try_number})" if try_number > 1 else text
+
+
+def s3_location(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> ``(bucket, key)``.
+
+    :raises ValueError: ``uri`` is not an ``s3://`` URI with a bucket.
+    """
+    if not isinstance(uri, str) or not uri.startswith("s3://") or len(uri) <= len("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    return bucket, key
+
+
+def download_reports(s3: Any, folder: str, names: Sequence[str], dest: Path) -> list[Path]:
+    """Download the files ``names`` of the S3 ``folder`` that exist into ``dest``; the files written.
+
+    :param s3: an S3 client (the devstack's).
+    :param folder: ``s3://bucket/prefix/`` (a trailing object name is dropped: the report's folder is meant).
+    :param names: the file names wanted; missing ones are skipped.
+    :param dest: the local folder (created).
+    """
+    bucket, prefix = s3_location(folder)
+    prefix = prefix if prefix.endswith("/") or not prefix else prefix.rsplit("/", 1)[0] + "/"
+    if "/" not in prefix.rstrip("/") and "." in prefix.rstrip("/"):  # an object at the bucket's root
+        prefix = ""
+    present = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        present |= {obj["Key"][len(prefix) :] for obj in page.get("Contents", [])}
+    written = []
+    for name in names:
+        if name in present:
+            dest.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, prefix + name, str(dest / name))
+            written.append(dest / name)
+    return written
+
+
+def numeric_buckets(statistics: dict[str, Any], feature: str) -> list[dict[str, float]] | None:
+    """The equal-width buckets of ``feature`` in a Model Monitor ``statistics.json``, ``None`` when absent.
+
+    :param statistics: the parsed document (baseline or execution).
+    :param feature: the feature's name.
+    """
+    for entry in statistics.get("features") or []:
+        if entry.get("name") == feature:
+            distribution = (entry.get("numerical_statistics") or {}).get("distribution") or {}
+            return (distribution.get("kll") or {}).get("buckets")
+    return None
+
+
+def drift_chart(feature: str, baseline: dict[str, Any], live: dict[str, Any], path: Path) -> Path | None:
+    """Draw the baseline and live distributions of ``feature`` side by side into ``path`` (PNG).
+
+    Each distribution is drawn as the share of its values per bucket, from the buckets of its own
+    ``statistics.json``; ``None`` (nothing drawn) when either has no numeric buckets for the feature.
+
+    :param feature: the feature.
+    :param baseline: the baseline's ``statistics.json``.
+    :param live: the monitoring execution's ``statistics.json``.
+    :param path: the PNG to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    sides = {"baseline": numeric_buckets(baseline, feature), "live traffic": numeric_buckets(live, feature)}
+    if not all(sides.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, buckets in sides.items():
+        total = sum(b["count"] for b in buckets) or 1
+        edges = [b["lower_bound"] for b in buckets] + [buckets[-1]["upper_bound"]]
+        ax.stairs([b["count"] / total for b in buckets], edges, label=label, fill=label == "baseline", alpha=0.6)
+    ax.set_title(f"drift of {feature}")
+    ax.set_xlabel(feature)
+    ax.set_ylabel("share of values")
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def lifecycle_summary(result: dict[str, Any]) -> list[str]:
+    """The closing summary of the whole-loop demo, one string per line.
+
+    :param result: what :func:`run_lifecycle` gathered: ``wall``, ``airflow_url``, ``endpoint``, ``sample``,
+        ``champion``, ``trainings`` (each with ``run_id``, ``gate``, ``register``), ``deployments``,
+        ``monitoring``, ``reports`` (label -> paths), ``reports_dir``.
+    """
+    lines = [f"Whole loop {result.get('state', 'done').upper()} in {result['wall']:.0f} s"]
+    lines.append(f"  airflow         {result['airflow_url']} (scheduler, dag-processor, triggerer; LocalExecutor)")
+    if endpoint := result.get("endpoint"):
+        lines.append(f"  endpoint        {endpoint['name']} ({endpoint.get('status')}, {endpoint.get('variants')})")
+    if sample := result.get("sample"):
+        lines.append(f"  prediction      fraud probability {sample['prediction']} for {','.join(sample['row'])}")
+    if champion := result.get("champion"):
+        lines.append(f"  champion        version {champion.get('version')}: {champion.get('model_package_arn')}")
+    for number, training in enumerate(result.get("trainings") or [], 1):
+        gate = training.get("gate") or {}
+        label = f"training {number}"
+        lines.append(f"  {label:<15} {training['run_id']} ({training.get('trigger', 'manual')})")
+        if gate:
+            baseline = gate.get("baseline_model_package_arn") or "none (thresholds only)"
+            metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted((gate.get("metrics") or {}).items()))
+            lines.append(f"    gate          {str(gate.get('decision', '?')).upper()}: {gate.get('reason')}")
+            lines.append(f"                  against: {baseline}")
+            lines.append(f"                  metrics: {metrics}")
+        if register := training.get("register"):
+            lines.append(f"    registered    version {register.get('version')}, {register.get('approval_status')}")
+    for number, deployment in enumerate(result.get("deployments") or [], 1):
+        lines.append(f"  deployment {number}    {deployment['run_id']}: {deployment.get('how')}")
+    if monitoring := result.get("monitoring"):
+        features = ", ".join(monitoring.get("features") or []) or "none"
+        lines.append(
+            f"  monitoring      {monitoring.get('violation_count')} violation(s) (threshold "
+            f"{monitoring.get('threshold')}), drift {'FOUND' if monitoring.get('drift') else 'not found'}"
+        )
+        lines.append(f"                  drifted features: {features}")
+    if reports := result.get("reports"):
+        lines.append(f"  reports         {result.get('reports_dir')}/")
+        for label, paths in reports.items():
+            for path in paths:
+                lines.append(f"    {label:<13} {path}")
+    return lines
+
+
+def _deployment_kind(sm: Any, endpoint: str, strategy: str, percent: Any) -> str:
+    try:
+        sm.describe_endpoint(EndpointName=endpoint)
+    except sm.exceptions.ClientError:
+        return "first deployment: creates the endpoint"
+    return f"update of the live endpoint: {strategy}" + (f" {float(percent):g} % first" if strategy == "canary" else "")
+
+
+def run_lifecycle(args: argparse.Namespace, progress: Progress) -> int:
+    """The whole loop on the devstack with Airflow's scheduler, dag-processor and triggerer; 0 on success.
+
+    :param args: the command line.
+    :param progress: where the progress lines go.
+    """
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from devstack.stack import Stack, StackError, free_port
+    from ml_lifecycle.config import load_config
+    from tools import lifecycle
+    from tools.ui import ADMIN_USER, AirflowUI, UIError
+
+    os.environ.setdefault("ML_LIFECYCLE_ENV", "local")
+    cfg = load_config(os.environ["ML_LIFECYCLE_ENV"])
+    try:
+        stack = Stack(args.state_dir).info()
+    except StackError as exc:
+        raise SystemExit(f"{exc}") from None
+    progress.line(f"devstack: AWS stand-in {stack.env().get('DEVSTACK_MOTO_URL')}, Snowflake stand-in up")
+    ensure_bucket_and_topic({**os.environ, **stack.env()})
+    ui = AirflowUI(args.airflow_home, devstack_env=stack.env(), port=free_port(), database="postgres")
+    progress.line("airflow: starting on PostgreSQL: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    result: dict[str, Any] = {"trainings": [], "deployments": [], "state": "failed"}
+    try:
+        ui.info = ui.start(timeout=STAGE_TIMEOUT["start"])
+        result["airflow_url"] = ui.info.url
+        progress.line(f"airflow: up at {ui.info.url} (login {ADMIN_USER}, password in {ui.password_file})")
+        driver = lifecycle.Driver(ui, on_task=progress.task)
+        dags, errors = ui.wait_parsed(driver.token, timeout=STAGE_TIMEOUT["start"], url=ui.info.url)
+        if errors:
+            names = ", ".join(str(e.get("filename")) for e in errors)
+            raise SystemExit(f"DAG import errors in {names}; see {ui.log_file('dag-processor')}")
+        progress.line(f"airflow: parsed {', '.join(sorted(d['dag_id'] for d in dags))}")
+        code = _loop(args, progress, driver, cfg, stack, stamp, result)
+    except (UIError, lifecycle.LifecycleError) as exc:
+        progress.line(f"FAILED: {exc}")
+        code = 1
+    finally:
+        if args.keep_airflow and getattr(ui, "info", None) is not None:
+            progress.line(f"airflow: left running at {ui.info.url}; `python -m tools.ui --stop --home {ui.home}`")
+        else:
+            ui.stop()
+            progress.line("airflow: stopped (the devstack keeps running)")
+    result["wall"] = progress.elapsed()
+    result.setdefault("airflow_url", "not started")
+    print()
+    print("\n".join(lifecycle_summary(result)))
+    return code
+
+
+def _loop(
+    args: argparse.Namespace,
+    progress: Progress,
+    driver: Any,
+    cfg: Any,
+    stack: Any,
+    stamp: str,
+    result: dict[str, Any],
+) -> int:
+    from tools import lifecycle
+
+    sm, runtime = stack.client("sagemaker"), stack.client("sagemaker-runtime")
+    dep = cfg.deployment
+    for dag_id, runs in driver.unpause("deploy_model", "monitor_model", "train_model").items():
+        for run_id in runs:
+            progress.line(f"{dag_id}: unpaused; its due scheduled run {run_id} marked failed (the demo starts its own)")
+    known = {dag: {r["dag_run_id"] for r in driver.runs(dag)} for dag in ("train_model", "deploy_model")}
+
+    # 1. train_model, then the automatic approval
+    train_id = f"demo__{stamp}__train"
+    conf: dict[str, Any] = {"hyperparameters": {"num_round": args.num_round}} if args.num_round else {}
+    now = dt.datetime.now(dt.UTC).isoformat()
+    driver.trigger("train_model", train_id, logical_date=now, conf=conf)
+    progress.line(f"train_model: triggered {train_id} (window: the {cfg.training.window_days} days before today)")
+    known["train_model"].add(train_id)
+    _training(progress, driver, "train_model", train_id, "manual", result)
+    register = result["trainings"][-1].get("register")
+    if not register:
+        progress.line("train_model: the gate rejected the model; nothing to deploy")
+        return 1
+
+    # 2. the first deployment, from the approved-model asset
+    how = _deployment_kind(sm, dep.endpoint_name, dep.strategy, dep.canary_percent)
+    deploy_id = driver.new_run("deploy_model", known["deploy_model"], STAGE_TIMEOUT["asset"])
+    known["deploy_model"].add(deploy_id)
+    progress.line(f"deploy_model: {deploy_id} started by the approved-model asset ({how})")
+    driver.wait("deploy_model", deploy_id, STAGE_TIMEOUT["deploy_model"])
+    result["deployments"].append({"run_id": deploy_id, "how": how})
+    baseline = driver.xcom("deploy_model", deploy_id, "baseline")
+
+    # 3. live traffic, then drifted traffic
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    interval = (
+        (today - dt.timedelta(days=args.traffic_days)).strftime("%Y-%m-%d %H:%M:%S"),
+        today.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    rows = lifecycle.feature_rows(stack.snowflake_connect(), interval)
+    if not rows:
+        raise lifecycle.LifecycleError(f"no transactions in {interval}: reseed the devstack (python -m devstack seed)")
+    answer = lifecycle.predict(runtime, dep.endpoint_name, rows[:1])
+    result["sample"] = {"row": rows[0], "prediction": answer[0].split(",")[0]}
+    progress.line(f"traffic: sample prediction {result['sample']['prediction']} (fraud probability)")
+    shifted = lifecycle.drifted(rows)
+    requests = lifecycle.send(runtime, dep.endpoint_name, shifted)
+    factors = ", ".join(f"{k} x{v}" for k, v in lifecycle.DRIFT_FACTORS.items())
+    progress.line(f"traffic: {len(shifted)} transactions in {requests} requests, drift injected ({factors})")
+
+    # 4. a monitoring execution over the last hour: the drift asset starts the retraining
+    monitor_id = f"demo__{stamp}__monitor"
+    driver.trigger("monitor_model", monitor_id, logical_date=None, conf={"run_now": True, "window_hours": 1})
+    progress.line(f"monitor_model: triggered {monitor_id} (a monitoring execution over the last hour, now)")
+    driver.wait("monitor_model", monitor_id, STAGE_TIMEOUT["monitor_model"])
+    findings = driver.xcom("monitor_model", monitor_id, "run_now")
+    result["monitoring"] = {**findings, "baseline_statistics_uri": baseline.get("statistics_uri")}
+    progress.line(
+        f"monitor_model: {findings.get('violation_count')} violation(s), drifted: "
+        f"{', '.join(findings.get('features') or []) or 'none'}"
+    )
+    if not findings.get("drift"):
+        progress.line("monitor_model: no drift found, so no retraining starts")
+        return 1
+
+    # 5. the drift-triggered train_model, gated against the champion
+    retrain_id = driver.new_run("train_model", known["train_model"], STAGE_TIMEOUT["asset"])
+    progress.line(f"train_model: {retrain_id} started by the drift asset")
+    _training(progress, driver, "train_model", retrain_id, "drift asset", result)
+    if not result["trainings"][-1].get("register"):
+        progress.line("train_model: the gate kept the champion; no second deployment")
+        _finish(progress, driver, cfg, stack, result, deploy_id)
+        return 0
+
+    # 6. the second deployment: a canary of the new model
+    how = _deployment_kind(sm, dep.endpoint_name, dep.strategy, dep.canary_percent)
+    deploy_id = driver.new_run("deploy_model", known["deploy_model"], STAGE_TIMEOUT["asset"])
+    progress.line(f"deploy_model: {deploy_id} started by the approved-model asset ({how})")
+    driver.wait("deploy_model", deploy_id, STAGE_TIMEOUT["deploy_model"])
+    result["deployments"].append({"run_id": deploy_id, "how": how})
+    _finish(progress, driver, cfg, stack, result, deploy_id)
+    return 0
+
+
+def _training(progress: Progress, driver: Any, dag_id: str, run_id: str, trigger: str, result: dict[str, Any]) -> None:
+    states = driver.wait(dag_id, run_id, STAGE_TIMEOUT["train_model"])
+    training: dict[str, Any] = {"run_id": run_id, "trigger": trigger}
+    for task in ("plan", "validate", "evaluate", "gate"):
+        training[task] = driver.xcom(dag_id, run_id, task) if states.get(task) == "success" else None
+    if states.get("register") == "success":
+        training["register"] = driver.xcom(dag_id, run_id, "register")
+    result["trainings"].append(training)
+    gate = training.get("gate") or {}
+    progress.line(f"{dag_id}: gate {str(gate.get('decision', '?')).upper()}: {gate.get('reason')}")
+    if register := training.get("register"):
+        progress.line(
+            f"approval: automatic in the local config: version {register.get('version')} "
+            f"{register.get('approval_status')}, approved-model asset updated"
+        )
+
+
+def _finish(progress: Progress, driver: Any, cfg: Any, stack: Any, result: dict[str, Any], deploy_id: str) -> None:
+    """The endpoint, the champion and a prediction it serves now; the reports downloaded."""
+    from tools import lifecycle
+
+    sm, s3 = stack.client("sagemaker"), stack.client("s3")
+    endpoint = sm.describe_endpoint(EndpointName=cfg.deployment.endpoint_name)
+    variants = ", ".join(
+        f"{v['VariantName']} weight {v.get('CurrentWeight')}" for v in endpoint.get("ProductionVariants") or []
+    )
+    result["endpoint"] = {"name": endpoint["EndpointName"], "status": endpoint["EndpointStatus"], "variants": variants}
+    resolved = driver.xcom("deploy_model", deploy_id, "resolve")
+    package = sm.describe_model_package(ModelPackageName=resolved["model_package_arn"])
+    result["champion"] = {
+        "model_package_arn": package["ModelPackageArn"],
+        "version": package.get("ModelPackageVersion"),
+    }
+    if result.get("sample"):
+        answer = lifecycle.predict(
+            stack.client("sagemaker-runtime"), endpoint["EndpointName"], [result["sample"]["row"]]
+        )
+        result["sample"]["prediction"] = answer[0].split(",")[0]
+    result["state"] = "success"
+    reports_dir = result["reports_dir"] = result.get("reports_dir") or str(progress_reports_dir(result))
+    result["reports"] = collect_reports(s3, result, Path(reports_dir))
+    progress.line(f"reports: {sum(len(p) for p in result['reports'].values())} files in {reports_dir}/")
+
+
+def progress_reports_dir(result: dict[str, Any]) -> Path:
+    """``<state dir>/reports/<first training run>``."""
+    state_dir = Path(os.environ.get("DEVSTACK_STATE_DIR") or ROOT / ".devstack")
+    first = (result.get("trainings") or [{"run_id": "demo"}])[0]["run_id"]
+    return state_dir / "reports" / first.replace(":", "_")
+
+
+def collect_reports(s3: Any, result: dict[str, Any], dest: Path) -> dict[str, list[Path]]:
+    """Download what a person opens into ``dest``; ``{label: [paths]}``.
+
+    Per training: the evaluation's reports (``evaluation.json``, ``gate.json``, ROC and precision-recall curves,
+    confusion matrix) and the data-validation report (HTML); for the monitoring execution, its violations and
+    statistics, and a drift chart per drifted numeric feature (baseline against live traffic).
+
+    :param s3: the devstack's S3 client.
+    :param result: what the demo gathered.
+    :param dest: the local folder.
+    """
+    reports: dict[str, list[Path]] = {}
+    for number, training in enumerate(result.get("trainings") or [], 1):
+        evaluate, validate = training.get("evaluate") or {}, training.get("validate") or {}
+        if evaluate.get("evaluation_uri"):
+            folder = dest / f"training-{number}"
+            reports[f"training {number}"] = download_reports(s3, evaluate["evaluation_uri"], EVALUATION_FILES, folder)
+        if validate.get("result_uri"):
+            folder = dest / f"training-{number}" / "validation"
+            reports[f"validation {number}"] = download_reports(s3, validate["result_uri"], VALIDATION_FILES, folder)
+    monitoring = result.get("monitoring") or {}
+    if monitoring.get("output_uri"):
+        folder = dest / "monitoring"
+        files = download_reports(s3, monitoring["output_uri"].rstrip("/") + "/", DRIFT_FILES, folder)
+        if monitoring.get("report_uri"):  # the findings as monitor_model read them
+            files += download_reports(
+                s3, monitoring["report_uri"], [monitoring["report_uri"].rsplit("/", 1)[1]], folder
+            )
+        live = folder / "statistics.json"
+        if monitoring.get("baseline_statistics_uri") and live.is_file():
+            bucket, key = s3_location(monitoring["baseline_statistics_uri"])
+            baseline = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            current = json.loads(live.read_text(encoding="utf-8"))
+            for feature in monitoring.get("features") or []:
+                chart = drift_chart(feature, baseline, current, folder / f"drift_{feature}.png")
+                if chart is not None:
+                    files.append(chart)
+        reports["monitoring"] = files
+    return reports
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--demo",
+        choices=("lifecycle", "train"),
+        default="lifecycle",
+        help="lifecycle: the whole loop with Airflow's scheduler (default); train: train_model once (dags test)",
+    )
     today = dt.datetime.now(dt.UTC).date()
-    parser.add_argument("--date", default=today.isoformat(), help="logical date, YYYY-MM-DD (default: today, UTC)")
-    parser.add_argument("--window-days", type=int, help="training window in days (default: the config's)")
-    parser.add_argument("--tuning", action="store_true", help="run a hyperparameter tuning job")
-    parser.add_argument("--num-round", type=int, help="override the num_round hyperparameter")
+    parser.add_argument("--date", default=today.isoformat(), help="train: logical date, YYYY-MM-DD (default: today)")
+    parser.add_argument("--window-days", type=int, help="train: training window in days (default: the config's)")
+    parser.add_argument("--tuning", action="store_true", help="train: run a hyperparameter tuning job")
+    parser.add_argument("--num-round", type=int, help="override the num_round hyperparameter of the first training")
+    parser.add_argument("--traffic-days", type=int, default=3, help="lifecycle: days of transactions sent as traffic")
+    parser.add_argument("--keep-airflow", action="store_true", help="lifecycle: leave Airflow running at the end")
     # the devstack's state directory, as `python -m devstack` picks it
     state_dir = Path(os.environ.get("DEVSTACK_STATE_DIR") or ROOT / ".devstack")
     parser.add_argument("--env-file", type=Path, default=state_dir / "env", help="default: <state dir>/env")
-    parser.add_argument("--airflow-home", type=Path, default=state_dir / "airflow", help="default: <state dir>/airflow")
+    parser.add_argument(
+        "--airflow-home", type=Path, help="default: <state dir>/airflow (train), airflow-loop (lifecycle)"
+    )
     args = parser.parse_args(argv)
+    args.state_dir = state_dir
     try:
         dt.date.fromisoformat(args.date)
     except ValueError:
         parser.error(f"--date {args.date!r} is not YYYY-MM-DD")
+    if args.traffic_days < 1:
+        parser.error(f"--traffic-days must be at least 1, got {args.traffic_days}")
+    if args.demo == "lifecycle":
+        args.airflow_home = args.airflow_home or state_dir / "airflow-loop"
+        progress = Progress()
+        progress.line("demo: the whole loop (train, approve, deploy, traffic, monitor, drift, retrain, canary)")
+        return run_lifecycle(args, progress)
+    args.airflow_home = args.airflow_home or state_dir / "airflow"
+    return run_training(args)
 
+
+def run_training(args: argparse.Namespace) -> int:
+    """The training-only demo: ``airflow dags test train_model <date>`` and its summary; 0 on success."""
     env = airflow_env(read_env_file(args.env_file), args.airflow_home)
     args.airflow_home.mkdir(parents=True, exist_ok=True)
     airflow = [sys.executable, "-c", AIRFLOW_CLI]

@@ -26,9 +26,7 @@ no seeded data; the suite marks those runs failed at once so that only its own r
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
-import io
 import json
 import shutil
 import subprocess
@@ -41,7 +39,8 @@ import pytest
 
 from tests.e2e.own_config import LINEAGE
 from tests.faults.conftest import s3_json, s3_keys, wait_for
-from tools.ui import API_TIMEOUT
+from tools import lifecycle
+from tools.lifecycle import Driver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -52,7 +51,6 @@ TRAIN_DATE = "2026-02-12T00:00:00Z"
 TRAIN_CONF = {"window_days": 28, "hyperparameters": {"num_round": 25}}
 DRIFTED = ("2026-02-15 00:00:00", "2026-03-02 00:00:00")
 SCORE_DAY = dt.date(2026, 2, 10)
-TERMINAL = ("success", "failed")
 
 
 # ------------------------------------------------------------------------------------------ the runtime
@@ -89,79 +87,9 @@ def runtime(devstack: Any, bundle: SimpleNamespace, tmp_path_factory: pytest.Tem
             shutil.copytree(home / "logs", ARTIFACTS)
 
 
-class Api:
-    """The runtime's REST API, signed in as ``admin``."""
-
-    def __init__(self, runtime: Any) -> None:
-        self.runtime = runtime
-        self.url = runtime.info.url
-        self.token = runtime.token(self.url)
-
-    def __call__(self, method: str, path: str, body: Any = None) -> Any:
-        # the API server shares two cores with the scheduler, the devstack and its jobs
-        return self.runtime.api(method, path, token=self.token, body=body, url=self.url, timeout=API_TIMEOUT)
-
-    def unpause(self, dag_id: str) -> None:
-        """Unpause ``dag_id``; fail the run the scheduler starts for the period due now (no seeded data there)."""
-        self("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-
-        def settled() -> bool:
-            after = self("GET", f"/api/v2/dags/{dag_id}").get("next_dagrun_run_after")
-            return after is None or dt.datetime.fromisoformat(after) > dt.datetime.now(dt.UTC)
-
-        wait_for(settled, 120, f"the scheduler to create {dag_id}'s due run", interval=1)
-        for run in self("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled")["dag_runs"]:
-            if run["state"] not in TERMINAL:
-                self("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", {"state": "failed"})
-
-    def trigger(self, dag_id: str, run_id: str, **body: Any) -> dict[str, Any]:
-        return self("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, **body})
-
-    def tasks(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        answer = self("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        return {t["task_id"]: t["state"] for t in answer["task_instances"]}
-
-    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
-        return self("GET", f"{path}?deserialize=true")["value"]
-
-    def wait(self, dag_id: str, run_id: str, timeout: float) -> dict[str, str | None]:
-        """Wait for the run to end; its task states. A failed run fails the test with its failed tasks' logs."""
-
-        def ended() -> dict[str, Any] | None:
-            dead = self.runtime.dead_components(self.runtime.info)
-            if dead:
-                from devstack.stack import tail
-
-                logs = {name: tail(Path(self.runtime.info.components[name].log)) for name in dead}
-                pytest.fail(f"Airflow {dead} stopped while {dag_id} {run_id} ran:\n{json.dumps(logs, indent=1)}")
-            run = self("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-            return run if run["state"] in TERMINAL else None
-
-        run = wait_for(ended, timeout, f"{dag_id} run {run_id}", interval=2)
-        states = self.tasks(dag_id, run_id)
-        if run["state"] != "success":
-            pytest.fail(f"{dag_id} {run_id} {run['state']}: {states}\n{self.failure_logs(dag_id, run_id, states)}")
-        return states
-
-    def failure_logs(self, dag_id: str, run_id: str, states: dict[str, str | None]) -> str:
-        """The end of the last attempt's log of each failed task."""
-        out = []
-        for task, state in states.items():
-            if state not in ("failed", "up_for_retry"):
-                continue
-            folder = self.runtime.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task}"
-            attempts = sorted(folder.glob("attempt=*.log"))
-            if attempts:
-                events = [json.loads(line) for line in attempts[-1].read_text().splitlines() if line.startswith("{")]
-                errors = [e for e in events if e.get("level") == "error" or e.get("error_detail")]
-                out.append(f"--- {task} ({attempts[-1].name}): {json.dumps(errors[-2:])[-3000:]}")
-        return "\n".join(out)
-
-
 @pytest.fixture(scope="module")
-def api(runtime: Any) -> Api:
-    return Api(runtime)
+def api(runtime: Any) -> Driver:
+    return Driver(runtime, poll=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +155,7 @@ def test_components_run_only_what_the_bundle_ships(runtime: Any) -> None:
     assert not leaked, f"the repository is on the runtime's path: {leaked}"
 
 
-def test_the_four_dags_parse_without_import_errors_and_are_served(api: Api) -> None:
+def test_the_four_dags_parse_without_import_errors_and_are_served(api: Driver) -> None:
     dags, errors = api.runtime.wait_parsed(api.token, timeout=180, url=api.url)
     assert not errors, [(e["filename"], (e.get("stack_trace") or "").splitlines()[-1:]) for e in errors]
     assert {d["dag_id"] for d in dags} == DAG_IDS
@@ -243,9 +171,9 @@ def test_the_four_dags_parse_without_import_errors_and_are_served(api: Api) -> N
 
 
 @pytest.fixture(scope="module")
-def trained(api: Api) -> dict[str, Any]:
-    api.unpause("deploy_model")  # started by the approved-model asset train_model publishes
-    api.unpause("train_model")
+def trained(api: Driver) -> dict[str, Any]:
+    # deploy_model is started by the approved-model asset train_model publishes
+    api.unpause("deploy_model", "train_model")
     run_id = api.trigger("train_model", "mwaa_e2e__train", logical_date=TRAIN_DATE, conf=TRAIN_CONF)["dag_run_id"]
     states = api.wait("train_model", run_id, timeout=1500)
     return {"run_id": run_id, "states": states, "register": api.xcom("train_model", run_id, "register")}
@@ -273,14 +201,10 @@ def test_train_model_registers_an_approved_model_with_its_lineage(
 
 
 @pytest.fixture(scope="module")
-def deployed(api: Api, trained: dict[str, Any]) -> dict[str, Any]:
+def deployed(api: Driver, trained: dict[str, Any]) -> dict[str, Any]:
     """The deploy_model run the scheduler started from the approved-model asset event."""
 
-    def asset_run() -> str | None:
-        runs = api("GET", "/api/v2/dags/deploy_model/dagRuns?run_type=asset_triggered")["dag_runs"]
-        return runs[0]["dag_run_id"] if runs else None
-
-    run_id = wait_for(asset_run, 120, "the asset-triggered deploy_model run", interval=2)
+    run_id = api.new_run("deploy_model", known=(), timeout=120)
     states = api.wait("deploy_model", run_id, timeout=900)
     return {
         "run_id": run_id,
@@ -310,45 +234,21 @@ def test_deploy_model_serves_the_approved_model(
 
 
 def feature_rows(aws: SimpleNamespace, interval: tuple[str, str]) -> list[list[str]]:
-    """The model's input columns of the feature SQL over ``interval``, as a client writes them in CSV."""
-    features = json.loads((ROOT / "include" / "sql" / "features_schema.json").read_text())["features"]
-    sql = (ROOT / "include" / "sql" / "features.sql").read_text()
-    with contextlib.closing(aws.devstack.snowflake_connect()) as conn:
-        cursor = conn.cursor()
-        cursor.execute(sql, {"interval_start": interval[0], "interval_end": interval[1]})
-        names = [d[0].lower() for d in cursor.description]
-        rows = cursor.fetchall()
-    positions = [names.index(f) for f in features]
-
-    def cell(value: Any) -> str:
-        if isinstance(value, bool):
-            return "1" if value else "0"
-        return repr(value) if isinstance(value, float) else str(value)
-
-    return [[cell(row[p]) for p in positions] for row in rows]
+    return lifecycle.feature_rows(aws.devstack.snowflake_connect(), interval)
 
 
 def predict(aws: SimpleNamespace, rows: list[list[str]]) -> list[str]:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    response = aws.runtime.invoke_endpoint(
-        EndpointName=aws.cfg.deployment.endpoint_name,
-        Body=buffer.getvalue().encode(),
-        ContentType="text/csv",
-        Accept="text/csv",
-    )
-    return response["Body"].read().decode().splitlines()
+    return lifecycle.predict(aws.runtime, aws.cfg.deployment.endpoint_name, rows)
 
 
 def test_monitor_model_finds_drift_and_the_scheduler_starts_retraining(
-    api: Api, deployed: dict[str, Any], aws: SimpleNamespace
+    api: Driver, deployed: dict[str, Any], aws: SimpleNamespace
 ) -> None:
     from ml_lifecycle.assets import drift_uri
 
     rows = feature_rows(aws, DRIFTED)
     assert len(rows) >= 2500
-    for start in range(0, len(rows), 100):
-        predict(aws, rows[start : start + 100])
+    lifecycle.send(aws.runtime, aws.cfg.deployment.endpoint_name, rows)
     capture = deployed["deploy"]["data_capture_uri"].rstrip("/") + f"/{aws.cfg.deployment.endpoint_name}/"
     wait_for(lambda: s3_keys(aws.s3, capture), 60, "the captured requests", interval=1)
 
@@ -377,7 +277,7 @@ def test_monitor_model_finds_drift_and_the_scheduler_starts_retraining(
 
 
 def test_batch_score_writes_the_days_predictions_to_snowflake(
-    api: Api, deployed: dict[str, Any], aws: SimpleNamespace
+    api: Driver, deployed: dict[str, Any], aws: SimpleNamespace
 ) -> None:
     api.unpause("batch_score")
     start = dt.datetime.combine(SCORE_DAY, dt.time.min, tzinfo=dt.UTC)

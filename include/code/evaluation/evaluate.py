@@ -16,7 +16,7 @@ Output (``--output-dir``, ``/opt/ml/processing/evaluation``):
   actual -> predicted, ROC and PR curves), and a flat ``summary`` block (auc, pr_auc, precision, recall,
   f1, accuracy, threshold, counts) that the quality gate reads. It is valid as a model package's
   ``ModelMetrics.ModelQuality.Statistics`` document (content type ``application/json``).
-- ``roc_curve.png``, ``pr_curve.png``.
+- ``roc_curve.png``, ``pr_curve.png``, ``confusion_matrix.png`` (counts at the decision threshold).
 
 With ``--baseline-dir`` it also writes ``baseline.csv`` there: the SageMaker Model Monitor baseline dataset.
 Model Monitor flattens each captured endpoint record into one row, **the endpoint's output columns first,
@@ -360,16 +360,16 @@ def compute_report(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
 
 
 def write_plots(report: dict[str, Any], output_dir: Path) -> list[str]:
-    """ROC and PR curve images; none when the test set lacks one of the classes."""
-    bcm = report["binary_classification_metrics"]
-    if "receiver_operating_characteristic_curve" not in bcm:
-        return []
+    """The confusion-matrix image, and ROC and PR curve images unless the test set lacks one of the classes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
+    bcm = report["binary_classification_metrics"]
+    written = [write_confusion_matrix(report["summary"], output_dir, plt)]
+    if "receiver_operating_characteristic_curve" not in bcm:
+        return written
     roc = bcm["receiver_operating_characteristic_curve"]
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(roc["false_positive_rates"], roc["true_positive_rates"], label=f"AUC {bcm['auc']['value']:.3f}")
@@ -390,6 +390,26 @@ def write_plots(report: dict[str, Any], output_dir: Path) -> list[str]:
     plt.close(fig)
     written.append("pr_curve.png")
     return written
+
+
+def write_confusion_matrix(summary: dict[str, Any], output_dir: Path, plt: Any) -> str:
+    """``confusion_matrix.png``: the four counts at the decision threshold, actual class by predicted class."""
+    cm = summary["confusion_matrix"]
+    cells = [[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]]
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(cells, cmap="Blues")
+    peak = max(max(row) for row in cells) or 1
+    for actual in (0, 1):
+        for predicted in (0, 1):
+            count = cells[actual][predicted]
+            colour = "white" if count > peak / 2 else "black"
+            ax.text(predicted, actual, str(count), ha="center", va="center", color=colour, fontsize=14)
+    ax.set_xticks([0, 1], labels=["legitimate", "fraud"])
+    ax.set_yticks([0, 1], labels=["legitimate", "fraud"])
+    ax.set(xlabel="Predicted", ylabel="Actual", title=f"Confusion matrix at threshold {summary['threshold']:g}")
+    fig.savefig(output_dir / "confusion_matrix.png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return "confusion_matrix.png"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

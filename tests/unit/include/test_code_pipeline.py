@@ -126,8 +126,8 @@ def test_evaluation_report_layout_and_values(pipeline: PipelineRun) -> None:
     assert "test:auc=" in pipeline.logs["evaluate"]
 
 
-@pytest.mark.parametrize("image", ["roc_curve.png", "pr_curve.png"])
-def test_evaluation_writes_curve_images(pipeline: PipelineRun, image: str) -> None:
+@pytest.mark.parametrize("image", ["roc_curve.png", "pr_curve.png", "confusion_matrix.png"])
+def test_evaluation_writes_curve_and_confusion_matrix_images(pipeline: PipelineRun, image: str) -> None:
     assert (pipeline.evaluation / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

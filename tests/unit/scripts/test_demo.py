@@ -125,3 +125,162 @@ def test_summary_says_what_is_missing(demo: ModuleType, database: Path, tmp_path
     path = database if seed else tmp_path / "absent.db"
     with pytest.raises(SystemExit, match=message):
         demo.summary(path)
+
+
+# ------------------------------------------------------------------------------------------ the whole loop
+
+
+def test_progress_lines_carry_the_seconds_since_the_start(demo: ModuleType) -> None:
+    import io
+
+    ticks = iter([100.0, 100.04, 112.345, 130.0])
+    out = io.StringIO()
+    progress = demo.Progress(out=out, clock=lambda: next(ticks))
+    progress.line("airflow: up")
+    progress.task("train_model", "r1", "plan", "running", 1)
+    progress.task("deploy_model", "r2", "deploy_guarded", None, 2)
+    assert out.getvalue().splitlines() == [
+        "[   0.0s] airflow: up",
+        "[  12.3s] train_model   plan                 running",
+        "[  30.0s] deploy_model  deploy_guarded       none (try 2)",
+    ]
+
+
+def _result(reports_dir: Path) -> dict:
+    return {
+        "state": "success",
+        "wall": 141.6,
+        "airflow_url": "http://127.0.0.1:8080",
+        "endpoint": {"name": "fraud-detector-local", "status": "InService", "variants": "AllTraffic weight 1.0"},
+        "sample": {"row": ["12.5", "2.6"], "prediction": "0.0132"},
+        "champion": {"model_package_arn": "arn:aws:sagemaker:us-east-1:1:model-package/fraud/2", "version": 2},
+        "trainings": [
+            {
+                "run_id": "demo__t",
+                "trigger": "manual",
+                "gate": {"decision": "passed", "reason": "thresholds met", "metrics": {"auc": 0.91234}},
+                "register": {"version": 1, "approval_status": "Approved"},
+            },
+            {
+                "run_id": "asset__x",
+                "trigger": "drift asset",
+                "gate": {
+                    "decision": "rejected",
+                    "reason": "auc -0.05",
+                    "baseline_model_package_arn": "arn:...:model-package/fraud/1",
+                    "metrics": {"auc": 0.86},
+                },
+            },
+        ],
+        "deployments": [{"run_id": "asset__d", "how": "first deployment (creates the endpoint)"}],
+        "monitoring": {"violation_count": 3, "threshold": 1, "drift": True, "features": ["amount", "log_amount"]},
+        "reports_dir": str(reports_dir),
+        "reports": {"training 1": [reports_dir / "training-1" / "roc_curve.png"]},
+    }
+
+
+def test_lifecycle_summary_names_endpoint_champion_gates_findings_and_reports(demo: ModuleType, tmp_path) -> None:
+    text = "\n".join(demo.lifecycle_summary(_result(tmp_path)))
+    assert text.startswith("Whole loop SUCCESS in 142 s")
+    assert "fraud-detector-local (InService, AllTraffic weight 1.0)" in text
+    assert "fraud probability 0.0132 for 12.5,2.6" in text
+    assert "champion        version 2: arn:aws:sagemaker:us-east-1:1:model-package/fraud/2" in text
+    assert "gate          PASSED: thresholds met" in text and "against: none (thresholds only)" in text
+    assert "gate          REJECTED: auc -0.05" in text and "against: arn:...:model-package/fraud/1" in text
+    assert "metrics: auc=0.9123" in text
+    assert "registered    version 1, Approved" in text
+    assert "3 violation(s) (threshold 1), drift FOUND" in text and "drifted features: amount, log_amount" in text
+    assert str(tmp_path / "training-1" / "roc_curve.png") in text
+
+
+def test_lifecycle_summary_of_a_run_that_stopped_early(demo: ModuleType) -> None:
+    lines = demo.lifecycle_summary({"wall": 9.0, "airflow_url": "not started", "trainings": [], "deployments": []})
+    assert lines == [
+        "Whole loop DONE in 9 s",
+        "  airflow         not started (scheduler, dag-processor, triggerer; LocalExecutor)",
+    ]
+
+
+@pytest.fixture
+def s3():
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="reports-bucket")
+        yield client
+
+
+def _stats(buckets: list[tuple[float, float, int]]) -> dict:
+    kll = {"buckets": [{"lower_bound": lo, "upper_bound": hi, "count": n} for lo, hi, n in buckets]}
+    return {"features": [{"name": "amount", "numerical_statistics": {"distribution": {"kll": kll}}}]}
+
+
+def test_download_reports_fetches_the_named_files_that_exist(demo: ModuleType, s3, tmp_path: Path) -> None:
+    for name in ("evaluation.json", "roc_curve.png", "other.bin"):
+        s3.put_object(Bucket="reports-bucket", Key=f"runs/r1/evaluation/{name}", Body=name.encode())
+    s3.put_object(Bucket="reports-bucket", Key="runs/r1/evaluation-old/pr_curve.png", Body=b"x")
+    report = "s3://reports-bucket/runs/r1/evaluation/evaluation.json"
+    files = demo.download_reports(s3, report, demo.EVALUATION_FILES, tmp_path)
+    assert files == [tmp_path / "evaluation.json", tmp_path / "roc_curve.png"]
+    assert (tmp_path / "roc_curve.png").read_bytes() == b"roc_curve.png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation.json", "roc_curve.png"]
+
+
+@pytest.mark.parametrize("uri", ["", "s3://", "https://b/k", None])
+def test_s3_location_refuses_what_is_not_an_s3_uri(demo: ModuleType, uri) -> None:
+    with pytest.raises(ValueError, match="not an s3:// URI"):
+        demo.s3_location(uri)
+
+
+def test_collect_reports_downloads_every_report_and_draws_a_chart_per_drifted_feature(
+    demo: ModuleType, s3, tmp_path: Path
+) -> None:
+    import json
+
+    for name in ("evaluation.json", "gate.json", "roc_curve.png", "pr_curve.png", "confusion_matrix.png"):
+        s3.put_object(Bucket="reports-bucket", Key=f"t/evaluation/{name}", Body=b"{}")
+    for name in ("validation_result.json", "validation_report.html"):
+        s3.put_object(Bucket="reports-bucket", Key=f"t/validation/{name}", Body=b"<html></html>")
+    s3.put_object(Bucket="reports-bucket", Key="m/exec/constraint_violations.json", Body=b"{}")
+    s3.put_object(Bucket="reports-bucket", Key="reports/monitoring/job-1.json", Body=b"{}")
+    live = _stats([(0, 100, 5), (100, 200, 50)])
+    s3.put_object(Bucket="reports-bucket", Key="m/exec/statistics.json", Body=json.dumps(live).encode())
+    baseline = _stats([(0, 50, 40), (50, 100, 10)])
+    s3.put_object(Bucket="reports-bucket", Key="d/baseline/statistics.json", Body=json.dumps(baseline).encode())
+    result = {
+        "trainings": [
+            {
+                "evaluate": {"evaluation_uri": "s3://reports-bucket/t/evaluation/evaluation.json"},
+                "validate": {"result_uri": "s3://reports-bucket/t/validation/validation_result.json"},
+            }
+        ],
+        "monitoring": {
+            "output_uri": "s3://reports-bucket/m/exec/",
+            "report_uri": "s3://reports-bucket/reports/monitoring/job-1.json",
+            "baseline_statistics_uri": "s3://reports-bucket/d/baseline/statistics.json",
+            "features": ["amount", "channel"],
+        },
+    }
+    reports = demo.collect_reports(s3, result, tmp_path)
+    assert [p.name for p in reports["training 1"]] == list(demo.EVALUATION_FILES)
+    assert [p.name for p in reports["validation 1"]] == ["validation_report.html", "validation_result.json"]
+    # a chart for the numeric feature; the categorical one has no buckets to draw
+    assert [p.name for p in reports["monitoring"]] == [
+        "constraint_violations.json",
+        "statistics.json",
+        "job-1.json",
+        "drift_amount.png",
+    ]
+    assert (tmp_path / "monitoring" / "drift_amount.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--demo", "all"], "invalid choice: 'all'"), (["--traffic-days", "0"], "--traffic-days must be at least 1")],
+)
+def test_bad_arguments_are_named(demo: ModuleType, argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit):
+        demo.main(argv)
+    assert message in capsys.readouterr().err

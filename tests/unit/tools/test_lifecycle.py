@@ -1,0 +1,134 @@
+"""tools/lifecycle.py: the REST driver's progress callbacks and failures, and the drift a demo injects."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tools import lifecycle
+
+
+class FakeRuntime:
+    """An Airflow whose run goes through scripted task states, one snapshot per look."""
+
+    def __init__(self, snapshots: list[tuple[str, list[dict[str, Any]]]], home: Path) -> None:
+        self.snapshots = snapshots
+        self.looks = 0
+        self.home = home
+        self.info = SimpleNamespace(url="http://127.0.0.1:1", components={})
+        self.calls: list[tuple[str, str]] = []
+
+    def token(self, url: str) -> str:
+        return "token"
+
+    def dead_components(self, info: Any) -> list[str]:
+        return []
+
+    def api(self, method: str, path: str, *, token: str, body: Any, url: str, timeout: float) -> Any:
+        self.calls.append((method, path))
+        state, tis = self.snapshots[min(self.looks, len(self.snapshots) - 1)]
+        if path.endswith("/taskInstances"):
+            self.looks += 1
+            return {"task_instances": tis}
+        return {"state": state}
+
+
+def ti(task_id: str, state: str | None, try_number: int = 1, start: str | None = None) -> dict[str, Any]:
+    return {"task_id": task_id, "state": state, "try_number": try_number, "start_date": start}
+
+
+def test_wait_reports_each_task_state_change_once(tmp_path: Path) -> None:
+    snapshots = [
+        ("running", [ti("plan", "queued"), ti("train", None)]),
+        ("running", [ti("plan", "running", start="1"), ti("train", None)]),
+        ("running", [ti("plan", "running", start="1"), ti("train", None)]),
+        ("running", [ti("plan", "success", start="1"), ti("train", "up_for_retry", start="2")]),
+        ("success", [ti("plan", "success", start="1"), ti("train", "success", 2, start="2")]),
+    ]
+    seen = []
+    driver = lifecycle.Driver(FakeRuntime(snapshots, tmp_path), on_task=lambda *a: seen.append(a), poll=0)
+    states = driver.wait("train_model", "r1", timeout=10)
+    assert states == {"plan": "success", "train": "success"}
+    assert [(task, state, tries) for _, _, task, state, tries in seen] == [
+        ("plan", "queued", 1),
+        ("plan", "running", 1),
+        ("plan", "success", 1),
+        ("train", "up_for_retry", 1),
+        ("train", "success", 2),
+    ]
+
+
+def test_wait_raises_with_the_failed_tasks_log(tmp_path: Path) -> None:
+    folder = tmp_path / "logs" / "dag_id=train_model" / "run_id=r1" / "task_id=train"
+    folder.mkdir(parents=True)
+    (folder / "attempt=1.log").write_text('{"level": "error", "event": "the training job failed: OOM"}\n')
+    snapshots = [("failed", [ti("plan", "success"), ti("train", "failed")])]
+    driver = lifecycle.Driver(FakeRuntime(snapshots, tmp_path), poll=0)
+    with pytest.raises(lifecycle.RunFailedError, match="the training job failed: OOM") as raised:
+        driver.wait("train_model", "r1", timeout=10)
+    assert raised.value.states == {"plan": "success", "train": "failed"}
+
+
+def test_wait_names_what_it_waited_for_when_time_runs_out(tmp_path: Path) -> None:
+    driver = lifecycle.Driver(FakeRuntime([("running", [ti("plan", "running")])], tmp_path), poll=0)
+    with pytest.raises(lifecycle.LifecycleError, match="timed out after 0 s waiting for train_model run r1"):
+        driver.wait("train_model", "r1", timeout=0)
+
+
+def test_drifted_rows_shift_spending_and_keep_the_derived_features_consistent() -> None:
+    names = lifecycle.feature_names()
+    row = ["0"] * len(names)
+    at = {n: i for i, n in enumerate(names)}
+    row[at["amount"]], row[at["card_avg_amount_7d"]], row[at["channel"]] = "100.0", "50.0", "POS"
+    (shifted,) = lifecycle.drifted([row], {"amount": 2.0, "card_avg_amount_7d": 1.0})
+    assert float(shifted[at["amount"]]) == 200.0
+    assert math.isclose(float(shifted[at["log_amount"]]), math.log1p(200.0))
+    assert float(shifted[at["amount_to_card_avg_ratio"]]) == 4.0
+    assert shifted[at["channel"]] == "POS" and row[at["amount"]] == "100.0", "other columns and the input unchanged"
+
+
+def test_drifted_refuses_a_factor_for_no_feature() -> None:
+    with pytest.raises(ValueError, match=r"name no feature of the model: \['amout'\]"):
+        lifecycle.drifted([], {"amout": 2.0})
+
+
+class SchedulerFake:
+    """Unpausing makes the scheduler create the due run after a few looks; the driver must fail it."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.info = SimpleNamespace(url="http://127.0.0.1:1", components={})
+        self.paused = {"a": True, "b": True}
+        self.looks = 0
+        self.runs = {"a": [{"dag_run_id": "scheduled__a", "state": "queued"}], "b": []}
+        self.patched: list[tuple[str, Any]] = []
+
+    def token(self, url: str) -> str:
+        return "token"
+
+    def api(self, method: str, path: str, *, token: str, body: Any, url: str, timeout: float) -> Any:
+        dag = path.split("/dags/")[1].split("/")[0].split("?")[0]
+        if method == "PATCH":
+            self.patched.append((path, body))
+            return {}
+        if path.endswith(f"/dags/{dag}"):
+            self.looks += 1
+            due = "2000-01-01T00:00:00+00:00" if self.looks < 3 else "2999-01-01T00:00:00+00:00"
+            return {"next_dagrun_run_after": due if dag == "a" else None}
+        return {"dag_runs": self.runs[dag]}
+
+
+def test_unpause_waits_for_the_due_runs_and_fails_them(tmp_path: Path) -> None:
+    fake = SchedulerFake(tmp_path)
+    failed = lifecycle.Driver(fake).unpause("a", "b")
+    assert failed == {"a": ["scheduled__a"], "b": []}
+    assert fake.patched == [
+        ("/api/v2/dags/a", {"is_paused": False}),
+        ("/api/v2/dags/b", {"is_paused": False}),
+        ("/api/v2/dags/a/dagRuns/scheduled__a", {"state": "failed"}),
+    ]
+    assert fake.looks >= 3, "the driver waited until the scheduler had moved past the due interval"

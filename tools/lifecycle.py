@@ -1,0 +1,324 @@
+"""Drive the ML lifecycle through a running Airflow's REST API, as a person does from the UI.
+
+Shared by ``make demo`` (``scripts/demo.py``) and the MWAA lifecycle suite (``tests/e2e/test_mwaa_lifecycle.py``):
+both start Airflow's real components (scheduler with the LocalExecutor, dag-processor, triggerer, API server),
+trigger runs through ``/api/v2`` and let the scheduler do the rest (asset events start ``deploy_model`` and the
+drift-triggered ``train_model``).
+
+- :class:`Driver`: the REST calls (unpause, trigger, wait with a callback per task state change, XComs, the
+  runs an asset event started);
+- :func:`feature_rows`, :func:`predict`, :func:`send`, :func:`drifted`: live traffic to the endpoint, as a client
+  sends it, and the drift a demo injects into it.
+
+Works with :class:`tools.ui.AirflowUI` (the repository tree) and :class:`tools.mwaa_local.MwaaLocal` (the
+built bundle) alike: both have ``info``, ``home``, ``token()``, ``api()`` and ``dead_components()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import io
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tools.ui import API_TIMEOUT
+
+ROOT = Path(__file__).resolve().parents[1]
+TERMINAL = ("success", "failed")
+#: the features a demo shifts to inject drift: what a change of spending looks like to the model
+DRIFT_FACTORS = {"amount": 2.2, "card_avg_amount_7d": 1.8}
+
+
+class LifecycleError(RuntimeError):
+    """A run failed, a component stopped or something did not happen in time; the message says which."""
+
+
+class RunFailedError(LifecycleError):
+    """A DAG run ended ``failed``.
+
+    :param dag_id: the DAG.
+    :param run_id: the run.
+    :param states: its task states.
+    :param logs: the end of the failed tasks' logs.
+    """
+
+    def __init__(self, dag_id: str, run_id: str, states: dict[str, str | None], logs: str) -> None:
+        super().__init__(f"{dag_id} {run_id} failed: {states}\n{logs}")
+        self.dag_id, self.run_id, self.states, self.logs = dag_id, run_id, states, logs
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
+    """Poll ``check`` until it returns something truthy.
+
+    :param check: the probe.
+    :param timeout: seconds to wait.
+    :param what: what is awaited, for the error.
+    :param interval: seconds between probes.
+    :raises LifecycleError: after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise LifecycleError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+#: ``on_task(dag_id, run_id, task_id, state, try_number)``: one call per task state change
+TaskCallback = Callable[[str, str, str, str | None, int], None]
+
+
+class Driver:
+    """A running Airflow's REST API, signed in as ``admin``.
+
+    :param runtime: a started :class:`tools.ui.AirflowUI` or :class:`tools.mwaa_local.MwaaLocal` (its ``info``
+        set to what ``start()`` returned).
+    :param on_task: called on every task state change :meth:`wait` sees.
+    :param poll: seconds between two looks at a run.
+    """
+
+    def __init__(self, runtime: Any, on_task: TaskCallback | None = None, poll: float = 1.0) -> None:
+        self.runtime = runtime
+        self.url = runtime.info.url
+        self.token = runtime.token(self.url)
+        self.on_task = on_task
+        self.poll = poll
+
+    def __call__(self, method: str, path: str, body: Any = None) -> Any:
+        # the API server shares two cores with the scheduler, the devstack and its jobs
+        return self.runtime.api(method, path, token=self.token, body=body, url=self.url, timeout=API_TIMEOUT)
+
+    def unpause(self, *dag_ids: str) -> dict[str, list[str]]:
+        """Unpause the DAGs; fail the run the scheduler starts for each one's period due now.
+
+        Locally no DAG catches up, but unpausing still makes the scheduler start the latest due interval; the
+        caller starts the runs it wants, so that run is marked failed before it takes the machine. The DAGs are
+        unpaused together and awaited together (one scheduler loop creates all their runs).
+
+        :param dag_ids: the DAGs.
+        :return: ``{dag_id: [runs marked failed]}``.
+        """
+        for dag_id in dag_ids:
+            self("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+        def settled() -> bool:
+            for dag_id in dag_ids:
+                after = self("GET", f"/api/v2/dags/{dag_id}").get("next_dagrun_run_after")
+                if after is not None and dt.datetime.fromisoformat(after) <= dt.datetime.now(dt.UTC):
+                    return False
+            return True
+
+        wait_for(settled, 120, f"the scheduler to create the due runs of {', '.join(dag_ids)}")
+        failed: dict[str, list[str]] = {}
+        for dag_id in dag_ids:
+            failed[dag_id] = []
+            for run in self("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled")["dag_runs"]:
+                if run["state"] not in TERMINAL:
+                    self("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", {"state": "failed"})
+                    failed[dag_id].append(run["dag_run_id"])
+        return failed
+
+    def trigger(self, dag_id: str, run_id: str, **body: Any) -> dict[str, Any]:
+        """Start a manual run.
+
+        :param dag_id: the DAG.
+        :param run_id: its id.
+        :param body: more fields of the request (``logical_date``, ``conf``).
+        """
+        return self("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, **body})
+
+    def runs(self, dag_id: str, run_type: str | None = None) -> list[dict[str, Any]]:
+        """The DAG's runs, newest first.
+
+        :param dag_id: the DAG.
+        :param run_type: only runs of this type (``manual``, ``scheduled``, ``asset_triggered``, ``backfill``).
+        """
+        query = "order_by=-id&limit=100" + (f"&run_type={run_type}" if run_type else "")
+        return self("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")["dag_runs"]
+
+    def new_run(self, dag_id: str, known: Iterable[str], timeout: float, run_type: str = "asset_triggered") -> str:
+        """Wait for the scheduler to start a run of ``dag_id`` not in ``known``; its run id.
+
+        :param dag_id: the DAG.
+        :param known: run ids that existed before.
+        :param timeout: seconds to wait.
+        :param run_type: the kind of run awaited.
+        """
+        before = set(known)
+
+        def started() -> str | None:
+            fresh = [r["dag_run_id"] for r in self.runs(dag_id, run_type) if r["dag_run_id"] not in before]
+            return fresh[0] if fresh else None
+
+        return wait_for(started, timeout, f"the scheduler to start a {run_type} {dag_id} run")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances as the API lists them."""
+        return self("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
+    def tasks(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        """``{task_id: state}`` of the run."""
+        return {t["task_id"]: t["state"] for t in self.task_instances(dag_id, run_id)}
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """An XCom of the run, deserialized.
+
+        :param dag_id: the DAG.
+        :param run_id: the run.
+        :param task_id: the task.
+        :param key: the XCom's key.
+        """
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        return self("GET", f"{path}?deserialize=true")["value"]
+
+    def wait(self, dag_id: str, run_id: str, timeout: float) -> dict[str, str | None]:
+        """Wait for the run to end, reporting each task state change to ``on_task``; its task states.
+
+        :param dag_id: the DAG.
+        :param run_id: the run.
+        :param timeout: seconds to wait.
+        :raises RunFailedError: the run failed (with its failed tasks' logs).
+        :raises LifecycleError: an Airflow component stopped, or the run did not end in time.
+        """
+        seen: dict[str, tuple[str | None, int]] = {}
+
+        def look() -> dict[str, Any] | None:
+            dead = self.runtime.dead_components(self.runtime.info)
+            if dead:
+                from devstack.stack import tail
+
+                logs = {name: tail(Path(self.runtime.info.components[name].log)) for name in dead}
+                raise LifecycleError(
+                    f"Airflow {dead} stopped while {dag_id} {run_id} ran:\n{json.dumps(logs, indent=1)}"
+                )
+            run = self("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            if self.on_task is not None:
+                for ti in sorted(self.task_instances(dag_id, run_id), key=_started):
+                    now = (ti["state"], ti.get("try_number") or 0)
+                    if seen.get(ti["task_id"]) != now and (ti["state"] is not None or ti["task_id"] in seen):
+                        seen[ti["task_id"]] = now
+                        self.on_task(dag_id, run_id, ti["task_id"], ti["state"], now[1])
+            return run if run["state"] in TERMINAL else None
+
+        run = wait_for(look, timeout, f"{dag_id} run {run_id}", interval=self.poll)
+        states = self.tasks(dag_id, run_id)
+        if run["state"] != "success":
+            raise RunFailedError(dag_id, run_id, states, self.failure_logs(dag_id, run_id, states))
+        return states
+
+    def failure_logs(self, dag_id: str, run_id: str, states: dict[str, str | None]) -> str:
+        """The errors at the end of the last attempt's log of each failed task."""
+        out = []
+        for task, state in states.items():
+            if state not in ("failed", "up_for_retry"):
+                continue
+            folder = self.runtime.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task}"
+            attempts = sorted(folder.glob("attempt=*.log"))
+            if attempts:
+                events = [json.loads(line) for line in attempts[-1].read_text().splitlines() if line.startswith("{")]
+                errors = [e for e in events if e.get("level") == "error" or e.get("error_detail")]
+                out.append(f"--- {task} ({attempts[-1]}): {json.dumps(errors[-2:])[-3000:]}")
+        return "\n".join(out)
+
+
+def _started(ti: dict[str, Any]) -> tuple[bool, str, str]:
+    return (ti.get("start_date") is None, ti.get("start_date") or "", ti["task_id"])
+
+
+# ------------------------------------------------------------------------------------------ live traffic
+
+
+def feature_rows(connection: Any, interval: tuple[str, str]) -> list[list[str]]:
+    """The model's input columns of the feature SQL over ``interval``, as a client writes them in CSV.
+
+    :param connection: a Snowflake (devstack) connection; closed here.
+    :param interval: ``(start, end)`` as ``YYYY-MM-DD HH:MM:SS``.
+    """
+    features = json.loads((ROOT / "include" / "sql" / "features_schema.json").read_text())["features"]
+    sql = (ROOT / "include" / "sql" / "features.sql").read_text()
+    with contextlib.closing(connection) as conn:
+        cursor = conn.cursor()
+        cursor.execute(sql, {"interval_start": interval[0], "interval_end": interval[1]})
+        names = [d[0].lower() for d in cursor.description]
+        rows = cursor.fetchall()
+    positions = [names.index(f) for f in features]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        return repr(value) if isinstance(value, float) else str(value)
+
+    return [[cell(row[p]) for p in positions] for row in rows]
+
+
+def feature_names() -> list[str]:
+    """The model's input columns, in order."""
+    return json.loads((ROOT / "include" / "sql" / "features_schema.json").read_text())["features"]
+
+
+def drifted(rows: Sequence[Sequence[str]], factors: dict[str, float] | None = None) -> list[list[str]]:
+    """``rows`` with their spending shifted: each feature of ``factors`` multiplied, the derived ones recomputed.
+
+    ``log_amount`` follows ``amount``, ``amount_to_card_avg_ratio`` follows both, so each row stays one a client
+    could send; only the distribution moves.
+
+    :param rows: rows of :func:`feature_rows`.
+    :param factors: ``{feature: factor}`` (default :data:`DRIFT_FACTORS`).
+    :raises ValueError: a factor names no feature of the model.
+    """
+    import math
+
+    factors = DRIFT_FACTORS if factors is None else factors
+    names = feature_names()
+    unknown = sorted(set(factors) - set(names))
+    if unknown:
+        raise ValueError(f"drift factors name no feature of the model: {unknown}; features: {names}")
+    at = {n: i for i, n in enumerate(names)}
+    out = []
+    for row in rows:
+        row = list(row)
+        for name, factor in factors.items():
+            row[at[name]] = repr(round(float(row[at[name]]) * factor, 2))
+        amount, average = float(row[at["amount"]]), float(row[at["card_avg_amount_7d"]])
+        row[at["log_amount"]] = repr(math.log1p(amount))
+        if average > 0:
+            row[at["amount_to_card_avg_ratio"]] = repr(round(amount / average, 6))
+        out.append(row)
+    return out
+
+
+def predict(client: Any, endpoint: str, rows: Sequence[Sequence[str]]) -> list[str]:
+    """Invoke the endpoint with ``rows`` as CSV; one answer line per row.
+
+    :param client: a ``sagemaker-runtime`` client.
+    :param endpoint: the endpoint's name.
+    :param rows: the rows.
+    """
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    response = client.invoke_endpoint(
+        EndpointName=endpoint, Body=buffer.getvalue().encode(), ContentType="text/csv", Accept="text/csv"
+    )
+    return response["Body"].read().decode().splitlines()
+
+
+def send(client: Any, endpoint: str, rows: Sequence[Sequence[str]], batch: int = 100) -> int:
+    """Send ``rows`` to the endpoint in requests of ``batch`` rows; the number of requests.
+
+    :param client: a ``sagemaker-runtime`` client.
+    :param endpoint: the endpoint's name.
+    :param rows: the rows.
+    :param batch: rows per request.
+    """
+    requests = 0
+    for start in range(0, len(rows), batch):
+        predict(client, endpoint, rows[start : start + batch])
+        requests += 1
+    return requests
