@@ -37,6 +37,17 @@ def dag_defaults(cfg: Config, *, max_retry_delay: timedelta) -> dict[str, Any]:
     }
 
 
+def dag_failure_callback(cfg: Config) -> Any:
+    """The DAG-level ``on_failure_callback`` of every DAG: a :class:`~ml_lifecycle.notifications.DagFailureNotifier`
+    (the provider's ``SnsNotifier``) that reports a run that exceeded ``dagrun_timeout`` or deadlocked.
+
+    :param cfg: the environment's config (topic, connection, UI address)
+    """
+    from ml_lifecycle.notifications import DagFailureNotifier
+
+    return DagFailureNotifier(cfg=cfg)
+
+
 def model_package_param(latest: str) -> Param:
     """The ``model_package_arn`` param: an Approved version's ARN, or ``latest``.
 
