@@ -64,7 +64,8 @@ def model_package_param(latest: str) -> Param:
 
 def validation_job_settings(cfg: Config, *, job_name: str) -> dict[str, Any]:
     """The ``processing_job`` settings of :class:`~ml_lifecycle.operators.validation.DataValidationOperator`
-    in ``processing`` mode, from the environment's SageMaker config (image, role, compute, security, tags).
+    in ``processing`` mode, from the environment's SageMaker config (image, role, compute, security) and its
+    ``tags``.
 
     :param job_name: the run's validation job name (templated in the DAG)
     """
@@ -81,5 +82,5 @@ def validation_job_settings(cfg: Config, *, job_name: str) -> dict[str, Any]:
         "enable_network_isolation": sm.security.enable_network_isolation,
         "enable_inter_container_traffic_encryption": sm.security.enable_inter_container_traffic_encryption,
         "vpc": None if sm.security.vpc is None else sm.security.vpc.model_dump(),
-        "tags": dict(sm.tags),
+        "tags": dict(cfg.tags),
     }

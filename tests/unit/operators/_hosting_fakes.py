@@ -152,7 +152,9 @@ class FakeSageMaker:
         }
 
     def create_endpoint(self, EndpointName, EndpointConfigName, Tags=None):
-        self.calls.append(("create_endpoint", {"EndpointName": EndpointName, "EndpointConfigName": EndpointConfigName}))
+        self.calls.append(
+            ("create_endpoint", {"EndpointName": EndpointName, "EndpointConfigName": EndpointConfigName, "Tags": Tags})
+        )
         if EndpointConfigName not in self.configs:
             raise _missing("endpoint configuration", EndpointConfigName, "CreateEndpoint")
         self.serve(EndpointName, EndpointConfigName)
@@ -209,6 +211,10 @@ class FakeSageMaker:
         self.calls.append(("delete_endpoint", {"EndpointName": EndpointName}))
         self.endpoints.pop(EndpointName, None)
         return {}
+
+    def add_tags(self, ResourceArn, Tags):
+        self.calls.append(("add_tags", {"ResourceArn": ResourceArn, "Tags": Tags}))
+        return {"Tags": Tags}
 
     def calls_named(self, name: str) -> list[dict]:
         return [args for call, args in self.calls if call == name]
@@ -381,6 +387,11 @@ def aws(monkeypatch):
         monkeypatch.setenv(key, value)
     for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SNS", "AWS_ENDPOINT_URL_CLOUDWATCH"):
         monkeypatch.delenv(key, raising=False)
+    from devstack.autoscaling import install as install_autoscaling
+    from devstack.cloudwatch import install as install_cloudwatch
+
+    install_cloudwatch()  # as the devstack serves CloudWatch: alarm tags are taken on create only
+    install_autoscaling()  # tags on scalable targets, which moto does not keep
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         sns = boto3.client("sns")

@@ -223,6 +223,23 @@ def test_autoscaling_registers_target_tracking_on_each_variant(aws):
     [policy] = client.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
     spec = policy["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
     assert spec["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
-    # idempotent: running again updates in place
+    arn = registered[0]["ScalableTargetARN"]
+    assert client.list_tags_for_resource(ResourceARN=arn)["Tags"] == dict(cfg.tags)
+    # idempotent: running again updates in place, and tags a target whose tags were lost or changed
+    client.untag_resource(ResourceARN=arn, TagKeys=["cost-centre"])
     op.execute(context())
     assert len(client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]) == 1
+    assert client.list_tags_for_resource(ResourceARN=arn)["Tags"] == dict(cfg.tags)
+
+
+def test_alarms_made_before_their_tags_are_tagged_on_the_next_deployment(aws):
+    from ml_lifecycle.builders.endpoint import alarm_requests
+
+    cfg = load_config()
+    for request in alarm_requests(cfg, endpoint=ENDPOINT, variant="AllTraffic"):
+        aws.cloudwatch.put_metric_alarm(**{k: v for k, v in request.items() if k != "Tags"})  # an untagged alarm
+    op = make_operator(FakeSageMaker())
+    op.ensure_alarms(cfg, ENDPOINT, "AllTraffic", 60)
+    for alarm in aws.cloudwatch.describe_alarms(AlarmNames=alarm_names(ENDPOINT, "AllTraffic"))["MetricAlarms"]:
+        tags = aws.cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]
+        assert {t["Key"]: t["Value"] for t in tags} == dict(cfg.tags), alarm["AlarmName"]
