@@ -216,6 +216,13 @@ class FakeSageMaker:
         self.calls.append(("add_tags", {"ResourceArn": ResourceArn, "Tags": Tags}))
         return {"Tags": Tags}
 
+    def tags_of(self, call: str) -> list[dict[str, str]]:
+        """The configured-tag part of each ``call`` made (``Tags`` or ``tags`` of the recorded request)."""
+        return [
+            {t["Key"]: t["Value"] for t in (args.get("Tags") or args.get("tags") or [])}
+            for args in self.calls_named(call)
+        ]
+
     def calls_named(self, name: str) -> list[dict]:
         return [args for call, args in self.calls if call == name]
 
@@ -326,7 +333,9 @@ class FakeMonitoring(FakeSageMaker):
         return copy.deepcopy(self.schedules[MonitoringScheduleName])
 
     def create_monitoring_schedule(self, MonitoringScheduleName, MonitoringScheduleConfig, Tags=None):
-        self.calls.append(("create_schedule", {"name": MonitoringScheduleName, "config": MonitoringScheduleConfig}))
+        self.calls.append(
+            ("create_schedule", {"name": MonitoringScheduleName, "config": MonitoringScheduleConfig, "tags": Tags})
+        )
         self.schedules[MonitoringScheduleName] = {
             "MonitoringScheduleName": MonitoringScheduleName,
             "MonitoringScheduleArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:schedule/{MonitoringScheduleName}",

@@ -53,6 +53,12 @@ def test_first_deployment_creates_model_config_and_endpoint_with_capture(aws):
     assert fake.calls_named("update_endpoint") == []
     alarms = aws.cloudwatch.describe_alarms(AlarmNames=alarm_names(ENDPOINT, "AllTraffic"))["MetricAlarms"]
     assert {a["AlarmName"] for a in alarms} == set(result["alarms"])
+    tags = dict(load_config().tags)
+    for call in ("create_model", "create_endpoint_config", "create_endpoint"):
+        assert [{k: t[k] for k in tags} for t in fake.tags_of(call)] == [tags], call
+    for alarm in alarms:
+        carried = aws.cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]
+        assert {t["Key"]: t["Value"] for t in carried} == tags, alarm["AlarmName"]
     json.dumps(result)  # XCom must be JSON-safe
 
 
@@ -77,6 +83,10 @@ def test_second_model_is_deployed_through_the_configured_canary_with_alarm_rollb
     rollback_alarms = [a["AlarmName"] for a in update["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]]
     assert rollback_alarms == alarm_names(ENDPOINT, "AllTraffic")
     assert fake.endpoints[ENDPOINT]["EndpointConfigName"] == result["endpoint_config_name"]
+    # UpdateEndpoint takes no tags: the endpoint is tagged with AddTags
+    [added] = fake.calls_named("add_tags")
+    assert added["ResourceArn"] == fake.endpoints[ENDPOINT]["EndpointArn"]
+    assert {t["Key"]: t["Value"] for t in added["Tags"]} == dict(cfg.tags)
 
 
 @pytest.mark.parametrize(
