@@ -26,7 +26,7 @@ from datetime import UTC, datetime, time, timedelta
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from ml_lifecycle.config import load_config
-from ml_lifecycle.dag_defaults import dag_defaults, model_package_param
+from ml_lifecycle.dag_defaults import dag_defaults, dag_failure_callback, model_package_param
 from ml_lifecycle.operators.approval import ResolveModelPackageOperator
 from ml_lifecycle.operators.batch import BatchTransformJobOperator, LoadPredictionsOperator, PrepareBatchInputOperator
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
@@ -50,6 +50,7 @@ with DAG(
     dagrun_timeout=timedelta(hours=4),
     tags=["ml-lifecycle", "batch-scoring", "sagemaker", "snowflake", cfg.environment],
     default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=15)),
+    on_failure_callback=dag_failure_callback(cfg),
     params={
         "model_package_arn": model_package_param(cfg, "the newest Approved version"),
     },

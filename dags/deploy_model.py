@@ -33,7 +33,7 @@ from airflow.sdk import DAG, Param, task
 
 from ml_lifecycle.assets import approved_model_asset
 from ml_lifecycle.config import load_config
-from ml_lifecycle.dag_defaults import dag_defaults, model_package_param, s3_uri_param
+from ml_lifecycle.dag_defaults import dag_defaults, dag_failure_callback, model_package_param, s3_uri_param
 from ml_lifecycle.operators.approval import ResolveModelPackageOperator
 from ml_lifecycle.operators.deploy import EndpointAutoScalingOperator, GuardedEndpointDeployOperator
 from ml_lifecycle.operators.monitor import DataQualityBaselineOperator, MonitoringScheduleOperator
@@ -54,6 +54,7 @@ with DAG(
     dagrun_timeout=timedelta(hours=6),
     tags=["ml-lifecycle", "deployment", "sagemaker", cfg.environment],
     default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=15)),
+    on_failure_callback=dag_failure_callback(cfg),
     params={
         "model_package_arn": model_package_param(
             cfg,

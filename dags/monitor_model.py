@@ -25,7 +25,7 @@ from airflow.sdk import DAG, Param, task
 
 from ml_lifecycle.assets import drift_asset
 from ml_lifecycle.config import load_config
-from ml_lifecycle.dag_defaults import dag_defaults
+from ml_lifecycle.dag_defaults import dag_defaults, dag_failure_callback
 from ml_lifecycle.operators.monitor import LatestMonitoringResultOperator, MonitoringRunOperator, PublishDriftOperator
 
 cfg = load_config()
@@ -41,6 +41,7 @@ with DAG(
     dagrun_timeout=timedelta(hours=2),
     tags=["ml-lifecycle", "monitoring", "sagemaker", cfg.environment],
     default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=10)),
+    on_failure_callback=dag_failure_callback(cfg),
     params={
         "violation_threshold": Param(
             cfg.monitoring.violation_threshold,

@@ -30,7 +30,12 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, t
 
 from ml_lifecycle.assets import approved_model_asset, approved_model_uri, drift_asset
 from ml_lifecycle.config import load_config
-from ml_lifecycle.dag_defaults import dag_defaults, hyperparameters_param, validation_job_settings
+from ml_lifecycle.dag_defaults import (
+    dag_defaults,
+    dag_failure_callback,
+    hyperparameters_param,
+    validation_job_settings,
+)
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
 from ml_lifecycle.operators.gate import QualityGateOperator
 from ml_lifecycle.operators.registry import ModelRegistrationOperator, PublishApprovedModelOperator
@@ -84,6 +89,7 @@ with DAG(
     dagrun_timeout=timedelta(hours=12),
     tags=["ml-lifecycle", "training", "sagemaker", cfg.environment],
     default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=20)),
+    on_failure_callback=dag_failure_callback(cfg),
     params={
         "window_days": Param(
             cfg.training.window_days,

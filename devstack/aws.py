@@ -7,7 +7,7 @@ server and makes its state survive a restart with a snapshot taken through the A
 
 * at start, after the server listens, the snapshot in ``<state-dir>/snapshot/`` (if any) is replayed
   into it (buckets and objects, IAM roles and policies, SNS topics, log groups and their events,
-  CloudWatch alarms, Secrets Manager secrets), then ``<state-dir>/ready.json`` is written;
+  CloudWatch alarms with their tags, Secrets Manager secrets), then ``<state-dir>/ready.json`` is written;
 * on SIGTERM or SIGINT the state is read back through the same APIs and written to a new snapshot,
   which replaces the old one atomically, before the server stops.
 
@@ -226,6 +226,8 @@ class Snapshotter:
         for page in cw.get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"]):
             for alarm in page.get("MetricAlarms", []):
                 spec = {k: alarm[k] for k in fields if alarm.get(k) not in (None, [], "")}
+                if tags := cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags"):
+                    spec["Tags"] = tags  # restored by the PutMetricAlarm that re-creates the alarm
                 alarms.append({"Spec": spec, "StateValue": alarm.get("StateValue")})
         return alarms
 
@@ -382,10 +384,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from moto.server import ThreadedMotoServer
 
+    from devstack.autoscaling import install as install_autoscaling
     from devstack.cloudwatch import install as install_cloudwatch
 
     # CloudWatch's exact dimension matching, percentiles, metric math and alarm history (devstack/cloudwatch)
     install_cloudwatch()
+    # tags on Application Auto Scaling's scalable targets (devstack/autoscaling)
+    install_autoscaling()
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     ready = state_dir / READY_FILE

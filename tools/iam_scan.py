@@ -112,6 +112,13 @@ S3_TRANSFER = {
     "download_fileobj": ("HeadObject", "GetObject"),
     "copy": ("HeadObject", "CopyObject", "CreateMultipartUpload", "UploadPartCopy", "CompleteMultipartUpload"),
 }
+# Creating operations whose ``Tags`` AWS authorises as ``<prefix>:TagResource`` (the botocore documentation of
+# PutMetricAlarm's and CreateTopic's Tags; Application Auto Scaling's "tag on creation" permissions).
+_TAG_ON_CREATE = {
+    "cloudwatch": {"PutMetricAlarm"},
+    "application-autoscaling": {"RegisterScalableTarget"},
+    "sns": {"CreateTopic"},
+}
 # Operations that need no IAM permission.
 _FREE = {("sts", "GetCallerIdentity")}
 # Provider base classes that only hold plumbing (connections, templating); their methods are not scanned.
@@ -132,6 +139,10 @@ _SUB_HOOKS = {
 TRIGGER_HOOKS = {
     "SageMakerTrigger": ("airflow.providers.amazon.aws.hooks.sagemaker", "SageMakerHook"),
     "SageMakerPipelineTrigger": ("airflow.providers.amazon.aws.hooks.sagemaker", "SageMakerHook"),
+}
+# Nor do notifiers (their ``hook`` property makes it); checked by the tests against the notifier source.
+NOTIFIER_HOOKS = {
+    "SnsNotifier": ("airflow.providers.amazon.aws.hooks.sns", "SnsHook"),
 }
 
 
@@ -242,6 +253,8 @@ def implied_actions(service: str, operation: str) -> set[str]:
         implied.add("iam:PassRole")
     if service == "sagemaker" and operation.startswith("Create") and "Tags" in members:
         implied.add("sagemaker:AddTags")
+    if service in _TAG_ON_CREATE and operation in _TAG_ON_CREATE[service]:
+        implied.add(f"{SERVICES[service]}:TagResource")  # tags in a create request are checked as TagResource
     if service == "sagemaker" and members & {"KmsKeyId", "VolumeKmsKeyId"}:
         implied.add("kms:CreateGrant")  # SageMaker takes a grant on the CMK for volumes and outputs
     if service == "s3" and operation in {"PutObject", "CreateMultipartUpload", "CopyObject"}:
@@ -469,8 +482,9 @@ def _component_hook(cls: type) -> type | None:
     if inspect.isclass(hook):
         return hook
     for klass in cls.__mro__:
-        if klass.__name__ in TRIGGER_HOOKS:
-            module, name = TRIGGER_HOOKS[klass.__name__]
+        known = TRIGGER_HOOKS.get(klass.__name__) or NOTIFIER_HOOKS.get(klass.__name__)
+        if known:
+            module, name = known
             return getattr(importlib.import_module(module), name)
     return None
 

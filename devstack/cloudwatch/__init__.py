@@ -387,6 +387,10 @@ def _install() -> None:
         extended = kwargs.get("extended_statistic")
         if extended and EXTENDED_STATISTIC.match(str(extended)):
             kwargs["extended_statistic"] = None
+        if previous is not None:
+            # CloudWatch takes an alarm's tags when PutMetricAlarm creates it and ignores them when it updates
+            # one (TagResource changes them); moto would apply them on every call
+            kwargs["tags"] = None
         alarm = original_put_alarm(self, name, *args, **kwargs)
         if extended:
             alarm.extended_statistic = extended

@@ -410,6 +410,10 @@ class TuningJobs:
                 tuned = plan[launched]
                 request = self._child_request(name, definition, objective, tuned, index)
                 arn = self.service.arn("hyper-parameter-tuning-job", name.lower())
+                # "Tags that you specify for the tuning job are also added to all training jobs that the tuning
+                # job launches" (CreateHyperParameterTuningJob, Tags)
+                if tags := self.service.tags_for(arn):
+                    request["Tags"] = tags
 
                 def add_child(rec: dict[str, Any], child: str = request["TrainingJobName"], hp: Any = tuned) -> None:
                     rec["children"].append({"name": child, "tuned": hp})

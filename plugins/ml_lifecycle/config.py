@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ml_lifecycle.hyperparameters import ALGORITHMS, HyperparameterError, check_hyperparameters, check_range
 from ml_lifecycle.strategies import StrategyName
@@ -55,6 +64,47 @@ Int = Annotated[int, BeforeValidator(_not_a_boolean)]
 Float = Annotated[float, BeforeValidator(_not_a_boolean)]
 Percent = Annotated[Float, Field(ge=0, le=100)]
 Fraction = Annotated[Float, Field(ge=0, le=1)]
+
+
+#: the tags every resource carries (AWS cost allocation and ownership); free-form tags may be added
+REQUIRED_TAGS = ("owner", "cost-centre", "project", "environment")
+#: prefix of the tags the package adds itself (a run's identity, a model's package)
+PACKAGE_TAG_PREFIX = "ml-lifecycle:"
+#: AWS allows 50 tags on a resource; the package adds up to 5 of its own
+MAX_CONFIG_TAGS = 45
+# what SageMaker, CloudWatch, SNS, Application Auto Scaling and CloudFormation all accept in a tag
+_TAG_KEY = re.compile(r"^[\w\s.:/=+\-@]{1,128}$")
+_TAG_VALUE = re.compile(r"^[\w\s.:/=+\-@]{1,256}$")
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The ``tags`` block: the required tags present, every key and value one AWS accepts everywhere."""
+    missing = [key for key in REQUIRED_TAGS if key not in tags]
+    if missing:
+        raise ValueError(
+            f"missing required tag(s) {', '.join(missing)}: every resource the package and the stack create "
+            f"carries {', '.join(REQUIRED_TAGS)} (plus any free-form tags)"
+        )
+    if len(tags) > MAX_CONFIG_TAGS:
+        raise ValueError(f"{len(tags)} tags; at most {MAX_CONFIG_TAGS} (AWS allows 50, the package adds up to 5)")
+    for key, value in tags.items():
+        if not _TAG_KEY.match(key):
+            raise ValueError(
+                f"tag key {key!r}: 1-128 letters, digits, spaces or _ . : / = + - @ (what every AWS service accepts)"
+            )
+        if key.lower().startswith("aws:"):
+            raise ValueError(f"tag key {key!r}: the aws: prefix is reserved by AWS")
+        if key.startswith(PACKAGE_TAG_PREFIX):
+            raise ValueError(f"tag key {key!r}: the {PACKAGE_TAG_PREFIX} prefix is the package's own (run identity)")
+        if not _TAG_VALUE.match(value):
+            raise ValueError(
+                f"tag {key!r}: the value {value!r} must be 1-256 letters, digits, spaces or _ . : / = + - @"
+            )
+    return tags
+
+
+#: ``tags``: the required tags and free-form ones, as key -> value
+ResourceTags = Annotated[dict[str, str], AfterValidator(_check_tags)]
 
 
 class ConfigError(ValueError):
@@ -241,11 +291,20 @@ class SageMakerConfig(_Strict):
     hyperparameters: dict[str, HyperParameterValue] = Field(default_factory=dict)
     tuning: TuningConfig
     security: SecurityConfig = SecurityConfig()
-    tags: dict[str, str] = Field(default_factory=dict, max_length=40)
     model_package_group: str = Field(pattern=_SM_NAME)
     name_prefix: str = Field("fraud", pattern=r"^[a-z0-9](-*[a-z0-9]){0,11}$")
     waiter_check_interval_seconds: Int = Field(30, ge=1, le=600)
     waiter_max_attempts: Int = Field(240, ge=1, le=10_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tags_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "tags" in data:
+            raise ValueError(
+                "sagemaker.tags is no longer read: the tags of every resource (SageMaker, CloudWatch, Application "
+                f"Auto Scaling, SNS) are the top-level 'tags' block, with {', '.join(REQUIRED_TAGS)} required"
+            )
+        return data
 
     @model_validator(mode="after")
     def _hyperparameters_follow_the_schema(self) -> SageMakerConfig:
@@ -405,6 +464,10 @@ class Config(_Strict):
     monitoring: MonitoringConfig
     batch_scoring: BatchScoringConfig
     notifications: NotificationsConfig = NotificationsConfig()
+    tags: ResourceTags = Field(
+        description="tags of every resource the package creates: owner, cost-centre, project and environment "
+        "(required) and free-form ones"
+    )
 
     source_file: str | None = Field(None, exclude=True, description="the file this was loaded from")
 

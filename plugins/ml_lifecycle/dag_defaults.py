@@ -39,6 +39,17 @@ def dag_defaults(cfg: Config, *, max_retry_delay: timedelta) -> dict[str, Any]:
     }
 
 
+def dag_failure_callback(cfg: Config) -> Any:
+    """The DAG-level ``on_failure_callback`` of every DAG: a :class:`~ml_lifecycle.notifications.DagFailureNotifier`
+    (the provider's ``SnsNotifier``) that reports a run that exceeded ``dagrun_timeout`` or deadlocked.
+
+    :param cfg: the environment's config (topic, connection, UI address)
+    """
+    from ml_lifecycle.notifications import DagFailureNotifier
+
+    return DagFailureNotifier(cfg=cfg)
+
+
 def model_package_param(cfg: Config, latest: str) -> Param:
     """The ``model_package_arn`` param: ``latest``, or the ARN of a version of the environment's model package
     group in its region and account (any other ARN is refused at trigger time).
@@ -92,7 +103,8 @@ def hyperparameters_param(cfg: Config) -> Param:
 
 def validation_job_settings(cfg: Config, *, job_name: str) -> dict[str, Any]:
     """The ``processing_job`` settings of :class:`~ml_lifecycle.operators.validation.DataValidationOperator`
-    in ``processing`` mode, from the environment's SageMaker config (image, role, compute, security, tags).
+    in ``processing`` mode, from the environment's SageMaker config (image, role, compute, security) and its
+    ``tags``.
 
     :param job_name: the run's validation job name (templated in the DAG)
     """
@@ -109,5 +121,5 @@ def validation_job_settings(cfg: Config, *, job_name: str) -> dict[str, Any]:
         "enable_network_isolation": sm.security.enable_network_isolation,
         "enable_inter_container_traffic_encryption": sm.security.enable_inter_container_traffic_encryption,
         "vpc": None if sm.security.vpc is None else sm.security.vpc.model_dump(),
-        "tags": dict(sm.tags),
+        "tags": dict(cfg.tags),
     }

@@ -299,6 +299,20 @@ def test_trigger_hook_table_matches_the_trigger_source(trigger, hook):
     assert hook[1] in inspect.getsource(getattr(module, trigger)), f"{trigger} no longer uses {hook[1]}"
 
 
+@pytest.mark.parametrize(("notifier", "hook"), [pytest.param(k, v, id=k) for k, v in iam_scan.NOTIFIER_HOOKS.items()])
+def test_notifier_hook_table_matches_the_notifier_source(notifier, hook):
+    import importlib
+    import inspect
+
+    module = importlib.import_module("airflow.providers.amazon.aws.notifications.sns")
+    assert hook[1] in inspect.getsource(getattr(module, notifier)), f"{notifier} no longer uses {hook[1]}"
+
+
+def test_the_sns_notifier_is_scanned_for_publish():
+    where = {c.where for c in iam_scan.scan().calls if (c.service, c.operation) == ("sns", "Publish")}
+    assert any("SnsHook.publish_to_target" in w for w in where), where
+
+
 def test_allowlist_entries_still_match_the_code():
     entries = json.loads(iam_scan.ALLOWLIST.read_text())
     for key, entry in entries.items():

@@ -309,3 +309,18 @@ def test_batch_score_writes_the_days_predictions_to_snowflake(
     assert count == expected, "one prediction per transaction of the day"
     assert 0.0 <= low <= high <= 1.0
     assert (models, model, dag_run) == (1, arn, run_id)
+
+
+def test_every_resource_the_dags_created_carries_the_configured_tags(
+    deployed: dict[str, Any], aws: SimpleNamespace
+) -> None:
+    """After the four DAGs ran: every SageMaker resource, alarm and scalable target on the devstack carries
+    owner, cost-centre, project, environment and the free-form tags of ``include/config/local.yaml``."""
+    from tests.e2e.tag_audit import audit, untagged
+
+    found = audit(aws.devstack.client)
+    for kind in ("processing-job", "training-job", "model", "endpoint-config", "endpoint", "model-package-group"):
+        assert found[kind], f"the lifecycle created no {kind}: the audit would prove nothing"
+    for kind in ("monitoring-schedule", "data-quality-job-definition", "alarm", "scalable-target", "transform-job"):
+        assert found[kind], f"the lifecycle created no {kind}: the audit would prove nothing"
+    assert untagged(found, dict(aws.cfg.tags)) == {}

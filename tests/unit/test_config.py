@@ -270,3 +270,45 @@ def test_devstack_provisions_the_stage_and_integration_the_local_config_names():
     assert local.snowflake.extraction.stage == f"{stack.DATABASE}.{stack.SCHEMA}.{stack.EXTERNAL_STAGE}"
     assert local.snowflake.extraction.storage_integration == stack.STORAGE_INTEGRATION
     assert local.storage.bucket == stack.LOCAL_BUCKET
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        pytest.param(_mutated("tags", delete=True), "required field is missing", id="no-tags-block"),
+        pytest.param(_mutated("tags.cost-centre", delete=True), "missing required tag(s) cost-centre", id="no-cc"),
+        pytest.param(
+            _mutated("tags", {"project": "p", "environment": "e"}),
+            "missing required tag(s) owner, cost-centre",
+            id="only-the-old-two",
+        ),
+        pytest.param(_mutated("tags.owner", ""), "'owner': the value '' must be 1-256", id="empty-value"),
+        pytest.param(_mutated("tags.aws:createdBy", "me"), "aws: prefix is reserved", id="aws-prefix"),
+        pytest.param(_mutated("tags.ml-lifecycle:run-id", "x"), "the package's own", id="package-prefix"),
+        pytest.param(_mutated("tags.team#1", "x"), "tag key 'team#1'", id="bad-key"),
+        pytest.param(_mutated("tags.cost-centre", 1042), "valid string", id="number-value"),
+        pytest.param(_mutated("sagemaker.tags", {"project": "p"}), "sagemaker.tags is no longer read", id="old-place"),
+    ],
+)
+def test_bad_tags_name_the_tag(config_dir, data, words):
+    path = _write(config_dir, data)
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.load_config("broken")
+    assert str(path) in str(info.value)
+    assert "tags" in str(info.value)
+    assert words in str(info.value)
+
+
+def test_too_many_tags_are_refused(config_dir):
+    data = _mutated("tags.owner", "me")
+    data["tags"].update({f"extra-{i}": "x" for i in range(cfg.MAX_CONFIG_TAGS)})
+    _write(config_dir, data)
+    with pytest.raises(cfg.ConfigError, match=f"at most {cfg.MAX_CONFIG_TAGS}"):
+        cfg.load_config("broken")
+
+
+@pytest.mark.parametrize("env", sorted(p.stem for p in (ROOT / "include" / "config").glob("*.yaml")))
+def test_shipped_environments_carry_the_required_tags(env):
+    tags = cfg.load_config(env).tags
+    assert set(cfg.REQUIRED_TAGS) <= set(tags)
+    assert tags["environment"] == env

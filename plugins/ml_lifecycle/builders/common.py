@@ -27,17 +27,33 @@ def safe_value(value: Any, max_len: int = TAG_VALUE_MAX) -> str:
     return text[:max_len] if text else "-"
 
 
+def config_tags(cfg: Config, **extra: Any) -> list[dict[str, str]]:
+    """The configured ``tags`` (owner, cost-centre, project, environment and free-form ones) plus the package's
+    own ``extra`` tags, as a ``Tags`` list (``[{"Key", "Value"}]``: SageMaker, CloudWatch, SNS).
+
+    :param extra: the package's own tags (keys ``ml-lifecycle:...``); values are made safe for a tag
+    """
+    tags = {**{k: str(v) for k, v in extra.items()}, **cfg.tags}
+    if len(tags) > MAX_TAGS:
+        raise BuilderError(f"tags: {len(tags)} tags with the package's own exceed AWS's {MAX_TAGS}")
+    return [{"Key": k, "Value": safe_value(v)} for k, v in tags.items()]
+
+
+def config_tag_map(cfg: Config) -> dict[str, str]:
+    """The configured ``tags`` as a map (Application Auto Scaling's ``Tags``)."""
+    return dict(cfg.tags)
+
+
 def run_tags(cfg: Config, plan: RunPlan) -> list[dict[str, str]]:
     """Configured tags plus the run's identity, as a SageMaker ``Tags`` list (configured keys win)."""
-    tags = {
-        "ml-lifecycle:dag-id": plan.dag_id,
-        "ml-lifecycle:run-id": plan.run_id,
-        "ml-lifecycle:window": plan.window.key,
-    }
-    tags.update(cfg.sagemaker.tags)
-    if len(tags) > MAX_TAGS:
-        raise BuilderError(f"sagemaker.tags: {len(tags)} tags with the run's own exceed SageMaker's {MAX_TAGS}")
-    return [{"Key": k, "Value": safe_value(v)} for k, v in tags.items()]
+    return config_tags(
+        cfg,
+        **{
+            "ml-lifecycle:dag-id": plan.dag_id,
+            "ml-lifecycle:run-id": plan.run_id,
+            "ml-lifecycle:window": plan.window.key,
+        },
+    )
 
 
 def vpc_config(security: SecurityConfig) -> dict[str, list[str]] | None:

@@ -14,7 +14,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from ml_lifecycle.builders.common import BuilderError, output_kms_key, safe_value, vpc_config
+from ml_lifecycle.builders.common import BuilderError, config_tag_map, config_tags, output_kms_key, vpc_config
 from ml_lifecycle.naming import sagemaker_name
 from ml_lifecycle.strategies import GUARDRAIL_TYPES
 
@@ -88,10 +88,7 @@ def model_request(cfg: Config, package: dict[str, Any], *, name: str | None = No
         "ModelName": name or model_name(cfg, package),
         "PrimaryContainer": primary,
         "ExecutionRoleArn": cfg.sagemaker.role_arn,
-        "Tags": [
-            *({"Key": k, "Value": safe_value(v)} for k, v in cfg.sagemaker.tags.items()),
-            {"Key": "ml-lifecycle:model-package", "Value": safe_value(package.get("ModelPackageArn", "-"))},
-        ],
+        "Tags": config_tags(cfg, **{"ml-lifecycle:model-package": package.get("ModelPackageArn", "-")}),
     }
     if vpc := vpc_config(security):
         request["VpcConfig"] = vpc
@@ -159,7 +156,7 @@ def endpoint_config_request(
     request["EndpointConfigName"] = name or sagemaker_name(
         cfg.sagemaker.name_prefix, "ec", f"v{version}", digest(request)
     )
-    request["Tags"] = [{"Key": k, "Value": safe_value(v)} for k, v in cfg.sagemaker.tags.items()]
+    request["Tags"] = config_tags(cfg)
     return request
 
 
@@ -195,6 +192,8 @@ def alarm_requests(
         "ComparisonOperator": "GreaterThanThreshold",
         "TreatMissingData": "notBreaching",
         "ActionsEnabled": False,
+        # PutMetricAlarm takes tags when it creates the alarm and ignores them when it updates one
+        "Tags": config_tags(cfg),
     }
     return [
         {
@@ -278,6 +277,8 @@ def scaling_requests(cfg: Config, *, endpoint: str, variant: str) -> tuple[dict[
         "ScalableDimension": SCALABLE_DIMENSION,
         "MinCapacity": scaling.min_capacity,
         "MaxCapacity": scaling.max_capacity,
+        # taken when the target is registered; an existing target is tagged with TagResource
+        "Tags": config_tag_map(cfg),
     }
     policy = {
         "PolicyName": f"{endpoint}-{variant}-invocations-per-instance"[:256],

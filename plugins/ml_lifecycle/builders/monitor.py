@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ml_lifecycle.builders.common import BuilderError, output_kms_key, safe_value, vpc_config
+from ml_lifecycle.builders.common import BuilderError, config_tags, output_kms_key, vpc_config
 from ml_lifecycle.builders.endpoint import digest
 from ml_lifecycle.naming import sagemaker_name
 
@@ -48,9 +48,8 @@ def _network(cfg: Config) -> dict[str, Any] | None:
     return network or None
 
 
-def _tags(cfg: Config, **extra: str) -> list[dict[str, str]]:
-    tags = {**cfg.sagemaker.tags, **extra}
-    return [{"Key": k, "Value": safe_value(v)} for k, v in tags.items()]
+def _tags(cfg: Config) -> list[dict[str, str]]:
+    return config_tags(cfg)
 
 
 def baseline_job_name(cfg: Config, *, version: int, dataset_uri: str, try_number: int = 1) -> str:

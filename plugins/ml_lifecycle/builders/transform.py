@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from ml_lifecycle.builders.common import BuilderError, output_kms_key, safe_value
+from ml_lifecycle.builders.common import BuilderError, config_tags, output_kms_key
 from ml_lifecycle.naming import run_hash, sagemaker_name
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def transform_request(
         },
         "TransformOutput": output,
         "TransformResources": resources,
-        "Tags": [{"Key": k, "Value": safe_value(v)} for k, v in cfg.sagemaker.tags.items()],
+        "Tags": config_tags(cfg),
     }
     if environment:
         request["Environment"] = dict(environment)

@@ -144,6 +144,14 @@ class SageMakerOperatorBase(AwsBaseOperator[SageMakerHook]):
         """Show ``link`` (filled with ``fields``) on this task instance."""
         persist_link(link, self, context, **fields)
 
+    def refresh_tags(self, cfg: Config, arn: str) -> None:
+        """``AddTags`` the configured tags to an existing SageMaker resource: its update calls
+        (``UpdateEndpoint``, ``UpdateMonitoringSchedule``) take no tags, and ``AddTags`` overwrites a key's value.
+        """
+        from ml_lifecycle.builders.common import config_tags
+
+        self.sagemaker.add_tags(ResourceArn=arn, Tags=config_tags(cfg))
+
 
 class HostingOperatorBase(SageMakerOperatorBase):
     """What the hosting operators share: clients, idempotent create-if-absent, deferral."""
@@ -208,21 +216,34 @@ class HostingOperatorBase(SageMakerOperatorBase):
 
     def create_endpoint(self, cfg: Config, endpoint: str, config_name: str) -> None:
         """``CreateEndpoint`` on ``config_name`` with the configured tags."""
+        from ml_lifecycle.builders.common import config_tags
+
         self.sagemaker.create_endpoint(
             EndpointName=endpoint,
             EndpointConfigName=config_name,
-            Tags=[{"Key": k, "Value": v} for k, v in cfg.sagemaker.tags.items()],
+            Tags=config_tags(cfg),
         )
 
     def ensure_alarms(self, cfg: Config, endpoint: str, variant: str, period_seconds: int) -> list[str]:
-        """Create or update (PutMetricAlarm is an upsert) the variant's rollback alarms; returns their names."""
+        """Create or update (PutMetricAlarm is an upsert) the variant's rollback alarms; returns their names.
+
+        PutMetricAlarm takes the configured tags when it creates an alarm and ignores them when it updates one,
+        so an alarm that existed is tagged with TagResource (an alarm made before its tags were configured, or
+        when they changed).
+        """
         from ml_lifecycle.builders.endpoint import alarm_requests
 
         cloudwatch = self._client("cloudwatch")
-        names = []
-        for request in alarm_requests(cfg, endpoint=endpoint, variant=variant, period_seconds=period_seconds):
+        requests = alarm_requests(cfg, endpoint=endpoint, variant=variant, period_seconds=period_seconds)
+        names = [request["AlarmName"] for request in requests]
+        existing = {
+            alarm["AlarmName"]: alarm["AlarmArn"]
+            for alarm in cloudwatch.describe_alarms(AlarmNames=names, AlarmTypes=["MetricAlarm"])["MetricAlarms"]
+        }
+        for request in requests:
             cloudwatch.put_metric_alarm(**request)
-            names.append(request["AlarmName"])
+            if request["AlarmName"] in existing:
+                cloudwatch.tag_resource(ResourceARN=existing[request["AlarmName"]], Tags=request["Tags"])
         self.log.info("Alarms in place for %s/%s: %s", endpoint, variant, ", ".join(names))
         return names
 

@@ -310,6 +310,7 @@ class GuardedEndpointDeployOperator(EndpointDeploymentBase):
             self.sagemaker.update_endpoint(
                 EndpointName=endpoint, EndpointConfigName=target, DeploymentConfig=deploy_config
             )
+            self.refresh_tags(cfg, current["EndpointArn"])
             state["action"] = "updated"
 
         description = self.sagemaker.describe_endpoint(EndpointName=endpoint)
@@ -453,12 +454,19 @@ class EndpointAutoScalingOperator(HostingOperatorBase):
         if description is None or description["EndpointStatus"] != "InService":
             status = description["EndpointStatus"] if description else "absent"
             raise AirflowException(f"endpoint {endpoint} is {status}; auto-scaling needs it InService")
-        client = self._client("application-autoscaling")
+        autoscaling = self._client("application-autoscaling")
         targets = []
         for variant in description.get("ProductionVariants") or []:
             target, policy = scaling_requests(cfg, endpoint=endpoint, variant=variant["VariantName"])
-            client.register_scalable_target(**target)
-            response = client.put_scaling_policy(**policy)
+            existed = autoscaling.describe_scalable_targets(
+                ServiceNamespace=target["ServiceNamespace"],
+                ResourceIds=[target["ResourceId"]],
+                ScalableDimension=target["ScalableDimension"],
+            )["ScalableTargets"]
+            registered = autoscaling.register_scalable_target(**target)
+            if existed:  # RegisterScalableTarget tags a target it creates, not one it updates
+                autoscaling.tag_resource(ResourceARN=registered["ScalableTargetARN"], Tags=target["Tags"])
+            response = autoscaling.put_scaling_policy(**policy)
             self.log.info(
                 "Auto-scaling %s: %d-%d instances, target %s invocations/instance/minute",
                 target["ResourceId"],

@@ -327,17 +327,20 @@ class MonitoringScheduleOperator(_MonitorBase):
         if existing is None:
             self.ensure_definition(request)
             self.log.info("Creating monitoring schedule %s (%s) on %s", name, expression, definition)
+            from ml_lifecycle.builders.common import config_tags
+
             try:
                 self.sagemaker.create_monitoring_schedule(
                     MonitoringScheduleName=name,
                     MonitoringScheduleConfig=config,
-                    Tags=[{"Key": k, "Value": v} for k, v in cfg.sagemaker.tags.items()],
+                    Tags=config_tags(cfg),
                 )
             except Exception:
                 self._delete_definition(definition)
                 raise
             action = "created"
         else:
+            self.refresh_tags(cfg, existing["MonitoringScheduleArn"])
             current = existing.get("MonitoringScheduleConfig") or {}
             previous = current.get("MonitoringJobDefinitionName")
             current_expression = (current.get("ScheduleConfig") or {}).get("ScheduleExpression")
@@ -591,6 +594,7 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
         return schedule["MonitoringScheduleConfig"]["MonitoringJobDefinitionName"]
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.builders.common import config_tags
         from ml_lifecycle.builders.monitor import one_off_config
         from ml_lifecycle.triggers.monitoring import MonitoringExecutionTrigger
 
@@ -605,6 +609,7 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
             self.sagemaker.create_monitoring_schedule(
                 MonitoringScheduleName=name,
                 MonitoringScheduleConfig=one_off_config(self.job_definition_name, _int_or(self.window_hours, 1)),
+                Tags=config_tags(cfg),
             )
         else:
             self.log.info("Re-attaching to the one-off run %s", name)

@@ -180,6 +180,41 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
                 return None  # the group does not exist yet
             raise
 
+    def ensure_group(self, cfg: Config) -> None:
+        """Create the model package group with the configured tags, or tag the one that exists.
+
+        The provider's operator would create the group without tags, and a versioned model package carries no
+        tags of its own (CreateModelPackage refuses ``Tags`` with ``ModelPackageGroupName``: the version "uses
+        the tags associated with the model group"), so the group's tags are what the registry shows for every
+        version. ``AddTags`` keeps the tags of a group made earlier (untagged, or under other tags) current.
+        """
+        from ml_lifecycle.builders.common import config_tags
+
+        client = self.hook.conn
+        tags = config_tags(cfg)
+        try:
+            arn = client.describe_model_package_group(ModelPackageGroupName=self.package_group_name)[
+                "ModelPackageGroupArn"
+            ]
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+            try:
+                client.create_model_package_group(
+                    ModelPackageGroupName=self.package_group_name,
+                    ModelPackageGroupDescription=f"{cfg.tags['project']} models ({cfg.environment})",
+                    Tags=tags,
+                )
+                self.log.info("Created model package group %s", self.package_group_name)
+                return
+            except Exception as create_exc:
+                if "already exists" not in str(create_exc):
+                    raise
+            arn = client.describe_model_package_group(ModelPackageGroupName=self.package_group_name)[
+                "ModelPackageGroupArn"
+            ]
+        client.add_tags(ResourceArn=arn, Tags=tags)
+
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.builders import model_package_request
         from ml_lifecycle.config import load_config
@@ -236,6 +271,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         self.package_desc = request["ModelPackageDescription"]
         self.extras = request
         self.log.info("Registering %s in %s as %s", self.model_url, self.package_group_name, status)
+        self.ensure_group(cfg)
         arn = super().execute(context)
         package = self.hook.conn.describe_model_package(ModelPackageName=arn)
         self.log.info("Registered %s (version %s, %s)", arn, package.get("ModelPackageVersion"), status)

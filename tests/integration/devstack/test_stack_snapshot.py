@@ -87,6 +87,7 @@ def test_state_survives_a_restart(aws: _AwsProcess) -> None:
         ComparisonOperator="GreaterThanOrEqualToThreshold",
         Dimensions=[{"Name": "EndpointName", "Value": "fraud"}],
         AlarmActions=[topic],
+        Tags=[{"Key": "owner", "Value": "ml-platform"}, {"Key": "cost-centre", "Value": "CC-1"}],
     )
     cw.set_alarm_state(AlarmName="endpoint-5xx", StateValue="ALARM", StateReason="test")
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "x"}}]}
@@ -129,6 +130,10 @@ def test_state_survives_a_restart(aws: _AwsProcess) -> None:
     alarm = cw.describe_alarms(AlarmNames=["endpoint-5xx"])["MetricAlarms"][0]
     assert alarm["StateValue"] == "ALARM"
     assert alarm["AlarmActions"] == [topic]
+    assert cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"] == [
+        {"Key": "owner", "Value": "ml-platform"},
+        {"Key": "cost-centre", "Value": "CC-1"},
+    ]
     assert [t["TopicArn"] for t in sns.list_topics()["Topics"]] == [topic]
     assert (
         iam.get_role_policy(RoleName="sm-exec", PolicyName="s3")["PolicyDocument"]["Statement"][0]["Action"] == "s3:*"

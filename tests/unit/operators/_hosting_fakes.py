@@ -152,7 +152,9 @@ class FakeSageMaker:
         }
 
     def create_endpoint(self, EndpointName, EndpointConfigName, Tags=None):
-        self.calls.append(("create_endpoint", {"EndpointName": EndpointName, "EndpointConfigName": EndpointConfigName}))
+        self.calls.append(
+            ("create_endpoint", {"EndpointName": EndpointName, "EndpointConfigName": EndpointConfigName, "Tags": Tags})
+        )
         if EndpointConfigName not in self.configs:
             raise _missing("endpoint configuration", EndpointConfigName, "CreateEndpoint")
         self.serve(EndpointName, EndpointConfigName)
@@ -209,6 +211,17 @@ class FakeSageMaker:
         self.calls.append(("delete_endpoint", {"EndpointName": EndpointName}))
         self.endpoints.pop(EndpointName, None)
         return {}
+
+    def add_tags(self, ResourceArn, Tags):
+        self.calls.append(("add_tags", {"ResourceArn": ResourceArn, "Tags": Tags}))
+        return {"Tags": Tags}
+
+    def tags_of(self, call: str) -> list[dict[str, str]]:
+        """The configured-tag part of each ``call`` made (``Tags`` or ``tags`` of the recorded request)."""
+        return [
+            {t["Key"]: t["Value"] for t in (args.get("Tags") or args.get("tags") or [])}
+            for args in self.calls_named(call)
+        ]
 
     def calls_named(self, name: str) -> list[dict]:
         return [args for call, args in self.calls if call == name]
@@ -320,7 +333,9 @@ class FakeMonitoring(FakeSageMaker):
         return copy.deepcopy(self.schedules[MonitoringScheduleName])
 
     def create_monitoring_schedule(self, MonitoringScheduleName, MonitoringScheduleConfig, Tags=None):
-        self.calls.append(("create_schedule", {"name": MonitoringScheduleName, "config": MonitoringScheduleConfig}))
+        self.calls.append(
+            ("create_schedule", {"name": MonitoringScheduleName, "config": MonitoringScheduleConfig, "tags": Tags})
+        )
         self.schedules[MonitoringScheduleName] = {
             "MonitoringScheduleName": MonitoringScheduleName,
             "MonitoringScheduleArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:schedule/{MonitoringScheduleName}",
@@ -381,6 +396,11 @@ def aws(monkeypatch):
         monkeypatch.setenv(key, value)
     for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SNS", "AWS_ENDPOINT_URL_CLOUDWATCH"):
         monkeypatch.delenv(key, raising=False)
+    from devstack.autoscaling import install as install_autoscaling
+    from devstack.cloudwatch import install as install_cloudwatch
+
+    install_cloudwatch()  # as the devstack serves CloudWatch: alarm tags are taken on create only
+    install_autoscaling()  # tags on scalable targets, which moto does not keep
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         sns = boto3.client("sns")

@@ -16,6 +16,7 @@ class FakeRegistry:
 
     def __init__(self):
         self.groups: set[str] = set()
+        self.tags: dict[str, dict[str, str]] = {}  # group ARN -> tags
         self.packages: list[dict] = []
         self.create_calls = 0
         self._clock = datetime(2026, 1, 1, tzinfo=UTC)
@@ -28,7 +29,33 @@ class FakeRegistry:
                 "CreateModelPackageGroup",
             )
         self.groups.add(name)
-        return {"ModelPackageGroupArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package-group/x"}
+        arn = self._group_arn(name)
+        self.tags[arn] = {t["Key"]: t["Value"] for t in request.get("Tags") or []}
+        return {"ModelPackageGroupArn": arn}
+
+    @staticmethod
+    def _group_arn(name):
+        return f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package-group/{name.lower()}"
+
+    def describe_model_package_group(self, ModelPackageGroupName):  # noqa: N803 - the boto3 name
+        if ModelPackageGroupName not in self.groups:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ValidationException",
+                        "Message": f"ModelPackageGroup {ModelPackageGroupName} does not exist.",
+                    }
+                },
+                "DescribeModelPackageGroup",
+            )
+        return {
+            "ModelPackageGroupName": ModelPackageGroupName,
+            "ModelPackageGroupArn": self._group_arn(ModelPackageGroupName),
+        }
+
+    def add_tags(self, ResourceArn, Tags):  # noqa: N803 - the boto3 names
+        self.tags.setdefault(ResourceArn, {}).update({t["Key"]: t["Value"] for t in Tags})
+        return {"Tags": Tags}
 
     def create_model_package(self, **request):
         self.create_calls += 1

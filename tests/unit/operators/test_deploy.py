@@ -53,6 +53,12 @@ def test_first_deployment_creates_model_config_and_endpoint_with_capture(aws):
     assert fake.calls_named("update_endpoint") == []
     alarms = aws.cloudwatch.describe_alarms(AlarmNames=alarm_names(ENDPOINT, "AllTraffic"))["MetricAlarms"]
     assert {a["AlarmName"] for a in alarms} == set(result["alarms"])
+    tags = dict(load_config().tags)
+    for call in ("create_model", "create_endpoint_config", "create_endpoint"):
+        assert [{k: t[k] for k in tags} for t in fake.tags_of(call)] == [tags], call
+    for alarm in alarms:
+        carried = aws.cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]
+        assert {t["Key"]: t["Value"] for t in carried} == tags, alarm["AlarmName"]
     json.dumps(result)  # XCom must be JSON-safe
 
 
@@ -77,6 +83,10 @@ def test_second_model_is_deployed_through_the_configured_canary_with_alarm_rollb
     rollback_alarms = [a["AlarmName"] for a in update["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]]
     assert rollback_alarms == alarm_names(ENDPOINT, "AllTraffic")
     assert fake.endpoints[ENDPOINT]["EndpointConfigName"] == result["endpoint_config_name"]
+    # UpdateEndpoint takes no tags: the endpoint is tagged with AddTags
+    [added] = fake.calls_named("add_tags")
+    assert added["ResourceArn"] == fake.endpoints[ENDPOINT]["EndpointArn"]
+    assert {t["Key"]: t["Value"] for t in added["Tags"]} == dict(cfg.tags)
 
 
 @pytest.mark.parametrize(
@@ -223,6 +233,23 @@ def test_autoscaling_registers_target_tracking_on_each_variant(aws):
     [policy] = client.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
     spec = policy["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
     assert spec["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
-    # idempotent: running again updates in place
+    arn = registered[0]["ScalableTargetARN"]
+    assert client.list_tags_for_resource(ResourceARN=arn)["Tags"] == dict(cfg.tags)
+    # idempotent: running again updates in place, and tags a target whose tags were lost or changed
+    client.untag_resource(ResourceARN=arn, TagKeys=["cost-centre"])
     op.execute(context())
     assert len(client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]) == 1
+    assert client.list_tags_for_resource(ResourceARN=arn)["Tags"] == dict(cfg.tags)
+
+
+def test_alarms_made_before_their_tags_are_tagged_on_the_next_deployment(aws):
+    from ml_lifecycle.builders.endpoint import alarm_requests
+
+    cfg = load_config()
+    for request in alarm_requests(cfg, endpoint=ENDPOINT, variant="AllTraffic"):
+        aws.cloudwatch.put_metric_alarm(**{k: v for k, v in request.items() if k != "Tags"})  # an untagged alarm
+    op = make_operator(FakeSageMaker())
+    op.ensure_alarms(cfg, ENDPOINT, "AllTraffic", 60)
+    for alarm in aws.cloudwatch.describe_alarms(AlarmNames=alarm_names(ENDPOINT, "AllTraffic"))["MetricAlarms"]:
+        tags = aws.cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]
+        assert {t["Key"]: t["Value"] for t in tags} == dict(cfg.tags), alarm["AlarmName"]

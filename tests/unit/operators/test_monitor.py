@@ -163,6 +163,8 @@ def test_schedule_is_created_then_updated_by_the_sdk_pattern_and_a_rerun_is_a_no
     assert config["MonitoringJobDefinitionName"] == created["job_definition_name"]
     assert config["ScheduleConfig"]["ScheduleExpression"] == load_config().monitoring.schedule_expression
 
+    assert fake.tags_of("create_schedule") == [dict(load_config().tags)]
+
     unchanged = schedule(fake)
     assert unchanged["action"] == "unchanged"
     assert len(fake.calls_named("create_definition")) == 1
@@ -173,6 +175,9 @@ def test_schedule_is_created_then_updated_by_the_sdk_pattern_and_a_rerun_is_a_no
     order = [name for name, _ in fake.calls if name in {"create_definition", "update_schedule", "delete_definition"}]
     assert order == ["create_definition", "create_definition", "update_schedule", "delete_definition"]
     assert set(fake.definitions) == {updated["job_definition_name"]}
+    # UpdateMonitoringSchedule takes no tags: the existing schedule is tagged with AddTags
+    assert fake.tags_of("add_tags")[-1] == dict(load_config().tags)
+    assert fake.calls_named("add_tags")[-1]["ResourceArn"] == fake.schedules[SCHEDULE]["MonitoringScheduleArn"]
 
 
 def put_violations(aws, prefix: str, violations: list[dict]) -> str:
@@ -226,6 +231,7 @@ def test_one_off_run_creates_a_now_schedule_defers_and_cleans_up(aws):
         op.execute(context())
     assert isinstance(deferred.value.trigger, MonitoringExecutionTrigger)
     [created] = fake.calls_named("create_schedule")
+    assert fake.tags_of("create_schedule") == [dict(load_config().tags)]
     assert created["config"]["ScheduleConfig"] == {
         "ScheduleExpression": "NOW",
         "DataAnalysisStartTime": "-PT3H",

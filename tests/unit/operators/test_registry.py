@@ -117,6 +117,17 @@ def test_registration_carries_metrics_and_lineage(registry, s3, monkeypatch):
     assert package["InferenceSpecification"]["Containers"][0]["Image"] == CFG.sagemaker.images.inference
 
 
+def test_the_model_package_group_is_created_with_the_tags_and_an_untagged_one_is_tagged(registry, s3):
+    _register(registry, s3, gate=GATE_PASSED).execute(_context({}))
+    arn = registry.describe_model_package_group(ModelPackageGroupName=GROUP)["ModelPackageGroupArn"]
+    assert registry.tags[arn] == dict(CFG.tags), "created by the package with the tags, not by the provider untagged"
+    [package] = registry.packages
+    assert "Tags" not in package, "a versioned package takes its group's tags (CreateModelPackage refuses Tags)"
+    registry.tags[arn] = {}  # a group made before its tags were configured
+    _register(registry, s3, gate=GATE_PASSED).execute(_context({}, run_id="manual__other"))
+    assert registry.tags[arn] == dict(CFG.tags)
+
+
 def test_a_retry_does_not_register_a_second_version(registry, s3):
     first = _register(registry, s3, gate=GATE_PASSED).execute(_context({}))
     again = _register(registry, s3, gate=GATE_PASSED).execute(_context({}))
