@@ -382,10 +382,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from moto.server import ThreadedMotoServer
 
+    from devstack.autoscaling import install as install_autoscaling
     from devstack.cloudwatch import install as install_cloudwatch
 
     # CloudWatch's exact dimension matching, percentiles, metric math and alarm history (devstack/cloudwatch)
     install_cloudwatch()
+    # DeregisterScalableTarget deletes the target's scaling policies and scheduled actions (devstack/autoscaling)
+    install_autoscaling()
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     ready = state_dir / READY_FILE
