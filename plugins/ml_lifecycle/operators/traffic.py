@@ -641,7 +641,10 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         }
         progress["rollback"] = evidence
         # the record a retry resumes from; without it a retry would take the weight-0 variant for a fresh shift
-        write_evidence(self._s3(), evidence["evidence_uri"], evidence, cfg)
+        try:
+            write_evidence(self._s3(), evidence["evidence_uri"], evidence, cfg)
+        except Exception as exc:  # traffic goes back to the old variant whatever happens to the record
+            self.log.warning("Could not record the rollback in %s: %s", evidence["evidence_uri"], exc)
         self.log.info("Rollback recorded in %s; all traffic back to %s", evidence["evidence_uri"], old_variant)
         self.sagemaker.update_endpoint_weights_and_capacities(
             EndpointName=endpoint,
