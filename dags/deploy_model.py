@@ -14,11 +14,11 @@ Deploys an approved fraud model to the real-time endpoint and puts Model Monitor
   - `canary` / `linear` / `all_at_once`: SageMaker blue/green deployment guardrails, with auto-rollback on
     the variant's CloudWatch alarms (5XX error rate, p99 latency), thresholds from config;
   - `stepwise`: two production variants, weights moved step by step (e.g. 10 -> 50 -> 100 %), metrics and
-    alarms checked after each bake, the old variant retired at the end.
-- **Rollback**: when SageMaker (or the stepwise check) rolls back, the previous model keeps serving 100 %,
-  the evidence (alarms that fired, FailureReason, metrics) goes to XCom key `rollback` and S3, a
-  notification with the console links is published, and the deploy task fails. See
-  `docs/runbook-rollback.md`.
+    alarms checked after each bake, the old variant retired at the end (with its scalable target and alarms).
+- **Rollback**: when SageMaker (or the stepwise check) rolls back, the previous model keeps serving 100 %
+  (stepwise: the failed variant, its scalable target and alarms are removed; one variant is left), the
+  evidence (alarms that fired, FailureReason, metrics) goes to XCom key `rollback` and S3, a notification
+  with the console links is published, and the deploy task fails. See `docs/runbook-rollback.md`.
 - **After a deployment**: auto-scaling (target tracking on invocations per instance), a data-quality
   baseline from the model's baseline dataset (written by its evaluation: the model's outputs, then its
   inputs, the layout of a captured record), and the hourly monitoring schedule (`monitor_model` reads it).

@@ -1,4 +1,5 @@
-"""Tags on Application Auto Scaling scalable targets, which moto does not keep.
+"""Application Auto Scaling as AWS answers: the tags of scalable targets, which moto does not keep, and what
+``DeregisterScalableTarget`` deletes with a target.
 
 AWS (Application Auto Scaling API reference, ``RegisterScalableTarget``, ``TagResource``,
 ``ListTagsForResource``; the botocore model's documentation of ``RegisterScalableTarget.Tags``):
@@ -9,9 +10,12 @@ AWS (Application Auto Scaling API reference, ``RegisterScalableTarget``, ``TagRe
 - ``TagResource`` / ``UntagResource`` / ``ListTagsForResource`` address a target by its ``ScalableTargetARN``
   (what ``RegisterScalableTarget`` returns); an unknown ARN is ``ResourceNotFoundException``;
 - at most 50 tags on a target; a key is 1-128 characters, a value 0-256;
-- deregistering a target deletes it, tags included.
+- deregistering a target deletes it, tags included, and "deletes the scaling policies and the scheduled actions
+  that are associated with it" (moto 5 removes only the target and keeps its policies and scheduled actions,
+  which then still show in ``DescribeScalingPolicies``).
 
-:func:`install` adds that behaviour to moto's Application Auto Scaling (process-wide, idempotent).
+:func:`install` adds that behaviour to moto's Application Auto Scaling (process-wide, idempotent), in the process
+that runs the moto server (``python -m devstack.aws`` and the integration tests' in-process server).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ _INSTALLED = False
 
 
 def install() -> None:
-    """Install the tag behaviour into moto's Application Auto Scaling (idempotent; process-wide)."""
+    """Install the tag behaviour and the cascading deregistration into moto (idempotent; process-wide)."""
     global _INSTALLED
     with _LOCK:
         if _INSTALLED:
@@ -93,9 +97,19 @@ def _install() -> None:
 
     def deregister_scalable_target(self: Any, namespace: str, r_id: str, dimension: str) -> None:
         target = self.targets.get(dimension, {}).get(r_id)
-        original_deregister(self, namespace, r_id, dimension)
+        original_deregister(self, namespace, r_id, dimension)  # raises when there is no such target
         if target is not None:
             _tags_of(self).pop(target.arn, None)
+        key = (namespace, r_id, dimension)
+        for name, policy in list(self.policies.items()):
+            if (policy.service_namespace, policy.resource_id, policy.scalable_dimension) == key:
+                policy.delete_alarms(self.account_id, self.region_name)
+                del self.policies[name]
+        self.scheduled_actions = [
+            action
+            for action in self.scheduled_actions
+            if (action.service_namespace, action.resource_id, action.scalable_dimension) != key
+        ]
 
     def tag_resource(self: Any) -> str:
         backend = self.applicationautoscaling_backend

@@ -389,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # CloudWatch's exact dimension matching, percentiles, metric math and alarm history (devstack/cloudwatch)
     install_cloudwatch()
-    # tags on Application Auto Scaling's scalable targets (devstack/autoscaling)
+    # tags on scalable targets; DeregisterScalableTarget deletes the target's scaling policies and scheduled
+    # actions (devstack/autoscaling)
     install_autoscaling()
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)

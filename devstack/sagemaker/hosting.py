@@ -23,6 +23,13 @@ the traffic back to blue and stops green. The endpoint then reads as real SageMa
 rollback: ``InService`` on the OLD ``EndpointConfigName``, ``FailureReason`` set, ``LastDeploymentConfig``
 the rolled-back update's config, no ``PendingDeploymentSummary`` (see ``docs/devstack-hosting.md``).
 
+Application Auto Scaling is enforced as SageMaker enforces it ("Update endpoints that use auto scaling" and
+"Delete endpoints configured for auto scaling" in the SageMaker developer guide): ``UpdateEndpoint`` is
+refused (``ValidationException``) when the new config removes a variant that is registered as a scalable
+target, or changes such a variant's instance type; changing its model is allowed. ``DeleteEndpoint``
+deregisters the endpoint's scalable targets (and deletes their scaling policies), as Application Auto
+Scaling does on AWS. The targets are read from the local AWS endpoint (moto).
+
 An injected update fault (``fail_updates``, :mod:`devstack.sagemaker.faults`) ends the deployment once the
 first traffic step is active: ``Failed`` stops both fleets (a Failed endpoint answers no request and accepts
 only ``DeleteEndpoint``); ``UpdateRollbackFailed`` keeps both fleets serving with traffic split as the step
@@ -599,6 +606,7 @@ class Hosting:
         with self._lock:
             if self.runtimes.get(name) is runtime:
                 self.runtimes.pop(name, None)
+        self._deregister_scalable_targets(name)  # before the name is free for a new endpoint
         self.store.delete(ENDPOINTS, name)
         self.service.delete_tags_of(self._endpoint_arn(name))
 
@@ -678,6 +686,7 @@ class Hosting:
         name = params["EndpointName"]
         arn = self._endpoint_arn(name)
         self._check_alarms_exist(params.get("DeploymentConfig"))
+        targets = self._read_scalable_targets(name)
         with self.store.lock:
             record = self._record(name)
             desc = record["desc"]
@@ -687,6 +696,7 @@ class Hosting:
             if status == "Failed":
                 raise validation_error(f'Cannot update failed endpoint "{arn}"; a Failed endpoint can only be deleted.')
             green = self._config(params["EndpointConfigName"])
+            self._check_scaled_variants(name, desc, green, targets)
             deployment = params.get("DeploymentConfig")
             if deployment is None and params.get("RetainDeploymentConfig"):
                 deployment = record.get("deployment_config")
@@ -791,6 +801,67 @@ class Hosting:
                 f"the deployment ({waits} seconds of WaitIntervalInSeconds and TerminationWaitInSeconds)."
             )
         return steps, final_wait, timeout
+
+    # -- application auto scaling ---------------------------------------------------------------
+
+    def _scalable_targets(self, name: str) -> list[dict[str, Any]]:
+        """The endpoint's variants registered with Application Auto Scaling (``ScalableTargets`` entries)."""
+        prefix = f"endpoint/{name}/variant/"
+        client = self.service.client("application-autoscaling")
+        pages = client.get_paginator("describe_scalable_targets").paginate(ServiceNamespace="sagemaker")
+        return [t for page in pages for t in page.get("ScalableTargets", []) if t["ResourceId"].startswith(prefix)]
+
+    def _read_scalable_targets(self, name: str) -> list[dict[str, Any]]:
+        try:
+            return self._scalable_targets(name)
+        except Exception as exc:
+            raise SageMakerError(
+                "InternalFailure",
+                f"Cannot read the endpoint's scalable targets from Application Auto Scaling: {exc}",
+                500,
+            ) from exc
+
+    def _check_scaled_variants(
+        self, name: str, desc: dict[str, Any], green: dict[str, Any], targets: list[dict[str, Any]]
+    ) -> None:
+        """Refuse an update that removes a variant registered for auto scaling or changes its instance type."""
+        scaled = {t["ResourceId"].rsplit("/", 1)[-1] for t in targets}
+        if not scaled:
+            return
+        blue_config = self.store.get(CONFIGS, desc.get("EndpointConfigName", ""))
+        blue = {v["VariantName"]: v for v in (blue_config["desc"]["ProductionVariants"] if blue_config else [])}
+        new = {v["VariantName"]: v for v in green["ProductionVariants"]}
+        current = [v["VariantName"] for v in desc.get("ProductionVariants", [])]
+        removed = sorted(v for v in current if v in scaled and v not in new)
+        retyped = sorted(
+            v
+            for v in current
+            if v in scaled and v in new and v in blue and new[v].get("InstanceType") != blue[v].get("InstanceType")
+        )
+        problems = []
+        if removed:
+            problems.append(f"removes the variant(s) {', '.join(removed)}")
+        if retyped:
+            problems.append(f"changes the instance type of the variant(s) {', '.join(retyped)}")
+        if problems:
+            raise validation_error(
+                f'The update of endpoint "{self._endpoint_arn(name)}" {" and ".join(problems)}, which are registered '
+                "with Application Auto Scaling. Deregister them (DeregisterScalableTarget) before the update and "
+                "register them again afterwards."
+            )
+
+    def _deregister_scalable_targets(self, name: str) -> None:
+        """What Application Auto Scaling does when an endpoint is deleted: deregister its variants."""
+        try:
+            client = self.service.client("application-autoscaling")
+            for target in self._scalable_targets(name):
+                where = {k: target[k] for k in ("ServiceNamespace", "ResourceId", "ScalableDimension")}
+                for policy in client.describe_scaling_policies(**where).get("ScalingPolicies", []):
+                    client.delete_scaling_policy(PolicyName=policy["PolicyName"], **where)
+                client.deregister_scalable_target(**where)
+                log.info("Deregistered scalable target %s of deleted endpoint %s", target["ResourceId"], name)
+        except Exception:
+            log.warning("Cannot deregister the scalable targets of deleted endpoint %s", name, exc_info=True)
 
     def _alarm_names(self, deployment: dict[str, Any] | None) -> list[str]:
         if not deployment:

@@ -71,6 +71,8 @@ WILDCARD_OK = {
     "application-autoscaling:PutScalingPolicy",
     "application-autoscaling:DescribeScalableTargets",
     "application-autoscaling:DescribeScalingPolicies",
+    "application-autoscaling:DeleteScalingPolicy",
+    "application-autoscaling:DeregisterScalableTarget",
     "ecr:GetAuthorizationToken",
     "ec2:CreateNetworkInterface",
     "ec2:CreateNetworkInterfacePermission",

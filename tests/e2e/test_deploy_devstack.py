@@ -336,5 +336,6 @@ def test_stepwise_shift_checks_each_step_and_returns_all_traffic_on_a_breach(aws
     assert during["error"], "the new variant answered errors during its 10 % step"
     description = aws.sm.describe_endpoint(EndpointName=STEPWISE_ENDPOINT)
     weights = {v["VariantName"]: v["CurrentWeight"] for v in description["ProductionVariants"]}
-    assert weights == {shifted["variant_name"]: 1.0, bad_variant: 0.0}
+    assert weights == {shifted["variant_name"]: 1.0}, "the failed variant was removed"
+    assert description["EndpointConfigName"] == shifted["endpoint_config_name"], "back on the previous config"
     assert stepwise_predictions(aws) == Counter({"18.0": 40}), "all traffic is back on the previous model"

@@ -3,10 +3,18 @@
 Outcomes (``docs/failure-modes.md``, "Deployment outcomes"):
 
 - **new model InService**: the task succeeds; the new config serves 100 %; no failure notification;
+- **new model InService, stepwise**: the old variant is retired: its scalable target (registered by the
+  previous deployment's ``autoscale``) is deregistered before the update that removes it, its alarms are
+  deleted, and the endpoint has one variant;
 - **rolled back by SageMaker**: guardrail path in ``test_alarm_during_canary.py``,
   ``test_latency_alarm_during_canary.py`` and ``test_model_artifact_fails_to_load.py``; stepwise path here
   (the update that adds the new variant is rolled back): the task fails for good saying ``ROLLED BACK``, with
   evidence and a rollback notification; the previous model serves 100 %;
+- **rolled back by the stepwise check** (the new variant answers 5XX during a step): the endpoint returns to
+  the previous one-variant config; the failed variant, its alarms and any scalable target are removed, the
+  previous variant keeps its auto-scaling; the task fails for good saying ``ROLLED BACK`` and what it removed
+  (evidence in XCom and S3, notification). A retry after the worker died mid-clean-up finishes it without
+  updating the endpoint again;
 - **Failed** (``fail_updates`` fault ``Failed``): the task fails for good naming the FailureReason and the
   way out; nothing serves; a failure notification; re-running with the previous model deletes the Failed
   endpoint and creates it again;
@@ -30,18 +38,22 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from tests.faults.conftest import (
     ENDPOINT,
+    alarms_ok,
     deploy_context,
     deploy_operator,
     fail_task,
+    hosting_faults,
     new_model_answer,
     notifications,
     run_task,
+    s3_json,
     sagemaker_faults,
     served,
     task_context,
     wait_for,
 )
 from tests.faults.deploy_checks import assert_previous_model_serves_everything, endpoint_configs_of
+from tests.faults.test_alarm_during_canary import Traffic
 from tests.faults.test_model_artifact_fails_to_load import corrupt_copy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -116,6 +128,47 @@ def failure_notes(aws: SimpleNamespace, run_id: str, task: str) -> list[dict[str
     return [n for n in notifications(aws, run_id) if task in n["subject"]]
 
 
+def autoscale(aws: SimpleNamespace, variant: str) -> None:
+    """What the ``autoscale`` task leaves on ``variant``: a scalable target with a target-tracking policy."""
+    from ml_lifecycle.builders.endpoint import scaling_requests
+    from ml_lifecycle.config import load_config
+
+    target, policy = scaling_requests(load_config(), endpoint=ENDPOINT, variant=variant)
+    client = aws.devstack.client("application-autoscaling")
+    client.register_scalable_target(**target)
+    client.put_scaling_policy(**policy)
+
+
+def scaled_variants(aws: SimpleNamespace) -> dict[str, int]:
+    """Variant -> number of scaling policies, for every variant of the endpoint registered for auto-scaling."""
+    client = aws.devstack.client("application-autoscaling")
+    prefix = f"endpoint/{ENDPOINT}/variant/"
+    targets = client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    return {
+        t["ResourceId"].removeprefix(prefix): len(
+            client.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=t["ResourceId"])[
+                "ScalingPolicies"
+            ]
+        )
+        for t in targets
+        if t["ResourceId"].startswith(prefix)
+    }
+
+
+def alarms_of_names(variant: str) -> list[str]:
+    from ml_lifecycle.builders.endpoint import alarm_names
+
+    return alarm_names(ENDPOINT, variant)
+
+
+def alarms_of(aws: SimpleNamespace, variant: str) -> list[str]:
+    """The rollback alarms that exist for ``variant`` of the endpoint."""
+    from ml_lifecycle.builders.endpoint import alarm_names
+
+    names = alarm_names(ENDPOINT, variant)
+    return sorted(a["AlarmName"] for a in aws.cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"])
+
+
 # ------------------------------------------------------------------------------------------ new model InService
 
 
@@ -124,6 +177,8 @@ def test_new_model_in_service(aws: SimpleNamespace, packages: Any, previous: dic
     make, context, _ = PATHS[path]
     arn = packages(note=f"{path} success")
     run_id = f"faults__{path}_in_service"
+    old_variant = previous["variant_name"]
+    autoscale(aws, old_variant)  # as the previous deployment's autoscale task left it
 
     result = run_task(make(arn), context(run_id))
 
@@ -135,7 +190,17 @@ def test_new_model_in_service(aws: SimpleNamespace, packages: Any, previous: dic
     assert "FailureReason" not in description and "PendingDeploymentSummary" not in description
     assert result["action"] == ("updated" if path == "guardrail" else "shifted"), result
     if path == "stepwise":
-        assert [c["percent"] for c in result["checks"]] == [50.0, 100.0] and result["retired_variant"] == "AllTraffic"
+        assert [c["percent"] for c in result["checks"]] == [50.0, 100.0] and result["retired_variant"] == old_variant
+        assert scaled_variants(aws) == {}, "the retired variant's scalable target was deregistered"
+        assert alarms_of(aws, old_variant) == [], "the retired variant's alarms were deleted"
+        assert result["removed"] == {
+            "variants": [old_variant],
+            "scalable_targets": [f"endpoint/{ENDPOINT}/variant/{old_variant}"],
+            "alarms": sorted(alarms_of_names(old_variant)),
+        }
+        assert alarms_of(aws, result["variant_name"]), "the serving variant keeps its alarms"
+    else:
+        assert scaled_variants(aws) == {old_variant: 1}, "same variant, new model: its auto-scaling stays"
     assert served(aws, 20) == {new_model_answer(previous["answer"]): 20}, "the new model answers every request"
     assert notifications(aws, run_id, timeout=2) == [], "a successful deployment notifies nobody"
 
@@ -165,6 +230,83 @@ def test_stepwise_new_variant_rolled_back_by_sagemaker(
     assert endpoint_configs_of(aws, evidence["model_package_version"]) == [evidence["target_endpoint_config"]], (
         "the two-variant config was tried once, not again"
     )
+    assert_previous_model_serves_everything(aws, previous)
+
+
+def run_until_deferred(op: Any, ctx: dict[str, Any], stop: Any) -> Any:
+    """Run ``op`` as worker and triggerer do until it defers with kwargs ``stop`` accepts; that deferral."""
+
+    async def first_event(trigger: Any) -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    try:
+        op.execute(ctx)
+    except TaskDeferred as deferred:
+        pending = deferred
+    for _ in range(20):
+        if stop(pending.kwargs or {}):
+            return pending
+        event = asyncio.run(first_event(pending.trigger))
+        try:
+            getattr(op, pending.method_name)(ctx, event=event, **(pending.kwargs or {}))
+        except TaskDeferred as deferred:
+            pending = deferred
+    raise AssertionError("the task never deferred as expected")
+
+
+@pytest.mark.parametrize("worker_dies", [pytest.param(False, id="rollback"), pytest.param(True, id="worker-dies")])
+def test_stepwise_breach_removes_the_failed_variant(
+    aws: SimpleNamespace, packages: Any, cfg: Any, previous: dict[str, Any], worker_dies: bool
+) -> None:
+    from ml_lifecycle.naming import sagemaker_name
+    from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY
+
+    wait_for(lambda: alarms_ok(aws), 90, "the endpoint's rollback alarms to leave ALARM")
+    old_variant = previous["variant_name"]
+    autoscale(aws, old_variant)
+    arn = packages(note=f"stepwise breach {worker_dies}")
+    version = aws.sm.describe_model_package(ModelPackageName=arn)["ModelPackageVersion"]
+    failed = sagemaker_name(cfg.sagemaker.name_prefix, f"v{version}")
+    run_id = f"faults__stepwise_breach_{'retry' if worker_dies else 'once'}"
+    ctx = stepwise_context(run_id)
+
+    errors = {"variant_errors": [{"endpoint": ENDPOINT, "variant": failed, "status": 500}]}
+    with hosting_faults(aws.url, errors):
+        traffic = Traffic(aws)
+        try:
+            if worker_dies:  # the worker dies once the clean-up's UpdateEndpoint is under way; Airflow retries
+                run_until_deferred(stepwise_operator(arn), ctx, lambda kwargs: "rollback_update" in kwargs["progress"])
+                before = settled(aws)
+                ctx = task_context("deploy_stepwise", run_id, dag_id="deploy_model", try_number=2)
+            error = fail_task(stepwise_operator(arn), ctx, AirflowFailException)
+        finally:
+            during = traffic.stop()
+
+    message = str(error)
+    evidence = ctx["ti"].pushed[ROLLBACK_XCOM_KEY]
+    assert during["error"], f"the new variant answered 5XX while it took traffic: {during}"
+    assert "ROLLED BACK at 50%" in message and "5XX error rate" in message, message
+    assert f"serves {previous['endpoint_config_name']} with variant {old_variant} alone" in message, message
+    assert evidence["cleanup"] == "done" and evidence["serving_endpoint_config"] == previous["endpoint_config_name"]
+    assert evidence["removed"]["variants"] == [failed]
+    # (alarms an endpoint deleted earlier in the session left for its variants go too: they guard nothing)
+    assert set(alarms_of_names(failed)) <= set(evidence["removed"]["alarms"]), evidence["removed"]
+    assert s3_json(aws.s3, evidence["evidence_uri"])["removed"] == evidence["removed"]
+    fired = f"{ENDPOINT}-{failed}-5xx-rate"
+    assert any(a["name"] == fired for a in evidence["alarms"]), "the alarms' states were kept before deletion"
+
+    description = aws.sm.describe_endpoint(EndpointName=ENDPOINT)
+    assert [(v["VariantName"], v["CurrentWeight"]) for v in description["ProductionVariants"]] == [(old_variant, 1.0)]
+    assert scaled_variants(aws) == {old_variant: 1}, "the champion keeps its auto-scaling; nothing else is registered"
+    assert alarms_of(aws, failed) == [], "the failed variant's alarms are gone"
+    assert alarms_of(aws, old_variant) == sorted(alarms_of_names(old_variant)), "the champion keeps its alarms"
+    if worker_dies:
+        assert description["LastModifiedTime"] == before["LastModifiedTime"], "the retry did not update it again"
+    assert len(endpoint_configs_of(aws, version)) == 1, "only the two-variant config was made for the new model"
+    notes = notifications(aws, f"Deployment rolled back: {ENDPOINT}")
+    assert any(f"Removed: variant {failed}" in n["message"] for n in notes), notes
     assert_previous_model_serves_everything(aws, previous)
 
 

@@ -7,7 +7,8 @@
   :data:`ENDPOINT_IN_PROGRESS` (endpoints): the status sets every waiter and re-attach decision reads.
 - :class:`SageMakerOperatorBase`: config, per-service clients, ``describe_or_none`` and console links.
 - :class:`HostingOperatorBase`: what the endpoint operators (deployment, traffic shifting, auto-scaling,
-  batch transform) share: model packages, models, endpoint configs, alarms and the deferred wait.
+  batch transform) share: model packages, models, endpoint configs, alarms, the clean-up of a removed
+  variant's scalable target and alarms, and the deferred wait.
 
 The re-attach routine of run-named jobs is :mod:`ml_lifecycle.operators.jobs`.
 """
@@ -15,7 +16,7 @@ The re-attach routine of run-named jobs is :mod:`ml_lifecycle.operators.jobs`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -75,6 +76,17 @@ def describe_or_none(describe: Callable[..., dict[str, Any]], **name: Any) -> di
         if is_not_found(exc):
             return None
         raise
+
+
+def _scaling_object_gone(exc: Exception) -> bool:
+    """``True`` when Application Auto Scaling says the scalable target or policy does not exist (any more)."""
+    error = _error(exc)
+    if error is None:
+        return False
+    message = str(error.get("Message", "")).lower()
+    return error.get("Code") == "ObjectNotFoundException" or (
+        error.get("Code") == "ValidationException" and ("not found" in message or "no scalable target" in message)
+    )
 
 
 def aws_connection(operator: AwsBaseOperator) -> dict[str, Any]:
@@ -246,6 +258,66 @@ class HostingOperatorBase(SageMakerOperatorBase):
                 cloudwatch.tag_resource(ResourceARN=existing[request["AlarmName"]], Tags=request["Tags"])
         self.log.info("Alarms in place for %s/%s: %s", endpoint, variant, ", ".join(names))
         return names
+
+    def release_scaling(self, endpoint: str, keep: Collection[str]) -> list[str]:
+        """Deregister the scalable targets of ``endpoint``'s variants not in ``keep``; their ResourceIds.
+
+        SageMaker refuses an ``UpdateEndpoint`` that removes a production variant registered with Application
+        Auto Scaling (the variant must be deregistered first: "Update endpoints that use auto scaling" in the
+        SageMaker developer guide), so this runs before such an update. The target's scaling policies are
+        deleted first, as that guide says (``DeregisterScalableTarget`` deletes them on AWS too). Idempotent: a
+        target already gone is skipped.
+        """
+        from ml_lifecycle.builders.endpoint import scalable_resource_id
+
+        client = self._client("application-autoscaling")
+        prefix = scalable_resource_id(endpoint, "")
+        kept = {scalable_resource_id(endpoint, variant) for variant in keep}
+        doomed = [
+            (target["ResourceId"], target["ScalableDimension"])
+            for page in client.get_paginator("describe_scalable_targets").paginate(ServiceNamespace="sagemaker")
+            for target in page.get("ScalableTargets", [])
+            if target["ResourceId"].startswith(prefix) and target["ResourceId"] not in kept
+        ]
+        released = []
+        for resource, dimension in doomed:
+            where = {"ServiceNamespace": "sagemaker", "ResourceId": resource, "ScalableDimension": dimension}
+            try:
+                for page in client.get_paginator("describe_scaling_policies").paginate(**where):
+                    for policy in page.get("ScalingPolicies", []):
+                        client.delete_scaling_policy(PolicyName=policy["PolicyName"], **where)
+                client.deregister_scalable_target(**where)
+            except Exception as exc:
+                if not _scaling_object_gone(exc):
+                    raise
+                self.log.info("Scalable target %s (%s) is gone already", resource, dimension)
+                continue
+            self.log.info("Deregistered scalable target %s (%s) and its scaling policies", resource, dimension)
+            released.append(resource)
+        return sorted(set(released))
+
+    def delete_variant_alarms(self, endpoint: str, keep: Collection[str]) -> list[str]:
+        """Delete the rollback alarms (:func:`~ml_lifecycle.builders.endpoint.alarm_names`) of ``endpoint``'s
+        variants not in ``keep``; returns their names. Only alarms on the endpoint's own metrics under the
+        names this package gives are touched. Idempotent."""
+        from ml_lifecycle.builders.endpoint import alarm_names
+
+        cloudwatch = self._client("cloudwatch")
+        doomed = []
+        for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=f"{endpoint}-"):
+            for alarm in page.get("MetricAlarms", []):
+                dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions") or []}
+                variant = dimensions.get("VariantName")
+                if dimensions.get("EndpointName") != endpoint or variant is None or variant in keep:
+                    continue
+                if alarm["AlarmName"] in alarm_names(endpoint, variant):
+                    doomed.append(alarm["AlarmName"])
+        doomed = sorted(set(doomed))
+        for start in range(0, len(doomed), 100):  # DeleteAlarms takes at most 100 names
+            cloudwatch.delete_alarms(AlarmNames=doomed[start : start + 100])
+        if doomed:
+            self.log.info("Deleted the alarms of removed variants of %s: %s", endpoint, ", ".join(doomed))
+        return doomed
 
     def defer_until_settled(
         self, cfg: Config, endpoint: str, *, bake_seconds: float = 0, kwargs: dict[str, Any] | None = None

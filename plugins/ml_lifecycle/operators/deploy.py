@@ -117,6 +117,22 @@ def rollback_message(evidence: dict[str, Any]) -> str:
     )
 
 
+def evidence_key(run_id: str) -> str:
+    """``run_id`` made safe as part of an S3 key (a run id holds ``:`` and ``+``)."""
+    return re.sub(r"[^A-Za-z0-9_.=-]", "_", run_id)
+
+
+def removed_text(removed: dict[str, list[str]] | None) -> str:
+    """``variant X, scalable target(s) ..., alarm(s) ...``: what a clean-up deleted, for messages."""
+    removed = removed or {}
+    parts = [
+        f"variant {', '.join(removed.get('variants') or []) or '(none)'}",
+        f"scalable target(s) {', '.join(removed.get('scalable_targets') or []) or '(none registered)'}",
+        f"alarm(s) {', '.join(removed.get('alarms') or []) or '(none)'}",
+    ]
+    return ", ".join(parts)
+
+
 def notify_rollback(context: Context, evidence: dict[str, Any], cfg: Config) -> bool:
     """Publish the rollback to the environment's SNS topic with the links a person needs."""
     from ml_lifecycle.notifications import log_url, publish
@@ -135,6 +151,8 @@ def notify_rollback(context: Context, evidence: dict[str, Any], cfg: Config) -> 
             rollback_message(evidence),
             "",
             f"The previous model keeps serving 100 % of traffic on {evidence['serving_endpoint_config']}.",
+            *([f"Removed: {removed_text(evidence['removed'])}."] if evidence.get("removed") else []),
+            *([f"Clean-up FAILED: {evidence['cleanup_error']}"] if evidence.get("cleanup_error") else []),
             "Alarms:",
             *alarm_lines,
             "",

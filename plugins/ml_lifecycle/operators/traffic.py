@@ -9,14 +9,23 @@ steps (e.g. 10 % -> 50 % -> 100 %) with ``UpdateEndpointWeightsAndCapacities``:
    (deferred in the triggerer), then the new variant is checked over the bake window: its CloudWatch
    alarms must not be in ALARM, its 5XX rate (``Invocation5XXErrors / Invocations``) must not exceed
    ``deployment.max_5xx_rate`` and its ``ModelLatency`` p99 must not exceed ``deployment.max_latency_p99_ms``;
-3. on a breach, ALL traffic returns to the old variant and the task fails naming the breach (evidence in
-   XCom key ``rollback``, S3 and an SNS notification);
-4. after the last step passes, the old variant is retired: a config with only the new variant, applied
-   with ``UpdateEndpoint``.
+3. on a breach, ALL traffic returns to the old variant, then the failed variant is removed: its scalable
+   target (if any) is deregistered, the endpoint is moved (``UpdateEndpoint``) back to the one-variant
+   config it served before the shift, and the failed variant's alarms are deleted. The endpoint ends with
+   one variant serving the previous (champion) model at weight 1, its auto-scaling untouched; the task
+   fails naming the breach and what was removed (evidence in XCom key ``rollback``, S3 and an SNS
+   notification);
+4. after the last step passes, the old variant is retired: its scalable target is deregistered (SageMaker
+   refuses to remove a variant registered with Application Auto Scaling), the config with only the new
+   variant is applied with ``UpdateEndpoint``, and the old variant's alarms are deleted; the
+   ``autoscale`` task then registers the new variant.
 
 State is derived from the endpoint itself (its config and current weights), never from memory, so the
 operator resumes after a restart or a retry: at a share above 0 it re-bakes the current step before going
-on. When the endpoint already serves the final config it is a no-op.
+on. When the endpoint already serves the final config it is a no-op (beyond deleting what a removed
+variant left behind). A rollback is recorded in S3 (keyed by the run) before traffic moves back, so a retry
+after a worker died mid-clean-up finishes the clean-up from where the endpoint is, never starting the
+shift again nor updating the endpoint a second time.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -31,12 +41,19 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from ml_lifecycle.links import CloudWatchAlarmsLink, alarms_console_url, endpoint_console_url
-from ml_lifecycle.operators.base import ENDPOINT_IN_PROGRESS, failed_message, update_rollback_failed_message
+from ml_lifecycle.operators.base import (
+    ENDPOINT_IN_PROGRESS,
+    describe_or_none,
+    failed_message,
+    update_rollback_failed_message,
+)
 from ml_lifecycle.operators.deploy import (
     ROLLBACK_XCOM_KEY,
     EndpointDeploymentBase,
     alarm_evidence,
+    evidence_key,
     notify_rollback,
+    removed_text,
     write_evidence,
 )
 
@@ -157,8 +174,12 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
     """Shift an endpoint's traffic to a new approved model in checked steps, then retire the old variant.
 
     XCom (success): ``{"endpoint_name", "endpoint_config_name", "model_package_arn", "model_package_version",
-    "variant_name", "retired_variant", "action": "created" | "shifted" | "unchanged", "steps": [percent],
-    "checks": [{"percent", "invocations", "error_rate", "latency_p99_ms", ...}], "alarms"}``.
+    "variant_name", "retired_variant", "removed": {"variants", "scalable_targets", "alarms"}, "action":
+    "created" | "shifted" | "unchanged", "steps": [percent], "checks": [{"percent", "invocations",
+    "error_rate", "latency_p99_ms", ...}], "alarms"}``.
+    On a rollback the evidence (XCom key ``rollback``, S3) holds the breaches, the checks, the alarms' states,
+    the config and variant that serve afterwards and ``removed`` (the failed variant, its scalable target and
+    alarms).
 
     :param model_package_arn: the approved model package version to shift to (templated)
     :param endpoint_name: the endpoint (templated; default ``deployment.endpoint_name``)
@@ -211,7 +232,18 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         """
         cfg = self._config()
         base, model = self._target(context, cfg)
+        if "rollback" not in progress:
+            record = self._rollback_record(context, cfg, base)
+            if record is not None:
+                self.log.warning(
+                    "This run rolled %s back already (%s); finishing that rollback's clean-up",
+                    base["endpoint"],
+                    record["evidence_uri"],
+                )
+                progress["rollback"] = record["rollback"]
         description = self._settled_endpoint(cfg, base, model, progress)
+        if progress.get("rollback"):
+            self._roll_back(context, cfg, base, description, progress)
         if description.get("EndpointConfigName") == base["final"]:
             return self._finished(description, base, progress)
         if progress.get("retiring"):
@@ -274,10 +306,19 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         endpoint = base["endpoint"]
         description = self.describe_endpoint_or_none(endpoint)
         if description is not None and description["EndpointStatus"] == "Failed":
-            if progress.get("adding") or progress.get("retiring") or progress.get("action") == "created":
+            if (
+                progress.get("adding")
+                or progress.get("retiring")
+                or progress.get("rollback_update")
+                or progress.get("action") == "created"
+            ):
                 # this task's own update or creation ended Failed: report it, never delete what it just broke
                 raise AirflowFailException(
-                    failed_message(endpoint, progress.get("adding") or base["final"], description.get("FailureReason"))
+                    failed_message(
+                        endpoint,
+                        progress.get("adding") or progress.get("rollback_update") or base["final"],
+                        description.get("FailureReason"),
+                    )
                 )
             description = self.replace_if_failed(cfg, endpoint, description)
         if description is None:
@@ -288,7 +329,8 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
         status = description["EndpointStatus"]
         if status in ENDPOINT_IN_PROGRESS:
-            self._refuse_other_deployment(endpoint, description, model, base["variant"], base["final"])
+            allowed = {base["final"], (progress.get("rollback") or {}).get("previous_config")}
+            self._refuse_other_deployment(endpoint, description, model, base["variant"], allowed)
             self.log.info("Endpoint %s is %s; waiting for it to settle", endpoint, status)
             self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
         if status == "UpdateRollbackFailed":
@@ -299,6 +341,7 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
 
     def _finished(self, description: dict[str, Any], base: dict[str, Any], progress: dict[str, Any]) -> dict[str, Any]:
         action = progress.get("action") or ("shifted" if progress.get("retiring") else "unchanged")
+        progress["removed"] = self._remove_leftovers(base["endpoint"], description, progress)
         self.log.info(
             "Endpoint %s serves %s on %s only (%s)",
             base["endpoint"],
@@ -338,16 +381,18 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         self.log.info("Adding variant %s (weight 0) beside %s: %s -> %s", new_variant, names[0], serving, target)
         self.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=two["EndpointConfigName"])
         progress["adding"] = two["EndpointConfigName"]
+        progress["previous_config"] = serving
         progress["started_at"] = dt.datetime.now(dt.UTC).isoformat()
         self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
 
     def _refuse_other_deployment(
-        self, endpoint: str, description: dict[str, Any], model: str, new_variant: str, final: str
+        self, endpoint: str, description: dict[str, Any], model: str, new_variant: str, allowed: set[str | None]
     ) -> None:
         """Fail (retryable) when the endpoint is busy with a deployment that is not this shift's own.
 
-        This shift's own updates go to a config holding ``new_variant`` on ``model``; a weight change (Updating
-        with nothing pending) cannot be told apart from this shift's own steps and is waited for.
+        This shift's own updates go to a config holding ``new_variant`` on ``model`` or to a config in
+        ``allowed`` (the final one, the one a rollback returns to); a weight change (Updating with nothing
+        pending) cannot be told apart from this shift's own steps and is waited for.
         """
         from airflow.providers.common.compat.sdk import AirflowException
 
@@ -355,7 +400,7 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         pending = (description.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
         if status == "Creating":
             pending = pending or description.get("EndpointConfigName")
-        if pending is None or pending == final:
+        if pending is None or pending in allowed:
             return
         config = self.sagemaker.describe_endpoint_config(EndpointConfigName=pending)
         if any(v["VariantName"] == new_variant and v["ModelName"] == model for v in config["ProductionVariants"]):
@@ -372,6 +417,12 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         endpoint = base["endpoint"]
         region = self.hook.conn_region_name or cfg.aws.region
         reason = str(description.get("FailureReason") or "")
+        serving = [v["VariantName"] for v in description.get("ProductionVariants") or []]
+        removed = {
+            "variants": [],
+            "scalable_targets": self.release_scaling(endpoint, keep=serving),
+            "alarms": self.delete_variant_alarms(endpoint, keep=serving),
+        }
         evidence = {
             "endpoint_name": endpoint,
             "model_package_arn": self.model_package_arn,
@@ -388,6 +439,8 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             "fired_alarms": [],
             "started_at": progress.get("started_at"),
             "detected_at": dt.datetime.now(dt.UTC).isoformat(),
+            "cleanup": "done",
+            "removed": removed,
             "links": {
                 "endpoint": endpoint_console_url(region, endpoint),
                 "alarms": alarms_console_url(region, f"{endpoint}-{base['variant']}"),
@@ -399,8 +452,8 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         message = (
             f"Stepwise deployment of {self.model_package_arn} to {endpoint} ROLLED BACK by SageMaker before any "
             f"traffic moved: adding variant {base['variant']} ({progress['adding']}) did not take effect; the "
-            f"endpoint serves {description.get('EndpointConfigName')}. FailureReason: {reason or '(empty)'}. "
-            f"Evidence: {evidence['evidence_uri']}"
+            f"endpoint serves {description.get('EndpointConfigName')}; removed {removed_text(removed)}. "
+            f"FailureReason: {reason or '(empty)'}. Evidence: {evidence['evidence_uri']}"
         )
         self.log.error("%s", message)
         self._report_rollback(context, cfg, evidence, message)
@@ -434,8 +487,14 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         old_variant: str,
         progress: dict[str, Any],
     ) -> NoReturn:
-        """All steps passed: move the endpoint to the config with the new variant only."""
+        """All steps passed: move the endpoint to the config with the new variant only.
+
+        The old variant's scalable target goes first: SageMaker refuses to remove a variant registered with
+        Application Auto Scaling.
+        """
         self.ensure_endpoint_config(base["final_request"])
+        released = self.release_scaling(base["endpoint"], keep=[base["variant"]])
+        progress["released_targets"] = sorted({*progress.get("released_targets", []), *released})
         self.log.info(
             "All steps passed; retiring variant %s: %s -> %s",
             old_variant,
@@ -509,17 +568,30 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             )
             return
         self.log.error("Step %.0f%% on %s breached: %s", share * 100, base["variant"], "; ".join(health["breaches"]))
-        self.sagemaker.update_endpoint_weights_and_capacities(
-            EndpointName=base["endpoint"],
-            DesiredWeightsAndCapacities=[
-                {"VariantName": old_variant, "DesiredWeight": 1.0},
-                {"VariantName": base["variant"], "DesiredWeight": 0.0},
-            ],
-        )
-        description = self.wait_settled_sync(cfg, base["endpoint"]) or {}
-        self._fail(context, cfg, base, progress, old_variant, share, health, description)
+        self._start_rollback(context, cfg, base, progress, old_variant, share, health)
 
-    def _fail(
+    # ------------------------------------------------------------------------------------------- rollback
+
+    def _rollback_uri(self, context: Context, cfg: Config, base: dict[str, Any]) -> str:
+        """Where this run's rollback of this shift is recorded (and its evidence kept)."""
+        run = evidence_key(str(context.get("run_id") or "manual"))
+        name = f"stepwise-rollback-{run}.json"
+        return cfg.storage.uri("reports", "deployments", base["endpoint"], base["final"], name)
+
+    def _rollback_record(self, context: Context, cfg: Config, base: dict[str, Any]) -> dict[str, Any] | None:
+        """This run's rollback whose clean-up has not finished (a retry after the worker died), else None.
+
+        A finished rollback (``cleanup`` ``done`` or ``failed``) is history: clearing the task starts a new shift.
+        """
+        from ml_lifecycle.data.s3 import get_json_or_none
+
+        uri = self._rollback_uri(context, cfg, base)
+        record = get_json_or_none(self._s3(), uri)
+        if not isinstance(record, dict) or record.get("cleanup") != "pending":
+            return None
+        return {"rollback": record, "evidence_uri": uri}
+
+    def _start_rollback(
         self,
         context: Context,
         cfg: Config,
@@ -528,46 +600,208 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         old_variant: str,
         share: float,
         health: dict[str, Any],
-        description: dict[str, Any],
     ) -> NoReturn:
+        """A step breached: record the rollback (in S3, before anything moves), send all traffic back to the old
+        variant, then remove the failed one (:meth:`_roll_back`)."""
         endpoint = base["endpoint"]
         region = self.hook.conn_region_name or cfg.aws.region
         started = dt.datetime.fromisoformat(progress["started_at"]) if progress.get("started_at") else None
-        try:
+        try:  # read before the clean-up deletes the failed variant's alarms
             alarms = alarm_evidence(self._client("cloudwatch"), base["alarms"], started)
         except Exception as exc:
             self.log.warning("Cannot read the alarms %s: %s", base["alarms"], exc)
             alarms = []
-        reason = f"stepwise shift stopped at {share * 100:.0f}%: " + "; ".join(health["breaches"])
-        evidence = {
+        percent = round(share * 100, 4)
+        evidence: dict[str, Any] = {
             "endpoint_name": endpoint,
             "model_package_arn": self.model_package_arn,
             "model_package_version": base["version"],
             "strategy": "stepwise",
+            "stopped_at_percent": percent,
             "target_endpoint_config": base["final"],
-            "serving_endpoint_config": description.get("EndpointConfigName"),
+            "previous_endpoint_config": progress.get("previous_config"),
+            "serving_endpoint_config": None,
             "serving_variant": old_variant,
-            "serving_share": 1.0 - variant_share(description, base["variant"]) if description else None,
-            "failure_reason": reason,
+            "serving_share": None,
+            "failed_variant": base["variant"],
+            "failure_reason": f"stepwise shift stopped at {percent:g}%: " + "; ".join(health["breaches"]),
             "breaches": health["breaches"],
             "checks": progress.get("checks", []),
             "alarms": alarms,
             "fired_alarms": health["alarms_in_alarm"],
+            "started_at": progress.get("started_at"),
             "detected_at": dt.datetime.now(dt.UTC).isoformat(),
+            "cleanup": "pending",
+            "removed": {"variants": [], "scalable_targets": [], "alarms": []},
             "links": {
                 "endpoint": endpoint_console_url(region, endpoint),
                 "alarms": alarms_console_url(region, f"{endpoint}-{base['variant']}"),
             },
+            "evidence_uri": self._rollback_uri(context, cfg, base),
         }
-        evidence["evidence_uri"] = cfg.storage.uri(
-            "reports", "deployments", endpoint, base["final"], f"stepwise-{base['variant']}-{share * 100:.0f}.json"
+        progress["rollback"] = evidence
+        # the record a retry resumes from; without it a retry would take the weight-0 variant for a fresh shift
+        try:
+            write_evidence(self._s3(), evidence["evidence_uri"], evidence, cfg)
+        except Exception as exc:  # traffic goes back to the old variant whatever happens to the record
+            self.log.warning("Could not record the rollback in %s: %s", evidence["evidence_uri"], exc)
+        self.log.info("Rollback recorded in %s; all traffic back to %s", evidence["evidence_uri"], old_variant)
+        self.sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=endpoint,
+            DesiredWeightsAndCapacities=[
+                {"VariantName": old_variant, "DesiredWeight": 1.0},
+                {"VariantName": base["variant"], "DesiredWeight": 0.0},
+            ],
+        )
+        description = self.wait_settled_sync(cfg, endpoint) or {}
+        self._roll_back(context, cfg, base, description, progress)
+
+    def _roll_back(
+        self, context: Context, cfg: Config, base: dict[str, Any], description: dict[str, Any], progress: dict[str, Any]
+    ) -> NoReturn:
+        """One move of the rollback's clean-up from what the endpoint is now.
+
+        Two variants: all traffic to the old one (unless it has it), deregister the failed variant's scalable
+        target, ``UpdateEndpoint`` to the one-variant config of the old variant, defer. The old variant only:
+        delete what the failed variant left (scalable target, alarms) and fail the task with the evidence.
+        """
+        rollback = progress["rollback"]
+        endpoint, old, failed = base["endpoint"], rollback["serving_variant"], rollback["failed_variant"]
+        names = [v["VariantName"] for v in description.get("ProductionVariants") or []]
+        if names == [old]:
+            self._end_rollback(context, cfg, description, progress)
+        if progress.get("rollback_update") or sorted(names) != sorted([old, failed]):
+            serving = description.get("EndpointConfigName")
+            why = (
+                f"moving it to {progress['rollback_update']} did not take effect"
+                if progress.get("rollback_update")
+                else f"it has variants {names}, expected {old} and {failed}"
+            )
+            self._fail_cleanup(
+                context,
+                cfg,
+                description,
+                progress,
+                f"removing the failed variant {failed} from {endpoint} failed: {why}; it serves {serving} "
+                f"({description.get('FailureReason') or 'no FailureReason'})",
+            )
+        if variant_share(description, old) < 1 - EPSILON:
+            self.sagemaker.update_endpoint_weights_and_capacities(
+                EndpointName=endpoint,
+                DesiredWeightsAndCapacities=[
+                    {"VariantName": old, "DesiredWeight": 1.0},
+                    {"VariantName": failed, "DesiredWeight": 0.0},
+                ],
+            )
+            description = self.wait_settled_sync(cfg, endpoint) or description
+        previous = self._rollback_config(cfg, base, rollback, description)
+        released = self.release_scaling(endpoint, keep=[old])
+        rollback["removed"]["scalable_targets"] = sorted({*rollback["removed"]["scalable_targets"], *released})
+        self.log.info(
+            "Removing the failed variant %s from %s: %s -> %s (variant %s only)",
+            failed,
+            endpoint,
+            description.get("EndpointConfigName"),
+            previous,
+            old,
+        )
+        # retain the old variant's instance count (auto-scaling may have changed it); its weight is the config's 1
+        self.sagemaker.update_endpoint(
+            EndpointName=endpoint,
+            EndpointConfigName=previous,
+            RetainAllVariantProperties=True,
+            ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DesiredWeight"}],
+        )
+        progress["rollback_update"] = previous
+        self.defer_until_settled(cfg, endpoint, kwargs={"progress": progress})
+
+    def _rollback_config(
+        self, cfg: Config, base: dict[str, Any], rollback: dict[str, Any], description: dict[str, Any]
+    ) -> str:
+        """The one-variant config to return to: the config served before the shift when it still holds the old
+        variant on the same model, else one made from the old variant of the two-variant config."""
+        from ml_lifecycle.builders.endpoint import endpoint_config_request
+
+        old = rollback["serving_variant"]
+        current = self.sagemaker.describe_endpoint_config(EndpointConfigName=description["EndpointConfigName"])
+        spec = next(v for v in current["ProductionVariants"] if v["VariantName"] == old)
+        previous = rollback.get("previous_endpoint_config")
+        if previous:
+            config = describe_or_none(self.sagemaker.describe_endpoint_config, EndpointConfigName=previous)
+            variants = [(v["VariantName"], v["ModelName"]) for v in (config or {}).get("ProductionVariants") or []]
+            if variants == [(old, spec["ModelName"])]:
+                return previous
+            self.log.warning("Config %s no longer serves %s on %s alone; making one", previous, old, spec["ModelName"])
+        found = re.search(r"-v(\d+)-", spec["ModelName"])
+        request = endpoint_config_request(
+            cfg,
+            variants=[
+                {k: spec[k] for k in ("VariantName", "ModelName", "InstanceType", "InitialInstanceCount")}
+                | {"InitialVariantWeight": 1.0}
+            ],
+            version=found.group(1) if found else base["version"],
+        )
+        rollback["previous_endpoint_config"] = self.ensure_endpoint_config(request)
+        return rollback["previous_endpoint_config"]
+
+    def _end_rollback(
+        self, context: Context, cfg: Config, description: dict[str, Any], progress: dict[str, Any]
+    ) -> NoReturn:
+        """The endpoint serves the old variant alone: delete what the failed variant left, report, fail."""
+        rollback = progress["rollback"]
+        endpoint, old, failed = rollback["endpoint_name"], rollback["serving_variant"], rollback["failed_variant"]
+        released = self.release_scaling(endpoint, keep=[old])
+        deleted = self.delete_variant_alarms(endpoint, keep=[old])
+        removed = rollback["removed"]
+        removed["variants"] = [failed]
+        removed["scalable_targets"] = sorted({*removed["scalable_targets"], *released})
+        removed["alarms"] = sorted({*removed["alarms"], *deleted})
+        rollback.update(
+            cleanup="done",
+            serving_endpoint_config=description.get("EndpointConfigName"),
+            serving_share=variant_share(description, old),
+            cleaned_at=dt.datetime.now(dt.UTC).isoformat(),
         )
         message = (
-            f"Stepwise deployment of {self.model_package_arn} to {endpoint} ROLLED BACK at {share * 100:.0f}%: "
-            f"{'; '.join(health['breaches'])}. All traffic is back on variant {old_variant}. "
-            f"Evidence: {evidence['evidence_uri']}"
+            f"Stepwise deployment of {rollback['model_package_arn']} to {endpoint} ROLLED BACK at "
+            f"{rollback['stopped_at_percent']:g}%: {'; '.join(rollback['breaches'])}. The endpoint serves "
+            f"{rollback['serving_endpoint_config']} with variant {old} alone; removed {removed_text(removed)}. "
+            f"Evidence: {rollback['evidence_uri']}"
         )
-        self._report_rollback(context, cfg, evidence, message)
+        self.log.error("%s", message)
+        self._report_rollback(context, cfg, rollback, message)
+
+    def _fail_cleanup(
+        self, context: Context, cfg: Config, description: dict[str, Any], progress: dict[str, Any], problem: str
+    ) -> NoReturn:
+        """The traffic is back on the old variant but the failed one could not be removed: report, fail."""
+        rollback = progress["rollback"]
+        rollback.update(
+            cleanup="failed",
+            cleanup_error=problem,
+            serving_endpoint_config=description.get("EndpointConfigName"),
+            serving_share=variant_share(description, rollback["serving_variant"]) if description else None,
+        )
+        message = (
+            f"Stepwise deployment of {rollback['model_package_arn']} to {rollback['endpoint_name']} ROLLED BACK at "
+            f"{rollback['stopped_at_percent']:g}%: {'; '.join(rollback['breaches'])}. All traffic is back on "
+            f"variant {rollback['serving_variant']}, but {problem}; remove it by hand (docs/runbook-rollback.md). "
+            f"Evidence: {rollback['evidence_uri']}"
+        )
+        self.log.error("%s", message)
+        self._report_rollback(context, cfg, rollback, message)
+
+    def _remove_leftovers(
+        self, endpoint: str, description: dict[str, Any], progress: dict[str, Any]
+    ) -> dict[str, list[str]]:
+        """After a shift: what removed variants left (scalable targets, alarms) is deleted; what was removed."""
+        keep = [v["VariantName"] for v in description.get("ProductionVariants") or []]
+        released = self.release_scaling(endpoint, keep)
+        return {
+            "variants": [progress["retired"]] if progress.get("retired") else [],
+            "scalable_targets": sorted({*progress.get("released_targets", []), *released}),
+            "alarms": self.delete_variant_alarms(endpoint, keep),
+        }
 
     def _report_rollback(self, context: Context, cfg: Config, evidence: dict[str, Any], message: str) -> NoReturn:
         """Keep a rollback's evidence (XCom and S3), notify, and fail the task for good with ``message``."""
@@ -590,6 +824,7 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             "model_package_version": base["version"],
             "variant_name": base["variant"],
             "retired_variant": progress.get("retired"),
+            "removed": progress.get("removed") or {"variants": [], "scalable_targets": [], "alarms": []},
             "action": action,
             "steps": base["steps"],
             "checks": progress.get("checks", []),

@@ -20,9 +20,11 @@ def moto_endpoint() -> Iterator[str]:
     """A moto server (S3, CloudWatch Logs, ...) on a free loopback port, with the devstack's CloudWatch."""
     from moto.server import ThreadedMotoServer
 
+    from devstack.autoscaling import install as install_autoscaling
     from devstack.cloudwatch import install
 
     install()
+    install_autoscaling()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -176,12 +176,30 @@ class FakeSageMaker:
             )
         if EndpointConfigName not in self.configs:
             raise _missing("endpoint configuration", EndpointConfigName, "UpdateEndpoint")
+        self._refuse_removing_scaled_variants(EndpointName, EndpointConfigName)
         desc["EndpointStatus"] = "Updating"
         desc["PendingDeploymentSummary"] = {"EndpointConfigName": EndpointConfigName}
         self._pending[EndpointName] = ("update", EndpointConfigName)
         if self.settle:
             self.finish(EndpointName)
         return {"EndpointArn": desc["EndpointArn"]}
+
+    def _refuse_removing_scaled_variants(self, endpoint: str, config_name: str) -> None:
+        """SageMaker refuses an update that removes a variant registered with Application Auto Scaling."""
+        kept = {v["VariantName"] for v in self.configs[config_name]["ProductionVariants"]}
+        removed = [
+            v["VariantName"] for v in self.endpoints[endpoint]["ProductionVariants"] if v["VariantName"] not in kept
+        ]
+        if not removed:
+            return
+        targets = boto3.client("application-autoscaling").describe_scalable_targets(
+            ServiceNamespace="sagemaker", ResourceIds=[f"endpoint/{endpoint}/variant/{v}" for v in removed]
+        )["ScalableTargets"]
+        if targets:
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": f"variant(s) {removed} use auto scaling"}},
+                "UpdateEndpoint",
+            )
 
     def finish(self, endpoint: str) -> None:
         """Let the endpoint's pending operation end (per ``update_outcome``)."""

@@ -9,7 +9,14 @@ import pytest
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 
-from ml_lifecycle.builders.endpoint import endpoint_config_request, model_request, production_variant
+from ml_lifecycle.builders.endpoint import (
+    alarm_names,
+    alarm_requests,
+    endpoint_config_request,
+    model_request,
+    production_variant,
+    scaling_requests,
+)
 from ml_lifecycle.config import load_config
 from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY
 from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator, parse_percentages, variant_share
@@ -32,6 +39,40 @@ def serving_v1(fake: FakeSageMaker) -> str:
     fake.configs[config["EndpointConfigName"]] = config
     fake.serve(ENDPOINT, config["EndpointConfigName"])
     return config["EndpointConfigName"]
+
+
+def alarms_of(aws) -> set[str]:
+    return {a["AlarmName"] for a in aws.cloudwatch.describe_alarms(AlarmNamePrefix=f"{ENDPOINT}-")["MetricAlarms"]}
+
+
+def scaled_variants() -> dict[str, int]:
+    """Variant -> number of scaling policies, of every variant of the endpoint registered for auto-scaling."""
+    client = boto3.client("application-autoscaling")
+    targets = client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    prefix = f"endpoint/{ENDPOINT}/variant/"
+    return {
+        t["ResourceId"].removeprefix(prefix): len(
+            client.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=t["ResourceId"])[
+                "ScalingPolicies"
+            ]
+        )
+        for t in targets
+        if t["ResourceId"].startswith(prefix)
+    }
+
+
+def autoscale(variant: str) -> None:
+    """What the ``autoscale`` task does for ``variant``: a scalable target and its target-tracking policy."""
+    target, policy = scaling_requests(load_config(), endpoint=ENDPOINT, variant=variant)
+    client = boto3.client("application-autoscaling")
+    client.register_scalable_target(**target)
+    client.put_scaling_policy(**policy)
+
+
+def old_alarms() -> None:
+    """The serving variant's rollback alarms, as the deployment that put it there left them."""
+    for request in alarm_requests(load_config(), endpoint=ENDPOINT, variant="AllTraffic"):
+        boto3.client("cloudwatch").put_metric_alarm(**request)
 
 
 def put_traffic(variant: str, invocations: int, errors: int, latency_us: float) -> None:
@@ -110,6 +151,7 @@ def test_healthy_model_goes_10_50_100_and_the_old_variant_is_retired(aws):
 def test_breach_returns_all_traffic_to_the_old_variant_and_fails_naming_it(aws, errors, latency_us, expected):
     fake = FakeSageMaker()
     old_config = serving_v1(fake)
+    old_alarms()
     fake.add_package(package(2))
     ti = FakeTI()
 
@@ -119,12 +161,106 @@ def test_breach_returns_all_traffic_to_the_old_variant_and_fails_naming_it(aws, 
     assert expected in str(failure.value)
     assert "at 10%" in str(failure.value)
     description = fake.endpoints[ENDPOINT]
-    assert variant_share(description, "AllTraffic") == 1.0
-    assert description["EndpointConfigName"] != old_config  # the two-variant config, new variant at 0
+    assert description["EndpointConfigName"] == old_config, "back on the config served before the shift"
+    assert [(v["VariantName"], v["CurrentWeight"]) for v in description["ProductionVariants"]] == [("AllTraffic", 1.0)]
+    assert fake.calls_named("update_endpoint")[-1]["EndpointConfigName"] == old_config
     evidence = ti.pushed[ROLLBACK_XCOM_KEY]
     assert evidence["breaches"] and evidence["serving_variant"] == "AllTraffic"
+    assert evidence["cleanup"] == "done" and evidence["serving_endpoint_config"] == old_config
+    assert evidence["removed"]["variants"] == [NEW]
+    assert set(evidence["removed"]["alarms"]) == set(alarm_names(ENDPOINT, NEW))
+    assert alarms_of(aws) == set(alarm_names(ENDPOINT, "AllTraffic")), "the failed variant's alarms are gone"
+    assert evidence["alarms"], "the alarms' states were read before they were deleted"
     [note] = notifications(aws)
     assert "rolled back" in note["Subject"].lower()
+    assert f"Removed: variant {NEW}" in note["Message"]
+
+
+def test_retiring_the_old_variant_deregisters_its_scaling_and_deletes_its_alarms(aws):
+    fake = FakeSageMaker()
+    serving_v1(fake)
+    fake.add_package(package(2))
+    autoscale("AllTraffic")
+    old_alarms()
+
+    result, _shares = drive(make(fake), context(), traffic=lambda share: put_traffic(NEW, 100, 0, 20_000))
+
+    assert [v["VariantName"] for v in fake.endpoints[ENDPOINT]["ProductionVariants"]] == [NEW]
+    assert scaled_variants() == {}, "the retired variant's scalable target and policy are gone"
+    assert alarms_of(aws) == set(alarm_names(ENDPOINT, NEW))
+    assert result["removed"] == {
+        "variants": ["AllTraffic"],
+        "scalable_targets": [f"endpoint/{ENDPOINT}/variant/AllTraffic"],
+        "alarms": sorted(alarm_names(ENDPOINT, "AllTraffic")),
+    }
+
+
+def test_rollback_removes_the_failed_variant_and_keeps_the_champions_scaling(aws):
+    fake = FakeSageMaker()
+    old_config = serving_v1(fake)
+    fake.add_package(package(2))
+    autoscale("AllTraffic")
+    ti = FakeTI()
+
+    def traffic(share: float) -> None:
+        autoscale(NEW)  # e.g. someone registered the new variant while it took traffic
+        put_traffic(NEW, 100, 40, 20_000)
+
+    with pytest.raises(AirflowFailException) as failure:
+        drive(make(fake), context(ti), traffic=traffic)
+
+    description = fake.endpoints[ENDPOINT]
+    assert (description["EndpointConfigName"], [v["VariantName"] for v in description["ProductionVariants"]]) == (
+        old_config,
+        ["AllTraffic"],
+    )
+    assert scaled_variants() == {"AllTraffic": 1}, "the champion keeps its scaling; the failed variant's is gone"
+    evidence = ti.pushed[ROLLBACK_XCOM_KEY]
+    assert evidence["removed"]["scalable_targets"] == [f"endpoint/{ENDPOINT}/variant/{NEW}"]
+    assert f"endpoint/{ENDPOINT}/variant/{NEW}" in str(failure.value)
+
+
+def test_a_retry_after_the_worker_died_mid_cleanup_finishes_it_without_a_second_update(aws):
+    fake = FakeSageMaker()
+    old_config = serving_v1(fake)
+    fake.add_package(package(2))
+    op, ctx = make(fake), context()
+    pending = None
+    try:
+        op.execute(ctx)
+    except TaskDeferred as deferred:
+        pending = deferred
+    for _ in range(10):  # run until the clean-up's UpdateEndpoint is issued, then the worker dies
+        if "rollback_update" in pending.kwargs["progress"]:
+            break
+        put_traffic(NEW, 100, 50, 20_000)
+        event = {"status": "success", "settled_at": (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)).isoformat()}
+        try:
+            op.execute_complete(ctx, event=event, **pending.kwargs)
+        except TaskDeferred as deferred:
+            pending = deferred
+    assert "rollback_update" in pending.kwargs["progress"], pending.kwargs
+    updates = len(fake.calls_named("update_endpoint"))
+
+    retry_ti = FakeTI()
+    retry_ti.try_number = 2
+    with pytest.raises(AirflowFailException, match="ROLLED BACK at 10%"):
+        drive(make(fake), context(retry_ti))
+
+    assert len(fake.calls_named("update_endpoint")) == updates, "no second config change"
+    assert [w for w in fake.calls_named("update_weights") if w[NEW] > 0] == [{"AllTraffic": 0.9, NEW: 0.1}], (
+        "the retry never shifted traffic to the failed variant again"
+    )
+    assert fake.endpoints[ENDPOINT]["EndpointConfigName"] == old_config
+    evidence = retry_ti.pushed[ROLLBACK_XCOM_KEY]
+    assert evidence["cleanup"] == "done" and evidence["removed"]["variants"] == [NEW]
+    assert alarms_of(aws) == set()
+    stored = json.loads(
+        aws.s3.get_object(Bucket=evidence["evidence_uri"].split("/")[2], Key=evidence["evidence_uri"].split("/", 3)[3])[
+            "Body"
+        ].read()
+    )
+    assert stored["cleanup"] == "done"
 
 
 def test_resumes_from_the_endpoint_weights_after_a_restart(aws):

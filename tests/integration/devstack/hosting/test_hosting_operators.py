@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import pytest
@@ -126,3 +127,86 @@ def test_application_autoscaling_accepts_variant_targets(
     policies = autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)
     assert [(t["MinCapacity"], t["MaxCapacity"]) for t in targets["ScalableTargets"]] == [(1, 4)]
     assert [p["PolicyName"] for p in policies["ScalingPolicies"]] == ["invocations"]
+
+
+def test_update_endpoint_is_refused_while_a_variant_it_removes_is_registered_for_auto_scaling(
+    fast: Any, sm: Any, s3: Any, bucket: str, unique_name: Any, moto_endpoint: str
+) -> None:
+    """SageMaker's rule ("Update endpoints that use auto scaling"): deregister a variant before an update that
+    removes it or changes its instance type; a new model on it is allowed. Deleting the endpoint deregisters it."""
+    from botocore.exceptions import ClientError
+
+    from tests.integration.devstack.hosting_support import create_model, wait_endpoint
+
+    old_model, new_model = unique_name("model"), unique_name("model")
+    create_model(sm, old_model, put_scale_model(s3, bucket, f"{old_model}/model.tar.gz", 1.0))
+    create_model(sm, new_model, put_scale_model(s3, bucket, f"{new_model}/model.tar.gz", 2.0))
+    configs = {
+        "one": [variant("AllTraffic", old_model)],
+        "two": [variant("AllTraffic", old_model), variant("Green", new_model, weight=0.0)],
+        "green-only": [variant("Green", new_model)],
+        "new-model": [variant("AllTraffic", new_model)],
+        "new-type": [variant("AllTraffic", old_model) | {"InstanceType": "ml.c5.xlarge"}],
+    }
+    names = {key: unique_name("cfg") for key in configs}
+    for key, variants in configs.items():
+        sm.create_endpoint_config(EndpointConfigName=names[key], ProductionVariants=variants)
+    endpoint = unique_name("ep")
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=names["one"])
+    assert wait_endpoint(sm, endpoint)["EndpointStatus"] == "InService"
+    autoscaling = client("application-autoscaling", moto_endpoint)
+    dimension = "sagemaker:variant:DesiredInstanceCount"
+    target = {"ServiceNamespace": "sagemaker", "ScalableDimension": dimension}
+
+    def register(variant_name: str) -> str:
+        resource = f"endpoint/{endpoint}/variant/{variant_name}"
+        autoscaling.register_scalable_target(ResourceId=resource, MinCapacity=1, MaxCapacity=2, **target)
+        autoscaling.put_scaling_policy(
+            PolicyName="invocations",
+            ResourceId=resource,
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration={
+                "TargetValue": 70.0,
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            },
+            **target,
+        )
+        return resource
+
+    def scaled() -> dict[str, int]:
+        resources = [t["ResourceId"] for t in autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")[
+            "ScalableTargets"
+        ] if t["ResourceId"].startswith(f"endpoint/{endpoint}/")]  # fmt: skip
+        return {
+            r.rsplit("/", 1)[-1]: len(
+                autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=r)["ScalingPolicies"]
+            )
+            for r in resources
+        }
+
+    old = register("AllTraffic")
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=names["new-model"])  # a new model: allowed
+    assert wait_endpoint(sm, endpoint, until=("InService",))["EndpointConfigName"] == names["new-model"]
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=names["two"])  # adds a variant: allowed
+    assert wait_endpoint(sm, endpoint, until=("InService",))["EndpointConfigName"] == names["two"]
+    for refused, what in (("green-only", "removes the variant(s) AllTraffic"), ("new-type", "instance type")):
+        with pytest.raises(ClientError) as error:
+            sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=names[refused])
+        assert error.value.response["Error"]["Code"] == "ValidationException"
+        assert what in error.value.response["Error"]["Message"] and "Application Auto Scaling" in str(error.value)
+    assert sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService", "nothing started"
+
+    autoscaling.deregister_scalable_target(ResourceId=old, **target)
+    assert scaled() == {}, "deregistering deletes the target's scaling policies too"
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=names["green-only"])
+    description = wait_endpoint(sm, endpoint, until=("InService",))
+    assert [v["VariantName"] for v in description["ProductionVariants"]] == ["Green"]
+
+    register("Green")
+    assert scaled() == {"Green": 1}
+    sm.delete_endpoint(EndpointName=endpoint)
+    wait_gone = time.monotonic() + 60
+    while any(e["EndpointName"] == endpoint for e in sm.list_endpoints(NameContains=endpoint)["Endpoints"]):
+        assert time.monotonic() < wait_gone, f"{endpoint} was not deleted"
+        time.sleep(0.2)
+    assert scaled() == {}, "deleting the endpoint deregistered its variants"
