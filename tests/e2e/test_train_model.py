@@ -244,8 +244,10 @@ def _package_of(aws, cfg, run_id):
 
 @pytest.fixture(scope="module")
 def second_run(backfill, dag, aws, cfg):
-    """Another run over the last backfilled interval (same day, later hour: same window, other run id)."""
-    source = backfill[-1]
+    """Another run over the interval of the newest approved model (same day, later hour: same window, other run
+    id). The gate compares with the newest approved model, here the source run's own, so the reused model is
+    registered (a model reused from a rejected run would be rejected again, by the same evidence)."""
+    source = next(run for run in reversed(backfill) if run["states"]["register"] == "success")
     when = source["when"] + dt.timedelta(hours=6)
     jobs = _jobs(aws["sm"])
     source_gate = _keys(aws["s3"], source["plan"].report_uri("evaluation", "gate.json"))

@@ -322,3 +322,33 @@ def cache_remember(
         return None
     operator.log.info("Step cache: recorded %s job %s under cache key %s (%s)", step, job_name, key, uri)
     return uri
+
+
+def _job_key_uri(cfg: Config, dag_id: str, step: str, job_name: str) -> str:
+    """Where the cache key of the job ``job_name`` is noted when the job is created."""
+    return f"s3://{cfg.storage.bucket}/{cfg.storage.prefixes.cache.strip('/')}/{dag_id}/{step}/jobs/{job_name}.json"
+
+
+def cache_note_job(client: Any, cfg: Config, *, dag_id: str, step: str, job_name: str, key: str) -> None:
+    """Note, before the job is created, the cache key of its inputs; its completion records it under that key.
+
+    The key cannot travel with the task: a deferral's resume (and ``dag.test``'s) may carry only the
+    trigger's event, and a retry that re-attaches must record the key of the inputs the job started with.
+    """
+    from ml_lifecycle.data.s3 import put_json
+
+    put_json(
+        client,
+        _job_key_uri(cfg, dag_id, step, job_name),
+        {"key": key, "job_name": job_name},
+        **cfg.storage.encryption(),
+    )
+
+
+def cache_job_key(client: Any, cfg: Config, *, dag_id: str, step: str, job_name: str) -> str | None:
+    """The cache key noted when ``job_name`` was created (``None`` when none was noted)."""
+    from ml_lifecycle.data.s3 import get_json_or_none
+
+    noted = get_json_or_none(client, _job_key_uri(cfg, dag_id, step, job_name))
+    key = noted.get("key") if isinstance(noted, dict) else None
+    return key if isinstance(key, str) and key else None

@@ -54,7 +54,15 @@ from ml_lifecycle.operators.base import (
     failure_reason,
     is_in_use,
 )
-from ml_lifecycle.operators.jobs import cache_remember, cache_reuse, find_attempt, s3_client, try_number
+from ml_lifecycle.operators.jobs import (
+    cache_job_key,
+    cache_note_job,
+    cache_remember,
+    cache_reuse,
+    find_attempt,
+    s3_client,
+    try_number,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -159,7 +167,6 @@ class _ReattachingJobMixin:
             scan_past=_MAX_EXTRA_TRIES,
         )
         name, description = attempt.name, attempt.description
-        cache_key = self._cache_key(cfg, plan, context)
         if description is not None:
             self.log.info(  # type: ignore[attr-defined]
                 "Re-attaching to %s job %s (status %s, created by try %d) instead of starting a new one",
@@ -171,6 +178,7 @@ class _ReattachingJobMixin:
             # the request as that try sent it, for the rendered "config" field
             self.config = self.build_request(cfg, plan, context, attempt.number)
         else:
+            cache_key = self._cache_key(cfg, plan, context)
             if force:
                 self.log.info("Step cache bypassed: the run's force param is true")  # type: ignore[attr-defined]
             elif cache_key is not None and (reused := self._reuse(context, cfg, plan, cache_key)) is not None:
@@ -187,11 +195,13 @@ class _ReattachingJobMixin:
             self.config = self.build_request(cfg, plan, context, attempt.number)
             self.preprocess_config()  # type: ignore[attr-defined]
             name = self.config[self._name_key]
+            if cache_key is not None:
+                self._note_key(cfg, plan, name, cache_key)
             self.log.info("Creating SageMaker %s job %s", self._job_kind, name)  # type: ignore[attr-defined]
             self._create_or_join(name)
             description = self._describe(name)
         self._persist_link(context, name)
-        return self._finish_or_defer(context, name, description, cache_key)
+        return self._finish_or_defer(context, name, description)
 
     # ------------------------------------------------------------------------------------------ step cache
 
@@ -254,12 +264,25 @@ class _ReattachingJobMixin:
             },
         }
 
-    def _completed(self, context: Context, description: dict[str, Any], cache_key: str | None) -> dict[str, Any]:
-        """The completed job's result, recorded in the step cache under ``cache_key``."""
+    def _note_key(self, cfg: Config, plan: RunPlan, name: str, key: str) -> None:
+        try:
+            cache_note_job(s3_client(self), cfg, dag_id=plan.dag_id, step=self._job_kind, job_name=name, key=key)  # type: ignore[arg-type]
+        except Exception as exc:  # the job runs anyway; only its record is lost
+            self.log.warning("Step cache: could not note the key of %s (%s); it will not be recorded", name, exc)  # type: ignore[attr-defined]
+
+    def _completed(self, context: Context, description: dict[str, Any]) -> dict[str, Any]:
+        """The completed job's result, recorded in the step cache under the key noted when it was created."""
         result = self.summarize(description)
-        record = None
-        if cache_key is not None:
-            cfg, plan = self._plan(context)
+        record = cache_key = None
+        cfg, plan = self._plan(context)
+        name = description[self._name_key]
+        try:
+            cache_key = cache_job_key(s3_client(self), cfg, dag_id=plan.dag_id, step=self._job_kind, job_name=name)  # type: ignore[arg-type]
+        except Exception as exc:
+            self.log.warning("Step cache: could not read the key of %s (%s); not recording it", name, exc)  # type: ignore[attr-defined]
+        if cache_key is None:
+            self.log.info("Step cache: no key noted for %s job %s; not recording it", self._job_kind, name)  # type: ignore[attr-defined]
+        else:
             record = cache_remember(
                 self,
                 s3_client(self),  # type: ignore[arg-type]
@@ -311,13 +334,11 @@ class _ReattachingJobMixin:
             f"SageMaker {self._job_kind} job {name} {description[self._status_key]}: {failure_reason(description)}"
         )
 
-    def _finish_or_defer(
-        self, context: Context, name: str, description: dict[str, Any], cache_key: str | None
-    ) -> dict[str, Any]:
+    def _finish_or_defer(self, context: Context, name: str, description: dict[str, Any]) -> dict[str, Any]:
         status = description[self._status_key]
         if status == JOB_COMPLETED:
             self.log.info("SageMaker %s job %s completed", self._job_kind, name)  # type: ignore[attr-defined]
-            return self._completed(context, description, cache_key)
+            return self._completed(context, description)
         if status in JOB_FAILED:
             self._raise_failed(name, description)
         self.defer(  # type: ignore[attr-defined]
@@ -329,16 +350,13 @@ class _ReattachingJobMixin:
                 **aws_connection(self),  # type: ignore[arg-type]
             ),
             method_name="execute_complete",
-            kwargs={"cache_key": cache_key},
             timeout=datetime.timedelta(seconds=self.max_ingestion_time)  # type: ignore[attr-defined]
             if self.max_ingestion_time  # type: ignore[attr-defined]
             else None,
         )
         raise AssertionError("defer() returns only by raising")  # pragma: no cover
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, cache_key: str | None = None
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         event = validate_execute_complete_event(event)
         name = event.get("job_name")
         if not name:
@@ -348,7 +366,7 @@ class _ReattachingJobMixin:
         description = self._describe(name)
         status = description[self._status_key]
         if status == JOB_COMPLETED:
-            return self._completed(context, description, cache_key)
+            return self._completed(context, description)
         if status in JOB_FAILED:
             self._raise_failed(name, description)
         waited = self.check_interval * self.max_attempts  # type: ignore[attr-defined]
