@@ -14,7 +14,8 @@ Removed from the request: the job's name (also as the ``sagemaker_job_name`` hyp
 locations (``S3OutputPath``, processing outputs' ``S3Uri``) and ``Tags``; these carry the run id and change
 nothing the job computes.
 
-When a job completes and its outputs exist, a small JSON record is written to
+When a job is created its key is noted under its name (``<cache>/<dag_id>/<step>/jobs/<job>.json``); when it
+completes and its outputs exist, a small JSON record is written to
 ``s3://<bucket>/<cache>/<dag_id>/<step>/<key>.json`` naming the job, the run that started it and the step's
 result (its XCom). A later step with the same key reads the record, checks that every output it names
 still exists, and returns that result instead of starting a job. A record whose outputs are gone is
