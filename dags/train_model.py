@@ -17,6 +17,9 @@ Model Registry when it passes the quality gate.
 - **Gate**: absolute thresholds and no regression against the latest approved model. A rejected model is
   not registered: `gate` succeeds with decision `rejected`, `register` is skipped with the reason, and a
   notification goes to the team's topic.
+- **Step cache**: a job step (preprocess, train or tune, evaluate) whose inputs (window, dataset content,
+  params, code, image, instance settings) equal those of a completed step reuses that job's outputs instead
+  of starting a job; its log and the model's lineage (`reused:<step>`) say so. `force: true` runs them all.
 - **Approval**: `training.approval` of the environment (`auto` approves a passing model, `manual` waits
   for a person), overridable per run. An approved model updates the approved-model asset, which starts
   the deployment DAG.
@@ -33,6 +36,7 @@ from ml_lifecycle.config import load_config
 from ml_lifecycle.dag_defaults import (
     dag_defaults,
     dag_failure_callback,
+    force_param,
     hyperparameters_param,
     validation_job_settings,
 )
@@ -69,6 +73,8 @@ TRAINING_INSTANCE_TYPES = sorted(
 START_DATE = datetime.combine(cfg.training.start_date, time.min, tzinfo=UTC)
 
 MODEL = "(ti.xcom_pull(task_ids='train') or ti.xcom_pull(task_ids='tune'))"
+#: the SageMaker job steps, which the step cache may reuse from an earlier run (param ``force`` bypasses it)
+JOB_STEPS = ("preprocess", "train", "tune", "evaluate")
 waits = {
     "check_interval": sm.waiter_check_interval_seconds,
     "max_attempts": sm.waiter_max_attempts,
@@ -137,6 +143,7 @@ with DAG(
             description=f"config: the environment's setting ({cfg.training.approval}); auto: approve a model "
             "that passes the gate; manual: register it as PendingManualApproval.",
         ),
+        "force": force_param(),
     },
 ) as dag:
     plan = PrepareRunOperator(task_id="plan")
@@ -220,6 +227,8 @@ with DAG(
     gate = QualityGateOperator(
         task_id="gate",
         evaluation_uri=evaluate.output["evaluation_uri"],
+        # this run's folder, also when evaluate was reused (pulled like evaluate's code: plan's wiring stays as is)
+        report_uri="{{ ti.xcom_pull(task_ids='plan', key='evaluation_report_uri') }}",
     )
 
     register = ModelRegistrationOperator(
@@ -236,6 +245,8 @@ with DAG(
         baseline_uri=evaluate.output["baseline_uri"],
         approval="{{ params.approval }}",
         gate=gate.output,
+        # pulled, not XComArgs: one of train / tune is always skipped; the steps the cache reused go to the lineage
+        step_results="{{ [" + ", ".join(f"ti.xcom_pull(task_ids='{t}')" for t in JOB_STEPS) + "] | tojson }}",
     )
 
     publish_approval = PublishApprovedModelOperator(

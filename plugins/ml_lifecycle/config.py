@@ -170,6 +170,7 @@ class Prefixes(_Strict):
     data_capture: str = "data-capture"
     monitoring: str = "monitoring"
     batch: str = "batch"
+    cache: str = "cache"  #: step-cache records (``ml_lifecycle.cache``)
 
     @field_validator("*")
     @classmethod

@@ -101,6 +101,18 @@ def hyperparameters_param(cfg: Config) -> Param:
     )
 
 
+def force_param() -> Param:
+    """The ``force`` param: ``true`` runs every job step again instead of reusing a completed step's outputs
+    (the step cache, :mod:`ml_lifecycle.cache`)."""
+    return Param(
+        False,
+        type="boolean",
+        title="Force: run every job again",
+        description="true: start every SageMaker job of the run even where a completed job with the same inputs "
+        "(interval, dataset, params, code, image) could be reused.",
+    )
+
+
 def validation_job_settings(cfg: Config, *, job_name: str) -> dict[str, Any]:
     """The ``processing_job`` settings of :class:`~ml_lifecycle.operators.validation.DataValidationOperator`
     in ``processing`` mode, from the environment's SageMaker config (image, role, compute, security) and its

@@ -185,6 +185,18 @@ def test_s3_grants_stay_in_the_environment_bucket(path):
                 assert resource.startswith("arn:${AWS::Partition}:s3:::${BucketName}"), resource
 
 
+@pytest.mark.parametrize("env", sorted(p.stem for p in (ROOT / "include" / "config").glob("*.yaml")))
+def test_the_workers_may_read_and_write_every_configured_prefix(env):
+    """Each storage prefix of the config (datasets, jobs, reports, ..., the step cache's records) is granted."""
+    from ml_lifecycle.config import load_config
+
+    prefixes = load_config(env).storage.prefixes.model_dump()
+    objects = next(s for s in _statements(MWAA_POLICY) if s["Sid"] == "DataObjects")
+    granted = set(_as_list(objects["Resource"]))
+    missing = [p for p in prefixes.values() if f"arn:${{AWS::Partition}}:s3:::${{BucketName}}/{p}/*" not in granted]
+    assert not missing, f"{env}: no object grant for prefixes {missing}"
+
+
 def test_pass_role_is_only_for_the_sagemaker_role_and_service():
     passing = [s for s in _statements(MWAA_POLICY) if "iam:PassRole" in _as_list(s["Action"])]
     assert len(passing) == 1

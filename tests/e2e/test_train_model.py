@@ -6,7 +6,10 @@ The runs share one devstack session (seeded 2026-01-01 .. 2026-03-01) and run in
 1. three past intervals, a week apart (a backfill): three interval-keyed datasets, three runs; the first
    model is judged by thresholds only and approved, later ones are gated against the latest approved one;
 2. the second interval re-run: nothing new anywhere (no job, no version, other intervals untouched);
-3. an interval with planted bad rows: stops at ``validate`` with its report kept and no SageMaker job.
+3. another run over the last interval (a later hour of the same day: same window, other run id): the step cache
+   reuses the jobs of the backfill's run (no new SageMaker job), the reuse shows in the XComs, the task log
+   and the registered model's lineage; then with ``force`` the jobs run again;
+4. an interval with planted bad rows: stops at ``validate`` with its report kept and no SageMaker job.
 """
 
 from __future__ import annotations
@@ -214,6 +217,128 @@ def test_rerunning_an_interval_changes_nothing_else(backfill, dag, aws, cfg):
         assert _keys(aws["s3"], r["plan"].report_uri("")) == before_reports[r["run_id"]]
     manifest = next(k for k in _keys(aws["s3"], second["plan"].dataset_uri) if k.endswith("_manifest.json"))
     assert manifest
+
+
+def _xcoms(dag, run_id):
+    """{task_id: XCom return value} of one run."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag.dag_id, XComModel.run_id == run_id, XComModel.key == "return_value"
+            )
+        ).all()
+        return {x.task_id: XComModel.deserialize_value(x) for x in rows}
+
+
+def _package_of(aws, cfg, run_id):
+    for summary in _packages(aws["sm"], cfg):
+        package = aws["sm"].describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+        if package["CustomerMetadataProperties"].get("dag_run_id") == run_id:
+            return package
+    raise AssertionError(f"no model package registered by {run_id}")
+
+
+@pytest.fixture(scope="module")
+def second_run(backfill, dag, aws, cfg):
+    """Another run over the interval of the newest approved model (same day, later hour: same window, other run
+    id). The gate compares with the newest approved model, here the source run's own, so the reused model is
+    registered (a model reused from a rejected run would be rejected again, by the same evidence)."""
+    source = next(run for run in reversed(backfill) if run["states"]["register"] == "success")
+    when = source["when"] + dt.timedelta(hours=6)
+    jobs = _jobs(aws["sm"])
+    source_gate = _keys(aws["s3"], source["plan"].report_uri("evaluation", "gate.json"))
+    with _task_logs() as lines:
+        run_id, states = _run(dag, when)
+    return {
+        "log": " ".join(" ".join(lines).split()),
+        "source": source,
+        "run_id": run_id,
+        "states": states,
+        "plan": _plan(cfg, run_id, when),
+        "jobs_before": jobs,
+        "jobs_after": _jobs(aws["sm"]),
+        "source_gate": source_gate,
+    }
+
+
+def test_a_second_run_of_an_interval_reuses_the_completed_jobs(second_run, dag, aws, cfg):
+    source, plan = second_run["source"], second_run["plan"]
+    assert plan.window == source["plan"].window and plan.run_hash != source["plan"].run_hash
+    states = second_run["states"]
+    for task in ("extract", "validate", "preprocess", "train", "evaluate", "gate", "register"):
+        assert states[task] == "success", (task, states)
+    assert second_run["jobs_after"] == second_run["jobs_before"], "no new processing or training job"
+
+    xcoms, source_xcoms = _xcoms(dag, second_run["run_id"]), _xcoms(dag, source["run_id"])
+    assert xcoms["extract"]["dataset_digest"] == source_xcoms["extract"]["dataset_digest"], "same data, same digest"
+    for step in ("preprocess", "train", "evaluate"):
+        cache = xcoms[step]["cache"]
+        assert cache["reused"] is True, (step, cache)
+        assert cache["source_run_id"] == source["run_id"] and cache["key"] == source_xcoms[step]["cache"]["key"]
+        assert xcoms[step]["job_name"] == source_xcoms[step]["job_name"] == cache["source_job_name"]
+    assert xcoms["train"]["model_uri"] == source_xcoms["train"]["model_uri"]
+
+    # the run's summary: the registered model names the reused steps; the gate wrote to this run's own folder
+    props = _package_of(aws, cfg, second_run["run_id"])["CustomerMetadataProperties"]
+    for step in ("preprocess", "train", "evaluate"):
+        assert props[f"reused:{step}"] == f"{source_xcoms[step]['job_name']} from run {source['run_id']}"
+    assert xcoms["register"]["reused_steps"] == {k.split(":", 1)[1]: v for k, v in props.items() if ":" in k
+                                                 and k.startswith("reused:")}  # fmt: skip
+    assert props["training_job"] == source_xcoms["train"]["job_name"], "lineage names the job that trained it"
+    assert xcoms["gate"]["gate_uri"] == plan.report_uri("evaluation", "gate.json")
+    assert _keys(aws["s3"], source["plan"].report_uri("evaluation", "gate.json")) == second_run["source_gate"]
+
+    # the task log says what was reused
+    assert (
+        f"reused outputs of train job {source_xcoms['train']['job_name']} from run {source['run_id']}, cache key "
+        f"{xcoms['train']['cache']['key']}" in second_run["log"]
+    )
+
+
+def test_force_runs_the_jobs_again(second_run, dag, aws, cfg):
+    source = second_run["source"]
+    when = source["when"] + dt.timedelta(hours=12)
+    run_id, states = _run(dag, when, {**CONF, "force": True})
+    plan = _plan(cfg, run_id, when)
+    assert plan.window == source["plan"].window
+    assert states["evaluate"] == "success" and states["gate"] == "success", states
+    processing, training = _jobs(aws["sm"])
+    assert sorted(j for j in processing if plan.run_hash in j) == sorted(
+        [plan.job_name("preprocess"), plan.job_name("evaluate")]
+    ), "forced: its own processing jobs"
+    assert [j for j in training if plan.run_hash in j] == [plan.job_name("train")], "forced: its own training job"
+    xcoms = _xcoms(dag, run_id)
+    assert all(xcoms[step]["cache"]["reused"] is False for step in ("preprocess", "train", "evaluate"))
+    assert xcoms["train"]["model_uri"] != _xcoms(dag, source["run_id"])["train"]["model_uri"]
+
+
+@contextlib.contextmanager
+def _task_logs():
+    """The log lines the tasks write while inside: ``dag.test`` runs them in this process and writes no log
+    files, so every structlog event is recorded, formatted as the task log shows it. (sys.stderr stays as it
+    is: the validation task's hang backstop hands its file descriptor to faulthandler.)"""
+    import structlog
+
+    lines: list[str] = []
+
+    def record(_logger, _method, event_dict):
+        event, args = event_dict.get("event"), event_dict.get("positional_args")
+        try:
+            lines.append(str(event) % tuple(args) if args else str(event))
+        except (TypeError, ValueError):
+            lines.append(f"{event} {args}")
+        return event_dict
+
+    processors = structlog.get_config()["processors"]
+    processors.insert(0, record)  # in place: loggers already bound share this list
+    try:
+        yield lines
+    finally:
+        processors.remove(record)
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,9 @@ def task_context(
         "dag": SimpleNamespace(dag_id=dag_id),
         "dag_run": SimpleNamespace(run_id=run_id, run_after=anchor),
         "logical_date": anchor,
-        "params": {"window_days": WINDOW_DAYS, **(params or {})},
+        # force: the suite's runs share one window and inputs, and each fault needs a job of its own to act on
+        # (the step cache would hand a later run the shared run's completed job; tests/e2e test the cache)
+        "params": {"window_days": WINDOW_DAYS, "force": True, **(params or {})},
     }
 
 

@@ -77,7 +77,7 @@ def test_a_misspelt_key_fails_naming_it_and_the_accepted_keys(dags):
         refuse_unknown_conf_keys(_context(dag, {"window_dayz": 30, "tuning": True}))
     message = str(caught.value)
     assert "train_model: unknown conf key 'window_dayz'" in message
-    assert "accepted: approval, hyperparameters, training_instance_type, tuning, tuning_max_jobs, " in message
+    assert "accepted: approval, force, hyperparameters, training_instance_type, tuning, tuning_max_jobs, " in message
     assert "window_days" in message and "'tuning'" not in message
 
 

@@ -63,6 +63,10 @@ def test_publish_approval_emits_the_approved_model_asset(dag):
         pytest.param("approval", "maybe", False, id="approval-unknown"),
         pytest.param("hyperparameters", {"num_round": 5}, True, id="overrides-object"),
         pytest.param("hyperparameters", "num_round=5", False, id="overrides-not-object"),
+        pytest.param("force", True, True, id="force-true"),
+        pytest.param("force", False, True, id="force-false"),
+        pytest.param("force", "yes", False, id="force-not-boolean"),
+        pytest.param("force", 1, False, id="force-number"),
     ],
 )
 def test_params_are_validated_by_the_trigger_form(dag, name, value, valid):

@@ -13,13 +13,17 @@ Shape (``manifest_version`` 1)::
       "columns": ["transaction_id", ...],
       "schema": [{"name": "transaction_id", "type": "string"}, ...],
       "parts": [{"name": "part-00000.parquet", "uri": "s3://...", "rows": 100, "bytes": 4096,
-                 "row_groups": 2}, ...],
+                 "row_groups": 2, "sha256": "..."}, ...],
       "query": {"path": "sql/features.sql", "sha256": "...", "interval_start": "2026-01-01T00:00:00",
                 "interval_end": "2026-03-01T00:00:00", "snowflake_query_id": "01b2..."},
       "extraction": {"mode": "stream", "batch_rows": 50000},
       "started_at": "2026-03-01T00:05:00+00:00",
       "finished_at": "2026-03-01T00:06:10+00:00"
     }
+
+Each part carries a checksum of its bytes: ``sha256`` when the worker wrote it (stream mode), ``etag`` (S3's)
+when Snowflake unloaded it. :func:`ml_lifecycle.cache.dataset_digest` turns them into the dataset's content
+digest, one input of the step cache keys.
 """
 
 from __future__ import annotations

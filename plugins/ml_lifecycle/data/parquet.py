@@ -15,6 +15,7 @@ The dataset contract these helpers enforce, whatever the driver hands back:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import tempfile
@@ -213,15 +214,19 @@ class PartInfo:
     rows: int
     bytes: int
     row_groups: int
+    sha256: str | None = None  #: of the file's bytes, for the dataset's content digest (step caching)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "name": self.name,
             "uri": self.uri,
             "rows": self.rows,
             "bytes": self.bytes,
             "row_groups": self.row_groups,
         }
+        if self.sha256:
+            info["sha256"] = self.sha256
+        return info
 
 
 @dataclass
@@ -292,11 +297,22 @@ class PartWriter:
         uri = join_uri(self.prefix, name)
         bucket, key = split_s3_uri(uri)
         size = os.path.getsize(self._path)
+        digest = _file_sha256(self._path)
         self.client.upload_file(self._path, bucket, key, ExtraArgs=dict(self.extra_args or {}))
         os.remove(self._path)
-        self.parts.append(PartInfo(name=name, uri=uri, rows=self._rows, bytes=size, row_groups=self._groups))
+        self.parts.append(
+            PartInfo(name=name, uri=uri, rows=self._rows, bytes=size, row_groups=self._groups, sha256=digest)
+        )
         log.info("Uploaded %s (%d rows, %d bytes)", uri, self._rows, size)
         self._writer, self._path, self._rows, self._groups = None, None, 0, 0
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def contract_type(data_type: pa.DataType) -> pa.DataType:

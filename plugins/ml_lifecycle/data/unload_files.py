@@ -51,6 +51,7 @@ def describe_unloaded_files(
                 "rows": metadata.num_rows,
                 "bytes": obj["Size"],
                 "row_groups": metadata.num_row_groups,
+                "etag": str(obj.get("ETag", "")).strip('"'),
             }
         )
     fields = schema_fields(schema) if schema is not None else []

@@ -71,7 +71,8 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
     Re-running the same interval replaces the dataset: the previous manifest and every file directly under
     the prefix are deleted before new files are written, and the manifest is written last.
 
-    Returns (XCom) ``{"dataset_uri", "manifest_uri", "row_count", "columns", "query_hash"}``. An interval with
+    Returns (XCom) ``{"dataset_uri", "manifest_uri", "row_count", "columns", "query_hash", "dataset_digest"}``
+    (``dataset_digest``: :func:`ml_lifecycle.cache.dataset_digest` of the manifest). An interval with
     fewer than ``min_rows`` rows writes its manifest (``row_count`` as found) and raises
     ``AirflowSkipException`` so the downstream jobs are skipped.
 
@@ -203,6 +204,7 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
     # ------------------------------------------------------------------------------------------ execute
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.cache import dataset_digest
         from ml_lifecycle.data.manifest import (
             build_manifest,
             manifest_uri,
@@ -269,6 +271,7 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
             "row_count": row_count,
             "columns": manifest["columns"],
             "query_hash": query_hash,
+            "dataset_digest": dataset_digest(manifest),
         }
 
     # ------------------------------------------------------------------------------------------ stream

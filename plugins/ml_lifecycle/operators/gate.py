@@ -8,9 +8,11 @@
   ``CustomerMetadataProperties`` ``metric:<name>``, else from its ``ModelMetrics`` report in S3). The first
   model of a group has no baseline and is judged by the thresholds only.
 
-It writes ``gate.json`` next to the evaluation report with the decision, every check (observed, threshold,
-baseline) and the baseline package ARN, and returns (XCom) ``{"decision", "passed", "gate_uri",
-"evaluation_uri", "metrics", "baseline_model_package_arn", "baseline_metrics", "failed_checks", "reason"}``.
+It writes ``gate.json`` to this run's evaluation report folder (``report_uri``; by default next to the
+evaluation report, which belongs to another run when the step cache reused the evaluation) with the
+decision, every check (observed, threshold, baseline) and the baseline package ARN, and returns (XCom)
+``{"decision", "passed", "gate_uri", "evaluation_uri", "metrics", "baseline_model_package_arn",
+"baseline_metrics", "failed_checks", "reason"}``.
 
 A rejection is a model-quality outcome, not a system failure: the gate task **succeeds** with decision
 ``rejected`` (its log lists the failed checks), sends the "model rejected" notification, and the
@@ -144,16 +146,21 @@ class QualityGateOperator(SageMakerOperatorBase):
     """Decide whether this run's model may be registered; write the evidence to ``gate.json``.
 
     :param evaluation_uri: the ``evaluation.json`` of this run (templated)
+    :param report_uri: the S3 folder this run's ``gate.json`` is written to (templated); default: the
+        evaluation report's folder
     :param notify_on_reject: send the "model rejected" notification when the gate says no
     """
 
-    template_fields: Sequence[str] = aws_template_fields("evaluation_uri")
+    template_fields: Sequence[str] = aws_template_fields("evaluation_uri", "report_uri")
     operator_extra_links = (S3ReportLink(),)
     ui_color = "#fff3c4"
 
-    def __init__(self, *, evaluation_uri: str, notify_on_reject: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *, evaluation_uri: str, report_uri: str | None = None, notify_on_reject: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.evaluation_uri = evaluation_uri
+        self.report_uri = report_uri
         self.notify_on_reject = notify_on_reject
         self._cfg: Config | None = None
 
@@ -231,7 +238,8 @@ class QualityGateOperator(SageMakerOperatorBase):
                 self.log.warning("Baseline %s has no %r metric; regression check skipped", baseline_arn, name)
         failed = [c for c in checks if not c.passed]
         decision = PASSED if not failed else REJECTED
-        gate_uri = self.evaluation_uri.rsplit("/", 1)[0] + "/" + GATE_REPORT
+        folder = (self.report_uri or "").strip() or self.evaluation_uri.rsplit("/", 1)[0]
+        gate_uri = folder.rstrip("/") + "/" + GATE_REPORT
         reason = "all checks passed" if not failed else "; ".join(c.describe() for c in failed)
         document = {
             "decision": decision,

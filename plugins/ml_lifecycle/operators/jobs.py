@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
     from airflow.sdk import Context
 
+    from ml_lifecycle.cache import CacheRecord
     from ml_lifecycle.config import Config
 
 
@@ -212,3 +213,142 @@ def resumed_description(client: Any, kind: JobKind, event: dict[str, Any] | None
             f"stopped waiting for {kind.label} job {name} ({description[kind.status_key]}); a retry re-attaches to it"
         )
     return name, description
+
+
+# ---------------------------------------------------------------------------------------------- step cache
+
+
+def s3_client(operator: AwsBaseOperator) -> Any:
+    """An S3 client with ``operator``'s AWS connection settings (for the step cache's records)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    settings = aws_connection(operator)
+    return S3Hook(
+        aws_conn_id=settings["aws_conn_id"],
+        region_name=settings["region_name"],
+        verify=settings["verify"],
+        config=settings["botocore_config"],
+    ).conn
+
+
+def cache_reuse(
+    operator: Any, client: Any, cfg: Config, *, dag_id: str, step: str, key: str
+) -> tuple[CacheRecord, str] | None:
+    """The record of a completed step with cache key ``key`` whose outputs all exist, with its URI; else ``None``.
+
+    Logs the outcome: the reuse (job, run, key), no record, or a record whose outputs are gone.
+
+    :param operator: the step's task (for its log)
+    :param client: S3 client
+    :param cfg: the environment's config
+    :param dag_id: the DAG
+    :param step: the step's job kind
+    :param key: the step's cache key
+    """
+    from ml_lifecycle.cache import CacheRecord, missing_outputs, record_uri
+    from ml_lifecycle.data.s3 import get_json_or_none
+
+    uri = record_uri(cfg.storage.bucket, cfg.storage.prefixes.cache, dag_id=dag_id, step=step, key=key)
+    record = CacheRecord.from_dict(get_json_or_none(client, uri), key=key)
+    if record is None:
+        operator.log.info("Step cache: no completed %s step with cache key %s (%s); running it", step, key, uri)
+        return None
+    if missing := missing_outputs(client, record.outputs):
+        operator.log.warning(
+            "Step cache: %s job %s of run %s matches cache key %s but its outputs are gone (%s); running the step",
+            step,
+            record.job_name,
+            record.run_id,
+            key,
+            ", ".join(missing),
+        )
+        return None
+    operator.log.info(
+        "Step cache: reused outputs of %s job %s from run %s, cache key %s (record %s); no new job started. "
+        "Trigger the run with force=true to run the step again.",
+        step,
+        record.job_name,
+        record.run_id,
+        key,
+        uri,
+    )
+    return record, uri
+
+
+def cache_remember(
+    operator: Any,
+    client: Any,
+    cfg: Config,
+    *,
+    dag_id: str,
+    run_id: str,
+    step: str,
+    key: str,
+    job_name: str,
+    result: dict[str, Any],
+    outputs: list[str],
+) -> str | None:
+    """Record a completed step under ``key`` once its outputs exist; returns the record's URI (``None`` if not).
+
+    A failure to write is logged, never raised: the step itself completed.
+
+    :param operator: the step's task (for its log)
+    :param client: S3 client
+    :param cfg: the environment's config
+    :param dag_id: the DAG
+    :param run_id: the run whose job completed
+    :param step: the step's job kind
+    :param key: the step's cache key
+    :param job_name: the completed job
+    :param result: the step's result (XCom) that a reuse returns
+    :param outputs: the S3 outputs a reuse needs (checked now and on every reuse)
+    """
+    from ml_lifecycle.cache import missing_outputs, new_record, record_uri
+    from ml_lifecycle.data.s3 import put_json
+
+    uri = record_uri(cfg.storage.bucket, cfg.storage.prefixes.cache, dag_id=dag_id, step=step, key=key)
+    try:
+        if missing := missing_outputs(client, outputs):
+            operator.log.warning(
+                "Step cache: not recording %s job %s, outputs missing: %s", step, job_name, ", ".join(missing)
+            )
+            return None
+        record = new_record(
+            key=key, dag_id=dag_id, step=step, run_id=run_id, job_name=job_name, result=result, outputs=outputs
+        )
+        put_json(client, uri, record.as_dict(), **cfg.storage.encryption())
+    except Exception as exc:  # the job completed; a cache that cannot be written costs only a later re-run
+        operator.log.warning("Step cache: could not record %s job %s at %s: %s", step, job_name, uri, exc)
+        return None
+    operator.log.info("Step cache: recorded %s job %s under cache key %s (%s)", step, job_name, key, uri)
+    return uri
+
+
+def _job_key_uri(cfg: Config, dag_id: str, step: str, job_name: str) -> str:
+    """Where the cache key of the job ``job_name`` is noted when the job is created."""
+    return f"s3://{cfg.storage.bucket}/{cfg.storage.prefixes.cache.strip('/')}/{dag_id}/{step}/jobs/{job_name}.json"
+
+
+def cache_note_job(client: Any, cfg: Config, *, dag_id: str, step: str, job_name: str, key: str) -> None:
+    """Note, before the job is created, the cache key of its inputs; its completion records it under that key.
+
+    The key cannot travel with the task: a deferral's resume (and ``dag.test``'s) may carry only the
+    trigger's event, and a retry that re-attaches must record the key of the inputs the job started with.
+    """
+    from ml_lifecycle.data.s3 import put_json
+
+    put_json(
+        client,
+        _job_key_uri(cfg, dag_id, step, job_name),
+        {"key": key, "job_name": job_name},
+        **cfg.storage.encryption(),
+    )
+
+
+def cache_job_key(client: Any, cfg: Config, *, dag_id: str, step: str, job_name: str) -> str | None:
+    """The cache key noted when ``job_name`` was created (``None`` when none was noted)."""
+    from ml_lifecycle.data.s3 import get_json_or_none
+
+    noted = get_json_or_none(client, _job_key_uri(cfg, dag_id, step, job_name))
+    key = noted.get("key") if isinstance(noted, dict) else None
+    return key if isinstance(key, str) and key else None

@@ -72,6 +72,7 @@ def approval_status(cfg: Config, mode: str | None) -> str:
 
 def _package_summary(package: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """:func:`~ml_lifecycle.operators.approval.package_summary` with the registration's own lineage."""
+    from ml_lifecycle.cache import reused_from_metadata
     from ml_lifecycle.operators.approval import package_summary
     from ml_lifecycle.operators.gate import package_metrics
 
@@ -85,6 +86,7 @@ def _package_summary(package: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "gate_uri": props.get("gate_uri"),
         "baseline_uri": props.get("baseline_uri"),
         **{k: summary[k] for k in ("window_start", "window_end", "dag_run_id")},
+        "reused_steps": reused_from_metadata(props),
         **extra,
     }
 
@@ -94,7 +96,8 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
 
     XCom: ``{"model_package_arn", "model_package_group", "version", "approval_status", "model_uri",
     "metrics", "evaluation_uri", "gate_uri", "baseline_uri", "window_start", "window_end", "dag_run_id",
-    "already_registered"}``.
+    "reused_steps", "already_registered"}``; ``reused_steps`` maps each step the step cache reused to
+    ``"<job> from run <run id>"`` (also in the package's ``CustomerMetadataProperties`` as ``reused:<step>``).
 
     :param model_uri: ``model.tar.gz`` of the chosen training job (templated)
     :param dataset_uri: the extracted dataset (templated)
@@ -106,6 +109,8 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         ``baseline_uri`` metadata that ``deploy_model`` baselines the endpoint on (templated)
     :param approval: ``config`` (environment default), ``auto`` or ``manual`` (templated)
     :param gate: the quality gate's result, which decides (templated; in a DAG ``gate.output``)
+    :param step_results: the results of the run's job steps, a list or a JSON list (templated; ``None`` for a
+        step that did not run): the steps the step cache reused are recorded in the lineage
     """
 
     template_fields: Sequence[str] = (
@@ -118,6 +123,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         "baseline_uri",
         "approval",
         "gate",
+        "step_results",
     )
     operator_extra_links = (SageMakerModelPackageLink(),)
 
@@ -135,6 +141,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         baseline_uri: str | None = None,
         approval: str = "config",
         gate: dict[str, Any] | None = None,
+        step_results: list[Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(image_uri=image_uri, model_url=model_uri, package_group_name=package_group_name, **kwargs)
@@ -146,6 +153,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         self.baseline_uri = baseline_uri
         self.approval = approval
         self.gate = gate
+        self.step_results = step_results
 
     def find_registered(self, plan: RunPlan, group: str) -> dict[str, Any] | None:
         """This run's model package version, if an earlier try registered it.
@@ -217,6 +225,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.builders import model_package_request
+        from ml_lifecycle.cache import CacheError, reused_metadata, reused_steps
         from ml_lifecycle.config import load_config
         from ml_lifecycle.naming import RunPlan
 
@@ -258,6 +267,19 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
             "training_job": self.training_job,
             "code_digest": self.code_digest,
         }
+        try:
+            reused = reused_steps(self.step_results)
+        except CacheError as exc:
+            raise AirflowFailException(f"step_results: {exc}") from None
+        lineage.update(reused_metadata(reused))
+        for step, source in reused.items():
+            self.log.info(
+                "Step %s reused job %s of run %s (cache key %s)",
+                step,
+                source["job_name"],
+                source["run_id"],
+                source["key"],
+            )
         request = model_package_request(
             cfg,
             plan,

@@ -54,7 +54,15 @@ from ml_lifecycle.operators.base import (
     failure_reason,
     is_in_use,
 )
-from ml_lifecycle.operators.jobs import find_attempt, try_number
+from ml_lifecycle.operators.jobs import (
+    cache_job_key,
+    cache_note_job,
+    cache_remember,
+    cache_reuse,
+    find_attempt,
+    s3_client,
+    try_number,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -144,7 +152,13 @@ class _ReattachingJobMixin:
         return describe_or_none(self._describe, name=name)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.cache import CacheError, force_requested
+
         cfg, plan = self._plan(context)
+        try:
+            force = force_requested(context.get("params"))
+        except CacheError as exc:
+            raise AirflowException(str(exc)) from None
         attempt = find_attempt(
             self.describe_or_none,
             lambda number: plan.job_name(self._job_kind, number),
@@ -164,6 +178,11 @@ class _ReattachingJobMixin:
             # the request as that try sent it, for the rendered "config" field
             self.config = self.build_request(cfg, plan, context, attempt.number)
         else:
+            cache_key = self._cache_key(cfg, plan, context)
+            if force:
+                self.log.info("Step cache bypassed: the run's force param is true")  # type: ignore[attr-defined]
+            elif cache_key is not None and (reused := self._reuse(context, cfg, plan, cache_key)) is not None:
+                return reused
             if attempt.previous is not None:
                 self.log.warning(  # type: ignore[attr-defined]
                     "Previous %s job %s ended %s (%s); starting %s",
@@ -176,11 +195,107 @@ class _ReattachingJobMixin:
             self.config = self.build_request(cfg, plan, context, attempt.number)
             self.preprocess_config()  # type: ignore[attr-defined]
             name = self.config[self._name_key]
+            if cache_key is not None:
+                self._note_key(cfg, plan, name, cache_key)
             self.log.info("Creating SageMaker %s job %s", self._job_kind, name)  # type: ignore[attr-defined]
             self._create_or_join(name)
             description = self._describe(name)
         self._persist_link(context, name)
-        return self._finish_or_defer(name, description)
+        return self._finish_or_defer(context, name, description)
+
+    # ------------------------------------------------------------------------------------------ step cache
+
+    def cache_datasets(self, client: Any) -> dict[str, str] | None:
+        """Input name -> content digest of the datasets the job reads by a URI that does not name their content.
+
+        ``None`` makes the step uncacheable (a dataset without a digest). Job outputs and published code are
+        named by their producer or content and are part of the request; most steps have no such dataset.
+
+        :param client: S3 client
+        """
+        return {}
+
+    def cache_outputs(self, result: dict[str, Any]) -> list[str]:
+        """The S3 outputs of a result that a reuse needs (each checked before reusing)."""
+        raise NotImplementedError
+
+    def _cache_key(self, cfg: Config, plan: RunPlan, context: Context) -> str | None:
+        """The step's cache key (:func:`ml_lifecycle.cache.cache_key`), or ``None`` when it cannot be cached."""
+        from ml_lifecycle.cache import cache_key
+
+        try:
+            datasets = self.cache_datasets(s3_client(self))  # type: ignore[arg-type]
+            if datasets is None:
+                self.log.info("Step cache: %s reads a dataset without a content digest; not cached", self._job_kind)  # type: ignore[attr-defined]
+                return None
+            return cache_key(
+                dag_id=plan.dag_id,
+                step=self._job_kind,
+                window_start=plan.window.start.isoformat(),
+                window_end=plan.window.end.isoformat(),
+                request=self.build_request(cfg, plan, context, 1),
+                datasets=datasets,
+            )
+        except Exception as exc:  # the cache is an optimisation: the step runs without it
+            self.log.warning("Step cache unavailable for %s (%s); running the step", self._job_kind, exc)  # type: ignore[attr-defined]
+            return None
+
+    def _reuse(self, context: Context, cfg: Config, plan: RunPlan, key: str) -> dict[str, Any] | None:
+        """The result of a completed step with ``key`` whose outputs exist, marked as reused; else ``None``."""
+        try:
+            found = cache_reuse(self, s3_client(self), cfg, dag_id=plan.dag_id, step=self._job_kind, key=key)  # type: ignore[arg-type]
+        except Exception as exc:
+            self.log.warning("Step cache unavailable for %s (%s); running the step", self._job_kind, exc)  # type: ignore[attr-defined]
+            return None
+        if found is None:
+            return None
+        record, uri = found
+        self.config = self.build_request(cfg, plan, context, 1)
+        self._persist_link(context, record.job_name)
+        return {
+            **record.result,
+            "cache": {
+                "reused": True,
+                "key": key,
+                "step": self._job_kind,
+                "source_run_id": record.run_id,
+                "source_job_name": record.job_name,
+                "record_uri": uri,
+            },
+        }
+
+    def _note_key(self, cfg: Config, plan: RunPlan, name: str, key: str) -> None:
+        try:
+            cache_note_job(s3_client(self), cfg, dag_id=plan.dag_id, step=self._job_kind, job_name=name, key=key)  # type: ignore[arg-type]
+        except Exception as exc:  # the job runs anyway; only its record is lost
+            self.log.warning("Step cache: could not note the key of %s (%s); it will not be recorded", name, exc)  # type: ignore[attr-defined]
+
+    def _completed(self, context: Context, description: dict[str, Any]) -> dict[str, Any]:
+        """The completed job's result, recorded in the step cache under the key noted when it was created."""
+        result = self.summarize(description)
+        record = cache_key = None
+        cfg, plan = self._plan(context)
+        name = description[self._name_key]
+        try:
+            cache_key = cache_job_key(s3_client(self), cfg, dag_id=plan.dag_id, step=self._job_kind, job_name=name)  # type: ignore[arg-type]
+        except Exception as exc:
+            self.log.warning("Step cache: could not read the key of %s (%s); not recording it", name, exc)  # type: ignore[attr-defined]
+        if cache_key is None:
+            self.log.info("Step cache: no key noted for %s job %s; not recording it", self._job_kind, name)  # type: ignore[attr-defined]
+        else:
+            record = cache_remember(
+                self,
+                s3_client(self),  # type: ignore[arg-type]
+                cfg,
+                dag_id=plan.dag_id,
+                run_id=plan.run_id,
+                step=self._job_kind,
+                key=cache_key,
+                job_name=description[self._name_key],
+                result=result,
+                outputs=self.cache_outputs(result),
+            )
+        return {**result, "cache": {"reused": False, "key": cache_key, "step": self._job_kind, "record_uri": record}}
 
     def _create_or_join(self, name: str) -> None:
         """Create the job; if another execution of this task created it a moment ago, join that one.
@@ -219,11 +334,11 @@ class _ReattachingJobMixin:
             f"SageMaker {self._job_kind} job {name} {description[self._status_key]}: {failure_reason(description)}"
         )
 
-    def _finish_or_defer(self, name: str, description: dict[str, Any]) -> dict[str, Any]:
+    def _finish_or_defer(self, context: Context, name: str, description: dict[str, Any]) -> dict[str, Any]:
         status = description[self._status_key]
         if status == JOB_COMPLETED:
             self.log.info("SageMaker %s job %s completed", self._job_kind, name)  # type: ignore[attr-defined]
-            return self.summarize(description)
+            return self._completed(context, description)
         if status in JOB_FAILED:
             self._raise_failed(name, description)
         self.defer(  # type: ignore[attr-defined]
@@ -251,7 +366,7 @@ class _ReattachingJobMixin:
         description = self._describe(name)
         status = description[self._status_key]
         if status == JOB_COMPLETED:
-            return self.summarize(description)
+            return self._completed(context, description)
         if status in JOB_FAILED:
             self._raise_failed(name, description)
         waited = self.check_interval * self.max_attempts  # type: ignore[attr-defined]
@@ -291,6 +406,9 @@ class _ProcessingJobOperator(_ReattachingJobMixin, SageMakerProcessingOperator):
             "outputs": {o["OutputName"]: o["S3Output"]["S3Uri"] for o in outputs if "S3Output" in o},
         }
 
+    def cache_outputs(self, result: dict[str, Any]) -> list[str]:
+        return sorted(result["outputs"].values())
+
 
 class PreprocessJobOperator(_ProcessingJobOperator):
     """Split the interval's dataset and fit the preprocessor in a SageMaker Processing job.
@@ -316,6 +434,15 @@ class PreprocessJobOperator(_ProcessingJobOperator):
         return preprocess_request(
             cfg, plan, dataset_uri=self.dataset_uri, code_uri=self.code_uri, try_number=try_number
         )
+
+    def cache_datasets(self, client: Any) -> dict[str, str] | None:
+        """The extracted dataset's content digest, from its manifest (the prefix is shared by every run of
+        the interval and overwritten by each extraction, so its URI says nothing of its content)."""
+        from ml_lifecycle.cache import dataset_digest
+        from ml_lifecycle.data.manifest import read_manifest
+
+        digest = dataset_digest(read_manifest(client, self.dataset_uri))
+        return None if digest is None else {"dataset": digest}
 
 
 class EvaluationJobOperator(_ProcessingJobOperator):
@@ -358,6 +485,9 @@ class EvaluationJobOperator(_ProcessingJobOperator):
         baseline = result["outputs"].get("baseline")
         result["baseline_uri"] = baseline.rstrip("/") + "/" if baseline else None
         return result
+
+    def cache_outputs(self, result: dict[str, Any]) -> list[str]:
+        return sorted({*result["outputs"].values(), result["evaluation_uri"]})
 
 
 # -------------------------------------------------------------------------------------------------- training
@@ -486,6 +616,9 @@ class TrainingJobOperator(_TrainingInputsMixin, _ReattachingJobMixin, SageMakerT
     def summarize(self, description: dict[str, Any]) -> dict[str, Any]:
         return _training_summary(description)
 
+    def cache_outputs(self, result: dict[str, Any]) -> list[str]:
+        return [result["model_uri"]]
+
 
 class TuningJobOperator(_TrainingInputsMixin, _ReattachingJobMixin, SageMakerTuningOperator):
     """Search hyperparameters in a SageMaker tuning job; its best training job's model is the result.
@@ -584,6 +717,9 @@ class TuningJobOperator(_TrainingInputsMixin, _ReattachingJobMixin, SageMakerTun
             "training_jobs": description.get("TrainingJobStatusCounters", {}),
         }
 
+    def cache_outputs(self, result: dict[str, Any]) -> list[str]:
+        return [result["model_uri"]]
+
 
 # ------------------------------------------------------------------------------------------- run planning
 
@@ -595,7 +731,7 @@ class PrepareRunOperator(BaseOperator):
     content hash (:mod:`ml_lifecycle.code_package`). XCom: the plan (:meth:`RunPlan.as_dict`) plus
     ``"code": {component: {"digest", "sourcedir_uri", "src_uri", ...}}`` and, for the DAG's wiring
     (``plan.output["window_start"]``; the operator pushes each key as its own XCom), the flat keys
-    ``window_start``, ``window_end``, ``validation_report_uri``, ``validate_job_name`` and
+    ``window_start``, ``window_end``, ``validation_report_uri``, ``evaluation_report_uri``, ``validate_job_name`` and
     ``<component>_src_uri`` / ``<component>_sourcedir_uri`` / ``<component>_digest``.
 
     :param aws_conn_id: Airflow connection for AWS (S3)
@@ -646,6 +782,7 @@ class PrepareRunOperator(BaseOperator):
             "window_start": plan.window.start.isoformat(),
             "window_end": plan.window.end.isoformat(),
             "validation_report_uri": plan.report_uri("validation") + "/",
+            "evaluation_report_uri": plan.report_uri("evaluation") + "/",
             "validate_job_name": plan.job_name("validate"),
         }
         for component, published in code.items():

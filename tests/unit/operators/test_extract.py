@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import snowflake.connector
 from airflow.providers.common.compat.sdk import AirflowSkipException
 from moto import mock_aws
 
+from ml_lifecycle.cache import dataset_digest
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
 
 BUCKET = "datasets-test"
@@ -164,7 +166,9 @@ def test_streams_the_interval_into_bounded_parts_with_a_manifest(s3: Any, snowfl
         "row_count": N_ROWS,
         "columns": EXPECTED_SCHEMA.names,
         "query_hash": manifest["query"]["sha256"],
+        "dataset_digest": dataset_digest(manifest),
     }
+    assert result["dataset_digest"]
     # 2880 rows in row groups of 500 (6 groups), two groups per part -> 3 parts
     assert [p["name"] for p in manifest["parts"]] == [f"part-0000{i}.parquet" for i in range(3)]
     assert [p["rows"] for p in manifest["parts"]] == [1000, 1000, 880]
@@ -172,6 +176,7 @@ def test_streams_the_interval_into_bounded_parts_with_a_manifest(s3: Any, snowfl
     for part, table in zip(manifest["parts"], tables, strict=True):
         assert table.schema.remove_metadata() == EXPECTED_SCHEMA
         assert part["bytes"] == len(read_object(s3, part["name"]))
+        assert part["sha256"] == hashlib.sha256(read_object(s3, part["name"])).hexdigest()
         metadata = pq.ParquetFile(io.BytesIO(read_object(s3, part["name"]))).metadata
         assert max(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)) <= 500
     assert manifest["row_count"] == sum(t.num_rows for t in tables) == N_ROWS
@@ -197,6 +202,15 @@ def test_fetchmany_path_writes_the_same_dataset_as_arrow_batches(
 
     assert manifest["row_count"] == N_ROWS
     assert pa.concat_tables(row_tables).equals(pa.concat_tables(arrow_tables))
+
+
+def test_extracting_the_same_data_again_gives_the_same_digest(s3: Any, snowflake_server: dict) -> None:
+    """The step cache keys on the digest: identical data extracted twice must not look different."""
+    first = make_operator(snowflake_server).execute({})
+    again = make_operator(snowflake_server).execute({})
+    assert first["dataset_digest"] == again["dataset_digest"]
+    regrouped = make_operator(snowflake_server, row_groups_per_part=1).execute({})
+    assert regrouped["dataset_digest"] != first["dataset_digest"], "other files, other digest"
 
 
 def test_rerun_replaces_the_dataset_without_stale_parts(s3: Any, snowflake_server: dict) -> None:

@@ -81,9 +81,9 @@ def notifications(monkeypatch):
     return sent
 
 
-def _run_gate(s3, registry, auc, run_id="manual__2"):
+def _run_gate(s3, registry, auc, run_id="manual__2", report_uri=None):
     s3.put_object(Bucket=BUCKET, Key=EVALUATION.removeprefix(f"s3://{BUCKET}/"), Body=json.dumps(_report(auc)))
-    op = QualityGateOperator(task_id="gate", evaluation_uri=EVALUATION)
+    op = QualityGateOperator(task_id="gate", evaluation_uri=EVALUATION, report_uri=report_uri)
     op.__dict__["hook"] = FakeHook(registry, s3)
     context = {
         "run_id": run_id,
@@ -106,6 +106,20 @@ def test_first_model_is_judged_by_thresholds_only(s3, notifications):
     assert doc["baseline"] is None
     assert {c["kind"] for c in doc["checks"]} == {"threshold"}
     assert notifications == []
+
+
+def test_gate_report_goes_to_the_runs_own_folder_when_given(s3, notifications):
+    """A reused evaluation lives in another run's folder: that run's gate.json must stay as it was."""
+    own = f"s3://{BUCKET}/reports/train_model/w/run2/evaluation/"
+    result, doc = _run_gate(s3, FakeRegistry(), auc=0.9, report_uri=own)
+    assert result["gate_uri"] == own + "gate.json" and result["evaluation_uri"] == EVALUATION
+    assert doc["evaluation_uri"] == EVALUATION
+    listed = s3.list_objects_v2(Bucket=BUCKET)["Contents"]
+    assert not [
+        o
+        for o in listed
+        if o["Key"] == EVALUATION.removeprefix(f"s3://{BUCKET}/").replace("evaluation.json", "gate.json")
+    ]
 
 
 def test_second_model_is_compared_with_the_latest_approved(s3, notifications):

@@ -73,7 +73,7 @@ def _context(xcoms, run_id="manual__2026-03-01", logical_date=datetime(2026, 3, 
     }
 
 
-def _register(registry, s3, approval="config", gate=None):
+def _register(registry, s3, approval="config", gate=None, step_results=None):
     op = ModelRegistrationOperator(
         task_id="register",
         model_uri="s3://b/jobs/train/output/model.tar.gz",
@@ -87,6 +87,7 @@ def _register(registry, s3, approval="config", gate=None):
         baseline_uri=BASELINE,
         approval=approval,
         gate=gate,
+        step_results=step_results,
     )
     op.__dict__["hook"] = FakeHook(registry, s3)
     return op
@@ -126,6 +127,24 @@ def test_the_model_package_group_is_created_with_the_tags_and_an_untagged_one_is
     registry.tags[arn] = {}  # a group made before its tags were configured
     _register(registry, s3, gate=GATE_PASSED).execute(_context({}, run_id="manual__other"))
     assert registry.tags[arn] == dict(CFG.tags)
+
+
+def test_reused_steps_are_in_the_lineage_and_the_result(registry, s3):
+    reused = {"reused": True, "step": "train", "source_job_name": "fraud-train-20260301-0000aaaa",
+              "source_run_id": "manual__2026-03-01T00:00:00+00:00", "key": "k"}  # fmt: skip
+    results = json.dumps([{"job_name": "p", "cache": {"reused": False, "step": "preprocess"}}, {"cache": reused}, None])
+    result = _register(registry, s3, gate=GATE_PASSED, step_results=results).execute(_context({}))
+    props = registry.describe_model_package(ModelPackageName=result["model_package_arn"])["CustomerMetadataProperties"]
+    source = "fraud-train-20260301-0000aaaa from run manual__2026-03-01T00:00:00+00:00"
+    assert props["reused:train"] == source and "reused:preprocess" not in props
+    assert result["reused_steps"] == {"train": source}
+    again = _register(registry, s3, gate=GATE_PASSED, step_results=results).execute(_context({}))
+    assert again["already_registered"] and again["reused_steps"] == {"train": source}
+
+
+def test_nothing_reused_means_no_reused_lineage(registry, s3):
+    result = _register(registry, s3, gate=GATE_PASSED, step_results="[null, null]").execute(_context({}))
+    assert result["reused_steps"] == {}
 
 
 def test_a_retry_does_not_register_a_second_version(registry, s3):

@@ -4,8 +4,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
 
 from ml_lifecycle.config import load_config
 from ml_lifecycle.naming import RunPlan
@@ -110,14 +112,14 @@ class FakeSageMaker:
         self.jobs[name] = {"status": self.status_after_create, "request": json.loads(json.dumps(config))}
 
 
-def _context(try_number=1, params=None):
+def _context(try_number=1, params=None, run_id=RUN_ID):
     pushed = {}
     ti = SimpleNamespace(try_number=try_number, xcom_push=lambda key, value: pushed.__setitem__(key, value))
     return {
         "ti": ti,
         "logical_date": ANCHOR,
         "dag_run": SimpleNamespace(run_after=ANCHOR),
-        "run_id": RUN_ID,
+        "run_id": run_id,
         "dag": SimpleNamespace(dag_id="train_model"),
         "params": params or {"window_days": 30},
         "_pushed": pushed,
@@ -132,6 +134,18 @@ def plan():
 @pytest.fixture
 def fake():
     return FakeSageMaker()
+
+
+@pytest.fixture(autouse=True)
+def s3(monkeypatch):
+    """The step cache's S3 (moto, in process), with the environment's bucket."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=load_config().storage.bucket)
+        monkeypatch.setattr("ml_lifecycle.operators.sagemaker.s3_client", lambda operator: client)
+        yield client
 
 
 def _with_fake(op, fake):
@@ -252,9 +266,10 @@ def test_execute_complete_success_returns_small_json(fake, plan):
 
 
 def _training(fake, **kwargs):
+    kwargs.setdefault("hyperparameter_overrides", '{"num_round": 5}')
     op = TrainingJobOperator(
         task_id="train", splits=SPLITS, sourcedir_uri="s3://b/code/abc/sourcedir.tar.gz",
-        hyperparameter_overrides='{"num_round": 5}', instance_type="ml.m5.2xlarge", **kwargs,
+        instance_type="ml.m5.2xlarge", **kwargs,
     )  # fmt: skip
     return _with_fake(op, fake)
 
@@ -300,3 +315,134 @@ def test_tuning_budget_comes_from_templated_params(fake, plan):
     limits = fake.jobs[plan.job_name("tune")]["request"]["HyperParameterTuningJobConfig"]["ResourceLimits"]
     assert (limits["MaxNumberOfTrainingJobs"], limits["MaxParallelTrainingJobs"]) == (3, 1)
     assert deferred.value.trigger.attempts == 7
+
+
+# ------------------------------------------------------------------------------------------------ step cache
+
+OTHER_RUN = "manual__2026-03-01T14:30:00+00:00"
+
+
+def _dataset(s3, plan, checksum="a" * 64):
+    """The interval's dataset manifest (its part checksums decide the dataset digest)."""
+    manifest = {
+        "manifest_version": 1,
+        "dataset_uri": plan.dataset_uri,
+        "schema": [{"name": "amount", "type": "double"}],
+        "row_count": 10,
+        "parts": [{"name": "part-00000.parquet", "rows": 10, "bytes": 100, "sha256": checksum}],
+    }
+    key = plan.dataset_uri.split("/", 3)[3] + "_manifest.json"
+    s3.put_object(Bucket=plan.bucket, Key=key, Body=json.dumps(manifest).encode())
+    return plan.dataset_uri
+
+
+def _write_outputs(s3, fake, name):
+    """What a completed processing job leaves: a file under each output prefix."""
+    for output in fake.jobs[name]["request"]["ProcessingOutputConfig"]["Outputs"]:
+        bucket, key = output["S3Output"]["S3Uri"].removeprefix("s3://").split("/", 1)
+        s3.put_object(Bucket=bucket, Key=key.rstrip("/") + "/part.csv", Body=b"1")
+
+
+def _preprocess_on(fake, plan):
+    op = PreprocessJobOperator(task_id="preprocess", dataset_uri=plan.dataset_uri, code_uri="s3://b/code/abc/src/")
+    return _with_fake(op, fake)
+
+
+def _first_run(s3, fake, plan):
+    """Run A's preprocess: a job that completes and is recorded in the cache."""
+    _dataset(s3, plan)
+    with pytest.raises(TaskDeferred) as deferred:
+        _preprocess_on(fake, plan).execute(_context())
+    name = plan.job_name("preprocess")
+    assert not deferred.value.kwargs, "the key does not travel with the deferral (dag.test drops resume kwargs)"
+    fake.jobs[name]["status"] = "Completed"
+    _write_outputs(s3, fake, name)
+    # a new operator instance resumes, as after a deferral: the key noted at creation is found by the job's name
+    result = _preprocess_on(fake, plan).execute_complete(_context(), {"status": "success", "job_name": name})
+    assert result["cache"]["reused"] is False and result["cache"]["record_uri"].startswith(f"s3://{plan.bucket}/cache/")
+    fake.created.clear()
+    return name, result
+
+
+def _logged(capsys):
+    captured = capsys.readouterr()
+    return " ".join((captured.out + captured.err).split())
+
+
+def test_a_second_run_of_the_interval_reuses_the_completed_step(fake, plan, s3, capsys):
+    name, first = _first_run(s3, fake, plan)
+    capsys.readouterr()
+    result = _preprocess_on(fake, plan).execute(_context(run_id=OTHER_RUN))
+    assert fake.created == [], "no new job"
+    assert result["job_name"] == name and result["outputs"] == first["outputs"]
+    assert result["cache"] == {
+        "reused": True,
+        "key": first["cache"]["key"],
+        "step": "preprocess",
+        "source_run_id": RUN_ID,
+        "source_job_name": name,
+        "record_uri": first["cache"]["record_uri"],
+    }
+    logged = _logged(capsys)
+    assert f"reused outputs of preprocess job {name} from run {RUN_ID}, cache key {first['cache']['key']}" in logged
+
+
+def test_force_runs_the_step_again(fake, plan, s3):
+    _first_run(s3, fake, plan)
+    with pytest.raises(TaskDeferred):
+        _preprocess_on(fake, plan).execute(_context(run_id=OTHER_RUN, params={"window_days": 30, "force": True}))
+    other = RunPlan.create(load_config(), dag_id="train_model", run_id=OTHER_RUN, anchor=ANCHOR, window_days=30)
+    assert fake.created == [other.job_name("preprocess")]
+
+
+def test_force_must_be_a_boolean(fake, plan, s3):
+    _dataset(s3, plan)
+    with pytest.raises(AirflowException, match=r"param force must be a boolean \(true or false\), got 'yes'"):
+        _preprocess_on(fake, plan).execute(_context(params={"window_days": 30, "force": "yes"}))
+    assert fake.created == []
+
+
+def test_other_dataset_content_misses(fake, plan, s3):
+    _first_run(s3, fake, plan)
+    _dataset(s3, plan, checksum="b" * 64)  # the interval was extracted again and its data changed
+    with pytest.raises(TaskDeferred):
+        _preprocess_on(fake, plan).execute(_context(run_id=OTHER_RUN))
+    assert len(fake.created) == 1
+
+
+def test_a_record_whose_outputs_are_gone_is_not_reused(fake, plan, s3, capsys):
+    _, first = _first_run(s3, fake, plan)
+    gone = first["outputs"]["train"]
+    bucket, key = gone.removeprefix("s3://").split("/", 1)
+    s3.delete_object(Bucket=bucket, Key=key.rstrip("/") + "/part.csv")
+    with pytest.raises(TaskDeferred):
+        _preprocess_on(fake, plan).execute(_context(run_id=OTHER_RUN))
+    assert len(fake.created) == 1
+    assert f"outputs are gone ({gone})" in _logged(capsys)
+
+
+def test_a_retry_of_the_same_run_reattaches_before_looking_at_the_cache(fake, plan, s3):
+    name, _ = _first_run(s3, fake, plan)
+    result = _preprocess_on(fake, plan).execute(_context(try_number=2, params={"window_days": 30, "force": True}))
+    assert fake.created == [] and result["job_name"] == name
+    assert result["cache"]["reused"] is False, "its own job, not a reuse"
+
+
+def test_training_is_reused_with_its_model(fake, plan, s3):
+    fake.status_after_create = "Completed"
+    describe = fake.describe_training_job
+    fake.describe_training_job = lambda name: {
+        **describe(name),
+        "ModelArtifacts": {"S3ModelArtifacts": f"s3://{plan.bucket}/jobs/{name}/output/model.tar.gz"},
+    }
+    first = _training(fake).execute(_context())
+    assert first["cache"]["record_uri"] is None, "no record while the model does not exist"
+    bucket, key = first["model_uri"].removeprefix("s3://").split("/", 1)
+    s3.put_object(Bucket=bucket, Key=key, Body=b"model")
+    fake.created.clear()
+    again = _training(fake).execute(_context())  # its own completed job: re-attach, now recorded
+    assert again["cache"]["record_uri"] and fake.created == []
+    reused = _training(fake).execute(_context(run_id=OTHER_RUN))
+    assert fake.created == [] and reused["model_uri"] == first["model_uri"] and reused["cache"]["reused"]
+    changed = _training(fake, hyperparameter_overrides='{"num_round": 6}').execute(_context(run_id=OTHER_RUN))
+    assert len(fake.created) == 1 and changed["cache"]["reused"] is False, "other hyperparameters: a new job"
