@@ -269,6 +269,7 @@ class PostgresServer:
                 text=True,
                 check=False,
                 cwd=self.root,
+                timeout=300,
                 **user.kwargs(),
             )
         finally:

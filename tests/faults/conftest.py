@@ -79,12 +79,15 @@ def task_context(
     try_number: int = 1,
 ) -> dict[str, Any]:
     """The task context a worker would build for ``task_id`` of run ``run_id``."""
+    from airflow.sdk import DAG
+
     ti = FakeTI(dag_id, task_id, run_id, try_number)
     return {
         "ti": ti,
         "task_instance": ti,
         "run_id": run_id,
-        "dag": SimpleNamespace(dag_id=dag_id),
+        # a real DAG: the failure notifiers render their templates with its Jinja environment, as on a worker
+        "dag": DAG(dag_id=dag_id, schedule=None),
         "dag_run": SimpleNamespace(run_id=run_id, run_after=anchor),
         "logical_date": anchor,
         # force: the suite's runs share one window and inputs, and each fault needs a job of its own to act on
