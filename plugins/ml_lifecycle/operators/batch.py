@@ -29,7 +29,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from ml_lifecycle.operators.base import HostingOperatorBase
+from ml_lifecycle.operators.base import JOB_ACTIVE, HostingOperatorBase
 from ml_lifecycle.operators.jobs import TRANSFORM, completed_or_defer, current_attempt, resumed_description
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ class BatchTransformJobOperator(HostingOperatorBase):
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from ml_lifecycle.builders.endpoint import package_version
+        from ml_lifecycle.builders.endpoint import model_request, package_version
         from ml_lifecycle.builders.transform import transform_job_name, transform_request
         from ml_lifecycle.data.s3 import delete_keys, iter_objects, split_s3_uri
 
@@ -222,13 +222,32 @@ class BatchTransformJobOperator(HostingOperatorBase):
         version = package_version(package)
         start = _naive_utc("interval_start", self.interval_start)
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
-        attempt = current_attempt(
-            self.sagemaker,
-            TRANSFORM,
-            context,
-            lambda number: transform_job_name(cfg, dag_id=dag_id, run_id=run_id, start=start, try_number=number),
-        )
+
+        def job_name(number: int) -> str:
+            return transform_job_name(cfg, dag_id=dag_id, run_id=run_id, start=start, try_number=number)
+
+        attempt = current_attempt(self.sagemaker, TRANSFORM, context, job_name)
         name, description = attempt.name, attempt.description
+        model_name = model_request(cfg, package)["ModelName"]
+        if description is not None and description.get("ModelName") != model_name:
+            # the run was re-processed after the model to score with changed: its earlier job's output is
+            # another model's, so a new attempt scores the day again
+            if description["TransformJobStatus"] in JOB_ACTIVE:
+                raise AirflowException(
+                    f"transform job {name} of this run is still running with model {description.get('ModelName')}; "
+                    f"the run now scores with {model_name}: a retry starts its job once that one has ended"
+                )
+            number = attempt.number + 1
+            while TRANSFORM.describe_or_none(self.sagemaker, job_name(number)) is not None:
+                number += 1
+            self.log.info(
+                "Transform job %s of this run scored with model %s; this run scores with %s: starting %s",
+                name,
+                description.get("ModelName"),
+                model_name,
+                job_name(number),
+            )
+            name, description = job_name(number), None
         if description is not None:
             self.log.info("Re-attaching to transform job %s (%s)", name, description["TransformJobStatus"])
         else:

@@ -178,9 +178,9 @@ class FakeTransform(FakeSageMaker):
         return dict(self.jobs[TransformJobName])
 
 
-def transform(fake, ti=None):
+def transform(fake, ti=None, version=1):
     op = BatchTransformJobOperator(
-        task_id="transform", aws_conn_id="aws_default", model_package_arn=package(1)["ModelPackageArn"],
+        task_id="transform", aws_conn_id="aws_default", model_package_arn=package(version)["ModelPackageArn"],
         input_uri="s3://b/in/", output_uri=f"s3://{BUCKET}/batch/out/", interval_start="2026-03-01T00:00:00+00:00",
     )  # fmt: skip
     op.__dict__["hook"] = SimpleNamespace(
@@ -197,6 +197,36 @@ def test_transform_creates_the_model_and_a_run_named_job_and_reattaches(aws):
     assert result["model_name"] in fake.models
     again = transform(fake)
     assert again["job_name"] == result["job_name"]
+    assert len(fake.calls_named("create_transform_job")) == 1
+
+
+def test_a_rerun_scoring_with_another_model_starts_a_new_job_instead_of_reattaching(aws):
+    fake = FakeTransform()
+    fake.add_package(package(1))
+    first = transform(fake)
+    fake.add_package(package(2))
+    ti = FakeTI()
+    ti.try_number = 2  # the re-processed run's try
+    again = transform(fake, ti, version=2)
+    created = fake.calls_named("create_transform_job")
+    assert [c["TransformJobName"] for c in created] == [first["job_name"], again["job_name"]]
+    assert again["job_name"].endswith("-r2") and created[-1]["ModelName"] == again["model_name"]
+    assert again["model_name"] != first["model_name"]
+    assert again["model_package_arn"] == package(2)["ModelPackageArn"]
+    # the same model again: the re-run's job is re-attached to
+    ti.try_number = 3
+    assert transform(fake, ti, version=2)["job_name"] == again["job_name"]
+    assert len(fake.calls_named("create_transform_job")) == 2
+
+
+def test_a_rerun_with_another_model_waits_for_the_runs_running_job(aws):
+    fake = FakeTransform(status="InProgress")
+    fake.add_package(package(1))
+    with pytest.raises(TaskDeferred):
+        transform(fake)
+    fake.add_package(package(2))
+    with pytest.raises(AirflowException, match="still running with model"):
+        transform(fake, version=2)
     assert len(fake.calls_named("create_transform_job")) == 1
 
 
