@@ -10,14 +10,17 @@ tree but not from the bundle fails here.
 The runs are started through the REST API, as a person starts them from the UI, and the scheduler does the
 rest:
 
-1. ``train_model`` for the window ``[2026-01-15, 2026-02-12)`` registers an approved model package with its
-   lineage (the commit of the bundle included) and publishes the approved-model asset;
+1. ``train_model`` for the window ``[2026-01-15, 2026-02-12)``, on its tune branch (a tuning job of two
+   training jobs), registers the best job's model as an approved model package with its lineage (the commit
+   of the bundle included) and publishes the approved-model asset;
 2. the scheduler starts ``deploy_model`` from that asset event: the endpoint serves the model's predictions,
    with data capture, auto-scaling and the Model Monitor baseline and schedule;
 3. drifted traffic is sent to the endpoint; ``monitor_model`` (one-off analysis of the last hour) finds the
    drift and emits the drift asset, on which the scheduler starts a retraining ``train_model`` run (then
    stopped: it would train again on the same history);
-4. a ``batch_score`` backfill scores 2026-02-10 with the deployed model into the Snowflake predictions table.
+4. a ``batch_score`` backfill scores 2026-02-10 .. 2026-02-12 with the deployed model into the Snowflake
+   predictions table, one run and one transform job per day; a second backfill re-processing the middle day
+   writes it again, not twice.
 
 Unpausing a DAG makes the scheduler start the run that is due now (catch-up is off locally), for a period with
 no seeded data; the suite marks those runs failed at once so that only its own runs use the machine.
@@ -48,9 +51,19 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "mwaa-local"
 DAG_IDS = {"train_model", "deploy_model", "monitor_model", "batch_score"}
 TRAIN_DATE = "2026-02-12T00:00:00Z"
-TRAIN_CONF = {"window_days": 28, "hyperparameters": {"num_round": 25}}
+#: the tune branch, with a small tuning job (two training jobs at once): it runs under the scheduler here only
+TRAIN_CONF = {
+    "window_days": 28,
+    "hyperparameters": {"num_round": 25},
+    "tuning": True,
+    "tuning_max_jobs": 2,
+    "tuning_max_parallel_jobs": 2,
+}
 DRIFTED = ("2026-02-15 00:00:00", "2026-03-02 00:00:00")
 SCORE_DAY = dt.date(2026, 2, 10)
+#: re-processing a completed day re-attaches to that run's completed transform job (same model, same input):
+#: its output is loaded again, no second job is started
+TRANSFORMS_AFTER_RERUN = 3
 
 
 # ------------------------------------------------------------------------------------------ the runtime
@@ -183,10 +196,17 @@ def test_train_model_registers_an_approved_model_with_its_lineage(
     trained: dict[str, Any], aws: SimpleNamespace, bundle: SimpleNamespace
 ) -> None:
     states = trained["states"]
-    for task in ("plan", "extract", "validate", "preprocess", "train", "evaluate", "gate", "register"):
+    for task in ("plan", "extract", "validate", "preprocess", "tune", "evaluate", "gate", "register"):
         assert states[task] == "success", states
     assert states["publish_approval"] == "success"
-    assert states["tune"] == "skipped"
+    assert states["train"] == "skipped", "the run took the tune branch"
+    tuning = aws.sm.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
+    assert len(tuning) == 1 and tuning[0]["HyperParameterTuningJobStatus"] == "Completed", tuning
+    described = aws.sm.describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=tuning[0]["HyperParameterTuningJobName"]
+    )
+    assert described["TrainingJobStatusCounters"]["Completed"] == 2, described["TrainingJobStatusCounters"]
+    best = described["BestTrainingJob"]["TrainingJobName"]
     arn = trained["register"]["model_package_arn"]
     package = aws.sm.describe_model_package(ModelPackageName=arn)
     assert package["ModelApprovalStatus"] == "Approved"
@@ -194,6 +214,7 @@ def test_train_model_registers_an_approved_model_with_its_lineage(
     missing = [k for k in LINEAGE if not props.get(k)]
     assert not missing, f"lineage missing: {missing}"
     assert props["dag_run_id"] == trained["run_id"]
+    assert props["training_job"] == best, "the registered model is the tuning job's best"
     assert (props["window_start"][:10], props["window_end"][:10]) == ("2026-01-15", "2026-02-12")
     assert props["git_commit"] == bundle.manifest["git_commit"], "the model names the commit of the bundle"
     gate = s3_json(aws.s3, props["gate_uri"])
@@ -279,39 +300,86 @@ def test_monitor_model_finds_drift_and_the_scheduler_starts_retraining(
     api("PATCH", f"/api/v2/dags/train_model/dagRuns/{retraining[0]['dag_run_id']}", {"state": "failed"})
 
 
-def test_batch_score_writes_the_days_predictions_to_snowflake(
-    api: Driver, deployed: dict[str, Any], aws: SimpleNamespace
-) -> None:
-    api.unpause("batch_score")
-    start = dt.datetime.combine(SCORE_DAY, dt.time.min, tzinfo=dt.UTC)
-    end = start + dt.timedelta(days=1)
-    # history is scored with a backfill (a manual run dated before the DAG's start_date would create no tasks)
-    day = start.isoformat()
-    api("POST", "/api/v2/backfills", {"dag_id": "batch_score", "from_date": day, "to_date": day, "dag_run_conf": {}})
-    runs = wait_for(
-        lambda: api("GET", "/api/v2/dags/batch_score/dagRuns?run_type=backfill")["dag_runs"], 60, "the backfill run"
+def _backfill(api: Driver, first: dt.date, last: dt.date, **extra: Any) -> dict[str, dict[str, Any]]:
+    """Backfill ``batch_score`` over ``first``..``last``; when it completed, ``{day: run}`` of its days.
+
+    The API creates the backfill's runs before it answers; the scheduler marks the backfill completed once
+    none of them is unfinished. Each run must then have succeeded with every task.
+    """
+    body = {"dag_id": "batch_score", "from_date": _midnight(first), "to_date": _midnight(last), "dag_run_conf": {}}
+    backfill = api("POST", "/api/v2/backfills", body | extra)
+    days = (last - first).days + 1
+    wait_for(
+        lambda: api("GET", f"/api/v2/backfills/{backfill['id']}").get("completed_at"),
+        900 * days,
+        f"the backfill of {first} .. {last} to complete",
     )
-    assert len(runs) == 1 and runs[0]["data_interval_start"].startswith(SCORE_DAY.isoformat()), runs
-    run_id = runs[0]["dag_run_id"]
-    states = api.wait("batch_score", run_id, timeout=900)
-    assert all(states[t] == "success" for t in ("resolve", "extract", "prepare", "transform", "load")), states
-    arn = deployed["resolve"]["model_package_arn"]
+    runs = {
+        run["data_interval_start"][:10]: run
+        for run in api("GET", "/api/v2/dags/batch_score/dagRuns?run_type=backfill&limit=100")["dag_runs"]
+        if first.isoformat() <= run["data_interval_start"][:10] <= last.isoformat()
+    }
+    assert sorted(runs) == [(first + dt.timedelta(days=i)).isoformat() for i in range(days)], runs
+    for run in runs.values():
+        states = api.wait("batch_score", run["dag_run_id"], timeout=60)
+        assert all(states[t] == "success" for t in ("resolve", "extract", "prepare", "transform", "load")), states
+    return runs
+
+
+def _midnight(day: dt.date) -> str:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC).isoformat()
+
+
+def _predictions_by_day(aws: SimpleNamespace) -> dict[str, tuple[int, int, int, int]]:
+    """{day: (rows, distinct transactions, distinct runs, distinct models)} of the predictions table."""
+    with contextlib.closing(aws.devstack.snowflake_connect()) as conn:
+        cursor = conn.cursor()
+        cursor.execute(
+            "SELECT CAST(EVENT_TS AS DATE), COUNT(*), COUNT(DISTINCT TRANSACTION_ID), "
+            f"COUNT(DISTINCT DAG_RUN_ID), COUNT(DISTINCT MODEL_PACKAGE_ARN) FROM {aws.cfg.snowflake.predictions_fqn} "
+            "GROUP BY 1 ORDER BY 1"
+        )
+        return {str(day)[:10]: (rows, ids, runs, models) for day, rows, ids, runs, models in cursor.fetchall()}
+
+
+def _source_rows(aws: SimpleNamespace, day: dt.date) -> int:
+    start = dt.datetime.combine(day, dt.time.min)
     with contextlib.closing(aws.devstack.snowflake_connect()) as conn:
         cursor = conn.cursor()
         cursor.execute(
             f"SELECT COUNT(*) FROM {aws.cfg.snowflake.source_fqn} WHERE EVENT_TS >= %s AND EVENT_TS < %s",
-            (start.replace(tzinfo=None), end.replace(tzinfo=None)),
+            (start, start + dt.timedelta(days=1)),
         )
-        expected = cursor.fetchone()[0]
-        cursor.execute(
-            f"SELECT COUNT(*), MIN(FRAUD_PROBABILITY), MAX(FRAUD_PROBABILITY), COUNT(DISTINCT MODEL_PACKAGE_ARN), "
-            f"MIN(MODEL_PACKAGE_ARN), MIN(DAG_RUN_ID) FROM {aws.cfg.snowflake.predictions_fqn}"
-        )
-        count, low, high, models, model, dag_run = cursor.fetchone()
-    assert expected > 0
-    assert count == expected, "one prediction per transaction of the day"
-    assert 0.0 <= low <= high <= 1.0
-    assert (models, model, dag_run) == (1, arn, run_id)
+        return cursor.fetchone()[0]
+
+
+def test_batch_score_backfills_three_days_once_each_and_a_rerun_writes_nothing_twice(
+    api: Driver, deployed: dict[str, Any], aws: SimpleNamespace
+) -> None:
+    """``batch_score`` over three past days through a backfill (a manual run dated before the DAG's start_date
+    would create no tasks): one run and one transform job per day, each day's transactions scored once. A
+    second backfill of the middle day re-processing completed runs writes that day again, not twice."""
+    days = [SCORE_DAY + dt.timedelta(days=i) for i in range(3)]
+    api.unpause("batch_score")
+    runs = _backfill(api, days[0], days[-1])
+
+    transforms = aws.sm.list_transform_jobs(MaxResults=100)["TransformJobSummaries"]
+    assert len(transforms) == 3 and {t["TransformJobStatus"] for t in transforms} == {"Completed"}, transforms
+    expected = {d.isoformat(): _source_rows(aws, d) for d in days}
+    assert all(expected.values()), expected
+    scored = _predictions_by_day(aws)
+    assert scored == {day: (rows, rows, 1, 1) for day, rows in expected.items()}, (scored, expected)
+    with contextlib.closing(aws.devstack.snowflake_connect()) as conn:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT DISTINCT MODEL_PACKAGE_ARN FROM {aws.cfg.snowflake.predictions_fqn}")
+        assert cursor.fetchall() == [(deployed["resolve"]["model_package_arn"],)]
+
+    middle = days[1].isoformat()
+    again = _backfill(api, days[1], days[1], reprocess_behavior="completed")[middle]
+    assert again["end_date"] > runs[middle]["end_date"], ("the middle day ran again", again, runs[middle])
+    assert _predictions_by_day(aws) == scored, "the re-run replaced the day's predictions, duplicated none"
+    jobs = aws.sm.list_transform_jobs(MaxResults=100)["TransformJobSummaries"]
+    assert len(jobs) == TRANSFORMS_AFTER_RERUN, jobs
 
 
 def test_every_resource_the_dags_created_carries_the_configured_tags(
