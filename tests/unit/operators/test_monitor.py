@@ -21,7 +21,15 @@ from ml_lifecycle.operators.monitor import (
     PublishDriftOperator,
 )
 from ml_lifecycle.triggers.monitoring import MonitoringExecutionTrigger
-from tests.unit.operators._hosting_fakes import BUCKET, FakeMonitoring, FakeTI, aws, context, notifications
+from tests.unit.operators._hosting_fakes import (
+    AWS_CONNECTION,
+    BUCKET,
+    FakeMonitoring,
+    FakeTI,
+    aws,
+    context,
+    notifications,
+)
 
 ENDPOINT = "fraud-detector-local"
 SCHEDULE = schedule_name(ENDPOINT)
@@ -39,7 +47,11 @@ def assert_valid(operation: str, request: dict) -> None:
 
 def with_hook(op, fake):
     op.__dict__["hook"] = SimpleNamespace(
-        conn=fake, conn_region_name="us-east-1", conn_partition="aws", s3_hook=S3Hook(aws_conn_id="aws_default")
+        conn=fake,
+        conn_region_name="us-east-1",
+        conn_partition="aws",
+        conn_config=AWS_CONNECTION,
+        s3_hook=S3Hook(aws_conn_id="aws_default"),
     )
     return op
 
