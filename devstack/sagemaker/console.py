@@ -210,6 +210,8 @@ class Console:
         except SageMakerError as exc:
             if exc.code in ("ValidationException", "ResourceNotFound"):
                 raise NotFoundError(f"No {what}: {exc.message}") from exc
+            if exc.code == "UnknownOperationException":
+                raise NotFoundError(f"No {what}: this service does not run {action}.") from exc
             raise
 
     def _list(self, action: str, key: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:

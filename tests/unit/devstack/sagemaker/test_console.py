@@ -312,3 +312,12 @@ def test_index_links_recent_resources(service, get):
     assert '<a href="/console/jobs/training/train-1">train-1</a>' in page.text
     assert '<a href="/console/model-packages/fraud/2">2</a>' in page.text
     assert '<a href="/console/endpoints/fraud">fraud</a>' in page.text
+
+
+def test_a_page_of_an_action_the_service_does_not_run_answers_404(service, get):
+    def unknown(action: str, params: dict[str, Any]) -> dict[str, Any]:
+        raise unknown_operation(f"The devstack SageMaker service does not implement {action}.")
+
+    service.invoke = unknown  # type: ignore[method-assign]  # e.g. hosting without its extension
+    page = get("/console/endpoints/fraud")
+    assert page.status == 404 and "does not run DescribeEndpoint" in page.text
