@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -766,7 +767,9 @@ class PublishDriftOperator(_MonitorBase):
                     "features": findings.get("features") or [],
                     "drift_uri": uri,
                 }
-        notify_drift(context, findings, uri, cfg, Console.of(self.hook, cfg.aws.region))
+        # the endpoint's page: the AWS console in the config's region, or the devstack's page
+        console = dataclasses.replace(Console.of(self.hook), region=cfg.aws.region)
+        notify_drift(context, findings, uri, cfg, console)
         return {
             "published": True,
             "drift_uri": uri,

@@ -292,6 +292,27 @@ def test_drift_emits_the_asset_once_per_execution_and_notifies(aws):
         with_hook(drift_task(FINDINGS), FakeMonitoring()).execute(context(FakeTI({})))
 
 
+@pytest.mark.parametrize(
+    ("sagemaker_endpoint", "endpoint_page"),
+    [
+        pytest.param(
+            None,
+            f"https://console.aws.amazon.com/sagemaker/home?region=us-east-1#/endpoints/{ENDPOINT}",
+            id="aws-console",
+        ),
+        pytest.param(
+            "http://127.0.0.1:4570", f"http://127.0.0.1:4570/console/endpoints/{ENDPOINT}", id="devstack-console"
+        ),
+    ],
+)
+def test_drift_notification_links_the_endpoint_page_of_the_connection(aws, sagemaker_endpoint, endpoint_page):
+    op = with_hook(drift_task(FINDINGS), FakeMonitoring())
+    op.hook.conn_config = SimpleNamespace(get_service_endpoint_url=lambda service: sagemaker_endpoint)
+    op.execute(context(FakeTI({}), outlet_events={op.outlets[0]: SimpleNamespace(extra=None)}))
+    [note] = notifications(aws)
+    assert f"Endpoint: {endpoint_page}\n" in note["Message"]
+
+
 def test_no_drift_skips_without_an_asset_event(aws):
     calm = {**FINDINGS, "violation_count": 0, "violations": [], "drift": False}
     with pytest.raises(AirflowSkipException, match="No drift"):
