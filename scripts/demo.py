@@ -391,6 +391,17 @@ def lifecycle_summary(result: dict[str, Any]) -> list[str]:
         for label, paths in reports.items():
             for path in paths:
                 lines.append(f"    {label:<13} {path}")
+    pages = [
+        (label, page)
+        for label, page in (
+            ("model package", (result.get("champion") or {}).get("console_url")),
+            ("endpoint", (result.get("endpoint") or {}).get("console_url")),
+        )
+        if page
+    ]
+    if pages:
+        lines.append("  console         the devstack's pages (they open while the devstack runs)")
+        lines.extend(f"    {label:<13} {page}" for label, page in pages)
     return lines
 
 
@@ -578,6 +589,12 @@ def _finish(progress: Progress, driver: Any, cfg: Any, stack: Any, result: dict[
         "model_package_arn": package["ModelPackageArn"],
         "version": package.get("ModelPackageVersion"),
     }
+    if stack.sagemaker_url:  # the pages the tasks' extra links open
+        from devstack.sagemaker.console import page_url
+
+        group, version = package["ModelPackageGroupName"], str(package.get("ModelPackageVersion"))
+        result["champion"]["console_url"] = stack.sagemaker_url + page_url("model-packages", group, version)
+        result["endpoint"]["console_url"] = stack.sagemaker_url + page_url("endpoints", endpoint["EndpointName"])
     if result.get("sample"):
         answer = lifecycle.predict(
             stack.client("sagemaker-runtime"), endpoint["EndpointName"], [result["sample"]["row"]]

@@ -23,7 +23,7 @@ from typing import Any
 import botocore.session
 from botocore.model import OperationModel, ServiceModel
 
-from devstack.sagemaker import processing, registry, training, tuning
+from devstack.sagemaker import console, processing, registry, training, tuning
 from devstack.sagemaker.aws import AwsClients
 from devstack.sagemaker.catalogue import ImageEnvironments
 from devstack.sagemaker.environments import EnvironmentCache
@@ -109,6 +109,7 @@ class SageMakerService:
         self.registry = registry.Registry(self)
         for component in (self.training, self.processing, self.tuning, self.registry):
             component.register()
+        console.register(self)
         if load_extensions:
             self._load_extensions()
         self.recover()

@@ -173,6 +173,59 @@ def test_first_model_is_registered_with_metrics_and_lineage(backfill, aws, cfg):
     }
 
 
+def _link_value(dag, run_id, task_id, key):
+    """The value an operator persisted for one of its extra links."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag.dag_id,
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == key,
+            )
+        ).one()
+        return XComModel.deserialize_value(row)
+
+
+def _get(url):
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return answer.headers["Content-Type"], answer.read()
+
+
+def test_extra_links_open_the_devstack_pages_of_the_job_and_the_model(backfill, dag, devstack, aws, cfg):
+    from ml_lifecycle.links import SageMakerModelPackageLink, SageMakerTrainingJobLink
+
+    first = backfill[0]
+    job = _xcoms(dag, first["run_id"])["train"]["job_name"]
+    link = SageMakerTrainingJobLink().format_link(
+        **_link_value(dag, first["run_id"], "train", SageMakerTrainingJobLink.key)
+    )
+    assert link == f"{devstack.sagemaker_url}/console/jobs/training/{job}", "the link the UI shows"
+    content_type, page = _get(link)
+    assert content_type == "text/html; charset=utf-8"
+    assert f"Training job {job}" in page.decode() and "Completed" in page.decode()
+
+    package = _package_of(aws, cfg, first["run_id"])
+    link = SageMakerModelPackageLink().format_link(
+        **_link_value(dag, first["run_id"], "register", SageMakerModelPackageLink.key)
+    )
+    assert link == (f"{devstack.sagemaker_url}/console/model-packages/{GROUP}/{package['ModelPackageVersion']}")
+    page = _get(link)[1].decode()
+    gate_uri = package["CustomerMetadataProperties"]["gate_uri"]
+    assert gate_uri.startswith("s3://"), "the registry keeps the S3 URI"
+    bucket, key = gate_uri[len("s3://") :].split("/", 1)
+    report = f"{devstack.sagemaker_url}/console/s3/{bucket}/{key}"
+    assert f'href="{report.removeprefix(devstack.sagemaker_url)}"' in page, "the package page links the report"
+    content_type, body = _get(report)
+    assert content_type == "application/json" and json.loads(body)["decision"] == "passed"
+
+
 def test_later_runs_are_gated_against_the_latest_approved_model(backfill, aws, cfg):
     by_run = {}
     for summary in _packages(aws["sm"], cfg):

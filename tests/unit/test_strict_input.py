@@ -23,7 +23,7 @@ from ml_lifecycle.strict_input import (
     check_s3_uri,
     refuse_unknown_conf_keys,
 )
-from tests.unit.operators._hosting_fakes import aws  # noqa: F401 - fixture
+from tests.unit.operators._hosting_fakes import AWS_CONNECTION, aws  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "include" / "config" / "local.yaml"
@@ -259,7 +259,9 @@ def test_resolve_refuses_a_foreign_arn_before_calling_sagemaker():
     op = ResolveModelPackageOperator(
         task_id="resolve", model_package_arn=f"arn:aws:sagemaker:{REGION}:999999999999:model-package/{GROUP}/1"
     )
-    op.__dict__["hook"] = SimpleNamespace(conn=fake, conn_region_name=REGION, conn_partition="aws")
+    op.__dict__["hook"] = SimpleNamespace(
+        conn=fake, conn_region_name=REGION, conn_partition="aws", conn_config=AWS_CONNECTION
+    )
     with pytest.raises(AirflowFailException, match="account '999999999999' is not '123456789012'"):
         op.execute(context())
     assert fake.calls == []
@@ -306,7 +308,9 @@ def test_the_baseline_task_refuses_a_foreign_bucket_before_calling_sagemaker():
 
     fake = FakeMonitoring()
     op = DataQualityBaselineOperator(task_id="b", dataset_uri="s3://someone-elses-data/x/", model_package_version=1)
-    op.__dict__["hook"] = SimpleNamespace(conn=fake, conn_region_name=REGION, conn_partition="aws")
+    op.__dict__["hook"] = SimpleNamespace(
+        conn=fake, conn_region_name=REGION, conn_partition="aws", conn_config=AWS_CONNECTION
+    )
     with pytest.raises(AirflowFailException, match="bucket 'someone-elses-data' is not one of this environment's"):
         op.execute(context())
     assert fake.calls == [] and fake.jobs == {}

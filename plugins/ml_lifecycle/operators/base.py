@@ -25,10 +25,9 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from ml_lifecycle.links import SageMakerEndpointLink, persist_link
+from ml_lifecycle.links import ConsoleLink, SageMakerEndpointLink, persist_link
 
 if TYPE_CHECKING:
-    from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
     from airflow.sdk import Context
 
     from ml_lifecycle.config import Config
@@ -152,7 +151,7 @@ class SageMakerOperatorBase(AwsBaseOperator[SageMakerHook]):
     def _s3(self) -> Any:
         return self.hook.s3_hook.get_conn()
 
-    def persist_link(self, link: type[BaseAwsLink], context: Context, **fields: Any) -> None:
+    def persist_link(self, link: type[ConsoleLink], context: Context, **fields: Any) -> None:
         """Show ``link`` (filled with ``fields``) on this task instance."""
         persist_link(link, self, context, **fields)
 

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.amazon.aws.links.sagemaker import SageMakerTransformJobLink
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
+from ml_lifecycle.links import SageMakerTransformJobLink
 from ml_lifecycle.operators.base import JOB_ACTIVE, HostingOperatorBase
 from ml_lifecycle.operators.jobs import TRANSFORM, completed_or_defer, current_attempt, resumed_description
 

@@ -34,9 +34,8 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from ml_lifecycle.links import (
     CloudWatchAlarmsLink,
+    Console,
     SageMakerEndpointLink,
-    alarms_console_url,
-    endpoint_console_url,
 )
 from ml_lifecycle.operators.base import (
     ENDPOINT_IN_PROGRESS,
@@ -398,7 +397,7 @@ class GuardedEndpointDeployOperator(EndpointDeploymentBase):
         except Exception as exc:
             self.log.warning("Cannot read the alarms %s: %s", state["alarms"], exc)
             alarms = [{"name": n, "state": "UNKNOWN", "went_into_alarm": []} for n in state["alarms"]]
-        region = self.hook.conn_region_name or cfg.aws.region
+        console = Console.of(self.hook, cfg.aws.region)
         evidence_uri = cfg.storage.uri(
             "reports", "deployments", endpoint, state["target"], f"rollback-{context.get('run_id') or 'manual'}.json"
         )
@@ -420,8 +419,8 @@ class GuardedEndpointDeployOperator(EndpointDeploymentBase):
             "detected_at": dt.datetime.now(dt.UTC).isoformat(),
             "evidence_uri": evidence_uri,
             "links": {
-                "endpoint": endpoint_console_url(region, endpoint),
-                "alarms": alarms_console_url(region, f"{endpoint}-{state['variant']}"),
+                "endpoint": console.endpoint(endpoint),
+                "alarms": console.alarms(f"{endpoint}-{state['variant']}"),
             },
         }
         context["ti"].xcom_push(key=ROLLBACK_XCOM_KEY, value=evidence)

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
 
-from ml_lifecycle.links import MonitoringScheduleLink, SageMakerProcessingJobLink, endpoint_console_url
+from ml_lifecycle.links import Console, MonitoringScheduleLink, SageMakerProcessingJobLink
 from ml_lifecycle.operators.base import SageMakerOperatorBase, aws_connection, describe_or_none, is_not_found
 from ml_lifecycle.operators.jobs import BASELINING, completed_or_defer, current_attempt, resumed_description
 
@@ -653,7 +654,13 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
 # ------------------------------------------------------------------------------------------------------- drift
 
 
-def notify_drift(context: Context, findings: dict[str, Any], drift_uri: str, cfg: Config) -> bool:
+def notify_drift(
+    context: Context, findings: dict[str, Any], drift_uri: str, cfg: Config, console: Console | None = None
+) -> bool:
+    """Publish the drift to the environment's topic.
+
+    :param console: where the endpoint's page is (default: the AWS console of the config's region)
+    """
     from ml_lifecycle.notifications import log_url, publish
 
     ti = context.get("ti")
@@ -681,7 +688,7 @@ def notify_drift(context: Context, findings: dict[str, Any], drift_uri: str, cfg
             "",
             f"Violations file: {findings.get('violations_uri')}",
             f"Drift report: {drift_uri}",
-            f"Endpoint: {endpoint_console_url(cfg.aws.region, str(findings.get('endpoint_name')))}",
+            f"Endpoint: {(console or Console(cfg.aws.region)).endpoint(str(findings.get('endpoint_name')))}",
             f"Log: {task_log}",
         ]
     )
@@ -760,7 +767,9 @@ class PublishDriftOperator(_MonitorBase):
                     "features": findings.get("features") or [],
                     "drift_uri": uri,
                 }
-        notify_drift(context, findings, uri, cfg)
+        # the endpoint's page: the AWS console in the config's region, or the devstack's page
+        console = dataclasses.replace(Console.of(self.hook), region=cfg.aws.region)
+        notify_drift(context, findings, uri, cfg, console)
         return {
             "published": True,
             "drift_uri": uri,

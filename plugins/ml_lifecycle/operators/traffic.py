@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from ml_lifecycle.links import CloudWatchAlarmsLink, alarms_console_url, endpoint_console_url
+from ml_lifecycle.links import CloudWatchAlarmsLink, Console
 from ml_lifecycle.operators.base import (
     ENDPOINT_IN_PROGRESS,
     describe_or_none,
@@ -415,7 +415,7 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
     ) -> NoReturn:
         """SageMaker rolled back the update that adds the new variant: evidence, notification, final failure."""
         endpoint = base["endpoint"]
-        region = self.hook.conn_region_name or cfg.aws.region
+        console = Console.of(self.hook, cfg.aws.region)
         reason = str(description.get("FailureReason") or "")
         serving = [v["VariantName"] for v in description.get("ProductionVariants") or []]
         removed = {
@@ -442,8 +442,8 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             "cleanup": "done",
             "removed": removed,
             "links": {
-                "endpoint": endpoint_console_url(region, endpoint),
-                "alarms": alarms_console_url(region, f"{endpoint}-{base['variant']}"),
+                "endpoint": console.endpoint(endpoint),
+                "alarms": console.alarms(f"{endpoint}-{base['variant']}"),
             },
             "evidence_uri": cfg.storage.uri(
                 "reports", "deployments", endpoint, progress["adding"], f"stepwise-{base['variant']}-add.json"
@@ -604,7 +604,7 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         """A step breached: record the rollback (in S3, before anything moves), send all traffic back to the old
         variant, then remove the failed one (:meth:`_roll_back`)."""
         endpoint = base["endpoint"]
-        region = self.hook.conn_region_name or cfg.aws.region
+        console = Console.of(self.hook, cfg.aws.region)
         started = dt.datetime.fromisoformat(progress["started_at"]) if progress.get("started_at") else None
         try:  # read before the clean-up deletes the failed variant's alarms
             alarms = alarm_evidence(self._client("cloudwatch"), base["alarms"], started)
@@ -634,8 +634,8 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             "cleanup": "pending",
             "removed": {"variants": [], "scalable_targets": [], "alarms": []},
             "links": {
-                "endpoint": endpoint_console_url(region, endpoint),
-                "alarms": alarms_console_url(region, f"{endpoint}-{base['variant']}"),
+                "endpoint": console.endpoint(endpoint),
+                "alarms": console.alarms(f"{endpoint}-{base['variant']}"),
             },
             "evidence_uri": self._rollback_uri(context, cfg, base),
         }

@@ -23,6 +23,8 @@ ACCOUNT = "123456789012"
 BUCKET = "ml-lifecycle-local"
 TOPIC = "ml-lifecycle-local"
 REGION = "us-east-1"
+#: the ``conn_config`` of a hook on a real AWS connection (no endpoint URL: links go to the AWS console)
+AWS_CONNECTION = SimpleNamespace(get_service_endpoint_url=lambda service: None)
 
 
 def _missing(what: str, name: str, op: str) -> ClientError:

@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 from botocore.exceptions import ClientError
 
+from tests.unit.operators._hosting_fakes import AWS_CONNECTION
+
 ACCOUNT = "123456789012"
 
 
@@ -121,6 +123,7 @@ class FakeHook:
         self.s3_hook = SimpleNamespace(get_conn=lambda: s3_client)
         self.conn_region_name = "us-east-1"
         self.conn_partition = "aws"
+        self.conn_config = AWS_CONNECTION
 
     def create_model_package_group(self, name, description=""):
         try:

@@ -6,11 +6,13 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from ml_lifecycle.operators.approval import ModelPackageApprovalOperator, ResolveModelPackageOperator
-from tests.unit.operators._hosting_fakes import FakeSageMaker, context, package
+from tests.unit.operators._hosting_fakes import AWS_CONNECTION, FakeSageMaker, context, package
 
 
 def _with_hook(op, fake):
-    op.__dict__["hook"] = SimpleNamespace(conn=fake, conn_region_name="us-east-1", conn_partition="aws")
+    op.__dict__["hook"] = SimpleNamespace(
+        conn=fake, conn_region_name="us-east-1", conn_partition="aws", conn_config=AWS_CONNECTION
+    )
     return op
 
 

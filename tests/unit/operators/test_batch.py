@@ -25,7 +25,7 @@ from ml_lifecycle.operators.batch import (
     feature_columns,
 )
 from tests.integration.devstack.snowflake_support import StandIn
-from tests.unit.operators._hosting_fakes import BUCKET, FakeSageMaker, FakeTI, aws, context, package
+from tests.unit.operators._hosting_fakes import AWS_CONNECTION, BUCKET, FakeSageMaker, FakeTI, aws, context, package
 
 __all__ = ["aws"]
 DATASET = f"s3://{BUCKET}/datasets/batch_score/20260301T0000-20260302T0000/"
@@ -184,7 +184,11 @@ def transform(fake, ti=None, version=1):
         input_uri="s3://b/in/", output_uri=f"s3://{BUCKET}/batch/out/", interval_start="2026-03-01T00:00:00+00:00",
     )  # fmt: skip
     op.__dict__["hook"] = SimpleNamespace(
-        conn=fake, conn_region_name="us-east-1", conn_partition="aws", s3_hook=S3Hook(aws_conn_id="aws_default")
+        conn=fake,
+        conn_region_name="us-east-1",
+        conn_partition="aws",
+        conn_config=AWS_CONNECTION,
+        s3_hook=S3Hook(aws_conn_id="aws_default"),
     )
     return op.execute(context(ti))
 

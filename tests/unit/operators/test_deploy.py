@@ -16,7 +16,15 @@ from ml_lifecycle.operators.deploy import (
     GuardedEndpointDeployOperator,
 )
 from ml_lifecycle.triggers.endpoint import EndpointSettledTrigger
-from tests.unit.operators._hosting_fakes import FakeSageMaker, FakeTI, aws, context, notifications, package
+from tests.unit.operators._hosting_fakes import (
+    AWS_CONNECTION,
+    FakeSageMaker,
+    FakeTI,
+    aws,
+    context,
+    notifications,
+    package,
+)
 
 ENDPOINT = "fraud-detector-local"
 BUCKET = "ml-lifecycle-local"
@@ -27,7 +35,11 @@ def make_operator(fake: FakeSageMaker, **kwargs) -> GuardedEndpointDeployOperato
     kwargs.setdefault("model_package_arn", package(1)["ModelPackageArn"])
     op = GuardedEndpointDeployOperator(task_id="deploy", aws_conn_id="aws_default", **kwargs)
     op.__dict__["hook"] = SimpleNamespace(
-        conn=fake, conn_region_name="us-east-1", conn_partition="aws", s3_hook=S3Hook(aws_conn_id="aws_default")
+        conn=fake,
+        conn_region_name="us-east-1",
+        conn_partition="aws",
+        conn_config=AWS_CONNECTION,
+        s3_hook=S3Hook(aws_conn_id="aws_default"),
     )
     return op
 
@@ -120,7 +132,28 @@ def test_rerun_on_the_served_config_is_a_noop(aws):
     assert fake.calls[calls_before:] == [], "a re-run must not create or update anything"
 
 
-def test_rollback_fails_loudly_with_evidence_and_notification(aws):
+DEVSTACK_SAGEMAKER = "http://127.0.0.1:4570"
+DEVSTACK_CONNECTION = SimpleNamespace(get_service_endpoint_url=lambda service: DEVSTACK_SAGEMAKER)
+
+
+@pytest.mark.parametrize(
+    ("connection", "endpoint_page", "alarms_page"),
+    [
+        pytest.param(
+            AWS_CONNECTION,
+            f"https://console.aws.amazon.com/sagemaker/home?region=us-east-1#/endpoints/{ENDPOINT}",
+            f"https://console.aws.amazon.com/cloudwatch/home?region=us-east-1#alarmsV2:?search={ENDPOINT}-AllTraffic",
+            id="aws-console",
+        ),
+        pytest.param(
+            DEVSTACK_CONNECTION,
+            f"{DEVSTACK_SAGEMAKER}/console/endpoints/{ENDPOINT}",
+            f"{DEVSTACK_SAGEMAKER}/console/alarms?prefix={ENDPOINT}-AllTraffic",
+            id="devstack-console",
+        ),
+    ],
+)
+def test_rollback_fails_loudly_with_evidence_and_notification(aws, connection, endpoint_page, alarms_page):
     fake = FakeSageMaker()
     first = first_deployment(fake, aws)
     fake.add_package(package(2))
@@ -133,6 +166,7 @@ def test_rollback_fails_loudly_with_evidence_and_notification(aws):
     )  # fmt: skip
     ti = FakeTI()
     op = make_operator(fake, model_package_arn=package(2)["ModelPackageArn"])
+    op.hook.conn_config = connection
     original_ensure = op.ensure_alarms
 
     def ensure_then_trip(*args, **kwargs):
@@ -158,7 +192,9 @@ def test_rollback_fails_loudly_with_evidence_and_notification(aws):
     assert stored["fired_alarms"] == [rate_alarm]
     [note] = notifications(aws)
     assert "rolled back" in note["Subject"].lower()
-    assert rate_alarm in note["Message"] and "console.aws.amazon.com" in note["Message"]
+    assert rate_alarm in note["Message"]
+    assert evidence["links"] == {"endpoint": endpoint_page, "alarms": alarms_page}
+    assert f"Endpoint: {endpoint_page}" in note["Message"] and f"Alarms: {alarms_page}" in note["Message"]
     assert fake.endpoints[ENDPOINT]["EndpointConfigName"] == first["endpoint_config_name"], "old model keeps serving"
 
 
@@ -218,7 +254,9 @@ def test_autoscaling_registers_target_tracking_on_each_variant(aws):
     fake = FakeSageMaker()
     first_deployment(fake, aws)
     op = EndpointAutoScalingOperator(task_id="autoscale", aws_conn_id="aws_default")
-    op.__dict__["hook"] = SimpleNamespace(conn=fake, conn_region_name="us-east-1", conn_partition="aws")
+    op.__dict__["hook"] = SimpleNamespace(
+        conn=fake, conn_region_name="us-east-1", conn_partition="aws", conn_config=AWS_CONNECTION
+    )
 
     result = op.execute(context())
 

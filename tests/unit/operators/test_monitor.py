@@ -21,7 +21,15 @@ from ml_lifecycle.operators.monitor import (
     PublishDriftOperator,
 )
 from ml_lifecycle.triggers.monitoring import MonitoringExecutionTrigger
-from tests.unit.operators._hosting_fakes import BUCKET, FakeMonitoring, FakeTI, aws, context, notifications
+from tests.unit.operators._hosting_fakes import (
+    AWS_CONNECTION,
+    BUCKET,
+    FakeMonitoring,
+    FakeTI,
+    aws,
+    context,
+    notifications,
+)
 
 ENDPOINT = "fraud-detector-local"
 SCHEDULE = schedule_name(ENDPOINT)
@@ -39,7 +47,11 @@ def assert_valid(operation: str, request: dict) -> None:
 
 def with_hook(op, fake):
     op.__dict__["hook"] = SimpleNamespace(
-        conn=fake, conn_region_name="us-east-1", conn_partition="aws", s3_hook=S3Hook(aws_conn_id="aws_default")
+        conn=fake,
+        conn_region_name="us-east-1",
+        conn_partition="aws",
+        conn_config=AWS_CONNECTION,
+        s3_hook=S3Hook(aws_conn_id="aws_default"),
     )
     return op
 
@@ -278,6 +290,27 @@ def test_drift_emits_the_asset_once_per_execution_and_notifies(aws):
 
     with pytest.raises(AirflowSkipException, match="already published"):
         with_hook(drift_task(FINDINGS), FakeMonitoring()).execute(context(FakeTI({})))
+
+
+@pytest.mark.parametrize(
+    ("sagemaker_endpoint", "endpoint_page"),
+    [
+        pytest.param(
+            None,
+            f"https://console.aws.amazon.com/sagemaker/home?region=us-east-1#/endpoints/{ENDPOINT}",
+            id="aws-console",
+        ),
+        pytest.param(
+            "http://127.0.0.1:4570", f"http://127.0.0.1:4570/console/endpoints/{ENDPOINT}", id="devstack-console"
+        ),
+    ],
+)
+def test_drift_notification_links_the_endpoint_page_of_the_connection(aws, sagemaker_endpoint, endpoint_page):
+    op = with_hook(drift_task(FINDINGS), FakeMonitoring())
+    op.hook.conn_config = SimpleNamespace(get_service_endpoint_url=lambda service: sagemaker_endpoint)
+    op.execute(context(FakeTI({}), outlet_events={op.outlets[0]: SimpleNamespace(extra=None)}))
+    [note] = notifications(aws)
+    assert f"Endpoint: {endpoint_page}\n" in note["Message"]
 
 
 def test_no_drift_skips_without_an_asset_event(aws):

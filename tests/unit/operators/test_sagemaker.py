@@ -25,6 +25,8 @@ except ImportError:  # pragma: no cover - older layouts
 
 from airflow.providers.common.compat.sdk import AirflowException
 
+from tests.unit.operators._hosting_fakes import AWS_CONNECTION
+
 ANCHOR = datetime(2026, 3, 1, tzinfo=UTC)
 RUN_ID = "manual__2026-03-01T00:00:00+00:00"
 SPLITS = {"train": "s3://b/p/train/", "validation": "s3://b/p/validation/", "preprocessor": "s3://b/p/preprocessor/"}
@@ -39,6 +41,7 @@ class FakeSageMaker:
         self.status_after_create = "InProgress"
         self.conn_region_name = "us-east-1"
         self.conn_partition = "aws"
+        self.conn_config = AWS_CONNECTION
 
     def add(self, name, status, **extra):
         self.jobs[name] = {"status": status, **extra}

@@ -20,7 +20,15 @@ from ml_lifecycle.builders.endpoint import (
 from ml_lifecycle.config import load_config
 from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY
 from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator, parse_percentages, variant_share
-from tests.unit.operators._hosting_fakes import FakeSageMaker, FakeTI, aws, context, notifications, package
+from tests.unit.operators._hosting_fakes import (
+    AWS_CONNECTION,
+    FakeSageMaker,
+    FakeTI,
+    aws,
+    context,
+    notifications,
+    package,
+)
 
 ENDPOINT = "fraud-detector-local"
 NEW = "fraud-v2"
@@ -94,7 +102,11 @@ def make(fake, **kwargs):
     kwargs.setdefault("bake_seconds", 0)
     op = StepwiseTrafficShiftOperator(task_id="shift", aws_conn_id="aws_default", **kwargs)
     op.__dict__["hook"] = SimpleNamespace(
-        conn=fake, conn_region_name="us-east-1", conn_partition="aws", s3_hook=S3Hook(aws_conn_id="aws_default")
+        conn=fake,
+        conn_region_name="us-east-1",
+        conn_partition="aws",
+        conn_config=AWS_CONNECTION,
+        s3_hook=S3Hook(aws_conn_id="aws_default"),
     )
     return op
 

@@ -151,9 +151,18 @@ def _result(reports_dir: Path) -> dict:
         "state": "success",
         "wall": 141.6,
         "airflow_url": "http://127.0.0.1:8080",
-        "endpoint": {"name": "fraud-detector-local", "status": "InService", "variants": "AllTraffic weight 1.0"},
+        "endpoint": {
+            "name": "fraud-detector-local",
+            "status": "InService",
+            "variants": "AllTraffic weight 1.0",
+            "console_url": "http://127.0.0.1:4570/console/endpoints/fraud-detector-local",
+        },
         "sample": {"row": ["12.5", "2.6"], "prediction": "0.0132"},
-        "champion": {"model_package_arn": "arn:aws:sagemaker:us-east-1:1:model-package/fraud/2", "version": 2},
+        "champion": {
+            "model_package_arn": "arn:aws:sagemaker:us-east-1:1:model-package/fraud/2",
+            "version": 2,
+            "console_url": "http://127.0.0.1:4570/console/model-packages/fraud/2",
+        },
         "trainings": [
             {
                 "run_id": "demo__t",
@@ -191,6 +200,9 @@ def test_lifecycle_summary_names_endpoint_champion_gates_findings_and_reports(de
     assert "registered    version 1, Approved" in text
     assert "3 violation(s) (threshold 1), drift FOUND" in text and "drifted features: amount, log_amount" in text
     assert str(tmp_path / "training-1" / "roc_curve.png") in text
+    reports_at = text.index(str(tmp_path / "training-1" / "roc_curve.png"))
+    assert text.index("    model package http://127.0.0.1:4570/console/model-packages/fraud/2") > reports_at
+    assert "    endpoint      http://127.0.0.1:4570/console/endpoints/fraud-detector-local" in text
 
 
 def test_lifecycle_summary_of_a_run_that_stopped_early(demo: ModuleType) -> None:
