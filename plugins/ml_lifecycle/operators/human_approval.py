@@ -89,13 +89,17 @@ def format_timeout(timeout: timedelta | None) -> str:
     return " ".join(p for p in parts if p) or "0 s"
 
 
-def approval_request(registration: dict[str, Any], package: dict[str, Any], cfg: Config) -> tuple[str, str]:
+def approval_request(
+    registration: dict[str, Any], package: dict[str, Any], cfg: Config, timeout: timedelta | None = None
+) -> tuple[str, str]:
     """Subject and Markdown body of the request to approve ``package``.
 
     :param registration: the ``register`` task's XCom
     :param package: the version's ``DescribeModelPackage`` response
     :param cfg: the environment's config
+    :param timeout: how long the request waits (default ``training.manual_approval.timeout_seconds``)
     """
+    timeout = cfg.training.manual_approval.timeout if timeout is None else timeout
     from ml_lifecycle.operators.gate import package_metrics
 
     props = package.get("CustomerMetadataProperties") or {}
@@ -110,7 +114,7 @@ def approval_request(registration: dict[str, Any], package: dict[str, Any], cfg:
         f"- Package: `{package['ModelPackageArn']}` ([console]({model_package_console_url(region, group, version)}))",
         "- Approve: the package becomes Approved and the deployment DAG starts.",
         "- Reject: the package becomes Rejected; nothing is deployed.",
-        f"- No answer within {format_timeout(cfg.training.manual_approval.timeout)}: the package is Rejected.",
+        f"- No answer within {format_timeout(timeout)}: the package is Rejected.",
         "",
         "**Metrics (test split)**",
         "",
@@ -266,7 +270,7 @@ class ModelApprovalOperator(ApprovalOperator):
             raise AirflowSkipException(f"{arn} was approved automatically at registration; nobody is asked")
         if status != PENDING:
             raise AirflowFailException(f"{arn} is {status}, not {PENDING}: there is nothing to approve")
-        self.subject, self.body = approval_request(registration, package, self.cfg)
+        self.subject, self.body = approval_request(registration, package, self.cfg, self.response_timeout)
         self.log.info(
             "Asking %s to approve %s; the request waits %s, then the package is Rejected",
             ", ".join(u["id"] for u in self.assigned_users or []) or "any permitted user",

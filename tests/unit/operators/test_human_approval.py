@@ -234,3 +234,11 @@ def test_another_resume_error_never_approves(registry, sent):
 )
 def test_timeouts_read_as_a_person_says_them(seconds, text):
     assert format_timeout(timedelta(seconds=seconds)) == text
+
+
+def test_the_request_states_the_operators_own_deadline(registry, requests):
+    op = _operator(registry, response_timeout=timedelta(hours=6), notifiers=[])
+    with pytest.raises(TaskAwaitingInput) as waiting:
+        op.execute(_context(op))
+    assert waiting.value.timeout == timedelta(hours=6)
+    assert "No answer within 6 h: the package is Rejected." in requests[0]["body"]
