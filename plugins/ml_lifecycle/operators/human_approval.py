@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
@@ -31,6 +32,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOper
 from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 
+from ml_lifecycle.links import SageMakerModelPackageLink, persist_package_link
 from ml_lifecycle.notifications import ProjectSnsNotifier, publish
 
 if TYPE_CHECKING:
@@ -189,6 +191,7 @@ class ModelApprovalOperator(ApprovalOperator):
     """
 
     template_fields: Sequence[str] = ("subject", "body", "registration")
+    operator_extra_links = (SageMakerModelPackageLink(),)
     ui_color = "#fde2c4"
 
     def __init__(
@@ -231,13 +234,16 @@ class ModelApprovalOperator(ApprovalOperator):
 
     # ------------------------------------------------------------------------------------------ registry
 
-    @property
-    def client(self) -> Any:
+    @cached_property
+    def hook(self) -> Any:
+        """The SageMaker hook of :attr:`aws_conn_id` (its region names the console links)."""
         from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
-        if "_client" not in self.__dict__:
-            self.__dict__["_client"] = SageMakerHook(aws_conn_id=self.aws_conn_id).conn
-        return self.__dict__["_client"]
+        return SageMakerHook(aws_conn_id=self.aws_conn_id)
+
+    @property
+    def client(self) -> Any:
+        return self.hook.conn
 
     def _registration(self) -> dict[str, Any]:
         registration = self.registration
@@ -265,6 +271,7 @@ class ModelApprovalOperator(ApprovalOperator):
         registration = self._registration()
         arn = registration["model_package_arn"]
         package = self.client.describe_model_package(ModelPackageName=arn)
+        persist_package_link(self, context, package)
         status = package.get("ModelApprovalStatus")
         if status == APPROVED:
             raise AirflowSkipException(f"{arn} was approved automatically at registration; nobody is asked")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
@@ -61,7 +62,7 @@ def _operator(registry: FakeSageMaker, **kwargs) -> ModelApprovalOperator:
     with DAG("train_model", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)):
         op = ModelApprovalOperator(task_id="approve", registration=REGISTRATION, cfg=CFG, **kwargs)
         op >> EmptyOperator(task_id="publish_approval")
-    op.__dict__["_client"] = registry
+    op.__dict__["hook"] = SimpleNamespace(conn=registry, conn_region_name="us-east-1", conn_partition="aws")
     return op
 
 
@@ -126,6 +127,8 @@ def test_a_pending_package_is_asked_with_its_evidence_and_waits_without_a_worker
     ):
         assert expected in body, expected
     assert called == [ctx], "the request notification goes out before the task waits"
+    link = ctx["ti"].pushed["ml_lifecycle_model_package"]
+    assert (link["group"], link["version"]) == ("fraud-detector", 4), "the console link of the version"
 
 
 def test_a_package_that_is_no_longer_pending_is_not_asked_about(registry, requests):
