@@ -1,7 +1,7 @@
 """
 # train_model
 
-`plan -> extract -> validate -> preprocess -> train|tune -> evaluate -> gate -> register -> publish_approval`
+`plan -> extract -> validate -> preprocess -> train|tune -> evaluate -> gate -> register -> approve -> publish_approval`
 
 Trains the fraud model on the last `window_days` days of transactions and registers it in the SageMaker
 Model Registry when it passes the quality gate.
@@ -21,8 +21,12 @@ Model Registry when it passes the quality gate.
   params, code, image, instance settings) equal those of a completed step reuses that job's outputs instead
   of starting a job; its log and the model's lineage (`reused:<step>`) say so. `force: true` runs them all.
 - **Approval**: `training.approval` of the environment (`auto` approves a passing model, `manual` waits
-  for a person), overridable per run. An approved model updates the approved-model asset, which starts
-  the deployment DAG.
+  for a person), overridable per run. With `manual`, `approve` asks in Airflow (**Required Actions**, or
+  `PATCH /api/v2/dags/train_model/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails`) the users of
+  `training.manual_approval.approvers`, holding no worker slot while it waits. Approve: the package becomes
+  Approved with the responder and comment recorded. Reject: Rejected with the reason. No answer within
+  `training.manual_approval.timeout_seconds`: Rejected, and `approve` fails. With `auto`, `approve` skips
+  itself. An approved model updates the approved-model asset, which starts the deployment DAG.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from ml_lifecycle.dag_defaults import (
 )
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
 from ml_lifecycle.operators.gate import QualityGateOperator
+from ml_lifecycle.operators.human_approval import ModelApprovalOperator
 from ml_lifecycle.operators.registry import ModelRegistrationOperator, PublishApprovedModelOperator
 from ml_lifecycle.operators.sagemaker import (
     EvaluationJobOperator,
@@ -92,7 +97,8 @@ with DAG(
     start_date=START_DATE,
     catchup=cfg.training.catchup,
     max_active_runs=cfg.training.max_active_runs,
-    dagrun_timeout=timedelta(hours=12),
+    # the pipeline's own budget, plus the time a manual approval may wait (it times out first and rejects)
+    dagrun_timeout=timedelta(hours=12) + cfg.training.manual_approval.timeout,
     tags=["ml-lifecycle", "training", "sagemaker", cfg.environment],
     default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=20)),
     on_failure_callback=dag_failure_callback(cfg),
@@ -141,7 +147,8 @@ with DAG(
             enum=["config", "auto", "manual"],
             title="Approval",
             description=f"config: the environment's setting ({cfg.training.approval}); auto: approve a model "
-            "that passes the gate; manual: register it as PendingManualApproval.",
+            "that passes the gate; manual: register it as PendingManualApproval and wait for a person to approve "
+            "or reject it in Airflow (Required Actions).",
         ),
         "force": force_param(),
     },
@@ -249,13 +256,19 @@ with DAG(
         step_results="{{ [" + ", ".join(f"ti.xcom_pull(task_ids='{t}')" for t in JOB_STEPS) + "] | tojson }}",
     )
 
+    # manual approval: a person answers (Required Actions / REST API); auto: skips itself
+    approve = ModelApprovalOperator(task_id="approve", registration=register.output, cfg=cfg)
+
     publish_approval = PublishApprovedModelOperator(
         task_id="publish_approval",
         pointer_uri=approved_model_uri(cfg),
         registration=register.output,
         outlets=[approved_model_asset(cfg)],
+        # runs after an approval and after an automatic one (approve skipped); a rejection skips it, a timeout
+        # fails approve, and a model the gate rejected skips register and so both
+        trigger_rule="none_failed_min_one_success",
     )
 
     branch = train_or_tune()
     plan >> extract >> validate >> preprocess >> branch >> [train, tune] >> evaluate
-    evaluate >> gate >> register >> publish_approval
+    evaluate >> gate >> register >> approve >> publish_approval

@@ -363,6 +363,53 @@ class GateConfig(_Strict):
     decision_threshold: Fraction = 0.5
 
 
+#: bounds of ``training.manual_approval.timeout_seconds``: ten seconds to thirty days
+APPROVAL_TIMEOUT_MIN = 10
+APPROVAL_TIMEOUT_MAX = 30 * 24 * 3600
+
+
+class Approver(_Strict):
+    """A person who may answer an approval request: an Airflow user as the auth manager names it."""
+
+    id: str = Field(min_length=1, max_length=256, description="the Airflow user id (the auth manager's)")
+    name: str = Field(min_length=1, max_length=256, description="the name the Required Actions page shows")
+
+
+class ManualApprovalConfig(_Strict):
+    """How a run with manual approval waits for a person (Airflow's Human-in-the-loop approval)."""
+
+    timeout_seconds: Int = Field(
+        86400,
+        ge=APPROVAL_TIMEOUT_MIN,
+        le=APPROVAL_TIMEOUT_MAX,
+        description="how long the request waits for an answer; at the deadline the model package is Rejected "
+        "(never approved) and nothing is deployed",
+    )
+    approvers: list[Approver] = Field(
+        default_factory=list,
+        description="the only users who may answer (assigned users); empty: any user allowed to answer "
+        "Required Actions of the DAG",
+    )
+
+    @field_validator("approvers")
+    @classmethod
+    def _unique_ids(cls, value: list[Approver]) -> list[Approver]:
+        ids = [a.id for a in value]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"approver ids must be unique; given more than once: {', '.join(twice)}")
+        return value
+
+    @property
+    def timeout(self) -> dt.timedelta:
+        """:attr:`timeout_seconds` as a ``timedelta``."""
+        return dt.timedelta(seconds=self.timeout_seconds)
+
+    def assigned_users(self) -> list[dict[str, str]] | None:
+        """The approvers as the HITL operator's ``assigned_users`` (``None``: anyone permitted)."""
+        return [{"id": a.id, "name": a.name} for a in self.approvers] or None
+
+
 class TrainingPipelineConfig(_Strict):
     schedule: str = Field("@weekly", min_length=1)
     start_date: dt.date = Field(description="first scheduled interval (UTC)")
@@ -371,6 +418,7 @@ class TrainingPipelineConfig(_Strict):
     min_rows: Int = Field(1000, ge=1)
     max_active_runs: Int = Field(2, ge=1, le=16)
     approval: Literal["auto", "manual"] = "manual"
+    manual_approval: ManualApprovalConfig = ManualApprovalConfig()
     split: SplitConfig = SplitConfig()
     validation: DataValidationConfig = DataValidationConfig()
     gate: GateConfig

@@ -1,4 +1,4 @@
-"""Notifications to the environment's SNS topic: failures, rejected models, approvals to give.
+"""Notifications to the environment's SNS topic: failures, rejected models, approvals to give and given.
 
 Every message goes through :class:`ProjectSnsNotifier`, the Amazon provider's ``SnsNotifier`` with the
 project's rules: the topic and connection come from the environment's config (``notifications.sns_topic_arn``,
@@ -291,30 +291,6 @@ def notify_gate_rejected(context: Any, gate: dict[str, Any], *, cfg: Any = None)
             f"Evidence: {gate.get('gate_uri')}",
             f"Evaluation report: {gate.get('evaluation_uri')}",
             f"Log: {facts['log_url']}",
-        ]
-    )
-    return publish(subject, body, cfg=cfg)
-
-
-def notify_approval_needed(context: Any, registration: dict[str, Any], *, cfg: Any = None) -> bool:
-    """Ask for a manual approval of a registered model version."""
-    if cfg is None:
-        from ml_lifecycle.config import load_config
-
-        cfg = load_config()
-    facts = _task_facts(context, cfg)
-    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((registration.get("metrics") or {}).items())) or "n/a"
-    subject = f"[{facts['environment']}] Model awaiting approval: {registration.get('model_package_group')}"
-    body = "\n".join(
-        [
-            f"Model package {registration.get('model_package_arn')} (version {registration.get('version')})",
-            "passed the quality gate and awaits manual approval (status PendingManualApproval).",
-            f"Metrics: {metrics}",
-            f"Evaluation report: {registration.get('evaluation_uri')}",
-            f"Gate report: {registration.get('gate_uri')}",
-            f"Run: {facts['run_id']}",
-            f"Log: {facts['log_url']}",
-            "Approve it in the SageMaker model registry (UpdateModelPackage ModelApprovalStatus=Approved).",
         ]
     )
     return publish(subject, body, cfg=cfg)

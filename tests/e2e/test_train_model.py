@@ -142,6 +142,8 @@ def test_backfill_runs_succeed_with_interval_keyed_datasets(backfill, aws):
 def test_first_model_is_registered_with_metrics_and_lineage(backfill, aws, cfg):
     first = backfill[0]
     assert first["states"]["register"] == "success", first["states"]
+    # automatic approval (the local config): nobody is asked, the approved model is published
+    assert first["states"]["approve"] == "skipped"
     assert first["states"]["publish_approval"] == "success"
     gate = _json(aws["s3"], first["plan"].report_uri("evaluation", "gate.json"))
     assert gate["decision"] == "passed" and gate["baseline"] is None, "first model: thresholds only"

@@ -47,6 +47,7 @@ def test_environment_variable_selects_the_file(monkeypatch):
 def test_production_example_is_locked_down():
     prod = cfg.load_config("prod")
     assert prod.training.approval == "manual"
+    assert prod.training.manual_approval.approvers, "production names who may approve"
     assert prod.sagemaker.security.vpc is not None
     assert prod.sagemaker.security.enable_network_isolation
     assert prod.sagemaker.security.volume_kms_key_id and prod.storage.kms_key_id
@@ -105,6 +106,38 @@ def _mutated(path: str, value=None, *, delete: bool = False) -> dict:
             "snowflake.extraction",
             "needs extraction.stage",
             id="unload-without-stage",
+        ),
+        pytest.param(
+            _mutated("training.manual_approval", {"timeout_seconds": 5}),
+            "training.manual_approval.timeout_seconds",
+            "greater than or equal to 10",
+            id="approval-timeout-too-short",
+        ),
+        pytest.param(
+            _mutated("training.manual_approval", {"timeout_seconds": 40 * 86400}),
+            "training.manual_approval.timeout_seconds",
+            "less than or equal to 2592000",
+            id="approval-timeout-too-long",
+        ),
+        pytest.param(
+            _mutated(
+                "training.manual_approval", {"approvers": [{"id": "ann", "name": "Ann"}, {"id": "ann", "name": "B"}]}
+            ),
+            "training.manual_approval.approvers",
+            "given more than once: ann",
+            id="approver-twice",
+        ),
+        pytest.param(
+            _mutated("training.manual_approval", {"approvers": [{"id": "", "name": "Ann"}]}),
+            "training.manual_approval.approvers[0].id",
+            "at least 1 character",
+            id="approver-without-id",
+        ),
+        pytest.param(
+            _mutated("training.manual_approval", {"approvers": ["ann"]}),
+            "training.manual_approval.approvers[0]",
+            "valid dictionary",
+            id="approver-not-a-mapping",
         ),
     ],
 )
@@ -312,3 +345,17 @@ def test_shipped_environments_carry_the_required_tags(env):
     tags = cfg.load_config(env).tags
     assert set(cfg.REQUIRED_TAGS) <= set(tags)
     assert tags["environment"] == env
+
+
+def test_manual_approval_defaults_let_any_permitted_user_answer_within_a_day(config_dir):
+    data = _mutated("training.manual_approval", delete=True)
+    _write(config_dir, data)
+    manual = cfg.load_config("broken").training.manual_approval
+    assert manual.timeout_seconds == 86400
+    assert manual.assigned_users() is None
+
+
+def test_approvers_become_the_assigned_users():
+    manual = cfg.load_config("prod").training.manual_approval
+    assert manual.assigned_users() == [{"id": a.id, "name": a.name} for a in manual.approvers]
+    assert manual.timeout.total_seconds() == manual.timeout_seconds

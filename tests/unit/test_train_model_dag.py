@@ -43,7 +43,8 @@ def test_flow(dag):
     assert downstream["train_or_tune"] == ["train", "tune"]
     assert downstream["evaluate"] == ["gate", "register"]
     assert downstream["gate"] == ["register"]
-    assert downstream["register"] == ["publish_approval"]
+    assert downstream["register"] == ["approve", "publish_approval"]
+    assert downstream["approve"] == ["publish_approval"]
     assert dag.get_task("evaluate").trigger_rule == "none_failed_min_one_success"
     # only train and tune feed evaluate: any other upstream's success would let it run when neither trained
     assert sorted(dag.get_task("evaluate").upstream_task_ids) == ["train", "tune"]
@@ -51,6 +52,21 @@ def test_flow(dag):
 
 def test_publish_approval_emits_the_approved_model_asset(dag):
     assert [o.uri for o in dag.get_task("publish_approval").outlets] == [approved_model_asset(CFG).uri]
+
+
+def test_approval_waits_for_the_configured_users_and_never_answers_itself(dag):
+    approve = dag.get_task("approve")
+    manual = CFG.training.manual_approval
+    assert approve.options == ["Approve", "Reject"]
+    assert approve.defaults is None, "a default would answer on timeout"
+    assert approve.response_timeout == manual.timeout
+    assert approve.assigned_users == manual.assigned_users()
+    assert approve.retries == 0, "a new try would ask again"
+    assert list(approve.serialized_params) == ["comment"]
+    # publish runs after an approval or an automatic one (approve skipped), never after a failed approve
+    assert dag.get_task("publish_approval").trigger_rule == "none_failed_min_one_success"
+    # a run outlives the longest approval wait: the timeout rejects the package before the run times out
+    assert dag.dagrun_timeout > manual.timeout
 
 
 @pytest.mark.parametrize(

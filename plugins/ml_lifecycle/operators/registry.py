@@ -16,8 +16,9 @@ version per run:
 
 ``PublishApprovedModelOperator`` then, for an Approved version, writes the pointer
 ``s3://<bucket>/<models>/<group>/approved.json`` and emits the approved-model asset (its outlet), which the
-deployment DAG is scheduled on. For a version awaiting manual approval it sends the "approval needed"
-notification and skips itself, so no asset event is emitted.
+deployment DAG is scheduled on. A version that is not Approved (awaiting manual approval, or rejected) is not
+published: it skips itself, so no asset event is emitted. In ``train_model`` the approval task between the
+two (:mod:`ml_lifecycle.operators.human_approval`) asks a person when approval is manual.
 """
 
 from __future__ import annotations
@@ -304,9 +305,9 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
 class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
     """Publish an Approved model version: write ``approved.json`` and emit the approved-model asset.
 
-    Give it the asset as its only outlet. A version awaiting manual approval triggers the "approval needed"
-    notification and skips this task (no asset event). The pointer only moves forward: a model trained on an
-    older window than the one already approved (a backfill) is registered but does not replace it.
+    Give it the asset as its only outlet. A version that is not Approved skips this task (no asset event). The
+    pointer only moves forward: a model trained on an older window than the one already approved (a backfill) is
+    registered but does not replace it.
 
     XCom: the pointer document ``{"model_package_arn", "model_package_group", "version", "model_uri",
     "metrics", "evaluation_uri", "gate_uri", "baseline_uri", "window_start", "window_end", "dag_id",
@@ -329,7 +330,6 @@ class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.config import load_config
         from ml_lifecycle.data.s3 import get_json_or_none, put_json
-        from ml_lifecycle.notifications import notify_approval_needed
 
         registration = self.registration
         if not registration:
@@ -339,10 +339,9 @@ class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):
         status = package.get("ModelApprovalStatus")
         persist_package_link(self, context, package)
         if status != "Approved":
-            notify_approval_needed(context, registration, cfg=cfg)
             raise AirflowSkipException(
-                f"Model package {registration['model_package_arn']} is {status}: it awaits manual approval in the "
-                "model registry, so the approved-model asset is not updated by this run"
+                f"Model package {registration['model_package_arn']} is {status}, not Approved: the approved-model "
+                "asset is not updated by this run"
             )
         s3 = self.hook.s3_hook.get_conn()
         current = get_json_or_none(s3, self.pointer_uri)

@@ -92,12 +92,17 @@ class FakeSageMaker:
             ]
         }
 
-    def update_model_package(self, ModelPackageArn, ModelApprovalStatus=None, ApprovalDescription=None):
+    def update_model_package(
+        self, ModelPackageArn, ModelApprovalStatus=None, ApprovalDescription=None, CustomerMetadataProperties=None
+    ):
         self.calls.append(("update_model_package", {"arn": ModelPackageArn, "status": ModelApprovalStatus}))
         pkg = self.packages[ModelPackageArn]
         pkg["ModelApprovalStatus"] = ModelApprovalStatus
         if ApprovalDescription is not None:
             pkg["ApprovalDescription"] = ApprovalDescription
+        if CustomerMetadataProperties:
+            metadata = pkg.get("CustomerMetadataProperties", {})
+            pkg["CustomerMetadataProperties"] = {**metadata, **CustomerMetadataProperties}
         return {"ModelPackageArn": ModelPackageArn}
 
     # --------------------------------------------------------------------------------------------- models

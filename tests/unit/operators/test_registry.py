@@ -191,6 +191,11 @@ def _pointer(s3):
     return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
+def _pointer_or_none(s3):
+    key = approved_model_uri(CFG).removeprefix(f"s3://{BUCKET}/")
+    return s3.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount") or None
+
+
 def test_approved_model_is_published_with_an_asset_event(registry, s3, sent):
     registration = _register(registry, s3, gate=GATE_PASSED).execute(_context({}))
     pointer, context = _publish(registry, s3, registration)
@@ -200,11 +205,13 @@ def test_approved_model_is_published_with_an_asset_event(registry, s3, sent):
     assert sent == []
 
 
-def test_pending_model_asks_for_approval_and_emits_nothing(registry, s3, sent):
+def test_pending_model_is_not_published(registry, s3, sent):
+    """A version awaiting approval (the approval task asks for it, not this one) emits nothing."""
     registration = _register(registry, s3, approval="manual", gate=GATE_PASSED).execute(_context({}))
-    with pytest.raises(AirflowSkipException, match="awaits manual approval"):
+    with pytest.raises(AirflowSkipException, match="PendingManualApproval, not Approved"):
         _publish(registry, s3, registration)
-    assert len(sent) == 1 and registration["model_package_arn"] in sent[0][1]
+    assert _pointer_or_none(s3) is None
+    assert sent == []
 
 
 def test_backfilled_older_model_does_not_move_the_pointer(registry, s3, sent):

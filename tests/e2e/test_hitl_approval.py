@@ -1,0 +1,371 @@
+"""Manual approval in Airflow, end to end: a real Airflow (api-server, scheduler, dag-processor, triggerer;
+``tools.ui``, on PostgreSQL) runs ``train_model`` on the devstack with ``approval: manual``, and a person answers
+over the REST API, as the Required Actions page does.
+
+One Airflow serves the three cases, in order, over one training window (the step cache lets the second and the
+third run reuse the first run's SageMaker jobs):
+
+1. **approve**: the run waits in ``approve`` (``awaiting_input``) with the request (metrics, gate report,
+   assigned users); a user who is not an approver is refused (403); the approver's ``PATCH .../hitlDetails``
+   resumes it; the package is Approved with the responder and comment recorded; the approved-model asset
+   event starts a ``deploy_model`` run;
+2. **reject**: the package is Rejected with the reason, ``publish_approval`` is skipped, no asset event;
+3. **timeout**: with ``training.manual_approval.timeout_seconds: 20`` and no answer, the scheduler resumes the
+   task with a timeout; the package is Rejected ("approval timed out after 20 s"), ``approve`` fails,
+   ``publish_approval`` never runs, no asset event.
+
+Each decision, and the request with its Required Actions link, reaches the environment's SNS topic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.e2e.own_config import own_config
+from tools.lifecycle import Driver, RunFailedError, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
+
+GROUP = "fraud-detector-hitl-e2e"
+ENDPOINT = "fraud-hitl-e2e"
+DAG_ID = "train_model"
+TASK = "approve"
+#: one window for the three runs (logical dates on one day): the later runs reuse the first one's jobs
+CONF = {"approval": "manual", "window_days": 28, "hyperparameters": {"num_round": 25}}
+DAY = "2026-02-12T{hour}:00:00Z"
+#: what the approve and reject cases wait at most; the timeout case shortens it
+LONG_TIMEOUT = 1800
+SHORT_TIMEOUT = 20
+APPROVER = "admin"
+OUTSIDER = "bob"
+
+
+def _set_timeout(folder: Path, seconds: int) -> None:
+    """Set ``training.manual_approval.timeout_seconds`` in the config copy the Airflow components read."""
+    path = folder / "local.yaml"
+    text, count = re.subn(r"(?m)^(\s*timeout_seconds:) .*$", rf"\g<1> {seconds}", path.read_text())
+    assert count == 1, "local.yaml has one manual_approval.timeout_seconds"
+    path.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    folder = tmp_path_factory.mktemp("hitl-config")
+    with own_config(folder, endpoint=ENDPOINT, group=GROUP) as cfg:
+        assert [a.id for a in cfg.training.manual_approval.approvers] == [APPROVER]
+        _set_timeout(folder, LONG_TIMEOUT)
+        yield SimpleNamespace(cfg=cfg, folder=folder)
+
+
+@pytest.fixture(scope="module")
+def topic(devstack: Any, config: SimpleNamespace) -> dict[str, Any]:
+    """An SQS queue subscribed to the environment's topic."""
+    sns, sqs = devstack.client("sns"), devstack.client("sqs")
+    arn = sns.create_topic(Name=config.cfg.notifications.sns_topic_arn.rsplit(":", 1)[1])["TopicArn"]
+    url = sqs.create_queue(QueueName="hitl-approval-notifications")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue)
+    return {"sqs": sqs, "url": url, "received": []}
+
+
+@pytest.fixture(scope="module")
+def api(devstack: Any, config: SimpleNamespace, topic: dict[str, Any], tmp_path_factory) -> Iterator[Driver]:
+    from devstack.stack import free_port
+    from tools.ui import AirflowUI, ensure_buckets
+
+    ensure_buckets(devstack.info, "local")
+    ui = AirflowUI(
+        tmp_path_factory.mktemp("hitl-airflow"),
+        devstack_env=devstack.env,
+        port=free_port(),
+        extra_env={
+            "ML_LIFECYCLE_CONFIG_DIR": str(config.folder),
+            # a second user, with the right to answer Required Actions but not named as an approver
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{APPROVER}:admin,{OUTSIDER}:user",
+        },
+        # PostgreSQL, as MWAA: on one SQLite file, stopping a run while its tasks write fails with "database is
+        # locked"
+        database="postgres",
+    )
+    ui.info = ui.start(timeout=600)
+    try:
+        driver = Driver(ui, poll=2.0)
+        _, errors = ui.wait_parsed(driver.token, timeout=300, url=driver.url)
+        assert not errors, errors
+        # deploy_model is started by the approved-model asset; train_model runs only the runs started here
+        driver.unpause("deploy_model", DAG_ID)
+        yield driver
+    finally:
+        ui.stop()
+        ui.metadb.remove()
+
+
+def _hitl_path(run_id: str) -> str:
+    return f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK}/-1/hitlDetails"
+
+
+def _await_request(api: Driver, run_id: str, timeout: float) -> dict[str, Any]:
+    """Wait for ``approve`` to wait for input; its request as the API serves it."""
+
+    def waiting() -> bool:
+        states = api.tasks(DAG_ID, run_id)
+        if states.get(TASK) in ("failed", "skipped", "upstream_failed") or states.get("register") == "skipped":
+            raise AssertionError(f"{run_id} did not reach the approval: {states}")
+        return states.get(TASK) == "awaiting_input"
+
+    wait_for(waiting, timeout, f"{run_id} to wait for approval", interval=2)
+    return api("GET", _hitl_path(run_id))
+
+
+def _await_parked(api: Driver, run_id: str, timeout: float) -> None:
+    """Wait until the scheduler has seen the worker that wrote the request exit.
+
+    Airflow 3.3.1's scheduler fails a task whose resumed try is already running when the exit of the try that
+    parked it is processed (the executor reports both under one key): an answer that resumes the task before
+    that exit, a few seconds after the request, loses the task. A person answers later; the test waits for the
+    scheduler's record of that exit ("TaskInstance Finished ... state=awaiting_input").
+    """
+    log = api.runtime.log_file("scheduler")
+    marker = f"TaskInstance Finished: dag_id={DAG_ID}, task_id={TASK}, run_id={run_id}, "
+
+    def parked() -> bool:
+        return any(marker in line and "state=awaiting_input" in line for line in log.read_text().splitlines())
+
+    wait_for(parked, timeout, f"the scheduler to see the worker of {run_id}'s request exit", interval=1)
+
+
+def _answer(api: Driver, run_id: str, option: str, comment: str, token: str | None = None) -> tuple[int, Any]:
+    """``PATCH .../hitlDetails`` as the approver (or with ``token``); ``(status, answer)``."""
+    from tools.ui import _http
+
+    body = {"chosen_options": [option], "params_input": {"comment": comment}}
+    return _http("PATCH", api.url + _hitl_path(run_id), body=body, token=token or api.token, timeout=120)
+
+
+def _finish(api: Driver, run_id: str, timeout: float) -> tuple[str, dict[str, str | None]]:
+    try:
+        return "success", api.wait(DAG_ID, run_id, timeout=timeout)
+    except RunFailedError as failed:
+        return "failed", failed.states
+
+
+def _package(aws: Any, api: Driver, run_id: str) -> dict[str, Any]:
+    arn = api.xcom(DAG_ID, run_id, "register")["model_package_arn"]
+    return aws.describe_model_package(ModelPackageName=arn)
+
+
+def _asset_events(api: Driver, run_id: str) -> list[dict[str, Any]]:
+    return api("GET", f"/api/v2/assets/events?source_dag_id={DAG_ID}&source_run_id={run_id}")["asset_events"]
+
+
+def _messages(topic: dict[str, Any]) -> list[dict[str, str]]:
+    """Every notification received so far (the queue is drained into ``topic["received"]``)."""
+    while True:
+        batch = topic["sqs"].receive_message(QueueUrl=topic["url"], MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        if not batch.get("Messages"):
+            return topic["received"]
+        for message in batch["Messages"]:
+            envelope = json.loads(message["Body"])
+            topic["received"].append({"subject": envelope.get("Subject", ""), "message": envelope["Message"]})
+            topic["sqs"].delete_message(QueueUrl=topic["url"], ReceiptHandle=message["ReceiptHandle"])
+
+
+# ------------------------------------------------------------------------------------------ approve
+
+
+@pytest.fixture(scope="module")
+def approved(api: Driver, devstack: Any) -> dict[str, Any]:
+    from tools.ui import _http
+
+    run_id = api.trigger(DAG_ID, "hitl__approve", logical_date=DAY.format(hour="00"), conf=CONF)["dag_run_id"]
+    request = _await_request(api, run_id, timeout=1500)
+    pending = _package(devstack.client("sagemaker"), api, run_id)
+    # a user allowed to answer Required Actions in general, but not named in training.manual_approval.approvers
+    password = json.loads(api.runtime.password_file.read_text())[OUTSIDER]
+    _, login = _http("POST", f"{api.url}/auth/token", body={"username": OUTSIDER, "password": password})
+    outsider = _answer(api, run_id, "Approve", "not mine to approve", token=login["access_token"])
+    _await_parked(api, run_id, timeout=120)
+    answer = _answer(api, run_id, "Approve", "recall and precision hold on the holdout")
+    status, states = _finish(api, run_id, timeout=600)
+    deploy_run, events = None, []
+    if status == "success":
+        deploy_run = api.new_run("deploy_model", known=(), timeout=180)
+        # the asset events are read once that run has started (Airflow 3.3.1 answers 500 while it is queued)
+        wait_for(
+            lambda: next(
+                (r for r in api.runs("deploy_model") if r["dag_run_id"] == deploy_run and r["start_date"]), None
+            ),
+            180,
+            "the deploy_model run to start",
+            interval=2,
+        )
+        events = _asset_events(api, run_id)
+        # the deployment itself is another suite's subject: stop it
+        api("PATCH", f"/api/v2/dags/deploy_model/dagRuns/{deploy_run}", {"state": "failed"})
+    return {
+        "run_id": run_id,
+        "request": request,
+        "pending": pending,
+        "outsider": outsider,
+        "answer": answer,
+        "status": status,
+        "states": states,
+        "package": _package(devstack.client("sagemaker"), api, run_id),
+        "xcom": api.xcom(DAG_ID, run_id, TASK),
+        "deploy_run": deploy_run,
+        "events": events,
+    }
+
+
+def test_the_run_waits_for_the_approvers_with_the_evidence(approved: dict[str, Any], config) -> None:
+    request = approved["request"]
+    assert request["options"] == ["Approve", "Reject"]
+    assert request["defaults"] is None
+    assert request["assigned_users"] == [{"id": APPROVER, "name": APPROVER}]
+    assert request["response_received"] is False
+    assert approved["pending"]["ModelApprovalStatus"] == "PendingManualApproval"
+    version = approved["pending"]["ModelPackageVersion"]
+    assert request["subject"] == f"[local] Approve model {GROUP} version {version}?"
+    props = approved["pending"]["CustomerMetadataProperties"]
+    for evidence in (props["gate_uri"], props["evaluation_uri"], props["git_commit"], "| auc | ", "roc_curve.png"):
+        assert evidence in request["body"], evidence
+
+
+def test_only_an_approver_may_answer(approved: dict[str, Any]) -> None:
+    status, answer = approved["outsider"]
+    assert status == 403, answer
+    assert "not a respondent" in json.dumps(answer)
+
+
+def test_approval_over_the_rest_api_approves_the_package_and_records_who(approved: dict[str, Any]) -> None:
+    status, answer = approved["answer"]
+    assert status == 200, answer
+    assert answer["responded_by"] == {"id": APPROVER, "name": APPROVER}
+    assert approved["status"] == "success", approved["states"]
+    assert approved["states"][TASK] == "success" and approved["states"]["publish_approval"] == "success"
+    package = approved["package"]
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["ApprovalDescription"].startswith(f"Approved by {APPROVER} (id {APPROVER}) in Airflow at ")
+    assert package["ApprovalDescription"].endswith(": recall and precision hold on the holdout")
+    meta = package["CustomerMetadataProperties"]
+    assert (meta["approval:decision"], meta["approval:by"]) == ("approved", f"{APPROVER} (id {APPROVER})")
+    assert meta["approval:run_id"] == approved["run_id"]
+    assert approved["xcom"]["decision"] == "approved"
+
+
+def test_the_approval_emits_the_asset_event_that_starts_deploy_model(approved: dict[str, Any], config) -> None:
+    from ml_lifecycle.assets import approved_model_uri
+
+    assert approved["deploy_run"] is not None, f"the approved run ended {approved['status']}: {approved['states']}"
+    (event,) = approved["events"]
+    assert event["uri"] == approved_model_uri(config.cfg)
+    assert event["extra"]["model_package_arn"] == approved["package"]["ModelPackageArn"]
+    assert [r["run_id"] for r in event["created_dagruns"]] == [approved["deploy_run"]]
+
+
+# ------------------------------------------------------------------------------------------ reject
+
+
+@pytest.fixture(scope="module")
+def rejected(api: Driver, devstack: Any, approved: dict[str, Any]) -> dict[str, Any]:
+    run_id = api.trigger(DAG_ID, "hitl__reject", logical_date=DAY.format(hour="01"), conf=CONF)["dag_run_id"]
+    _await_request(api, run_id, timeout=900)
+    _await_parked(api, run_id, timeout=120)
+    answer = _answer(api, run_id, "Reject", "false positives too high for the card team")
+    status, states = _finish(api, run_id, timeout=600)
+    return {
+        "run_id": run_id,
+        "answer": answer,
+        "status": status,
+        "states": states,
+        "package": _package(devstack.client("sagemaker"), api, run_id),
+        "events": _asset_events(api, run_id),
+        "deploy_runs": [r["dag_run_id"] for r in api.runs("deploy_model")],
+    }
+
+
+def test_a_rejection_rejects_the_package_with_the_reason(rejected: dict[str, Any]) -> None:
+    assert rejected["answer"][0] == 200, rejected["answer"]
+    package = rejected["package"]
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert package["ApprovalDescription"].startswith(f"Rejected by {APPROVER} (id {APPROVER})")
+    assert package["ApprovalDescription"].endswith(": false positives too high for the card team")
+    assert package["CustomerMetadataProperties"]["approval:decision"] == "rejected"
+
+
+def test_a_rejection_deploys_nothing(rejected: dict[str, Any], approved: dict[str, Any]) -> None:
+    # a decision, not a failure: the run succeeds, and publishing is skipped
+    assert rejected["status"] == "success", rejected["states"]
+    assert rejected["states"][TASK] == "success"
+    assert rejected["states"]["publish_approval"] == "skipped"
+    assert rejected["events"] == []
+    assert rejected["deploy_runs"] == [approved["deploy_run"]]
+
+
+# ------------------------------------------------------------------------------------------ timeout
+
+
+@pytest.fixture(scope="module")
+def timed_out(api: Driver, devstack: Any, config, rejected: dict[str, Any]) -> dict[str, Any]:
+    # the task process reads the config when it starts the task: this run's request waits 20 s
+    _set_timeout(config.folder, SHORT_TIMEOUT)
+    run_id = api.trigger(DAG_ID, "hitl__timeout", logical_date=DAY.format(hour="02"), conf=CONF)["dag_run_id"]
+    request = _await_request(api, run_id, timeout=900)
+    waiting_since = dt.datetime.now(dt.UTC)
+    status, states = _finish(api, run_id, timeout=600)
+    return {
+        "run_id": run_id,
+        "request": request,
+        "waited": dt.datetime.now(dt.UTC) - waiting_since,
+        "status": status,
+        "states": states,
+        "after": api("GET", _hitl_path(run_id)),
+        "package": _package(devstack.client("sagemaker"), api, run_id),
+        "events": _asset_events(api, run_id),
+        "deploy_runs": [r["dag_run_id"] for r in api.runs("deploy_model")],
+    }
+
+
+def test_no_answer_rejects_the_package_when_the_request_times_out(timed_out: dict[str, Any]) -> None:
+    assert timed_out["after"]["response_received"] is False, "nobody answered, nothing was chosen for them"
+    package = timed_out["package"]
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert package["ApprovalDescription"].startswith(
+        f"Rejected: approval timed out after {SHORT_TIMEOUT} s without an answer"
+    )
+    assert package["CustomerMetadataProperties"]["approval:decision"] == "timed_out"
+
+
+def test_a_timeout_fails_closed_and_deploys_nothing(timed_out: dict[str, Any], approved: dict[str, Any]) -> None:
+    assert timed_out["status"] == "failed"
+    assert timed_out["states"][TASK] == "failed"
+    assert timed_out["states"]["publish_approval"] == "upstream_failed"
+    assert timed_out["events"] == []
+    assert timed_out["deploy_runs"] == [approved["deploy_run"]]
+
+
+# ------------------------------------------------------------------------------------------ notifications
+
+
+def test_the_request_and_every_decision_reach_the_topic(
+    topic: dict[str, Any], approved: dict[str, Any], rejected: dict[str, Any], timed_out: dict[str, Any]
+) -> None:
+    received = _messages(topic)
+    requests = [m for m in received if m["subject"].startswith(f"[local] Approve model {GROUP} version")]
+    assert len(requests) == 3, [m["subject"] for m in received]
+    link = f"/dags/{DAG_ID}/runs/hitl__approve/tasks/{TASK}/required_actions?map_index=-1"
+    assert any(link in m["message"] for m in requests), requests[0]["message"][:300]
+    decisions = sorted(m["subject"].split(":")[0] for m in received if "Model approval" in m["subject"])
+    assert decisions == [
+        "[local] Model approval Approved",
+        "[local] Model approval Rejected",
+        "[local] Model approval timed out",
+    ]
