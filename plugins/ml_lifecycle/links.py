@@ -203,6 +203,11 @@ class Console:
         """The page of a model package version."""
         return self.link(SageMakerModelPackageLink, group=group, version=version)
 
+    def s3(self, uri: str) -> str:
+        """The page of an S3 object or prefix (``s3://bucket/key``): the object itself on the devstack."""
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return self.link(S3ReportLink, bucket=bucket, prefix=key)
+
 
 def persist_link(link: type[ConsoleLink], operator: AwsBaseOperator, context: Context, **fields: Any) -> None:
     """Show ``link`` on ``operator``'s task instance: the AWS console, or the devstack's page of the resource.

@@ -32,7 +32,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOper
 from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 
-from ml_lifecycle.links import SageMakerModelPackageLink, persist_package_link
+from ml_lifecycle.links import Console, SageMakerModelPackageLink, persist_package_link
 from ml_lifecycle.notifications import ProjectSnsNotifier, publish
 
 if TYPE_CHECKING:
@@ -63,21 +63,6 @@ LINEAGE_KEYS = (
 PLOTS = ("roc_curve.png", "pr_curve.png", "confusion_matrix.png")
 
 
-def _console(region: str) -> str:
-    return f"https://console.aws.amazon.com/sagemaker/home?region={region}#"
-
-
-def model_package_console_url(region: str, group: str, version: Any) -> str:
-    """Console page of a model package version (as :class:`~ml_lifecycle.links.SageMakerModelPackageLink`)."""
-    return f"{_console(region)}/model-packages/{group}/{version}"
-
-
-def s3_console_url(region: str, uri: str) -> str:
-    """Console page of an S3 object (``s3://bucket/key``)."""
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return f"https://console.aws.amazon.com/s3/object/{bucket}?region={region}&prefix={key}"
-
-
 def format_timeout(timeout: timedelta | None) -> str:
     """``2 days``, ``1 h 30 min``, ``20 s``: how long a request waits."""
     if timeout is None:
@@ -92,7 +77,11 @@ def format_timeout(timeout: timedelta | None) -> str:
 
 
 def approval_request(
-    registration: dict[str, Any], package: dict[str, Any], cfg: Config, timeout: timedelta | None = None
+    registration: dict[str, Any],
+    package: dict[str, Any],
+    cfg: Config,
+    timeout: timedelta | None = None,
+    console: Console | None = None,
 ) -> tuple[str, str]:
     """Subject and Markdown body of the request to approve ``package``.
 
@@ -100,6 +89,7 @@ def approval_request(
     :param package: the version's ``DescribeModelPackage`` response
     :param cfg: the environment's config
     :param timeout: how long the request waits (default ``training.manual_approval.timeout_seconds``)
+    :param console: where the links open (default: the AWS console of the config's region)
     """
     timeout = cfg.training.manual_approval.timeout if timeout is None else timeout
     from ml_lifecycle.operators.gate import package_metrics
@@ -107,13 +97,13 @@ def approval_request(
     props = package.get("CustomerMetadataProperties") or {}
     group = package.get("ModelPackageGroupName") or registration.get("model_package_group")
     version = package.get("ModelPackageVersion") or registration.get("version")
-    region = cfg.aws.region
+    console = console or Console(cfg.aws.region)
     metrics = registration.get("metrics") or package_metrics(props)
     subject = f"[{cfg.environment}] Approve model {group} version {version}?"
     lines = [
         f"Model package **{group}** version **{version}** passed the quality gate and waits for a decision.",
         "",
-        f"- Package: `{package['ModelPackageArn']}` ([console]({model_package_console_url(region, group, version)}))",
+        f"- Package: `{package['ModelPackageArn']}` ([console]({console.model_package(group, version)}))",
         "- Approve: the package becomes Approved and the deployment DAG starts.",
         "- Reject: the package becomes Rejected; nothing is deployed.",
         f"- No answer within {format_timeout(timeout)}: the package is Rejected.",
@@ -130,11 +120,11 @@ def approval_request(
     for label, key in (("Gate report", "gate_uri"), ("Evaluation report", "evaluation_uri")):
         uri = registration.get(key) or props.get(key)
         if uri:
-            reports.append(f"- {label}: `{uri}` ([console]({s3_console_url(region, uri)}))")
+            reports.append(f"- {label}: `{uri}` ([console]({console.s3(uri)}))")
     evaluation = registration.get("evaluation_uri") or props.get("evaluation_uri")
     if evaluation:
         folder = evaluation.rsplit("/", 1)[0]
-        reports += [f"- Plot {p}: [{folder}/{p}]({s3_console_url(region, f'{folder}/{p}')})" for p in PLOTS]
+        reports += [f"- Plot {p}: [{folder}/{p}]({console.s3(f'{folder}/{p}')})" for p in PLOTS]
     if reports:
         lines += ["", "**Reports**", "", *reports]
     lineage = [f"- {key}: `{props[key]}`" for key in LINEAGE_KEYS if props.get(key)]
@@ -277,7 +267,9 @@ class ModelApprovalOperator(ApprovalOperator):
             raise AirflowSkipException(f"{arn} was approved automatically at registration; nobody is asked")
         if status != PENDING:
             raise AirflowFailException(f"{arn} is {status}, not {PENDING}: there is nothing to approve")
-        self.subject, self.body = approval_request(registration, package, self.cfg, self.response_timeout)
+        self.subject, self.body = approval_request(
+            registration, package, self.cfg, self.response_timeout, Console.of(self.hook, self.cfg.aws.region)
+        )
         self.log.info(
             "Asking %s to approve %s; the request waits %s, then the package is Rejected",
             ", ".join(u["id"] for u in self.assigned_users or []) or "any permitted user",

@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import DownstreamTasksSkipped, TaskAwaitingInput
 from ml_lifecycle.config import load_config
 from ml_lifecycle.operators import human_approval
 from ml_lifecycle.operators.human_approval import ApprovalRequestNotifier, ModelApprovalOperator, format_timeout
-from tests.unit.operators._hosting_fakes import FakeSageMaker, FakeTI, context, package
+from tests.unit.operators._hosting_fakes import AWS_CONNECTION, FakeSageMaker, FakeTI, context, package
 
 CFG = load_config("local")
 ARN = package(4)["ModelPackageArn"]
@@ -62,7 +62,9 @@ def _operator(registry: FakeSageMaker, **kwargs) -> ModelApprovalOperator:
     with DAG("train_model", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)):
         op = ModelApprovalOperator(task_id="approve", registration=REGISTRATION, cfg=CFG, **kwargs)
         op >> EmptyOperator(task_id="publish_approval")
-    op.__dict__["hook"] = SimpleNamespace(conn=registry, conn_region_name="us-east-1", conn_partition="aws")
+    op.__dict__["hook"] = SimpleNamespace(
+        conn=registry, conn_region_name="us-east-1", conn_partition="aws", conn_config=AWS_CONNECTION
+    )
     return op
 
 
@@ -129,6 +131,18 @@ def test_a_pending_package_is_asked_with_its_evidence_and_waits_without_a_worker
     assert called == [ctx], "the request notification goes out before the task waits"
     link = ctx["ti"].pushed["ml_lifecycle_model_package"]
     assert (link["group"], link["version"]) == ("fraud-detector", 4), "the console link of the version"
+
+
+def test_on_the_devstack_the_request_links_the_devstack_console(registry, requests):
+    op = _operator(registry, notifiers=[])
+    op.hook.conn_config = SimpleNamespace(get_service_endpoint_url=lambda service: "http://127.0.0.1:4599")
+    with pytest.raises(TaskAwaitingInput):
+        op.execute(_context(op))
+    body = requests[0]["body"]
+    assert "http://127.0.0.1:4599/console/model-packages/fraud-detector/4" in body
+    gate = REGISTRATION["gate_uri"].removeprefix("s3://")
+    assert f"http://127.0.0.1:4599/console/s3/{gate}" in body
+    assert "console.aws.amazon.com" not in body
 
 
 def test_a_package_that_is_no_longer_pending_is_not_asked_about(registry, requests):
