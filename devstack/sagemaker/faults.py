@@ -13,7 +13,9 @@ Each key takes one object or a list. A job fault applies to the next ``count`` j
 tuning children) whose name starts with ``name_prefix``. A throttle answers ``ThrottlingException`` to
 every call of ``action`` for ``seconds``, or to its next ``count`` calls (``{"action": ..., "count": 7}``: a
 number of refusals that does not depend on the client's timing); ``throttled`` in the answer counts the calls
-answered so, per action, since the faults were last cleared.
+answered so, per action, since the faults were last cleared. ``calls`` counts, per action, the calls that were
+handled (answered or refused by the API, not throttled) since then: how many ``UpdateEndpoint`` a deployment
+made, for instance.
 
 An update fault applies to the next ``count`` ``UpdateEndpoint`` deployments of ``endpoint`` that SageMaker
 accepts: once the new fleet is up and the first traffic step is active, the deployment ends in ``status``
@@ -122,6 +124,7 @@ class Faults:
         self._throttles: dict[str, float] = {}
         self._throttle_counts: dict[str, int] = {}
         self._throttled: dict[str, int] = {}
+        self._calls: dict[str, int] = {}
         self._updates: list[_UpdateRule] = []
 
     def configure(self, payload: Any) -> dict[str, Any]:
@@ -199,6 +202,7 @@ class Faults:
             self._throttles.clear()
             self._throttle_counts.clear()
             self._throttled.clear()
+            self._calls.clear()
             self._updates.clear()
 
     def snapshot(self) -> dict[str, Any]:
@@ -216,7 +220,13 @@ class Faults:
                 + [{"action": action, "count": n} for action, n in self._throttle_counts.items() if n > 0],
                 "fail_updates": [u.describe() for u in self._updates if u.remaining > 0],
                 "throttled": dict(sorted(self._throttled.items())),
+                "calls": dict(sorted(self._calls.items())),
             }
+
+    def count_call(self, action: str) -> None:
+        """Count one handled call of ``action`` (see ``calls`` in :meth:`snapshot`)."""
+        with self._lock:
+            self._calls[action] = self._calls.get(action, 0) + 1
 
     def is_throttled(self, action: str) -> bool:
         """Return whether ``action`` must answer ``ThrottlingException`` now."""

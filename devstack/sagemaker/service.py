@@ -191,12 +191,13 @@ class SageMakerService:
         return self.model.operation_model(action)
 
     def dispatch(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Answer one API call as the HTTP layer does: throttling faults, validation, handler.
+        """Answer one API call as the HTTP layer does: throttling faults, call count, validation, handler.
 
         :raises SageMakerError: the API error to return.
         """
         if self.faults.is_throttled(action):
             raise throttling()
+        self.faults.count_call(action)
         return self.invoke(action, params)
 
     def invoke(self, action: str, params: dict[str, Any]) -> dict[str, Any]:

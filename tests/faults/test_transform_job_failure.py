@@ -24,26 +24,12 @@ from tests.faults.conftest import (
     s3_keys,
     sagemaker_faults,
     task_context,
+    transform_operator,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REASON = "ClientError: See job logs for more information: the model server exited with code 1 (injected)"
-
-
-def transform_operator(package_arn: str, base_uri: str, **overrides: Any) -> Any:
-    from ml_lifecycle.operators.batch import BatchTransformJobOperator
-
-    kwargs = {
-        "task_id": "transform",
-        "model_package_arn": package_arn,
-        "input_uri": base_uri + "input/",
-        "output_uri": base_uri + "output/",
-        "interval_start": ANCHOR.isoformat(),
-        "poll_interval": 1,
-        **overrides,
-    }
-    return BatchTransformJobOperator(**kwargs)
 
 
 def test_transform_job_failure_fails_the_task_with_the_reason(

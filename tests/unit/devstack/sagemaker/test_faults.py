@@ -21,7 +21,9 @@ def test_job_faults_apply_to_the_next_matching_jobs_only() -> None:
     assert faults.take_job_fault("train-1").fail_reason == "CapacityError: no ml.m5 left"
     assert faults.take_job_fault("train-2").fail_reason == "CapacityError: no ml.m5 left"
     assert faults.take_job_fault("train-3").fail_reason is None
-    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}}
+    assert faults.snapshot() == {
+        "fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}, "calls": {}
+    }  # fmt: skip
 
 
 def test_throttle_expires_and_clear_removes_everything() -> None:
@@ -65,7 +67,9 @@ def test_malformed_specs_are_rejected(payload: object) -> None:
     faults = Faults()
     with pytest.raises(FaultSpecError):
         faults.configure(payload)
-    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}}
+    assert faults.snapshot() == {
+        "fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}, "calls": {}
+    }  # fmt: skip
 
 
 def test_update_faults_end_the_next_updates_of_their_endpoint_only() -> None:
@@ -87,3 +91,12 @@ def test_update_faults_end_the_next_updates_of_their_endpoint_only() -> None:
     other = faults.take_update_fault("other")
     assert other is not None and (other.status, other.reason) == ("Failed", "InternalServerError: boom")
     assert faults.snapshot()["fail_updates"] == []
+
+
+def test_handled_calls_are_counted_per_action_until_cleared() -> None:
+    faults = Faults()
+    for action in ("UpdateEndpoint", "DescribeEndpoint", "UpdateEndpoint"):
+        faults.count_call(action)
+    assert faults.snapshot()["calls"] == {"DescribeEndpoint": 1, "UpdateEndpoint": 2}
+    faults.clear()
+    assert faults.snapshot()["calls"] == {}
