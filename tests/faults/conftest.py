@@ -140,25 +140,7 @@ def spawn_task(task: str, run_id: str, plan: dict[str, Any], result_path: Path, 
 
     Its output goes to ``<result_path>.log``; its XCom result to ``result_path``.
     """
-    return _spawn({"task": task, "run_id": run_id, "plan": plan, "result_path": str(result_path), **extra})
-
-
-def task_spec(factory: str, *args: Any, task_id: str, run_id: str, dag_id: str, **kwargs: Any) -> dict[str, Any]:
-    """How :mod:`tests.faults.task_process` builds task ``task_id`` of run ``run_id``: the operator that
-    ``factory(*args, **kwargs)`` makes (a function of this module; JSON arguments)."""
-    return {
-        "factory": f"{__name__}:{factory}", "args": list(args), "kwargs": kwargs,
-        "task_id": task_id, "run_id": run_id, "dag_id": dag_id,
-    }  # fmt: skip
-
-
-def spawn_spec(spec: dict[str, Any], result_path: Path) -> subprocess.Popen:
-    """Start the task of a :func:`task_spec` in a process of its own; output and result as :func:`spawn_task`'s."""
-    return _spawn({**spec, "result_path": str(result_path)})
-
-
-def _spawn(spec: dict[str, Any]) -> subprocess.Popen:
-    result_path = spec["result_path"]
+    spec = {"task": task, "run_id": run_id, "plan": plan, "result_path": str(result_path), **extra}
     with open(f"{result_path}.log", "wb") as log:  # the child keeps its own descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "tests.faults.task_process", json.dumps(spec)],
@@ -518,26 +500,6 @@ def stepwise_operator(arn: str, **overrides: Any) -> Any:
     return StepwiseTrafficShiftOperator(**kwargs)
 
 
-def tune_operator(plan: dict[str, Any], preprocess: dict[str, Any], **overrides: Any) -> Any:
-    from ml_lifecycle.operators.sagemaker import TuningJobOperator
-
-    outputs = preprocess["outputs"]
-    splits = {name: outputs[name] for name in ("train", "validation", "preprocessor")}
-    splits["inference"] = plan["code"]["inference"]["src_uri"]
-    kwargs = {
-        "task_id": "tune",
-        "splits": splits,
-        "sourcedir_uri": plan["code"]["training"]["sourcedir_uri"],
-        "hyperparameter_overrides": HYPERPARAMETERS,
-        "max_jobs": 2,
-        "max_parallel_jobs": 2,
-        "check_interval": 1,
-        "max_attempts": 300,
-        **overrides,
-    }
-    return TuningJobOperator(**kwargs)
-
-
 def transform_operator(package_arn: str, base_uri: str, **overrides: Any) -> Any:
     """``batch_score``'s transform of ``<base_uri>input/`` into ``<base_uri>output/`` (interval at :data:`ANCHOR`)."""
     from ml_lifecycle.operators.batch import BatchTransformJobOperator
@@ -552,20 +514,6 @@ def transform_operator(package_arn: str, base_uri: str, **overrides: Any) -> Any
         **overrides,
     }
     return BatchTransformJobOperator(**kwargs)
-
-
-def baseline_operator(dataset_uri: str, version: int, **overrides: Any) -> Any:
-    from ml_lifecycle.operators.monitor import DataQualityBaselineOperator
-
-    kwargs = {
-        "task_id": "baseline",
-        "dataset_uri": dataset_uri,
-        "model_package_version": version,
-        "endpoint_name": ENDPOINT,
-        "poll_interval": 1,
-        **overrides,
-    }
-    return DataQualityBaselineOperator(**kwargs)
 
 
 def deploy_context(run_id: str, try_number: int = 1) -> dict[str, Any]:

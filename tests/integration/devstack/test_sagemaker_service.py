@@ -204,7 +204,8 @@ def test_fault_injection(sagemaker_service: SageMakerService, s3: Any, bucket: s
         status, cleared = _http("DELETE", f"{url}/_devstack/faults")
     assert status == 200
     assert cleared == {
-        "fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}, "calls": {}
+        "fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}, "calls": {},
+        "hold_answers": [],
     }  # fmt: skip
     sm.list_models()
     status, error = _http("POST", f"{url}/_devstack/faults", {"explode": True})
