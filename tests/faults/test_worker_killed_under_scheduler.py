@@ -63,6 +63,9 @@ from ml_lifecycle.operators.monitor import DataQualityBaselineOperator
 from ml_lifecycle.operators.sagemaker import PreprocessJobOperator, TrainingJobOperator, TuningJobOperator
 from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator
 
+# polls and bakes longer than the scheduler takes to process a deferring try's exit: Airflow 3.3.1 fails a task
+# whose trigger fired before that (apache/airflow#67287, #72716), a scheduler race this test is not about
+POLL = 20
 SPLITS = {{
     name: "{{{{ dag_run.conf.splits." + name + " }}}}" for name in ("train", "validation", "preprocessor", "inference")
 }}
@@ -79,16 +82,16 @@ with DAG(
         task_id="preprocess",
         dataset_uri="{{{{ dag_run.conf.dataset_uri }}}}",
         code_uri="{{{{ dag_run.conf.preprocess_code_uri }}}}",
-        check_interval=1,
-        max_attempts=300,
+        check_interval=POLL,
+        max_attempts=60,
     )
     TrainingJobOperator(
         task_id="train",
         splits=SPLITS,
         sourcedir_uri="{{{{ dag_run.conf.sourcedir_uri }}}}",
         hyperparameter_overrides={HYPERPARAMETERS!r},
-        check_interval=1,
-        max_attempts=300,
+        check_interval=POLL,
+        max_attempts=60,
     )
     TuningJobOperator(
         task_id="tune",
@@ -97,8 +100,8 @@ with DAG(
         hyperparameter_overrides={HYPERPARAMETERS!r},
         max_jobs="2",
         max_parallel_jobs="2",
-        check_interval=1,
-        max_attempts=300,
+        check_interval=POLL,
+        max_attempts=60,
     )
     BatchTransformJobOperator(
         task_id="transform",
@@ -106,29 +109,29 @@ with DAG(
         input_uri="{{{{ dag_run.conf.transform_uri }}}}input/",
         output_uri="{{{{ dag_run.conf.transform_uri }}}}output/",
         interval_start="{{{{ dag_run.conf.interval_start }}}}",
-        poll_interval=1,
+        poll_interval=POLL,
     )
     DataQualityBaselineOperator(
         task_id="baseline",
         dataset_uri="{{{{ dag_run.conf.baseline_uri }}}}",
         model_package_version="1",
         endpoint_name="fraud-faults",
-        poll_interval=1,
+        poll_interval=POLL,
     )
     GuardedEndpointDeployOperator(
         task_id="deploy_guarded",
         model_package_arn="{{{{ dag_run.conf.first_package_arn }}}}",
         endpoint_name={ENDPOINT!r},
         alarm_period_seconds=10,
-        poll_interval=1,
+        poll_interval=POLL,
     ) >> StepwiseTrafficShiftOperator(
         task_id="deploy_stepwise",
         model_package_arn="{{{{ dag_run.conf.package_arn }}}}",
         endpoint_name={ENDPOINT!r},
         percentages=[50],
-        bake_seconds=2,
+        bake_seconds=POLL,
         alarm_period_seconds=10,
-        poll_interval=1,
+        poll_interval=POLL,
     )
 """
 #: the call of each task whose answer is held (its first create or update call)
@@ -163,7 +166,7 @@ def airflow(devstack: Any, aws: SimpleNamespace, tmp_path_factory: pytest.TempPa
         devstack_env=devstack.env,
         port=free_port(),
         extra_env={"AIRFLOW__CORE__DAGS_FOLDER": str(dags)},
-        # as on MWAA: the scheduler, the API server and four task processes write at once
+        # as on MWAA: the scheduler, the API server and six task processes at a time write to it
         database="postgres",
     )
     info = ui.start(timeout=600)
@@ -317,7 +320,7 @@ def run(
 
 def test_the_run_completes_after_each_task_process_was_killed(run: dict[str, Any]) -> None:
     tries = {task: (ti["state"], ti["try_number"]) for task, ti in run["tis"].items()}
-    assert run["state"] == "success", tries
+    assert run["state"] == "success", {task: tried for task, tried in tries.items() if tried[0] != "success"}
     assert tries == dict.fromkeys(HELD, ("success", 2)), "each task succeeded on its retry"
 
 
