@@ -50,6 +50,9 @@ ENDPOINT = "fraud-wd"
 #: how long the devstack holds each create call's answer: the time the test has to kill the task process
 #: (below botocore's 60 s read timeout, so the client never retries the call by itself)
 HOLD_SECONDS = 45
+#: the event Airflow 3.3.1's scheduler records when it fails a task whose trigger fired before it processed the
+#: deferring try's exit (apache/airflow#67287)
+RACE = "finished with state success, but the task instance's state attribute is queued"
 PROBE_DAG = f"""
 from __future__ import annotations
 
@@ -64,7 +67,8 @@ from ml_lifecycle.operators.sagemaker import PreprocessJobOperator, TrainingJobO
 from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator
 
 # polls and bakes longer than the scheduler takes to process a deferring try's exit: Airflow 3.3.1 fails a task
-# whose trigger fired before that (apache/airflow#67287, #72716), a scheduler race this test is not about
+# whose trigger fired before that (apache/airflow#67287, #72716). That makes the race rare; when it happens the
+# task's next try re-attaches to the same job, as in the product's DAGs (retries 2), and the test checks it did
 POLL = 20
 SPLITS = {{
     name: "{{{{ dag_run.conf.splits." + name + " }}}}" for name in ("train", "validation", "preprocessor", "inference")
@@ -76,7 +80,7 @@ with DAG(
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     params={{"window_days": Param(14, type="integer"), "force": Param(True, type="boolean")}},
-    default_args={{"retries": 1, "retry_delay": dt.timedelta(seconds=1), "retry_exponential_backoff": False}},
+    default_args={{"retries": 2, "retry_delay": dt.timedelta(seconds=1), "retry_exponential_backoff": False}},
 ):
     PreprocessJobOperator(
         task_id="preprocess",
@@ -313,7 +317,10 @@ def run(
         state = wait_for(finished, timeout=600, what="the probe run to finish", interval=2)
         calls = control(aws.url, "GET", "/_devstack/faults")["calls"]
     tis = wait_for(lambda: _task_instances(airflow.ui, token), 120, "the run's task instances")
-    yield {"state": state, "tis": tis, "names": names, "killed": killed, "calls": calls}
+    # the tasks whose try the scheduler failed by Airflow's resume race: it records a "state mismatch" event
+    events = airflow.ui.api("GET", f"/api/v2/eventLogs?dag_id={DAG_ID}&event=state%20mismatch&limit=100", token=token)
+    raced = {e["task_id"] for e in events["event_logs"] if e.get("run_id") == RUN_ID and RACE in (e.get("extra") or "")}
+    yield {"state": state, "tis": tis, "names": names, "killed": killed, "calls": calls, "raced": raced}
     with contextlib.suppress(aws.sm.exceptions.ClientError):  # its model server does not run on
         aws.sm.delete_endpoint(EndpointName=ENDPOINT)
 
@@ -321,7 +328,10 @@ def run(
 def test_the_run_completes_after_each_task_process_was_killed(run: dict[str, Any]) -> None:
     tries = {task: (ti["state"], ti["try_number"]) for task, ti in run["tis"].items()}
     assert run["state"] == "success", {task: tried for task, tried in tries.items() if tried[0] != "success"}
-    assert tries == dict.fromkeys(HELD, ("success", 2)), "each task succeeded on its retry"
+    # try 1 was killed, try 2 re-attached; a try 3 only where the scheduler failed try 2 by Airflow's race
+    raced = run["raced"]
+    expected = {task: ("success", 3 if task in raced else 2) for task in HELD}
+    assert tries == expected, f"each task succeeded on its retry (Airflow's resume race hit: {sorted(raced)})"
 
 
 def test_each_create_and_update_was_made_once(run: dict[str, Any]) -> None:
