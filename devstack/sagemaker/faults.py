@@ -6,14 +6,17 @@ Configured over HTTP with ``POST /_devstack/faults`` and cleared with ``DELETE /
       "fail_jobs":  [{"name_prefix": "train-", "count": 1, "reason": "InternalServerError: injected"}],
       "delay_jobs": [{"name_prefix": "proc-", "count": 2, "seconds": 3}],
       "throttle":   [{"action": "CreateTrainingJob", "seconds": 10}],
-      "fail_updates": [{"endpoint": "ep", "status": "UpdateRollbackFailed", "count": 1, "reason": "..."}]
+      "fail_updates": [{"endpoint": "ep", "status": "UpdateRollbackFailed", "count": 1, "reason": "..."}],
+      "hold_answers": [{"action": "CreateProcessingJob", "count": 1, "seconds": 60}]
     }
 
 Each key takes one object or a list. A job fault applies to the next ``count`` jobs (training, processing,
 tuning children) whose name starts with ``name_prefix``. A throttle answers ``ThrottlingException`` to
 every call of ``action`` for ``seconds``, or to its next ``count`` calls (``{"action": ..., "count": 7}``: a
 number of refusals that does not depend on the client's timing); ``throttled`` in the answer counts the calls
-answered so, per action, since the faults were last cleared.
+answered so, per action, since the faults were last cleared. ``calls`` counts, per action, the calls that were
+handled (answered or refused by the API, not throttled) since then: how many ``UpdateEndpoint`` a deployment
+made, for instance.
 
 An update fault applies to the next ``count`` ``UpdateEndpoint`` deployments of ``endpoint`` that SageMaker
 accepts: once the new fleet is up and the first traffic step is active, the deployment ends in ``status``
@@ -25,6 +28,10 @@ instead of going on (see :mod:`devstack.sagemaker.hosting`):
   and the new fleet (traffic stays where the failed step left it) until it is updated or deleted.
 
 ``reason`` (default: one per status) becomes the endpoint's ``FailureReason``.
+
+A held answer: the next ``count`` calls of ``action`` take effect at once (the job is created), but their
+answer is sent ``seconds`` later, or when the faults are cleared. The client waits in the call meanwhile: a
+test can stop it there, after a create went through and before the client learnt of it.
 """
 
 from __future__ import annotations
@@ -78,6 +85,17 @@ class _JobRule:
 
 
 @dataclass
+class Hold:
+    """How long to hold one answer: until ``seconds`` have passed or ``released`` is set."""
+
+    seconds: float
+    released: threading.Event
+
+    def wait(self) -> None:
+        self.released.wait(self.seconds)
+
+
+@dataclass
 class UpdateFault:
     """How one endpoint update ends: its ``EndpointStatus`` and ``FailureReason``."""
 
@@ -122,7 +140,10 @@ class Faults:
         self._throttles: dict[str, float] = {}
         self._throttle_counts: dict[str, int] = {}
         self._throttled: dict[str, int] = {}
+        self._calls: dict[str, int] = {}
         self._updates: list[_UpdateRule] = []
+        self._holds: dict[str, list[float]] = {}  # action -> [remaining, seconds]
+        self._released = threading.Event()
 
     def configure(self, payload: Any) -> dict[str, Any]:
         """Add the faults of a ``POST /_devstack/faults`` body; return the active faults.
@@ -131,10 +152,10 @@ class Faults:
         """
         if not isinstance(payload, dict):
             raise FaultSpecError("The fault specification must be a JSON object")
-        unknown = set(payload) - {"fail_jobs", "delay_jobs", "throttle", "fail_updates"}
+        unknown = set(payload) - {"fail_jobs", "delay_jobs", "throttle", "fail_updates", "hold_answers"}
         if unknown:
             raise FaultSpecError(
-                f"Unknown fault keys {sorted(unknown)}; use fail_jobs, delay_jobs, throttle, fail_updates"
+                f"Unknown fault keys {sorted(unknown)}; use fail_jobs, delay_jobs, throttle, fail_updates, hold_answers"
             )
         rules: list[_JobRule] = []
         for item in _as_list(payload.get("fail_jobs"), "fail_jobs"):
@@ -185,7 +206,14 @@ class Faults:
                 raise FaultSpecError("'fail_updates.reason' must be a non-empty string")
             count = int(_number(item, "fail_updates", "count", 1))
             updates.append(_UpdateRule(endpoint, status, count, reason[:1024]))
+        holds: dict[str, list[float]] = {}
+        for item in _as_list(payload.get("hold_answers"), "hold_answers"):
+            action = item.get("action")
+            if not isinstance(action, str) or not action:
+                raise FaultSpecError("'hold_answers.action' must be an action name such as CreateProcessingJob")
+            holds[action] = [_number(item, "hold_answers", "count", 1), _number(item, "hold_answers", "seconds")]
         with self._lock:
+            self._holds.update(holds)
             self._rules.extend(rules)
             self._throttles.update(throttles)
             self._throttle_counts.update(throttle_counts)
@@ -199,7 +227,11 @@ class Faults:
             self._throttles.clear()
             self._throttle_counts.clear()
             self._throttled.clear()
+            self._calls.clear()
             self._updates.clear()
+            self._holds.clear()
+            self._released.set()  # answers held now go out
+            self._released = threading.Event()
 
     def snapshot(self) -> dict[str, Any]:
         """Return the active faults in the configuration format."""
@@ -215,8 +247,28 @@ class Faults:
                 ]
                 + [{"action": action, "count": n} for action, n in self._throttle_counts.items() if n > 0],
                 "fail_updates": [u.describe() for u in self._updates if u.remaining > 0],
+                "hold_answers": [
+                    {"action": action, "count": int(n), "seconds": seconds}
+                    for action, (n, seconds) in self._holds.items()
+                    if n > 0
+                ],
                 "throttled": dict(sorted(self._throttled.items())),
+                "calls": dict(sorted(self._calls.items())),
             }
+
+    def take_hold(self, action: str) -> Hold | None:
+        """Consume the hold, if any, of the answer to a call of ``action`` that has just taken effect."""
+        with self._lock:
+            rule = self._holds.get(action)
+            if not rule or rule[0] <= 0:
+                return None
+            rule[0] -= 1
+            return Hold(rule[1], self._released)
+
+    def count_call(self, action: str) -> None:
+        """Count one handled call of ``action`` (see ``calls`` in :meth:`snapshot`)."""
+        with self._lock:
+            self._calls[action] = self._calls.get(action, 0) + 1
 
     def is_throttled(self, action: str) -> bool:
         """Return whether ``action`` must answer ``ThrottlingException`` now."""

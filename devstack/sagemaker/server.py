@@ -151,7 +151,10 @@ class _Handler(BaseHTTPRequestHandler):
                 request_id=rid,
             )
             return
-        self._send(200, result, request_id=rid)
+        try:
+            self._send(200, result, request_id=rid)
+        except (BrokenPipeError, ConnectionResetError):  # a client gone while its answer was held
+            log.info("%s: the client left before its answer was sent", action)
 
 
 def make_server(service: SageMakerService, host: str, port: int) -> _Server:

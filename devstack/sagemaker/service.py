@@ -192,13 +192,18 @@ class SageMakerService:
         return self.model.operation_model(action)
 
     def dispatch(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Answer one API call as the HTTP layer does: throttling faults, validation, handler.
+        """Answer one API call as the HTTP layer does: throttling faults, call count, validation, handler, held
+        answers.
 
         :raises SageMakerError: the API error to return.
         """
         if self.faults.is_throttled(action):
             raise throttling()
-        return self.invoke(action, params)
+        self.faults.count_call(action)
+        answer = self.invoke(action, params)
+        if (hold := self.faults.take_hold(action)) is not None:
+            hold.wait()
+        return answer
 
     def invoke(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         """Validate and handle one call (no fault injection): the in-process API for extensions.

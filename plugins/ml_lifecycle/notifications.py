@@ -46,15 +46,17 @@ DAG_FAILURE_REASONS = {
 REPORTED_BY_TASK = frozenset({"task_failure"})
 
 
-def _redact(text: str) -> str:
+def redact(text: str) -> str:
+    """``text`` with credentials masked: ``password=``/``token:``-style values, access key ids, and every secret
+    the secrets masker knows (connection passwords and extras it has seen)."""
     # The credential patterns run first, on the text as written: the masker may already have replaced part of
     # a key name (a registered secret such as "secret" turns "aws_secret_access_key" into "aws_***_access_key"),
     # after which the patterns would no longer recognise the value that follows it.
     text = _ACCESS_KEY.sub("***", _CREDENTIAL.sub(r"\1***", text))
     try:
-        from airflow.sdk._shared.secrets_masker import redact
+        from airflow.sdk._shared.secrets_masker import redact as mask
 
-        text = str(redact(text))
+        text = str(mask(text))
     except Exception:  # the masker is best effort; the patterns above already applied
         log.debug("secrets masker unavailable", exc_info=True)
     return text
@@ -62,7 +64,7 @@ def _redact(text: str) -> str:
 
 def _quote(part: str, safe: str = "/") -> str:
     # masked before it is quoted: a secret in a run id would not be recognised once percent-encoded
-    return quote(_redact(str(part)), safe=safe)
+    return quote(redact(str(part)), safe=safe)
 
 
 def log_url(base_url: str, dag_id: str, run_id: str, task_id: str, try_number: int | None, map_index: int = -1) -> str:
@@ -134,8 +136,8 @@ class ProjectSnsNotifier(SnsNotifier):
                 self.aws_conn_id = cfg.aws.conn_id
             self.target_arn = topic
             self._load_connection()
-            self.subject = _redact(composed[0])[:SUBJECT_MAX].replace("\n", " ")
-            self.message = _redact(composed[1])[:MESSAGE_MAX]
+            self.subject = redact(composed[0])[:SUBJECT_MAX].replace("\n", " ")
+            self.message = redact(composed[1])[:MESSAGE_MAX]
             super().notify(context)
             log.info("Sent notification %s to %s", description, topic)
             return True

@@ -208,12 +208,40 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
 # ------------------------------------------------------------------------------------------ inspection
 
 
+#: kind -> (list operation, summaries key, name key, status key)
+JOB_LISTS = {
+    "training": ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName", "TrainingJobStatus"),
+    "processing": ("list_processing_jobs", "ProcessingJobSummaries", "ProcessingJobName", "ProcessingJobStatus"),
+    "tuning": (
+        "list_hyper_parameter_tuning_jobs",
+        "HyperParameterTuningJobSummaries",
+        "HyperParameterTuningJobName",
+        "HyperParameterTuningJobStatus",
+    ),
+    "transform": ("list_transform_jobs", "TransformJobSummaries", "TransformJobName", "TransformJobStatus"),
+}
+
+
 def jobs_named(sm: Any, kind: str, contains: str) -> list[dict[str, Any]]:
-    """Every training / processing job whose name contains ``contains`` (all pages)."""
-    operation = {"training": "list_training_jobs", "processing": "list_processing_jobs"}[kind]
-    key = {"training": "TrainingJobSummaries", "processing": "ProcessingJobSummaries"}[kind]
+    """Every training / processing / tuning / transform job whose name contains ``contains`` (all pages)."""
+    operation, key, _, _ = JOB_LISTS[kind]
     pages = sm.get_paginator(operation).paginate(NameContains=contains)
     return [job for page in pages for job in page[key]]
+
+
+def job_states(sm: Any, kind: str, contains: str) -> list[tuple[str, str]]:
+    """``(name, status)`` of every job of ``kind`` whose name contains ``contains``, by name."""
+    _, _, name_key, status_key = JOB_LISTS[kind]
+    return sorted((j[name_key], j[status_key]) for j in jobs_named(sm, kind, contains))
+
+
+def credential_canary() -> tuple[str, str]:
+    """``(text, secret)``: a ``password=<secret>`` pair, as a failing script may print its connection settings;
+    the secret is fresh for each call, so finding it anywhere means this very text leaked."""
+    import secrets
+
+    secret = f"pwCanary{secrets.token_hex(12)}"
+    return f"password={secret}", secret
 
 
 def s3_keys(s3: Any, uri: str) -> dict[str, str]:
@@ -454,6 +482,38 @@ def deploy_operator(arn: str, **overrides: Any) -> Any:
         **overrides,
     }
     return GuardedEndpointDeployOperator(**kwargs)
+
+
+def stepwise_operator(arn: str, **overrides: Any) -> Any:
+    from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator
+
+    kwargs = {
+        "task_id": "deploy_stepwise",
+        "model_package_arn": arn,
+        "endpoint_name": ENDPOINT,
+        "percentages": [50],
+        "bake_seconds": 2,
+        "alarm_period_seconds": 10,
+        "poll_interval": 1,
+        **overrides,
+    }
+    return StepwiseTrafficShiftOperator(**kwargs)
+
+
+def transform_operator(package_arn: str, base_uri: str, **overrides: Any) -> Any:
+    """``batch_score``'s transform of ``<base_uri>input/`` into ``<base_uri>output/`` (interval at :data:`ANCHOR`)."""
+    from ml_lifecycle.operators.batch import BatchTransformJobOperator
+
+    kwargs = {
+        "task_id": "transform",
+        "model_package_arn": package_arn,
+        "input_uri": base_uri + "input/",
+        "output_uri": base_uri + "output/",
+        "interval_start": ANCHOR.isoformat(),
+        "poll_interval": 1,
+        **overrides,
+    }
+    return BatchTransformJobOperator(**kwargs)
 
 
 def deploy_context(run_id: str, try_number: int = 1) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from tests.faults.conftest import (
     s3_json,
     sagemaker_faults,
     served,
+    stepwise_operator,
     task_context,
     wait_for,
 )
@@ -59,20 +60,6 @@ from tests.faults.test_model_artifact_fails_to_load import corrupt_copy
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 IN_PROGRESS = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
-
-
-def stepwise_operator(arn: str) -> Any:
-    from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator
-
-    return StepwiseTrafficShiftOperator(
-        task_id="deploy_stepwise",
-        model_package_arn=arn,
-        endpoint_name=ENDPOINT,
-        percentages=[50],
-        bake_seconds=2,
-        alarm_period_seconds=10,
-        poll_interval=1,
-    )
 
 
 def stepwise_context(run_id: str) -> dict[str, Any]:

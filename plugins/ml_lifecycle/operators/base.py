@@ -26,6 +26,7 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from ml_lifecycle.links import ConsoleLink, SageMakerEndpointLink, persist_link
+from ml_lifecycle.notifications import redact
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -99,9 +100,13 @@ def aws_connection(operator: AwsBaseOperator) -> dict[str, Any]:
 
 
 def failure_reason(description: dict[str, Any]) -> str:
-    """The job's ``FailureReason`` (or ``ExitMessage``), cut to a length fit for a task log and XCom."""
+    """The job's ``FailureReason`` (or ``ExitMessage``), credentials masked, cut to a length fit for a task log
+    and XCom.
+
+    The reason ends with what the job's script last wrote, which may be its connection settings.
+    """
     reason = description.get("FailureReason") or description.get("ExitMessage") or "no FailureReason given"
-    return str(reason)[:FAILURE_REASON_MAX]
+    return redact(str(reason))[:FAILURE_REASON_MAX]
 
 
 def failed_message(endpoint: str, target: str, reason: str | None) -> str:

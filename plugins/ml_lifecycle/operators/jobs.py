@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.common.compat.sdk import AirflowException
 
-from ml_lifecycle.operators.base import JOB_COMPLETED, JOB_FAILED, aws_connection, describe_or_none
+from ml_lifecycle.operators.base import JOB_COMPLETED, JOB_FAILED, aws_connection, describe_or_none, failure_reason
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
@@ -132,7 +132,7 @@ def completed(kind: JobKind, name: str, description: dict[str, Any]) -> bool:
     if status == JOB_COMPLETED:
         return True
     if status in JOB_FAILED:
-        raise AirflowException(f"{kind.label} job {name} {status}: {description.get('FailureReason')}")
+        raise AirflowException(f"{kind.label} job {name} {status}: {failure_reason(description)}")
     return False
 
 

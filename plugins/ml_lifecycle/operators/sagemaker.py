@@ -687,6 +687,31 @@ class TuningJobOperator(_TrainingInputsMixin, _ReattachingJobMixin, SageMakerTun
     def _describe(self, name: str) -> dict[str, Any]:
         return self.hook.describe_tuning_job(name)
 
+    def _raise_failed(self, name: str, description: dict[str, Any]) -> NoReturn:
+        """Fail naming the tuning job's reason and, as that reason only says that no training job succeeded,
+        the first failed training job's own reason (the search's training jobs fail alike, mostly)."""
+        reason = failure_reason(description)
+        if (child := self._first_failed_training_job(name)) is not None:
+            reason = f"{reason} First failed training job {child[0]}: {child[1]}"
+        raise AirflowException(f"SageMaker tune job {name} {description[self._status_key]}: {reason}")
+
+    def _first_failed_training_job(self, name: str) -> tuple[str, str] | None:
+        """``(name, reason)`` of the tuning job's earliest failed training job, ``None`` if none is listed."""
+        try:
+            summaries = self.hook.conn.list_training_jobs_for_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=name,
+                StatusEquals="Failed",
+                SortBy="CreationTime",
+                SortOrder="Ascending",
+                MaxResults=1,
+            ).get("TrainingJobSummaries", [])
+        except Exception:  # the tuning job's own reason is still reported
+            self.log.warning("Could not list the failed training jobs of %s", name, exc_info=True)
+            return None
+        if not summaries:
+            return None
+        return summaries[0]["TrainingJobName"], failure_reason(summaries[0])
+
     def _create(self) -> None:
         self.hook.create_tuning_job(self.config, wait_for_completion=False)
 

@@ -197,10 +197,16 @@ def test_fault_injection(sagemaker_service: SageMakerService, s3: Any, bucket: s
         slow = wait_for(lambda: sm.describe_training_job(TrainingJobName=f"{prefix}-slow-1"), "TrainingJobStatus")
         assert slow["TrainingJobStatus"] == "Completed"
         assert time.monotonic() - started >= 1.5
+        status, now = _http("GET", f"{url}/_devstack/faults")
+        assert now["calls"]["CreateTrainingJob"] == 3
+        assert "ListModels" not in now["calls"], "a throttled call is not counted as handled"
     finally:
         status, cleared = _http("DELETE", f"{url}/_devstack/faults")
     assert status == 200
-    assert cleared == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}}
+    assert cleared == {
+        "fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}, "calls": {},
+        "hold_answers": [],
+    }  # fmt: skip
     sm.list_models()
     status, error = _http("POST", f"{url}/_devstack/faults", {"explode": True})
     assert status == 400

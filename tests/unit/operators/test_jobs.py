@@ -73,6 +73,20 @@ def test_a_resumed_wait_fails_unless_the_job_completed(status, message):
         resumed_description(FakeTransforms(score=status), TRANSFORM, {"status": "success", "job_name": "score"})
 
 
+def test_a_failed_jobs_reason_is_reported_with_credentials_masked():
+    class Leaky(FakeTransforms):
+        def describe_transform_job(self, *, TransformJobName: str) -> dict[str, Any]:
+            return {**super().describe_transform_job(TransformJobName=TransformJobName),
+                    "FailureReason": "ClientError: cannot connect as ml with password=hunter2x token: t0k"}  # fmt: skip
+
+    with pytest.raises(AirflowException) as failure:
+        resumed_description(Leaky(score="Failed"), TRANSFORM, {"status": "success", "job_name": "score"})
+    assert (
+        str(failure.value)
+        == "transform job score Failed: ClientError: cannot connect as ml with password=*** token: ***"
+    )
+
+
 def test_a_resumed_wait_returns_the_completed_job():
     job, description = resumed_description(
         FakeTransforms(score="Completed"), TRANSFORM, {"status": "success", "job_name": "score"}

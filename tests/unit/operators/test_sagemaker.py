@@ -95,6 +95,7 @@ class FakeSageMaker:
             "HyperParameterTuningJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/{name}",
             "HyperParameterTuningJobStatus": job["status"],
             "TrainingJobStatusCounters": {"Completed": 2},
+            "FailureReason": job.get("reason"),
         }
         if best:
             description["BestTrainingJob"] = {
@@ -103,6 +104,18 @@ class FakeSageMaker:
                 "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "validation:auc", "Value": 0.95},
             }
         return description
+
+    @property
+    def conn(self):
+        return self
+
+    def list_training_jobs_for_hyper_parameter_tuning_job(self, HyperParameterTuningJobName, StatusEquals, **_):  # noqa: N803
+        children = [
+            {"TrainingJobName": name, "TrainingJobStatus": job["status"], "FailureReason": job.get("reason")}
+            for name, job in sorted(self.jobs.items())
+            if name.startswith(f"{HyperParameterTuningJobName}-0") and job["status"] == StatusEquals
+        ]
+        return {"TrainingJobSummaries": children[:1]}
 
     def create_tuning_job(self, config, wait_for_completion=False):
         assert not wait_for_completion
@@ -308,6 +321,20 @@ def test_tuning_reattaches_by_name_and_reports_the_best_job(fake, plan):
     assert result["model_uri"] == f"s3://b/jobs/{best}/output/model.tar.gz"
     assert result["objective"] == {"name": "validation:auc", "value": 0.95}
     assert result["tuned_hyperparameters"] == {"max_depth": 7}
+
+
+def test_failed_tuning_names_the_first_failed_training_jobs_reason_masked(fake, plan):
+    tune = plan.job_name("tune")
+    fake.add(tune, "Failed", reason="No training job succeeded after 2 attempts.")
+    fake.add(f"{tune}-001-abcdef12", "Failed", reason="AlgorithmError: cannot reach db with password=hunter2x")
+    fake.add(f"{tune}-002-abcdef13", "Failed", reason="AlgorithmError: second")
+    op = TuningJobOperator(task_id="tune", splits=SPLITS, sourcedir_uri="s3://b/c/sourcedir.tar.gz")
+    with pytest.raises(AirflowException) as failure:
+        _with_fake(op, fake).execute_complete(_context(), {"status": "error", "message": "failed", "job_name": tune})
+    assert str(failure.value) == (
+        f"SageMaker tune job {tune} Failed: No training job succeeded after 2 attempts. First failed training job "
+        f"{tune}-001-abcdef12: AlgorithmError: cannot reach db with password=***"
+    )
 
 
 def test_tuning_budget_comes_from_templated_params(fake, plan):

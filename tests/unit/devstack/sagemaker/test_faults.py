@@ -21,7 +21,10 @@ def test_job_faults_apply_to_the_next_matching_jobs_only() -> None:
     assert faults.take_job_fault("train-1").fail_reason == "CapacityError: no ml.m5 left"
     assert faults.take_job_fault("train-2").fail_reason == "CapacityError: no ml.m5 left"
     assert faults.take_job_fault("train-3").fail_reason is None
-    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}}
+    assert faults.snapshot() == {
+        "fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}, "calls": {},
+        "hold_answers": [],
+    }  # fmt: skip
 
 
 def test_throttle_expires_and_clear_removes_everything() -> None:
@@ -65,7 +68,10 @@ def test_malformed_specs_are_rejected(payload: object) -> None:
     faults = Faults()
     with pytest.raises(FaultSpecError):
         faults.configure(payload)
-    assert faults.snapshot() == {"fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}}
+    assert faults.snapshot() == {
+        "fail_jobs": [], "delay_jobs": [], "throttle": [], "fail_updates": [], "throttled": {}, "calls": {},
+        "hold_answers": [],
+    }  # fmt: skip
 
 
 def test_update_faults_end_the_next_updates_of_their_endpoint_only() -> None:
@@ -87,3 +93,36 @@ def test_update_faults_end_the_next_updates_of_their_endpoint_only() -> None:
     other = faults.take_update_fault("other")
     assert other is not None and (other.status, other.reason) == ("Failed", "InternalServerError: boom")
     assert faults.snapshot()["fail_updates"] == []
+
+
+def test_handled_calls_are_counted_per_action_until_cleared() -> None:
+    faults = Faults()
+    for action in ("UpdateEndpoint", "DescribeEndpoint", "UpdateEndpoint"):
+        faults.count_call(action)
+    assert faults.snapshot()["calls"] == {"DescribeEndpoint": 1, "UpdateEndpoint": 2}
+    faults.clear()
+    assert faults.snapshot()["calls"] == {}
+
+
+def test_a_held_answer_waits_its_seconds_or_until_the_faults_are_cleared() -> None:
+    import threading
+    import time
+
+    faults = Faults()
+    faults.configure({"hold_answers": {"action": "CreateProcessingJob", "count": 1, "seconds": 0.2}})
+    assert faults.snapshot()["hold_answers"] == [{"action": "CreateProcessingJob", "count": 1, "seconds": 0.2}]
+    assert faults.take_hold("CreateTrainingJob") is None
+    hold = faults.take_hold("CreateProcessingJob")
+    assert hold is not None and faults.take_hold("CreateProcessingJob") is None, "count answers are held"
+    started = time.monotonic()
+    hold.wait()
+    assert time.monotonic() - started >= 0.2
+
+    faults.configure({"hold_answers": {"action": "UpdateEndpoint", "seconds": 600}})
+    hold = faults.take_hold("UpdateEndpoint")
+    assert hold is not None
+    waiter = threading.Thread(target=hold.wait)
+    waiter.start()
+    faults.clear()
+    waiter.join(timeout=5)
+    assert not waiter.is_alive(), "clearing the faults releases the held answers"
