@@ -5,9 +5,9 @@ The validation core is ``include/code/validation/gx_validation.py``, the same fi
 - ``worker``: the operator loads that file by path (at execute time, never at DAG parse time) and runs it
   here, streaming the dataset's Parquet parts from S3 one at a time (one part on local disk, one batch in
   memory);
-- ``processing``: the operator uploads ``include/code/validation/`` and the suite next to the report, and runs
-  ``validate.py`` in a SageMaker Processing job over the same dataset; it waits deferrably, then reads the
-  job's ``validation_result.json``.
+- ``processing``: the operator uploads ``include/code/validation/`` (with ``common/``) and the suite next to
+  the report, and runs ``validate.py`` in a SageMaker Processing job over the same dataset; it waits
+  deferrably, then reads the job's ``validation_result.json``.
 
 Either way the report lands under ``report_uri`` (``validation_result.json``: GX's validation-result document
 plus a ``summary``; ``validation_report.html``: every expectation with its verdict and evidence), the summary
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 MODES = ("worker", "processing")
 CORE_MODULE = "ml_lifecycle_validation_core"
-CODE_FILES = ("validate.py", "gx_validation.py", "requirements.txt")
 RESULT_NAME = "validation_result.json"
 DOCS_NAME = "validation_report.html"
 SUMMARY_XCOM_KEY = "validation_summary"
@@ -381,6 +380,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
 
     def _upload_job_inputs(self) -> tuple[str, str, str]:
         """Upload the container code and the suite under ``<report_uri>_job/``; returns (code, suite, name)."""
+        from ml_lifecycle.code_package import package_component
         from ml_lifecycle.config import include_dir
         from ml_lifecycle.data.s3 import join_uri, split_s3_uri
         from ml_lifecycle.operators.extract import resolve_include_path
@@ -389,10 +389,11 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         prefix, _, _ = self._report
         code_uri = join_uri(prefix, "_job/code/")
         suite_uri = join_uri(prefix, "_job/suite/")
-        folder = include_dir() / "code" / "validation"
-        for name in CODE_FILES:
+        # the validation component as code_package ships it: its own files and common/ (the contract helpers)
+        files = package_component(include_dir() / "code", "validation").files
+        for name, body in files.items():
             bucket, key = split_s3_uri(join_uri(code_uri, name))
-            client.upload_file(str(folder / name), bucket, key)
+            client.put_object(Bucket=bucket, Key=key, Body=body)
         suite_file = resolve_include_path(self.suite_path)
         bucket, key = split_s3_uri(join_uri(suite_uri, suite_file.name))
         client.upload_file(str(suite_file), bucket, key)
