@@ -163,6 +163,9 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
     :param check_interval: seconds between job status checks (processing mode)
     :param max_attempts: status checks before giving up waiting (processing mode)
     :param deferrable: wait for the job in the triggerer (processing mode)
+    :param contract_path: the dataset contract, relative to ``include/``: a suite that lacks or contradicts an
+        expectation the contract decides (column list, types, not-null, category sets) fails the task before
+        any data is read
     """
 
     aws_hook_class = S3Hook
@@ -185,6 +188,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         check_interval: int = 30,
         max_attempts: int = 240,
         deferrable: bool = True,
+        contract_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -213,6 +217,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         self.check_interval = int(check_interval)
         self.max_attempts = int(max_attempts)
         self.deferrable = deferrable
+        self.contract_path = contract_path
 
     # ------------------------------------------------------------------------------------------- shared
 
@@ -262,7 +267,21 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
             **extra,
         }
 
+    def _check_suite_against_contract(self) -> None:
+        import json
+
+        from ml_lifecycle.contract import ContractMismatchError, check_suite, load_contract
+        from ml_lifecycle.operators.extract import resolve_include_path
+
+        suite = json.loads(resolve_include_path(self.suite_path).read_text(encoding="utf-8"))
+        try:
+            check_suite(suite, load_contract(resolve_include_path(self.contract_path)), self.suite_path)
+        except ContractMismatchError as exc:
+            raise AirflowFailException(f"{exc}; python -m tools.contract --write updates the suite") from None
+
     def execute(self, context: Context) -> dict[str, Any]:
+        if self.contract_path:
+            self._check_suite_against_contract()
         if self.mode == "worker":
             return self._execute_worker(context)
         return self._execute_processing(context)
