@@ -8,9 +8,9 @@ This folder (``include/code/common/``) is shipped inside every component archive
 - this module: a loader for the contract and the decimal typing of unloaded Parquet data.
 
 It depends only on the standard library and (for :func:`conform_decimals`) pyarrow, never on the
-``ml_lifecycle`` package. Components load it by file path with :func:`load_common`-style code of their own
-(see ``preprocess.py``), because a component runs as a script, as a module loaded by path, or inside a model
-server, and is never an installed package.
+``ml_lifecycle`` package. Each component loads it by file path (its ``_load_common``: ``common/`` beside the
+component in an archive, ``include/code/common/`` in a checkout), because a component runs as a script, as a
+module loaded by path, or inside a model server, and is never an installed package.
 """
 
 from __future__ import annotations
