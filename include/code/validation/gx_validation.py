@@ -78,10 +78,10 @@ def _load_common() -> ModuleType:
     for path in (here / "common" / "contract.py", here.parent / "common" / "contract.py"):
         if path.is_file():
             spec = importlib.util.spec_from_file_location(f"{__name__}_common", path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module
     raise ImportError(f"common/contract.py is missing beside {here}; code_package ships it in every component")
 
 
