@@ -62,6 +62,7 @@ with DAG(
         task_id="extract",
         snowflake_conn_id=cfg.snowflake.conn_id,
         sql_path="sql/features.sql",
+        contract_path="code/common/features_schema.json",
         interval_start="{{ data_interval_start }}",
         interval_end="{{ data_interval_end }}",
         s3_uri=DATASET_URI,

@@ -203,7 +203,13 @@ def deploy(
 
     code_root = dist / "dags" / "include" / "code"
     if publish_code and code_root.is_dir() and not dry_run:
-        components = tuple(sorted(p.name for p in code_root.iterdir() if p.is_dir() and not p.name.startswith("_")))
+        components = tuple(
+            sorted(
+                p.name
+                for p in code_root.iterdir()
+                if p.is_dir() and not p.name.startswith("_") and p.name != code_package.COMMON_DIR
+            )
+        )
         result.code = code_package.publish_code(
             s3, code_root, components, bucket=bucket, prefix=config.storage.prefixes.code, kms_key_id=kms
         )

@@ -241,7 +241,7 @@ def feature_rows(connection: Any, interval: tuple[str, str]) -> list[list[str]]:
     :param connection: a Snowflake (devstack) connection; closed here.
     :param interval: ``(start, end)`` as ``YYYY-MM-DD HH:MM:SS``.
     """
-    features = json.loads((ROOT / "include" / "sql" / "features_schema.json").read_text())["features"]
+    features = json.loads((ROOT / "include" / "code" / "common" / "features_schema.json").read_text())["features"]
     sql = (ROOT / "include" / "sql" / "features.sql").read_text()
     with contextlib.closing(connection) as conn:
         cursor = conn.cursor()
@@ -260,7 +260,7 @@ def feature_rows(connection: Any, interval: tuple[str, str]) -> list[list[str]]:
 
 def feature_names() -> list[str]:
     """The model's input columns, in order."""
-    return json.loads((ROOT / "include" / "sql" / "features_schema.json").read_text())["features"]
+    return json.loads((ROOT / "include" / "code" / "common" / "features_schema.json").read_text())["features"]
 
 
 def drifted(rows: Sequence[Sequence[str]], factors: dict[str, float] | None = None) -> list[list[str]]:

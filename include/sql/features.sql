@@ -11,7 +11,7 @@
 -- their card's recent past.
 --
 -- Output columns are quoted lowercase identifiers; their order and types are the dataset contract in
--- include/sql/features_schema.json. A row whose CARD_ID is missing keeps NULL card features so that
+-- include/code/common/features_schema.json. A row whose CARD_ID is missing keeps NULL card features so that
 -- validation rejects it instead of the model silently learning from a zero.
 --
 -- The window features use a bounded self-join rather than RANGE frames: "strictly before this

@@ -1,9 +1,11 @@
 """Ship the container code under ``include/code/`` to S3, content-addressed.
 
 Each component folder (``include/code/<component>/``: ``preprocessing``, ``training``, ``evaluation``,
-``inference``) becomes a deterministic ``tar.gz``: entries sorted, mtimes, owners and modes fixed, gzip header
-without a timestamp or file name. The same content therefore always gives the same bytes and the same
-SHA-256, and the archive is published under that hash::
+``inference``, ``validation``) becomes a deterministic ``tar.gz`` holding its own files and, under ``common/``,
+the files of ``include/code/common/`` (the dataset contract and the helpers the components share). The
+archive is reproducible: entries sorted, mtimes, owners and modes fixed, gzip header without a timestamp or
+file name. The same content therefore always gives the same bytes and the same
+SHA-256, and it is published under that hash::
 
     s3://<bucket>/<code prefix>/<sha256[:16]>/sourcedir.tar.gz    the whole component (training, inference)
     s3://<bucket>/<code prefix>/<sha256[:16]>/src/<file>           its files (processing jobs mount this prefix)
@@ -27,6 +29,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SOURCEDIR_NAME = "sourcedir.tar.gz"
+COMMON_DIR = "common"
 DIGEST_LENGTH = 16
 FIXED_MTIME = 0
 _EXCLUDED_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".mypy_cache", ".ruff_cache"}
@@ -98,8 +101,20 @@ def deterministic_tarball(files: dict[str, bytes]) -> bytes:
 
 
 def package_component(code_root: Path, component: str) -> CodeArchive:
-    """Package ``code_root/component`` into a :class:`CodeArchive`."""
+    """Package ``code_root/component`` into a :class:`CodeArchive`, with ``code_root/common`` (when present)
+    under ``common/``; a change to ``common`` therefore changes every component's digest.
+
+    :raises CodePackageError: the component is missing or empty, is ``common`` itself, or has its own
+        ``common/`` folder
+    """
+    if component == COMMON_DIR:
+        raise CodePackageError(f"{COMMON_DIR!r} is shipped inside every component, not as one of its own")
     files = collect_files(code_root / component)
+    if (code_root / COMMON_DIR).is_dir():
+        clash = sorted(name for name in files if name.startswith(f"{COMMON_DIR}/"))
+        if clash:
+            raise CodePackageError(f"{component} has its own {COMMON_DIR}/ ({clash[0]}); it would be overwritten")
+        files.update({f"{COMMON_DIR}/{name}": data for name, data in collect_files(code_root / COMMON_DIR).items()})
     return CodeArchive(component=component, files=files, tarball=deterministic_tarball(files))
 
 

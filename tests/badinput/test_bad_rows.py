@@ -1,6 +1,6 @@
 """Bad rows: data that breaks the dataset contract stops the run at ``validate``, naming the expectation.
 
-Good rows shaped by ``include/sql/features_schema.json`` are mixed with a few rows broken in one of the
+Good rows shaped by ``include/code/common/features_schema.json`` are mixed with a few rows broken in one of the
 ways the contract forbids (nulls, negative amounts, unknown categories, duplicate ids, values of the wrong
 type, hours or weekdays out of range, labels other than 0/1). The dataset is written to (in-process) S3
 in the extraction's layout and validated by ``DataValidationOperator`` in worker mode with the project's
@@ -33,7 +33,7 @@ from ml_lifecycle.data.parquet import PartWriter, schema_fields
 from ml_lifecycle.operators.validation import DataValidationOperator
 
 ROOT = Path(__file__).resolve().parents[2]
-CONTRACT = json.loads((ROOT / "include" / "sql" / "features_schema.json").read_text(encoding="utf-8"))
+CONTRACT = json.loads((ROOT / "include" / "code" / "common" / "features_schema.json").read_text(encoding="utf-8"))
 SUITE = "gx/card_transactions_features.json"
 BUCKET = "badinput-datasets"
 DATASET = f"s3://{BUCKET}/datasets/train_model/20260101-20260301/"

@@ -101,10 +101,13 @@ def test_first_deploy_puts_everything_at_the_documented_keys(s3, sources, tmp_pa
         version = result.version_of(name)
         assert version and version != "null", name
         assert s3.head_object(Bucket=BUCKET, Key=f"mwaa/{name}")["VersionId"] == version
-    assert set(result.code) == {p.name for p in (sources / "include" / "code").iterdir() if p.is_dir()}
+    # every component is published, each with common/ inside; common/ is not published on its own
+    components = {p.name for p in (sources / "include" / "code").iterdir() if p.is_dir()} - {"common"}
+    assert set(result.code) == components
     for info in result.code.values():
         assert info["sourcedir_uri"].startswith(f"s3://{BUCKET}/code/")
         assert info["sourcedir_uri"].removeprefix(f"s3://{BUCKET}/") in keys
+        assert "common/features_schema.json" in info["files"]
 
 
 def test_second_deploy_of_the_same_build_uploads_nothing(s3, sources, tmp_path, config):

@@ -92,7 +92,7 @@ def test_unload_and_stream_extract_the_same_dataset_row_for_row(s3: Any, extract
 def test_unloaded_parts_carry_the_contracts_snowflake_types(s3: Any, extracted: dict[str, Any]) -> None:
     from ml_lifecycle.config import include_dir
 
-    contract = json.loads((include_dir() / "sql" / "features_schema.json").read_text())
+    contract = json.loads((include_dir() / "code" / "common" / "features_schema.json").read_text())
     as_parquet = {
         "VARCHAR": pa.string(),
         "TIMESTAMP_NTZ": pa.timestamp("us"),

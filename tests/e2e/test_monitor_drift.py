@@ -365,7 +365,7 @@ def test_drifted_traffic_emits_the_drift_asset_and_queues_retraining(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     resolved, baseline, schedule = monitored["resolved"], monitored["baseline"], monitored["schedule"]
-    features = json.loads((ROOT / "include" / "sql" / "features_schema.json").read_text())["features"]
+    features = json.loads((ROOT / "include" / "code" / "common" / "features_schema.json").read_text())["features"]
 
     # the registry names the evaluation's baseline, laid out like a flattened capture record
     assert resolved["baseline_dataset_uri"] == registered["evaluate"]["baseline_uri"]

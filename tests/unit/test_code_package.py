@@ -100,3 +100,44 @@ def test_the_repository_code_packages():
         archive = package_component(root, component)
         assert archive.files, component
     assert "train.py" in package_component(root, "training").files
+
+
+def test_common_is_shipped_inside_every_component(tmp_path):
+    _write(tmp_path / "training", {"train.py": "print(1)\n"})
+    _write(tmp_path / "preprocessing", {"preprocess.py": "print(2)\n"})
+    _write(tmp_path / "common", {"contract.py": "X = 1\n", "features_schema.json": "{}\n"})
+    for component in ("training", "preprocessing"):
+        archive = package_component(tmp_path, component)
+        with tarfile.open(fileobj=io.BytesIO(archive.tarball), mode="r:gz") as tar:
+            names = tar.getnames()
+        assert "common/contract.py" in names and "common/features_schema.json" in names, component
+        assert archive.files["common/contract.py"] == b"X = 1\n"
+
+
+def test_a_change_to_common_changes_every_component_digest(tmp_path):
+    _write(tmp_path / "training", {"train.py": "print(1)\n"})
+    _write(tmp_path / "preprocessing", {"preprocess.py": "print(2)\n"})
+    _write(tmp_path / "common", {"contract.py": "X = 1\n"})
+    before = {c: package_component(tmp_path, c).digest for c in ("training", "preprocessing")}
+    _write(tmp_path / "common", {"contract.py": "X = 2\n"})
+    after = {c: package_component(tmp_path, c).digest for c in ("training", "preprocessing")}
+    assert all(before[c] != after[c] for c in before)
+
+
+def test_common_is_not_a_component_and_cannot_be_shadowed(tmp_path):
+    _write(tmp_path / "common", {"contract.py": "X = 1\n"})
+    _write(tmp_path / "training", {"train.py": "", "common/contract.py": "X = 9\n"})
+    with pytest.raises(CodePackageError, match="shipped inside every component"):
+        package_component(tmp_path, "common")
+    with pytest.raises(CodePackageError, match="has its own common/"):
+        package_component(tmp_path, "training")
+
+
+@pytest.mark.parametrize(
+    "component", ["preprocessing", "training", "evaluation", "inference", "validation"], ids=lambda c: c
+)
+def test_every_repository_component_carries_the_contract(component):
+    root = include_dir() / "code"
+    files = package_component(root, component).files
+    assert files["common/features_schema.json"] == (root / "common" / "features_schema.json").read_bytes()
+    assert files["common/contract.py"] == (root / "common" / "contract.py").read_bytes()

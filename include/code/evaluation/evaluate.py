@@ -64,6 +64,22 @@ CSV_TYPE = "text/csv"
 JSON_TYPE = "application/json"
 
 
+def _load_common() -> ModuleType:
+    """``common/contract.py``: beside this file in a shipped archive, ``include/code/common/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    for path in (here / "common" / "contract.py", here.parent / "common" / "contract.py"):
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(f"{__name__}_common", path)
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module
+    raise ImportError(f"common/contract.py is missing beside {here}; code_package ships it in every component")
+
+
+common = _load_common()
+
+
 class EvaluationError(Exception):
     """The model or the test data cannot be evaluated; the message names what is wrong."""
 
@@ -128,43 +144,12 @@ def load_inference_module(model_root: Path) -> ModuleType:
     return module
 
 
-def conform_decimals(table: Any) -> Any:
-    """An Arrow table or record batch with its decimal columns typed as the extraction's stream mode types
-    them: scale 0 -> ``int64`` (a checked cast), any other scale -> ``float64``.
-
-    Snowflake's Parquet unload stores ``NUMBER`` columns as DECIMAL, which pandas would hold as ``object``
-    columns of ``decimal.Decimal``. The same function is in each ``include/code`` component that reads the
-    dataset (each is packaged on its own) and in ``ml_lifecycle.data.parquet``.
-
-    :raises EvaluationError: a scale-0 value does not fit in ``int64`` (never wrapped); names the column
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    fields, columns, changed = list(table.schema), list(table.columns), False
-    for index, f in enumerate(fields):
-        if pa.types.is_decimal(f.type):
-            target = pa.int64() if f.type.scale == 0 else pa.float64()
-            try:
-                columns[index] = pc.cast(columns[index], target, safe=True)
-            except pa.ArrowInvalid as exc:
-                span = pc.min_max(columns[index])
-                raise EvaluationError(
-                    f"column {f.name!r}: {f.type} values from {span['min']} to {span['max']} do not fit in "
-                    f"{target} ({exc})"
-                ) from None
-            fields[index], changed = f.with_type(target), True
-    if not changed:
-        return table
-    return type(table).from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
-
-
 def read_raw(path: Path) -> pd.DataFrame:
     """The raw test rows, decimal columns typed as the dataset contract types them, column names lower case."""
     import pyarrow.parquet as pq
 
     try:
-        frame = conform_decimals(pq.read_table(path)).to_pandas()
+        frame = common.conform_decimals(pq.read_table(path), EvaluationError).to_pandas()
     except EvaluationError as exc:
         raise EvaluationError(f"{path.name}: {exc}") from None
     frame.columns = [str(c).lower() for c in frame.columns]

@@ -2,7 +2,8 @@
 
 SageMaker calls ``model_fn(model_dir)`` once, then per request ``input_fn`` -> ``predict_fn`` ->
 ``output_fn``. The model directory is the extracted ``model.tar.gz`` written by ``train.py``:
-``xgboost-model.json``, ``preprocessor.joblib``, ``feature_spec.json`` and this file under ``code/``.
+``xgboost-model.json``, ``preprocessor.joblib``, ``feature_spec.json`` and, under ``code/``, this file and
+``common/`` (the dataset contract it was trained with).
 
 Requests carry the raw feature columns of the dataset contract (no keys, no label):
 
@@ -29,12 +30,14 @@ unsupported ``Accept`` one with status 406.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import logging
 import math
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import joblib
@@ -53,6 +56,22 @@ JSON = "application/json"
 CSV = "text/csv"
 _TRUE = {"1", "true", "t", "yes", "y", "1.0"}
 _FALSE = {"0", "false", "f", "no", "n", "0.0"}
+
+
+def _load_common() -> ModuleType:
+    """``common/contract.py``: beside this file in a shipped archive, ``include/code/common/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    for path in (here / "common" / "contract.py", here.parent / "common" / "contract.py"):
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(f"{__name__}_common", path)
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module
+    raise ImportError(f"common/contract.py is missing beside {here}; code_package ships it in every component")
+
+
+common = _load_common()
 
 
 class InvalidInputError(ValueError):
@@ -135,20 +154,9 @@ def _text(input_data: str | bytes | bytearray) -> str:
     return input_data
 
 
-DEFAULT_FEATURES = (
-    "amount",
-    "log_amount",
-    "hour_of_day",
-    "day_of_week",
-    "is_weekend",
-    "card_present",
-    "is_foreign",
-    "channel",
-    "merchant_category",
-    "card_txn_count_24h",
-    "card_avg_amount_7d",
-    "amount_to_card_avg_ratio",
-)
+# the dataset contract's features, used until model_fn loads a model; from then on the model's own
+# feature_spec.json decides (the features it was trained on, whatever the contract says later)
+DEFAULT_FEATURES = tuple(common.load_contract()["features"])
 # the input columns of the model loaded last by model_fn (input_fn does not receive the model)
 _loaded_features: list[str] = list(DEFAULT_FEATURES)
 

@@ -23,10 +23,12 @@ is shared between two splits. Example::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import joblib
@@ -38,34 +40,29 @@ from sklearn.preprocessing import OneHotEncoder
 
 LOG = logging.getLogger("preprocess")
 
-KEY_COLUMNS = ["transaction_id", "event_ts"]
-LABEL = "is_fraud"
-NUMERIC_FEATURES = [
-    "amount",
-    "log_amount",
-    "hour_of_day",
-    "day_of_week",
-    "card_txn_count_24h",
-    "card_avg_amount_7d",
-    "amount_to_card_avg_ratio",
-]
-BOOLEAN_FEATURES = ["is_weekend", "card_present", "is_foreign"]
-CATEGORICAL_FEATURES = ["channel", "merchant_category"]
-# the order of the dataset contract (include/sql/features_schema.json) and of inference requests
-RAW_FEATURES = [
-    "amount",
-    "log_amount",
-    "hour_of_day",
-    "day_of_week",
-    "is_weekend",
-    "card_present",
-    "is_foreign",
-    "channel",
-    "merchant_category",
-    "card_txn_count_24h",
-    "card_avg_amount_7d",
-    "amount_to_card_avg_ratio",
-]
+
+def _load_common() -> ModuleType:
+    """``common/contract.py``: beside this file in a shipped archive, ``include/code/common/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    for path in (here / "common" / "contract.py", here.parent / "common" / "contract.py"):
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(f"{__name__}_common", path)
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module
+    raise ImportError(f"common/contract.py is missing beside {here}; code_package ships it in every component")
+
+
+common = _load_common()
+CONTRACT = common.load_contract()
+KEY_COLUMNS = list(CONTRACT["keys"])
+LABEL = CONTRACT["label"]
+# the order of the dataset contract (common/features_schema.json) and of inference requests
+RAW_FEATURES = list(CONTRACT["features"])
+NUMERIC_FEATURES = common.features_of_kind(CONTRACT, "numeric")
+BOOLEAN_FEATURES = common.features_of_kind(CONTRACT, "boolean")
+CATEGORICAL_FEATURES = common.features_of_kind(CONTRACT, "categorical")
 FEATURE_SPEC_VERSION = 1
 
 
@@ -108,42 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def conform_decimals(table: Any) -> Any:
-    """An Arrow table or record batch with its decimal columns typed as the extraction's stream mode types
-    them: scale 0 -> ``int64`` (a checked cast), any other scale -> ``float64``.
-
-    Snowflake's Parquet unload stores ``NUMBER`` columns as DECIMAL, which pandas would hold as ``object``
-    columns of ``decimal.Decimal``. The same function is in each ``include/code`` component that reads the
-    dataset (each is packaged on its own) and in ``ml_lifecycle.data.parquet``.
-
-    :raises PreprocessError: a scale-0 value does not fit in ``int64`` (never wrapped); names the column
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    fields, columns, changed = list(table.schema), list(table.columns), False
-    for index, f in enumerate(fields):
-        if pa.types.is_decimal(f.type):
-            target = pa.int64() if f.type.scale == 0 else pa.float64()
-            try:
-                columns[index] = pc.cast(columns[index], target, safe=True)
-            except pa.ArrowInvalid as exc:
-                span = pc.min_max(columns[index])
-                raise PreprocessError(
-                    f"column {f.name!r}: {f.type} values from {span['min']} to {span['max']} do not fit in "
-                    f"{target} ({exc})"
-                ) from None
-            fields[index], changed = f.with_type(target), True
-    if not changed:
-        return table
-    return type(table).from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
-
-
 def _read_part(path: Path) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
-        return conform_decimals(pq.read_table(path)).to_pandas()
+        return common.conform_decimals(pq.read_table(path), PreprocessError).to_pandas()
     except PreprocessError as exc:
         raise PreprocessError(f"{path.name}: {exc}") from None
 
@@ -151,7 +117,7 @@ def _read_part(path: Path) -> pd.DataFrame:
 def read_dataset(input_dir: Path) -> pd.DataFrame:
     """Read every Parquet part under ``input_dir`` into one frame with lowercase column names.
 
-    Decimal columns (an unloaded dataset) are typed as stream mode writes them (:func:`conform_decimals`).
+    Decimal columns (an unloaded dataset) are typed as stream mode writes them (``common.conform_decimals``).
 
     :param input_dir: folder holding ``*.parquet`` files, possibly nested.
     """

@@ -9,7 +9,7 @@ self-contained:
 - ``xgboost-model.json``: the booster, cut at its best iteration;
 - ``preprocessor.joblib`` and ``feature_spec.json``: copied from the ``preprocessor`` channel;
 - ``code/inference.py``: the serving handlers from the ``inference`` channel (where SageMaker's repacking
-  puts them);
+  puts them), and ``code/common/``: the dataset contract and shared helpers they load, shipped beside them;
 - ``training_metrics.json``: the printed metrics, hyperparameters and best iteration.
 
 Hyperparameters arrive as command-line arguments (``--max_depth 5 --eta 0.2 ...``), paths from the
@@ -221,6 +221,20 @@ def find_inference_code(explicit: Path | None) -> Path:
     )
 
 
+def find_common_code(inference_code: Path) -> Path:
+    """The ``common/`` folder that goes with ``inference_code``: beside it (the ``inference`` channel, as
+    code_package ships every component), else ``include/code/common/`` when run from a checkout."""
+    candidates = [inference_code.parent / "common", inference_code.parent.parent / "common"]
+    for candidate in candidates:
+        if (candidate / "contract.py").is_file():
+            return candidate
+    raise TrainingError(
+        "common/contract.py not found beside the serving handlers (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + "); the inference channel must hold the component as code_package ships it"
+    )
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     x_train, y_train = read_channel(args.train, "train")
     x_val, y_val = read_channel(args.validation, "validation")
@@ -234,6 +248,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if positives == 0 or negatives == 0:
         raise TrainingError("the train channel holds only one class")
     inference_code = find_inference_code(args.inference_code)
+    common_code = find_common_code(inference_code)
 
     scale_pos_weight = args.scale_pos_weight or negatives / positives
     params = {
@@ -292,6 +307,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         )
     (model_dir / "code").mkdir(exist_ok=True)
     shutil.copy2(inference_code, model_dir / "code" / "inference.py")
+    shutil.copytree(
+        common_code, model_dir / "code" / "common", ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+    )
 
     report = {
         "metrics": metrics,

@@ -5,8 +5,9 @@ This file is the one validation core. It runs in two places, unchanged:
 - inside a SageMaker Processing job, as the sibling module of ``validate.py`` (the job's entrypoint);
 - in the Airflow worker, loaded by file path by ``DataValidationOperator`` (mode ``worker``).
 
-It depends only on the standard library, pyarrow, pandas and great_expectations, never on the
-``ml_lifecycle`` package, so the container needs nothing but this folder.
+It depends only on the standard library, pyarrow, pandas, great_expectations and ``common/contract.py``
+(shipped in the component's archive), never on the ``ml_lifecycle`` package, so the container needs nothing
+but this folder.
 
 How a suite is evaluated over data larger than memory
 ------------------------------------------------------
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import importlib.util
 import json
 import math
 import os
@@ -42,6 +44,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 # pyarrow 25.0.0's bundled mimalloc crashes or corrupts its heap when libarrow was first loaded on a thread
@@ -67,6 +70,22 @@ SCHEMA_TYPES = frozenset(
         "expect_column_values_to_be_in_type_list",
     }
 )
+
+
+def _load_common() -> ModuleType:
+    """``common/contract.py``: beside this file in a shipped archive, ``include/code/common/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    for path in (here / "common" / "contract.py", here.parent / "common" / "contract.py"):
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(f"{__name__}_common", path)
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module
+    raise ImportError(f"common/contract.py is missing beside {here}; code_package ships it in every component")
+
+
+common = _load_common()
 
 
 class SuiteError(ValueError):
@@ -451,41 +470,10 @@ def _gx_batch_definition(gx: Any) -> Any:
     return source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole")
 
 
-def conform_decimals(table: Any) -> Any:
-    """An Arrow table or record batch with its decimal columns typed as the extraction's stream mode types
-    them: scale 0 -> ``int64`` (a checked cast), any other scale -> ``float64``.
-
-    Snowflake's Parquet unload stores ``NUMBER`` columns as DECIMAL, which pandas would hold as ``object``
-    columns of ``decimal.Decimal``. The same function is in each ``include/code`` component that reads the
-    dataset (each is packaged on its own) and in ``ml_lifecycle.data.parquet``.
-
-    :raises DatasetTypeError: a scale-0 value does not fit in ``int64`` (never wrapped); names the column
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    fields, columns, changed = list(table.schema), list(table.columns), False
-    for index, f in enumerate(fields):
-        if pa.types.is_decimal(f.type):
-            target = pa.int64() if f.type.scale == 0 else pa.float64()
-            try:
-                columns[index] = pc.cast(columns[index], target, safe=True)
-            except pa.ArrowInvalid as exc:
-                span = pc.min_max(columns[index])
-                raise DatasetTypeError(
-                    f"column {f.name!r}: {f.type} values from {span['min']} to {span['max']} do not fit in "
-                    f"{target} ({exc})"
-                ) from None
-            fields[index], changed = f.with_type(target), True
-    if not changed:
-        return table
-    return type(table).from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
-
-
 def iter_frames(paths: Iterable[str], batch_rows: int) -> Iterator[Any]:
     """pandas frames of at most ``batch_rows`` rows, read lazily from Parquet files in order.
 
-    Decimal columns (an unloaded dataset) are typed as stream mode writes them (:func:`conform_decimals`).
+    Decimal columns (an unloaded dataset) are typed as stream mode writes them (``common.conform_decimals``).
 
     :raises DatasetTypeError: a decimal column has a value outside ``int64``; names the file and column
     """
@@ -497,7 +485,7 @@ def iter_frames(paths: Iterable[str], batch_rows: int) -> Iterator[Any]:
         with pq.ParquetFile(path, memory_map=False) as parquet:
             for batch in parquet.iter_batches(batch_size=batch_rows, use_threads=False):
                 try:
-                    batch = conform_decimals(batch)
+                    batch = common.conform_decimals(batch, DatasetTypeError)
                 except DatasetTypeError as exc:
                     raise DatasetTypeError(f"{Path(path).name}: {exc}") from None
                 yield batch.to_pandas(use_threads=False)

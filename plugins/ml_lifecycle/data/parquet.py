@@ -332,6 +332,8 @@ def conform_decimals(table: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBa
 
     pandas would otherwise hold such a column as ``object`` values of ``decimal.Decimal``. The cast to
     ``int64`` is checked: a value outside its range is an error naming the column, never a wrapped number.
+    The container components use ``include/code/common/contract.py``'s copy; ``tests/unit/include/
+    test_decimal_columns.py`` pins the two to the same result and the same error text.
 
     :raises SchemaError: a scale-0 decimal column holds a value that does not fit in ``int64``
     """

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.sdk import Context
 
-SCHEMA_PATH = "sql/features_schema.json"
+SCHEMA_PATH = "code/common/features_schema.json"
 DDL_PATH = "sql/predictions_table.sql"
 DELETE_PATH = "sql/predictions_delete.sql"
 COPY_PATH = "sql/predictions_copy.sql"
@@ -77,7 +77,7 @@ def _read_include(relative: str) -> str:
 
 
 def feature_columns(schema_path: str = SCHEMA_PATH) -> tuple[list[str], list[str], dict[str, str]]:
-    """``(features, keys, kinds)`` from the dataset contract (``include/sql/features_schema.json``)."""
+    """``(features, keys, kinds)`` from the dataset contract (``include/code/common/features_schema.json``)."""
     contract = json.loads(_read_include(schema_path))
     kinds = {c["name"]: c.get("kind", "") for c in contract.get("columns", [])}
     return list(contract["features"]), list(contract["keys"]), kinds

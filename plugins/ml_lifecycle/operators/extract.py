@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowSkipException
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -94,6 +94,9 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
     :param max_file_size: ``MAX_FILE_SIZE`` in bytes for ``unload``
     :param kms_key_id: KMS key for server-side encryption of the uploaded parts and manifest (stream mode)
     :param source_name: what the query reads, for messages (e.g. ``FRAUD_DB.RAW.CARD_TRANSACTIONS``)
+    :param contract_path: the dataset contract, relative to ``include/`` (e.g.
+        ``code/common/features_schema.json``): a query whose output columns (``AS "name"`` aliases) are not
+        the contract's, in order, fails the task before anything runs
     """
 
     aws_hook_class = S3Hook
@@ -117,6 +120,7 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
         max_file_size: int = 256 * 1024 * 1024,
         kms_key_id: str | None = None,
         source_name: str | None = None,
+        contract_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -132,6 +136,7 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
             raise ValueError(f"{self.task_id}: row_groups_per_part must be at least 1")
         self.snowflake_conn_id = snowflake_conn_id
         self.sql_path = sql_path
+        self.contract_path = contract_path
         self.interval_start = interval_start
         self.interval_end = interval_end
         self.s3_uri = s3_uri
@@ -222,6 +227,13 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
                 "before interval_end (a scheduled run needs a window, see the DAG's window param)"
             )
         sql_text = resolve_include_path(self.sql_path).read_text(encoding="utf-8")
+        if self.contract_path:
+            from ml_lifecycle.contract import ContractMismatchError, check_sql, load_contract
+
+            try:
+                check_sql(sql_text, load_contract(resolve_include_path(self.contract_path)), self.sql_path)
+            except ContractMismatchError as exc:
+                raise AirflowFailException(f"{exc} ({self.contract_path}); python -m tools.contract shows it") from None
         query_hash = sha256_text(sql_text)
         prefix = as_prefix(self.s3_uri)
         client = self.hook.conn

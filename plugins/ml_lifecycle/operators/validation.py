@@ -5,9 +5,9 @@ The validation core is ``include/code/validation/gx_validation.py``, the same fi
 - ``worker``: the operator loads that file by path (at execute time, never at DAG parse time) and runs it
   here, streaming the dataset's Parquet parts from S3 one at a time (one part on local disk, one batch in
   memory);
-- ``processing``: the operator uploads ``include/code/validation/`` and the suite next to the report, and runs
-  ``validate.py`` in a SageMaker Processing job over the same dataset; it waits deferrably, then reads the
-  job's ``validation_result.json``.
+- ``processing``: the operator uploads ``include/code/validation/`` (with ``common/``) and the suite next to
+  the report, and runs ``validate.py`` in a SageMaker Processing job over the same dataset; it waits
+  deferrably, then reads the job's ``validation_result.json``.
 
 Either way the report lands under ``report_uri`` (``validation_result.json``: GX's validation-result document
 plus a ``summary``; ``validation_report.html``: every expectation with its verdict and evidence), the summary
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 MODES = ("worker", "processing")
 CORE_MODULE = "ml_lifecycle_validation_core"
-CODE_FILES = ("validate.py", "gx_validation.py", "requirements.txt")
 RESULT_NAME = "validation_result.json"
 DOCS_NAME = "validation_report.html"
 SUMMARY_XCOM_KEY = "validation_summary"
@@ -164,6 +163,9 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
     :param check_interval: seconds between job status checks (processing mode)
     :param max_attempts: status checks before giving up waiting (processing mode)
     :param deferrable: wait for the job in the triggerer (processing mode)
+    :param contract_path: the dataset contract, relative to ``include/``: a suite that lacks or contradicts an
+        expectation the contract decides (column list, types, not-null, category sets) fails the task before
+        any data is read
     """
 
     aws_hook_class = S3Hook
@@ -186,6 +188,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         check_interval: int = 30,
         max_attempts: int = 240,
         deferrable: bool = True,
+        contract_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -214,6 +217,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         self.check_interval = int(check_interval)
         self.max_attempts = int(max_attempts)
         self.deferrable = deferrable
+        self.contract_path = contract_path
 
     # ------------------------------------------------------------------------------------------- shared
 
@@ -263,7 +267,21 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
             **extra,
         }
 
+    def _check_suite_against_contract(self) -> None:
+        import json
+
+        from ml_lifecycle.contract import ContractMismatchError, check_suite, load_contract
+        from ml_lifecycle.operators.extract import resolve_include_path
+
+        suite = json.loads(resolve_include_path(self.suite_path).read_text(encoding="utf-8"))
+        try:
+            check_suite(suite, load_contract(resolve_include_path(self.contract_path)), self.suite_path)
+        except ContractMismatchError as exc:
+            raise AirflowFailException(f"{exc}; python -m tools.contract --write updates the suite") from None
+
     def execute(self, context: Context) -> dict[str, Any]:
+        if self.contract_path:
+            self._check_suite_against_contract()
         if self.mode == "worker":
             return self._execute_worker(context)
         return self._execute_processing(context)
@@ -381,6 +399,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
 
     def _upload_job_inputs(self) -> tuple[str, str, str]:
         """Upload the container code and the suite under ``<report_uri>_job/``; returns (code, suite, name)."""
+        from ml_lifecycle.code_package import package_component
         from ml_lifecycle.config import include_dir
         from ml_lifecycle.data.s3 import join_uri, split_s3_uri
         from ml_lifecycle.operators.extract import resolve_include_path
@@ -389,10 +408,11 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         prefix, _, _ = self._report
         code_uri = join_uri(prefix, "_job/code/")
         suite_uri = join_uri(prefix, "_job/suite/")
-        folder = include_dir() / "code" / "validation"
-        for name in CODE_FILES:
+        # the validation component as code_package ships it: its own files and common/ (the contract helpers)
+        files = package_component(include_dir() / "code", "validation").files
+        for name, body in files.items():
             bucket, key = split_s3_uri(join_uri(code_uri, name))
-            client.upload_file(str(folder / name), bucket, key)
+            client.put_object(Bucket=bucket, Key=key, Body=body)
         suite_file = resolve_include_path(self.suite_path)
         bucket, key = split_s3_uri(join_uri(suite_uri, suite_file.name))
         client.upload_file(str(suite_file), bucket, key)

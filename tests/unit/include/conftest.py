@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -102,6 +101,17 @@ def load_script(path: Path, name: str) -> ModuleType:
     return module
 
 
+def unpack_component(component: str, target: Path) -> Path:
+    """Write the files of ``include/code/<component>`` as ``code_package`` archives them (with ``common/``)."""
+    from ml_lifecycle.code_package import package_component
+
+    for name, data in package_component(CODE, component).files.items():
+        path = target / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return target
+
+
 @dataclass(frozen=True)
 class PipelineRun:
     """Folders and console output of one preprocess -> train -> evaluate chain run as subprocesses."""
@@ -153,6 +163,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
         run_script(
             "preprocess",
             ["--input-dir", str(data), "--output-root", str(processing), "--validation-fraction", "0.2"],
+            path=unpack_component("preprocessing", processing / "input" / "code") / "preprocess.py",
         ),
         "preprocess.py",
     )
@@ -167,12 +178,12 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     }
     # hyperparameters rendered the way the training toolkit renders them (sorted --key value pairs)
     hyperparameters = ["--eta", "0.3", "--max_depth", "4", "--num_round", "60", "--sagemaker_program", "train.py"]
-    # the training component is shipped alone (as sourcedir.tar.gz), so run it from a copy of its folder;
+    # the training component is shipped alone (as sourcedir.tar.gz), so run it from its archive's files;
     # the serving handlers arrive the way the pipeline sends them, as the ``inference`` channel
     code_dir = root / "training" / "code"
-    shutil.copytree(SCRIPTS["train"].parent, code_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    unpack_component("training", code_dir)
     inference_channel = root / "training" / "input" / "data" / "inference"
-    shutil.copytree(SCRIPTS["inference"].parent, inference_channel, ignore=shutil.ignore_patterns("__pycache__"))
+    unpack_component("inference", inference_channel)
     env["SM_CHANNEL_INFERENCE"] = str(inference_channel)
     logs["train"] = _checked(run_script("train", hyperparameters, env, code_dir / "train.py"), "train.py")
 
@@ -196,6 +207,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
                 "--baseline-dir",
                 str(root / "evaluation-baseline"),
             ],
+            path=unpack_component("evaluation", root / "evaluation-code") / "evaluate.py",
         ),
         "evaluate.py",
     )

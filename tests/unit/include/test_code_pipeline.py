@@ -14,7 +14,7 @@ import pytest
 
 from tests.unit.include.conftest import CODE, PipelineRun, load_script
 
-SCHEMA = json.loads((CODE.parents[0] / "sql" / "features_schema.json").read_text())
+SCHEMA = json.loads((CODE.parents[0] / "code" / "common" / "features_schema.json").read_text())
 METRIC_DEFINITIONS = json.loads((CODE / "training" / "metric_definitions.json").read_text())
 
 
@@ -94,11 +94,17 @@ def test_model_dir_is_self_contained(pipeline: PipelineRun) -> None:
         "preprocessor.joblib",
         "feature_spec.json",
         "code/inference.py",
+        "code/common/contract.py",
+        "code/common/features_schema.json",
         "training_metrics.json",
     } <= names
     # the handlers endpoints and batch transform load are the current ones, not a stale copy
     assert (pipeline.model_dir / "code" / "inference.py").read_bytes() == (
         CODE / "inference" / "inference.py"
+    ).read_bytes()
+    # with the contract the handlers were shipped with
+    assert (pipeline.model_dir / "code" / "common" / "features_schema.json").read_bytes() == (
+        CODE / "common" / "features_schema.json"
     ).read_bytes()
     report = json.loads((pipeline.model_dir / "training_metrics.json").read_text())
     assert report["hyperparameters"]["max_depth"] == 4

@@ -15,7 +15,7 @@ import pytest
 
 from tests.unit.include.conftest import CODE, SCRIPTS, load_script
 
-SCHEMA = json.loads((CODE.parent / "sql" / "features_schema.json").read_text())
+SCHEMA = json.loads((CODE.parent / "code" / "common" / "features_schema.json").read_text())
 
 
 @pytest.fixture(scope="module")

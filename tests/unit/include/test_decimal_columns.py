@@ -3,7 +3,9 @@
 A Parquet unload (``COPY INTO <location>``) stores ``NUMBER(p, 0)`` columns as ``decimal(p, 0)`` and
 ``NUMBER(p, s)`` as ``decimal(p, s)``; stream mode writes ``int64`` and ``float64``. The files here are real
 Parquet files written by pyarrow with decimal128 columns (with nulls, and one value beyond int64), read by
-the validation core, preprocessing, evaluation and ``ml_lifecycle.data.parquet``.
+the validation core, preprocessing and evaluation (all through ``include/code/common/contract.py``) and by
+``ml_lifecycle.data.parquet`` (the package's own copy, built on its ``contract_type``): the two copies are
+pinned to one behaviour here.
 """
 
 from __future__ import annotations

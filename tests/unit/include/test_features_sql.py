@@ -16,7 +16,7 @@ import sqlglot
 
 INCLUDE = Path(__file__).resolve().parents[3] / "include"
 SQL = (INCLUDE / "sql" / "features.sql").read_text()
-SCHEMA = json.loads((INCLUDE / "sql" / "features_schema.json").read_text())
+SCHEMA = json.loads((INCLUDE / "code" / "common" / "features_schema.json").read_text())
 
 DDL = """
 CREATE TABLE CARD_TRANSACTIONS (

@@ -12,7 +12,7 @@ import pytest
 
 INCLUDE = Path(__file__).resolve().parents[3] / "include"
 SUITE_PATH = INCLUDE / "gx" / "card_transactions_features.json"
-SCHEMA = json.loads((INCLUDE / "sql" / "features_schema.json").read_text())
+SCHEMA = json.loads((INCLUDE / "code" / "common" / "features_schema.json").read_text())
 
 
 @pytest.fixture(scope="module")

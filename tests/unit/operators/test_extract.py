@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -315,3 +316,26 @@ def test_a_failing_query_leaves_the_previous_dataset_in_place(
 
     assert keys_under(s3) == before
     assert json.loads(read_object(s3, "_manifest.json"))["row_count"] == N_ROWS
+
+
+def test_a_query_whose_columns_differ_from_the_contract_fails_before_it_runs(
+    s3: Any, snowflake_in_process: dict, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    contract = "code/common/features_schema.json"
+    make_operator(snowflake_in_process, contract_path=contract).execute({})  # the project's query agrees
+    before = keys_under(s3)
+    repo_include = Path(__file__).resolve().parents[3] / "include"
+    (tmp_path / "sql").mkdir()
+    (tmp_path / "sql" / "features.sql").write_text(
+        (repo_include / "sql" / "features.sql").read_text().replace('AS "channel",', 'AS "sales_channel",')
+    )
+    (tmp_path / "code" / "common").mkdir(parents=True)
+    (tmp_path / contract).write_bytes((repo_include / contract).read_bytes())
+    monkeypatch.setenv("ML_LIFECYCLE_INCLUDE_DIR", str(tmp_path))
+
+    with pytest.raises(AirflowFailException, match=r"^sql/features\.sql: output columns .* missing \['channel'\]"):
+        make_operator(snowflake_in_process, contract_path=contract).execute({})
+
+    assert keys_under(s3) == before

@@ -701,3 +701,25 @@ def test_budget_arguments_are_checked() -> None:
             DataValidationOperator(
                 task_id="v", dataset_uri=DATASET, suite_path="gx/suite.json", report_uri=REPORT, **overrides
             )
+
+
+def test_a_suite_that_contradicts_the_contract_fails_before_reading_data(s3: Any, include: Path) -> None:
+    contract = "code/common/features_schema.json"
+    (include / "code" / "common").mkdir()
+    (include / contract).write_bytes((REPO / "include" / contract).read_bytes())
+    suite = json.loads((REPO / "include" / "gx" / "card_transactions_features.json").read_text())
+    (include / "gx" / "suite.json").write_text(json.dumps(suite))
+    write_dataset(s3, [])
+    with pytest.raises(AirflowFailException, match="expect_table_row_count_to_be_between: observed 0"):
+        run(contract_path=contract)  # the project's suite agrees: the data is read (and is empty)
+
+    for expectation in suite["expectations"]:
+        if expectation["type"] == "expect_column_values_to_be_in_set" and expectation["kwargs"]["column"] == "channel":
+            expectation["kwargs"]["value_set"] = ["POS"]
+    (include / "gx" / "suite.json").write_text(json.dumps(suite))
+    objects = s3.list_objects_v2(Bucket=BUCKET)["Contents"]
+    with pytest.raises(
+        AirflowFailException, match=r"^gx/suite\.json disagrees with the dataset contract: .*\(channel\)"
+    ):
+        run(contract_path=contract)
+    assert s3.list_objects_v2(Bucket=BUCKET)["Contents"] == objects  # no report was written over the last one
