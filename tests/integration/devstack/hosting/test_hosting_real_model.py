@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ml_lifecycle.code_package import package_component, publish_component
 from tests.integration.devstack.hosting_support import variant, wait_endpoint
 from tests.integration.devstack.sagemaker_support import ROLE, SKLEARN_IMAGE, XGBOOST_IMAGE, wait_for
 
@@ -31,14 +31,6 @@ FEATURES = [
     "card_avg_amount_7d",
     "amount_to_card_avg_ratio",
 ]
-
-
-def _tar(files: dict[str, Path]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, path in files.items():
-            tar.add(path, arcname=name)
-    return buffer.getvalue()
 
 
 def _upload(s3: Any, bucket: str, key: str, body: bytes) -> str:
@@ -68,7 +60,11 @@ def test_model_trained_by_training_job_serves_real_predictions(
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     data = _upload(s3, bucket, "extract/part-00000.parquet", buffer.getvalue())
-    code = _upload(s3, bucket, "code/preprocess.py", (CODE / "preprocessing" / "preprocess.py").read_bytes())
+    # the components as the pipeline ships them (code_package: each with the shared common/ inside)
+    code = {
+        component: publish_component(s3, package_component(CODE, component), bucket=bucket, prefix="code")
+        for component in ("preprocessing", "training", "inference")
+    }
     processed = f"s3://{bucket}/processed"
     job = unique_name("preprocess")
     sm.create_processing_job(
@@ -87,7 +83,7 @@ def test_model_trained_by_training_job_serves_real_predictions(
         ProcessingResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5}},
         ProcessingInputs=[
             _input("data", data.rsplit("/", 1)[0] + "/", "/opt/ml/processing/input/data"),
-            _input("code", code, "/opt/ml/processing/input/code"),
+            _input("code", code["preprocessing"]["src_uri"], "/opt/ml/processing/input/code"),
         ],
         ProcessingOutputConfig={
             "Outputs": [
@@ -99,11 +95,10 @@ def test_model_trained_by_training_job_serves_real_predictions(
     processing = wait_for(lambda: sm.describe_processing_job(ProcessingJobName=job), "ProcessingJobStatus", 240)
     assert processing["ProcessingJobStatus"] == "Completed", processing.get("FailureReason")
 
-    sourcedir = _upload(s3, bucket, "code/sourcedir.tar.gz", _tar({"train.py": CODE / "training" / "train.py"}))
-    # as in the pipeline, the serving handlers reach train.py as the ``inference`` channel
-    handlers = _upload(s3, bucket, "code/inference/inference.py", (CODE / "inference" / "inference.py").read_bytes())
+    sourcedir = code["training"]["sourcedir_uri"]
+    # as in the pipeline, the serving handlers (and common/) reach train.py as the ``inference`` channel
     channels = {name: f"{processed}/{name}" for name in ("train", "validation", "preprocessor")}
-    channels["inference"] = handlers.rsplit("/", 1)[0] + "/"
+    channels["inference"] = code["inference"]["src_uri"]
     training = unique_name("train")
     sm.create_training_job(
         TrainingJobName=training,
