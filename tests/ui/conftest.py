@@ -118,6 +118,7 @@ def airflow_ui(devstack: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     except BaseException:
         _keep_logs(home)
         raise
+    ui.info = info  # what tools.lifecycle.Driver reads
     try:
         yield ui, info
     finally:
