@@ -253,6 +253,9 @@ def test_walk_from_training_to_deployment_in_the_ui(
     # --- the run trains, passes the gate and asks for approval
     try:
         _await_approval_request(driver, run_id, RUN_TIMEOUT)
+    except LifecycleError as exc:
+        tasks = _run_logs(ui, token, "train_model", run_id, artifacts)
+        pytest.fail(f"{exc}\n{tasks}\ntask logs: {artifacts}", pytrace=False)
     finally:
         page.goto(f"{info.url}/dags/train_model/runs/{run_id}")
         _shot(page, artifacts, "run-asks-for-approval")
@@ -328,7 +331,7 @@ def test_walk_from_training_to_deployment_in_the_ui(
     _shot(package_page, artifacts, "model-package")
     package_page.close()
 
-    # --- the approved-model asset starts deploy_model; the endpoint serves the model
+    # --- the approved-model asset starts deploy_model; the endpoint is in service
     deploy_id = driver.new_run("deploy_model", known=(), timeout=300)
     try:
         driver.wait("deploy_model", deploy_id, timeout=DEPLOY_TIMEOUT)
