@@ -1,9 +1,10 @@
 """Fixtures of the browser tests: a local Airflow on the devstack, and Debian's Chromium driven by Playwright.
 
 ``airflow_ui`` starts Airflow's four components (``tools.ui.AirflowUI``) on a free loopback port with a
-temporary ``AIRFLOW_HOME``, wired to the session's ``devstack``. The page comes from pytest-playwright
-(``page``), launched on the machine's Chromium by its executable path (Playwright's own browser download is
-not used) with every host but 127.0.0.1 resolving to nothing, so the browser cannot reach the network.
+temporary ``AIRFLOW_HOME`` and a PostgreSQL metadata database of its own, wired to the session's ``devstack``.
+The page comes from pytest-playwright (``page``), launched on the machine's Chromium by its executable path
+(Playwright's own browser download is not used) with every host but 127.0.0.1 resolving to nothing, so the
+browser cannot reach the network.
 Screenshots, the browser's console and the Airflow logs are kept under ``test-artifacts/ui/`` (git-ignored)
 for every run, passed or failed.
 
@@ -112,17 +113,22 @@ def airflow_ui(devstack: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     ensure_buckets(devstack.info, "local")
     home = tmp_path_factory.mktemp("airflow-home")
-    ui = AirflowUI(home, devstack_env=devstack.env, port=free_port())
+    # PostgreSQL, as MWAA and `make demo`: on one SQLite file a request of the page or the test that writes
+    # while a task writes can fail with "database is locked" (HTTP 500)
+    ui = AirflowUI(home, devstack_env=devstack.env, port=free_port(), database="postgres")
     try:
         info = ui.start(timeout=300)
     except BaseException:
         _keep_logs(home)
+        ui.metadb.remove()
         raise
+    ui.info = info  # what tools.lifecycle.Driver reads
     try:
         yield ui, info
     finally:
         ui.stop()
         _keep_logs(home)
+        ui.metadb.remove()
 
 
 def _keep_logs(home: Path) -> None:
