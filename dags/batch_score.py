@@ -15,6 +15,9 @@ Snowflake (`snowflake.predictions_table`).
 - **prepare**: the model input (feature columns in contract order) and the row keys, per part.
 - **transform**: a SageMaker batch transform job with the model of the Approved package (param, else the
   newest); a retry re-attaches to the run's job.
+- **Step cache**: a transform whose inputs (interval, dataset content, model package, transform settings)
+  equal those of a completed job whose output is still the one it wrote reuses that output instead of
+  starting a job; the task log and `load`'s result (`reused_steps`) say so. `force: true` runs it again.
 - **load**: the interval's rows in the predictions table are deleted and the new ones inserted in one
   transaction, so re-running a day replaces that day and leaves every other day untouched.
 """
@@ -26,7 +29,7 @@ from datetime import UTC, datetime, time, timedelta
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from ml_lifecycle.config import load_config
-from ml_lifecycle.dag_defaults import dag_defaults, dag_failure_callback, model_package_param
+from ml_lifecycle.dag_defaults import dag_defaults, dag_failure_callback, force_param, model_package_param
 from ml_lifecycle.operators.approval import ResolveModelPackageOperator
 from ml_lifecycle.operators.batch import BatchTransformJobOperator, LoadPredictionsOperator, PrepareBatchInputOperator
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
@@ -53,6 +56,7 @@ with DAG(
     on_failure_callback=dag_failure_callback(cfg),
     params={
         "model_package_arn": model_package_param(cfg, "the newest Approved version"),
+        "force": force_param(),
     },
 ) as dag:
     resolve = ResolveModelPackageOperator(
@@ -84,6 +88,8 @@ with DAG(
         input_uri=prepare.output["input_uri"],
         output_uri=BATCH_URI + "output/",
         interval_start="{{ data_interval_start }}",
+        interval_end="{{ data_interval_end }}",
+        dataset_uri=extract.output["dataset_uri"],
         multiple_outputs=True,
     )
     load = LoadPredictionsOperator(
@@ -97,6 +103,7 @@ with DAG(
         model_package_arn=resolve.output["model_package_arn"],
         model_package_version=resolve.output["version"],
         table=cfg.snowflake.predictions_fqn,
+        step_results="{{ [ti.xcom_pull(task_ids='transform')] | tojson }}",
     )
 
     resolve >> extract >> prepare >> transform >> load

@@ -17,7 +17,7 @@ Model Registry when it passes the quality gate.
 - **Gate**: absolute thresholds and no regression against the latest approved model. A rejected model is
   not registered: `gate` succeeds with decision `rejected`, `register` is skipped with the reason, and a
   notification goes to the team's topic.
-- **Step cache**: a job step (preprocess, train or tune, evaluate) whose inputs (window, dataset content,
+- **Step cache**: a step (validate, preprocess, train or tune, evaluate) whose inputs (window, dataset content,
   params, code, image, instance settings) equal those of a completed step reuses that job's outputs instead
   of starting a job; its log and the model's lineage (`reused:<step>`) say so. `force: true` runs them all.
 - **Approval**: `training.approval` of the environment (`auto` approves a passing model, `manual` waits
@@ -78,8 +78,8 @@ TRAINING_INSTANCE_TYPES = sorted(
 START_DATE = datetime.combine(cfg.training.start_date, time.min, tzinfo=UTC)
 
 MODEL = "(ti.xcom_pull(task_ids='train') or ti.xcom_pull(task_ids='tune'))"
-#: the SageMaker job steps, which the step cache may reuse from an earlier run (param ``force`` bypasses it)
-JOB_STEPS = ("preprocess", "train", "tune", "evaluate")
+#: the steps the step cache may reuse from an earlier run (param ``force`` bypasses it)
+JOB_STEPS = ("validate", "preprocess", "train", "tune", "evaluate")
 waits = {
     "check_interval": sm.waiter_check_interval_seconds,
     "max_attempts": sm.waiter_max_attempts,

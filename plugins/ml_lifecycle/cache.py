@@ -21,6 +21,16 @@ result (its XCom). A later step with the same key reads the record, checks that 
 still exists, and returns that result instead of starting a job. A record whose outputs are gone is
 ignored (the step runs). The DAG param ``force: true`` bypasses the lookup; the step's record is then
 replaced by the new job's.
+
+Steps that are not one ``Create*`` request build the request part of their key here:
+
+- data validation (:func:`validation_cache_key`, both modes): the suite, the dataset contract and the
+  validation code (their content), the mode, the batch size and, in processing mode, the job settings
+  (image, instance, security) without its name and tags;
+- batch transform (:func:`transform_cache_key`): the transform request and the Model request of the package
+  (its image, artefact and environment), so another model misses. Its output prefix is the interval's and a
+  later job of another model writes there too: the record keeps each output's ETag
+  (:func:`output_fingerprint`) and a reuse requires them unchanged.
 """
 
 from __future__ import annotations
@@ -142,6 +152,111 @@ def cache_key(
         "request": cacheable_request(request),
     }
     return hashlib.sha256(_canonical(document).encode()).hexdigest()
+
+
+def content_digest(files: Mapping[str, bytes]) -> str:
+    """SHA-256 (hex) of named file contents (name -> bytes), independent of their order."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
+
+
+#: processing-mode validation settings that name the run, not the work (the job name, the tags)
+_VALIDATION_RUN_NAMING = frozenset({"job_name", "tags"})
+
+
+def validation_cache_key(
+    *,
+    dag_id: str,
+    window_start: str,
+    window_end: str,
+    dataset: str,
+    suite: bytes,
+    contract: bytes | None,
+    code: Mapping[str, bytes],
+    mode: str,
+    batch_rows: int,
+    processing_job: Mapping[str, Any] | None = None,
+) -> str:
+    """The cache key of a data validation step (``validate``): its window, dataset and what decides its verdict.
+
+    :param dag_id: the DAG
+    :param window_start: the dataset's interval start (ISO 8601)
+    :param window_end: the dataset's interval end (ISO 8601)
+    :param dataset: :func:`dataset_digest` of the validated dataset
+    :param suite: the GX suite file's content
+    :param contract: the dataset contract's content (``None``: no contract check)
+    :param code: the validation component's files (name -> content), as shipped to a processing job
+    :param mode: ``worker`` or ``processing``
+    :param batch_rows: rows per validation batch
+    :param processing_job: processing mode's job settings (image, instance, security); its job name and tags
+        are left out
+    :raises CacheError: the dataset digest is empty
+    """
+    job = {k: v for k, v in (processing_job or {}).items() if k not in _VALIDATION_RUN_NAMING}
+    request = {
+        "suite": hashlib.sha256(suite).hexdigest(),
+        "contract": None if contract is None else hashlib.sha256(contract).hexdigest(),
+        "code": content_digest(code),
+        "mode": mode,
+        "batch_rows": int(batch_rows),
+        "processing_job": job if mode == "processing" else None,
+    }
+    return cache_key(
+        dag_id=dag_id,
+        step="validate",
+        window_start=window_start,
+        window_end=window_end,
+        request=request,
+        datasets={"dataset": dataset},
+    )
+
+
+def transform_cache_key(
+    *,
+    dag_id: str,
+    window_start: str,
+    window_end: str,
+    dataset: str,
+    model_package_arn: str,
+    model: Mapping[str, Any],
+    transform: Mapping[str, Any],
+    features: Iterable[str],
+) -> str:
+    """The cache key of a batch transform step (``transform``): interval, dataset, model and transform settings.
+
+    :param dag_id: the DAG
+    :param window_start: the scored interval's start (ISO 8601)
+    :param window_end: the scored interval's end (ISO 8601)
+    :param dataset: :func:`dataset_digest` of the interval's extracted dataset (the model input is made from it)
+    :param model_package_arn: the package that scores
+    :param model: its ``CreateModel`` request (image, artefact, environment, role)
+    :param transform: the ``CreateTransformJob`` request (run naming is removed here)
+    :param features: the model input's columns, in order (the contract's features)
+    :raises CacheError: the dataset digest is empty
+    """
+    request = {
+        "model_package_arn": model_package_arn,
+        "model": dict(model),
+        "transform": dict(transform),
+        "features": list(features),
+    }
+    return cache_key(
+        dag_id=dag_id,
+        step="transform",
+        window_start=window_start,
+        window_end=window_end,
+        request=request,
+        datasets={"dataset": dataset},
+    )
+
+
+def output_fingerprint(client: Any, prefix: str) -> dict[str, str]:
+    """``{key: ETag}`` of every object under the S3 prefix ``prefix`` (what a job wrote there)."""
+    from ml_lifecycle.data.s3 import iter_objects
+
+    return {o["Key"]: str(o.get("ETag", "")) for o in iter_objects(client, prefix.rstrip("/") + "/")}
 
 
 def record_uri(bucket: str, prefix: str, *, dag_id: str, step: str, key: str) -> str:

@@ -155,3 +155,22 @@ def test_every_deployment_strategy_has_its_task_in_deploy_model(dagbag):
     branch = dag.get_task("choose_strategy")
     for strategy in REGISTRY:
         assert task_for(strategy) in branch.downstream_task_ids, strategy
+
+
+def test_every_dag_with_cached_steps_has_the_force_param(dagbag):
+    """A DAG with a step the step cache may reuse (SageMaker job steps, data validation, batch transform) has
+    the ``force`` param of train_model: boolean, off by default."""
+    from ml_lifecycle.operators.batch import BatchTransformJobOperator
+    from ml_lifecycle.operators.sagemaker import _ReattachingJobMixin
+    from ml_lifecycle.operators.validation import DataValidationOperator
+
+    cached = (_ReattachingJobMixin, DataValidationOperator, BatchTransformJobOperator)
+    reference = dagbag.dags["train_model"].params.get_param("force")
+    with_cache = {
+        dag_id: [t.task_id for t in dag.tasks if isinstance(t, cached)] for dag_id, dag in dagbag.dags.items()
+    }
+    with_cache = {dag_id: tasks for dag_id, tasks in with_cache.items() if tasks}
+    assert {"train_model", "batch_score"} <= set(with_cache), with_cache
+    for dag_id in with_cache:
+        param = dagbag.dags[dag_id].params.get_param("force")
+        assert param.value is False and param.schema == reference.schema, dag_id

@@ -336,11 +336,16 @@ def test_a_second_run_of_an_interval_reuses_the_completed_jobs(second_run, dag, 
         assert cache["source_run_id"] == source["run_id"] and cache["key"] == source_xcoms[step]["cache"]["key"]
         assert xcoms[step]["job_name"] == source_xcoms[step]["job_name"] == cache["source_job_name"]
     assert xcoms["train"]["model_uri"] == source_xcoms["train"]["model_uri"]
+    validate = xcoms["validate"]["cache"]  # worker-mode validation: no job, the same reuse
+    assert validate["reused"] is True and validate["source_run_id"] == source["run_id"], validate
+    assert validate["key"] == source_xcoms["validate"]["cache"]["key"]
+    assert xcoms["validate"]["result_uri"] == source_xcoms["validate"]["result_uri"]
 
     # the run's summary: the registered model names the reused steps; the gate wrote to this run's own folder
     props = _package_of(aws, cfg, second_run["run_id"])["CustomerMetadataProperties"]
     for step in ("preprocess", "train", "evaluate"):
         assert props[f"reused:{step}"] == f"{source_xcoms[step]['job_name']} from run {source['run_id']}"
+    assert props["reused:validate"] == f"train_model.validate from run {source['run_id']}"
     assert xcoms["register"]["reused_steps"] == {k.split(":", 1)[1]: v for k, v in props.items() if ":" in k
                                                  and k.startswith("reused:")}  # fmt: skip
     assert props["training_job"] == source_xcoms["train"]["job_name"], "lineage names the job that trained it"
@@ -367,7 +372,7 @@ def test_force_runs_the_jobs_again(second_run, dag, aws, cfg):
     ), "forced: its own processing jobs"
     assert [j for j in training if plan.run_hash in j] == [plan.job_name("train")], "forced: its own training job"
     xcoms = _xcoms(dag, run_id)
-    assert all(xcoms[step]["cache"]["reused"] is False for step in ("preprocess", "train", "evaluate"))
+    assert all(xcoms[step]["cache"]["reused"] is False for step in ("validate", "preprocess", "train", "evaluate"))
     assert xcoms["train"]["model_uri"] != _xcoms(dag, source["run_id"])["train"]["model_uri"]
 
 

@@ -89,8 +89,7 @@ def test_gx_validation_failure_stops_the_run_and_keeps_the_report(
     assert report["summary"]["success"] is False if "summary" in report else report["success"] is False
     assert s3_keys(aws.s3, summary["docs_uri"]), "the HTML report is kept"
     assert s3_keys(aws.s3, extracted["dataset_uri"]) == dataset, "the dataset is kept for inspection"
-    for kind in ("processing", "training"):
-        assert not jobs_named(aws.sm, kind, plan["run_hash"]), "bad data reaches no SageMaker job"
+    # "nothing reaches SageMaker" is checked by the whole-run test below, once the run is past every job step
     notes = notifications(aws, run_id)
     assert any("train_model.validate" in n["subject"] and "Data validation failed" in n["message"] for n in notes)
 

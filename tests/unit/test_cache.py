@@ -252,3 +252,157 @@ def test_reused_steps_for_the_lineage():
     assert reused_from_metadata({**metadata, "dag_id": "x"}) == {"preprocess": "p0 from run r0"}
     with pytest.raises(CacheError, match="JSON list"):
         reused_steps("{not json")
+
+
+# ------------------------------------------------------------------------------------ validation and transform
+
+PACKAGE = {
+    "ModelPackageArn": "arn:aws:sagemaker:us-east-1:000000000000:model-package/fraud-detector/3",
+    "ModelPackageVersion": 3,
+    "InferenceSpecification": {
+        "Containers": [{"Image": "img:1", "ModelDataUrl": "s3://b/models/3/model.tar.gz", "Environment": {"A": "1"}}]
+    },
+}
+
+
+def _validation_inputs(cfg, **overrides):
+    from ml_lifecycle.code_package import package_component
+    from ml_lifecycle.config import include_dir
+    from ml_lifecycle.dag_defaults import validation_job_settings
+
+    inputs = {
+        "dag_id": "train_model",
+        "window_start": "2026-01-30T00:00:00",
+        "window_end": "2026-03-01T00:00:00",
+        "dataset": dataset_digest(MANIFEST),
+        "suite": (include_dir() / cfg.training.validation.suite).read_bytes(),
+        "contract": (include_dir() / "code" / "common" / "features_schema.json").read_bytes(),
+        "code": package_component(include_dir() / "code", "validation").files,
+        "mode": "processing",
+        "batch_rows": 50_000,
+        "processing_job": validation_job_settings(cfg, job_name="fraud-validate-20260301-aaaa1111"),
+    }
+    return {**inputs, **overrides}
+
+
+def test_validation_key_is_the_same_for_another_run_and_try(cfg):
+    from ml_lifecycle.cache import validation_cache_key
+    from ml_lifecycle.dag_defaults import validation_job_settings
+
+    first = validation_cache_key(**_validation_inputs(cfg))
+    other_job = validation_job_settings(cfg, job_name="fraud-validate-20260301-bbbb2222-r2")
+    other_job["tags"] = {"run": "other"}
+    assert validation_cache_key(**_validation_inputs(cfg, processing_job=other_job)) == first
+    assert len(first) == 64
+
+
+def test_each_validation_input_changes_the_key(cfg):
+    from ml_lifecycle.cache import validation_cache_key
+    from ml_lifecycle.dag_defaults import validation_job_settings
+
+    base = _validation_inputs(cfg)
+    code = dict(base["code"])
+    first_file = sorted(code)[0]
+    code[first_file] = code[first_file] + b"\n# changed\n"
+    image = {**base["processing_job"], "image_uri": "other-image:2"}
+    instance = {**base["processing_job"], "instance_type": "ml.m5.4xlarge"}
+    changes = {
+        "window": {"window_start": "2026-01-31T00:00:00"},
+        "dataset": {"dataset": "c" * 64},
+        "suite": {"suite": base["suite"] + b" "},
+        "contract": {"contract": None},
+        "code": {"code": code},
+        "mode": {"mode": "worker"},
+        "batch_rows": {"batch_rows": 10_000},
+        "image": {"processing_job": image},
+        "instance": {"processing_job": instance},
+        "dag": {"dag_id": "other_dag"},
+    }
+    first = validation_cache_key(**base)
+    keys = {name: validation_cache_key(**{**base, **change}) for name, change in changes.items()}
+    for name, key in keys.items():
+        assert key != first, f"{name} does not change the validation key"
+    assert len(set(keys.values())) == len(keys)
+    # worker mode runs no job: its settings are not part of the key
+    worker = {**base, "mode": "worker"}
+    other = {**worker, "processing_job": validation_job_settings(cfg, job_name="x") | {"image_uri": "other:9"}}
+    assert validation_cache_key(**worker) == validation_cache_key(**other)
+
+
+def test_validation_key_refuses_a_dataset_without_digest(cfg):
+    from ml_lifecycle.cache import validation_cache_key
+
+    with pytest.raises(CacheError, match="dataset"):
+        validation_cache_key(**_validation_inputs(cfg, dataset=None))
+
+
+def _transform_inputs(cfg, *, run_id="scheduled__2026-03-01T00:00:00+00:00", try_number=1, package=PACKAGE, **kw):
+    from ml_lifecycle.builders.endpoint import model_request
+    from ml_lifecycle.builders.transform import transform_job_name, transform_request
+
+    model = model_request(cfg, package)
+    name = transform_job_name(cfg, dag_id="batch_score", run_id=run_id, start=ANCHOR, try_number=try_number)
+    inputs = {
+        "dag_id": "batch_score",
+        "window_start": "2026-03-01T00:00:00",
+        "window_end": "2026-03-02T00:00:00",
+        "dataset": dataset_digest(MANIFEST),
+        "model_package_arn": package["ModelPackageArn"],
+        "model": model,
+        "transform": transform_request(
+            cfg,
+            job_name=name,
+            model_name=model["ModelName"],
+            input_uri="s3://b/batch/batch_score/20260301T0000-20260302T0000/input/",
+            output_uri="s3://b/batch/batch_score/20260301T0000-20260302T0000/output/",
+        ),
+        "features": ["amount", "hour"],
+    }
+    return {**inputs, **kw}
+
+
+def test_transform_key_is_the_same_for_a_re_run_and_a_retry_of_the_interval(cfg):
+    from ml_lifecycle.cache import transform_cache_key
+
+    first = transform_cache_key(**_transform_inputs(cfg))
+    again = transform_cache_key(**_transform_inputs(cfg, run_id="manual__2026-03-02T09:00:00+00:00", try_number=3))
+    assert first == again
+
+
+def test_another_model_or_input_changes_the_transform_key(cfg):
+    from ml_lifecycle.cache import transform_cache_key
+
+    first = transform_cache_key(**_transform_inputs(cfg))
+    other_version = {
+        **PACKAGE,
+        "ModelPackageArn": PACKAGE["ModelPackageArn"][:-1] + "4",
+        "ModelPackageVersion": 4,
+    }
+    other_image = json.loads(json.dumps(PACKAGE))
+    other_image["InferenceSpecification"]["Containers"][0]["Image"] = "img:2"
+    other_env = json.loads(json.dumps(PACKAGE))
+    other_env["InferenceSpecification"]["Containers"][0]["Environment"] = {"A": "2"}
+    base = _transform_inputs(cfg)
+    bigger = json.loads(json.dumps(base["transform"]))
+    bigger["TransformResources"]["InstanceType"] = "ml.m5.4xlarge"
+    variants = {
+        "model version": _transform_inputs(cfg, package=other_version),
+        "image": _transform_inputs(cfg, package=other_image),
+        "model environment": _transform_inputs(cfg, package=other_env),
+        "dataset": {**base, "dataset": "d" * 64},
+        "interval": {**base, "window_start": "2026-03-02T00:00:00", "window_end": "2026-03-03T00:00:00"},
+        "instance": {**base, "transform": bigger},
+        "features": {**base, "features": ["hour", "amount"]},
+    }
+    keys = {name: transform_cache_key(**inputs) for name, inputs in variants.items()}
+    for name, key in keys.items():
+        assert key != first, f"{name} does not change the transform key"
+    assert len(set(keys.values())) == len(keys)
+
+
+def test_content_digest_is_order_independent_and_content_sensitive():
+    from ml_lifecycle.cache import content_digest
+
+    assert content_digest({"a": b"1", "b": b"2"}) == content_digest({"b": b"2", "a": b"1"})
+    assert content_digest({"a": b"1", "b": b"2"}) != content_digest({"a": b"1", "b": b"3"})
+    assert content_digest({"a": b"1"}) != content_digest({"c": b"1"})

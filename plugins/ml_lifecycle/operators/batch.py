@@ -175,28 +175,47 @@ class BatchTransformJobOperator(HostingOperatorBase):
     The job is named after the run (``<prefix>-score-<interval start>-<run hash>``); a retry re-attaches to
     it while it runs or has completed, and starts ``-r<try>`` after a failure (its output prefix cleared).
 
+    Step cache (:mod:`ml_lifecycle.cache`): when the run has no job of its own (or its job scored with another
+    model), a completed transform job with the same key (interval, dataset digest, model package and its Model
+    request, transform settings, model input columns) whose output files are still the ones it wrote is reused:
+    no job is started. The run's ``force`` param bypasses the lookup.
+
     XCom: ``{"job_name", "job_arn", "status", "model_name", "model_package_arn", "model_package_version",
-    "input_uri", "output_uri"}``.
+    "input_uri", "output_uri", "cache"}``.
 
     :param model_package_arn: the Approved model package (templated)
     :param input_uri: prefix of the input CSVs (templated)
     :param output_uri: prefix for the ``.out`` files (templated)
     :param interval_start: start of the scored interval (templated; names the job)
+    :param interval_end: end of the scored interval (templated; part of the cache key, default the run's
+        ``data_interval_end``)
+    :param dataset_uri: the interval's extracted dataset the input was made from (templated; its manifest's
+        content digest is part of the cache key); ``None`` turns the step cache off
     """
 
     template_fields: Sequence[str] = aws_template_fields(
-        "model_package_arn", "input_uri", "output_uri", "interval_start"
+        "model_package_arn", "input_uri", "output_uri", "interval_start", "interval_end", "dataset_uri"
     )
     operator_extra_links = (SageMakerTransformJobLink(),)
 
     def __init__(
-        self, *, model_package_arn: str, input_uri: str, output_uri: str, interval_start: Any, **kwargs: Any
+        self,
+        *,
+        model_package_arn: str,
+        input_uri: str,
+        output_uri: str,
+        interval_start: Any,
+        interval_end: Any = None,
+        dataset_uri: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model_package_arn = model_package_arn
         self.input_uri = input_uri
         self.output_uri = output_uri
         self.interval_start = interval_start
+        self.interval_end = interval_end
+        self.dataset_uri = dataset_uri
 
     def _result(self, description: dict[str, Any], version: Any) -> dict[str, Any]:
         return {
@@ -213,8 +232,13 @@ class BatchTransformJobOperator(HostingOperatorBase):
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.builders.endpoint import model_request, package_version
         from ml_lifecycle.builders.transform import transform_job_name, transform_request
+        from ml_lifecycle.cache import CacheError, force_requested
         from ml_lifecycle.data.s3 import delete_keys, iter_objects, split_s3_uri
 
+        try:
+            force = force_requested(context.get("params"))
+        except CacheError as exc:
+            raise AirflowException(str(exc)) from None
         cfg = self._config()
         package = self.describe_package(self.model_package_arn)
         if package.get("ModelApprovalStatus") != "Approved":
@@ -251,6 +275,11 @@ class BatchTransformJobOperator(HostingOperatorBase):
         if description is not None:
             self.log.info("Re-attaching to transform job %s (%s)", name, description["TransformJobStatus"])
         else:
+            key = self._cache_key(context, cfg, package, start)
+            if force:
+                self.log.info("Step cache bypassed: the run's force param is true")
+            elif key is not None and (reused := self._reuse(context, cfg, key)) is not None:
+                return reused
             s3 = self.hook.s3_hook.get_conn()
             bucket, _ = split_s3_uri(self.output_uri)
             stale = [o["Key"] for o in iter_objects(s3, self.output_uri.rstrip("/") + "/")]
@@ -261,18 +290,143 @@ class BatchTransformJobOperator(HostingOperatorBase):
             request = transform_request(
                 cfg, job_name=name, model_name=model, input_uri=self.input_uri, output_uri=self.output_uri
             )
+            if key is not None:
+                self._note_key(context, cfg, name, key)
             self.log.info("Starting transform job %s with %s over %s", name, model, self.input_uri)
             self.sagemaker.create_transform_job(**request)
             description = TRANSFORM.describe(self.sagemaker, name)
         self.persist_link(SageMakerTransformJobLink, context, job_name=name)
         description = completed_or_defer(self, TRANSFORM, name, description, cfg, kwargs={"version": version})
-        return self._result(description, version)
+        return self._completed(context, cfg, description, version)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, version: Any = None
     ) -> dict[str, Any]:
         _, description = resumed_description(self.sagemaker, TRANSFORM, event)
-        return self._result(description, version)
+        return self._completed(context, self._config(), description, version)
+
+    # ------------------------------------------------------------------------------------------ step cache
+
+    def _cache_key(self, context: Context, cfg: Any, package: dict[str, Any], start: dt.datetime) -> str | None:
+        """The step's cache key (:func:`ml_lifecycle.cache.transform_cache_key`); ``None`` when uncacheable."""
+        from ml_lifecycle.builders.endpoint import model_request
+        from ml_lifecycle.builders.transform import transform_request
+        from ml_lifecycle.cache import dataset_digest, transform_cache_key
+        from ml_lifecycle.data.manifest import read_manifest
+
+        if not self.dataset_uri:
+            self.log.info("Step cache: no dataset_uri given; transform is not cached")
+            return None
+        try:
+            digest = dataset_digest(read_manifest(self.hook.s3_hook.get_conn(), self.dataset_uri))
+            if digest is None:
+                self.log.info("Step cache: %s has no content digest; transform is not cached", self.dataset_uri)
+                return None
+            end = self.interval_end if self.interval_end is not None else context["data_interval_end"]
+            model = model_request(cfg, package)
+            return transform_cache_key(
+                dag_id=context["dag"].dag_id,
+                window_start=start.isoformat(),
+                window_end=_naive_utc("interval_end", end).isoformat(),
+                dataset=digest,
+                model_package_arn=self.model_package_arn,
+                model=model,
+                transform=transform_request(
+                    cfg,
+                    job_name="-",
+                    model_name=model["ModelName"],
+                    input_uri=self.input_uri,
+                    output_uri=self.output_uri,
+                ),
+                features=feature_columns()[0],
+            )
+        except Exception as exc:  # the cache is an optimisation: the step runs without it
+            self.log.warning("Step cache unavailable for transform (%s); running the step", exc)
+            return None
+
+    def _reuse(self, context: Context, cfg: Any, key: str) -> dict[str, Any] | None:
+        """A completed transform with ``key`` whose output files are those it wrote: its result; else ``None``."""
+        from ml_lifecycle.cache import output_fingerprint
+        from ml_lifecycle.operators.jobs import cache_reuse
+
+        s3 = self.hook.s3_hook.get_conn()
+        try:
+            found = cache_reuse(self, s3, cfg, dag_id=context["dag"].dag_id, step="transform", key=key)
+            if found is None:
+                return None
+            record, uri = found
+            written = record.result.get("output_files")
+            now = output_fingerprint(s3, record.result["output_uri"])
+        except Exception as exc:
+            self.log.warning("Step cache unavailable for transform (%s); running the step", exc)
+            return None
+        if not written or now != written:
+            self.log.warning(
+                "Step cache: the output of transform job %s under %s was replaced since it completed (another "
+                "model scored the interval); running the step",
+                record.job_name,
+                record.result["output_uri"],
+            )
+            return None
+        self.persist_link(SageMakerTransformJobLink, context, job_name=record.job_name)
+        result = {k: v for k, v in record.result.items() if k != "output_files"}
+        return {
+            **result,
+            "cache": {
+                "reused": True,
+                "key": key,
+                "step": "transform",
+                "source_run_id": record.run_id,
+                "source_job_name": record.job_name,
+                "record_uri": uri,
+            },
+        }
+
+    def _note_key(self, context: Context, cfg: Any, name: str, key: str) -> None:
+        from ml_lifecycle.operators.jobs import cache_note_job
+
+        try:
+            cache_note_job(
+                self.hook.s3_hook.get_conn(),
+                cfg,
+                dag_id=context["dag"].dag_id,
+                step="transform",
+                job_name=name,
+                key=key,
+            )
+        except Exception as exc:  # the job runs anyway; only its record is lost
+            self.log.warning("Step cache: could not note the key of %s (%s); it will not be recorded", name, exc)
+
+    def _completed(self, context: Context, cfg: Any, description: dict[str, Any], version: Any) -> dict[str, Any]:
+        """The completed job's result, recorded in the step cache under the key noted when it was created."""
+        from ml_lifecycle.cache import output_fingerprint
+        from ml_lifecycle.operators.jobs import cache_job_key, cache_remember
+
+        result = self._result(description, version)
+        name, key, record = result["job_name"], None, None
+        try:
+            s3 = self.hook.s3_hook.get_conn()
+            dag_id = context["dag"].dag_id
+            key = cache_job_key(s3, cfg, dag_id=dag_id, step="transform", job_name=name)
+            if key is None:
+                self.log.info("Step cache: no key noted for transform job %s; not recording it", name)
+            else:
+                files = output_fingerprint(s3, result["output_uri"])
+                record = cache_remember(
+                    self,
+                    s3,
+                    cfg,
+                    dag_id=dag_id,
+                    run_id=context["run_id"],
+                    step="transform",
+                    key=key,
+                    job_name=name,
+                    result={**result, "output_files": files},
+                    outputs=[result["output_uri"]],
+                )
+        except Exception as exc:  # the job completed; a record that cannot be written costs only a later re-run
+            self.log.warning("Step cache: could not record transform job %s (%s)", name, exc)
+        return {**result, "cache": {"reused": False, "key": key, "step": "transform", "record_uri": record}}
 
 
 def _predictions_schema() -> pa.Schema:
@@ -342,7 +496,9 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
     MODEL_VERSION, INTERVAL_START, INTERVAL_END, DAG_RUN_ID, SCORED_AT``. The table is created when absent
     (``include/sql/predictions_table.sql``).
 
-    XCom: ``{"table", "interval_start", "interval_end", "rows_deleted", "rows_inserted", "model_package_arn"}``.
+    XCom: ``{"table", "interval_start", "interval_end", "rows_deleted", "rows_inserted", "model_package_arn",
+    "reused_steps"}``; ``reused_steps`` maps each step of ``step_results`` the step cache reused to
+    ``{"job_name", "run_id", "key"}`` (the run's summary of what it did not run again).
 
     :param snowflake_conn_id: Airflow connection for Snowflake (``ml_lifecycle.hooks.snowflake_hook.SnowflakeHook``)
     :param table: fully qualified predictions table (default ``snowflake.predictions_fqn``)
@@ -353,6 +509,7 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
     :param interval_end: interval end, exclusive (templated)
     :param model_package_arn: the model that scored (templated)
     :param model_package_version: its version (templated)
+    :param step_results: the results (XComs) of the run's cached steps, a JSON list (templated)
     """
 
     aws_hook_class = S3Hook
@@ -364,6 +521,7 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
         "interval_end",
         "model_package_arn",
         "model_package_version",
+        "step_results",
     )
 
     def __init__(
@@ -378,9 +536,11 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
         model_package_arn: str,
         model_package_version: Any = None,
         table: str | None = None,
+        step_results: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.step_results = step_results
         self.snowflake_conn_id = snowflake_conn_id
         self.keys_uri = keys_uri
         self.output_uri = output_uri
@@ -476,8 +636,21 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
             self.log.warning("Could not drop the load stage %s (it ends with the session): %s", stage, exc)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.cache import CacheError, reused_steps
         from ml_lifecycle.config import load_config
 
+        try:
+            reused = reused_steps(self.step_results)
+        except CacheError as exc:
+            raise AirflowFailException(f"step_results: {exc}") from None
+        for step, source in reused.items():
+            self.log.info(
+                "Step %s reused job %s of run %s (cache key %s)",
+                step,
+                source["job_name"],
+                source["run_id"],
+                source["key"],
+            )
         cfg = load_config()
         table = self.table or cfg.snowflake.predictions_fqn
         start = _naive_utc("interval_start", self.interval_start)
@@ -536,4 +709,5 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
             "rows_deleted": deleted,
             "rows_inserted": rows.num_rows,
             "model_package_arn": self.model_package_arn,
+            "reused_steps": reused,
         }

@@ -280,11 +280,118 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
             raise AirflowFailException(f"{exc}; python -m tools.contract --write updates the suite") from None
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from ml_lifecycle.cache import CacheError, force_requested
+
         if self.contract_path:
             self._check_suite_against_contract()
+        try:
+            force = force_requested(context.get("params"))
+        except CacheError as exc:
+            raise AirflowException(str(exc)) from None
+        key = self._cache_key(context)
+        if force:
+            self.log.info("Step cache bypassed: the run's force param is true")
+        elif key is not None and (reused := self._reuse(context, key)) is not None:
+            return reused
         if self.mode == "worker":
-            return self._execute_worker(context)
-        return self._execute_processing(context)
+            return self._remember(context, key, self._execute_worker(context))
+        return self._execute_processing(context, key)
+
+    # ------------------------------------------------------------------------------------------- step cache
+
+    def _cache_key(self, context: Context) -> str | None:
+        """The step's cache key (:func:`ml_lifecycle.cache.validation_cache_key`); ``None`` when uncacheable."""
+        from ml_lifecycle.cache import dataset_digest, validation_cache_key
+        from ml_lifecycle.code_package import package_component
+        from ml_lifecycle.config import include_dir
+        from ml_lifecycle.operators.extract import resolve_include_path
+
+        try:
+            manifest = self._manifest()
+            digest = dataset_digest(manifest)
+            query = manifest.get("query") or {}
+            if digest is None or not query.get("interval_start") or not query.get("interval_end"):
+                self.log.info("Step cache: the dataset has no content digest or interval; validate is not cached")
+                return None
+            return validation_cache_key(
+                dag_id=context["dag"].dag_id,
+                window_start=str(query["interval_start"]),
+                window_end=str(query["interval_end"]),
+                dataset=digest,
+                suite=resolve_include_path(self.suite_path).read_bytes(),
+                contract=resolve_include_path(self.contract_path).read_bytes() if self.contract_path else None,
+                code=package_component(include_dir() / "code", "validation").files,
+                mode=self.mode,
+                batch_rows=self.batch_rows,
+                processing_job=self.processing_job,
+            )
+        except AirflowException:
+            raise
+        except Exception as exc:  # the cache is an optimisation: the step runs without it
+            self.log.warning("Step cache unavailable for validate (%s); running the step", exc)
+            return None
+
+    def _reuse(self, context: Context, key: str) -> dict[str, Any] | None:
+        """A passed validation with ``key`` whose report still exists: its result, marked reused; else ``None``."""
+        from ml_lifecycle.config import load_config
+        from ml_lifecycle.data.s3 import get_json
+        from ml_lifecycle.operators.jobs import cache_reuse
+
+        try:
+            found = cache_reuse(
+                self, self.hook.conn, load_config(), dag_id=context["dag"].dag_id, step="validate", key=key
+            )
+            if found is None:
+                return None
+            record, uri = found
+            summary = {
+                **get_json(self.hook.conn, record.result["result_uri"])["summary"],
+                "result_uri": record.result["result_uri"],
+                "docs_uri": record.result["docs_uri"],
+            }
+        except Exception as exc:
+            self.log.warning("Step cache unavailable for validate (%s); running the step", exc)
+            return None
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if ti is not None:
+            from ml_lifecycle.data.s3 import as_prefix, split_s3_uri
+
+            ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
+            bucket, prefix = split_s3_uri(as_prefix(record.result["result_uri"].rsplit("/", 1)[0]))
+            persist_link(S3ReportLink, self, context, bucket=bucket, prefix=prefix)
+        return {
+            **record.result,
+            "cache": {
+                "reused": True,
+                "key": key,
+                "step": "validate",
+                "source_run_id": record.run_id,
+                "source_job_name": record.job_name,
+                "record_uri": uri,
+            },
+        }
+
+    def _remember(self, context: Context, key: str | None, result: dict[str, Any]) -> dict[str, Any]:
+        """Record a passed validation under ``key`` (a failed one raised before): a later equal step reuses it."""
+        from ml_lifecycle.config import load_config
+        from ml_lifecycle.operators.jobs import cache_remember
+
+        record = None
+        if key is not None:
+            record = cache_remember(
+                self,
+                self.hook.conn,
+                load_config(),
+                dag_id=context["dag"].dag_id,
+                run_id=context["run_id"],
+                step="validate",
+                key=key,
+                # worker mode runs no job: the record names the task of the run that validated
+                job_name=str(result.get("job_name") or f"{context['dag'].dag_id}.{self.task_id}"),
+                result=result,
+                outputs=[result["result_uri"], result["docs_uri"]],
+            )
+        return {**result, "cache": {"reused": False, "key": key, "step": "validate", "record_uri": record}}
 
     # ------------------------------------------------------------------------------------------- worker
 
@@ -434,7 +541,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
             batch_rows=self.batch_rows,
         )
 
-    def _execute_processing(self, context: Context) -> dict[str, Any]:
+    def _execute_processing(self, context: Context, key: str | None = None) -> dict[str, Any]:
         from ml_lifecycle.operators.jobs import VALIDATION, current_attempt
 
         manifest = self._manifest()  # fail fast, before starting a job, when the dataset is incomplete
@@ -450,6 +557,8 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
             self.log.info(
                 "Starting validation job %s over %d rows of %s", name, manifest["row_count"], self.dataset_uri
             )
+            if key is not None:
+                self._note_key(context, name, key)
             client.create_processing_job(**request)
             description = VALIDATION.describe(client, name)
         return self._after_job(context, client, name, description)
@@ -494,4 +603,32 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
             document = get_json(self.hook.conn, result_uri)
         except self.hook.conn.exceptions.NoSuchKey:
             raise AirflowException(f"validation job {name} completed but wrote no {result_uri}") from None
-        return self._finish(context, document, job_name=name)
+        result = self._finish(context, document, job_name=name)
+        return self._remember(context, self._job_key(context, name), result)
+
+    def _note_key(self, context: Context, name: str, key: str) -> None:
+        """Note the key of the job's inputs before creating it: the task that sees it complete records it."""
+        from ml_lifecycle.config import load_config
+        from ml_lifecycle.operators.jobs import cache_note_job
+
+        try:
+            cache_note_job(
+                self.hook.conn, load_config(), dag_id=context["dag"].dag_id, step="validate", job_name=name, key=key
+            )
+        except Exception as exc:  # the job runs anyway; only its record is lost
+            self.log.warning("Step cache: could not note the key of %s (%s); it will not be recorded", name, exc)
+
+    def _job_key(self, context: Context, name: str) -> str | None:
+        from ml_lifecycle.config import load_config
+        from ml_lifecycle.operators.jobs import cache_job_key
+
+        try:
+            key = cache_job_key(
+                self.hook.conn, load_config(), dag_id=context["dag"].dag_id, step="validate", job_name=name
+            )
+        except Exception as exc:
+            self.log.warning("Step cache: could not read the key of %s (%s); not recording it", name, exc)
+            return None
+        if key is None:
+            self.log.info("Step cache: no key noted for validation job %s; not recording it", name)
+        return key
