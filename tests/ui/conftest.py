@@ -108,9 +108,9 @@ def console(page: Any, artifacts: Path) -> Iterator[list[str]]:
 def airflow_ui(devstack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Airflow (api-server, scheduler, dag-processor, triggerer) on the devstack; yields ``(ui, info)``."""
     from devstack.stack import free_port
-    from tools.ui import AirflowUI, ensure_buckets
+    from tools.ui import AirflowUI, ensure_environment
 
-    ensure_buckets(devstack.info, "local")
+    ensure_environment(devstack.info, "local")
     home = tmp_path_factory.mktemp("airflow-home")
     ui = AirflowUI(home, devstack_env=devstack.env, port=free_port())
     try:
