@@ -442,7 +442,7 @@ def run_half(
     from devstack.snowflake.seed import SeedParams
     from devstack.stack import Stack, free_port
     from ml_lifecycle.config import load_config
-    from tools.ui import AirflowUI, ensure_buckets
+    from tools.ui import AirflowUI, ensure_environment
 
     cfg = load_config("local")
     work = Path(tempfile.mkdtemp(prefix=f"bench-backfill-{name}-"))
@@ -453,7 +453,7 @@ def run_half(
     try:
         print(f"[{name}] starting a devstack and Airflow", flush=True)
         info = stack.up()
-        ensure_buckets(info, "local")
+        ensure_environment(info, "local")
         package = register_rule_model(info, cfg)
         ui = AirflowUI(
             work / "airflow",

@@ -5,9 +5,14 @@
 
 Deploys an approved fraud model to the real-time endpoint and puts Model Monitor on it.
 
-- **When**: every time `train_model` publishes an approved model (the approved-model asset), or from the
-  UI with a model package ARN (`latest` = the ARN of the triggering asset event, else the newest Approved
-  version of the group).
+- **When**: every time `train_model` publishes an approved model (the approved-model asset), every time a
+  version of the group is Approved anywhere else (SageMaker Studio, the AWS CLI, another pipeline: SageMaker's
+  approval event reaches the environment's approval queue, which an asset watcher reads), or from the UI with
+  a model package ARN (`latest` = the approval that triggered the run, else the newest Approved version of
+  the group).
+- **Idempotent**: an approval can arrive twice (SageMaker may send an event more than once, and an approval
+  in Airflow arrives both as the approved-model asset and as a SageMaker event). A run for the model the
+  endpoint already serves changes nothing: `resolve` says so in its log, and every task finds its work done.
 - **Deployment**: the SageMaker Model and EndpointConfig (with data capture) are created when absent. The
   first deployment creates the endpoint. Later ones update it with the strategy of the environment
   (`deployment.strategy`) or of the run:
@@ -31,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
 
-from ml_lifecycle.assets import approved_model_asset
+from ml_lifecycle.assets import approvals_asset, approved_model_asset
 from ml_lifecycle.config import load_config
 from ml_lifecycle.dag_defaults import dag_defaults, dag_failure_callback, model_package_param, s3_uri_param
 from ml_lifecycle.operators.approval import ResolveModelPackageOperator
@@ -42,12 +47,13 @@ from ml_lifecycle.strategies import FROM_CONFIG, GUARDED_TASK, REGISTRY, STEPWIS
 
 cfg = load_config()
 dep = cfg.deployment
+approvals = approvals_asset(cfg)
 
 with DAG(
     dag_id="deploy_model",
     description="Deploy an approved model with guarded traffic shifting, auto-scaling and Model Monitor",
     doc_md=__doc__,
-    schedule=[approved_model_asset(cfg)],
+    schedule=(approved_model_asset(cfg) | approvals) if approvals is not None else [approved_model_asset(cfg)],
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
@@ -58,8 +64,8 @@ with DAG(
     params={
         "model_package_arn": model_package_param(
             cfg,
-            "the approved-model asset event that triggered the run, else the newest Approved version of "
-            f"{cfg.sagemaker.model_package_group}",
+            "the approval that triggered the run (approved-model asset event or SageMaker approval event), else "
+            f"the newest Approved version of {cfg.sagemaker.model_package_group}",
         ),
         "strategy": Param(
             FROM_CONFIG,
@@ -94,7 +100,10 @@ with DAG(
     },
 ) as dag:
     resolve = ResolveModelPackageOperator(
-        task_id="resolve", model_package_arn="{{ params.model_package_arn }}", multiple_outputs=True
+        task_id="resolve",
+        model_package_arn="{{ params.model_package_arn }}",
+        endpoint_name=dep.endpoint_name,
+        multiple_outputs=True,
     )
 
     @task.branch(task_id="choose_strategy")

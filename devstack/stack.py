@@ -70,6 +70,7 @@ MOTO_SERVICES = (
     "application-autoscaling",
     "secretsmanager",
     "events",
+    "sqs",
 )
 SAGEMAKER_SERVICES = ("sagemaker", "sagemaker-runtime")
 # boto3 service name -> the AWS_ENDPOINT_URL_<SUFFIX> boto3 reads (botocore's service id, upper snake case)
@@ -83,6 +84,7 @@ ENDPOINT_ENV_SUFFIX = {
     "application-autoscaling": "APPLICATION_AUTO_SCALING",
     "secretsmanager": "SECRETS_MANAGER",
     "events": "EVENTBRIDGE",
+    "sqs": "SQS",
     "sagemaker": "SAGEMAKER",
     "sagemaker-runtime": "SAGEMAKER_RUNTIME",
 }

@@ -434,6 +434,10 @@ def run_lifecycle(args: argparse.Namespace, progress: Progress) -> int:
         raise SystemExit(f"{exc}") from None
     progress.line(f"devstack: AWS stand-in {stack.env().get('DEVSTACK_MOTO_URL')}, Snowflake stand-in up")
     ensure_bucket_and_topic({**os.environ, **stack.env()})
+    from tools.approval_events import provision
+
+    # the approval queue and the EventBridge rule that fills it, as the stack creates them on AWS
+    provision(stack, cfg)
     ui = AirflowUI(args.airflow_home, devstack_env=stack.env(), port=free_port(), database="postgres")
     progress.line("airflow: starting on PostgreSQL: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -496,13 +500,13 @@ def _loop(
         progress.line("train_model: the gate rejected the model; nothing to deploy")
         return 1
 
-    # 2. the first deployment, from the approved-model asset
+    # 2. the first deployment, from the approval (the approved-model asset and SageMaker's approval event)
     how = _deployment_kind(sm, dep.endpoint_name, dep.strategy, dep.canary_percent)
-    deploy_id = driver.new_run("deploy_model", known["deploy_model"], STAGE_TIMEOUT["asset"])
-    known["deploy_model"].add(deploy_id)
-    progress.line(f"deploy_model: {deploy_id} started by the approved-model asset ({how})")
+    deploy_id = _deployment_run(progress, driver, known["deploy_model"])
+    progress.line(f"deploy_model: {deploy_id} started by the approval ({how})")
     driver.wait("deploy_model", deploy_id, STAGE_TIMEOUT["deploy_model"])
     result["deployments"].append({"run_id": deploy_id, "how": how})
+    _settle_duplicates(progress, driver, known["deploy_model"])
     baseline = driver.xcom("deploy_model", deploy_id, "baseline")
 
     # 3. live traffic, then drifted traffic
@@ -548,12 +552,36 @@ def _loop(
 
     # 6. the second deployment: a canary of the new model
     how = _deployment_kind(sm, dep.endpoint_name, dep.strategy, dep.canary_percent)
-    deploy_id = driver.new_run("deploy_model", known["deploy_model"], STAGE_TIMEOUT["asset"])
-    progress.line(f"deploy_model: {deploy_id} started by the approved-model asset ({how})")
+    deploy_id = _deployment_run(progress, driver, known["deploy_model"])
+    progress.line(f"deploy_model: {deploy_id} started by the approval ({how})")
     driver.wait("deploy_model", deploy_id, STAGE_TIMEOUT["deploy_model"])
     result["deployments"].append({"run_id": deploy_id, "how": how})
+    _settle_duplicates(progress, driver, known["deploy_model"])
     _finish(progress, driver, cfg, stack, result, deploy_id)
     return 0
+
+
+def _deployment_run(progress: Progress, driver: Any, known: set[str]) -> str:
+    """The deploy_model run an approval started: the first one created after ``known`` (added to it).
+
+    An approval reaches deploy_model twice (the approved-model asset event and SageMaker's approval event on the
+    approval queue): one run, or two when they arrive apart. The first deploys; a second finds its work done.
+    """
+    driver.new_run("deploy_model", known, STAGE_TIMEOUT["asset"])
+    fresh = [r["dag_run_id"] for r in driver.runs("deploy_model", "asset_triggered") if r["dag_run_id"] not in known]
+    first = fresh[-1]  # the runs are listed newest first
+    known.add(first)
+    return first
+
+
+def _settle_duplicates(progress: Progress, driver: Any, known: set[str]) -> None:
+    """Wait for the runs the same approval started a second time (they change nothing) and add them to ``known``."""
+    for run in reversed(driver.runs("deploy_model", "asset_triggered")):
+        if run["dag_run_id"] in known:
+            continue
+        driver.wait("deploy_model", run["dag_run_id"], STAGE_TIMEOUT["deploy_model"])
+        known.add(run["dag_run_id"])
+        progress.line(f"deploy_model: {run['dag_run_id']} (the same approval, delivered twice) deployed nothing new")
 
 
 def _training(progress: Progress, driver: Any, dag_id: str, run_id: str, trigger: str, result: dict[str, Any]) -> None:

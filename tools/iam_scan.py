@@ -19,6 +19,10 @@ Two sources are scanned statically (``ast``), nothing is executed against AWS:
    scanned for the methods our code or those classes call on them (``self.hook.create_training_job``,
    ``s3_hook.load_file``), following ``self.<method>`` calls and the sub-hooks (``s3_hook``, ``logs_hook``)
    transitively. Operations are taken in the hook's own service.
+3. **The message-queue triggers our code builds** with the common-messaging provider's
+   ``MessageQueueTrigger(scheme="<literal>", ...)`` (the asset watchers): the scheme is resolved to the trigger
+   class the installed providers register for it (``sqs``: the Amazon provider's ``SqsSensorTrigger``), which is
+   then scanned as in 2. A scheme that is not a literal, or that no provider registers, is reported.
 
 Operations map to IAM actions through :func:`iam_actions` (``s3:ListBucket`` for ``ListObjectsV2`` and the
 like); :func:`implied_actions` adds what AWS checks besides the operation itself (``iam:PassRole`` for a
@@ -60,6 +64,7 @@ SERVICES = {
     "sts": "sts",
     "kms": "kms",
     "secretsmanager": "secretsmanager",
+    "sqs": "sqs",
 }
 # Words in a receiver expression that name its service (``cloudwatch.describe_alarms``).
 _HINTS = (
@@ -71,6 +76,7 @@ _HINTS = (
     ("sns", "sns"),
     ("kms", "kms"),
     ("secrets", "secretsmanager"),
+    ("sqs", "sqs"),
     ("s3", "s3"),
 )
 # Operations whose IAM action differs from ``<prefix>:<Operation>``.
@@ -119,6 +125,12 @@ _TAG_ON_CREATE = {
     "application-autoscaling": {"RegisterScalableTarget"},
     "sns": {"CreateTopic"},
 }
+# SQS batch operations, authorised as their single-message action.
+_SQS_ACTIONS = {
+    "DeleteMessageBatch": ("sqs:DeleteMessage",),
+    "SendMessageBatch": ("sqs:SendMessage",),
+    "ChangeMessageVisibilityBatch": ("sqs:ChangeMessageVisibility",),
+}
 # Operations that need no IAM permission.
 _FREE = {("sts", "GetCallerIdentity")}
 # Provider base classes that only hold plumbing (connections, templating); their methods are not scanned.
@@ -139,7 +151,10 @@ _SUB_HOOKS = {
 TRIGGER_HOOKS = {
     "SageMakerTrigger": ("airflow.providers.amazon.aws.hooks.sagemaker", "SageMakerHook"),
     "SageMakerPipelineTrigger": ("airflow.providers.amazon.aws.hooks.sagemaker", "SageMakerHook"),
+    "SqsSensorTrigger": ("airflow.providers.amazon.aws.hooks.sqs", "SqsHook"),
 }
+# The common-messaging trigger that stands for a provider's trigger chosen by its ``scheme`` argument.
+MESSAGE_QUEUE_TRIGGER = ("airflow.providers.common.messaging.triggers.msg_queue", "MessageQueueTrigger")
 # Nor do notifiers (their ``hook`` property makes it); checked by the tests against the notifier source.
 NOTIFIER_HOOKS = {
     "SnsNotifier": ("airflow.providers.amazon.aws.hooks.sns", "SnsHook"),
@@ -240,6 +255,8 @@ def iam_actions(service: str, operation: str) -> set[str]:
         return set()
     if service == "s3" and operation in _S3_ACTIONS:
         return set(_S3_ACTIONS[operation])
+    if service == "sqs" and operation in _SQS_ACTIONS:
+        return set(_SQS_ACTIONS[operation])
     return {f"{SERVICES[service]}:{operation}"}
 
 
@@ -463,6 +480,48 @@ def provider_imports(root: Path = ROOT) -> dict[str, type]:
     return found
 
 
+def message_queue_triggers(root: Path = ROOT) -> tuple[dict[str, type], list[str]]:
+    """The provider trigger classes behind our ``MessageQueueTrigger(scheme=...)`` calls, and what cannot be resolved.
+
+    :return: (trigger class name -> class, problems)
+    """
+    module_name, class_name = MESSAGE_QUEUE_TRIGGER
+    found: dict[str, type] = {}
+    problems: list[str] = []
+    for folder in SCANNED:
+        for path in sorted((root / folder).rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            rel = path.relative_to(root).as_posix()
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            if not any(
+                isinstance(n, ast.ImportFrom) and n.module == module_name and any(a.name == class_name for a in n.names)
+                for n in ast.walk(tree)
+            ):
+                continue
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.Call) and _call_name(node) == class_name):
+                    continue
+                scheme = next((k.value for k in node.keywords if k.arg == "scheme"), None)
+                if not (isinstance(scheme, ast.Constant) and isinstance(scheme.value, str)):
+                    problems.append(
+                        f"{rel}:{node.lineno}: {class_name} without a literal scheme= (its queue "
+                        "provider, and so the AWS calls, cannot be told)"
+                    )
+                    continue
+                module = importlib.import_module(module_name)
+                providers = [p for p in module.MESSAGE_QUEUE_PROVIDERS if p.scheme_matches(scheme.value)]
+                if len(providers) != 1:
+                    problems.append(
+                        f"{rel}:{node.lineno}: {class_name} scheme {scheme.value!r} is served by "
+                        f"{len(providers)} installed queue providers, not one"
+                    )
+                    continue
+                trigger = providers[0].trigger_class()
+                found[trigger.__name__] = trigger
+    return found, problems
+
+
 def _is_hook(cls: type) -> bool:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 
@@ -591,10 +650,12 @@ def unscanned_provider_services(classes: dict[str, type]) -> list[str]:
 def scan(root: Path = ROOT, allowlist: dict[str, Any] | None = None) -> ScanResult:
     """Every operation our code and the provider classes it uses can call."""
     ours = scan_our_code(root, allowlist)
-    classes = provider_imports(root)
+    triggers, trigger_problems = message_queue_triggers(root)
+    classes = provider_imports(root) | triggers
     provider = scan_provider(classes, attribute_names(root))
     return ScanResult(
-        calls=ours.calls + provider.calls, unresolved=ours.unresolved + unscanned_provider_services(classes)
+        calls=ours.calls + provider.calls,
+        unresolved=ours.unresolved + trigger_problems + unscanned_provider_services(classes),
     )
 
 

@@ -37,7 +37,9 @@ SUBSTITUTIONS = {
 }
 HEADER = """\
 # ml-lifecycle on AWS: the data bucket (versioned, KMS-encrypted, TLS only), its KMS key, the SNS topic,
-# the SageMaker and MWAA execution roles and the Amazon MWAA environment (Airflow 3.3.1).
+# the EventBridge rule that sends SageMaker's approvals of the model package group to an SQS queue (with a
+# dead-letter queue) that deploy_model's asset watcher reads, the SageMaker and MWAA execution roles and the
+# Amazon MWAA environment (Airflow 3.3.1).
 # The roles' policies are generated from infra/iam/*.json by `python -m tools.iam_to_cfn`: edit those files,
 # not the PolicyDocument blocks below. Deployment steps: docs/how-to/deploy-to-mwaa.md.
 """

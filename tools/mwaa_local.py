@@ -449,7 +449,8 @@ def _bundle_config(home: Path, ml_env: str) -> dict[str, Any]:
 
 
 def seed_devstack(stack_info: Any, home: Path, ml_env: str, options: Mapping[str, str]) -> list[str]:
-    """Put the devstack's connections into its Secrets Manager, and create the environment's bucket and topic.
+    """Put the devstack's connections into its Secrets Manager, and create the environment's bucket, topic, and
+    approval queue with the EventBridge rule that fills it (from the stack's template, :mod:`tools.approval_events`).
 
     The secrets are named ``<connections_prefix>/<conn id>`` (the template's ``secrets.backend_kwargs``), the conn
     ids are the bundle's config's (``aws.conn_id``, ``snowflake.conn_id``).
@@ -485,6 +486,11 @@ def seed_devstack(stack_info: Any, home: Path, ml_env: str, options: Mapping[str
     topic = (cfg.get("notifications") or {}).get("sns_topic_arn")
     if topic:
         stack_info.client("sns").create_topic(Name=topic.rsplit(":", 1)[1])
+    from ml_lifecycle.config import parse_config
+    from tools.approval_events import provision
+
+    path = home / "dags" / "include" / "config" / f"{ml_env}.yaml"
+    provision(stack_info, parse_config(path.read_text(encoding="utf-8"), str(path)))
     return names
 
 

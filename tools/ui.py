@@ -734,6 +734,22 @@ def ensure_buckets(stack_info: Any, ml_env: str) -> list[str]:
     return [bucket]
 
 
+def ensure_environment(stack_info: Any, ml_env: str) -> list[str]:
+    """Create on the devstack what the environment's stack creates on AWS and its DAGs need at start: the bucket,
+    and the approval queue with the EventBridge rule that fills it (:mod:`tools.approval_events`).
+
+    :param stack_info: the running devstack (``devstack.stack.StackInfo``).
+    :param ml_env: the environment whose config names them.
+    :return: the buckets created.
+    """
+    from ml_lifecycle.config import load_config
+    from tools.approval_events import provision
+
+    created = ensure_buckets(stack_info, ml_env)
+    provision(stack_info, load_config(ml_env))
+    return created
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tools.ui",
@@ -799,7 +815,7 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     print("devstack: starting (or reusing) the local AWS + Snowflake stand-in ...", flush=True)
     stack_info = Stack(None).up()
-    created = ensure_buckets(stack_info, args.env)
+    created = ensure_environment(stack_info, args.env)
     if created:
         print(f"devstack: created bucket(s) {', '.join(created)}")
     ui.devstack_env = stack_info.env()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
 from devstack.sagemaker.errors import conflict, resource_not_found, validation_error
+from devstack.sagemaker.events import MODEL_PACKAGE_STATE_CHANGE, model_package_detail, package_state_changed
 
 if TYPE_CHECKING:
     from devstack.sagemaker.service import SageMakerService
@@ -196,7 +197,12 @@ class Registry:
                 desc.pop("ModelApprovalStatus", None)
             self.store.put(PACKAGES, arn, {"desc": desc})
         self.service.set_tags(arn, params.get("Tags"))
+        self._publish(desc)
         return {"ModelPackageArn": arn}
+
+    def _publish(self, desc: dict[str, Any]) -> None:
+        """Send the package's "Model Package State Change" event (best-effort, as SageMaker does)."""
+        self.service.events.emit(MODEL_PACKAGE_STATE_CHANGE, desc["ModelPackageArn"], model_package_detail(desc))
 
     def _package(self, value: str) -> dict[str, Any]:
         """Find a package by ARN, by unversioned name, or by ``<group>/<version>``."""
@@ -310,7 +316,9 @@ class Registry:
                     existing.append(spec)
             desc["LastModifiedTime"] = now()
 
-        self.store.update(PACKAGES, arn, change)
+        after = self.store.update(PACKAGES, arn, change)["desc"]
+        if package_state_changed(record["desc"], after):
+            self._publish(after)
         return {"ModelPackageArn": arn}
 
     def delete_model_package(self, params: dict[str, Any]) -> None:

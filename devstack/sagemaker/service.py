@@ -34,6 +34,7 @@ from devstack.sagemaker.errors import (
     unknown_operation,
     validation_error,
 )
+from devstack.sagemaker.events import EventPublisher
 from devstack.sagemaker.faults import Faults
 from devstack.sagemaker.store import Store
 from devstack.sagemaker.validation import validate_request
@@ -103,6 +104,8 @@ class SageMakerService:
             Path(images_dir) if images_dir else None,
         )
 
+        self.events = EventPublisher(self)
+        self.events.register()
         self.training = training.TrainingJobs(self)
         self.processing = processing.ProcessingJobs(self)
         self.tuning = tuning.TuningJobs(self)
@@ -255,6 +258,7 @@ class SageMakerService:
         self.tuning.shutdown()
         self.training.shutdown()
         self.processing.shutdown()
+        self.events.close()
 
     # -- tags ------------------------------------------------------------------------------------
 

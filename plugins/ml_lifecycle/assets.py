@@ -2,6 +2,11 @@
 
 - **approved model** (``s3://<bucket>/<models>/<group>/approved.json``): updated by ``train_model`` when a
   model version is approved; the deployment DAG is scheduled on it.
+- **model approvals** (``model_approvals__<group>``): watched by an asset watcher on the environment's
+  approval queue (``approval_events.queue_url``), which SageMaker's "Model Package State Change" events of the
+  group reach through the stack's EventBridge rule when a version is Approved anywhere (Studio, the AWS CLI,
+  another pipeline); each batch of messages is one asset event whose extra holds them. ``deploy_model`` is
+  scheduled on the approved model **or** this asset. ``None`` when the environment has no approval queue.
 - **drift** (``s3://<bucket>/<monitoring>/<endpoint>/drift.json``): updated by the monitoring DAG when the
   endpoint's data drifts; ``train_model`` is scheduled on it (besides its weekly cron).
 
@@ -19,6 +24,8 @@ if TYPE_CHECKING:
 
 APPROVED_POINTER = "approved.json"
 DRIFT_REPORT = "drift.json"
+#: messages one receive of the approval queue takes (SQS's maximum)
+APPROVAL_BATCH = 10
 
 
 def approved_model_uri(cfg: Config) -> str:
@@ -39,3 +46,31 @@ def approved_model_asset(cfg: Config) -> Asset:
 def drift_asset(cfg: Config) -> Asset:
     """The asset updated when the monitored endpoint's data drifts."""
     return Asset(name=f"model_drift__{cfg.deployment.endpoint_name}", uri=drift_uri(cfg))
+
+
+def approvals_asset(cfg: Config) -> Asset | None:
+    """The asset of the group's approvals made anywhere, watched on the approval queue (``None`` without one).
+
+    The watcher is the common-messaging ``MessageQueueTrigger`` with ``scheme="sqs"`` (the Amazon provider's
+    ``SqsSensorTrigger``): long polling, messages deleted once received, one asset event per batch.
+    """
+    events = cfg.approval_events
+    if events is None:
+        return None
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+    from airflow.sdk import AssetWatcher
+
+    trigger = MessageQueueTrigger(
+        scheme="sqs",
+        sqs_queue=events.queue_url,
+        aws_conn_id=cfg.aws.conn_id,
+        region_name=cfg.aws.region,
+        max_messages=APPROVAL_BATCH,
+        wait_time_seconds=events.wait_time_seconds,
+        waiter_delay=events.poll_interval_seconds,
+    )
+    group = cfg.sagemaker.model_package_group
+    return Asset(
+        name=f"model_approvals__{group}",
+        watchers=[AssetWatcher(name=f"approval_queue__{events.queue_name}", trigger=trigger)],
+    )

@@ -45,6 +45,11 @@ _SM_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 _INSTANCE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
 _IMAGE = r"^[\w.-]+(/[\w.-]+)+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$"
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$"
+#: an SQS queue URL as AWS writes it (the watcher's provider recognises this form)
+_SQS_URL = re.compile(
+    r"^https://sqs\.(?P<region>[a-z]{2}(-gov)?-[a-z]+-\d)\.amazonaws\.com(\.cn)?/(?P<account>\d{12})/"
+    r"(?P<name>[A-Za-z0-9_-]{1,80})$"
+)
 
 
 def _not_a_boolean(value: Any) -> Any:
@@ -496,6 +501,37 @@ class BatchScoringConfig(_Strict):
     max_payload_mb: Int = Field(6, ge=1, le=100)
 
 
+class ApprovalEventsConfig(_Strict):
+    """Approvals made outside Airflow (SageMaker Studio, the AWS CLI, another pipeline) start ``deploy_model``.
+
+    SageMaker's "Model Package State Change" events of the group, with status Approved, reach this SQS queue
+    through the stack's EventBridge rule; an asset watcher of ``deploy_model`` reads the queue.
+    """
+
+    queue_url: str = Field(
+        description="the queue the EventBridge rule sends approvals to (the stack's ApprovalQueueUrl output)"
+    )
+    wait_time_seconds: Int = Field(20, ge=0, le=20, description="SQS long polling: how long one receive waits")
+    poll_interval_seconds: Int = Field(
+        10, ge=0, le=3600, description="pause between two receives that found nothing (the triggerer's)"
+    )
+
+    @field_validator("queue_url")
+    @classmethod
+    def _sqs_url(cls, value: str) -> str:
+        if not _SQS_URL.match(value):
+            raise ValueError(
+                "an SQS queue URL https://sqs.<region>.amazonaws.com/<12-digit account>/<queue name> "
+                "(1-80 letters, digits, - or _)"
+            )
+        return value
+
+    @property
+    def queue_name(self) -> str:
+        """The queue's name (the URL's last part)."""
+        return self.queue_url.rsplit("/", 1)[1]
+
+
 class NotificationsConfig(_Strict):
     sns_topic_arn: str | None = Field(None, pattern=_TOPIC_ARN)
     airflow_base_url: str = Field("http://localhost:8080", pattern=r"^https?://")
@@ -513,12 +549,26 @@ class Config(_Strict):
     monitoring: MonitoringConfig
     batch_scoring: BatchScoringConfig
     notifications: NotificationsConfig = NotificationsConfig()
+    approval_events: ApprovalEventsConfig | None = Field(
+        None, description="the queue of approvals made outside Airflow; absent: only Airflow's approvals deploy"
+    )
     tags: ResourceTags = Field(
         description="tags of every resource the package creates: owner, cost-centre, project and environment "
         "(required) and free-form ones"
     )
 
     source_file: str | None = Field(None, exclude=True, description="the file this was loaded from")
+
+    @model_validator(mode="after")
+    def _approval_queue_in_the_environment(self) -> Config:
+        if self.approval_events is not None:
+            match = _SQS_URL.match(self.approval_events.queue_url)
+            if match is not None and (match["region"], match["account"]) != (self.aws.region, self.aws.account_id):
+                raise ValueError(
+                    f"approval_events.queue_url is in {match['region']} / account {match['account']}, not the "
+                    f"environment's {self.aws.region} / {self.aws.account_id} (aws.region, aws.account_id)"
+                )
+        return self
 
 
 # ------------------------------------------------------------------------------------------------- Loading

@@ -309,7 +309,7 @@ def test_trigger_hook_table_matches_the_trigger_source(trigger, hook):
     import importlib
     import inspect
 
-    module = importlib.import_module("airflow.providers.amazon.aws.triggers.sagemaker")
+    module = importlib.import_module(hook[0].replace(".hooks.", ".triggers."))
     assert hook[1] in inspect.getsource(getattr(module, trigger)), f"{trigger} no longer uses {hook[1]}"
 
 
@@ -352,7 +352,9 @@ def test_allowlist_entries_still_match_the_code():
 @pytest.mark.parametrize(
     ("source", "reported"),
     [
-        pytest.param("import boto3\nboto3.client('sqs').send_message(QueueUrl='q')", "'sqs' client", id="boto3-sqs"),
+        pytest.param(
+            "import boto3\nboto3.client('dynamodb').get_item(TableName='t')", "'dynamodb' client", id="boto3-dynamodb"
+        ),
         pytest.param("AwsBaseHook(client_type='ecr').conn", "'ecr' client", id="hook-ecr"),
         pytest.param("self._client('ssm').get_parameter(Name='p')", "'ssm' client", id="own-helper-ssm"),
         pytest.param("getattr(client, f'describe_{kind}_job')(Name=n)", "named at run time", id="dynamic-name"),
@@ -378,13 +380,40 @@ def test_a_reviewed_variable_service_must_stay_within_the_scanned_services():
     source = "AwsBaseHook(client_type=service).conn"
     key = "x.py:AwsBaseHook(client_type=service)"
     assert iam_scan.scan_source(source, "x.py", allowlist={key: {"services": ["cloudwatch"]}}).unresolved == []
-    outside = iam_scan.scan_source(source, "x.py", allowlist={key: {"services": ["cloudwatch", "sqs"]}})
-    assert any("sqs" in item for item in outside.unresolved)
+    outside = iam_scan.scan_source(source, "x.py", allowlist={key: {"services": ["cloudwatch", "dynamodb"]}})
+    assert any("dynamodb" in item for item in outside.unresolved)
 
 
 def test_a_provider_hook_of_an_unscanned_service_is_reported():
+    from airflow.providers.amazon.aws.hooks.ecr import EcrHook
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
-    found = iam_scan.unscanned_provider_services({"SqsHook": SqsHook, "S3Hook": S3Hook})
-    assert len(found) == 1 and found[0].startswith("SqsHook") and "'sqs'" in found[0]
+    found = iam_scan.unscanned_provider_services({"EcrHook": EcrHook, "S3Hook": S3Hook})
+    assert len(found) == 1 and found[0].startswith("EcrHook") and "'ecr'" in found[0]
+
+
+MQ_IMPORT = "from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger\n"
+
+
+def test_the_approval_queue_watcher_brings_its_sqs_calls(required):
+    """deploy_model's asset watcher (MessageQueueTrigger, scheme sqs) receives and deletes the queue's messages."""
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= set(required)
+    assert any("SqsSensorTrigger" in where for where in required["sqs:DeleteMessage"])
+
+
+@pytest.mark.parametrize(
+    ("call", "found", "problem"),
+    [
+        pytest.param("MessageQueueTrigger(scheme='sqs', sqs_queue=url)", "SqsSensorTrigger", None, id="sqs"),
+        pytest.param("MessageQueueTrigger(scheme=scheme, sqs_queue=url)", None, "without a literal scheme",
+                     id="variable-scheme"),
+        pytest.param("MessageQueueTrigger(scheme='carrier-pigeon')", None, "served by 0 installed queue providers",
+                     id="unknown-scheme"),
+    ],
+)  # fmt: skip
+def test_a_message_queue_trigger_is_scanned_as_its_provider_trigger(tmp_path, call, found, problem):
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "watch.py").write_text(MQ_IMPORT + f"trigger = {call}\n")
+    triggers, problems = iam_scan.message_queue_triggers(tmp_path)
+    assert list(triggers) == ([found] if found else [])
+    assert (problem is None and problems == []) or any(problem in p for p in problems), problems

@@ -71,6 +71,9 @@ def _longest(document: dict, dotted: str) -> str:
 def cfg():
     document = yaml.safe_load(LOCAL.read_text())
     document["aws"]["region"], document["aws"]["account_id"] = REGION, ACCOUNT
+    # the approval queue is in the environment's region and account
+    queue = document["approval_events"]["queue_url"].rsplit("/", 1)[1]
+    document["approval_events"]["queue_url"] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{queue}"
     for dotted in ("sagemaker.name_prefix", "deployment.endpoint_name", "sagemaker.model_package_group"):
         document = _with(document, dotted, _longest(document, dotted))
     return parse_config(yaml.safe_dump(document), "limits.yaml")

@@ -201,3 +201,8 @@ def test_connections_go_to_secrets_manager_under_the_templates_prefix(bundle: Pa
         value = client("secretsmanager").get_secret_value(SecretId="airflow/connections/snowflake_default")
         assert json.loads(value["SecretString"])["port"] == 5999
         assert "ml-lifecycle-local" in {b["Name"] for b in client("s3").list_buckets()["Buckets"]}
+        # the approval queue of approval_events.queue_url, and the stack's rule that fills it
+        queue = client("sqs").get_queue_url(QueueName="ml-lifecycle-local-approvals")["QueueUrl"]
+        arn = client("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        (target,) = client("events").list_targets_by_rule(Rule="ml-lifecycle-local-approvals")["Targets"]
+        assert target["Arn"] == arn

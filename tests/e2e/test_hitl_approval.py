@@ -8,11 +8,17 @@ third run reuse the first run's SageMaker jobs):
 1. **approve**: the run waits in ``approve`` (``awaiting_input``) with the request (metrics, gate report,
    assigned users); a user who is not an approver is refused (403); the approver's ``PATCH .../hitlDetails``
    resumes it; the package is Approved with the responder and comment recorded; the approved-model asset
-   event starts a ``deploy_model`` run;
+   event starts ``deploy_model``, and so does SageMaker's approval event, which reaches the approval queue
+   (the devstack routes it as the stack's EventBridge rule does) and its asset watcher (one run, or two when
+   the two arrive apart; those runs are stopped: deploying this model is case 4's subject);
 2. **reject**: the package is Rejected with the reason, ``publish_approval`` is skipped, no asset event;
 3. **timeout**: with ``training.manual_approval.timeout_seconds: 20`` and no answer, the scheduler resumes the
    task with a timeout; the package is Rejected ("approval timed out after 20 s"), ``approve`` fails,
    ``publish_approval`` never runs, no asset event.
+4. **approval outside Airflow**: a model package version registered PendingManualApproval and approved with
+   plain boto3 ``update_model_package`` (as Studio, the CLI or another pipeline does) starts a ``deploy_model``
+   run through the approval queue's asset watcher within 90 s, which deploys that version; the same event
+   delivered once more (SageMaker may send an event twice) starts a run that changes nothing.
 
 Each decision, and the request with its Required Actions link, reaches the environment's SNS topic.
 """
@@ -79,9 +85,9 @@ def topic(devstack: Any, config: SimpleNamespace) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def api(devstack: Any, config: SimpleNamespace, topic: dict[str, Any], tmp_path_factory) -> Iterator[Driver]:
     from devstack.stack import free_port
-    from tools.ui import AirflowUI, ensure_buckets
+    from tools.ui import AirflowUI, ensure_environment
 
-    ensure_buckets(devstack.info, "local")
+    ensure_environment(devstack.info, "local")
     ui = AirflowUI(
         tmp_path_factory.mktemp("hitl-airflow"),
         devstack_env=devstack.env,
@@ -178,11 +184,39 @@ def _messages(topic: dict[str, Any]) -> list[dict[str, str]]:
             topic["sqs"].delete_message(QueueUrl=topic["url"], ReceiptHandle=message["ReceiptHandle"])
 
 
+def _stop_deploy_runs(api: Driver, cfg: Any, timeout: float) -> dict[str, list[dict[str, Any]]]:
+    """Stop each ``deploy_model`` run an approval in Airflow starts, until both of its triggers were seen.
+
+    The approval reaches ``deploy_model`` twice: as the approved-model asset event and as SageMaker's event on
+    the approval queue. Airflow folds them into one run when both are there before it creates one, else makes
+    two (the second queued behind the first: ``max_active_runs`` is 1). Each run is read once it has started
+    (Airflow 3.3.1 answers 500 for a queued run's asset events), then stopped.
+
+    :return: ``{run id: the asset events that triggered it}``
+    """
+    from ml_lifecycle.assets import approvals_asset, approved_model_uri
+
+    wanted = {approved_model_uri(cfg), approvals_asset(cfg).uri}
+    stopped: dict[str, list[dict[str, Any]]] = {}
+
+    def both_seen() -> bool:
+        for run in api.runs("deploy_model"):
+            if run["dag_run_id"] in stopped or not run["start_date"]:
+                continue
+            path = f"/api/v2/dags/deploy_model/dagRuns/{run['dag_run_id']}"
+            stopped[run["dag_run_id"]] = api("GET", f"{path}/upstreamAssetEvents")["asset_events"]
+            api("PATCH", path, {"state": "failed"})
+        return wanted <= {e["uri"] for events in stopped.values() for e in events}
+
+    wait_for(both_seen, timeout, "deploy_model runs of the approved-model asset and the approval queue", interval=2)
+    return stopped
+
+
 # ------------------------------------------------------------------------------------------ approve
 
 
 @pytest.fixture(scope="module")
-def approved(api: Driver, devstack: Any) -> dict[str, Any]:
+def approved(api: Driver, devstack: Any, config: SimpleNamespace) -> dict[str, Any]:
     from tools.ui import _http
 
     run_id = api.trigger(DAG_ID, "hitl__approve", logical_date=DAY.format(hour="00"), conf=CONF)["dag_run_id"]
@@ -195,21 +229,11 @@ def approved(api: Driver, devstack: Any) -> dict[str, Any]:
     _await_parked(api, run_id, timeout=120)
     answer = _answer(api, run_id, "Approve", "recall and precision hold on the holdout")
     status, states = _finish(api, run_id, timeout=600)
-    deploy_run, events = None, []
+    deploy_runs: dict[str, list[dict[str, Any]]] = {}
+    events = []
     if status == "success":
-        deploy_run = api.new_run("deploy_model", known=(), timeout=180)
-        # the asset events are read once that run has started (Airflow 3.3.1 answers 500 while it is queued)
-        wait_for(
-            lambda: next(
-                (r for r in api.runs("deploy_model") if r["dag_run_id"] == deploy_run and r["start_date"]), None
-            ),
-            180,
-            "the deploy_model run to start",
-            interval=2,
-        )
+        deploy_runs = _stop_deploy_runs(api, config.cfg, timeout=180)
         events = _asset_events(api, run_id)
-        # the deployment itself is another suite's subject: stop it
-        api("PATCH", f"/api/v2/dags/deploy_model/dagRuns/{deploy_run}", {"state": "failed"})
     return {
         "run_id": run_id,
         "request": request,
@@ -220,7 +244,7 @@ def approved(api: Driver, devstack: Any) -> dict[str, Any]:
         "states": states,
         "package": _package(devstack.client("sagemaker"), api, run_id),
         "xcom": api.xcom(DAG_ID, run_id, TASK),
-        "deploy_run": deploy_run,
+        "deploy_runs": deploy_runs,
         "events": events,
     }
 
@@ -264,11 +288,26 @@ def test_approval_over_the_rest_api_approves_the_package_and_records_who(approve
 def test_the_approval_emits_the_asset_event_that_starts_deploy_model(approved: dict[str, Any], config) -> None:
     from ml_lifecycle.assets import approved_model_uri
 
-    assert approved["deploy_run"] is not None, f"the approved run ended {approved['status']}: {approved['states']}"
+    assert approved["deploy_runs"], f"the approved run ended {approved['status']}: {approved['states']}"
     (event,) = approved["events"]
     assert event["uri"] == approved_model_uri(config.cfg)
     assert event["extra"]["model_package_arn"] == approved["package"]["ModelPackageArn"]
-    assert [r["run_id"] for r in event["created_dagruns"]] == [approved["deploy_run"]]
+    (created,) = [r["run_id"] for r in event["created_dagruns"]]
+    assert created in approved["deploy_runs"]
+
+
+def test_the_approval_also_reaches_deploy_model_as_sagemaker_s_event(approved: dict[str, Any], config) -> None:
+    """The registry's change to Approved is SageMaker's "Model Package State Change" event, routed to the
+    approval queue; its watcher's asset event starts deploy_model too (the deployment is idempotent)."""
+    from ml_lifecycle.assets import approvals_asset
+
+    uri = approvals_asset(config.cfg).uri
+    queue_events = [e for events in approved["deploy_runs"].values() for e in events if e["uri"] == uri]
+    bodies = [json.loads(m["Body"]) for e in queue_events for m in e["extra"]["payload"]["message_batch"]]
+    assert [b["detail"]["ModelPackageArn"] for b in bodies] == [approved["package"]["ModelPackageArn"]]
+    assert bodies[0]["detail"]["ModelApprovalStatus"] == "Approved"
+    assert bodies[0]["detail-type"] == "SageMaker Model Package State Change"
+    assert 1 <= len(approved["deploy_runs"]) <= 2, approved["deploy_runs"]
 
 
 # ------------------------------------------------------------------------------------------ reject
@@ -307,7 +346,8 @@ def test_a_rejection_deploys_nothing(rejected: dict[str, Any], approved: dict[st
     assert rejected["states"][TASK] == "success"
     assert rejected["states"]["publish_approval"] == "skipped"
     assert rejected["events"] == []
-    assert rejected["deploy_runs"] == [approved["deploy_run"]]
+    # a rejection is no approval: SageMaker's Rejected event does not pass the approval queue's rule
+    assert set(rejected["deploy_runs"]) == set(approved["deploy_runs"])
 
 
 # ------------------------------------------------------------------------------------------ timeout
@@ -349,7 +389,122 @@ def test_a_timeout_fails_closed_and_deploys_nothing(timed_out: dict[str, Any], a
     assert timed_out["states"][TASK] == "failed"
     assert timed_out["states"]["publish_approval"] == "upstream_failed"
     assert timed_out["events"] == []
-    assert timed_out["deploy_runs"] == [approved["deploy_run"]]
+    assert set(timed_out["deploy_runs"]) == set(approved["deploy_runs"])
+
+
+# ------------------------------------------------------------------------------------------ approval outside Airflow
+
+
+def _calls(devstack: Any) -> dict[str, int]:
+    """How often each SageMaker action was called on the devstack so far."""
+    import urllib.request
+
+    with urllib.request.urlopen(devstack.info.sagemaker_url + "/_devstack/faults", timeout=30) as answer:
+        return json.loads(answer.read())["calls"]
+
+
+def _resend(devstack: Any, arn: str) -> dict[str, Any]:
+    """Deliver the package's last SageMaker event once more, as SageMaker sometimes does."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        devstack.info.sagemaker_url + "/_devstack/events/resend",
+        data=json.dumps({"ResourceArn": arn}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.loads(answer.read())
+
+
+def _deploy_run(api: Driver, known: list[str], timeout: float) -> dict[str, Any]:
+    """The next deploy_model run, from its start (within ``timeout`` s) to its end."""
+    import time
+
+    started = time.monotonic()
+    run_id = api.new_run("deploy_model", known=known, timeout=timeout)
+    waited = time.monotonic() - started
+    try:
+        status, states = "success", api.wait("deploy_model", run_id, timeout=900)
+    except RunFailedError as failed:
+        status, states = "failed", failed.states
+    return {
+        "run_id": run_id,
+        "waited": waited,
+        "status": status,
+        "states": states,
+        "triggers": api("GET", f"/api/v2/dags/deploy_model/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"],
+        "resolve": api.xcom("deploy_model", run_id, "resolve"),
+        "deploy": api.xcom("deploy_model", run_id, "deploy_guarded") if status == "success" else None,
+    }
+
+
+def _serving_models(sm: Any, endpoint: str) -> set[str]:
+    config = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    return {v["ModelName"] for v in sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]}
+
+
+@pytest.fixture(scope="module")
+def outside(api: Driver, devstack: Any, config: SimpleNamespace, approved: dict[str, Any], timed_out: dict[str, Any]):
+    """A version registered PendingManualApproval, approved with plain boto3; then its event delivered twice."""
+    sm = devstack.client("sagemaker")
+    source = approved["package"]
+    lineage = {k: v for k, v in source["CustomerMetadataProperties"].items() if not k.startswith("approval:")}
+    arn = sm.create_model_package(
+        ModelPackageGroupName=GROUP,
+        ModelPackageDescription="registered by another pipeline",
+        InferenceSpecification=source["InferenceSpecification"],
+        CustomerMetadataProperties=lineage,
+        ModelApprovalStatus="PendingManualApproval",
+    )["ModelPackageArn"]
+    known = [r["dag_run_id"] for r in api.runs("deploy_model")]
+    sm.update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="approved in SageMaker Studio"
+    )
+    first = _deploy_run(api, known, timeout=90)
+    serving = _serving_models(sm, ENDPOINT)
+    calls = _calls(devstack)
+    resent = _resend(devstack, arn)
+    again = _deploy_run(api, [*known, first["run_id"]], timeout=90)
+    yield {
+        "arn": arn,
+        "package": sm.describe_model_package(ModelPackageName=arn),
+        "first": first,
+        "serving": serving,
+        "calls": calls,
+        "resent": resent,
+        "again": again,
+        "serving_after": _serving_models(sm, ENDPOINT),
+        "calls_after": _calls(devstack),
+    }
+    sm.delete_endpoint(EndpointName=ENDPOINT)  # its model server does not run through the rest of the session
+
+
+def test_an_approval_outside_airflow_starts_deploy_model_through_the_watcher(outside: dict[str, Any], config) -> None:
+    from ml_lifecycle.assets import approvals_asset
+    from ml_lifecycle.builders.endpoint import model_name
+
+    first = outside["first"]
+    assert first["waited"] < 90
+    assert first["status"] == "success", first["states"]
+    assert {e["uri"] for e in first["triggers"]} == {approvals_asset(config.cfg).uri}
+    assert first["resolve"]["model_package_arn"] == outside["arn"]
+    assert first["resolve"]["source"] == "approval_event"
+    assert first["resolve"]["already_serving"] is False
+    assert first["deploy"]["action"] in ("created", "updated")
+    assert outside["serving"] == {model_name(config.cfg, outside["package"])}, "the endpoint serves that version"
+
+
+def test_a_duplicated_approval_event_deploys_once(outside: dict[str, Any]) -> None:
+    again = outside["again"]
+    assert outside["resent"]["flushed"] is True
+    assert again["status"] == "success", again["states"]
+    assert again["resolve"]["model_package_arn"] == outside["arn"]
+    assert again["resolve"]["already_serving"] is True
+    assert again["deploy"]["action"] == "unchanged"
+    assert outside["serving_after"] == outside["serving"]
+    for action in ("CreateEndpoint", "UpdateEndpoint", "CreateEndpointConfig", "CreateModel", "CreateProcessingJob"):
+        assert outside["calls_after"].get(action, 0) == outside["calls"].get(action, 0), action
 
 
 # ------------------------------------------------------------------------------------------ notifications

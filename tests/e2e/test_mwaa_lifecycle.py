@@ -13,8 +13,10 @@ rest:
 1. ``train_model`` for the window ``[2026-01-15, 2026-02-12)``, on its tune branch (a tuning job of two
    training jobs), registers the best job's model as an approved model package with its lineage (the commit
    of the bundle included) and publishes the approved-model asset;
-2. the scheduler starts ``deploy_model`` from that asset event: the endpoint serves the model's predictions,
-   with data capture, auto-scaling and the Model Monitor baseline and schedule;
+2. the scheduler starts ``deploy_model`` from that asset event (and from SageMaker's approval event, which the
+   devstack routes to the approval queue as the stack's rule does: a second run, when the two arrive apart,
+   changes nothing): the endpoint serves the model's predictions, with data capture, auto-scaling and the
+   Model Monitor baseline and schedule;
 3. drifted traffic is sent to the endpoint; ``monitor_model`` (one-off analysis of the last hour) finds the
    drift and emits the drift asset, on which the scheduler starts a retraining ``train_model`` run (then
    stopped: it would train again on the same history);
@@ -223,16 +225,30 @@ def test_train_model_registers_an_approved_model_with_its_lineage(
 
 @pytest.fixture(scope="module")
 def deployed(api: Driver, trained: dict[str, Any]) -> dict[str, Any]:
-    """The deploy_model run the scheduler started from the approved-model asset event."""
+    """The deploy_model run the scheduler started from the approval, and the runs the same approval started again.
 
-    run_id = api.new_run("deploy_model", known=(), timeout=120)
+    The approval reaches deploy_model as the approved-model asset event and as SageMaker's event on the approval
+    queue: one run, or two when they arrive apart; the first created deploys.
+    """
+
+    api.new_run("deploy_model", known=(), timeout=120)
+    run_id = api.runs("deploy_model", "asset_triggered")[-1]["dag_run_id"]  # newest first: the first created
     states = api.wait("deploy_model", run_id, timeout=900)
+    again = {}
+    for run in api.runs("deploy_model", "asset_triggered"):
+        if run["dag_run_id"] != run_id:
+            again[run["dag_run_id"]] = {
+                "states": api.wait("deploy_model", run["dag_run_id"], timeout=900),
+                "resolve": api.xcom("deploy_model", run["dag_run_id"], "resolve"),
+                "deploy": api.xcom("deploy_model", run["dag_run_id"], "deploy_guarded"),
+            }
     return {
         "run_id": run_id,
         "states": states,
         "resolve": api.xcom("deploy_model", run_id, "resolve"),
         "deploy": api.xcom("deploy_model", run_id, "deploy_guarded"),
         "schedule": api.xcom("deploy_model", run_id, "schedule_monitoring"),
+        "again": again,
     }
 
 
@@ -244,6 +260,12 @@ def test_deploy_model_serves_the_approved_model(
         assert states[task] == "success", states
     assert states["deploy_stepwise"] == "skipped"
     assert deployed["resolve"]["model_package_arn"] == trained["register"]["model_package_arn"]
+    assert deployed["deploy"]["action"] == "created"
+    # the same approval delivered twice deploys once: a second run finds the endpoint serving the model
+    assert len(deployed["again"]) <= 1, deployed["again"]
+    for run in deployed["again"].values():
+        assert run["resolve"]["model_package_arn"] == trained["register"]["model_package_arn"]
+        assert run["resolve"]["already_serving"] is True and run["deploy"]["action"] == "unchanged", run
     endpoint = aws.cfg.deployment.endpoint_name
     assert aws.sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
     rows = feature_rows(aws, ("2026-02-13 00:00:00", "2026-02-13 06:00:00"))[:20]

@@ -230,10 +230,10 @@ def airflow(
 ) -> Iterator[Any]:
     """A running Airflow with the three DAGs and the canary connections; yields ``(ui, home)``."""
     from devstack.stack import free_port
-    from tools.ui import AirflowUI, ensure_buckets
+    from tools.ui import AirflowUI, ensure_environment
 
     cfg = load_config("local")
-    ensure_buckets(devstack.info, "local")
+    ensure_environment(devstack.info, "local")
     dags = tmp_path_factory.mktemp("secrets-dags")
     job = {"bucket": cfg.storage.bucket, "role": cfg.sagemaker.role_arn, "image": cfg.sagemaker.images.processing}
     (dags / f"{PROBE}.py").write_text(PROBE_DAG.format(**job))

@@ -109,9 +109,9 @@ def console(page: Any, artifacts: Path) -> Iterator[list[str]]:
 def airflow_ui(devstack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Airflow (api-server, scheduler, dag-processor, triggerer) on the devstack; yields ``(ui, info)``."""
     from devstack.stack import free_port
-    from tools.ui import AirflowUI, ensure_buckets
+    from tools.ui import AirflowUI, ensure_environment
 
-    ensure_buckets(devstack.info, "local")
+    ensure_environment(devstack.info, "local")
     home = tmp_path_factory.mktemp("airflow-home")
     # PostgreSQL, as MWAA and `make demo`: on one SQLite file a request of the page or the test that writes
     # while a task writes can fail with "database is locked" (HTTP 500)

@@ -139,6 +139,24 @@ def _mutated(path: str, value=None, *, delete: bool = False) -> dict:
             "valid dictionary",
             id="approver-not-a-mapping",
         ),
+        pytest.param(
+            _mutated("approval_events.queue_url", "ml-lifecycle-local-approvals"),
+            "approval_events.queue_url",
+            "an SQS queue URL https://sqs.<region>.amazonaws.com/",
+            id="approval-queue-not-a-url",
+        ),
+        pytest.param(
+            _mutated("approval_events.queue_url", "https://sqs.eu-west-1.amazonaws.com/123456789012/approvals"),
+            "approval_events.queue_url",
+            "is in eu-west-1 / account 123456789012, not the environment's us-east-1 / 123456789012",
+            id="approval-queue-in-another-region",
+        ),
+        pytest.param(
+            _mutated("approval_events.poll_interval_seconds", -1),
+            "approval_events.poll_interval_seconds",
+            "greater than or equal to 0",
+            id="approval-queue-negative-poll",
+        ),
     ],
 )
 def test_bad_file_names_file_and_field(config_dir, data, field, words):

@@ -5,8 +5,9 @@
 a version already in the requested status is left alone and reported as unchanged.
 
 ``ResolveModelPackageOperator`` answers "which version do we deploy?": an explicit ARN (which must be
-Approved), else the ARN carried by the approved-model asset event that triggered the run, else the newest
-Approved version of the group.
+Approved), else the approval that triggered the run (an approved-model asset event, or a SageMaker approval
+event read from the approval queue; see :mod:`ml_lifecycle.approval_events`), else the newest Approved
+version of the group.
 """
 
 from __future__ import annotations
@@ -165,39 +166,64 @@ def _check_param_arn(arn: str, group: str | None) -> None:
 class ResolveModelPackageOperator(_RegistryOperator):
     """Pick the Approved model package version a deployment or a scoring run uses.
 
-    Order: ``model_package_arn`` if given (must be Approved); else the ``model_package_arn`` in the extra of
-    the newest approved-model asset event that triggered this run; else the newest Approved version.
+    Order: ``model_package_arn`` if given (must be Approved); else the newest approval among the asset events
+    that triggered this run (:func:`ml_lifecycle.approval_events.triggering_approval`); else the newest
+    Approved version.
 
-    XCom: :func:`package_summary` plus ``"source": "param" | "asset_event" | "latest_approved"`` and
+    XCom: :func:`package_summary` plus ``"source": "param" | "asset_event" | "approval_event" |
+    "latest_approved"`` and
     ``"baseline_dataset_uri"`` (the training run's Model Monitor baseline dataset, when known).
+
+    With ``endpoint_name`` (a deployment) the XCom also has ``"already_serving"``: whether that endpoint is
+    InService with this version's model on all its variants, in which case the log says the run changes
+    nothing (an approval delivered twice; the deployment tasks then each find their work done).
 
     :param model_package_arn: explicit version (templated; empty/``latest`` = not given)
     :param model_package_group: the group (default ``sagemaker.model_package_group``)
+    :param endpoint_name: the endpoint the run deploys to, to tell whether it already serves the version
     """
 
-    template_fields: Sequence[str] = aws_template_fields("model_package_arn")
+    template_fields: Sequence[str] = aws_template_fields("model_package_arn", "endpoint_name")
 
     def __init__(
-        self, *, model_package_arn: str | None = None, model_package_group: str | None = None, **kwargs: Any
+        self,
+        *,
+        model_package_arn: str | None = None,
+        model_package_group: str | None = None,
+        endpoint_name: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model_package_arn = model_package_arn
         self.model_package_group = model_package_group
+        self.endpoint_name = endpoint_name
 
-    @staticmethod
-    def _from_asset_events(context: Context) -> str | None:
-        events = context.get("triggering_asset_events") or {}
-        newest = None
+    def _already_serving(self, package: dict[str, Any]) -> bool:
+        """Whether ``endpoint_name`` is InService with ``package``'s model on every variant."""
+        from ml_lifecycle.builders.endpoint import BuilderError, model_name
+        from ml_lifecycle.config import load_config
+        from ml_lifecycle.operators.base import describe_or_none
+
+        endpoint = describe_or_none(self.hook.conn.describe_endpoint, EndpointName=self.endpoint_name)
+        if endpoint is None or endpoint.get("EndpointStatus") != "InService":
+            return False
+        config = self.hook.conn.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
         try:
-            for asset_events in events.values():
-                for event in asset_events:
-                    arn = (getattr(event, "extra", None) or {}).get("model_package_arn")
-                    stamp = getattr(event, "timestamp", None)
-                    if arn and (newest is None or (stamp and newest[0] and stamp > newest[0])):
-                        newest = (stamp, arn)
+            wanted = model_name(load_config(), package)
+        except BuilderError:
+            return False
+        return {v.get("ModelName") for v in config.get("ProductionVariants") or []} == {wanted}
+
+    def _from_asset_events(self, context: Context) -> tuple[str, str]:
+        """The triggering approval's ARN and source (``asset_event`` / ``approval_event``); ``""`` when none."""
+        from ml_lifecycle.approval_events import FROM_ASSET, triggering_approval
+
+        try:
+            events = context.get("triggering_asset_events") or {}
         except Exception:  # the context proxy can be absent outside asset-triggered runs
-            return None
-        return newest[1] if newest else None
+            return "", FROM_ASSET
+        approval = triggering_approval(events, self._group(), self.log)
+        return (approval.model_package_arn, approval.source) if approval else ("", FROM_ASSET)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.operators.monitor import baseline_dataset_uri
@@ -207,8 +233,7 @@ class ResolveModelPackageOperator(_RegistryOperator):
         if arn and arn.lower() not in LATEST:
             _check_param_arn(arn, self.model_package_group)
         if arn.lower() in LATEST:
-            arn = self._from_asset_events(context) or ""
-            source = "asset_event"
+            arn, source = self._from_asset_events(context)
         if not arn:
             group = self._group()
             summary = latest_package(self.hook.conn, group, "Approved")
@@ -227,4 +252,14 @@ class ResolveModelPackageOperator(_RegistryOperator):
         summary = {**package_summary(package), "source": source}
         summary["baseline_dataset_uri"] = baseline_dataset_uri(load_config(), package)
         self.log.info("Using %s (version %s, from %s)", arn, summary["version"], source)
+        if self.endpoint_name:
+            summary["already_serving"] = self._already_serving(package)
+            if summary["already_serving"]:
+                self.log.info(
+                    "Endpoint %s already serves %s (version %s) on all its traffic: this run deploys nothing "
+                    "new, each of its tasks finds its work done",
+                    self.endpoint_name,
+                    arn,
+                    summary["version"],
+                )
         return summary

@@ -53,6 +53,7 @@ def _info(tmp_path: Path, sagemaker: bool = True) -> StackInfo:
         pytest.param("application-autoscaling", MOTO, id="autoscaling"),
         pytest.param("secretsmanager", MOTO, id="secretsmanager"),
         pytest.param("events", MOTO, id="events"),
+        pytest.param("sqs", MOTO, id="sqs"),
         pytest.param("sagemaker", SM, id="sagemaker"),
         pytest.param("sagemaker-runtime", SM, id="sagemaker-runtime"),
     ],

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -108,3 +109,55 @@ def test_resolve_prefers_the_triggering_asset_event():
 def test_resolve_refuses_an_unapproved_param():
     with pytest.raises(AirflowFailException, match="not Approved"):
         resolve(registry(), model_package_arn=package(2)["ModelPackageArn"])
+
+
+def _sqs_event(version: int, status: str = "Approved") -> SimpleNamespace:
+    body = {
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Model Package State Change",
+        "time": f"2026-03-01T10:0{version}:00Z",
+        "detail": {
+            "ModelPackageArn": package(version)["ModelPackageArn"],
+            "ModelPackageGroupName": "fraud-detector",
+            "ModelApprovalStatus": status,
+        },
+    }
+    batch = [{"MessageId": f"m{version}", "ReceiptHandle": "r", "Body": json.dumps(body)}]
+    return SimpleNamespace(extra={"from_trigger": True, "payload": {"status": "success", "message_batch": batch}})
+
+
+def test_resolve_deploys_the_approval_read_from_the_approval_queue():
+    fake = registry()
+    fake.add_package(package(4, status="Approved"))
+    fake.add_package(package(5, status="Approved"))
+    events = {"model_approvals__fraud-detector": [_sqs_event(4), _sqs_event(3, status="Rejected")]}
+    result = resolve(fake, context(triggering_asset_events=events))
+    # version 4 (the triggering approval), not 5 (the newest Approved)
+    assert result["version"] == 4 and result["source"] == "approval_event"
+
+
+def test_resolve_says_when_the_endpoint_already_serves_the_version(capsys):
+    from ml_lifecycle.builders.endpoint import model_name
+    from ml_lifecycle.config import load_config
+
+    fake = registry()
+    served = package(1)
+    fake.configs["cfg-v1"] = {
+        "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": model_name(load_config(), served)}]
+    }
+    fake.endpoints["fraud-detector-local"] = {
+        "EndpointName": "fraud-detector-local",
+        "EndpointStatus": "InService",
+        "EndpointConfigName": "cfg-v1",
+    }
+    events = {"approvals": [_sqs_event(1)]}
+    capsys.readouterr()
+    again = resolve(fake, context(triggering_asset_events=events), endpoint_name="fraud-detector-local")
+    assert again["version"] == 1 and again["already_serving"] is True
+    logged = " ".join(capsys.readouterr().out.split())
+    assert "Endpoint fraud-detector-local already serves" in logged and "deploys nothing new" in logged
+    fake.add_package(package(4, status="Approved"))
+    other = resolve(
+        fake, context(triggering_asset_events={"approvals": [_sqs_event(4)]}), endpoint_name="fraud-detector-local"
+    )
+    assert other["version"] == 4 and other["already_serving"] is False
