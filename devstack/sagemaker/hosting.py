@@ -62,7 +62,7 @@ from devstack.sagemaker.serving import (
 )
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class Hosting:
     :param service: the owning service.
     """
 
-    def __init__(self, service: SageMakerService) -> None:
+    def __init__(self, service: ServiceApi) -> None:
         self.service = service
         self.store = service.store
         self.runtimes: dict[str, EndpointRuntime] = {}

@@ -14,7 +14,7 @@ from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_
 from devstack.sagemaker.errors import conflict, resource_not_found, validation_error
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi as SageMakerService
 
 GROUPS = "model-package-groups"
 PACKAGES = "model-packages"

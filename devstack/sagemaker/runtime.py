@@ -42,7 +42,7 @@ from devstack.sagemaker.telemetry import MetricBatcher
 
 if TYPE_CHECKING:
     from devstack.sagemaker.hosting import Fleet, Hosting
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class Runtime:
     :param hosting: the hosting component that owns the endpoints.
     """
 
-    def __init__(self, service: SageMakerService, hosting: Hosting) -> None:
+    def __init__(self, service: ServiceApi, hosting: Hosting) -> None:
         self.service = service
         self.hosting = hosting
         self.metrics = MetricBatcher(lambda: service.client("cloudwatch"))
