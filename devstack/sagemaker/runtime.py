@@ -41,7 +41,8 @@ from devstack.sagemaker.serving import InvocationResult
 from devstack.sagemaker.telemetry import MetricBatcher
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.hosting import Fleet, Hosting
+    from devstack.sagemaker.deployments import Fleet
+    from devstack.sagemaker.hosting import Hosting
     from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
