@@ -17,7 +17,8 @@ unmeasured warm-up import per file). A second measurement runs with ``PYTHONDONT
 keeping their bytecode. Last, the parts the parse time is made of are measured one by one.
 
 Reproduce: ``make bench-parse`` (or ``.venv/bin/python benchmarks/dag_parse.py``).
-Targets: <= 0.3 s per file, <= 1 s for all files together.
+Targets: <= 0.3 s per file, <= 1 s for all files together; on a shared machine, where absolute times follow
+the load, the figure that holds is each file's CPU time over the reference's in the same run: <= 1.2 x.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ REFERENCE = ROOT / "benchmarks" / "reference" / "ten_sagemaker_operators.py"
 RESULTS = ROOT / "benchmarks" / "results"
 PER_FILE_TARGET_S = 0.3
 ALL_FILES_TARGET_S = 1.0
+#: a DAG file's median CPU time over the reference's, measured in the same run
+RATIO_TARGET = 1.2
 
 _TIMER = """
 import importlib.util, sys, time
@@ -202,6 +205,9 @@ def main() -> int:
     for row in rows:
         print(f"{row['file']}: median {row['median_s']:.3f} s wall, {row['cpu_median_s']:.3f} s CPU")
     reference = next(r for r in rows if r["reference"])
+    for row in rows:
+        row["cpu_ratio_to_reference"] = round(row["cpu_median_s"] / reference["cpu_median_s"], 3)
+    ratio_met = all(r["cpu_ratio_to_reference"] <= RATIO_TARGET for r in rows)
     total, met = _verdict(rows, "median_s")
     cpu_total, cpu_met = _verdict(rows, "cpu_median_s")
     result = {
@@ -214,9 +220,14 @@ def main() -> int:
         "total_project_s": total,
         "total_project_cpu_s": cpu_total,
         "components": components,
-        "targets": {"per_file_s": PER_FILE_TARGET_S, "all_files_s": ALL_FILES_TARGET_S},
+        "targets": {
+            "per_file_s": PER_FILE_TARGET_S,
+            "all_files_s": ALL_FILES_TARGET_S,
+            "cpu_ratio_to_reference": RATIO_TARGET,
+        },
         "met": met,
         "met_on_cpu_time": cpu_met,
+        "met_on_cpu_ratio": ratio_met,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "dag_parse.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -233,17 +244,19 @@ def main() -> int:
         + ("; the last column without a bytecode cache of the project's modules" if cold else "")
         + ". Reproduce: `make bench-parse`.",
         "",
-        f"| DAG file | median wall (s) | min wall (s) | max wall (s) | median CPU (s) |{cold_header}",
-        "|---|---|---|---|---|" + ("---|" if cold else ""),
+        f"| DAG file | median wall (s) | min wall (s) | max wall (s) | median CPU (s) | CPU / reference |{cold_header}",
+        "|---|---|---|---|---|---|" + ("---|" if cold else ""),
         *[
             f"| {r['file']}{' (reference)' if r['reference'] else ''} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
-            f"{r['max_s']:.3f} | {r['cpu_median_s']:.3f} |" + (f" {r['cold_median_s']:.3f} |" if cold else "")
+            f"{r['max_s']:.3f} | {r['cpu_median_s']:.3f} | {r['cpu_ratio_to_reference']:.2f} |"
+            + (f" {r['cold_median_s']:.3f} |" if cold else "")
             for r in rows
         ],
         "",
         f"All project DAG files: {total:.3f} s wall, {cpu_total:.3f} s CPU. Targets: <= {PER_FILE_TARGET_S} s "
         f"per file, <= {ALL_FILES_TARGET_S} s for all: {'met' if met else 'NOT met'} on wall time, "
-        f"{'met' if cpu_met else 'NOT met'} on CPU time.",
+        f"{'met' if cpu_met else 'NOT met'} on CPU time. CPU time over the reference's, <= {RATIO_TARGET} x for "
+        f"every file: {'met' if ratio_met else 'NOT met'}.",
         "",
         "## Where the time goes",
         "",

@@ -32,12 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--interval", type=float, default=1.0)
     args = parser.parse_args(argv)
-    from devstack.stack import Stack, _pid_alive
+    from devstack.processes import pid_alive
+    from devstack.stack import Stack
 
     seen_running = False
     give_up = time.monotonic() + 900  # the stack never came up: nothing to watch
     while True:
-        if not _pid_alive(args.parent):
+        if not pid_alive(args.parent):
             stopped = Stack(args.state_dir, seed=None).down()
             print(f"parent {args.parent} is gone; stopped {', '.join(stopped) or 'nothing'}", flush=True)
             return 0

@@ -15,7 +15,7 @@ AWS (Application Auto Scaling API reference, ``RegisterScalableTarget``, ``TagRe
   which then still show in ``DescribeScalingPolicies``).
 
 :func:`install` adds that behaviour to moto's Application Auto Scaling (process-wide, idempotent), in the process
-that runs the moto server (``python -m devstack.aws`` and the integration tests' in-process server).
+that runs the moto server (``python -m devstack.moto_server`` and the integration tests' in-process server).
 """
 
 from __future__ import annotations

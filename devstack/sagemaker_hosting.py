@@ -21,7 +21,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
-def register_sagemaker_extension(service: SageMakerService) -> None:
+def register_sagemaker_extension(service: ServiceApi) -> None:
     """Register the hosting, runtime, alarm, monitoring and transform components on ``service``."""
     from devstack.sagemaker.alarms import AlarmEvaluator
     from devstack.sagemaker.hosting import Hosting

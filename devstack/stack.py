@@ -19,7 +19,6 @@ import logging
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from devstack.processes import (
+    HOST,
+    descendants,
+    free_port,
+    group_alive,
+    pgid,
+    pid_alive,
+    signal_group,
+    start_ticks,
+    tail,
+)
 from devstack.snowflake.seed import DATABASE, SCHEMA, SeedParams, SeedResult
 
 log = logging.getLogger("devstack")
@@ -37,7 +47,6 @@ log = logging.getLogger("devstack")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ".devstack"
 STATE_DIR_ENV = "DEVSTACK_STATE_DIR"
-HOST = "127.0.0.1"
 REGION = "us-east-1"
 ACCESS_KEY_ID = "devstack"
 SECRET_ACCESS_KEY = "devstack"  # noqa: S105 - a dummy credential the local services accept
@@ -295,92 +304,12 @@ def render_env_file(env: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def free_port(host: str = HOST, preferred: int | None = None) -> int:
-    """Return a free TCP port on ``host``, ``preferred`` if it is free.
-
-    :param host: address to bind.
-    :param preferred: port to try first (e.g. the one used before a restart).
-    """
-    if preferred:
-        with contextlib.suppress(OSError), socket.socket() as sock:
-            # like the servers themselves: a port whose old connections linger in TIME_WAIT is free
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, preferred))
-            return preferred
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def _http_ok(url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback http only
             return response.status == 200
     except (OSError, urllib.error.URLError, ValueError):
         return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():
-        with contextlib.suppress(OSError, IndexError):
-            # a zombie has exited; only its parent has not reaped it yet
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
-def _start_ticks(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (Linux), ``None`` when unknown."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _descendants(pid: int) -> list[int]:
-    """All live descendants of ``pid`` (Linux /proc; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    """Return the last ``lines`` lines of a text file ('' when it does not exist).
-
-    :param path: the file.
-    :param lines: how many lines.
-    """
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64_000))
-            data = fh.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
 
 
 class Stack:
@@ -502,10 +431,10 @@ class Stack:
         return {name: ServiceInfo(**info) for name, info in services.items()}
 
     def _owned_and_alive(self, info: ServiceInfo) -> bool:
-        if not _pid_alive(info.pid):
+        if not pid_alive(info.pid):
             return False
         # guard against a recycled pid: the process must have the start time recorded at launch
-        return info.start_ticks is None or _start_ticks(info.pid) in (None, info.start_ticks)
+        return info.start_ticks is None or start_ticks(info.pid) in (None, info.start_ticks)
 
     def info(self) -> StackInfo:
         """Return the running stack as recorded in ``stack.json``.
@@ -529,7 +458,7 @@ class Stack:
             argv = [
                 self.python,
                 "-m",
-                "devstack.aws",
+                "devstack.moto_server",
                 "--host",
                 HOST,
                 "--port",
@@ -619,7 +548,7 @@ class Stack:
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{proc.pid}\n")
         return ServiceInfo(
-            service, proc.pid, port, f"http://{HOST}:{port}", str(log_path), time.time(), _start_ticks(proc.pid)
+            service, proc.pid, port, f"http://{HOST}:{port}", str(log_path), time.time(), start_ticks(proc.pid)
         )
 
     def _healthy(self, info: ServiceInfo) -> bool:
@@ -634,7 +563,7 @@ class Stack:
 
     def _wait_healthy(self, info: ServiceInfo, deadline: float) -> None:
         while True:
-            if not _pid_alive(info.pid):
+            if not pid_alive(info.pid):
                 proc = self._popen.get(info.pid)
                 code = proc.poll() if proc else None
                 raise StackError(
@@ -796,26 +725,26 @@ class Stack:
     def _terminate(self, info: ServiceInfo) -> None:
         pid = info.pid
         # processes a service started in sessions of their own (job sandboxes) are outside its group
-        family = _descendants(pid)
-        groups = {pid} | {_pgid(p) for p in family} - {None, os.getpgid(0)}
-        for pgid in groups:
-            _signal_group(pgid, signal.SIGTERM)
+        family = descendants(pid)
+        groups = {pid} | {pgid(p) for p in family} - {None, os.getpgid(0)}
+        for group in groups:
+            signal_group(group, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT.get(info.name, 30.0)
         proc = self._popen.get(pid)
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
                 break
-            if proc is None and not _pid_alive(pid):
+            if proc is None and not pid_alive(pid):
                 break
             time.sleep(0.05)
         else:
             log.warning("%s (pid %d) ignored SIGTERM for %.0fs; killing it", info.name, pid, STOP_TIMEOUT[info.name])
         # give what is left of its process groups a moment, then kill it
         grace = time.monotonic() + 3.0
-        while time.monotonic() < grace and any(_group_alive(g) for g in groups):
+        while time.monotonic() < grace and any(group_alive(g) for g in groups):
             time.sleep(0.05)
-        for pgid in groups:
-            _signal_group(pgid, signal.SIGKILL)
+        for group in groups:
+            signal_group(group, signal.SIGKILL)
         for p in family:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(p, signal.SIGKILL)
@@ -886,23 +815,3 @@ class Stack:
 def _import_quietly(module: str) -> None:
     with contextlib.suppress(ImportError):
         importlib.import_module(module)
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except (ProcessLookupError, PermissionError):
-        return None
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True

@@ -38,7 +38,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import sys
 import time
 import urllib.error
@@ -47,6 +46,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from devstack.processes import HOST, free_port, group_alive, pid_alive, port_free, start_ticks, tail
 from tools.metadb import MetaDBError, PostgresServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,6 @@ if str(ROOT / "plugins") not in sys.path:  # the package, as Airflow sees it; th
 
 log = logging.getLogger("tools.ui")
 
-HOST = "127.0.0.1"
 #: seconds one REST API call may take: the API server shares two cores with the scheduler, the triggerer, the
 #: devstack and its jobs, and answers a request only between their bursts (30 s ran out at load average 8-9)
 API_TIMEOUT = 120
@@ -117,49 +116,6 @@ class UIInfo:
     def password_file(self) -> Path:
         """The file holding the ``admin`` password."""
         return self.home / PASSWORDS_FILE
-
-
-def _start_ticks(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        # a zombie has exited; its parent has not reaped it yet
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _port_free(port: int, host: str = HOST) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    from devstack.stack import tail
-
-    return tail(path, lines)
 
 
 def _http(
@@ -293,9 +249,9 @@ class AirflowUI:
 
     @staticmethod
     def _owned_and_alive(comp: ComponentInfo) -> bool:
-        if not _pid_alive(comp.pid):
+        if not pid_alive(comp.pid):
             return False
-        return comp.start_ticks is None or _start_ticks(comp.pid) in (None, comp.start_ticks)
+        return comp.start_ticks is None or start_ticks(comp.pid) in (None, comp.start_ticks)
 
     def recorded(self) -> UIInfo | None:
         """The components recorded in ``ui.json`` (running or not), ``None`` when nothing is recorded."""
@@ -483,13 +439,11 @@ class AirflowUI:
 
     def _choose_port(self) -> int:
         if self.port is not None:
-            if not _port_free(self.port):
+            if not port_free(self.port):
                 raise UIError(f"port {self.port} on {HOST} is in use; choose another with --port")
             return self.port
-        if _port_free(DEFAULT_PORT):
+        if port_free(DEFAULT_PORT):
             return DEFAULT_PORT
-        from devstack.stack import free_port
-
         return free_port(HOST)
 
     def _migrate(self, env: Mapping[str, str], deadline: float) -> None:
@@ -515,7 +469,7 @@ class AirflowUI:
         if proc.returncode != 0:
             raise UIError(
                 f"`airflow db migrate` failed (exit code {proc.returncode}); last lines of {log_path}:\n"
-                f"{_tail(log_path)}"
+                f"{tail(log_path, 30)}"
             )
 
     def _spawn(self, name: str, env: Mapping[str, str]) -> ComponentInfo:
@@ -537,7 +491,7 @@ class AirflowUI:
             )
         self._procs[proc.pid] = proc
         log.info("started airflow %s (pid %d, log %s)", name, proc.pid, log_path)
-        return ComponentInfo(name, proc.pid, str(log_path), _start_ticks(proc.pid))
+        return ComponentInfo(name, proc.pid, str(log_path), start_ticks(proc.pid))
 
     def health(self, url: str | None = None) -> dict[str, Any]:
         """``/api/v2/monitor/health`` of the running Airflow (``{}`` when it does not answer).
@@ -561,11 +515,11 @@ class AirflowUI:
         while True:
             for comp in info.components.values():
                 proc = self._procs.get(comp.pid)
-                if (proc is not None and proc.poll() is not None) or not _pid_alive(comp.pid):
+                if (proc is not None and proc.poll() is not None) or not pid_alive(comp.pid):
                     code = proc.poll() if proc is not None else None
                     raise UIError(
                         f"airflow {comp.name} exited during start-up (exit code {code}); "
-                        f"last lines of {comp.log}:\n{_tail(Path(comp.log))}"
+                        f"last lines of {comp.log}:\n{tail(Path(comp.log), 30)}"
                     )
             if self._health_ok(info.url):
                 return
@@ -599,7 +553,7 @@ class AirflowUI:
                 log.warning("airflow %s (pid %d) ignored SIGTERM for %.0fs; killing it", comp.name, comp.pid, timeout)
         # task processes the scheduler forked live in its group: give them a moment, then kill what is left
         grace = time.monotonic() + 5.0
-        while time.monotonic() < grace and any(_group_alive(c.pid) for c in alive.values()):
+        while time.monotonic() < grace and any(group_alive(c.pid) for c in alive.values()):
             time.sleep(0.1)
         for comp in alive.values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -621,7 +575,7 @@ class AirflowUI:
         proc = self._procs.get(comp.pid)
         if proc is not None:
             return proc.poll() is not None
-        return not _pid_alive(comp.pid)
+        return not pid_alive(comp.pid)
 
     def dead_components(self, info: UIInfo) -> list[str]:
         """Names of the components of ``info`` that no longer run.
@@ -877,7 +831,7 @@ def _foreground(ui: AirflowUI, info: UIInfo) -> int:
         if dead:
             for name in dead:
                 comp = info.components[name]
-                print(f"airflow {name} stopped unexpectedly; last lines of {comp.log}:\n{_tail(Path(comp.log))}")
+                print(f"airflow {name} stopped unexpectedly; last lines of {comp.log}:\n{tail(Path(comp.log), 30)}")
             code = 1
             break
         time.sleep(1.0)

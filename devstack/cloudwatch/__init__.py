@@ -2,7 +2,7 @@
 
 moto stores metric data and alarms but matches dimensions as a subset, computes no percentile, evaluates
 no metric math, keeps no alarm history and starts every alarm in ``OK``. :func:`install` replaces those
-parts of moto's CloudWatch in the process that runs the moto server (``python -m devstack.aws`` and the
+parts of moto's CloudWatch in the process that runs the moto server (``python -m devstack.moto_server`` and the
 test fixtures call it before the server starts):
 
 - ``PutMetricData`` keeps raw values with their counts (``Value``, ``Values``/``Counts``) and statistic

@@ -32,7 +32,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from devstack.sagemaker.aws import parse_s3_uri
+from devstack.sagemaker.awsio import parse_s3_uri
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 from devstack.sagemaker.errors import SageMakerError
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class Console:
     :param service: the SageMaker service whose HTTP server serves the pages.
     """
 
-    def __init__(self, service: SageMakerService) -> None:
+    def __init__(self, service: ServiceApi) -> None:
         self.service = service
 
     def register(self) -> None:
@@ -465,7 +465,7 @@ def _time_of(obj: dict[str, Any]) -> str:
     return modified.isoformat(timespec="seconds") if isinstance(modified, dt.datetime) else str(modified or "")
 
 
-def register(service: SageMakerService) -> Console:
+def register(service: ServiceApi) -> Console:
     """Serve the console from ``service``'s HTTP server."""
     console = Console(service)
     console.register()

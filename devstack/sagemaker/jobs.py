@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from devstack.sagemaker import isolation
-from devstack.sagemaker.aws import DUMMY_CREDENTIALS, CloudWatchLogSink
+from devstack.sagemaker.awsio import DUMMY_CREDENTIALS, CloudWatchLogSink
 from devstack.sagemaker.common import filter_records, paginate, pick, sort_records
 from devstack.sagemaker.dockerfile import DockerfileError
 from devstack.sagemaker.environments import EnvironmentBuildError
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from devstack.sagemaker.environments import EnvironmentSpec
     from devstack.sagemaker.images import ImageInfo
     from devstack.sagemaker.process import JobProcess
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,7 @@ def image_base_environment(env_dir: Path) -> dict[str, str]:
     return env
 
 
-def job_environment(
-    service: SageMakerService, extra: dict[str, str], base: dict[str, str] | None = None
-) -> dict[str, str]:
+def job_environment(service: ServiceApi, extra: dict[str, str], base: dict[str, str] | None = None) -> dict[str, str]:
     """Return the environment of a job subprocess.
 
     The service's own ``AWS_*`` variables are dropped; the job talks to the local AWS endpoint with dummy
@@ -249,7 +247,7 @@ class SandboxJobs:
     #: worker thread names are this prefix and the job name
     THREAD_PREFIX: ClassVar[str]
 
-    def __init__(self, service: SageMakerService) -> None:
+    def __init__(self, service: ServiceApi) -> None:
         self.service = service
         self.running = RunningJobs()
         self._shutting_down = False

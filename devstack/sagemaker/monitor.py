@@ -37,14 +37,14 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devstack.sagemaker import aws as awsio
+from devstack.sagemaker import awsio
 from devstack.sagemaker.common import as_epoch, filter_records, now, paginate, pick, sort_records
 from devstack.sagemaker.errors import SageMakerError, resource_in_use, resource_not_found, validation_error
 
 if TYPE_CHECKING:
     from devstack.sagemaker.images import ImageInfo
     from devstack.sagemaker.paths import PathMapper
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class Monitoring:
     :param tick: seconds between two scheduler checks (0: no scheduler thread).
     """
 
-    def __init__(self, service: SageMakerService, tick: float = 10.0) -> None:
+    def __init__(self, service: ServiceApi, tick: float = 10.0) -> None:
         self.service = service
         self.store = service.store
         self.tick = tick

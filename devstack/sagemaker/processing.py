@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devstack.sagemaker import aws as awsio
+from devstack.sagemaker import awsio
 from devstack.sagemaker.common import now, pick
 from devstack.sagemaker.errors import validation_error
 from devstack.sagemaker.images import parse_image_uri
@@ -35,11 +35,11 @@ from devstack.sagemaker.jobs import (
 from devstack.sagemaker.process import JobProcess, stderr_excerpt
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.aws import CloudWatchLogSink
+    from devstack.sagemaker.awsio import CloudWatchLogSink
     from devstack.sagemaker.environments import EnvironmentSpec
     from devstack.sagemaker.images import ImageInfo
     from devstack.sagemaker.paths import PathMapper
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ProcessingJobs(SandboxJobs):
     NOUN = "Processing"
     THREAD_PREFIX = "proc"
 
-    def __init__(self, service: SageMakerService) -> None:
+    def __init__(self, service: ServiceApi) -> None:
         super().__init__(service)
         describe = service.operation("DescribeProcessingJob")
         create = service.operation("CreateProcessingJob")
@@ -359,7 +359,7 @@ class ProcessingJobs(SandboxJobs):
 class _ContinuousUploader:
     """Uploads ``Continuous`` outputs every few seconds while the job runs, and once more at the end."""
 
-    def __init__(self, service: SageMakerService, outputs: list[tuple[Path, str, str]]) -> None:
+    def __init__(self, service: ServiceApi, outputs: list[tuple[Path, str, str]]) -> None:
         self._service = service
         self._outputs = outputs
         self._stop = threading.Event()

@@ -15,7 +15,7 @@ from devstack.sagemaker.errors import conflict, resource_not_found, validation_e
 from devstack.sagemaker.events import MODEL_PACKAGE_STATE_CHANGE, model_package_detail, package_state_changed
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi as SageMakerService
 
 GROUPS = "model-package-groups"
 PACKAGES = "model-packages"

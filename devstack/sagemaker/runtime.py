@@ -41,8 +41,9 @@ from devstack.sagemaker.serving import InvocationResult
 from devstack.sagemaker.telemetry import MetricBatcher
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.hosting import Fleet, Hosting
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.deployments import Fleet
+    from devstack.sagemaker.hosting import Hosting
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ class Runtime:
     :param hosting: the hosting component that owns the endpoints.
     """
 
-    def __init__(self, service: SageMakerService, hosting: Hosting) -> None:
+    def __init__(self, service: ServiceApi, hosting: Hosting) -> None:
         self.service = service
         self.hosting = hosting
         self.metrics = MetricBatcher(lambda: service.client("cloudwatch"))

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker.errors import SageMakerError, serialization_error, unknown_operation
 from devstack.sagemaker.faults import FaultSpecError
+from devstack.sagemaker.service_api import request_id
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ MAX_BODY = 32 * 1024 * 1024
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    service: SageMakerService
+    service: ServiceApi
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -120,8 +121,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, snapshot, "application/json")
 
     def _post_api(self) -> None:
-        from devstack.sagemaker.service import request_id
-
         rid = request_id()
         target = self.headers.get("X-Amz-Target", "")
         action = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
@@ -157,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
             log.info("%s: the client left before its answer was sent", action)
 
 
-def make_server(service: SageMakerService, host: str, port: int) -> _Server:
+def make_server(service: ServiceApi, host: str, port: int) -> _Server:
     """Bind the HTTP server for ``service`` (call ``serve_forever`` to run it)."""
     server = _Server((host, port), _Handler)
     server.service = service

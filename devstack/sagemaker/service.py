@@ -15,7 +15,6 @@ import logging
 import pkgutil
 import sys
 import threading
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import botocore.session
 from botocore.model import OperationModel, ServiceModel
 
 from devstack.sagemaker import console, processing, registry, training, tuning
-from devstack.sagemaker.aws import AwsClients
+from devstack.sagemaker.awsio import AwsClients
 from devstack.sagemaker.catalogue import ImageEnvironments
 from devstack.sagemaker.environments import EnvironmentCache
 from devstack.sagemaker.errors import (
@@ -36,6 +35,8 @@ from devstack.sagemaker.errors import (
 )
 from devstack.sagemaker.events import EventPublisher
 from devstack.sagemaker.faults import Faults
+from devstack.sagemaker.server import make_server
+from devstack.sagemaker.service_api import Handler, request_id
 from devstack.sagemaker.store import Store
 from devstack.sagemaker.validation import validate_request
 
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 
 #: The account id the service reports in ARNs (the local AWS endpoint's default account).
 DEFAULT_ACCOUNT_ID = "123456789012"
-
-Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 #: Module-name prefix of optional extensions under the ``devstack`` package that add actions.
 EXTENSION_PREFIX = "sagemaker_"
@@ -231,8 +230,6 @@ class SageMakerService:
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Serve HTTP in a background thread; return the bound (host, port)."""
-        from devstack.sagemaker.server import make_server
-
         self._server = make_server(self, host, port)
         bound_host, bound_port = self._server.server_address[:2]
         self.url = f"http://{bound_host}:{bound_port}"
@@ -282,11 +279,6 @@ class SageMakerService:
     def delete_tags_of(self, arn: str) -> None:
         """Forget every tag of a deleted resource."""
         self.store.delete("tags", arn)
-
-
-def request_id() -> str:
-    """Return a new request id for the ``x-amzn-RequestId`` header."""
-    return str(uuid.uuid4())
 
 
 __all__ = ["SageMakerError", "SageMakerService", "request_id", "resource_not_found"]

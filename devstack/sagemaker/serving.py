@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devstack.sagemaker import aws as awsio
-from devstack.sagemaker import isolation
+from devstack.sagemaker import awsio, isolation
 from devstack.sagemaker.dockerfile import DockerfileError
 from devstack.sagemaker.environments import EnvironmentBuildError, find_uv
 from devstack.sagemaker.images import parse_image_uri
@@ -38,7 +37,7 @@ from devstack.sagemaker.paths import PathMapper
 from devstack.sagemaker.process import JobProcess, stderr_excerpt
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ class ModelWorker:
 
     def __init__(
         self,
-        service: SageMakerService,
+        service: ServiceApi,
         model_name: str,
         sandbox: Path,
         log_group: str,

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devstack.sagemaker import aws as awsio
-from devstack.sagemaker import xgboost_algorithm
+from devstack.sagemaker import awsio, xgboost_algorithm
 from devstack.sagemaker.common import now, pick
 from devstack.sagemaker.environments import find_uv
 from devstack.sagemaker.errors import SageMakerError, validation_error
@@ -45,11 +44,11 @@ from devstack.sagemaker.toolkit import (
 )
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.aws import CloudWatchLogSink
+    from devstack.sagemaker.awsio import CloudWatchLogSink
     from devstack.sagemaker.environments import EnvironmentSpec
     from devstack.sagemaker.isolation import Confinement
     from devstack.sagemaker.paths import PathMapper
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 KIND = "training-jobs"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -92,7 +91,7 @@ class TrainingJobs(SandboxJobs):
     NOUN = "Training"
     THREAD_PREFIX = "train"
 
-    def __init__(self, service: SageMakerService) -> None:
+    def __init__(self, service: ServiceApi) -> None:
         super().__init__(service)
         op = service.operation("DescribeTrainingJob")
         self._describe_members = list(op.output_shape.members)

@@ -27,14 +27,14 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from devstack.sagemaker import aws as awsio
+from devstack.sagemaker import awsio
 from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
 from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
 from devstack.sagemaker.jobs import RESTART_FAILURE, RunningJob, RunningJobs
 from devstack.sagemaker.serving import ModelWorker, WorkerStartError, instance_id
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class TransformJobs:
     :param service: the owning service.
     """
 
-    def __init__(self, service: SageMakerService) -> None:
+    def __init__(self, service: ServiceApi) -> None:
         self.service = service
         self.store = service.store
         self.running = RunningJobs()

@@ -21,7 +21,7 @@ from devstack.sagemaker.training import KIND as TRAINING_KIND
 from devstack.sagemaker.validation import validate_request
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class TuningJobs:
     :param service: the owning service.
     """
 
-    def __init__(self, service: SageMakerService) -> None:
+    def __init__(self, service: ServiceApi) -> None:
         self.service = service
         self._threads: dict[str, threading.Thread] = {}
         self._stops: dict[str, threading.Event] = {}

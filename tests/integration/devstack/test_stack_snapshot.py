@@ -1,6 +1,6 @@
-"""moto state saved at stop (SIGTERM) comes back, in full, when ``devstack.aws`` starts again.
+"""moto state saved at stop (SIGTERM) comes back, in full, when ``devstack.moto_server`` starts again.
 
-moto's backends are global to a process, so each server here is its own ``python -m devstack.aws``
+moto's backends are global to a process, so each server here is its own ``python -m devstack.moto_server``
 process: resetting an in-process server would wipe other tests' state.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.aws import Snapshotter
+from devstack.moto_server import Snapshotter
 from devstack.stack import free_port
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,15 @@ class _AwsProcess:
     def start(self) -> Snapshotter:
         (self.state_dir / "ready.json").unlink(missing_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devstack.aws", "--port", str(self.port), "--state-dir", str(self.state_dir)],
+            [
+                sys.executable,
+                "-m",
+                "devstack.moto_server",
+                "--port",
+                str(self.port),
+                "--state-dir",
+                str(self.state_dir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.processes import descendants, free_port, tail
 from devstack.snowflake.seed import SeedParams
 from devstack.stack import (
     AWS,
@@ -21,10 +22,7 @@ from devstack.stack import (
     Stack,
     StackError,
     StackInfo,
-    _descendants,
-    free_port,
     render_env_file,
-    tail,
 )
 
 MOTO = "http://127.0.0.1:4001"
@@ -157,13 +155,13 @@ def test_descendants_include_processes_in_other_sessions() -> None:
     parent = subprocess.Popen([sys.executable, "-c", code])
     try:
         deadline = time.monotonic() + 10
-        while not _descendants(parent.pid) and time.monotonic() < deadline:
+        while not descendants(parent.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        kids = _descendants(parent.pid)
+        kids = descendants(parent.pid)
         assert len(kids) == 1
         assert os.getpgid(kids[0]) != os.getpgid(parent.pid)
     finally:
-        for kid in _descendants(parent.pid):
+        for kid in descendants(parent.pid):
             os.kill(kid, 9)
         parent.kill()
         parent.wait()

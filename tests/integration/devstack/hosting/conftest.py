@@ -15,17 +15,17 @@ from tests.integration.devstack.hosting_support import client
 def fast(sagemaker_service: SageMakerService) -> Iterator[SageMakerService]:
     """The shared service with short telemetry, alarm and deployment intervals."""
     telemetry = sagemaker_service.telemetry  # type: ignore[attr-defined]
-    hosting = sagemaker_service.hosting  # type: ignore[attr-defined]
-    saved = (telemetry.interval, hosting.alarm_poll_seconds, hosting.activation_seconds)
+    engine = sagemaker_service.hosting.engine  # type: ignore[attr-defined]
+    saved = (telemetry.interval, engine.alarm_poll_seconds, engine.activation_seconds)
     telemetry.interval = 0.2
-    hosting.alarm_poll_seconds = 0.2
-    hosting.activation_seconds = 0.4
+    engine.alarm_poll_seconds = 0.2
+    engine.activation_seconds = 0.4
     alarms = getattr(sagemaker_service, "alarms", None)
     saved_tick = alarms.interval if alarms is not None else None
     if alarms is not None:
         alarms.interval = 0.3
     yield sagemaker_service
-    telemetry.interval, hosting.alarm_poll_seconds, hosting.activation_seconds = saved
+    telemetry.interval, engine.alarm_poll_seconds, engine.activation_seconds = saved
     if alarms is not None:
         alarms.interval = saved_tick
 

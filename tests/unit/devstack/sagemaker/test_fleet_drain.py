@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from devstack.sagemaker.hosting import Fleet
+from devstack.sagemaker.deployments import Fleet
 
 
 def fleet() -> Fleet:

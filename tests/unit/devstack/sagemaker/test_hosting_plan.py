@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from devstack.sagemaker.deployments import EndpointRuntime, Fleet, deployment_steps, traffic_shares
 from devstack.sagemaker.errors import SageMakerError
-from devstack.sagemaker.hosting import EndpointRuntime, Fleet, _shares, deployment_steps
 
 
 def policy(routing: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def _fleet(config: str, variant: str, weight: float = 1.0) -> Fleet:
 def test_shares_split_between_blue_and_green_by_weight() -> None:
     blue = [_fleet("blue", "A", 3.0), _fleet("blue", "B", 1.0)]
     green = [_fleet("green", "A")]
-    routes = _shares(blue, green, 0.2)
+    routes = traffic_shares(blue, green, 0.2)
     assert [(f.config_name, f.name, pytest.approx(w)) for f, w in routes] == [
         ("blue", "A", 0.6),
         ("blue", "B", 0.2),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.sagemaker.aws import relative_key
+from devstack.sagemaker.awsio import relative_key
 from devstack.sagemaker.images import parse_image_uri
 from devstack.sagemaker.jobs import is_python
 from devstack.sagemaker.paths import PathMapper

@@ -1,6 +1,6 @@
 """moto server for S3, CloudWatch, CloudWatch Logs, SNS, STS, IAM (and more), with state kept on disk.
 
-``python -m devstack.aws --port 5000 --state-dir .devstack/aws [--bucket NAME ...]``
+``python -m devstack.moto_server --port 5000 --state-dir .devstack/aws [--bucket NAME ...]``
 
 moto keeps everything in memory and has no persistence option. This launcher runs moto's own threaded
 server and makes its state survive a restart with a snapshot taken through the AWS APIs themselves:
@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("devstack.aws")
+log = logging.getLogger("devstack.moto_server")
 
 SNAPSHOT_DIR = "snapshot"
 READY_FILE = "ready.json"
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: command-line arguments (defaults to ``sys.argv[1:]``).
     :return: the process exit code.
     """
-    parser = argparse.ArgumentParser(prog="python -m devstack.aws", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.moto_server", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state-dir", type=Path, required=True, help="directory for the snapshot and ready file")
