@@ -30,7 +30,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from devstack.sagemaker.service import SageMakerService
+    from devstack.sagemaker.service_api import ServiceApi
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class EventPublisher:
     :param enabled: send events (default: ``$DEVSTACK_SAGEMAKER_EVENTS`` is not ``0``).
     """
 
-    def __init__(self, service: SageMakerService, enabled: bool | None = None) -> None:
+    def __init__(self, service: ServiceApi, enabled: bool | None = None) -> None:
         self.service = service
         self.enabled = os.environ.get(ENABLED_VAR, "1") != "0" if enabled is None else enabled
         self.sent = 0
