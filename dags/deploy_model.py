@@ -7,7 +7,7 @@ Deploys an approved fraud model to the real-time endpoint and puts Model Monitor
 
 - **When**: every time `train_model` publishes an approved model (the approved-model asset), or from the
   UI with a model package ARN (`latest` = the ARN of the triggering asset event, else the newest Approved
-  version of the group).
+  version of the group that never rolled back).
 - **Deployment**: the SageMaker Model and EndpointConfig (with data capture) are created when absent. The
   first deployment creates the endpoint. Later ones update it with the strategy of the environment
   (`deployment.strategy`) or of the run:
@@ -19,6 +19,9 @@ Deploys an approved fraud model to the real-time endpoint and puts Model Monitor
   (stepwise: the failed variant, its scalable target and alarms are removed; one variant is left), the
   evidence (alarms that fired, FailureReason, metrics) goes to XCom key `rollback` and S3, a notification
   with the console links is published, and the deploy task fails. See `docs/runbook-rollback.md`.
+- **Champion**: a deployment that ends with the new model at 100 % marks its package the champion in the
+  registry (`ModelLifeCycle` `Production`/`Deployed`; the previous one `Archived`/`Retired`); a rollback marks
+  the package `Archived`/`RolledBack`, so `latest` never picks it again, and leaves the champion as it was.
 - **After a deployment**: auto-scaling (target tracking on invocations per instance), a data-quality
   baseline from the model's baseline dataset (written by its evaluation: the model's outputs, then its
   inputs, the layout of a captured record), and the hourly monitoring schedule (`monitor_model` reads it).
@@ -59,7 +62,7 @@ with DAG(
         "model_package_arn": model_package_param(
             cfg,
             "the approved-model asset event that triggered the run, else the newest Approved version of "
-            f"{cfg.sagemaker.model_package_group}",
+            f"{cfg.sagemaker.model_package_group} that never rolled back",
         ),
         "strategy": Param(
             FROM_CONFIG,

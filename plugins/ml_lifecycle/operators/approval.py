@@ -4,9 +4,10 @@
 ``PendingManualApproval`` version of the group) with a reason in ``ApprovalDescription``. It is idempotent:
 a version already in the requested status is left alone and reported as unchanged.
 
-``ResolveModelPackageOperator`` answers "which version do we deploy?": an explicit ARN (which must be
-Approved), else the ARN carried by the approved-model asset event that triggered the run, else the newest
-Approved version of the group.
+``ResolveModelPackageOperator`` answers "which version do we use?": an explicit ARN (which must be
+Approved), else the ARN carried by the approved-model asset event that triggered the run, else (``fallback``)
+the newest Approved version that never rolled back (``deploy_model``) or the champion (``batch_score``); see
+:mod:`ml_lifecycle.champion`.
 """
 
 from __future__ import annotations
@@ -162,27 +163,66 @@ def _check_param_arn(arn: str, group: str | None) -> None:
         raise AirflowFailException(str(exc)) from None
 
 
+#: what ``ResolveModelPackageOperator`` falls back to when neither the run nor an asset event names a package
+FALLBACKS = ("latest_deployable", "champion")
+
+
 class ResolveModelPackageOperator(_RegistryOperator):
     """Pick the Approved model package version a deployment or a scoring run uses.
 
-    Order: ``model_package_arn`` if given (must be Approved); else the ``model_package_arn`` in the extra of
-    the newest approved-model asset event that triggered this run; else the newest Approved version.
+    Order: ``model_package_arn`` if given (must be Approved; a package that rolled back is accepted when named
+    explicitly); else the ``model_package_arn`` in the extra of the newest approved-model asset event that
+    triggered this run (refused when that package rolled back since); else ``fallback``:
 
-    XCom: :func:`package_summary` plus ``"source": "param" | "asset_event" | "latest_approved"`` and
-    ``"baseline_dataset_uri"`` (the training run's Model Monitor baseline dataset, when known).
+    - ``latest_deployable`` (``deploy_model``): the newest Approved version that never rolled back;
+    - ``champion`` (``batch_score``): the champion, else (nothing deployed yet) the newest Approved version that
+      never rolled back (:func:`ml_lifecycle.champion.current_model`).
+
+    XCom: :func:`package_summary` plus ``"source": "param" | "asset_event" | "latest_approved" | "champion"``,
+    ``"lifecycle"`` (the package's ``ModelLifeCycle``, ``{}`` when never set) and ``"baseline_dataset_uri"`` (the
+    training run's Model Monitor baseline dataset, when known).
 
     :param model_package_arn: explicit version (templated; empty/``latest`` = not given)
     :param model_package_group: the group (default ``sagemaker.model_package_group``)
+    :param fallback: ``latest_deployable`` or ``champion`` (see above)
     """
 
     template_fields: Sequence[str] = aws_template_fields("model_package_arn")
 
     def __init__(
-        self, *, model_package_arn: str | None = None, model_package_group: str | None = None, **kwargs: Any
+        self,
+        *,
+        model_package_arn: str | None = None,
+        model_package_group: str | None = None,
+        fallback: str = "latest_deployable",
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
         self.model_package_arn = model_package_arn
         self.model_package_group = model_package_group
+        self.fallback = fallback
+
+    def _fallback(self) -> tuple[str, str]:
+        """``(arn, source)`` of the fallback; fails the task when the group has nothing to use."""
+        from ml_lifecycle.champion import current_model, latest_deployable
+
+        group = self._group()
+        if self.fallback == "champion":
+            current = current_model(self.hook.conn, group)
+            if current is None:
+                raise AirflowFailException(
+                    f"model package group {group} has no champion and no Approved version that never rolled back"
+                )
+            return current.arn, current.source
+        summary = latest_deployable(self.hook.conn, group)
+        if summary is None:
+            raise AirflowFailException(
+                f"model package group {group} has no Approved version that never rolled back to deploy "
+                "(a rolled-back version is deployed only when named by its ARN)"
+            )
+        return summary["ModelPackageArn"], "latest_approved"
 
     @staticmethod
     def _from_asset_events(context: Context) -> str | None:
@@ -210,21 +250,24 @@ class ResolveModelPackageOperator(_RegistryOperator):
             arn = self._from_asset_events(context) or ""
             source = "asset_event"
         if not arn:
-            group = self._group()
-            summary = latest_package(self.hook.conn, group, "Approved")
-            if summary is None:
-                raise AirflowFailException(f"model package group {group} has no Approved version to deploy")
-            arn = summary["ModelPackageArn"]
-            source = "latest_approved"
+            arn, source = self._fallback()
         package = self._describe(arn)
         self._link(context, package)
         if package.get("ModelApprovalStatus") != "Approved":
             raise AirflowFailException(
                 f"model package {arn} is {package.get('ModelApprovalStatus')}, not Approved; approve it first"
             )
+        from ml_lifecycle.champion import is_rolled_back
+
+        if source == "asset_event" and is_rolled_back(package):
+            raise AirflowFailException(
+                f"model package {arn} named by the approval event rolled back "
+                f"({package['ModelLifeCycle'].get('StageDescription', '')}); it is not deployed again automatically: "
+                "trigger the DAG with its ARN to deploy it anyway"
+            )
         from ml_lifecycle.config import load_config
 
-        summary = {**package_summary(package), "source": source}
+        summary = {**package_summary(package), "source": source, "lifecycle": package.get("ModelLifeCycle") or {}}
         summary["baseline_dataset_uri"] = baseline_dataset_uri(load_config(), package)
         self.log.info("Using %s (version %s, from %s)", arn, summary["version"], source)
         return summary
