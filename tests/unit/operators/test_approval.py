@@ -108,3 +108,58 @@ def test_resolve_prefers_the_triggering_asset_event():
 def test_resolve_refuses_an_unapproved_param():
     with pytest.raises(AirflowFailException, match="not Approved"):
         resolve(registry(), model_package_arn=package(2)["ModelPackageArn"])
+
+
+def _mark(fake, version, stage, status):
+    fake.packages[package(version)["ModelPackageArn"]]["ModelLifeCycle"] = {"Stage": stage, "StageStatus": status}
+
+
+def test_latest_never_picks_a_version_that_rolled_back():
+    fake = registry()
+    fake.add_package(package(4, status="Approved"))
+    _mark(fake, 1, "Production", "Deployed")
+    _mark(fake, 4, "Archived", "RolledBack")
+    result = resolve(fake)
+    assert result["version"] == 1 and result["source"] == "latest_approved"
+    assert result["lifecycle"] == {"Stage": "Production", "StageStatus": "Deployed"}
+
+
+def test_latest_is_the_newest_approved_not_the_champion():
+    """deploy_model deploys what was approved last; batch_score scores with what serves."""
+    fake = registry()
+    fake.add_package(package(4, status="Approved"))
+    _mark(fake, 1, "Production", "Deployed")
+    assert resolve(fake)["version"] == 4
+    scored = resolve(fake, fallback="champion")
+    assert scored["version"] == 1 and scored["source"] == "champion"
+
+
+def test_the_champion_fallback_before_any_deployment_is_the_newest_approved_that_never_rolled_back():
+    fake = registry()
+    fake.add_package(package(4, status="Approved"))
+    _mark(fake, 4, "Archived", "RolledBack")
+    result = resolve(fake, fallback="champion")
+    assert result["version"] == 1 and result["source"] == "latest_approved"
+
+
+def test_nothing_deployable_is_a_clear_failure():
+    fake = FakeSageMaker()
+    fake.add_package(package(1, status="Approved"))
+    _mark(fake, 1, "Archived", "RolledBack")
+    with pytest.raises(AirflowFailException, match="no Approved version that never rolled back"):
+        resolve(fake)
+
+
+def test_an_approval_event_for_a_rolled_back_version_is_refused_but_its_arn_is_accepted():
+    fake = registry()
+    _mark(fake, 1, "Archived", "RolledBack")
+    event = SimpleNamespace(extra={"model_package_arn": package(1)["ModelPackageArn"]}, timestamp=None)
+    with pytest.raises(AirflowFailException, match="rolled back"):
+        resolve(fake, context(triggering_asset_events={"approved": [event]}))
+    explicit = resolve(fake, model_package_arn=package(1)["ModelPackageArn"])
+    assert explicit["version"] == 1 and explicit["source"] == "param"
+
+
+def test_an_unknown_fallback_is_refused_when_the_dag_is_parsed():
+    with pytest.raises(ValueError, match="fallback must be one of"):
+        ResolveModelPackageOperator(task_id="resolve", fallback="newest")
