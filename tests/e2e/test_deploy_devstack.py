@@ -30,9 +30,9 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 
 from ml_lifecycle.builders.endpoint import endpoint_config_request, model_name, production_variant
-from ml_lifecycle.champion import CHAMPION, RETIRED, ROLLED_BACK
 from ml_lifecycle.operators.approval import ResolveModelPackageOperator
 from ml_lifecycle.operators.batch import BatchTransformJobOperator
+from ml_lifecycle.operators.champion import CHAMPION, RETIRED, ROLLED_BACK
 from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY, GuardedEndpointDeployOperator
 from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator
 from tests.e2e.own_config import own_config

@@ -7,7 +7,7 @@ import re
 import botocore.session
 import pytest
 
-from ml_lifecycle import champion as ch
+from ml_lifecycle.operators import champion as ch
 from tests.unit.operators.registry_fakes import FakeRegistry
 
 GROUP = "fraud-detector"

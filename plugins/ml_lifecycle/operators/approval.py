@@ -7,7 +7,7 @@ a version already in the requested status is left alone and reported as unchange
 ``ResolveModelPackageOperator`` answers "which version do we use?": an explicit ARN (which must be
 Approved), else the ARN carried by the approved-model asset event that triggered the run, else (``fallback``)
 the newest Approved version that never rolled back (``deploy_model``) or the champion (``batch_score``); see
-:mod:`ml_lifecycle.champion`.
+:mod:`ml_lifecycle.operators.champion`.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ class ResolveModelPackageOperator(_RegistryOperator):
 
     - ``latest_deployable`` (``deploy_model``): the newest Approved version that never rolled back;
     - ``champion`` (``batch_score``): the champion, else (nothing deployed yet) the newest Approved version that
-      never rolled back (:func:`ml_lifecycle.champion.current_model`).
+      never rolled back (:func:`ml_lifecycle.operators.champion.current_model`).
 
     XCom: :func:`package_summary` plus ``"source": "param" | "asset_event" | "latest_approved" | "champion"``,
     ``"lifecycle"`` (the package's ``ModelLifeCycle``, ``{}`` when never set) and ``"baseline_dataset_uri"`` (the
@@ -206,7 +206,7 @@ class ResolveModelPackageOperator(_RegistryOperator):
 
     def _fallback(self) -> tuple[str, str]:
         """``(arn, source)`` of the fallback; fails the task when the group has nothing to use."""
-        from ml_lifecycle.champion import current_model, latest_deployable
+        from ml_lifecycle.operators.champion import current_model, latest_deployable
 
         group = self._group()
         if self.fallback == "champion":
@@ -257,7 +257,7 @@ class ResolveModelPackageOperator(_RegistryOperator):
             raise AirflowFailException(
                 f"model package {arn} is {package.get('ModelApprovalStatus')}, not Approved; approve it first"
             )
-        from ml_lifecycle.champion import is_rolled_back
+        from ml_lifecycle.operators.champion import is_rolled_back
 
         if source == "asset_event" and is_rolled_back(package):
             raise AirflowFailException(

@@ -14,7 +14,7 @@
    collects the evidence (FailureReason, the alarms that fired with their state reasons), pushes it to
    XCom (key ``rollback``) and S3, notifies the SNS topic, and fails with ``AirflowFailException`` (a
    retry would deploy the same bad model into the same alarms);
-6. records the outcome in the model registry (:mod:`ml_lifecycle.champion`): on success the package is the
+6. records the outcome in the model registry (:mod:`ml_lifecycle.operators.champion`): on success the package is the
    champion (``ModelLifeCycle`` ``Production``/``Deployed``) and the previous champion is ``Archived``/
    ``Retired``; on a rollback the package is ``Archived``/``RolledBack`` and the champion stays.
 
@@ -207,9 +207,9 @@ class EndpointDeploymentBase(HostingOperatorBase):
     def record_champion(self, endpoint: str) -> dict[str, Any]:
         """Mark the deployed package the champion in the registry (``ModelLifeCycle``), retiring the previous one.
 
-        See :mod:`ml_lifecycle.champion`. Returns ``{"champion", "version", "retired", "changed"}``.
+        See :mod:`ml_lifecycle.operators.champion`. Returns ``{"champion", "version", "retired", "changed"}``.
         """
-        from ml_lifecycle.champion import mark_champion
+        from ml_lifecycle.operators.champion import mark_champion
 
         marked = mark_champion(self.sagemaker, self.model_package_arn, endpoint=endpoint)
         if marked["changed"] or marked["retired"]:
@@ -226,7 +226,7 @@ class EndpointDeploymentBase(HostingOperatorBase):
 
         Returns ``None``, or what went wrong (the task fails for the rollback anyway; its message says it).
         """
-        from ml_lifecycle.champion import mark_rolled_back
+        from ml_lifecycle.operators.champion import mark_rolled_back
 
         try:
             if mark_rolled_back(self.sagemaker, self.model_package_arn, endpoint=endpoint, reason=reason):

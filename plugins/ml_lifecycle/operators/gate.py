@@ -4,8 +4,8 @@
 
 - every metric of ``training.gate.thresholds`` is at least its threshold;
 - every metric of ``training.gate.max_regression`` has not dropped by more than the allowed amount against
-  the **champion** (the package serving the endpoint, see :mod:`ml_lifecycle.champion`); before any deployment,
-  against the newest Approved package that never rolled back. Its metrics are read from the package's
+  the **champion** (the package serving the endpoint, see :mod:`ml_lifecycle.operators.champion`); before any
+  deployment, against the newest Approved package that never rolled back. Its metrics are read from the package's
   ``CustomerMetadataProperties`` ``metric:<name>``, else from its ``ModelMetrics`` report in S3. The first
   model of a group has no baseline and is judged by the thresholds only. The baseline is never this run's own
   package (a re-run of the gate after this run registered).
@@ -171,7 +171,7 @@ class QualityGateOperator(SageMakerOperatorBase):
     def find_baseline(self, cfg: Config, run_id: str) -> tuple[str, int | None, dict[str, float], str] | None:
         """The champion (else the newest Approved package that never rolled back), never this run's own:
         ``(arn, version, metrics, source)``."""
-        from ml_lifecycle.champion import current_model
+        from ml_lifecycle.operators.champion import current_model
 
         client = self.hook.conn
         group = cfg.sagemaker.model_package_group

@@ -15,7 +15,7 @@ version per run:
   ``PendingManualApproval``), overridable per run;
 - never auto-approved over a newer current model: a model trained on a window that ends before the window of
   the champion (else, before any deployment, of the newest Approved version that never rolled back; see
-  :mod:`ml_lifecycle.champion`), a backfill, is registered ``PendingManualApproval`` even under ``auto``, with
+  :mod:`ml_lifecycle.operators.champion`), a backfill, is registered ``PendingManualApproval`` even under ``auto``, with
   the reason in its ``ApprovalDescription``, so it is not published.
 
 ``PublishApprovedModelOperator`` then, for an Approved version, writes the pointer
@@ -320,7 +320,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         (the champion's, else the newest Approved version's that never rolled back); ``None`` when it may be."""
         import datetime as dt
 
-        from ml_lifecycle.champion import current_model
+        from ml_lifecycle.operators.champion import current_model
 
         client = self.hook.conn
         current = current_model(client, self.package_group_name)

@@ -13,7 +13,7 @@ steps (e.g. 10 % -> 50 % -> 100 %) with ``UpdateEndpointWeightsAndCapacities``:
    target (if any) is deregistered, the endpoint is moved (``UpdateEndpoint``) back to the one-variant
    config it served before the shift, and the failed variant's alarms are deleted. The endpoint ends with
    one variant serving the previous (champion) model at weight 1, its auto-scaling untouched; the new
-   package is marked ``RolledBack`` in the registry (:mod:`ml_lifecycle.champion`) and the task fails naming
+   package is marked ``RolledBack`` in the registry (:mod:`ml_lifecycle.operators.champion`) and the task fails naming
    the breach and what was removed (evidence in XCom key ``rollback``, S3 and an SNS notification);
 4. after the last step passes, the old variant is retired: its scalable target is deregistered (SageMaker
    refuses to remove a variant registered with Application Auto Scaling), the config with only the new

@@ -17,8 +17,8 @@ from ml_lifecycle.builders.endpoint import (
     production_variant,
     scaling_requests,
 )
-from ml_lifecycle.champion import CHAMPION, ROLLED_BACK
 from ml_lifecycle.config import load_config
+from ml_lifecycle.operators.champion import CHAMPION, ROLLED_BACK
 from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY
 from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator, parse_percentages, variant_share
 from tests.unit.operators._hosting_fakes import (

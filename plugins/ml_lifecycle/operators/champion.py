@@ -29,6 +29,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from ml_lifecycle.operators.base import is_not_found
+
 STAGE_PRODUCTION = "Production"
 STAGE_ARCHIVED = "Archived"
 STATUS_DEPLOYED = "Deployed"
@@ -84,8 +86,6 @@ def list_versions(client: Any, group: str, *, status: str | None = None) -> list
                 return summaries
             kwargs["NextToken"] = token
     except Exception as exc:
-        from ml_lifecycle.operators.base import is_not_found
-
         if is_not_found(exc):
             return []
         raise
