@@ -22,6 +22,7 @@ Deploys an approved fraud model to the real-time endpoint and puts Model Monitor
 - **Champion**: a deployment that ends with the new model at 100 % marks its package the champion in the
   registry (`ModelLifeCycle` `Production`/`Deployed`; the previous one `Archived`/`Retired`); a rollback marks
   the package `Archived`/`RolledBack`, so `latest` never picks it again, and leaves the champion as it was.
+  A run started by an event naming a version deployed before (champion, retired, rolled back) is skipped.
 - **After a deployment**: auto-scaling (target tracking on invocations per instance), a data-quality
   baseline from the model's baseline dataset (written by its evaluation: the model's outputs, then its
   inputs, the layout of a captured record), and the hourly monitoring schedule (`monitor_model` reads it).

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
 from ml_lifecycle.links import SageMakerModelPackageLink, persist_package_link
 from ml_lifecycle.operators.base import SageMakerOperatorBase, is_not_found
@@ -170,9 +170,10 @@ FALLBACKS = ("latest_deployable", "champion")
 class ResolveModelPackageOperator(_RegistryOperator):
     """Pick the Approved model package version a deployment or a scoring run uses.
 
-    Order: ``model_package_arn`` if given (must be Approved; a package that rolled back is accepted when named
-    explicitly); else the ``model_package_arn`` in the extra of the newest approved-model asset event that
-    triggered this run (refused when that package rolled back since); else ``fallback``:
+    Order: ``model_package_arn`` if given (must be Approved; any version, a rolled-back one included); else the
+    ``model_package_arn`` in the extra of the newest approved-model asset event that triggered this run (the run
+    is skipped when that version was deployed before: it is the champion, a former champion or rolled back);
+    else ``fallback``:
 
     - ``latest_deployable`` (``deploy_model``): the newest Approved version that never rolled back;
     - ``champion`` (``batch_score``): the champion, else (nothing deployed yet) the newest Approved version that
@@ -203,6 +204,28 @@ class ResolveModelPackageOperator(_RegistryOperator):
         self.model_package_arn = model_package_arn
         self.model_package_group = model_package_group
         self.fallback = fallback
+
+    def _skip_if_deployed_before(self, arn: str, package: dict[str, Any]) -> None:
+        """Skip the run when the event names a version that has a ``ModelLifeCycle``: the champion (nothing to
+        deploy), a former champion or a version that rolled back. Such an event is not a new approval (SageMaker
+        sends a state-change event for every update of an Approved version, the champion's own marking included,
+        and may send one more than once); deploying those versions again takes a person and their ARN."""
+        from ml_lifecycle.operators.champion import is_champion, is_rolled_back, lifecycle
+
+        stage, status = lifecycle(package)
+        if stage is None:
+            return
+        description = (package.get("ModelLifeCycle") or {}).get("StageDescription") or ""
+        if is_champion(package):
+            why = "is already the champion"
+        elif is_rolled_back(package):
+            why = "rolled back"
+        else:
+            why = f"is {stage}/{status}"
+        raise AirflowSkipException(
+            f"model package {arn} named by the triggering event {why} ({description or 'no description'}); "
+            "nothing is deployed automatically. Trigger deploy_model with its ARN to deploy it anyway."
+        )
 
     def _fallback(self) -> tuple[str, str]:
         """``(arn, source)`` of the fallback; fails the task when the group has nothing to use."""
@@ -257,14 +280,8 @@ class ResolveModelPackageOperator(_RegistryOperator):
             raise AirflowFailException(
                 f"model package {arn} is {package.get('ModelApprovalStatus')}, not Approved; approve it first"
             )
-        from ml_lifecycle.operators.champion import is_rolled_back
-
-        if source == "asset_event" and is_rolled_back(package):
-            raise AirflowFailException(
-                f"model package {arn} named by the approval event rolled back "
-                f"({package['ModelLifeCycle'].get('StageDescription', '')}); it is not deployed again automatically: "
-                "trigger the DAG with its ARN to deploy it anyway"
-            )
+        if source == "asset_event":
+            self._skip_if_deployed_before(arn, package)
         from ml_lifecycle.config import load_config
 
         summary = {**package_summary(package), "source": source, "lifecycle": package.get("ModelLifeCycle") or {}}

@@ -3,7 +3,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
 from ml_lifecycle.operators.approval import ModelPackageApprovalOperator, ResolveModelPackageOperator
 from tests.unit.operators._hosting_fakes import AWS_CONNECTION, FakeSageMaker, context, package
@@ -150,11 +150,21 @@ def test_nothing_deployable_is_a_clear_failure():
         resolve(fake)
 
 
-def test_an_approval_event_for_a_rolled_back_version_is_refused_but_its_arn_is_accepted():
+@pytest.mark.parametrize(
+    ("stage", "status", "why"),
+    [
+        pytest.param("Archived", "RolledBack", "rolled back", id="rolled-back"),
+        pytest.param("Archived", "Retired", "is Archived/Retired", id="former-champion"),
+        pytest.param("Production", "Deployed", "is already the champion", id="champion"),
+    ],
+)
+def test_an_event_naming_a_version_deployed_before_skips_the_run_but_its_arn_deploys_it(stage, status, why):
+    """SageMaker sends a state-change event for every update of an Approved version, the champion's own marking
+    included: only a version that was never deployed is a new approval."""
     fake = registry()
-    _mark(fake, 1, "Archived", "RolledBack")
+    _mark(fake, 1, stage, status)
     event = SimpleNamespace(extra={"model_package_arn": package(1)["ModelPackageArn"]}, timestamp=None)
-    with pytest.raises(AirflowFailException, match="rolled back"):
+    with pytest.raises(AirflowSkipException, match=why):
         resolve(fake, context(triggering_asset_events={"approved": [event]}))
     explicit = resolve(fake, model_package_arn=package(1)["ModelPackageArn"])
     assert explicit["version"] == 1 and explicit["source"] == "param"
