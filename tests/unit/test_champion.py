@@ -92,11 +92,21 @@ def test_a_rollback_marks_the_package_and_leaves_the_champion():
     assert ch.is_champion(registry.describe_model_package(ModelPackageName=v1))
 
 
-def test_a_long_reason_is_cut_to_sagemakers_limit():
+def test_a_long_multi_line_reason_fits_sagemakers_stage_description():
+    """``StageDescription`` must match ``.{0,1024}``: one line (a model server's stderr has many)."""
+    pattern = re.compile(
+        botocore.session.get_session()
+        .get_service_model("sagemaker")
+        .shape_for("ModelLifeCycle")
+        .members["StageDescription"]
+        .metadata["pattern"]
+    )
     registry, (v1,) = _registry("Approved")
-    ch.mark_rolled_back(registry, v1, endpoint="fraud-ep", reason="x" * 5000)
+    reason = "ClientError: the model server exited before it was ready:\n  [bt] (5) libxgboost.so\r\n" + "x" * 5000
+    ch.mark_rolled_back(registry, v1, endpoint="fraud-ep", reason=reason)
     description = registry.describe_model_package(ModelPackageName=v1)["ModelLifeCycle"]["StageDescription"]
-    assert len(description) == ch.STAGE_DESCRIPTION_MAX
+    assert len(description) == ch.STAGE_DESCRIPTION_MAX and pattern.fullmatch(description)
+    assert "ready: [bt] (5) libxgboost.so x" in description
 
 
 class PagedRegistry(FakeRegistry):

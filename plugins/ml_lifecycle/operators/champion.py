@@ -151,6 +151,12 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
+def stage_description(text: str) -> str:
+    """``text`` as SageMaker takes a ``StageDescription`` (pattern ``.{0,1024}``: one line, at most 1024 characters);
+    a multi-line reason (a model server's stderr) becomes one line."""
+    return " ".join(text.split())[:STAGE_DESCRIPTION_MAX]
+
+
 def _set(client: Any, arn: str, state: tuple[str, str], description: str) -> None:
     stage, status = state
     client.update_model_package(
@@ -158,7 +164,7 @@ def _set(client: Any, arn: str, state: tuple[str, str], description: str) -> Non
         ModelLifeCycle={
             "Stage": stage,
             "StageStatus": status,
-            "StageDescription": description[:STAGE_DESCRIPTION_MAX],
+            "StageDescription": stage_description(description),
         },
     )
 
