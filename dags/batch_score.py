@@ -3,8 +3,8 @@
 
 `resolve -> extract -> prepare -> transform -> load`
 
-Scores each day's transactions with the newest approved fraud model and writes the predictions to
-Snowflake (`snowflake.predictions_table`).
+Scores each day's transactions with the champion (the model serving the endpoint) and writes the
+predictions to Snowflake (`snowflake.predictions_table`).
 
 - **When**: daily. Each run owns one period, its data interval `[data_interval_start, data_interval_end)`
   (`CronDataIntervalTimetable`). Backfill history with
@@ -14,7 +14,8 @@ Snowflake (`snowflake.predictions_table`).
   without transactions skips the rest of the run.
 - **prepare**: the model input (feature columns in contract order) and the row keys, per part.
 - **transform**: a SageMaker batch transform job with the model of the Approved package (param, else the
-  newest); a retry re-attaches to the run's job.
+  champion, else, before any deployment, the newest Approved version that never rolled back); a retry
+  re-attaches to the run's job.
 - **Step cache**: a transform whose inputs (interval, dataset content, model package, transform settings)
   equal those of a completed job whose output is still the one it wrote reuses that output instead of
   starting a job; the task log and `load`'s result (`reused_steps`) say so. `force: true` runs it again.
@@ -42,7 +43,7 @@ CRON_PRESETS = {"@daily": "0 0 * * *", "@hourly": "0 * * * *", "@weekly": "0 0 *
 
 with DAG(
     dag_id="batch_score",
-    description="Score each day's transactions with the approved model (batch transform) into Snowflake",
+    description="Score each day's transactions with the champion model (batch transform) into Snowflake",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable(
         CRON_PRESETS.get(cfg.batch_scoring.schedule, cfg.batch_scoring.schedule), timezone="UTC"
@@ -55,12 +56,18 @@ with DAG(
     default_args=dag_defaults(cfg, max_retry_delay=timedelta(minutes=15)),
     on_failure_callback=dag_failure_callback(cfg),
     params={
-        "model_package_arn": model_package_param(cfg, "the newest Approved version"),
+        "model_package_arn": model_package_param(
+            cfg,
+            "the champion (the model serving the endpoint), else the newest Approved version that never rolled back",
+        ),
         "force": force_param(),
     },
 ) as dag:
     resolve = ResolveModelPackageOperator(
-        task_id="resolve", model_package_arn="{{ params.model_package_arn }}", multiple_outputs=True
+        task_id="resolve",
+        model_package_arn="{{ params.model_package_arn }}",
+        fallback="champion",
+        multiple_outputs=True,
     )
     extract = SnowflakeToS3ParquetOperator(
         task_id="extract",

@@ -9,7 +9,7 @@ Deploys an approved fraud model to the real-time endpoint and puts Model Monitor
   version of the group is Approved anywhere else (SageMaker Studio, the AWS CLI, another pipeline: SageMaker's
   approval event reaches the environment's approval queue, which an asset watcher reads), or from the UI with
   a model package ARN (`latest` = the approval that triggered the run, else the newest Approved version of
-  the group).
+  the group that never rolled back).
 - **Idempotent**: an approval can arrive twice (SageMaker may send an event more than once, and an approval
   in Airflow arrives both as the approved-model asset and as a SageMaker event). A run for the model the
   endpoint already serves changes nothing: `resolve` says so in its log, and every task finds its work done.
@@ -24,6 +24,10 @@ Deploys an approved fraud model to the real-time endpoint and puts Model Monitor
   (stepwise: the failed variant, its scalable target and alarms are removed; one variant is left), the
   evidence (alarms that fired, FailureReason, metrics) goes to XCom key `rollback` and S3, a notification
   with the console links is published, and the deploy task fails. See `docs/runbook-rollback.md`.
+- **Champion**: a deployment that ends with the new model at 100 % marks its package the champion in the
+  registry (`ModelLifeCycle` `Production`/`Deployed`; the previous one `Archived`/`Retired`); a rollback marks
+  the package `Archived`/`RolledBack`, so `latest` never picks it again, and leaves the champion as it was.
+  A run started by an event naming a version deployed before (champion, retired, rolled back) is skipped.
 - **After a deployment**: auto-scaling (target tracking on invocations per instance), a data-quality
   baseline from the model's baseline dataset (written by its evaluation: the model's outputs, then its
   inputs, the layout of a captured record), and the hourly monitoring schedule (`monitor_model` reads it).
@@ -65,7 +69,7 @@ with DAG(
         "model_package_arn": model_package_param(
             cfg,
             "the approval that triggered the run (approved-model asset event or SageMaker approval event), else "
-            f"the newest Approved version of {cfg.sagemaker.model_package_group}",
+            f"the newest Approved version of {cfg.sagemaker.model_package_group} that never rolled back",
         ),
         "strategy": Param(
             FROM_CONFIG,

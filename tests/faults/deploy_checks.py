@@ -38,8 +38,34 @@ def endpoint_configs_of(aws: SimpleNamespace, version: int | str) -> list[str]:
     ]
 
 
-def assert_previous_model_serves_everything(aws: SimpleNamespace, previous: dict[str, Any]) -> None:
-    """The endpoint is InService on the previous config, nothing pending, and answers 100 % as before."""
+def lifecycles(aws: SimpleNamespace) -> dict[str, tuple[str, str]]:
+    """``ARN -> (Stage, StageStatus)`` of this suite's versions that have a ``ModelLifeCycle``, as listed.
+
+    The champion is one per model package group (one endpoint per group, as in production): a module that
+    deploys this group's versions to an endpoint of its own (``test_worker_killed_under_scheduler``, the last
+    module of the suite) takes the champion over.
+    """
+    pages = aws.sm.get_paginator("list_model_packages").paginate(ModelPackageGroupName=GROUP)
+    return {
+        p["ModelPackageArn"]: (p["ModelLifeCycle"]["Stage"], p["ModelLifeCycle"]["StageStatus"])
+        for page in pages
+        for p in page["ModelPackageSummaryList"]
+        if p.get("ModelLifeCycle")
+    }
+
+
+def assert_previous_model_serves_everything(
+    aws: SimpleNamespace, previous: dict[str, Any], rolled_back: str | None = None
+) -> None:
+    """The endpoint is InService on the previous config, nothing pending, and answers 100 % as before; the
+    registry still names the previous model's package as the one champion, and ``rolled_back`` (the package
+    whose deployment rolled back) is marked so that nothing picks it again."""
+    from ml_lifecycle.operators.champion import CHAMPION, ROLLED_BACK
+
+    states = lifecycles(aws)
+    assert [arn for arn, state in states.items() if state == CHAMPION] == [previous["package_arn"]], states
+    if rolled_back is not None:
+        assert states.get(rolled_back) == ROLLED_BACK, states
     description = aws.sm.describe_endpoint(EndpointName=ENDPOINT)
     assert description["EndpointStatus"] == "InService", description
     assert description["EndpointConfigName"] == previous["endpoint_config_name"]

@@ -93,4 +93,4 @@ def test_alarm_during_canary_rolls_back_and_the_previous_model_serves(
     notes = notifications(aws, f"Deployment rolled back: {ENDPOINT}")
     assert any(alarm in n["message"] and green in n["message"] for n in notes), notes
     assert endpoint_configs_of(aws, package["ModelPackageVersion"]) == [green], "one config for the new model"
-    assert_previous_model_serves_everything(aws, previous_model)
+    assert_previous_model_serves_everything(aws, previous_model, rolled_back=arn)

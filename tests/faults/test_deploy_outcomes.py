@@ -217,7 +217,7 @@ def test_stepwise_new_variant_rolled_back_by_sagemaker(
     assert endpoint_configs_of(aws, evidence["model_package_version"]) == [evidence["target_endpoint_config"]], (
         "the two-variant config was tried once, not again"
     )
-    assert_previous_model_serves_everything(aws, previous)
+    assert_previous_model_serves_everything(aws, previous, rolled_back=arn)
 
 
 def run_until_deferred(op: Any, ctx: dict[str, Any], stop: Any) -> Any:
@@ -294,7 +294,7 @@ def test_stepwise_breach_removes_the_failed_variant(
     assert len(endpoint_configs_of(aws, version)) == 1, "only the two-variant config was made for the new model"
     notes = notifications(aws, f"Deployment rolled back: {ENDPOINT}")
     assert any(f"Removed: variant {failed}" in n["message"] for n in notes), notes
-    assert_previous_model_serves_everything(aws, previous)
+    assert_previous_model_serves_everything(aws, previous, rolled_back=arn)
 
 
 # ------------------------------------------------------------------------------------------ Failed

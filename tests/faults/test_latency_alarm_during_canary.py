@@ -109,4 +109,4 @@ def test_slow_canary_is_rolled_back_by_the_p99_latency_alarm_alone(
     bound = float(cfg.deployment.max_latency_p99_ms) * 1000.0
     assert f"was greater than the threshold ({bound!r})" in fired["state_reason"]
     assert fired["went_into_alarm"], "DescribeAlarmHistory shows the transition to ALARM"
-    assert_previous_model_serves_everything(aws, previous_model)
+    assert_previous_model_serves_everything(aws, previous_model, rolled_back=arn)

@@ -66,4 +66,4 @@ def test_model_artifact_that_fails_to_load_rolls_back(
     notes = notifications(aws, f"Deployment rolled back: {ENDPOINT}")
     assert any(evidence["target_endpoint_config"] in n["message"] for n in notes), notes
     assert endpoint_configs_of(aws, version) == [evidence["target_endpoint_config"]]
-    assert_previous_model_serves_everything(aws, previous_model)
+    assert_previous_model_serves_everything(aws, previous_model, rolled_back=arn)

@@ -4,10 +4,11 @@
 ``PendingManualApproval`` version of the group) with a reason in ``ApprovalDescription``. It is idempotent:
 a version already in the requested status is left alone and reported as unchanged.
 
-``ResolveModelPackageOperator`` answers "which version do we deploy?": an explicit ARN (which must be
+``ResolveModelPackageOperator`` answers "which version do we use?": an explicit ARN (which must be
 Approved), else the approval that triggered the run (an approved-model asset event, or a SageMaker approval
-event read from the approval queue; see :mod:`ml_lifecycle.approval_events`), else the newest Approved
-version of the group.
+event read from the approval queue; see :mod:`ml_lifecycle.approval_events`), else (``fallback``) the newest
+Approved version that never rolled back (``deploy_model``) or the champion (``batch_score``); see
+:mod:`ml_lifecycle.operators.champion`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
 from ml_lifecycle.links import SageMakerModelPackageLink, persist_package_link
 from ml_lifecycle.operators.base import SageMakerOperatorBase, is_not_found
@@ -163,16 +164,26 @@ def _check_param_arn(arn: str, group: str | None) -> None:
         raise AirflowFailException(str(exc)) from None
 
 
+#: what ``ResolveModelPackageOperator`` falls back to when neither the run nor an asset event names a package
+FALLBACKS = ("latest_deployable", "champion")
+
+
 class ResolveModelPackageOperator(_RegistryOperator):
     """Pick the Approved model package version a deployment or a scoring run uses.
 
-    Order: ``model_package_arn`` if given (must be Approved); else the newest approval among the asset events
-    that triggered this run (:func:`ml_lifecycle.approval_events.triggering_approval`); else the newest
-    Approved version.
+    Order: ``model_package_arn`` if given (must be Approved; any version, a rolled-back one included); else the
+    newest approval among the asset events that triggered this run
+    (:func:`ml_lifecycle.approval_events.triggering_approval`: an approved-model asset event or a SageMaker
+    approval event; the run is skipped when that version was deployed before: it is the champion, a former
+    champion or rolled back); else ``fallback``:
+
+    - ``latest_deployable`` (``deploy_model``): the newest Approved version that never rolled back;
+    - ``champion`` (``batch_score``): the champion, else (nothing deployed yet) the newest Approved version that
+      never rolled back (:func:`ml_lifecycle.operators.champion.current_model`).
 
     XCom: :func:`package_summary` plus ``"source": "param" | "asset_event" | "approval_event" |
-    "latest_approved"`` and
-    ``"baseline_dataset_uri"`` (the training run's Model Monitor baseline dataset, when known).
+    "latest_approved" | "champion"``, ``"lifecycle"`` (the package's ``ModelLifeCycle``, ``{}`` when never set)
+    and ``"baseline_dataset_uri"`` (the training run's Model Monitor baseline dataset, when known).
 
     With ``endpoint_name`` (a deployment) the XCom also has ``"already_serving"``: whether that endpoint is
     InService with this version's model on all its variants, in which case the log says the run changes
@@ -181,6 +192,7 @@ class ResolveModelPackageOperator(_RegistryOperator):
     :param model_package_arn: explicit version (templated; empty/``latest`` = not given)
     :param model_package_group: the group (default ``sagemaker.model_package_group``)
     :param endpoint_name: the endpoint the run deploys to, to tell whether it already serves the version
+    :param fallback: ``latest_deployable`` or ``champion`` (see above)
     """
 
     template_fields: Sequence[str] = aws_template_fields("model_package_arn", "endpoint_name")
@@ -191,12 +203,58 @@ class ResolveModelPackageOperator(_RegistryOperator):
         model_package_arn: str | None = None,
         model_package_group: str | None = None,
         endpoint_name: str | None = None,
+        fallback: str = "latest_deployable",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
         self.model_package_arn = model_package_arn
         self.model_package_group = model_package_group
         self.endpoint_name = endpoint_name
+        self.fallback = fallback
+
+    def _skip_if_deployed_before(self, arn: str, package: dict[str, Any]) -> None:
+        """Skip the run when the event names a version that has a ``ModelLifeCycle``: the champion (nothing to
+        deploy), a former champion or a version that rolled back. Such an event is not a new approval (SageMaker
+        sends a state-change event for every update of an Approved version, the champion's own marking included,
+        and may send one more than once); deploying those versions again takes a person and their ARN."""
+        from ml_lifecycle.operators.champion import is_champion, is_rolled_back, lifecycle
+
+        stage, status = lifecycle(package)
+        if stage is None:
+            return
+        description = (package.get("ModelLifeCycle") or {}).get("StageDescription") or ""
+        if is_champion(package):
+            why = "is already the champion"
+        elif is_rolled_back(package):
+            why = "rolled back"
+        else:
+            why = f"is {stage}/{status}"
+        raise AirflowSkipException(
+            f"model package {arn} named by the triggering event {why} ({description or 'no description'}); "
+            "nothing is deployed automatically. Trigger deploy_model with its ARN to deploy it anyway."
+        )
+
+    def _fallback(self) -> tuple[str, str]:
+        """``(arn, source)`` of the fallback; fails the task when the group has nothing to use."""
+        from ml_lifecycle.operators.champion import current_model, latest_deployable
+
+        group = self._group()
+        if self.fallback == "champion":
+            current = current_model(self.hook.conn, group)
+            if current is None:
+                raise AirflowFailException(
+                    f"model package group {group} has no champion and no Approved version that never rolled back"
+                )
+            return current.arn, current.source
+        summary = latest_deployable(self.hook.conn, group)
+        if summary is None:
+            raise AirflowFailException(
+                f"model package group {group} has no Approved version that never rolled back to deploy "
+                "(a rolled-back version is deployed only when named by its ARN)"
+            )
+        return summary["ModelPackageArn"], "latest_approved"
 
     def _already_serving(self, package: dict[str, Any]) -> bool:
         """Whether ``endpoint_name`` is InService with ``package``'s model on every variant."""
@@ -235,21 +293,18 @@ class ResolveModelPackageOperator(_RegistryOperator):
         if arn.lower() in LATEST:
             arn, source = self._from_asset_events(context)
         if not arn:
-            group = self._group()
-            summary = latest_package(self.hook.conn, group, "Approved")
-            if summary is None:
-                raise AirflowFailException(f"model package group {group} has no Approved version to deploy")
-            arn = summary["ModelPackageArn"]
-            source = "latest_approved"
+            arn, source = self._fallback()
         package = self._describe(arn)
         self._link(context, package)
         if package.get("ModelApprovalStatus") != "Approved":
             raise AirflowFailException(
                 f"model package {arn} is {package.get('ModelApprovalStatus')}, not Approved; approve it first"
             )
+        if source in ("asset_event", "approval_event"):  # approval_events.FROM_ASSET, FROM_SAGEMAKER
+            self._skip_if_deployed_before(arn, package)
         from ml_lifecycle.config import load_config
 
-        summary = {**package_summary(package), "source": source}
+        summary = {**package_summary(package), "source": source, "lifecycle": package.get("ModelLifeCycle") or {}}
         summary["baseline_dataset_uri"] = baseline_dataset_uri(load_config(), package)
         self.log.info("Using %s (version %s, from %s)", arn, summary["version"], source)
         if self.endpoint_name:

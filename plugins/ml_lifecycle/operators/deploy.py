@@ -13,7 +13,10 @@
    config this task deployed. ``InService`` on any other config is SageMaker's auto-rollback: the task
    collects the evidence (FailureReason, the alarms that fired with their state reasons), pushes it to
    XCom (key ``rollback``) and S3, notifies the SNS topic, and fails with ``AirflowFailException`` (a
-   retry would deploy the same bad model into the same alarms).
+   retry would deploy the same bad model into the same alarms);
+6. records the outcome in the model registry (:mod:`ml_lifecycle.operators.champion`): on success the package is the
+   champion (``ModelLifeCycle`` ``Production``/``Deployed``) and the previous champion is ``Archived``/
+   ``Retired``; on a rollback the package is ``Archived``/``RolledBack`` and the champion stays.
 
 Re-running it when the endpoint already serves the target config is a no-op success; a retry while the
 endpoint is still updating to the target config re-attaches to that update.
@@ -201,13 +204,46 @@ class EndpointDeploymentBase(HostingOperatorBase):
         self.alarm_period_seconds = alarm_period_seconds
         self.notify_on_rollback = notify_on_rollback
 
+    def record_champion(self, endpoint: str) -> dict[str, Any]:
+        """Mark the deployed package the champion in the registry (``ModelLifeCycle``), retiring the previous one.
+
+        See :mod:`ml_lifecycle.operators.champion`. Returns ``{"champion", "version", "retired", "changed"}``.
+        """
+        from ml_lifecycle.operators.champion import mark_champion
+
+        marked = mark_champion(self.sagemaker, self.model_package_arn, endpoint=endpoint)
+        if marked["changed"] or marked["retired"]:
+            self.log.info(
+                "Champion of %s: %s (retired: %s)",
+                endpoint,
+                self.model_package_arn,
+                ", ".join(marked["retired"]) or "none",
+            )
+        return marked
+
+    def record_rollback(self, endpoint: str, reason: str) -> str | None:
+        """Mark the package whose deployment rolled back ``RolledBack`` so no automatic choice picks it again.
+
+        Returns ``None``, or what went wrong (the task fails for the rollback anyway; its message says it).
+        """
+        from ml_lifecycle.operators.champion import mark_rolled_back
+
+        try:
+            if mark_rolled_back(self.sagemaker, self.model_package_arn, endpoint=endpoint, reason=reason):
+                self.log.info("Marked %s RolledBack in the model registry", self.model_package_arn)
+        except Exception as exc:
+            self.log.error("Could not mark %s RolledBack in the model registry: %s", self.model_package_arn, exc)
+            return f"{type(exc).__name__}: {exc}"[:300]
+        return None
+
 
 class GuardedEndpointDeployOperator(EndpointDeploymentBase):
     """Deploy an approved model package to a real-time endpoint behind deployment guardrails.
 
     XCom (success): ``{"endpoint_name", "endpoint_arn", "endpoint_config_name", "model_name", "variant_name",
     "model_package_arn", "model_package_version", "action": "created" | "updated" | "unchanged", "strategy",
-    "alarms": [names], "previous_endpoint_config_name", "data_capture_uri"}``.
+    "alarms": [names], "previous_endpoint_config_name", "data_capture_uri", "champion": {"champion", "version",
+    "retired", "changed"}}``.
     On rollback the evidence ``{"endpoint_name", "model_package_arn", "target_endpoint_config",
     "serving_endpoint_config", "failure_reason", "alarms": [{"name", "state", "state_reason", ...}],
     "fired_alarms", "evidence_uri", "links"}`` goes to XCom key ``rollback`` before the task fails.
@@ -310,7 +346,7 @@ class GuardedEndpointDeployOperator(EndpointDeploymentBase):
                 )
         elif current.get("EndpointConfigName") == target:
             self.log.info("Endpoint %s already serves %s; nothing to deploy", endpoint, target)
-            return self._result(current, state, action="unchanged")
+            return {**self._result(current, state, action="unchanged"), "champion": self.record_champion(endpoint)}
         else:
             self.ensure_endpoint_config(request)
             deploy_config = deployment_config(cfg, strategy=strategy, alarms=alarms)
@@ -377,7 +413,7 @@ class GuardedEndpointDeployOperator(EndpointDeploymentBase):
         reason = str(description.get("FailureReason") or "")[:FAILURE_REASON_MAX]
         if status == "InService" and serving == state["target"]:
             self.log.info("Endpoint %s is InService on %s (%s)", endpoint, serving, state["action"])
-            return self._result(description, state, state["action"])
+            return {**self._result(description, state, state["action"]), "champion": self.record_champion(endpoint)}
         if status == "InService":
             self._fail_rollback(context, cfg, description, state)
         if status == "Failed":
@@ -423,6 +459,8 @@ class GuardedEndpointDeployOperator(EndpointDeploymentBase):
                 "alarms": console.alarms(f"{endpoint}-{state['variant']}"),
             },
         }
+        problem = self.record_rollback(endpoint, f"alarms {', '.join(evidence['fired_alarms']) or 'none'}; {reason}")
+        evidence["marked_rolled_back"] = problem is None
         context["ti"].xcom_push(key=ROLLBACK_XCOM_KEY, value=evidence)
         try:
             write_evidence(self.hook.s3_hook.get_conn(), evidence_uri, evidence, cfg)
@@ -430,6 +468,8 @@ class GuardedEndpointDeployOperator(EndpointDeploymentBase):
             self.log.warning("Could not write the rollback evidence to %s: %s", evidence_uri, exc)
             evidence["evidence_uri"] = f"(not written: {type(exc).__name__}) XCom key {ROLLBACK_XCOM_KEY!r}"
         message = rollback_message(evidence)
+        if problem:
+            message += f". The package could NOT be marked RolledBack in the registry ({problem}); mark it by hand"
         self.log.error("%s", message)
         if self.notify_on_rollback:
             notify_rollback(context, evidence, cfg)

@@ -1,18 +1,21 @@
-"""The quality gate: absolute thresholds AND no regression against the approved model.
+"""The quality gate: absolute thresholds AND no regression against the champion.
 
 ``QualityGateOperator`` reads the evaluation report (``evaluation.json``) of this run and checks:
 
 - every metric of ``training.gate.thresholds`` is at least its threshold;
 - every metric of ``training.gate.max_regression`` has not dropped by more than the allowed amount against
-  the **latest Approved model package** of the group (its metrics are read from the package's
-  ``CustomerMetadataProperties`` ``metric:<name>``, else from its ``ModelMetrics`` report in S3). The first
-  model of a group has no baseline and is judged by the thresholds only.
+  the **champion** (the package serving the endpoint, see :mod:`ml_lifecycle.operators.champion`); before any
+  deployment, against the newest Approved package that never rolled back. Its metrics are read from the package's
+  ``CustomerMetadataProperties`` ``metric:<name>``, else from its ``ModelMetrics`` report in S3. The first
+  model of a group has no baseline and is judged by the thresholds only. The baseline is never this run's own
+  package (a re-run of the gate after this run registered).
 
 It writes ``gate.json`` to this run's evaluation report folder (``report_uri``; by default next to the
 evaluation report, which belongs to another run when the step cache reused the evaluation) with the
 decision, every check (observed, threshold, baseline) and the baseline package ARN, and returns (XCom)
 ``{"decision", "passed", "gate_uri", "evaluation_uri", "metrics", "baseline_model_package_arn",
-"baseline_metrics", "failed_checks", "reason"}``.
+"baseline_source", "baseline_metrics", "failed_checks", "reason"}`` (``baseline_source``: ``champion``,
+``latest_approved`` or ``None``).
 
 A rejection is a model-quality outcome, not a system failure: the gate task **succeeds** with decision
 ``rejected`` (its log lists the failed checks), sends the "model rejected" notification, and the
@@ -31,7 +34,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from ml_lifecycle.links import S3ReportLink
-from ml_lifecycle.operators.base import SageMakerOperatorBase, is_not_found
+from ml_lifecycle.operators.base import SageMakerOperatorBase
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -42,7 +45,6 @@ PASSED = "passed"
 REJECTED = "rejected"
 GATE_REPORT = "gate.json"
 METRIC_PREFIX = "metric:"
-BASELINE_CANDIDATES = 10
 
 
 @dataclass(frozen=True)
@@ -166,32 +168,25 @@ class QualityGateOperator(SageMakerOperatorBase):
 
     # ------------------------------------------------------------------------------------------- baseline
 
-    def find_baseline(self, cfg: Config, run_id: str) -> tuple[str, int | None, dict[str, float]] | None:
-        """The latest Approved package of the group that is not this run's own: ``(arn, version, metrics)``."""
+    def find_baseline(self, cfg: Config, run_id: str) -> tuple[str, int | None, dict[str, float], str] | None:
+        """The champion (else the newest Approved package that never rolled back), never this run's own:
+        ``(arn, version, metrics, source)``."""
+        from ml_lifecycle.operators.champion import current_model
+
         client = self.hook.conn
-        try:
-            listed = client.list_model_packages(
-                ModelPackageGroupName=cfg.sagemaker.model_package_group,
-                ModelApprovalStatus="Approved",
-                SortBy="CreationTime",
-                SortOrder="Descending",
-                MaxResults=BASELINE_CANDIDATES,
-            )
-        except Exception as exc:
-            if is_not_found(exc):
-                self.log.info("No model package group %s yet: no baseline", cfg.sagemaker.model_package_group)
-                return None
-            raise
-        for summary in listed.get("ModelPackageSummaryList", []):
-            arn = summary["ModelPackageArn"]
-            package = client.describe_model_package(ModelPackageName=arn)
+        group = cfg.sagemaker.model_package_group
+        excluded: set[str] = set()
+        while (current := current_model(client, group, exclude=excluded)) is not None:
+            package = client.describe_model_package(ModelPackageName=current.arn)
             props = package.get("CustomerMetadataProperties") or {}
             if props.get("dag_run_id") == run_id:
-                continue  # a re-run of this gate after this run registered: never compare with itself
+                excluded.add(current.arn)  # a re-run of this gate after this run registered: never itself
+                continue
             metrics = package_metrics(props)
             if not metrics:
                 metrics = self._metrics_from_report(package)
-            return arn, package.get("ModelPackageVersion"), metrics
+            return current.arn, package.get("ModelPackageVersion"), metrics, current.source
+        self.log.info("No champion and no Approved version in %s: no baseline", group)
         return None
 
     def _metrics_from_report(self, package: dict[str, Any]) -> dict[str, float]:
@@ -231,7 +226,7 @@ class QualityGateOperator(SageMakerOperatorBase):
 
         run_id = context["run_id"]
         baseline = self.find_baseline(cfg, run_id)
-        baseline_arn, baseline_version, baseline_metrics = baseline or (None, None, {})
+        baseline_arn, baseline_version, baseline_metrics, baseline_source = baseline or (None, None, {}, None)
         checks = evaluate_gate(metrics, gate_cfg.thresholds, gate_cfg.max_regression, baseline_metrics or None)
         for name in gate_cfg.max_regression:
             if baseline and name not in baseline_metrics:
@@ -250,12 +245,21 @@ class QualityGateOperator(SageMakerOperatorBase):
             "metrics": metrics,
             "baseline": None
             if baseline is None
-            else {"model_package_arn": baseline_arn, "version": baseline_version, "metrics": baseline_metrics},
+            else {
+                "model_package_arn": baseline_arn,
+                "version": baseline_version,
+                "source": baseline_source,
+                "metrics": baseline_metrics,
+            },
             "checks": [asdict(c) | {"description": c.describe()} for c in checks],
         }
         put_json(s3, gate_uri, document, **cfg.storage.encryption())
 
-        self.log.info("Quality gate: %s (baseline: %s)", decision.upper(), baseline_arn or "none, thresholds only")
+        self.log.info(
+            "Quality gate: %s (baseline: %s)",
+            decision.upper(),
+            f"{baseline_arn} ({baseline_source})" if baseline_arn else "none, thresholds only",
+        )
         for check in checks:
             self.log.info("  [%s] %s check: %s", "PASS" if check.passed else "FAIL", check.kind, check.describe())
         bucket, key = split_s3_uri(gate_uri)
@@ -267,6 +271,7 @@ class QualityGateOperator(SageMakerOperatorBase):
             "evaluation_uri": self.evaluation_uri,
             "metrics": metrics,
             "baseline_model_package_arn": baseline_arn,
+            "baseline_source": baseline_source,
             "baseline_metrics": baseline_metrics,
             "failed_checks": [c.describe() for c in failed],
             "reason": reason,

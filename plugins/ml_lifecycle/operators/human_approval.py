@@ -107,6 +107,7 @@ def approval_request(
         "- Approve: the package becomes Approved and the deployment DAG starts.",
         "- Reject: the package becomes Rejected; nothing is deployed.",
         f"- No answer within {format_timeout(timeout)}: the package is Rejected.",
+        *(["", f"**Why you are asked:** {registration['approval_hold']}"] if registration.get("approval_hold") else []),
         "",
         "**Metrics (test split)**",
         "",

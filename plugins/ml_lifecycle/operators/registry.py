@@ -12,7 +12,11 @@ version per run:
   result, gate report, Model Monitor baseline dataset (``baseline_uri``), DAG run id, training job, code
   digest, metrics);
 - with approval per environment (``training.approval``: ``auto`` -> ``Approved``, ``manual`` ->
-  ``PendingManualApproval``), overridable per run.
+  ``PendingManualApproval``), overridable per run;
+- never auto-approved over a newer current model: a model trained on a window that ends before the window of
+  the champion (else, before any deployment, of the newest Approved version that never rolled back; see
+  :mod:`ml_lifecycle.operators.champion`), a backfill, is registered ``PendingManualApproval`` even under ``auto``, with
+  the reason in its ``ApprovalDescription``, so it is not published.
 
 ``PublishApprovedModelOperator`` then, for an Approved version, writes the pointer
 ``s3://<bucket>/<models>/<group>/approved.json`` and emits the approved-model asset (its outlet), which the
@@ -97,8 +101,10 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
 
     XCom: ``{"model_package_arn", "model_package_group", "version", "approval_status", "model_uri",
     "metrics", "evaluation_uri", "gate_uri", "baseline_uri", "window_start", "window_end", "dag_run_id",
-    "reused_steps", "already_registered"}``; ``reused_steps`` maps each step the step cache reused to
-    ``"<job> from run <run id>"`` (also in the package's ``CustomerMetadataProperties`` as ``reused:<step>``).
+    "reused_steps", "already_registered", "approval_hold"}``; ``approval_hold`` is why an ``auto`` approval was
+    held back (a backfilled window older than the champion's), else ``None``; ``reused_steps`` maps each step
+    the step cache reused to ``"<job> from run <run id>"`` (also in the package's ``CustomerMetadataProperties``
+    as ``reused:<step>``).
 
     :param model_uri: ``model.tar.gz`` of the chosen training job (templated)
     :param dataset_uri: the extracted dataset (templated)
@@ -249,9 +255,15 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
                 existing.get("ModelPackageVersion"),
             )
             persist_package_link(self, context, existing)
-            return _package_summary(existing, already_registered=True)
+            return _package_summary(existing, already_registered=True, approval_hold=None)
 
         status = approval_status(cfg, self.approval)
+        hold = None
+        if status == ApprovalStatus.APPROVED.value:
+            hold = self.older_than_current(cfg, plan)
+            if hold:
+                self.log.warning("Not approving automatically: %s", hold)
+                status = ApprovalStatus.PENDING_MANUAL_APPROVAL.value
         lineage = {
             "git_commit": git_commit(),
             "git_dirty": git_dirty(),
@@ -296,10 +308,41 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         self.log.info("Registering %s in %s as %s", self.model_url, self.package_group_name, status)
         self.ensure_group(cfg)
         arn = super().execute(context)
+        if hold:  # CreateModelPackage takes no ApprovalDescription
+            self.hook.conn.update_model_package(ModelPackageArn=arn, ApprovalDescription=hold[:1024])
         package = self.hook.conn.describe_model_package(ModelPackageName=arn)
         self.log.info("Registered %s (version %s, %s)", arn, package.get("ModelPackageVersion"), status)
         persist_package_link(self, context, package)
-        return _package_summary(package, already_registered=False)
+        return _package_summary(package, already_registered=False, approval_hold=hold)
+
+    def older_than_current(self, cfg: Config, plan: RunPlan) -> str | None:
+        """Why this run's model must not be approved automatically: its window ends before the current model's
+        (the champion's, else the newest Approved version's that never rolled back); ``None`` when it may be."""
+        import datetime as dt
+
+        from ml_lifecycle.operators.champion import current_model
+
+        client = self.hook.conn
+        current = current_model(client, self.package_group_name)
+        if current is None:
+            return None
+        package = client.describe_model_package(ModelPackageName=current.arn)
+        theirs = (package.get("CustomerMetadataProperties") or {}).get("window_end")
+        if not theirs:
+            return None
+        try:
+            newer = dt.datetime.fromisoformat(theirs) > plan.window.end
+        except (TypeError, ValueError):
+            self.log.warning("%s has an unreadable window_end %r; not compared", current.arn, theirs)
+            return None
+        if not newer:
+            return None
+        who = "the champion" if current.source == "champion" else "the newest Approved version"
+        return (
+            f"Held for manual approval: trained on a window ending {plan.window.end.isoformat()}, older than "
+            f"{who} {current.arn} (version {package.get('ModelPackageVersion')}, window ending {theirs}). "
+            "A backfilled window is never approved automatically over a newer model."
+        )
 
 
 class PublishApprovedModelOperator(AwsBaseOperator[SageMakerHook]):

@@ -12,13 +12,14 @@ steps (e.g. 10 % -> 50 % -> 100 %) with ``UpdateEndpointWeightsAndCapacities``:
 3. on a breach, ALL traffic returns to the old variant, then the failed variant is removed: its scalable
    target (if any) is deregistered, the endpoint is moved (``UpdateEndpoint``) back to the one-variant
    config it served before the shift, and the failed variant's alarms are deleted. The endpoint ends with
-   one variant serving the previous (champion) model at weight 1, its auto-scaling untouched; the task
-   fails naming the breach and what was removed (evidence in XCom key ``rollback``, S3 and an SNS
-   notification);
+   one variant serving the previous (champion) model at weight 1, its auto-scaling untouched; the new
+   package is marked ``RolledBack`` in the registry (:mod:`ml_lifecycle.operators.champion`) and the task fails naming
+   the breach and what was removed (evidence in XCom key ``rollback``, S3 and an SNS notification);
 4. after the last step passes, the old variant is retired: its scalable target is deregistered (SageMaker
    refuses to remove a variant registered with Application Auto Scaling), the config with only the new
    variant is applied with ``UpdateEndpoint``, and the old variant's alarms are deleted; the
-   ``autoscale`` task then registers the new variant.
+   ``autoscale`` task then registers the new variant, and the new package is marked the champion
+   (``ModelLifeCycle`` ``Production``/``Deployed``; the previous champion ``Archived``/``Retired``).
 
 State is derived from the endpoint itself (its config and current weights), never from memory, so the
 operator resumes after a restart or a retry: at a share above 0 it re-bakes the current step before going
@@ -176,7 +177,7 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
     XCom (success): ``{"endpoint_name", "endpoint_config_name", "model_package_arn", "model_package_version",
     "variant_name", "retired_variant", "removed": {"variants", "scalable_targets", "alarms"}, "action":
     "created" | "shifted" | "unchanged", "steps": [percent], "checks": [{"percent", "invocations",
-    "error_rate", "latency_p99_ms", ...}], "alarms"}``.
+    "error_rate", "latency_p99_ms", ...}], "alarms", "champion": {"champion", "version", "retired", "changed"}}``.
     On a rollback the evidence (XCom key ``rollback``, S3) holds the breaches, the checks, the alarms' states,
     the config and variant that serve afterwards and ``removed`` (the failed variant, its scalable target and
     alarms).
@@ -349,7 +350,7 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             description.get("EndpointConfigName"),
             action,
         )
-        return self._result(description, base, progress, action)
+        return {**self._result(description, base, progress, action), "champion": self.record_champion(base["endpoint"])}
 
     def _add_new_variant(
         self, cfg: Config, base: dict[str, Any], model: str, description: dict[str, Any], progress: dict[str, Any]
@@ -804,7 +805,12 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         }
 
     def _report_rollback(self, context: Context, cfg: Config, evidence: dict[str, Any], message: str) -> NoReturn:
-        """Keep a rollback's evidence (XCom and S3), notify, and fail the task for good with ``message``."""
+        """Mark the package RolledBack in the registry, keep a rollback's evidence (XCom and S3), notify, and fail
+        the task for good with ``message``."""
+        problem = self.record_rollback(evidence["endpoint_name"], str(evidence.get("failure_reason") or "rolled back"))
+        evidence["marked_rolled_back"] = problem is None
+        if problem:
+            message += f" The package could NOT be marked RolledBack in the registry ({problem}); mark it by hand."
         context["ti"].xcom_push(key=ROLLBACK_XCOM_KEY, value=evidence)
         try:
             write_evidence(self.hook.s3_hook.get_conn(), evidence["evidence_uri"], evidence, cfg)

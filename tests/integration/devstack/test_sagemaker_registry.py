@@ -141,3 +141,62 @@ def test_models_and_tags(sm: Any, unique_name: Any) -> None:
     with pytest.raises(ClientError) as untaggable:
         sm.list_tags(ResourceArn=arn)
     assert untaggable.value.response["Error"]["Code"] == "ResourceNotFound"
+
+
+def test_model_lifecycle_is_set_returned_listed_and_validated(
+    sm: Any, sagemaker_service: Any, unique_name: Any
+) -> None:
+    """``ModelLifeCycle`` as SageMaker takes it: on Create and Update, in Describe and in the list summaries,
+    ``Stage``/``StageStatus`` required and ``EntityName``-shaped."""
+    import boto3
+    from botocore.config import Config
+
+    from tests.integration.devstack.sagemaker_support import CREDENTIALS, REGION
+
+    group = unique_name("lifecycle")
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    staged = sm.create_model_package(
+        ModelPackageGroupName=group,
+        InferenceSpecification=INFERENCE,
+        ModelApprovalStatus="Approved",
+        ModelLifeCycle={"Stage": "Development", "StageStatus": "InProgress"},
+    )["ModelPackageArn"]
+    plain = register(sm, group, "0.8", status="Approved")
+    assert sm.describe_model_package(ModelPackageName=staged)["ModelLifeCycle"] == {
+        "Stage": "Development",
+        "StageStatus": "InProgress",
+    }
+    assert "ModelLifeCycle" not in sm.describe_model_package(ModelPackageName=plain)
+
+    champion = {"Stage": "Production", "StageStatus": "Deployed", "StageDescription": "Serves 100% of fraud-ep"}
+    sm.update_model_package(ModelPackageArn=plain, ModelLifeCycle=champion)
+    described = sm.describe_model_package(ModelPackageName=plain)
+    assert described["ModelLifeCycle"] == champion and described["ModelApprovalStatus"] == "Approved"
+    listed = {
+        s["ModelPackageArn"]: s.get("ModelLifeCycle")
+        for s in sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    }
+    assert listed == {staged: {"Stage": "Development", "StageStatus": "InProgress"}, plain: champion}
+
+    for bad, constraint in (
+        ({"Stage": "In Production", "StageStatus": "Deployed"}, "regular expression pattern"),
+        ({"Stage": "Production", "StageStatus": "rolled_back"}, "regular expression pattern"),
+        ({"Stage": "P" * 64, "StageStatus": "Deployed"}, "length less than or equal to 63"),
+        ({"Stage": "Production", "StageStatus": "Deployed", "StageDescription": "x" * 1025}, "1024"),
+    ):
+        with pytest.raises(ClientError) as refused:
+            sm.update_model_package(ModelPackageArn=plain, ModelLifeCycle=bad)
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+        assert "modelLifeCycle." in str(refused.value) and constraint in str(refused.value), str(refused.value)
+    # botocore refuses a missing member before sending; a client that does not check shows the service does too
+    unchecked = boto3.client(
+        "sagemaker",
+        endpoint_url=sagemaker_service.url,
+        region_name=REGION,
+        config=Config(parameter_validation=False, retries={"max_attempts": 1}),
+        **CREDENTIALS,
+    )
+    with pytest.raises(ClientError) as missing:
+        unchecked.update_model_package(ModelPackageArn=plain, ModelLifeCycle={"Stage": "Production"})
+    assert "Value null at 'modelLifeCycle.stageStatus' failed to satisfy constraint" in str(missing.value)
+    assert sm.describe_model_package(ModelPackageName=plain)["ModelLifeCycle"] == champion, "nothing changed"

@@ -87,17 +87,38 @@ class FakeSageMaker:
         items.sort(key=lambda p: p["CreationTime"], reverse=SortOrder != "Ascending")
         return {
             "ModelPackageSummaryList": [
-                {k: p[k] for k in ("ModelPackageArn", "ModelPackageVersion", "ModelApprovalStatus", "CreationTime")}
+                {
+                    k: p[k]
+                    for k in (
+                        "ModelPackageArn",
+                        "ModelPackageVersion",
+                        "ModelApprovalStatus",
+                        "CreationTime",
+                        "ModelLifeCycle",
+                    )
+                    if k in p
+                }
                 for p in items[:MaxResults]
             ]
         }
 
     def update_model_package(
-        self, ModelPackageArn, ModelApprovalStatus=None, ApprovalDescription=None, CustomerMetadataProperties=None
+        self,
+        ModelPackageArn,
+        ModelApprovalStatus=None,
+        ApprovalDescription=None,
+        CustomerMetadataProperties=None,
+        ModelLifeCycle=None,
     ):
-        self.calls.append(("update_model_package", {"arn": ModelPackageArn, "status": ModelApprovalStatus}))
+        if ModelLifeCycle is not None:  # the champion's marking, apart from approval decisions
+            self.calls.append(("mark_lifecycle", {"arn": ModelPackageArn, **ModelLifeCycle}))
+        else:
+            self.calls.append(("update_model_package", {"arn": ModelPackageArn, "status": ModelApprovalStatus}))
         pkg = self.packages[ModelPackageArn]
-        pkg["ModelApprovalStatus"] = ModelApprovalStatus
+        if ModelLifeCycle is not None:
+            pkg["ModelLifeCycle"] = dict(ModelLifeCycle)
+        if ModelApprovalStatus is not None:
+            pkg["ModelApprovalStatus"] = ModelApprovalStatus
         if ApprovalDescription is not None:
             pkg["ApprovalDescription"] = ApprovalDescription
         if CustomerMetadataProperties:

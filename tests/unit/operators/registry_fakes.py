@@ -21,6 +21,7 @@ class FakeRegistry:
         self.tags: dict[str, dict[str, str]] = {}  # group ARN -> tags
         self.packages: list[dict] = []
         self.create_calls = 0
+        self.update_calls: list[dict] = []
         self._clock = datetime(2026, 1, 1, tzinfo=UTC)
 
     def create_model_package_group(self, **request):
@@ -109,10 +110,28 @@ class FakeRegistry:
         packages.sort(key=lambda p: p["CreationTime"], reverse=request.get("SortOrder") == "Descending")
         return {
             "ModelPackageSummaryList": [
-                {"ModelPackageArn": p["ModelPackageArn"], "ModelApprovalStatus": p["ModelApprovalStatus"]}
+                {k: p[k] for k in ("ModelPackageArn", "ModelApprovalStatus", "ModelLifeCycle") if k in p}
                 for p in packages[: request.get("MaxResults", 10)]
             ]
         }
+
+    def update_model_package(self, **request):
+        self.update_calls.append(copy.deepcopy(request))
+        package = next(p for p in self.packages if p["ModelPackageArn"] == request["ModelPackageArn"])
+        for member in ("ModelApprovalStatus", "ApprovalDescription", "ModelLifeCycle"):
+            if member in request:
+                package[member] = copy.deepcopy(request[member])
+        self._clock += timedelta(minutes=1)
+        package["LastModifiedTime"] = self._clock
+        return {"ModelPackageArn": request["ModelPackageArn"]}
+
+    def set_lifecycle(self, arn, stage, status, description=""):
+        """Put a package in a ``ModelLifeCycle`` state, as a deployment would have."""
+        self.update_model_package(
+            ModelPackageArn=arn,
+            ModelLifeCycle={"Stage": stage, "StageStatus": status, "StageDescription": description},
+        )
+        self.update_calls.pop()
 
 
 class FakeHook:

@@ -4,7 +4,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
 from ml_lifecycle.operators.approval import ModelPackageApprovalOperator, ResolveModelPackageOperator
 from tests.unit.operators._hosting_fakes import AWS_CONNECTION, FakeSageMaker, context, package
@@ -161,3 +161,78 @@ def test_resolve_says_when_the_endpoint_already_serves_the_version(capsys):
         fake, context(triggering_asset_events={"approvals": [_sqs_event(4)]}), endpoint_name="fraud-detector-local"
     )
     assert other["version"] == 4 and other["already_serving"] is False
+
+
+def _mark(fake, version, stage, status):
+    fake.packages[package(version)["ModelPackageArn"]]["ModelLifeCycle"] = {"Stage": stage, "StageStatus": status}
+
+
+def test_latest_never_picks_a_version_that_rolled_back():
+    fake = registry()
+    fake.add_package(package(4, status="Approved"))
+    _mark(fake, 1, "Production", "Deployed")
+    _mark(fake, 4, "Archived", "RolledBack")
+    result = resolve(fake)
+    assert result["version"] == 1 and result["source"] == "latest_approved"
+    assert result["lifecycle"] == {"Stage": "Production", "StageStatus": "Deployed"}
+
+
+def test_latest_is_the_newest_approved_not_the_champion():
+    """deploy_model deploys what was approved last; batch_score scores with what serves."""
+    fake = registry()
+    fake.add_package(package(4, status="Approved"))
+    _mark(fake, 1, "Production", "Deployed")
+    assert resolve(fake)["version"] == 4
+    scored = resolve(fake, fallback="champion")
+    assert scored["version"] == 1 and scored["source"] == "champion"
+
+
+def test_the_champion_fallback_before_any_deployment_is_the_newest_approved_that_never_rolled_back():
+    fake = registry()
+    fake.add_package(package(4, status="Approved"))
+    _mark(fake, 4, "Archived", "RolledBack")
+    result = resolve(fake, fallback="champion")
+    assert result["version"] == 1 and result["source"] == "latest_approved"
+
+
+def test_nothing_deployable_is_a_clear_failure():
+    fake = FakeSageMaker()
+    fake.add_package(package(1, status="Approved"))
+    _mark(fake, 1, "Archived", "RolledBack")
+    with pytest.raises(AirflowFailException, match="no Approved version that never rolled back"):
+        resolve(fake)
+
+
+@pytest.mark.parametrize(
+    ("stage", "status", "why"),
+    [
+        pytest.param("Archived", "RolledBack", "rolled back", id="rolled-back"),
+        pytest.param("Archived", "Retired", "is Archived/Retired", id="former-champion"),
+        pytest.param("Production", "Deployed", "is already the champion", id="champion"),
+    ],
+)
+def test_an_event_naming_a_version_deployed_before_skips_the_run_but_its_arn_deploys_it(stage, status, why):
+    """SageMaker sends a state-change event for every update of an Approved version, the champion's own marking
+    included: only a version that was never deployed is a new approval."""
+    fake = registry()
+    _mark(fake, 1, stage, status)
+    event = SimpleNamespace(extra={"model_package_arn": package(1)["ModelPackageArn"]}, timestamp=None)
+    with pytest.raises(AirflowSkipException, match=why):
+        resolve(fake, context(triggering_asset_events={"approved": [event]}))
+    explicit = resolve(fake, model_package_arn=package(1)["ModelPackageArn"])
+    assert explicit["version"] == 1 and explicit["source"] == "param"
+
+
+def test_an_unknown_fallback_is_refused_when_the_dag_is_parsed():
+    with pytest.raises(ValueError, match="fallback must be one of"):
+        ResolveModelPackageOperator(task_id="resolve", fallback="newest")
+
+
+def test_a_sagemaker_event_for_a_version_marked_by_a_deployment_skips_the_run():
+    """Marking the champion (or retiring or rolling back a version) is an update of an Approved version: SageMaker
+    sends its state-change event, which the approvals rule lets through; such a run deploys nothing."""
+    fake = registry()
+    fake.add_package(package(4, status="Approved"))
+    _mark(fake, 4, "Archived", "Retired")
+    with pytest.raises(AirflowSkipException, match="named by the triggering event is Archived/Retired"):
+        resolve(fake, context(triggering_asset_events={"approvals": [_sqs_event(4)]}))

@@ -63,6 +63,10 @@ def test_first_deployment_creates_model_config_and_endpoint_with_capture(aws):
     model = fake.models[result["model_name"]]
     assert model["PrimaryContainer"]["ModelDataUrl"].endswith("/v1/model.tar.gz")
     assert fake.calls_named("update_endpoint") == []
+    assert fake.packages[package(1)["ModelPackageArn"]]["ModelLifeCycle"]["Stage"] == "Production"
+    assert result["champion"] == {
+        "champion": package(1)["ModelPackageArn"], "version": 1, "retired": [], "changed": True,
+    }  # fmt: skip
     alarms = aws.cloudwatch.describe_alarms(AlarmNames=alarm_names(ENDPOINT, "AllTraffic"))["MetricAlarms"]
     assert {a["AlarmName"] for a in alarms} == set(result["alarms"])
     tags = dict(load_config().tags)
@@ -99,6 +103,13 @@ def test_second_model_is_deployed_through_the_configured_canary_with_alarm_rollb
     [added] = fake.calls_named("add_tags")
     assert added["ResourceArn"] == fake.endpoints[ENDPOINT]["EndpointArn"]
     assert {t["Key"]: t["Value"] for t in added["Tags"]} == dict(cfg.tags)
+    # the new package is the champion, the one it replaced is retired
+    lifecycle = {arn: p.get("ModelLifeCycle", {}) for arn, p in fake.packages.items()}
+    new, old = package(2)["ModelPackageArn"], package(1)["ModelPackageArn"]
+    assert (lifecycle[new]["Stage"], lifecycle[new]["StageStatus"]) == ("Production", "Deployed")
+    assert ENDPOINT in lifecycle[new]["StageDescription"]
+    assert (lifecycle[old]["Stage"], lifecycle[old]["StageStatus"]) == ("Archived", "Retired")
+    assert result["champion"]["retired"] == [old]
 
 
 @pytest.mark.parametrize(
@@ -196,6 +207,13 @@ def test_rollback_fails_loudly_with_evidence_and_notification(aws, connection, e
     assert evidence["links"] == {"endpoint": endpoint_page, "alarms": alarms_page}
     assert f"Endpoint: {endpoint_page}" in note["Message"] and f"Alarms: {alarms_page}" in note["Message"]
     assert fake.endpoints[ENDPOINT]["EndpointConfigName"] == first["endpoint_config_name"], "old model keeps serving"
+    # the registry: the failed package is RolledBack, the champion is the one that kept serving
+    failed, champion = fake.packages[package(2)["ModelPackageArn"]], fake.packages[package(1)["ModelPackageArn"]]
+    stage = {name: (p["ModelLifeCycle"]["Stage"], p["ModelLifeCycle"]["StageStatus"]) for name, p in
+             (("failed", failed), ("champion", champion))}  # fmt: skip
+    assert stage == {"failed": ("Archived", "RolledBack"), "champion": ("Production", "Deployed")}
+    assert rate_alarm in failed["ModelLifeCycle"]["StageDescription"]
+    assert evidence["marked_rolled_back"] is True
 
 
 def test_unapproved_package_is_refused(aws):

@@ -163,3 +163,23 @@ def test_unreadable_report_fails_the_task_clearly(s3):
     op.__dict__["hook"] = FakeHook(FakeRegistry(), s3)
     with pytest.raises(AirflowFailException, match="Cannot read the evaluation report"):
         op.execute({"run_id": "r", "dag": SimpleNamespace(dag_id="d")})
+
+
+def test_the_baseline_is_the_champion_not_the_newest_approved(s3, notifications):
+    registry = FakeRegistry()
+    champion = registry.add(GROUP, "Approved", {"metric:auc": "0.80", "dag_run_id": "champion"})
+    registry.add(GROUP, "Approved", {"metric:auc": "0.99", "dag_run_id": "approved-later"})
+    registry.set_lifecycle(champion, "Production", "Deployed")
+    result, doc = _run_gate(s3, registry, auc=0.85)
+    assert doc["baseline"]["model_package_arn"] == champion and doc["baseline"]["source"] == "champion"
+    assert result["baseline_source"] == "champion" and result["passed"]
+
+
+def test_a_rolled_back_version_is_never_the_baseline(s3, notifications):
+    registry = FakeRegistry()
+    kept = registry.add(GROUP, "Approved", {"metric:auc": "0.80", "dag_run_id": "kept"})
+    rolled_back = registry.add(GROUP, "Approved", {"metric:auc": "0.99", "dag_run_id": "bad"})
+    registry.set_lifecycle(rolled_back, "Archived", "RolledBack")
+    result, doc = _run_gate(s3, registry, auc=0.85)
+    assert doc["baseline"]["model_package_arn"] == kept and doc["baseline"]["source"] == "latest_approved"
+    assert result["passed"]

@@ -259,3 +259,13 @@ def test_the_request_states_the_operators_own_deadline(registry, requests):
         op.execute(_context(op))
     assert waiting.value.timeout == timedelta(hours=6)
     assert "No answer within 6 h: the package is Rejected." in requests[0]["body"]
+
+
+def test_a_backfill_held_back_from_auto_approval_says_why_in_the_request(registry):
+    hold = "Held for manual approval: trained on a window ending 2026-01-20T00:00:00+00:00, older than the champion"
+    _, body = human_approval.approval_request(
+        {**REGISTRATION, "approval_hold": hold}, registry.describe_model_package(ModelPackageName=ARN), CFG
+    )
+    assert f"**Why you are asked:** {hold}" in body
+    _, plain = human_approval.approval_request(REGISTRATION, registry.describe_model_package(ModelPackageName=ARN), CFG)
+    assert "Why you are asked" not in plain

@@ -214,13 +214,58 @@ def test_pending_model_is_not_published(registry, s3, sent):
     assert sent == []
 
 
-def test_backfilled_older_model_does_not_move_the_pointer(registry, s3, sent):
+def test_backfilled_older_model_is_held_for_manual_approval_and_not_published(registry, s3, sent):
     newer = _register(registry, s3, gate=GATE_PASSED).execute(_context({}, run_id="scheduled__new"))
     _publish(registry, s3, newer)
     older_date = datetime(2026, 2, 1, tzinfo=UTC)
     older = _register(registry, s3, gate=GATE_PASSED).execute(
         _context({}, run_id="backfill__old", logical_date=older_date)
     )
+    assert older["approval_status"] == "PendingManualApproval"
+    assert older["window_end"] == "2026-02-01T00:00:00+00:00", "registered with its own window"
+    assert "older than the newest Approved version" in older["approval_hold"]
+    package = registry.describe_model_package(ModelPackageName=older["model_package_arn"])
+    assert package["ApprovalDescription"] == older["approval_hold"]
+    assert newer["model_package_arn"] in package["ApprovalDescription"]
+    with pytest.raises(AirflowSkipException, match="PendingManualApproval, not Approved"):
+        _publish(registry, s3, older, run_id="backfill__old", logical_date=older_date)
+    assert _pointer(s3)["model_package_arn"] == newer["model_package_arn"]
+
+    # a person approves it anyway: it is Approved, but the pointer (and so deploy_model) still does not move
+    registry.update_model_package(ModelPackageArn=older["model_package_arn"], ModelApprovalStatus="Approved")
     with pytest.raises(AirflowSkipException, match="older window"):
         _publish(registry, s3, older, run_id="backfill__old", logical_date=older_date)
     assert _pointer(s3)["model_package_arn"] == newer["model_package_arn"]
+
+
+def test_an_older_window_than_the_champion_is_held_even_when_a_newer_version_is_approved(registry, s3):
+    """The champion decides, not the newest Approved version: the hold names the champion."""
+    champion = _register(registry, s3, gate=GATE_PASSED).execute(
+        _context({}, run_id="scheduled__champion", logical_date=datetime(2026, 3, 1, tzinfo=UTC))
+    )
+    registry.set_lifecycle(champion["model_package_arn"], "Production", "Deployed")
+    held = _register(registry, s3, approval="auto", gate=GATE_PASSED).execute(
+        _context({}, run_id="backfill__jan", logical_date=datetime(2026, 1, 15, tzinfo=UTC))
+    )
+    assert held["approval_status"] == "PendingManualApproval"
+    assert f"older than the champion {champion['model_package_arn']}" in held["approval_hold"]
+
+
+def _at(registry, s3, run_id, day, **kwargs):
+    return _register(registry, s3, gate=GATE_PASSED, **kwargs).execute(_context({}, run_id=run_id, logical_date=day))
+
+
+def test_a_newer_window_than_the_champion_is_approved_automatically(registry, s3):
+    champion = _at(registry, s3, "scheduled__feb", datetime(2026, 2, 1, tzinfo=UTC))
+    registry.set_lifecycle(champion["model_package_arn"], "Production", "Deployed")
+    march = _at(registry, s3, "scheduled__mar", datetime(2026, 3, 1, tzinfo=UTC))
+    assert march["approval_status"] == "Approved" and march["approval_hold"] is None
+
+
+def test_a_rolled_back_newer_version_does_not_hold_a_model_back(registry, s3):
+    """Before any champion the current model is the newest Approved version that never rolled back."""
+    _at(registry, s3, "scheduled__feb", datetime(2026, 2, 1, tzinfo=UTC))
+    april = _at(registry, s3, "scheduled__apr", datetime(2026, 4, 1, tzinfo=UTC))
+    registry.set_lifecycle(april["model_package_arn"], "Archived", "RolledBack")
+    march = _at(registry, s3, "scheduled__mar", datetime(2026, 3, 1, tzinfo=UTC))
+    assert march["approval_status"] == "Approved" and march["approval_hold"] is None

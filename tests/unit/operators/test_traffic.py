@@ -18,6 +18,7 @@ from ml_lifecycle.builders.endpoint import (
     scaling_requests,
 )
 from ml_lifecycle.config import load_config
+from ml_lifecycle.operators.champion import CHAMPION, ROLLED_BACK
 from ml_lifecycle.operators.deploy import ROLLBACK_XCOM_KEY
 from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator, parse_percentages, variant_share
 from tests.unit.operators._hosting_fakes import (
@@ -148,9 +149,16 @@ def test_healthy_model_goes_10_50_100_and_the_old_variant_is_retired(aws):
     assert endpoint["EndpointConfigName"] == result["endpoint_config_name"]
     assert fake.calls_named("update_weights")[0] == {"AllTraffic": 0.9, NEW: 0.1}
     json.dumps(result)
+    # marked the champion only once the new model serves 100 %: after the last weight change
+    [mark] = fake.calls_named("mark_lifecycle")
+    assert (mark["arn"], mark["Stage"], mark["StageStatus"]) == (package(2)["ModelPackageArn"], *CHAMPION)
+    assert fake.calls.index(("mark_lifecycle", mark)) > max(
+        i for i, (name, _) in enumerate(fake.calls) if name in ("update_weights", "update_endpoint")
+    )
 
     again, _ = drive(make(fake), context())
     assert again["action"] == "unchanged"
+    assert len(fake.calls_named("mark_lifecycle")) == 1, "a re-run leaves the champion's record as it is"
 
 
 @pytest.mark.parametrize(
@@ -230,6 +238,9 @@ def test_rollback_removes_the_failed_variant_and_keeps_the_champions_scaling(aws
     evidence = ti.pushed[ROLLBACK_XCOM_KEY]
     assert evidence["removed"]["scalable_targets"] == [f"endpoint/{ENDPOINT}/variant/{NEW}"]
     assert f"endpoint/{ENDPOINT}/variant/{NEW}" in str(failure.value)
+    [mark] = fake.calls_named("mark_lifecycle")
+    assert (mark["arn"], mark["Stage"], mark["StageStatus"]) == (package(2)["ModelPackageArn"], *ROLLED_BACK)
+    assert "5XX error rate" in mark["StageDescription"] and evidence["marked_rolled_back"] is True
 
 
 def test_a_retry_after_the_worker_died_mid_cleanup_finishes_it_without_a_second_update(aws):
