@@ -502,9 +502,7 @@ def _loop(
 
     # 2. the first deployment, from the approval (the approved-model asset and SageMaker's approval event)
     how = _deployment_kind(sm, dep.endpoint_name, dep.strategy, dep.canary_percent)
-    deploy_id = _deployment_run(progress, driver, known["deploy_model"])
-    progress.line(f"deploy_model: {deploy_id} started by the approval ({how})")
-    driver.wait("deploy_model", deploy_id, STAGE_TIMEOUT["deploy_model"])
+    deploy_id = _deploy(progress, driver, known["deploy_model"], how)
     result["deployments"].append({"run_id": deploy_id, "how": how})
     _settle_duplicates(progress, driver, known["deploy_model"])
     baseline = driver.xcom("deploy_model", deploy_id, "baseline")
@@ -552,9 +550,7 @@ def _loop(
 
     # 6. the second deployment: a canary of the new model
     how = _deployment_kind(sm, dep.endpoint_name, dep.strategy, dep.canary_percent)
-    deploy_id = _deployment_run(progress, driver, known["deploy_model"])
-    progress.line(f"deploy_model: {deploy_id} started by the approval ({how})")
-    driver.wait("deploy_model", deploy_id, STAGE_TIMEOUT["deploy_model"])
+    deploy_id = _deploy(progress, driver, known["deploy_model"], how)
     result["deployments"].append({"run_id": deploy_id, "how": how})
     _settle_duplicates(progress, driver, known["deploy_model"])
     _finish(progress, driver, cfg, stack, result, deploy_id)
@@ -574,6 +570,22 @@ def _deployment_run(progress: Progress, driver: Any, known: set[str]) -> str:
     return first
 
 
+def _deploy(progress: Progress, driver: Any, known: set[str], how: str) -> str:
+    """Follow the deploy_model run the approval started, to its end; its run id.
+
+    A run started by SageMaker's event for an earlier deployment's registry marking (the champion's, or the
+    retired version's: updates of Approved versions) can come first: it is skipped at ``resolve``, and the next
+    run is followed.
+    """
+    while True:
+        deploy_id = _deployment_run(progress, driver, known)
+        progress.line(f"deploy_model: {deploy_id} started by an approval ({how})")
+        states = driver.wait("deploy_model", deploy_id, STAGE_TIMEOUT["deploy_model"])
+        if states.get("resolve") != "skipped":
+            return deploy_id
+        progress.line(f"deploy_model: {deploy_id} skipped: its event names a version deployed before")
+
+
 def _settle_duplicates(progress: Progress, driver: Any, known: set[str]) -> None:
     """Wait for the runs the same approval started a second time (they change nothing) and add them to ``known``."""
     for run in reversed(driver.runs("deploy_model", "asset_triggered")):
@@ -581,7 +593,9 @@ def _settle_duplicates(progress: Progress, driver: Any, known: set[str]) -> None
             continue
         driver.wait("deploy_model", run["dag_run_id"], STAGE_TIMEOUT["deploy_model"])
         known.add(run["dag_run_id"])
-        progress.line(f"deploy_model: {run['dag_run_id']} (the same approval, delivered twice) deployed nothing new")
+        progress.line(
+            f"deploy_model: {run['dag_run_id']} (an approval delivered again, or a registry marking) changed nothing"
+        )
 
 
 def _training(progress: Progress, driver: Any, dag_id: str, run_id: str, trigger: str, result: dict[str, Any]) -> None:
