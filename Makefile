@@ -85,10 +85,10 @@ test: setup browser postgres images  ## set up, then run the whole suite (lint i
 		export ML_LIFECYCLE_AUDIT_OFFLINE=1; \
 	fi; \
 	status=0; \
-	$(PY) -m pytest $(addprefix --ignore=,$(ISOLATED_SUITES)) || status=1; \
+	$(PY) -m pytest --durations=25 $(addprefix --ignore=,$(ISOLATED_SUITES)) || status=1; \
 	for suite in $(ISOLATED_SUITES); do \
 		echo "== $$suite (own devstack)"; \
-		$(PY) -m pytest $$suite || status=1; \
+		$(PY) -m pytest --durations=10 $$suite || status=1; \
 	done; \
 	exit $$status
 
