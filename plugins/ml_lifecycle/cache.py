@@ -386,6 +386,19 @@ def reused_steps(results: Any) -> dict[str, dict[str, str]]:
     return reused
 
 
+def logged_reused_steps(results: Any, log: Any) -> dict[str, dict[str, str]]:
+    """:func:`reused_steps`, each reused step also written to ``log`` (the run's summary in the task log).
+
+    :raises CacheError: as :func:`reused_steps`
+    """
+    reused = reused_steps(results)
+    for step, source in reused.items():
+        log.info(
+            "Step %s reused job %s of run %s (cache key %s)", step, source["job_name"], source["run_id"], source["key"]
+        )
+    return reused
+
+
 def reused_metadata(reused: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     """``reused:<step>`` -> ``<job name> from run <run id>`` for a model package's lineage."""
     return {f"{REUSED_KEY_PREFIX}{step}": f"{r['job_name']} from run {r['run_id']}" for step, r in reused.items()}

@@ -636,21 +636,13 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
             self.log.warning("Could not drop the load stage %s (it ends with the session): %s", stage, exc)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from ml_lifecycle.cache import CacheError, reused_steps
+        from ml_lifecycle.cache import CacheError, logged_reused_steps
         from ml_lifecycle.config import load_config
 
         try:
-            reused = reused_steps(self.step_results)
+            reused = logged_reused_steps(self.step_results, self.log)
         except CacheError as exc:
             raise AirflowFailException(f"step_results: {exc}") from None
-        for step, source in reused.items():
-            self.log.info(
-                "Step %s reused job %s of run %s (cache key %s)",
-                step,
-                source["job_name"],
-                source["run_id"],
-                source["key"],
-            )
         cfg = load_config()
         table = self.table or cfg.snowflake.predictions_fqn
         start = _naive_utc("interval_start", self.interval_start)

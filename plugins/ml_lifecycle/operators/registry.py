@@ -232,7 +232,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.builders import model_package_request
-        from ml_lifecycle.cache import CacheError, reused_metadata, reused_steps
+        from ml_lifecycle.cache import CacheError, logged_reused_steps, reused_metadata
         from ml_lifecycle.config import load_config
         from ml_lifecycle.naming import RunPlan
 
@@ -281,18 +281,10 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
             "code_digest": self.code_digest,
         }
         try:
-            reused = reused_steps(self.step_results)
+            reused = logged_reused_steps(self.step_results, self.log)
         except CacheError as exc:
             raise AirflowFailException(f"step_results: {exc}") from None
         lineage.update(reused_metadata(reused))
-        for step, source in reused.items():
-            self.log.info(
-                "Step %s reused job %s of run %s (cache key %s)",
-                step,
-                source["job_name"],
-                source["run_id"],
-                source["key"],
-            )
         request = model_package_request(
             cfg,
             plan,
