@@ -232,6 +232,11 @@ class Images(_Strict):
         description="data validation jobs (mode: processing): the project's image with Great Expectations "
         "(include/images/ml-lifecycle-validation/Dockerfile)",
     )
+    monitoring: str = Field(
+        pattern=_IMAGE,
+        description="the monitoring job of the evidently engine: the project's image with Evidently and "
+        "matplotlib (include/images/ml-lifecycle-monitoring/Dockerfile)",
+    )
 
 
 class ComputeConfig(_Strict):
