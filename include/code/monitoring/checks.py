@@ -101,11 +101,14 @@ def parse_config(text: str | None) -> MonitorConfig:
     :raises MonitorInputError: it is absent, not JSON, or a field is missing or of the wrong type (named)
     """
     if not text:
-        raise MonitorInputError("the environment variable MONITOR_CONFIG (the job's JSON configuration) is not set")
+        raise MonitorInputError(
+            "no configuration: neither the config input's monitor_config.json nor the environment variable "
+            "MONITOR_CONFIG is there"
+        )
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MonitorInputError(f"MONITOR_CONFIG is not JSON: {exc}") from None
+        raise MonitorInputError(f"MONITOR_CONFIG (monitor_config.json) is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise MonitorInputError("MONITOR_CONFIG must be a JSON object")
     missing = [k for k in ("endpoint", "interval_start", "interval_end", "features", "facet") if not raw.get(k)]

@@ -1,11 +1,14 @@
 """The monitoring job: one interval of an endpoint's captured traffic against the served model's baseline.
 
 Runs as a SageMaker Processing job in the project's monitoring image (include/images/ml-lifecycle-monitoring:
-the scikit-learn image plus Evidently and matplotlib), configured by the environment variable
-``MONITOR_CONFIG`` (JSON: endpoint, interval and lookback bounds, features, label, facet, thresholds).
+the scikit-learn image plus Evidently and matplotlib), configured by a JSON document (endpoint, interval and
+lookback bounds, features, label, facet, thresholds): the file ``config/monitor_config.json`` of the inputs,
+else the environment variable ``MONITOR_CONFIG`` (SageMaker limits an environment value to 256 characters,
+too few for a feature list, so jobs pass the file).
 
 Inputs under ``--input-dir`` (default ``/opt/ml/processing/input``):
 
+- ``config/``   ``monitor_config.json``;
 - ``capture/``  data-capture JSON Lines of the lookback window (drift and data quality use the interval only);
 - ``baseline/`` the baseline dataset (CSV, header; the model's output columns, then its input columns);
 - ``labels/``   optional ground truth (SageMaker's ground-truth JSON Lines, the facet in ``attributes``);
@@ -46,6 +49,7 @@ def _load(name: str, *candidates: Path) -> ModuleType:
 
 
 HERE = Path(__file__).resolve().parent
+CONFIG_FILE = "monitor_config.json"
 checks = _load("checks", HERE / "checks.py")
 bias = _load("bias", HERE / "common" / "bias.py", HERE.parent / "common" / "bias.py")
 
@@ -273,10 +277,20 @@ def run(input_dir: Path, output_dir: Path, config) -> dict[str, Any]:
     return summary
 
 
+def read_config_text(input_dir: Path) -> str | None:
+    """The job's configuration: ``config/monitor_config.json`` of the inputs, else ``$MONITOR_CONFIG``."""
+    path = input_dir / "config" / CONFIG_FILE
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    if (input_dir / "config").is_dir():
+        raise checks.MonitorInputError(f"the config input holds no {CONFIG_FILE}")
+    return os.environ.get("MONITOR_CONFIG")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config = checks.parse_config(os.environ.get("MONITOR_CONFIG"))
+        config = checks.parse_config(read_config_text(args.input_dir))
         summary = run(args.input_dir, args.output_dir, config)
     except (checks.MonitorInputError, bias.BiasError) as exc:
         message = f"monitoring could not run: {exc}"
