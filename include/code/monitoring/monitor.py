@@ -31,6 +31,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -90,10 +91,13 @@ def drift_report(interval, baseline, config, output: Path) -> dict[str, Any]:
     if config.drift.get("threshold") is not None:
         options["threshold"] = config.drift["threshold"]
     report = Report([DataDriftPreset(**options), DataSummaryPreset()], include_tests=True)
-    snapshot = report.run(
-        Dataset.from_pandas(current, data_definition=definition),
-        Dataset.from_pandas(reference, data_definition=definition),
-    )
+    with warnings.catch_warnings():
+        # the data summary divides by zero for a constant column and warns; the report shows it as it is
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snapshot = report.run(
+            Dataset.from_pandas(current, data_definition=definition),
+            Dataset.from_pandas(reference, data_definition=definition),
+        )
     snapshot.save_html(str(output / "report.html"))
     return drift_section(snapshot.dict(), config)
 
@@ -179,7 +183,8 @@ def drift_png(drift: dict[str, Any], path: Path, title: str) -> None:
             ax.text(scores[y], y, f"  {drift['features'][feature]['test']}", va="center", fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel("drift score (p-value tests drift below the threshold, distances above it)")
-    ax.set_title(f"{title}: drifted share {drift['share']:.2f} (threshold {drift['share_threshold']:.2f})")
+    share = "n/a" if drift["share"] is None else f"{drift['share']:.2f}"
+    ax.set_title(f"{title}: drifted share {share} (threshold {drift['share_threshold']:.2f})")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
