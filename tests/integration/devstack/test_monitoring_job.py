@@ -95,13 +95,14 @@ def outputs(s3: Any, bucket: str, name: str) -> dict[str, bytes]:
     }
 
 
-def test_the_monitoring_job_finds_drift_a_recall_collapse_and_no_labels(
+def test_the_monitoring_job_finds_drift_a_recall_collapse_a_biased_segment_and_no_labels(
     sm: Any, s3: Any, bucket: str, unique_name: Any, tmp_path: Path
 ) -> None:
     cases = {
         "drift": data.write_inputs(tmp_path / "drift", drifted=True),
         "recall": data.write_inputs(tmp_path / "recall", recall_collapsed=True),
         "unlabelled": data.write_inputs(tmp_path / "unlabelled", labels=False),
+        "biased": data.write_inputs(tmp_path / "biased", flagged_segment="small_business"),
     }
     names = {case: unique_name(f"fraud-endpoint-mon-{case}") for case in cases}
     for case, root in cases.items():
@@ -139,6 +140,14 @@ def test_the_monitoring_job_finds_drift_a_recall_collapse_and_no_labels(
     assert unlabelled["model_quality"]["status"] == "no_labels"
     assert unlabelled["bias"]["status"] == "no_labels"
     assert unlabelled["decision"] == {"retrain": False, "reasons": [], "bias_hold": False}
+
+    biased = summaries["biased"]
+    assert biased["bias"]["status"] == "breach"
+    assert ("small_business", "DPPL") in {(b["facet_value"], b["metric"]) for b in biased["bias"]["breaches"]}
+    assert biased["model_quality"]["status"] == "ok"
+    assert biased["decision"] == {"retrain": False, "reasons": [], "bias_hold": True}
+    bias_datums = [d for d in json.loads(files["biased"]["metrics.json"]) if d["MetricName"] == "Bias"]
+    assert any({"Name": "FacetValue", "Value": "small_business"} in d["Dimensions"] for d in bias_datums)
 
     for case, found in files.items():
         assert OUTPUTS <= set(found), case
