@@ -345,3 +345,35 @@ def test_a_bad_input_exits_1_with_the_reason_in_the_exit_message(monitor: Module
     argv = ["--input-dir", str(inputs), "--output-dir", str(tmp_path / "out"), "--exit-message-file", str(message)]
     assert monitor.main(argv) == 1
     assert "the baseline input" in message.read_text() and "holds no CSV file" in message.read_text()
+
+
+def _payload(content_type: str, body: str, encoding: str) -> dict:
+    return {"observedContentType": content_type, "data": body, "encoding": encoding}
+
+
+@pytest.mark.parametrize(
+    ("payload", "rows"),
+    [
+        pytest.param(_payload("text/csv", "1,a\n2,b", "CSV"), [["1", "a"], ["2", "b"]], id="csv"),
+        pytest.param(_payload("text/csv", "y,x\nb,2", "CSV"), [["2", "b"]], id="csv-header"),
+        pytest.param(
+            _payload("application/json", '{"instances": [{"x": 3, "y": "c", "id": 9}]}', "JSON"),
+            [["3", "c"]],
+            id="json-records",
+        ),
+        pytest.param(_payload("application/octet-stream", "NCxk", "BASE64"), [["4", "d"]], id="base64"),
+    ],
+)
+def test_captured_requests_in_each_encoding_give_the_feature_rows(
+    checks: ModuleType, payload: dict, rows: list
+) -> None:
+    assert checks._input_rows(payload, ["x", "y"]) == rows
+
+
+def test_captured_json_responses_give_the_score_of_each_row(checks: ModuleType) -> None:
+    body = '{"predictions": [{"fraud_probability": 0.9, "is_fraud": 1}, {"fraud_probability": 0.1, "is_fraud": 0}]}'
+    assert checks._scores({"observedContentType": "application/json", "data": body, "encoding": "JSON"}) == [0.9, 0.1]
+    assert checks._scores({"observedContentType": "text/csv", "data": "0.9,1\n0.1,0\n", "encoding": "CSV"}) == [
+        0.9,
+        0.1,
+    ]
