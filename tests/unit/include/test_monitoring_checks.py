@@ -377,3 +377,18 @@ def test_captured_json_responses_give_the_score_of_each_row(checks: ModuleType) 
         0.9,
         0.1,
     ]
+
+
+@pytest.mark.parametrize(
+    ("score", "threshold", "test", "strength"),
+    [
+        pytest.param(0.05, 0.05, "K-S p_value", 1.0, id="p-value-at-threshold"),
+        pytest.param(0.0025, 0.05, "K-S p_value", 2.0, id="p-value-squared-is-twice"),
+        pytest.param(0.0, 0.05, "Z-test p_value", float("inf"), id="p-value-zero"),
+        pytest.param(0.05, 0.1, "Wasserstein distance (normed)", 0.5, id="distance-below"),
+    ],
+)
+def test_drift_strength_puts_every_test_on_one_scale(
+    monitor: ModuleType, score: float, threshold: float, test: str, strength: float
+) -> None:
+    assert monitor.drift_strength(score, threshold, test) == pytest.approx(strength)
