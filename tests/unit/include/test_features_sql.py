@@ -87,7 +87,9 @@ def test_emits_only_rows_of_the_half_open_interval(cursor: Any, start: Any, end:
 def test_output_columns_are_the_dataset_contract_in_order(cursor: Any) -> None:
     cursor.execute(SQL, {"interval_start": START, "interval_end": END})
     assert [d.name for d in cursor.description] == [c["name"] for c in SCHEMA["columns"]]
-    assert SCHEMA["keys"] + SCHEMA["attributes"] + SCHEMA["features"] + [SCHEMA["label"]] == [c["name"] for c in SCHEMA["columns"]]
+    assert SCHEMA["keys"] + SCHEMA["attributes"] + SCHEMA["features"] + [SCHEMA["label"]] == [
+        c["name"] for c in SCHEMA["columns"]
+    ]
 
 
 def test_card_window_features_use_history_before_the_interval(cursor: Any) -> None:
