@@ -5,9 +5,10 @@ This folder (``include/code/common/``) is shipped inside every component archive
 
 - ``features_schema.json``: the dataset contract (keys, attributes, model features in order, label, and per
   column its role, Snowflake type, kind, nullability and categories); the one feature list of the project.
-  Attributes (role ``attribute``, e.g. the customer segment that bias is measured on) are in the data of every
-  split and the baseline but never a model input;
-- this module: a loader for the contract and the decimal typing of unloaded Parquet data.
+  Attributes (role ``attribute``, e.g. the customer segment that bias is measured on) are in the extracted data
+  and its splits but never a model input;
+- this module: a loader for the contract and the decimal typing of unloaded Parquet data;
+- ``bias.py``: SageMaker Clarify's pre- and post-training bias metrics (numpy and pandas only).
 
 It depends only on the standard library and (for :func:`conform_decimals`) pyarrow, never on the
 ``ml_lifecycle`` package. Each component loads it by file path (its ``_load_common``: ``common/`` beside the
