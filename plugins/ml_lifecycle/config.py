@@ -153,6 +153,11 @@ class SnowflakeConfig(_Strict):
     role: str | None = Field(None, pattern=_IDENT)
     source_table: str = Field(pattern=_IDENT)
     predictions_table: str = Field(pattern=_IDENT)
+    labels_table: str = Field(
+        "FRAUD_LABELS",
+        pattern=_IDENT,
+        description="late ground truth: TRANSACTION_ID, IS_FRAUD, LABELED_AT (when the outcome became known)",
+    )
     extraction: ExtractionConfig = ExtractionConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -164,6 +169,10 @@ class SnowflakeConfig(_Strict):
     @property
     def predictions_fqn(self) -> str:
         return f"{self.database}.{self.schema_}.{self.predictions_table}"
+
+    @property
+    def labels_fqn(self) -> str:
+        return f"{self.database}.{self.schema_}.{self.labels_table}"
 
 
 class Prefixes(_Strict):
@@ -483,7 +492,29 @@ class DeploymentConfig(_Strict):
         return value
 
 
+class BiasFacet(_Strict):
+    """The column bias is measured on: an attribute of the dataset contract (in the data, never a model input)."""
+
+    name: str = Field(
+        "customer_segment",
+        pattern=r"^[a-z_][a-z0-9_]*$",
+        description="an attribute column of include/code/common/features_schema.json",
+    )
+    values_or_threshold: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        min_length=1,
+        description="the sensitive group (Clarify's facet value_or_threshold); omitted: each value against the rest",
+    )
+
+
+class BiasConfig(_Strict):
+    """What bias is measured on, at training time (pre-training metrics) and in monitoring (post-training)."""
+
+    facet: BiasFacet = BiasFacet()
+
+
 class MonitoringConfig(_Strict):
+    bias: BiasConfig = BiasConfig()
     schedule_expression: str = Field("cron(0 * ? * * *)", min_length=1, max_length=256)
     instance_type: str = Field("ml.m5.large", pattern=_INSTANCE)
     max_runtime_seconds: Int = Field(3600, ge=60, le=86400)
