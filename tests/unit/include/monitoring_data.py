@@ -14,7 +14,7 @@ from tests.unit.include.conftest import CODE, make_features
 
 SCHEMA = json.loads((CODE / "common" / "features_schema.json").read_text())
 FEATURES: list[str] = SCHEMA["features"]
-CATEGORICAL = [c["name"] for c in SCHEMA["columns"] if c["kind"] == "categorical"]
+CATEGORICAL = [c["name"] for c in SCHEMA["columns"] if c["kind"] == "categorical" and c["name"] in FEATURES]
 SEGMENTS = ["retail", "small_business", "premium"]
 INTERVAL_START = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
 INTERVAL_END = INTERVAL_START + dt.timedelta(hours=1)
