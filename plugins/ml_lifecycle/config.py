@@ -486,6 +486,8 @@ class DeploymentConfig(_Strict):
 MonitoringEngine = Literal["evidently", "model_monitor"]
 #: CloudWatch namespace of the evidently engine's metrics (the IAM policy's ``cloudwatch:namespace`` condition)
 MONITORING_NAMESPACE = "MlLifecycle/Monitoring"
+#: the longest endpoint name whose monitoring jobs (``<endpoint>-mon-<%Y%m%d%H%M>-<8 hex>-r<nn>``) fit in 63
+MONITORING_ENDPOINT_MAX = 33
 
 
 class ModelQualityThresholds(_Strict):
@@ -669,6 +671,17 @@ class Config(_Strict):
                     f"approval_events.queue_url is in {match['region']} / account {match['account']}, not the "
                     f"environment's {self.aws.region} / {self.aws.account_id} (aws.region, aws.account_id)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_job_names_fit(self) -> Config:
+        endpoint = self.deployment.endpoint_name
+        if self.monitoring.engine == "evidently" and len(endpoint) > MONITORING_ENDPOINT_MAX:
+            raise ValueError(
+                f"deployment.endpoint_name: at most {MONITORING_ENDPOINT_MAX} characters under monitoring.engine "
+                f"evidently, got {len(endpoint)}: the monitoring jobs are named <endpoint>-mon-<interval>-<8 hex>"
+                "[-r<try>] within SageMaker's 63 characters, and the IAM policy grants them as ${EndpointName}-mon-*"
+            )
         return self
 
 

@@ -41,7 +41,7 @@ REPORT = "report.html"
 MANIFEST = "capture.manifest"
 NAME_MAX = 63
 #: ``.../<endpoint>/<variant>/yyyy/mm/dd/hh/<file>``: the capture hour of a data-capture object
-_CAPTURE_HOUR = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
+_CAPTURE_HOUR = re.compile(r"^(?:.*/)?(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
 #: the label and facet of the fraud model (``include/code/common/features_schema.json``)
 LABEL = "is_fraud"
 FACET = "customer_segment"
@@ -67,14 +67,16 @@ def inputs_digest(**inputs: Any) -> str:
 
 def job_name(endpoint: str, start: dt.datetime, digest: str, try_number: int = 1) -> str:
     """``<endpoint>-mon-<%Y%m%d%H%M>-<8 hex>`` (``-r<n>`` for the attempt after a failed one), at most 63
-    characters (a long endpoint name is shortened)."""
+    characters: the whole endpoint name leads (the IAM policy grants ``processing-job/${EndpointName}-mon-*``).
+    """
     if not re.fullmatch(r"[0-9a-f]{8}", digest):
         raise BuilderError(f"job name digest must be 8 hex characters, got {digest!r}")
-    tail = f"-mon-{interval_key(start)}-{digest}" + (f"-r{try_number}" if try_number > 1 else "")
-    head = endpoint[: NAME_MAX - len(tail)].rstrip("-")
-    if not head:
+    if not endpoint:
         raise BuilderError("endpoint name is empty")
-    return head + tail
+    name = f"{endpoint}-mon-{interval_key(start)}-{digest}" + (f"-r{try_number}" if try_number > 1 else "")
+    if len(name) > NAME_MAX:
+        raise BuilderError(f"monitoring job name {name!r} is longer than SageMaker's {NAME_MAX} characters")
+    return name
 
 
 def report_uri(cfg: Config, endpoint: str, start: dt.datetime) -> str:
@@ -94,7 +96,7 @@ def labels_uri(cfg: Config, endpoint: str) -> str:
 
 def capture_hour(key: str) -> dt.datetime | None:
     """The hour a data-capture object belongs to (from its ``yyyy/mm/dd/hh/`` path), else ``None``."""
-    match = _CAPTURE_HOUR.search(key)
+    match = _CAPTURE_HOUR.match(key)
     if not match:
         return None
     year, month, day, hour = (int(g) for g in match.groups())

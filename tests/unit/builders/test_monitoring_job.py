@@ -21,7 +21,7 @@ from ml_lifecycle.builders.monitoring_job import (
     report_uri,
     window_objects,
 )
-from ml_lifecycle.config import Config, ConfigError, include_dir, load_config
+from ml_lifecycle.config import MONITORING_ENDPOINT_MAX, Config, ConfigError, include_dir, load_config
 
 SERVICES = botocore.session.get_session()
 START = dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)
@@ -103,8 +103,10 @@ def test_monitor_config_carries_the_interval_lookback_and_thresholds():
 def test_job_name_is_per_interval_and_inputs_and_fits_63_characters():
     assert job_name("fraud", START, "0123abcd") == "fraud-mon-202603011000-0123abcd"
     assert job_name("fraud", START, "0123abcd", try_number=2) == "fraud-mon-202603011000-0123abcd-r2"
-    long = job_name("e" * 47, START, "0123abcd", try_number=3)
-    assert len(long) <= 63 and long.endswith("-mon-202603011000-0123abcd-r3")
+    longest = job_name("e" * MONITORING_ENDPOINT_MAX, START, "0123abcd", try_number=99)
+    assert len(longest) == 63 and longest.startswith("e" * MONITORING_ENDPOINT_MAX + "-mon-")
+    with pytest.raises(BuilderError, match="longer than SageMaker's 63"):
+        job_name("e" * 40, START, "0123abcd")
     assert inputs_digest(a=1, b="x") == inputs_digest(b="x", a=1) != inputs_digest(a=2, b="x")
     with pytest.raises(BuilderError, match="8 hex"):
         job_name("fraud", START, "xyz")
@@ -170,8 +172,10 @@ def test_metric_data_from_the_jobs_metrics():
 ALARM = {"name": "a", "metric": "DriftShare", "comparison": "GreaterThanThreshold", "threshold": 1}
 
 
-def _with_monitoring(**monitoring) -> dict:
+def _with_monitoring(endpoint: str | None = None, **monitoring) -> dict:
     raw = load_config("local").model_dump(by_alias=True, exclude={"source_file"})
+    if endpoint:
+        raw["deployment"]["endpoint_name"] = endpoint
     raw["monitoring"] = {**raw["monitoring"], **monitoring}
     return raw
 
@@ -189,6 +193,7 @@ def test_engine_defaults_to_evidently_and_local_names_its_engine():
     [
         ({"engine": "clarify"}, "evidently"),
         ({"drift": {"share": 1.5}}, "less than or equal to 1"),
+        ({"engine": "evidently", "endpoint": "e" * 34}, "at most 33 characters under monitoring.engine evidently"),
         ({"bias": {"di_min": 1.3, "di_max": 1.25}}, "di_min must be below di_max"),
         ({"model_quality": {"lookback_hours": 0}}, "greater than or equal to 1"),
         (
@@ -220,3 +225,5 @@ def test_bad_monitoring_config_names_the_field(monitoring, message):
 
     with pytest.raises((ValidationError, ConfigError), match=message):
         Config.model_validate(_with_monitoring(**monitoring))
+    if "endpoint" in monitoring:  # the same name is fine under model_monitor
+        Config.model_validate(_with_monitoring(**{**monitoring, "engine": "model_monitor"}))
