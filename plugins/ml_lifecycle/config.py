@@ -234,8 +234,8 @@ class Images(_Strict):
     )
     monitoring: str = Field(
         pattern=_IMAGE,
-        description="monitoring jobs (monitoring.engine: evidently): the project's image with Evidently "
-        "(include/images/ml-lifecycle-monitoring/Dockerfile)",
+        description="the monitoring job of the evidently engine: the project's image with Evidently and "
+        "matplotlib (include/images/ml-lifecycle-monitoring/Dockerfile)",
     )
 
 

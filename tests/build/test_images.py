@@ -24,8 +24,9 @@ def _version(dockerfile: Path) -> str:
     return match.group(1)
 
 
-def test_there_is_a_validation_image() -> None:
-    assert ROOT / "include" / "images" / "ml-lifecycle-validation" / "Dockerfile" in DOCKERFILES
+@pytest.mark.parametrize("name", ["ml-lifecycle-validation", "ml-lifecycle-monitoring"])
+def test_there_is_an_image(name: str) -> None:
+    assert ROOT / "include" / "images" / name / "Dockerfile" in DOCKERFILES
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
@@ -35,10 +36,12 @@ def test_each_dockerfile_builds_on_a_sagemaker_image_the_devstack_knows(dockerfi
     assert _version(dockerfile)
 
 
+@pytest.mark.parametrize("key", ["validation", "monitoring"])
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
-def test_every_config_runs_validation_jobs_in_the_projects_validation_image(config: Path) -> None:
+def test_every_config_runs_its_jobs_in_the_projects_own_images(config: Path, key: str) -> None:
     document = yaml.safe_load(config.read_text())
-    image = parse_image_uri(document["sagemaker"]["images"]["validation"])
+    image = parse_image_uri(document["sagemaker"]["images"][key])
+    assert image.repository == f"ml-lifecycle-{key}"
     assert image.account == str(document["aws"]["account_id"])
     assert image.region == document["aws"]["region"]
     dockerfile = ROOT / "include" / "images" / str(image.repository) / "Dockerfile"

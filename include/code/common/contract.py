@@ -5,7 +5,8 @@ This folder (``include/code/common/``) is shipped inside every component archive
 
 - ``features_schema.json``: the dataset contract (keys, label, model features in order, and per column its
   Snowflake type, kind, nullability and categories); the one feature list of the project;
-- this module: a loader for the contract and the decimal typing of unloaded Parquet data.
+- this module: a loader for the contract and the decimal typing of unloaded Parquet data;
+- ``bias.py``: SageMaker Clarify's pre- and post-training bias metrics (numpy and pandas only).
 
 It depends only on the standard library and (for :func:`conform_decimals`) pyarrow, never on the
 ``ml_lifecycle`` package. Each component loads it by file path (its ``_load_common``: ``common/`` beside the
