@@ -106,7 +106,8 @@ def _run(args: argparse.Namespace) -> int:
         result = stack.seed(seed_module.params_from_args(args))
         print(
             f"seeded {result.rows} rows ({result.fraud_rows} fraud) for {result.first_day}..{result.last_day} "
-            f"in {result.seconds:.1f}s" + (f"; planted bad rows: {result.corrupted}" if result.corrupted else "")
+            f"and {result.label_rows} late labels in {result.seconds:.1f}s"
+            + (f"; planted bad rows: {result.corrupted}" if result.corrupted else "")
         )
         return 0
     if args.command == "env":

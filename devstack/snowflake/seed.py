@@ -12,6 +12,25 @@ card within minutes (there are legitimate bursts too, so a burst alone is not a 
 merchants). ``corrupt_on`` plants bad rows on that day (negative and zero amounts, NULL ``CARD_ID``,
 unknown category and channel, duplicate transaction ids) for data validation to catch.
 
+Every card belongs to a customer segment (``CUSTOMER_SEGMENT``, fixed per card and seed), the facet that bias
+is measured on. Two options change who is fraud from a day on, for monitoring to notice (the features of the
+rows stay as they were, so a model trained before that day misses the new fraud):
+
+- ``biased_segment`` + ``biased_from``: in that segment, a share of ordinary-looking transactions (card present,
+  domestic, daytime, at a point of sale) are fraud, so the model's recall drops in that segment only;
+- ``fraud_shift_from``: in every segment, most of the usual fraud pattern stops and ordinary-looking fraud takes
+  its place, so the model's recall collapses.
+
+Ground truth arrives late, as it does for a card issuer: ``FRAUD_DB.RAW.FRAUD_LABELS`` holds one row per
+transaction with its outcome and ``LABELED_AT``, when the outcome became known. Fraud is known when the
+cardholder's chargeback comes in (1 day plus a log-normal delay, median about 4 days, at most 45 days);
+a genuine transaction is confirmed when the issuer's review closes without a dispute (2 to 5 days). The seed
+loads every label at once, including those whose ``LABELED_AT`` is still in the future: a label counts as
+arrived only once ``LABELED_AT`` is at or before the reader's "now", and every reader filters on it
+(``include/sql/labels_export.sql``), which is what a table filled as labels arrive would show at that time.
+The labels come from their own random stream per (seed, day), so the transactions are the same rows with or
+without them.
+
 Loading goes through the Snowflake connector with ``PUT`` to an internal stage and ``COPY INTO`` from
 Parquet, which takes well under a second for the default history on the devstack's fakesnow server (a
 multi-row ``INSERT`` of 5,000 rows takes about 30 s there).
@@ -41,6 +60,8 @@ SCHEMA = "RAW"
 TABLE = "CARD_TRANSACTIONS"
 FQ_TABLE = f"{DATABASE}.{SCHEMA}.{TABLE}"
 STAGE = f"{DATABASE}.{SCHEMA}.DEVSTACK_SEED_STAGE"
+LABELS_TABLE = "FRAUD_LABELS"
+FQ_LABELS_TABLE = f"{DATABASE}.{SCHEMA}.{LABELS_TABLE}"
 
 CATEGORIES = (
     "grocery",
@@ -65,8 +86,10 @@ COLUMNS = (
     "CARD_PRESENT",
     "MERCHANT_COUNTRY",
     "CARD_COUNTRY",
+    "CUSTOMER_SEGMENT",
     "IS_FRAUD",
 )
+LABEL_COLUMNS = ("TRANSACTION_ID", "IS_FRAUD", "LABELED_AT")
 
 CREATE_TABLE_SQL = f"""CREATE TABLE IF NOT EXISTS {FQ_TABLE} (
     TRANSACTION_ID VARCHAR NOT NULL,
@@ -80,7 +103,14 @@ CREATE_TABLE_SQL = f"""CREATE TABLE IF NOT EXISTS {FQ_TABLE} (
     CARD_PRESENT BOOLEAN,
     MERCHANT_COUNTRY VARCHAR(2),
     CARD_COUNTRY VARCHAR(2),
+    CUSTOMER_SEGMENT VARCHAR,
     IS_FRAUD BOOLEAN
+)"""
+
+CREATE_LABELS_TABLE_SQL = f"""CREATE TABLE IF NOT EXISTS {FQ_LABELS_TABLE} (
+    TRANSACTION_ID VARCHAR NOT NULL,
+    IS_FRAUD BOOLEAN NOT NULL,
+    LABELED_AT TIMESTAMP_NTZ NOT NULL
 )"""
 
 # Catalogue of cards and merchants (fixed per seed, independent of the day).
@@ -106,6 +136,19 @@ CATEGORY_WEIGHTS = (0.24, 0.18, 0.12, 0.05, 0.06, 0.17, 0.10, 0.08)
 # median amount (USD) per category, used as the centre of a log-normal
 CATEGORY_MEDIAN_AMOUNT = (45.0, 32.0, 48.0, 310.0, 240.0, 65.0, 38.0, 75.0)
 FRAUD_CATEGORY_WEIGHTS = (0.04, 0.03, 0.03, 0.20, 0.30, 0.32, 0.05, 0.03)
+SEGMENTS = ("consumer", "premium", "small_business", "student")
+SEGMENT_WEIGHTS = (0.55, 0.20, 0.15, 0.10)
+
+# Label arrival: fraud with the chargeback, genuine when the review closes without a dispute.
+CHARGEBACK_MIN_DAYS = 1.0
+CHARGEBACK_MEDIAN_EXTRA_DAYS = 3.0
+CHARGEBACK_MAX_DAYS = 45.0
+GENUINE_REVIEW_DAYS = (2.0, 5.0)
+# Share of ordinary-looking transactions that are fraud in the biased segment / after the fraud shift, and
+# the share of the usual fraud pattern that is still fraud after the shift.
+BIASED_SEGMENT_FRAUD_SHARE = 0.08
+SHIFTED_FRAUD_SHARE = 0.03
+SHIFTED_OLD_FRAUD_KEPT = 0.15
 
 # Corruptions planted on the corrupt day, each on this share of the day's rows (at least one row).
 CORRUPTION_SHARE = 0.01
@@ -131,6 +174,10 @@ class SeedParams:
     :param start: first day (UTC). ``None`` means the history ends yesterday (UTC).
     :param drift_from: first day of the shifted distribution, or ``None`` for no drift.
     :param corrupt_on: day that gets bad rows planted, or ``None``.
+    :param biased_segment: a segment (one of :data:`SEGMENTS`) where ordinary-looking fraud appears from
+        ``biased_from`` on, or ``None``.
+    :param biased_from: first day of the biased segment's new fraud (required with ``biased_segment``).
+    :param fraud_shift_from: first day on which fraud changes its pattern in every segment, or ``None``.
     """
 
     days: int = 120
@@ -139,12 +186,19 @@ class SeedParams:
     start: dt.date | None = None
     drift_from: dt.date | None = None
     corrupt_on: dt.date | None = None
+    biased_segment: str | None = None
+    biased_from: dt.date | None = None
+    fraud_shift_from: dt.date | None = None
 
     def __post_init__(self) -> None:
         if self.days < 1:
             raise ValueError(f"days must be at least 1, got {self.days}")
         if self.rows_per_day < 20:
             raise ValueError(f"rows_per_day must be at least 20, got {self.rows_per_day}")
+        if self.biased_segment is not None and self.biased_segment not in SEGMENTS:
+            raise ValueError(f"biased_segment must be one of {', '.join(SEGMENTS)}, got {self.biased_segment!r}")
+        if (self.biased_segment is None) != (self.biased_from is None):
+            raise ValueError("biased_segment and biased_from go together: give both or neither")
 
     def first_day(self, today: dt.date | None = None) -> dt.date:
         """Return the first day of the history.
@@ -178,7 +232,7 @@ class SeedParams:
         :param data: the dict to read.
         """
         kwargs = dict(data)
-        for name in ("start", "drift_from", "corrupt_on"):
+        for name in ("start", "drift_from", "corrupt_on", "biased_from", "fraud_shift_from"):
             if kwargs.get(name):
                 kwargs[name] = dt.date.fromisoformat(kwargs[name])
         return cls(**kwargs)
@@ -195,6 +249,7 @@ class SeedResult:
     :param last_day: last day seeded.
     :param corrupted: planted bad rows by kind (empty without ``corrupt_on``).
     :param seconds: wall time of generation plus load.
+    :param label_rows: rows loaded into ``FRAUD_LABELS`` (arrived or not yet).
     """
 
     params: SeedParams
@@ -204,6 +259,7 @@ class SeedResult:
     last_day: dt.date
     corrupted: dict[str, int]
     seconds: float
+    label_rows: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +269,7 @@ class _Catalogue:
     merchant_ids: np.ndarray
     merchant_country: np.ndarray
     merchant_category: np.ndarray
+    card_segment: np.ndarray
     # merchant indices per (category, is_domestic_for_country)
     by_category_country: dict[tuple[int, str, bool], np.ndarray]
 
@@ -240,7 +297,10 @@ def _catalogue(seed: int) -> _Catalogue:
             in_cat = merchant_category == cat
             by[(cat, country, True)] = np.flatnonzero(in_cat & (merchant_country == country))
             by[(cat, country, False)] = np.flatnonzero(in_cat & (merchant_country != country))
-    return _Catalogue(card_ids, card_country, merchant_ids, merchant_country, merchant_category, by)
+    # its own stream, so the draws above are the same as before segments existed
+    segment_rng = np.random.default_rng([seed, 7_002])
+    card_segment = segment_rng.choice(np.array(SEGMENTS, dtype=object), size=N_CARDS, p=SEGMENT_WEIGHTS)
+    return _Catalogue(card_ids, card_country, merchant_ids, merchant_country, merchant_category, card_segment, by)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -353,6 +413,8 @@ def _generate_day(day: dt.date, params: SeedParams, cat: _Catalogue) -> tuple[di
     )
     is_fraud = rng.random(n) < _sigmoid(logit)
     is_fraud = np.where(r_fraud_burst, rng.random(n) < 0.9, is_fraud)
+    segment = cat.card_segment[card]
+    is_fraud = _planted_fraud(day, params, is_fraud, segment, channel_idx, card_present, foreign, night)
 
     # order by time, then number the day's transactions
     order = np.lexsort((np.arange(n), seconds))
@@ -376,12 +438,68 @@ def _generate_day(day: dt.date, params: SeedParams, cat: _Catalogue) -> tuple[di
         "CARD_PRESENT": card_present[order],
         "MERCHANT_COUNTRY": merchant_country[order],
         "CARD_COUNTRY": card_country[order],
+        "CUSTOMER_SEGMENT": segment[order],
         "IS_FRAUD": is_fraud[order],
     }
     corrupted: dict[str, int] = {}
     if params.corrupt_on is not None and day == params.corrupt_on:
         corrupted = _corrupt(cols, rng)
     return cols, corrupted
+
+
+def _planted_fraud(
+    day: dt.date,
+    params: SeedParams,
+    is_fraud: np.ndarray,
+    segment: np.ndarray,
+    channel_idx: np.ndarray,
+    card_present: np.ndarray,
+    foreign: np.ndarray,
+    night: np.ndarray,
+) -> np.ndarray:
+    """The day's fraud flags after the biased-segment and fraud-shift options (unchanged when both are off).
+
+    Draws come from the day's own stream for these options, so the rest of the day is the same rows.
+    """
+    import numpy as np
+
+    biased = params.biased_from is not None and day >= params.biased_from
+    shifted = params.fraud_shift_from is not None and day >= params.fraud_shift_from
+    if not (biased or shifted):
+        return is_fraud
+    rng = np.random.default_rng([params.seed, day.toordinal(), 9_002])
+    n = len(is_fraud)
+    ordinary = (channel_idx == 0) & card_present & ~foreign & ~night
+    u_new, u_old = rng.random(n), rng.random(n)
+    out = is_fraud.copy()
+    if shifted:
+        out = (out & (u_old < SHIFTED_OLD_FRAUD_KEPT)) | (ordinary & (u_new < SHIFTED_FRAUD_SHARE))
+    if biased:
+        out = out | (ordinary & (segment == params.biased_segment) & (u_new < BIASED_SEGMENT_FRAUD_SHARE))
+    return out
+
+
+def label_arrivals(day: dt.date, params: SeedParams, event_ts: np.ndarray, is_fraud: np.ndarray) -> np.ndarray:
+    """When each of the day's outcomes becomes known (``LABELED_AT``, naive UTC datetimes).
+
+    Its own random stream per (seed, day): the labels never change the transactions.
+
+    :param day: the day of the transactions.
+    :param params: the seed parameters (only ``seed`` is read).
+    :param event_ts: the transactions' times.
+    :param is_fraud: their outcomes.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng([params.seed, day.toordinal(), 9_001])
+    n = len(is_fraud)
+    chargeback = CHARGEBACK_MIN_DAYS + rng.lognormal(np.log(CHARGEBACK_MEDIAN_EXTRA_DAYS), 0.8, size=n)
+    review = rng.uniform(*GENUINE_REVIEW_DAYS, size=n)
+    delay_days = np.where(is_fraud, np.minimum(chargeback, CHARGEBACK_MAX_DAYS), review)
+    return np.array(
+        [ts + dt.timedelta(seconds=int(d * 86_400)) for ts, d in zip(event_ts, delay_days, strict=True)],
+        dtype=object,
+    )
 
 
 def _corrupt(cols: dict[str, Any], rng: np.random.Generator) -> dict[str, int]:
@@ -422,7 +540,20 @@ def _arrow_schema() -> pa.Schema:
             pa.field("CARD_PRESENT", pa.bool_()),
             pa.field("MERCHANT_COUNTRY", pa.string()),
             pa.field("CARD_COUNTRY", pa.string()),
+            pa.field("CUSTOMER_SEGMENT", pa.string()),
             pa.field("IS_FRAUD", pa.bool_()),
+        ]
+    )
+
+
+def _labels_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("TRANSACTION_ID", pa.string(), nullable=False),
+            pa.field("IS_FRAUD", pa.bool_(), nullable=False),
+            pa.field("LABELED_AT", pa.timestamp("us"), nullable=False),
         ]
     )
 
@@ -455,6 +586,37 @@ def generate(params: SeedParams, today: dt.date | None = None) -> tuple[pa.Table
     return table, corrupted
 
 
+def generate_labels(params: SeedParams, transactions: pa.Table, today: dt.date | None = None) -> pa.Table:
+    """The late labels of :func:`generate`'s transactions: one row per transaction, arrived or not yet.
+
+    :param params: the parameters ``transactions`` was generated with.
+    :param transactions: the table :func:`generate` returned for them.
+    :param today: the current UTC date, used only when ``params.start`` is ``None``.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    first = params.first_day(today)
+    n = params.rows_per_day
+    ids, fraud, arrived = [], [], []
+    for offset in range(params.days):
+        day_rows = transactions.slice(offset * n, n)
+        event_ts = np.array(day_rows.column("EVENT_TS").to_pylist(), dtype=object)
+        is_fraud = np.array(day_rows.column("IS_FRAUD").to_pylist(), dtype=bool)
+        ids.extend(day_rows.column("TRANSACTION_ID").to_pylist())
+        fraud.extend(is_fraud.tolist())
+        arrived.extend(label_arrivals(first + dt.timedelta(days=offset), params, event_ts, is_fraud).tolist())
+    schema = _labels_schema()
+    return pa.table(
+        {
+            "TRANSACTION_ID": pa.array(ids, type=pa.string()),
+            "IS_FRAUD": pa.array(fraud, type=pa.bool_()),
+            "LABELED_AT": pa.array(arrived, type=pa.timestamp("us")),
+        },
+        schema=schema,
+    )
+
+
 def _create_stage(cur: Any) -> None:
     from snowflake.connector.errors import ProgrammingError
 
@@ -466,49 +628,64 @@ def _create_stage(cur: Any) -> None:
             raise
 
 
-def seed(conn: Any, params: SeedParams, today: dt.date | None = None) -> SeedResult:
-    """Create ``FRAUD_DB.RAW.CARD_TRANSACTIONS`` if needed and (re)load the history.
+def _load(cur: Any, table: pa.Table, fq_table: str, file_name: str) -> int:
+    """``PUT`` one Parquet file to the stage and ``COPY INTO`` the table; return the rows loaded."""
+    import pyarrow.parquet as pq
 
-    Rows already in the seeded date range are deleted first, so seeding the same range again replaces
-    it instead of adding duplicates; rows outside the range are kept.
+    with tempfile.TemporaryDirectory(prefix="devstack-seed-") as tmp:
+        path = Path(tmp) / file_name
+        pq.write_table(table, path)
+        _create_stage(cur)
+        cur.execute(f"PUT 'file://{path.as_posix()}' @{STAGE} OVERWRITE = TRUE")
+        cur.execute(
+            f"COPY INTO {fq_table} FROM @{STAGE} "
+            "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE PURGE = TRUE FORCE = TRUE"
+        )
+        # one row per file: file, status, rows_parsed, rows_loaded, ...
+        loaded = sum(int(row[3]) for row in cur.fetchall() if len(row) > 3)
+    if loaded != table.num_rows:
+        raise RuntimeError(f"COPY INTO {fq_table} loaded {loaded} rows, expected {table.num_rows}")
+    return loaded
+
+
+def seed(conn: Any, params: SeedParams, today: dt.date | None = None) -> SeedResult:
+    """Create ``FRAUD_DB.RAW.CARD_TRANSACTIONS`` and ``FRAUD_LABELS`` if needed and (re)load the history.
+
+    Rows already in the seeded date range are deleted first (labels: those of the range's transactions),
+    so seeding the same range again replaces it instead of adding duplicates; rows outside the range are kept.
 
     :param conn: an open ``snowflake.connector`` connection (the devstack's or a real account's).
     :param params: what to generate.
     :param today: the current UTC date, used only when ``params.start`` is ``None``.
     :return: what was written.
     """
-    import pyarrow.parquet as pq
-
     started = time.perf_counter()
     params = params.resolved(today)
     table, corrupted = generate(params)
+    labels = generate_labels(params, table)
     first = params.first_day()
     end = first + dt.timedelta(days=params.days)
+    bounds = {"start": f"{first.isoformat()} 00:00:00", "end": f"{end.isoformat()} 00:00:00"}
     cur = conn.cursor()
     try:
         cur.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {DATABASE}.{SCHEMA}")
         cur.execute(f"USE SCHEMA {DATABASE}.{SCHEMA}")
         cur.execute(CREATE_TABLE_SQL)
+        cur.execute(CREATE_LABELS_TABLE_SQL)
+        cur.execute(
+            f"DELETE FROM {FQ_LABELS_TABLE} WHERE TRANSACTION_ID IN (SELECT TRANSACTION_ID FROM {FQ_TABLE} "  # noqa: S608 - constant tables
+            "WHERE EVENT_TS >= %(start)s AND EVENT_TS < %(end)s)",
+            bounds,
+        )
         cur.execute(
             f"DELETE FROM {FQ_TABLE} WHERE EVENT_TS >= %(start)s AND EVENT_TS < %(end)s",  # noqa: S608 - constant table
-            {"start": f"{first.isoformat()} 00:00:00", "end": f"{end.isoformat()} 00:00:00"},
+            bounds,
         )
-        with tempfile.TemporaryDirectory(prefix="devstack-seed-") as tmp:
-            path = Path(tmp) / f"card_transactions_{first:%Y%m%d}_{params.days}d.parquet"
-            pq.write_table(table, path)
-            _create_stage(cur)
-            cur.execute(f"PUT 'file://{path.as_posix()}' @{STAGE} OVERWRITE = TRUE")
-            cur.execute(
-                f"COPY INTO {FQ_TABLE} FROM @{STAGE} "
-                "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE PURGE = TRUE FORCE = TRUE"
-            )
-            # one row per file: file, status, rows_parsed, rows_loaded, ...
-            loaded = sum(int(row[3]) for row in cur.fetchall() if len(row) > 3)
+        loaded = _load(cur, table, FQ_TABLE, f"card_transactions_{first:%Y%m%d}_{params.days}d.parquet")
+        label_rows = _load(cur, labels, FQ_LABELS_TABLE, f"fraud_labels_{first:%Y%m%d}_{params.days}d.parquet")
     finally:
         cur.close()
-    if loaded != table.num_rows:
-        raise RuntimeError(f"COPY INTO {FQ_TABLE} loaded {loaded} rows, expected {table.num_rows}")
     fraud = int(sum(table.column("IS_FRAUD").to_pylist()))
     result = SeedResult(
         params=params,
@@ -518,14 +695,17 @@ def seed(conn: Any, params: SeedParams, today: dt.date | None = None) -> SeedRes
         last_day=end - dt.timedelta(days=1),
         corrupted=corrupted,
         seconds=round(time.perf_counter() - started, 3),
+        label_rows=label_rows,
     )
     log.info(
-        "Seeded %s: %d rows (%d fraud) for %s..%s in %.2fs",
+        "Seeded %s: %d rows (%d fraud) for %s..%s and %d labels in %s in %.2fs",
         FQ_TABLE,
         result.rows,
         result.fraud_rows,
         result.first_day,
         result.last_day,
+        result.label_rows,
+        FQ_LABELS_TABLE,
         result.seconds,
     )
     return result
@@ -552,6 +732,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", type=_date, help="first day, YYYY-MM-DD (default: history ends yesterday, UTC)")
     parser.add_argument("--drift-from", type=_date, help="first day of the shifted distribution, YYYY-MM-DD")
     parser.add_argument("--corrupt-on", type=_date, help="day to plant bad rows on, YYYY-MM-DD")
+    parser.add_argument(
+        "--biased-segment",
+        choices=SEGMENTS,
+        help="customer segment in which ordinary-looking fraud appears from --biased-from on",
+    )
+    parser.add_argument("--biased-from", type=_date, help="first day of the biased segment's fraud, YYYY-MM-DD")
+    parser.add_argument(
+        "--fraud-shift-from", type=_date, help="first day on which fraud changes its pattern (recall collapses)"
+    )
 
 
 def params_from_args(args: argparse.Namespace) -> SeedParams:
@@ -566,4 +755,7 @@ def params_from_args(args: argparse.Namespace) -> SeedParams:
         start=args.start,
         drift_from=args.drift_from,
         corrupt_on=args.corrupt_on,
+        biased_segment=args.biased_segment,
+        biased_from=args.biased_from,
+        fraud_shift_from=args.fraud_shift_from,
     )

@@ -28,6 +28,7 @@ WITH interval_tx AS (
         card_present,
         merchant_country,
         card_country,
+        customer_segment,
         is_fraud
     FROM CARD_TRANSACTIONS
     WHERE event_ts >= TO_TIMESTAMP_NTZ(%(interval_start)s)
@@ -66,6 +67,7 @@ features AS (
         t.card_present,
         t.merchant_country,
         t.card_country,
+        t.customer_segment,
         t.is_fraud,
         t.card_id,
         w.txn_count_24h,
@@ -79,6 +81,8 @@ features AS (
 SELECT
     transaction_id AS "transaction_id",
     event_ts AS "event_ts",
+    -- an attribute: in the dataset for bias and monitoring, never a model input
+    customer_segment AS "customer_segment",
     amount AS "amount",
     -- guarded so that a broken raw amount reaches validation as NULL instead of failing the query
     CASE WHEN amount >= 0 THEN LN(1 + amount) END AS "log_amount",

@@ -153,6 +153,11 @@ class SnowflakeConfig(_Strict):
     role: str | None = Field(None, pattern=_IDENT)
     source_table: str = Field(pattern=_IDENT)
     predictions_table: str = Field(pattern=_IDENT)
+    labels_table: str = Field(
+        "FRAUD_LABELS",
+        pattern=_IDENT,
+        description="late ground truth: TRANSACTION_ID, IS_FRAUD, LABELED_AT (when the outcome became known)",
+    )
     extraction: ExtractionConfig = ExtractionConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -164,6 +169,10 @@ class SnowflakeConfig(_Strict):
     @property
     def predictions_fqn(self) -> str:
         return f"{self.database}.{self.schema_}.{self.predictions_table}"
+
+    @property
+    def labels_fqn(self) -> str:
+        return f"{self.database}.{self.schema_}.{self.labels_table}"
 
 
 class Prefixes(_Strict):
@@ -516,8 +525,26 @@ class DriftThresholds(_Strict):
     )
 
 
-class BiasThresholds(_Strict):
-    """Post-training bias on labelled traffic (evidently engine), with SageMaker Clarify's metric names."""
+class BiasFacet(_Strict):
+    """The column bias is measured on: an attribute of the dataset contract (in the data, never a model input)."""
+
+    name: str = Field(
+        "customer_segment",
+        pattern=r"^[a-z_][a-z0-9_]*$",
+        description="an attribute column of include/code/common/features_schema.json",
+    )
+    values_or_threshold: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        min_length=1,
+        description="the sensitive group (Clarify's facet value_or_threshold); omitted: each value against the rest",
+    )
+
+
+class BiasConfig(_Strict):
+    """What bias is measured on, at training time (pre-training metrics) and in monitoring (post-training), and
+    the post-training thresholds on labelled traffic (evidently engine), with SageMaker Clarify's metric names."""
+
+    facet: BiasFacet = BiasFacet()
 
     dppl_abs_max: Fraction = Field(0.1, description="|DPPL| above this is a breach")
     di_min: Float = Field(0.8, gt=0, description="DI below this is a breach (the four-fifths rule)")
@@ -525,7 +552,7 @@ class BiasThresholds(_Strict):
     rd_abs_max: Fraction = Field(0.2, description="|RD| (recall difference) above this is a breach")
 
     @model_validator(mode="after")
-    def _ordered(self) -> BiasThresholds:
+    def _ordered(self) -> BiasConfig:
         if self.di_min >= self.di_max:
             raise ValueError("di_min must be below di_max")
         return self
@@ -570,7 +597,7 @@ class MonitoringConfig(_Strict):
     )
     model_quality: ModelQualityThresholds = ModelQualityThresholds()
     drift: DriftThresholds = DriftThresholds()
-    bias: BiasThresholds = BiasThresholds()
+    bias: BiasConfig = BiasConfig()
     alarms: list[MonitoringAlarm] = Field(
         default_factory=list, max_length=20, description="CloudWatch alarms on the monitoring metrics (evidently)"
     )

@@ -157,6 +157,24 @@ def _mutated(path: str, value=None, *, delete: bool = False) -> dict:
             "greater than or equal to 0",
             id="approval-queue-negative-poll",
         ),
+        pytest.param(
+            _mutated("monitoring.bias", {"facet": {"name": "Customer Segment"}}),
+            "monitoring.bias.facet.name",
+            "should match pattern",
+            id="bias-facet-not-a-column-name",
+        ),
+        pytest.param(
+            _mutated("monitoring.bias", {"facet": {"values_or_threshold": []}}),
+            "monitoring.bias.facet.values_or_threshold",
+            "at least 1 item",
+            id="bias-facet-empty-sensitive-group",
+        ),
+        pytest.param(
+            _mutated("snowflake.labels_table", "FRAUD LABELS"),
+            "snowflake.labels_table",
+            "should match pattern",
+            id="labels-table-not-an-identifier",
+        ),
     ],
 )
 def test_bad_file_names_file_and_field(config_dir, data, field, words):
@@ -167,6 +185,15 @@ def test_bad_file_names_file_and_field(config_dir, data, field, words):
     assert str(path) in message
     assert field in message
     assert words in message
+
+
+def test_bias_facet_and_labels_table_default_to_the_contract_attribute_and_the_seeded_table(config_dir):
+    data = _mutated("monitoring.bias", {"facet": {"values_or_threshold": ["student"]}})
+    _write(config_dir, data, env="facet")
+    loaded = cfg.load_config("facet")
+    assert loaded.monitoring.bias.facet.name == "customer_segment"
+    assert loaded.monitoring.bias.facet.values_or_threshold == ["student"]
+    assert loaded.snowflake.labels_fqn == "FRAUD_DB.RAW.FRAUD_LABELS"
 
 
 def test_every_problem_is_listed_at_once(config_dir):

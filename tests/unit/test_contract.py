@@ -138,9 +138,9 @@ def test_a_category_added_to_the_contract_alone_names_the_suite_and_the_seed(tmp
 def test_the_suite_holds_the_derived_expectations_and_its_own() -> None:
     suite = json.loads(SUITE_FILE.read_text(encoding="utf-8"))
     derived = derived_expectations(load_contract(CONTRACT_FILE))
-    # 15 columns: the ordered column list, a type and a not-null check each, and two category sets
-    assert len(derived) == 33
-    assert len(suite["expectations"]) == 43  # the other ten are ranges, uniqueness and the fraud-rate band
+    # 16 columns: the ordered column list, a type and a not-null check each, and three category sets
+    assert len(derived) == 36
+    assert len(suite["expectations"]) == 46  # the other ten are ranges, uniqueness and the fraud-rate band
 
 
 @pytest.mark.parametrize(
@@ -216,7 +216,7 @@ def test_writing_a_new_feature_into_the_suite_adds_its_checks_beside_their_kind(
 
     assert suite_disagreements(written, changed) == []
     kinds = [(e["type"], e["kwargs"].get("column")) for e in written["expectations"]]
-    assert len(kinds) == 45
+    assert len(kinds) == 48
     new_type = kinds.index(("expect_column_values_to_be_in_type_list", "merchant_risk_score"))
     assert kinds[new_type + 1] == ("expect_column_values_to_be_in_type_list", "is_fraud")  # contract order
     assert written["expectations"][new_type]["meta"] == {"why": "FLOAT in the contract: numbers"}

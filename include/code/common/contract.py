@@ -3,8 +3,10 @@
 This folder (``include/code/common/``) is shipped inside every component archive by
 ``ml_lifecycle.code_package``, as ``common/`` next to the component's own files. It holds:
 
-- ``features_schema.json``: the dataset contract (keys, label, model features in order, and per column its
-  Snowflake type, kind, nullability and categories); the one feature list of the project;
+- ``features_schema.json``: the dataset contract (keys, attributes, model features in order, label, and per
+  column its role, Snowflake type, kind, nullability and categories); the one feature list of the project.
+  Attributes (role ``attribute``, e.g. the customer segment that bias is measured on) are in the data of every
+  split and the baseline but never a model input;
 - this module: a loader for the contract and the decimal typing of unloaded Parquet data;
 - ``bias.py``: SageMaker Clarify's pre- and post-training bias metrics (numpy and pandas only).
 
@@ -32,8 +34,8 @@ def load_contract(path: Path | None = None) -> dict[str, Any]:
     """The contract document, checked for internal consistency.
 
     :param path: the contract file (default: ``features_schema.json`` beside this module)
-    :raises ContractError: the file is missing, or its ``keys`` + ``features`` + ``label`` are not its
-        ``columns`` in order, or a column has an unknown kind or a categorical column no categories
+    :raises ContractError: the file is missing, or its ``keys`` + ``attributes`` + ``features`` + ``label`` are
+        not its ``columns`` in order, or a column has an unknown kind or a categorical column no categories
     """
     path = path or CONTRACT_FILE
     try:
@@ -41,15 +43,20 @@ def load_contract(path: Path | None = None) -> dict[str, Any]:
     except FileNotFoundError:
         raise ContractError(f"the dataset contract {path} is missing") from None
     names = [c["name"] for c in contract["columns"]]
-    declared = [*contract["keys"], *contract["features"], contract["label"]]
+    declared = [*contract["keys"], *attributes(contract), *contract["features"], contract["label"]]
     if names != declared:
-        raise ContractError(f"{path.name}: columns {names} are not keys + features + label {declared}")
+        raise ContractError(f"{path.name}: columns {names} are not keys + attributes + features + label {declared}")
     for column in contract["columns"]:
         if column.get("kind") not in KINDS:
             raise ContractError(f"{path.name}: column {column['name']!r} has kind {column.get('kind')!r}")
         if column["kind"] == "categorical" and not column.get("categories"):
             raise ContractError(f"{path.name}: categorical column {column['name']!r} lists no categories")
     return contract
+
+
+def attributes(contract: dict[str, Any]) -> list[str]:
+    """The attribute columns (in the data, not model inputs), in contract order; none when the key is absent."""
+    return list(contract.get("attributes", []))
 
 
 def features_of_kind(contract: dict[str, Any], kind: str) -> list[str]:
@@ -59,7 +66,7 @@ def features_of_kind(contract: dict[str, Any], kind: str) -> list[str]:
 
 
 def categories(contract: dict[str, Any]) -> dict[str, list[str]]:
-    """Categorical feature -> its allowed values, in contract order."""
+    """Categorical column (features and attributes) -> its allowed values, in contract order."""
     return {c["name"]: list(c["categories"]) for c in contract["columns"] if c["kind"] == "categorical"}
 
 

@@ -5,8 +5,8 @@ output of ``include/sql/features.sql``) and writes, under the processing root:
 
 - ``train/train.csv``, ``validation/validation.csv``, ``test/test.csv``: label first, no header, the
   preprocessed feature matrix after it (the XGBoost CSV convention);
-- ``test/test_raw.parquet``: the test split as it came from the warehouse (keys, raw features, label),
-  for the evaluation job;
+- ``test/test_raw.parquet``: the test split as it came from the warehouse (keys, attributes, raw features,
+  label), for the evaluation job;
 - ``baseline/baseline.csv``: the raw feature columns of the training split with a header and booleans
   as 0/1, in the order the endpoint receives them (a profile of the training inputs; the Model Monitor
   baseline, which also needs the model's output columns, is written by the evaluation job);
@@ -57,6 +57,8 @@ def _load_common() -> ModuleType:
 common = _load_common()
 CONTRACT = common.load_contract()
 KEY_COLUMNS = list(CONTRACT["keys"])
+# in the data (bias facets), never model inputs
+ATTRIBUTE_COLUMNS = common.attributes(CONTRACT)
 LABEL = CONTRACT["label"]
 # the order of the dataset contract (common/features_schema.json) and of inference requests
 RAW_FEATURES = list(CONTRACT["features"])
@@ -128,7 +130,7 @@ def read_dataset(input_dir: Path) -> pd.DataFrame:
         raise PreprocessError(f"no *.parquet files under {input_dir}")
     frame = pd.concat([_read_part(p) for p in parts], ignore_index=True)
     frame.columns = [str(c).lower() for c in frame.columns]
-    missing = [c for c in [*KEY_COLUMNS, *RAW_FEATURES, LABEL] if c not in frame.columns]
+    missing = [c for c in [*KEY_COLUMNS, *ATTRIBUTE_COLUMNS, *RAW_FEATURES, LABEL] if c not in frame.columns]
     if missing:
         raise PreprocessError(f"dataset is missing column(s) {', '.join(missing)}; found {list(frame.columns)}")
     LOG.info("Read %d rows from %d Parquet file(s) under %s", len(frame), len(parts), input_dir)
@@ -250,7 +252,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         matrix = preprocessor.transform(model_frame(part))
         write_xgboost_csv(root / name / f"{name}.csv", part[LABEL], matrix)
 
-    test_raw = splits["test"][[*KEY_COLUMNS, *RAW_FEATURES, LABEL]]
+    test_raw = splits["test"][[*KEY_COLUMNS, *ATTRIBUTE_COLUMNS, *RAW_FEATURES, LABEL]]
     (root / "test").mkdir(parents=True, exist_ok=True)
     test_raw.to_parquet(root / "test" / "test_raw.parquet", index=False)
 
@@ -266,6 +268,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "format_version": FEATURE_SPEC_VERSION,
         "label": LABEL,
         "keys": KEY_COLUMNS,
+        "attributes": ATTRIBUTE_COLUMNS,
         "input_features": RAW_FEATURES,
         "numeric_features": NUMERIC_FEATURES,
         "boolean_features": BOOLEAN_FEATURES,

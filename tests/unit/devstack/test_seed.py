@@ -16,8 +16,11 @@ from devstack.snowflake.seed import (
     CHANNELS,
     COLUMNS,
     CORRUPTION_KINDS,
+    LABEL_COLUMNS,
+    SEGMENTS,
     SeedParams,
     generate,
+    generate_labels,
 )
 
 START = dt.date(2026, 1, 1)
@@ -168,6 +171,9 @@ def test_corrupt_day_plants_every_kind_of_bad_row_on_that_day_only() -> None:
     [
         pytest.param({"days": 0}, "days", id="no-days"),
         pytest.param({"rows_per_day": 5}, "rows_per_day", id="too-few-rows"),
+        pytest.param({"biased_segment": "vip", "biased_from": START}, "biased_segment must be one of", id="segment"),
+        pytest.param({"biased_segment": "student"}, "give both or neither", id="segment-without-day"),
+        pytest.param({"biased_from": START}, "give both or neither", id="day-without-segment"),
     ],
 )
 def test_rejects_bad_params(kwargs: dict[str, int], message: str) -> None:
@@ -176,6 +182,70 @@ def test_rejects_bad_params(kwargs: dict[str, int], message: str) -> None:
 
 
 def test_params_round_trip_through_json() -> None:
-    params = SeedParams(days=3, start=START, drift_from=START, corrupt_on=None)
+    params = SeedParams(
+        days=3,
+        start=START,
+        drift_from=START,
+        corrupt_on=None,
+        biased_segment="student",
+        biased_from=START,
+        fraud_shift_from=START,
+    )
     assert SeedParams.from_json(params.to_json()) == params
     assert np.isscalar(params.to_json()["days"])
+
+
+def test_every_card_keeps_one_segment(history: pd.DataFrame) -> None:
+    assert set(history["CUSTOMER_SEGMENT"]) == set(SEGMENTS)
+    assert (history.groupby("CARD_ID")["CUSTOMER_SEGMENT"].nunique() == 1).all()
+
+
+def test_labels_arrive_days_after_the_transaction() -> None:
+    params = SeedParams(days=20, rows_per_day=300, start=START)
+    table, _ = generate(params)
+    labels = generate_labels(params, table)
+    assert tuple(labels.column_names) == LABEL_COLUMNS
+    joined = table.to_pandas().merge(labels.to_pandas(), on="TRANSACTION_ID", suffixes=("", "_label"))
+    assert len(joined) == table.num_rows
+    assert (joined["IS_FRAUD"] == joined["IS_FRAUD_label"]).all()
+    delay_days = (joined["LABELED_AT"] - joined["EVENT_TS"]).dt.total_seconds() / 86_400
+    fraud = joined["IS_FRAUD"]
+    # chargebacks: at least a day, a long tail; genuine outcomes: the review closes within 2-5 days
+    assert delay_days[fraud].min() >= 1 and delay_days[fraud].max() > 8 and 2.5 < delay_days[fraud].median() < 7
+    assert delay_days[~fraud].between(2, 5).all()
+    # deterministic per (seed, day), like the transactions
+    again = generate_labels(params, table)
+    assert _digest(labels) == _digest(again)
+    tail_params = SeedParams(days=5, rows_per_day=300, start=START + dt.timedelta(days=15))
+    tail = generate_labels(tail_params, generate(tail_params)[0])
+    assert _digest(labels.slice(15 * 300)) == _digest(tail)
+
+
+def test_biased_segment_gets_ordinary_looking_fraud_from_its_day_on() -> None:
+    biased_from = START + dt.timedelta(days=20)
+    plain = _frame(SeedParams(days=40, rows_per_day=300, start=START))
+    df = _frame(SeedParams(days=40, rows_per_day=300, start=START, biased_segment="student", biased_from=biased_from))
+    # only the outcome changes, and only in the segment, from the day on
+    pd.testing.assert_frame_equal(df.drop(columns="IS_FRAUD"), plain.drop(columns="IS_FRAUD"))
+    changed = df["IS_FRAUD"] != plain["IS_FRAUD"]
+    assert changed.sum() > 20
+    assert (df.loc[changed, "CUSTOMER_SEGMENT"] == "student").all()
+    assert (df.loc[changed, "EVENT_TS"] >= pd.Timestamp(biased_from)).all()
+    assert df.loc[changed, "IS_FRAUD"].all()
+    new = df[changed]
+    assert (new["CHANNEL"] == "POS").all() and new["CARD_PRESENT"].all()
+    assert (new["MERCHANT_COUNTRY"] == new["CARD_COUNTRY"]).all()
+
+
+def test_fraud_shift_replaces_the_usual_pattern() -> None:
+    shift_from = START + dt.timedelta(days=20)
+    plain = _frame(SeedParams(days=40, rows_per_day=300, start=START))
+    df = _frame(SeedParams(days=40, rows_per_day=300, start=START, fraud_shift_from=shift_from))
+    after = df["EVENT_TS"] >= pd.Timestamp(shift_from)
+    pd.testing.assert_frame_equal(df[~after], plain[~after])
+    old_fraud = plain["IS_FRAUD"] & after
+    # most of the fraud a model learnt before the shift is gone, and new fraud took its place
+    assert df.loc[old_fraud, "IS_FRAUD"].mean() < 0.3
+    new = df["IS_FRAUD"] & ~plain["IS_FRAUD"]
+    assert new.sum() > 0.5 * old_fraud.sum()
+    assert (new[~after] == False).all()  # noqa: E712

@@ -18,6 +18,7 @@ import pytest
 
 CHANNELS = ["POS", "ECOM", "ATM"]
 CATEGORIES = ["grocery", "restaurant", "fuel", "travel", "electronics", "online_retail", "entertainment", "health"]
+SEGMENTS = ["consumer", "premium", "small_business", "student"]
 
 
 def make_features(rows: int = 2000, days: int = 20, seed: int = 7, fraud_boost: float = 0.0) -> pd.DataFrame:
@@ -56,6 +57,7 @@ def make_features(rows: int = 2000, days: int = 20, seed: int = 7, fraud_boost: 
         {
             "transaction_id": [f"tx-{i:06d}" for i in range(rows)],
             "event_ts": event_ts,
+            "customer_segment": rng.choice(SEGMENTS, size=rows),
             "amount": amount,
             "log_amount": np.log1p(amount),
             "hour_of_day": hours.astype("int64"),

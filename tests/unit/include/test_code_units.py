@@ -46,8 +46,13 @@ def test_scripts_follow_the_dataset_contract(preprocess: ModuleType, inference: 
     assert preprocess.RAW_FEATURES == SCHEMA["features"]
     assert list(inference.DEFAULT_FEATURES) == SCHEMA["features"]
     assert preprocess.KEY_COLUMNS == SCHEMA["keys"]
+    # an attribute is in the data (the bias facet), never a model input
+    assert preprocess.ATTRIBUTE_COLUMNS == SCHEMA["attributes"] == ["customer_segment"]
+    assert "customer_segment" not in preprocess.RAW_FEATURES
     assert preprocess.LABEL == SCHEMA["label"]
-    assert set(preprocess.CATEGORICAL_FEATURES) == {n for n, k in kinds.items() if k == "categorical"}
+    assert set(preprocess.CATEGORICAL_FEATURES) == {
+        n for n, k in kinds.items() if k == "categorical" and n not in SCHEMA["attributes"]
+    }
     assert set(preprocess.BOOLEAN_FEATURES) == {n for n, k in kinds.items() if k == "boolean"}
     assert set(preprocess.NUMERIC_FEATURES) == {n for n, k in kinds.items() if k == "numeric"}
 

@@ -22,7 +22,8 @@ DDL = """
 CREATE TABLE CARD_TRANSACTIONS (
     TRANSACTION_ID VARCHAR NOT NULL, EVENT_TS TIMESTAMP_NTZ, CARD_ID VARCHAR, MERCHANT_ID VARCHAR,
     MERCHANT_CATEGORY VARCHAR, AMOUNT NUMBER(12,2), CURRENCY VARCHAR(3), CHANNEL VARCHAR,
-    CARD_PRESENT BOOLEAN, MERCHANT_COUNTRY VARCHAR(2), CARD_COUNTRY VARCHAR(2), IS_FRAUD BOOLEAN
+    CARD_PRESENT BOOLEAN, MERCHANT_COUNTRY VARCHAR(2), CARD_COUNTRY VARCHAR(2), CUSTOMER_SEGMENT VARCHAR,
+    IS_FRAUD BOOLEAN
 )
 """
 
@@ -57,7 +58,7 @@ def cursor() -> Iterator[Any]:
         cur.executemany(
             "INSERT INTO CARD_TRANSACTIONS (TRANSACTION_ID, EVENT_TS, CARD_ID, MERCHANT_ID,"
             " MERCHANT_CATEGORY, AMOUNT, CURRENCY, CHANNEL, CARD_PRESENT, MERCHANT_COUNTRY, CARD_COUNTRY,"
-            " IS_FRAUD) VALUES (%s, %s, %s, 'm-1', %s, %s, 'USD', %s, %s, %s, %s, %s)",
+            " CUSTOMER_SEGMENT, IS_FRAUD) VALUES (%s, %s, %s, 'm-1', %s, %s, 'USD', %s, %s, %s, %s, 'student', %s)",
             ROWS,
         )
         yield cur
@@ -86,7 +87,9 @@ def test_emits_only_rows_of_the_half_open_interval(cursor: Any, start: Any, end:
 def test_output_columns_are_the_dataset_contract_in_order(cursor: Any) -> None:
     cursor.execute(SQL, {"interval_start": START, "interval_end": END})
     assert [d.name for d in cursor.description] == [c["name"] for c in SCHEMA["columns"]]
-    assert SCHEMA["keys"] + SCHEMA["features"] + [SCHEMA["label"]] == [c["name"] for c in SCHEMA["columns"]]
+    assert SCHEMA["keys"] + SCHEMA["attributes"] + SCHEMA["features"] + [SCHEMA["label"]] == [
+        c["name"] for c in SCHEMA["columns"]
+    ]
 
 
 def test_card_window_features_use_history_before_the_interval(cursor: Any) -> None:

@@ -31,7 +31,8 @@ DDL = """
 CREATE OR REPLACE TABLE CARD_TRANSACTIONS (
     TRANSACTION_ID VARCHAR NOT NULL, EVENT_TS TIMESTAMP_NTZ, CARD_ID VARCHAR, MERCHANT_ID VARCHAR,
     MERCHANT_CATEGORY VARCHAR, AMOUNT NUMBER(12,2), CURRENCY VARCHAR(3), CHANNEL VARCHAR,
-    CARD_PRESENT BOOLEAN, MERCHANT_COUNTRY VARCHAR(2), CARD_COUNTRY VARCHAR(2), IS_FRAUD BOOLEAN
+    CARD_PRESENT BOOLEAN, MERCHANT_COUNTRY VARCHAR(2), CARD_COUNTRY VARCHAR(2), CUSTOMER_SEGMENT VARCHAR,
+    IS_FRAUD BOOLEAN
 )
 """
 SEED = f"""
@@ -39,7 +40,8 @@ INSERT INTO CARD_TRANSACTIONS
 SELECT 'tx-' || LPAD(i::VARCHAR, 6, '0'), TIMESTAMP '2026-01-01 00:00:00' + to_minutes(i), 'card-' || (i % 40),
        'm-' || (i % 7), CASE WHEN i % 2 = 0 THEN 'grocery' ELSE 'travel' END, 5 + (i % 300) * 1.25, 'USD',
        CASE WHEN i % 3 = 0 THEN 'ECOM' ELSE 'POS' END, i % 3 <> 0, 'US',
-       CASE WHEN i % 11 = 0 THEN 'FR' ELSE 'US' END, i % 50 = 0
+       CASE WHEN i % 11 = 0 THEN 'FR' ELSE 'US' END, CASE WHEN i % 4 = 0 THEN 'student' ELSE 'consumer' END,
+       i % 50 = 0
 FROM range(0, {N_ROWS}) t(i)
 """
 
@@ -140,6 +142,7 @@ EXPECTED_SCHEMA = pa.schema(
     [
         ("transaction_id", pa.string()),
         ("event_ts", pa.timestamp("us")),
+        ("customer_segment", pa.string()),
         ("amount", pa.float64()),
         ("log_amount", pa.float64()),
         ("hour_of_day", pa.int64()),
