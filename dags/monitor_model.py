@@ -5,13 +5,16 @@ The tasks depend on the environment's `monitoring.engine` (only its engine's tas
 
 ## engine: evidently (the default)
 
-`run_monitoring -> publish_drift`
+`export_labels -> run_monitoring -> publish_drift`
 
 Runs the project's monitoring job on each data interval of the endpoint's captured traffic and starts
 retraining on drift or a model-quality breach. No SageMaker Model Monitor API is called.
 
 - **When**: hourly (`monitoring.schedule`); each run monitors its data interval (params `interval_start` /
   `interval_end` override it).
+- **export_labels**: the late labels (`snowflake.labels_table`) that arrived for the inferences of the
+  model-quality lookback window (`monitoring.model_quality.lookback_hours`), Snowflake -> S3 in SageMaker's
+  ground-truth layout with the bias facet as an attribute. No label yet is not an error.
 - **run_monitoring**: a SageMaker Processing job in the monitoring image over the interval's capture (and the
   lookback window's, for model quality on late labels), the served model's baseline dataset and the labels
   that arrived. Data drift (Evidently's test per feature), data quality, model quality (or `no_labels` /
@@ -111,13 +114,29 @@ with DAG(
     params=PARAMS,
 ) as dag:
     if EVIDENTLY:
+        from ml_lifecycle.operators.labels import LabelsToS3Operator
         from ml_lifecycle.operators.monitoring_job import MonitoringDriftOperator, MonitoringJobOperator
 
+        endpoint = cfg.deployment.endpoint_name
+        interval_end = "{{ params.interval_end or data_interval_end.isoformat() }}"
+        export_labels = LabelsToS3Operator(
+            task_id="export_labels",
+            snowflake_conn_id=cfg.snowflake.conn_id,
+            aws_conn_id=cfg.aws.conn_id,
+            # the labels that arrived for the inferences of the model-quality lookback window
+            arrived_from="{{ (macros.datetime.fromisoformat(params.interval_end or data_interval_end.isoformat()) - "
+            f"macros.timedelta(hours={cfg.monitoring.model_quality.lookback_hours})).isoformat() }}}}",
+            arrived_until=interval_end,
+            labels_uri=cfg.storage.uri("monitoring", endpoint, "labels") + "/",
+            source_name=cfg.snowflake.labels_fqn,
+            kms_key_id=cfg.storage.kms_key_id,
+        )
         run_monitoring = MonitoringJobOperator(
             task_id="run_monitoring",
-            endpoint_name=cfg.deployment.endpoint_name,
+            endpoint_name=endpoint,
             interval_start="{{ params.interval_start or data_interval_start.isoformat() }}",
-            interval_end="{{ params.interval_end or data_interval_end.isoformat() }}",
+            interval_end=interval_end,
+            labels_uri=export_labels.output["labels_uri"],
         )
         MonitoringDriftOperator(task_id="publish_drift", result=run_monitoring.output, outlets=[drift_asset(cfg)])
     else:

@@ -64,7 +64,11 @@ def _shapes(tmp_path: Path, engine: str) -> dict:
 
 def test_evidently_engine_has_its_own_tasks_and_no_model_monitor_ones(tmp_path):
     shapes = _shapes(tmp_path, "evidently")
-    assert shapes["monitor_model"] == {"run_monitoring": ["publish_drift"], "publish_drift": []}
+    assert shapes["monitor_model"] == {
+        "export_labels": ["run_monitoring"],
+        "run_monitoring": ["publish_drift"],
+        "publish_drift": [],
+    }
     assert shapes["monitor_model.params"] == ["interval_end", "interval_start"]
     deploy = shapes["deploy_model"]
     assert "baseline" not in deploy and "schedule_monitoring" not in deploy
