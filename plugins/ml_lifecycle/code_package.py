@@ -1,10 +1,10 @@
 """Ship the container code under ``include/code/`` to S3, content-addressed.
 
 Each component folder (``include/code/<component>/``: ``preprocessing``, ``training``, ``evaluation``,
-``inference``, ``validation``) becomes a deterministic ``tar.gz`` holding its own files and, under ``common/``,
-the files of ``include/code/common/`` (the dataset contract and the helpers the components share). The
-archive is reproducible: entries sorted, mtimes, owners and modes fixed, gzip header without a timestamp or
-file name. The same content therefore always gives the same bytes and the same
+``inference``, ``validation``, ``monitoring``) becomes a deterministic ``tar.gz`` holding its own files
+and, under ``common/``, the files of ``include/code/common/`` (the dataset contract and the helpers the
+components share). The archive is reproducible: entries sorted, mtimes, owners and modes fixed, gzip
+header without a timestamp or file name. The same content therefore always gives the same bytes and the same
 SHA-256, and it is published under that hash::
 
     s3://<bucket>/<code prefix>/<sha256[:16]>/sourcedir.tar.gz    the whole component (training, inference)
