@@ -31,6 +31,7 @@ REPORT = DATASET + "validation/"
 COLUMNS = [
     "transaction_id",
     "event_ts",
+    "customer_segment",
     "amount",
     "log_amount",
     "hour_of_day",
@@ -81,6 +82,7 @@ def make_table(start: int, rows: int) -> pa.Table:
         {
             "transaction_id": [f"tx-{i:07d}" for i in ids],
             "event_ts": pa.array([1_767_225_600_000_000 + i * 60_000_000 for i in ids], pa.timestamp("us")),
+            "customer_segment": ["student" if i % 7 == 0 else "consumer" for i in ids],
             "amount": amounts,
             "log_amount": [a / 100 for a in amounts],
             "hour_of_day": [(i // 60) % 24 for i in ids],
@@ -252,7 +254,10 @@ BAD_CASES = [
         id="duplicate-id-across-parts",
     ),
     pytest.param(
-        lambda t: [x.set_column(14, "is_fraud", pa.array([1] * x.num_rows, pa.int64())) for x in t],
+        lambda t: [
+            x.set_column(x.column_names.index("is_fraud"), "is_fraud", pa.array([1] * x.num_rows, pa.int64()))
+            for x in t
+        ],
         "expect_column_mean_to_be_between(is_fraud): observed 1.0",
         id="fraud-rate-out-of-band",
     ),
@@ -513,7 +518,7 @@ def test_container_script_gives_the_same_verdict_as_worker_mode(tmp_path: Path) 
     )
 
     assert completed.returncode == 0, completed.stderr
-    assert "Validation FAILED: 22/23 expectations met on 2500 rows" in completed.stdout
+    assert "Validation FAILED: 23/24 expectations met on 2500 rows" in completed.stdout
     document = json.loads((out / "validation_result.json").read_text())
     assert [f["type"] for f in document["summary"]["failed"]] == ["expect_column_values_to_be_unique"]
     assert (out / "validation_report.html").read_text().startswith("<!DOCTYPE html>")
