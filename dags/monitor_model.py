@@ -130,6 +130,7 @@ with DAG(
             labels_uri=cfg.storage.uri("monitoring", endpoint, "labels") + "/",
             source_name=cfg.snowflake.labels_fqn,
             kms_key_id=cfg.storage.kms_key_id,
+            multiple_outputs=True,
         )
         run_monitoring = MonitoringJobOperator(
             task_id="run_monitoring",
