@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# the scikit-learn 1.4-2 image runs Python 3.10, which has no datetime.UTC
+UTC = dt.timezone.utc  # noqa: UP017
 NAMESPACE = "MlLifecycle/Monitoring"
 MODEL_QUALITY_METRICS = ("precision", "recall", "f1", "auc", "accuracy")
 #: model-quality threshold key -> (metric, comparison that breaks it)
@@ -76,14 +78,18 @@ class MonitorConfig:
         return [f for f in self.features if f not in self.ignore_features]
 
 
-def _time(value: Any, key: str) -> dt.datetime:
+def _time(value: Any, what: str) -> dt.datetime:
+    """``value`` (ISO 8601) as an aware UTC time; ``what`` names it in the error."""
     if not isinstance(value, str) or not value:
-        raise MonitorInputError(f"MONITOR_CONFIG.{key} must be an ISO 8601 UTC time, got {value!r}")
+        raise MonitorInputError(f"{what} must be an ISO 8601 UTC time, got {value!r}")
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise MonitorInputError(f"MONITOR_CONFIG.{key} is not an ISO 8601 time: {value!r}") from None
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+        try:  # e.g. fractional seconds of other than 3 or 6 digits, which Python 3.10 does not read
+            parsed = pd.Timestamp(value).to_pydatetime()
+        except ValueError:
+            raise MonitorInputError(f"{what} is not an ISO 8601 time: {value!r}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _number(section: dict[str, Any], key: str, where: str) -> float | None:
@@ -101,11 +107,14 @@ def parse_config(text: str | None) -> MonitorConfig:
     :raises MonitorInputError: it is absent, not JSON, or a field is missing or of the wrong type (named)
     """
     if not text:
-        raise MonitorInputError("the environment variable MONITOR_CONFIG (the job's JSON configuration) is not set")
+        raise MonitorInputError(
+            "no configuration: neither the config input's monitor_config.json nor the environment variable "
+            "MONITOR_CONFIG is there"
+        )
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MonitorInputError(f"MONITOR_CONFIG is not JSON: {exc}") from None
+        raise MonitorInputError(f"MONITOR_CONFIG (monitor_config.json) is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise MonitorInputError("MONITOR_CONFIG must be a JSON object")
     missing = [k for k in ("endpoint", "interval_start", "interval_end", "features", "facet") if not raw.get(k)]
@@ -120,10 +129,13 @@ def parse_config(text: str | None) -> MonitorConfig:
         if not isinstance(value, list) or any(v not in features for v in value):
             raise MonitorInputError(f"MONITOR_CONFIG.{key} must be a list of names from features, got {value!r}")
         lists[key] = list(value)
-    start, end = _time(raw["interval_start"], "interval_start"), _time(raw["interval_end"], "interval_end")
+    start, end = (
+        _time(raw["interval_start"], "MONITOR_CONFIG.interval_start"),
+        _time(raw["interval_end"], "MONITOR_CONFIG.interval_end"),
+    )
     if end <= start:
         raise MonitorInputError(f"MONITOR_CONFIG: interval_end {raw['interval_end']} is not after interval_start")
-    lookback = _time(raw["lookback_start"], "lookback_start") if raw.get("lookback_start") else start
+    lookback = _time(raw["lookback_start"], "MONITOR_CONFIG.lookback_start") if raw.get("lookback_start") else start
     if lookback > start:
         raise MonitorInputError("MONITOR_CONFIG: lookback_start is after interval_start")
     thresholds = raw.get("thresholds") or {}
@@ -258,7 +270,7 @@ def read_capture(folder: Path, config: MonitorConfig) -> Capture:
             try:
                 record = json.loads(line)
                 metadata = record.get("eventMetadata") or {}
-                when = _time(metadata.get("inferenceTime"), "inferenceTime")
+                when = _time(metadata.get("inferenceTime"), "eventMetadata.inferenceTime")
                 if not config.lookback_start <= when < config.interval_end:
                     continue
                 data = record["captureData"]
@@ -684,7 +696,7 @@ def interval_rows(rows: pd.DataFrame, config: MonitorConfig) -> pd.DataFrame:
 
 
 def iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def json_safe(value: Any) -> Any:

@@ -1,11 +1,14 @@
 """The monitoring job: one interval of an endpoint's captured traffic against the served model's baseline.
 
 Runs as a SageMaker Processing job in the project's monitoring image (include/images/ml-lifecycle-monitoring:
-the scikit-learn image plus Evidently and matplotlib), configured by the environment variable
-``MONITOR_CONFIG`` (JSON: endpoint, interval and lookback bounds, features, label, facet, thresholds).
+the scikit-learn image plus Evidently and matplotlib), configured by a JSON document (endpoint, interval and
+lookback bounds, features, label, facet, thresholds): the file ``config/monitor_config.json`` of the inputs,
+else the environment variable ``MONITOR_CONFIG`` (SageMaker limits an environment value to 256 characters,
+too few for a feature list, so jobs pass the file).
 
 Inputs under ``--input-dir`` (default ``/opt/ml/processing/input``):
 
+- ``config/``   ``monitor_config.json``;
 - ``capture/``  data-capture JSON Lines of the lookback window (drift and data quality use the interval only);
 - ``baseline/`` the baseline dataset (CSV, header; the model's output columns, then its input columns);
 - ``labels/``   optional ground truth (SageMaker's ground-truth JSON Lines, the facet in ``attributes``);
@@ -28,6 +31,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -46,6 +50,7 @@ def _load(name: str, *candidates: Path) -> ModuleType:
 
 
 HERE = Path(__file__).resolve().parent
+CONFIG_FILE = "monitor_config.json"
 checks = _load("checks", HERE / "checks.py")
 bias = _load("bias", HERE / "common" / "bias.py", HERE.parent / "common" / "bias.py")
 
@@ -86,10 +91,13 @@ def drift_report(interval, baseline, config, output: Path) -> dict[str, Any]:
     if config.drift.get("threshold") is not None:
         options["threshold"] = config.drift["threshold"]
     report = Report([DataDriftPreset(**options), DataSummaryPreset()], include_tests=True)
-    snapshot = report.run(
-        Dataset.from_pandas(current, data_definition=definition),
-        Dataset.from_pandas(reference, data_definition=definition),
-    )
+    with warnings.catch_warnings():
+        # the data summary divides by zero for a constant column and warns; the report shows it as it is
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snapshot = report.run(
+            Dataset.from_pandas(current, data_definition=definition),
+            Dataset.from_pandas(reference, data_definition=definition),
+        )
     snapshot.save_html(str(output / "report.html"))
     return drift_section(snapshot.dict(), config)
 
@@ -175,7 +183,8 @@ def drift_png(drift: dict[str, Any], path: Path, title: str) -> None:
             ax.text(scores[y], y, f"  {drift['features'][feature]['test']}", va="center", fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel("drift score (p-value tests drift below the threshold, distances above it)")
-    ax.set_title(f"{title}: drifted share {drift['share']:.2f} (threshold {drift['share_threshold']:.2f})")
+    share = "n/a" if drift["share"] is None else f"{drift['share']:.2f}"
+    ax.set_title(f"{title}: drifted share {share} (threshold {drift['share_threshold']:.2f})")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
@@ -273,10 +282,20 @@ def run(input_dir: Path, output_dir: Path, config) -> dict[str, Any]:
     return summary
 
 
+def read_config_text(input_dir: Path) -> str | None:
+    """The job's configuration: ``config/monitor_config.json`` of the inputs, else ``$MONITOR_CONFIG``."""
+    path = input_dir / "config" / CONFIG_FILE
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    if (input_dir / "config").is_dir():
+        raise checks.MonitorInputError(f"the config input holds no {CONFIG_FILE}")
+    return os.environ.get("MONITOR_CONFIG")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config = checks.parse_config(os.environ.get("MONITOR_CONFIG"))
+        config = checks.parse_config(read_config_text(args.input_dir))
         summary = run(args.input_dir, args.output_dir, config)
     except (checks.MonitorInputError, bias.BiasError) as exc:
         message = f"monitoring could not run: {exc}"

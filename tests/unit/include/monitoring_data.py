@@ -147,12 +147,23 @@ def write_labels(folder: Path, frame: pd.DataFrame, arrived: dt.datetime) -> Non
 
 
 def write_inputs(
-    root: Path, *, drifted: bool = False, recall_collapsed: bool = False, labels: bool = True, rows: int = 300
+    root: Path,
+    *,
+    drifted: bool = False,
+    recall_collapsed: bool = False,
+    labels: bool = True,
+    rows: int = 300,
+    flagged_segment: str | None = None,
 ) -> Path:
-    """The job's input folders under ``root`` (``capture``, ``baseline``, optionally ``labels``)."""
+    """The job's input folders under ``root`` (``capture``, ``baseline``, optionally ``labels``).
+
+    :param flagged_segment: the model flags every transaction of this customer segment as fraud (a bias)
+    """
     write_baseline(root / "baseline")
     frame = traffic(rows=rows, drifted=drifted)
     scores = scores_for(frame, recall_collapsed=recall_collapsed, seed=3)
+    if flagged_segment is not None:
+        scores = np.where(frame["customer_segment"].to_numpy() == flagged_segment, 0.97, scores)
     write_capture(root / "capture", frame, scores, INTERVAL_START)
     if labels:
         write_labels(root / "labels", frame, INTERVAL_END + dt.timedelta(days=2))

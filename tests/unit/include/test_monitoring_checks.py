@@ -245,3 +245,135 @@ def test_metric_datums_are_cloudwatch_shaped_and_skip_undefined_values(checks: M
     assert ("ModelQuality", (("Endpoint", "ep"), ("Metric", "auc"))) not in datums
     bias_keys = [k for k in datums if k[0] == "Bias"]
     assert bias_keys == [("Bias", (("Endpoint", "ep"), ("Facet", "seg"), ("FacetValue", "smb"), ("Metric", "DI")))]
+
+
+# ------------------------------------------------------------------------------------------------ monitor.py
+
+
+@pytest.fixture(scope="module")
+def monitor() -> ModuleType:
+    """The entrypoint, imported without Evidently (it imports Evidently only to make the report)."""
+    return load_script(CODE / "monitoring" / "monitor.py", "monitoring_monitor")
+
+
+def _value_drift(metric_id: str, column: str, method: str, threshold: float, value: float) -> dict:
+    return {
+        "id": metric_id,
+        "config": {
+            "type": "evidently:metric_v2:ValueDrift",
+            "column": column,
+            "method": method,
+            "threshold": threshold,
+        },
+        "value": value,
+    }
+
+
+def test_the_drift_section_reads_evidentlys_tests_per_feature(checks: ModuleType, monitor: ModuleType) -> None:
+    # the shape of Evidently 0.7's Snapshot.dict() for DataDriftPreset with include_tests=True
+    snapshot = {
+        "metrics": [
+            {"id": "m0", "config": {"type": "evidently:metric_v2:DriftedColumnsCount"}, "value": {"share": 0.5}},
+            _value_drift("m1", "amount", "K-S p_value", 0.05, 0.001),
+            _value_drift("m2", "channel", "Jensen-Shannon distance", 0.1, 0.02),
+        ],
+        "tests": [
+            {"id": "drift", "metric_config": {"metric_id": "m1"}, "status": "FAIL"},
+            {"id": "drift", "metric_config": {"metric_id": "m2"}, "status": "SUCCESS"},
+        ],
+    }
+    cfg = config(checks, features=["amount", "channel"], categorical_features=["channel"])
+    section = monitor.drift_section(snapshot, cfg)
+    assert section == {
+        "drifted": True,  # 0.5 drifted, threshold 0.5
+        "share": 0.5,
+        "share_threshold": 0.5,
+        "features": {
+            "amount": {"drifted": True, "test": "K-S p_value", "score": 0.001, "threshold": 0.05},
+            "channel": {"drifted": False, "test": "Jensen-Shannon distance", "score": 0.02, "threshold": 0.1},
+        },
+    }
+    below = config(
+        checks, features=["amount", "channel"], categorical_features=["channel"], thresholds={"drift": {"share": 0.75}}
+    )
+    assert monitor.drift_section(snapshot, below)["drifted"] is False
+
+
+def test_the_config_file_input_wins_over_the_environment(
+    monitor: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONITOR_CONFIG", '{"from": "environment"}')
+    assert monitor.read_config_text(tmp_path) == '{"from": "environment"}'
+    (tmp_path / "config").mkdir()
+    with pytest.raises(monitor.checks.MonitorInputError, match=r"holds no monitor_config\.json"):
+        monitor.read_config_text(tmp_path)
+    (tmp_path / "config" / "monitor_config.json").write_text('{"from": "file"}')
+    assert monitor.read_config_text(tmp_path) == '{"from": "file"}'
+
+
+def test_an_interval_without_traffic_is_reported_and_exits_0(
+    monitor: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs, output = tmp_path / "input", tmp_path / "output"
+    data.write_baseline(inputs / "baseline", rows=50)
+    frame = data.traffic(rows=20)
+    # traffic only in the lookback window, none in the interval (no Evidently report is needed then)
+    data.write_capture(
+        inputs / "capture", frame, data.scores_for(frame, recall_collapsed=False, seed=1), data.LOOKBACK_START
+    )
+    (inputs / "config").mkdir()
+    (inputs / "config" / "monitor_config.json").write_text(json.dumps(data.monitor_config()))
+    assert monitor.main(["--input-dir", str(inputs), "--output-dir", str(output)]) == 0
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["rows"] == {"interval": 0, "labelled": 0, "lookback": 20}
+    assert summary["drift"]["drifted"] is False and summary["drift"]["share"] is None
+    failed = [c["name"] for c in summary["data_quality"]["checks"] if not c["passed"]]
+    assert failed == ["rows_in_interval"]
+    assert summary["model_quality"]["status"] == "no_labels"
+    assert summary["decision"] == {"retrain": False, "reasons": [], "bias_hold": False}
+    assert json.loads((output / "analysis.json").read_text()) == {"version": "1.0"}
+    assert (output / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert (output / "drift.png").read_bytes().startswith(b"\x89PNG")
+    assert (output / "model_quality.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_bad_input_exits_1_with_the_reason_in_the_exit_message(monitor: ModuleType, tmp_path: Path) -> None:
+    inputs = tmp_path / "input"
+    (inputs / "config").mkdir(parents=True)
+    (inputs / "config" / "monitor_config.json").write_text(json.dumps(data.monitor_config()))
+    message = tmp_path / "message"
+    argv = ["--input-dir", str(inputs), "--output-dir", str(tmp_path / "out"), "--exit-message-file", str(message)]
+    assert monitor.main(argv) == 1
+    assert "the baseline input" in message.read_text() and "holds no CSV file" in message.read_text()
+
+
+def _payload(content_type: str, body: str, encoding: str) -> dict:
+    return {"observedContentType": content_type, "data": body, "encoding": encoding}
+
+
+@pytest.mark.parametrize(
+    ("payload", "rows"),
+    [
+        pytest.param(_payload("text/csv", "1,a\n2,b", "CSV"), [["1", "a"], ["2", "b"]], id="csv"),
+        pytest.param(_payload("text/csv", "y,x\nb,2", "CSV"), [["2", "b"]], id="csv-header"),
+        pytest.param(
+            _payload("application/json", '{"instances": [{"x": 3, "y": "c", "id": 9}]}', "JSON"),
+            [["3", "c"]],
+            id="json-records",
+        ),
+        pytest.param(_payload("application/octet-stream", "NCxk", "BASE64"), [["4", "d"]], id="base64"),
+    ],
+)
+def test_captured_requests_in_each_encoding_give_the_feature_rows(
+    checks: ModuleType, payload: dict, rows: list
+) -> None:
+    assert checks._input_rows(payload, ["x", "y"]) == rows
+
+
+def test_captured_json_responses_give_the_score_of_each_row(checks: ModuleType) -> None:
+    body = '{"predictions": [{"fraud_probability": 0.9, "is_fraud": 1}, {"fraud_probability": 0.1, "is_fraud": 0}]}'
+    assert checks._scores({"observedContentType": "application/json", "data": body, "encoding": "JSON"}) == [0.9, 0.1]
+    assert checks._scores({"observedContentType": "text/csv", "data": "0.9,1\n0.1,0\n", "encoding": "CSV"}) == [
+        0.9,
+        0.1,
+    ]
