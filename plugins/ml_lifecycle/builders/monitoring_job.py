@@ -10,7 +10,8 @@ The job (``include/code/monitoring/monitor.py`` in the project's monitoring imag
 - ``labels/`` (optional): ground truth that arrived for the window's inferences;
 - ``history/`` (optional): the ``summary.json`` of earlier intervals;
 
-and the ``MONITOR_CONFIG`` environment variable (the interval, the features and the thresholds). It writes
+and ``config/monitor_config.json`` (the interval, the features and the thresholds: too long for an environment
+value, which SageMaker limits to 256 characters). It writes
 ``report.html``, ``summary.json``, ``analysis.json``, ``metrics.json`` and PNG charts to the interval's
 report prefix. The name is ``<endpoint>-mon-<interval start %Y%m%d%H%M>-<8 hex of the inputs>``, so a
 retry of the interval finds its job. All functions are pure.
@@ -34,7 +35,7 @@ ROOT = "/opt/ml/processing"
 CODE_DIR = f"{ROOT}/input/code"
 SCRIPT = "monitor.py"
 OUTPUT_NAME = "report"
-CONFIG_ENV = "MONITOR_CONFIG"
+CONFIG_FILE = "monitor_config.json"
 SUMMARY = "summary.json"
 METRICS = "metrics.json"
 REPORT = "report.html"
@@ -144,7 +145,7 @@ def monitor_config(
     features: Sequence[str],
     categorical: Sequence[str],
 ) -> dict[str, Any]:
-    """The job's ``MONITOR_CONFIG``: the interval, the lookback window, the features and the thresholds."""
+    """The job's ``monitor_config.json``: the interval, the lookback window, the features and the thresholds."""
     start, end = _utc(interval_start), _utc(interval_end)
     if end <= start:
         raise BuilderError(f"interval end {end.isoformat()} is not after its start {start.isoformat()}")
@@ -210,9 +211,9 @@ def monitoring_request(
     endpoint: str,
     code_uri: str,
     manifest_uri: str,
+    config_uri: str,
     baseline_uri: str,
     output_uri: str,
-    config: dict[str, Any],
     labels_uri: str | None = None,
     history_uri: str | None = None,
     extra_tags: dict[str, str] | None = None,
@@ -222,9 +223,9 @@ def monitoring_request(
     :param name: :func:`job_name`
     :param code_uri: the published ``include/code/monitoring/`` (with ``common/``) prefix
     :param manifest_uri: the capture manifest (:func:`capture_manifest`) in S3
+    :param config_uri: the prefix holding ``monitor_config.json`` (:func:`monitor_config`)
     :param baseline_uri: the served model's baseline dataset (prefix or object)
     :param output_uri: :func:`report_uri`
-    :param config: :func:`monitor_config`
     :param labels_uri: ground truth prefix, only when it holds labels (SageMaker refuses an empty input)
     :param history_uri: earlier summaries' prefix, only when it holds some
     :param extra_tags: the package's own tags (``ml-lifecycle:...``)
@@ -233,11 +234,11 @@ def monitoring_request(
         raise BuilderError(f"processing job name {name!r} is longer than {NAME_MAX} characters")
     if not output_uri.startswith("s3://"):
         raise BuilderError(f"monitoring output {output_uri!r} is not an s3:// URI")
-    text = json.dumps(config, sort_keys=True)
-    if len(text) > 10240:
-        raise BuilderError(f"{CONFIG_ENV} is {len(text)} characters; SageMaker allows 10240 per environment value")
+    if not config_uri.endswith("/"):
+        raise BuilderError(f"config_uri must be the prefix holding {CONFIG_FILE}, ending in '/', got {config_uri!r}")
     inputs = [
         _input("code", code_uri),
+        _input("config", config_uri),
         _input("capture", manifest_uri, "ManifestFile"),
         _input("baseline", baseline_uri),
     ]
@@ -280,7 +281,6 @@ def monitoring_request(
             "ImageUri": cfg.sagemaker.images.monitoring,
             "ContainerEntrypoint": ["python3", f"{CODE_DIR}/{SCRIPT}"],
         },
-        "Environment": {CONFIG_ENV: text},
         "NetworkConfig": network,
         "RoleArn": cfg.sagemaker.role_arn,
         "Tags": config_tags(cfg, **{"ml-lifecycle:endpoint": endpoint, **(extra_tags or {})}),

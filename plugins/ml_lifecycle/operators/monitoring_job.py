@@ -291,17 +291,20 @@ class MonitoringJobOperator(SageMakerOperatorBase):
         if description is not None:
             self.log.info("Re-attaching to monitoring job %s (%s)", name, description["ProcessingJobStatus"])
         else:
-            manifest_uri = f"{output_uri}inputs/{name}.manifest"
+            inputs_uri = f"{output_uri}inputs/{name}/"
+            manifest_uri = f"{inputs_uri}{b.MANIFEST}"
+            config_uri = f"{inputs_uri}config/"
             put_json(self._s3(), manifest_uri, b.capture_manifest(prefix, keys), **cfg.storage.encryption())
+            put_json(self._s3(), config_uri + b.CONFIG_FILE, config, **cfg.storage.encryption())
             request = b.monitoring_request(
                 cfg,
                 name=name,
                 endpoint=endpoint,
                 code_uri=code_uri,
                 manifest_uri=manifest_uri,
+                config_uri=config_uri,
                 baseline_uri=baseline,
                 output_uri=output_uri,
-                config=config,
                 labels_uri=labels,
                 history_uri=history,
                 extra_tags={"ml-lifecycle:interval": b.interval_key(start)},

@@ -38,17 +38,14 @@ def valid(service: str, operation: str, request: dict) -> None:
 
 
 def _request(cfg: Config, **overrides) -> dict:
-    config = monitor_config(
-        cfg, endpoint="fraud", interval_start=START, interval_end=END, features=FEATURES, categorical=["channel"]
-    )
     kwargs = {
         "name": job_name("fraud", START, "0123abcd"),
         "endpoint": "fraud",
         "code_uri": "s3://b/code/monitoring/abc/src/",
-        "manifest_uri": "s3://b/monitoring/fraud/202603011000/inputs/x.manifest",
+        "manifest_uri": "s3://b/monitoring/fraud/202603011000/inputs/x/capture.manifest",
+        "config_uri": "s3://b/monitoring/fraud/202603011000/inputs/x/config/",
         "baseline_uri": "s3://b/jobs/evaluate/baseline/",
         "output_uri": report_uri(cfg, "fraud", START),
-        "config": config,
         **overrides,
     }
     return monitoring_request(cfg, **kwargs)
@@ -60,7 +57,9 @@ def test_request_matches_the_sagemaker_api(env):
     request = _request(cfg, labels_uri="s3://b/monitoring/fraud/labels/", history_uri="s3://b/h/")
     valid("sagemaker", "CreateProcessingJob", request)
     inputs = {i["InputName"]: i["S3Input"] for i in request["ProcessingInputs"]}
-    assert list(inputs) == ["code", "capture", "baseline", "labels", "history"]
+    assert list(inputs) == ["code", "config", "capture", "baseline", "labels", "history"]
+    assert inputs["config"]["LocalPath"] == "/opt/ml/processing/input/config"
+    assert "Environment" not in request, "SageMaker limits an environment value to 256 characters"
     assert inputs["capture"]["S3DataType"] == "ManifestFile"
     assert inputs["capture"]["LocalPath"] == "/opt/ml/processing/input/capture"
     assert request["AppSpecification"] == {
@@ -74,7 +73,7 @@ def test_request_matches_the_sagemaker_api(env):
 
 def test_optional_inputs_are_left_out_when_absent():
     request = _request(load_config("local"))
-    assert [i["InputName"] for i in request["ProcessingInputs"]] == ["code", "capture", "baseline"]
+    assert [i["InputName"] for i in request["ProcessingInputs"]] == ["code", "config", "capture", "baseline"]
 
 
 def test_monitor_config_carries_the_interval_lookback_and_thresholds():

@@ -186,7 +186,7 @@ def test_runs_the_interval_job_and_publishes_metrics_and_alarms(aws):
         "AllTraffic/2026/03/01/03/00-00-000-x.jsonl",
         "AllTraffic/2026/03/01/10/00-00-000-x.jsonl",
     ]
-    config = json.loads(request["Environment"]["MONITOR_CONFIG"])
+    config = read(inputs["config"]["S3Uri"] + "monitor_config.json")
     assert config["interval_start"] == START.isoformat() and config["endpoint"] == ENDPOINT
 
     assert result["status"] == "completed" and result["job_name"] == name
