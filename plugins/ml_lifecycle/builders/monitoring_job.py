@@ -152,6 +152,8 @@ def monitor_config(
     if not features:
         raise BuilderError("the model's features are empty (features_schema.json 'features')")
     mon = cfg.monitoring
+    if unknown := [f for f in mon.ignore_features if f not in features]:
+        raise BuilderError(f"monitoring.ignore_features names {', '.join(unknown)}, not features of the model")
     lookback = end - dt.timedelta(hours=mon.model_quality.lookback_hours)
     quality = mon.model_quality
     bias = mon.bias
@@ -169,7 +171,7 @@ def monitor_config(
         "facet": getattr(facet, "name", None) or FACET,
         "facet_values_or_threshold": getattr(facet, "values_or_threshold", None),
         "thresholds": {
-            "drift": {"method": "default", "share": mon.drift.share},
+            "drift": {"share": mon.drift.share},  # the test per feature: Evidently's default for its type
             "model_quality": {
                 "recall_min": quality.recall_min,
                 "precision_min": quality.precision_min,

@@ -26,7 +26,7 @@ from ml_lifecycle.config import MONITORING_ENDPOINT_MAX, Config, ConfigError, in
 SERVICES = botocore.session.get_session()
 START = dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)
 END = START + dt.timedelta(hours=1)
-FEATURES = ["amount", "channel", "is_foreign"]
+FEATURES = ["amount", "channel", "is_foreign", "hour_of_day", "day_of_week", "is_weekend"]
 CONFIG_DIR = include_dir() / "config"
 ENVS = [pytest.param(p.stem, id=p.stem) for p in sorted(CONFIG_DIR.glob("*.yaml"))]
 
@@ -86,10 +86,12 @@ def test_monitor_config_carries_the_interval_lookback_and_thresholds():
     assert config["lookback_start"] == (END - dt.timedelta(hours=168)).isoformat()
     assert config["categorical_features"] == ["channel"]
     assert config["label"] == "is_fraud" and config["facet"] == "customer_segment"
-    assert config["thresholds"]["drift"]["share"] == cfg.monitoring.drift.share
+    assert config["thresholds"]["drift"] == {"share": cfg.monitoring.drift.share}, "Evidently's test per feature"
     assert config["thresholds"]["model_quality"]["recall_min"] == cfg.monitoring.model_quality.recall_min
     assert config["thresholds"]["bias"] == {"DPPL_abs_max": 0.1, "DI_min": 0.8, "DI_max": 1.25, "RD_abs_max": 0.2}
     assert config["thresholds"]["min_labelled_rows"] == 50
+    with pytest.raises(BuilderError, match="ignore_features names hour_of_day, day_of_week, is_weekend"):
+        monitor_config(cfg, endpoint="e", interval_start=START, interval_end=END, features=["amount"], categorical=[])
     with pytest.raises(BuilderError, match="not after its start"):
         monitor_config(cfg, endpoint="e", interval_start=END, interval_end=START, features=FEATURES, categorical=[])
     with pytest.raises(BuilderError, match="no time zone"):
@@ -226,3 +228,25 @@ def test_bad_monitoring_config_names_the_field(monitoring, message):
         Config.model_validate(_with_monitoring(**monitoring))
     if "endpoint" in monitoring:  # the same name is fine under model_monitor
         Config.model_validate(_with_monitoring(**{**monitoring, "engine": "model_monitor"}))
+
+
+def test_the_monitoring_job_reads_the_config_it_is_given():
+    """The job's own parser (include/code/monitoring/checks.py) accepts what the builder writes."""
+    import importlib.util
+    import json
+    import sys
+
+    path = include_dir() / "code" / "monitoring" / "checks.py"
+    spec = importlib.util.spec_from_file_location("monitoring_checks_under_test", path)
+    checks = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = checks  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(checks)
+    finally:
+        sys.modules.pop(spec.name, None)
+    cfg = load_config("local")
+    config = monitor_config(
+        cfg, endpoint="fraud", interval_start=START, interval_end=END, features=FEATURES, categorical=["channel"]
+    )
+    parsed = checks.parse_config(json.dumps(config))
+    assert parsed.endpoint == "fraud" and parsed.facet == "customer_segment"
