@@ -332,7 +332,10 @@ class MonitoringJobOperator(SageMakerOperatorBase):
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, endpoint: str = "", output_uri: str = ""
     ) -> dict[str, Any]:
-        name, _ = resumed_description(self.sagemaker, MONITORING, event)
+        # the resume may carry only the trigger's event (``dag.test``'s does): the job's description names both
+        name, description = resumed_description(self.sagemaker, MONITORING, event)
+        output_uri = description["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+        endpoint = self.endpoint_name or self._config().deployment.endpoint_name
         return self.finish(context, name, endpoint, output_uri)
 
     # -- results ---------------------------------------------------------------------------------------
