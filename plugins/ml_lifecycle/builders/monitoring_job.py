@@ -335,32 +335,44 @@ def alarm_requests(cfg: Config, endpoint: str) -> list[dict[str, Any]]:
 
 
 def metric_data(datums: Sequence[dict[str, Any]], endpoint: str, timestamp: dt.datetime) -> list[dict[str, Any]]:
-    """``PutMetricData`` ``MetricData`` from the job's ``metrics.json`` (``name``, ``dimensions``, ``value``).
+    """``PutMetricData`` ``MetricData`` from the job's ``metrics.json``.
 
-    ``Endpoint`` is always a dimension; non-finite values are dropped (CloudWatch refuses them).
+    An entry is a ``MetricData`` datum (``MetricName``, ``Dimensions`` ``[{"Name", "Value"}]``, ``Value``,
+    ``Unit``; the monitoring job writes this) or the short form ``{"name", "dimensions": {name: value},
+    "value", "unit"}``. ``Endpoint`` is always this endpoint; the timestamp is the interval's end;
+    non-finite values are dropped (CloudWatch refuses them).
     """
     import math
 
     out = []
     for i, datum in enumerate(datums):
-        if not isinstance(datum, dict) or "name" not in datum or "value" not in datum:
-            raise BuilderError(f"metrics.json entry [{i}] needs 'name' and 'value', got {datum!r}")
-        value = datum["value"]
+        if not isinstance(datum, dict):
+            raise BuilderError(f"metrics.json entry [{i}] is not an object: {datum!r}")
+        if "MetricName" in datum:
+            name, value, unit = datum["MetricName"], datum.get("Value"), datum.get("Unit")
+            raw = datum.get("Dimensions") or []
+            if not isinstance(raw, list) or not all(isinstance(d, dict) and {"Name", "Value"} <= d.keys() for d in raw):
+                raise BuilderError(f"metrics.json entry [{i}] ({name}): Dimensions must be [{{'Name', 'Value'}}]")
+            dims = {str(d["Name"]): d["Value"] for d in raw}
+        elif "name" in datum:
+            name, value, unit = datum["name"], datum.get("value"), datum.get("unit")
+            dims = dict(datum.get("dimensions") or {})
+        else:
+            raise BuilderError(f"metrics.json entry [{i}] needs 'MetricName' (or 'name') and a value, got {datum!r}")
         if value is None or not isinstance(value, int | float) or isinstance(value, bool):
             continue
         if not math.isfinite(float(value)):
             continue
-        dims = dict(datum.get("dimensions") or {})
         dims["Endpoint"] = endpoint
         if len(dims) > 30:
-            raise BuilderError(f"metrics.json entry [{i}] has more than 30 dimensions")
+            raise BuilderError(f"metrics.json entry [{i}] ({name}) has more than 30 dimensions")
         out.append(
             {
-                "MetricName": str(datum["name"]),
+                "MetricName": str(name),
                 "Dimensions": [{"Name": str(k), "Value": str(v)} for k, v in sorted(dims.items())],
                 "Timestamp": _utc(timestamp),
                 "Value": float(value),
-                "Unit": str(datum.get("unit") or "None"),
+                "Unit": str(unit or "None"),
             }
         )
     return out

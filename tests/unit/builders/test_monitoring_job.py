@@ -163,7 +163,19 @@ def test_metric_data_from_the_jobs_metrics():
         ("DriftShare", [{"Name": "Endpoint", "Value": "fraud"}]),
         ("FeatureDriftScore", [{"Name": "Endpoint", "Value": "fraud"}, {"Name": "Feature", "Value": "amount"}]),
     ]
-    with pytest.raises(BuilderError, match=r"entry \[0\] needs 'name' and 'value'"):
+    job_form = [
+        {
+            "MetricName": "ModelQuality",
+            "Dimensions": [{"Name": "Endpoint", "Value": "fraud"}, {"Name": "Metric", "Value": "recall"}],
+            "Value": 0.8,
+            "Unit": "None",
+            "Timestamp": "2026-03-01T11:00:00Z",
+        }
+    ]
+    [datum] = metric_data(job_form, "fraud", END)
+    assert datum["Dimensions"] == [{"Name": "Endpoint", "Value": "fraud"}, {"Name": "Metric", "Value": "recall"}]
+    assert datum["Value"] == 0.8 and datum["Timestamp"] == END
+    with pytest.raises(BuilderError, match=r"entry \[0\] needs 'MetricName'"):
         metric_data([{"value": 1}], "fraud", END)
 
 
