@@ -513,14 +513,15 @@ def _loop(
         (today - dt.timedelta(days=args.traffic_days)).strftime("%Y-%m-%d %H:%M:%S"),
         today.strftime("%Y-%m-%d %H:%M:%S"),
     )
-    rows = lifecycle.feature_rows(stack.snowflake_connect(), interval)
+    ids, rows = lifecycle.transactions(stack.snowflake_connect(), interval)
     if not rows:
         raise lifecycle.LifecycleError(f"no transactions in {interval}: reseed the devstack (python -m devstack seed)")
-    answer = lifecycle.predict(runtime, dep.endpoint_name, rows[:1])
+    answer = lifecycle.predict(runtime, dep.endpoint_name, rows[:1], inference_id=ids[0])
     result["sample"] = {"row": rows[0], "prediction": answer[0].split(",")[0]}
     progress.line(f"traffic: sample prediction {result['sample']['prediction']} (fraud probability)")
     shifted = lifecycle.drifted(rows)
-    requests = lifecycle.send(runtime, dep.endpoint_name, shifted)
+    # real-time scoring: one request per transaction, InferenceId = its id (late labels join the capture by it)
+    requests = lifecycle.send(runtime, dep.endpoint_name, shifted, inference_ids=ids)
     factors = ", ".join(f"{k} x{v}" for k, v in lifecycle.DRIFT_FACTORS.items())
     progress.line(f"traffic: {len(shifted)} transactions in {requests} requests, drift injected ({factors})")
 

@@ -21,6 +21,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -235,13 +236,16 @@ def _started(ti: dict[str, Any]) -> tuple[bool, str, str]:
 # ------------------------------------------------------------------------------------------ live traffic
 
 
-def feature_rows(connection: Any, interval: tuple[str, str]) -> list[list[str]]:
-    """The model's input columns of the feature SQL over ``interval``, as a client writes them in CSV.
+def transactions(connection: Any, interval: tuple[str, str]) -> tuple[list[str], list[list[str]]]:
+    """The transactions of ``interval`` as a scoring client sees them: their ids and the model's input columns.
 
     :param connection: a Snowflake (devstack) connection; closed here.
     :param interval: ``(start, end)`` as ``YYYY-MM-DD HH:MM:SS``.
+    :return: the transaction ids and, in the same order, the rows of the feature SQL's model inputs as a client
+        writes them in CSV.
     """
-    features = json.loads((ROOT / "include" / "code" / "common" / "features_schema.json").read_text())["features"]
+    contract = json.loads((ROOT / "include" / "code" / "common" / "features_schema.json").read_text())
+    features = contract["features"]
     sql = (ROOT / "include" / "sql" / "features.sql").read_text()
     with contextlib.closing(connection) as conn:
         cursor = conn.cursor()
@@ -249,13 +253,23 @@ def feature_rows(connection: Any, interval: tuple[str, str]) -> list[list[str]]:
         names = [d[0].lower() for d in cursor.description]
         rows = cursor.fetchall()
     positions = [names.index(f) for f in features]
+    at_id = names.index("transaction_id")
 
     def cell(value: Any) -> str:
         if isinstance(value, bool):
             return "1" if value else "0"
         return repr(value) if isinstance(value, float) else str(value)
 
-    return [[cell(row[p]) for p in positions] for row in rows]
+    return [str(row[at_id]) for row in rows], [[cell(row[p]) for p in positions] for row in rows]
+
+
+def feature_rows(connection: Any, interval: tuple[str, str]) -> list[list[str]]:
+    """The model's input columns of the feature SQL over ``interval``, as a client writes them in CSV.
+
+    :param connection: a Snowflake (devstack) connection; closed here.
+    :param interval: ``(start, end)`` as ``YYYY-MM-DD HH:MM:SS``.
+    """
+    return transactions(connection, interval)[1]
 
 
 def feature_names() -> list[str]:
@@ -294,29 +308,63 @@ def drifted(rows: Sequence[Sequence[str]], factors: dict[str, float] | None = No
     return out
 
 
-def predict(client: Any, endpoint: str, rows: Sequence[Sequence[str]]) -> list[str]:
+#: SageMaker's InvokeEndpoint ``InferenceId``: 1-64 characters, the first not whitespace, all printable
+_INFERENCE_ID = re.compile(r"\A\S[\x20-\x7e]{0,63}\Z")
+
+
+def predict(client: Any, endpoint: str, rows: Sequence[Sequence[str]], inference_id: str | None = None) -> list[str]:
     """Invoke the endpoint with ``rows`` as CSV; one answer line per row.
 
     :param client: a ``sagemaker-runtime`` client.
     :param endpoint: the endpoint's name.
     :param rows: the rows.
+    :param inference_id: the request's ``InferenceId`` (the transaction id for real-time scoring); data capture
+        records it as ``eventMetadata.inferenceId``, and late labels join the inference by it.
+    :raises ValueError: ``inference_id`` is not 1-64 printable characters starting with a non-space.
     """
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
+    extra = {}
+    if inference_id is not None:
+        if not _INFERENCE_ID.match(inference_id):
+            raise ValueError(
+                f"InferenceId {inference_id!r} must be 1-64 printable characters, the first not whitespace"
+            )
+        extra["InferenceId"] = inference_id
     response = client.invoke_endpoint(
-        EndpointName=endpoint, Body=buffer.getvalue().encode(), ContentType="text/csv", Accept="text/csv"
+        EndpointName=endpoint, Body=buffer.getvalue().encode(), ContentType="text/csv", Accept="text/csv", **extra
     )
     return response["Body"].read().decode().splitlines()
 
 
-def send(client: Any, endpoint: str, rows: Sequence[Sequence[str]], batch: int = 100) -> int:
-    """Send ``rows`` to the endpoint in requests of ``batch`` rows; the number of requests.
+def send(
+    client: Any,
+    endpoint: str,
+    rows: Sequence[Sequence[str]],
+    batch: int = 100,
+    inference_ids: Sequence[str] | None = None,
+) -> int:
+    """Send ``rows`` to the endpoint; the number of requests.
+
+    With ``inference_ids`` (one per row, the transaction ids) this is real-time fraud scoring: one request per
+    transaction, each with its ``InferenceId``, so every captured record is one transaction that its late label
+    joins by id. Without them, rows go in requests of ``batch`` rows and carry no ``InferenceId``: the capture
+    then holds one record per request with ``batch`` CSV lines and no id, good for drift but never joined to
+    labels.
 
     :param client: a ``sagemaker-runtime`` client.
     :param endpoint: the endpoint's name.
     :param rows: the rows.
-    :param batch: rows per request.
+    :param batch: rows per request when there are no ``inference_ids``.
+    :param inference_ids: the rows' ids, in order.
+    :raises ValueError: ``inference_ids`` and ``rows`` differ in length.
     """
+    if inference_ids is not None:
+        if len(inference_ids) != len(rows):
+            raise ValueError(f"{len(inference_ids)} inference ids for {len(rows)} rows: give one id per row")
+        for row, inference_id in zip(rows, inference_ids, strict=True):
+            predict(client, endpoint, [row], inference_id=inference_id)
+        return len(rows)
     requests = 0
     for start in range(0, len(rows), batch):
         predict(client, endpoint, rows[start : start + batch])

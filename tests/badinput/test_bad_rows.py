@@ -87,6 +87,7 @@ def good_rows(rows: int, seed: int) -> pd.DataFrame:
             "is_fraud": fraud,
         }
     )
+    frame.insert(2, "customer_segment", rng.choice(CATEGORIES["customer_segment"], size=rows))
     assert list(frame.columns) == COLUMNS, "the generator must follow features_schema.json"
     return frame
 
@@ -207,6 +208,7 @@ DEFECTS = [
     _out_of_range("day_of_week", 0, 6),
     _unknown_category("channel", CATEGORIES["channel"]),
     _unknown_category("merchant_category", CATEGORIES["merchant_category"]),
+    _unknown_category("customer_segment", CATEGORIES["customer_segment"]),
     _unknown_category("is_fraud", [0, 1]),
     _duplicate_id(),
 ]

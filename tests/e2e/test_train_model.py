@@ -170,9 +170,17 @@ def test_first_model_is_registered_with_metrics_and_lineage(backfill, aws, cfg):
         float(props["metric:auc"]), rel=1e-5
     )
     evaluation = _keys(aws["s3"], first["plan"].report_uri("evaluation") + "/")
-    assert {"roc_curve.png", "pr_curve.png", "evaluation.json", "gate.json"} <= {
+    assert {"roc_curve.png", "pr_curve.png", "evaluation.json", "gate.json", "analysis.json"} <= {
         k.rsplit("/", 1)[1] for k in evaluation
     }
+    # pre-training bias of the training data by the customer segment, in Clarify's analysis.json shape
+    bias = package["ModelMetrics"]["Bias"]["PreTrainingReport"]
+    assert bias == {
+        "ContentType": "application/json",
+        "S3Uri": first["plan"].report_uri("evaluation", "analysis.json"),
+    }
+    groups = _json(aws["s3"], bias["S3Uri"])["pre_training_bias_metrics"]["facets"]["customer_segment"]
+    assert {g["value_or_threshold"] for g in groups} == {"consumer", "premium", "small_business", "student"}
 
 
 def _link_value(dag, run_id, task_id, key):

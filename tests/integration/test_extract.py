@@ -73,7 +73,7 @@ def test_extracts_the_seeded_interval_from_the_stand_in(devstack: Any, s3: Any) 
     key = PREFIX.split(BUCKET + "/", 1)[1]
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=key + "_manifest.json")["Body"].read())
     assert result["row_count"] == manifest["row_count"] == expected
-    assert result["columns"][:3] == ["transaction_id", "event_ts", "amount"]
+    assert result["columns"][:4] == ["transaction_id", "event_ts", "customer_segment", "amount"]
     assert len(manifest["parts"]) == -(-expected // 1000)
     tables = [
         pq.read_table(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key + p["name"])["Body"].read()))

@@ -5,8 +5,8 @@ This folder (``include/code/common/``) is shipped inside every component archive
 
 - ``features_schema.json``: the dataset contract (keys, attributes, model features in order, label, and per
   column its role, Snowflake type, kind, nullability and categories); the one feature list of the project.
-  Attributes (role ``attribute``, e.g. the customer segment that bias is measured on) are in the data of every
-  split and the baseline but never a model input;
+  Attributes (role ``attribute``, e.g. the customer segment that bias is measured on) are in the extracted data
+  and its splits but never a model input;
 - this module: a loader for the contract and the decimal typing of unloaded Parquet data;
 - ``bias.py``: SageMaker Clarify's pre- and post-training bias metrics (numpy and pandas only).
 

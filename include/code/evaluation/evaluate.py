@@ -17,6 +17,9 @@ Output (``--output-dir``, ``/opt/ml/processing/evaluation``):
   f1, accuracy, threshold, counts) that the quality gate reads. It is valid as a model package's
   ``ModelMetrics.ModelQuality.Statistics`` document (content type ``application/json``).
 - ``roc_curve.png``, ``pr_curve.png``, ``confusion_matrix.png`` (counts at the decision threshold).
+- with ``--bias-facet``: ``analysis.json``, SageMaker Clarify's pre-training bias metrics (CI, DPL, KL, JS, LP,
+  TVD, KS; ``common/bias.py``) of the training split (``train_attributes.parquet`` of the test input) by that
+  attribute, the model package's ``ModelMetrics.Bias.PreTrainingReport``.
 
 With ``--baseline-dir`` it also writes ``baseline.csv`` there: the SageMaker Model Monitor baseline dataset.
 Model Monitor flattens each captured endpoint record into one row, **the endpoint's output columns first,
@@ -60,21 +63,24 @@ LABEL = "is_fraud"
 MODEL_FILE = "xgboost-model.json"
 MAX_CURVE_POINTS = 201
 BASELINE_FILE = "baseline.csv"
+#: the training split's attributes and label, written by the preprocessing job beside test_raw.parquet
+TRAIN_ATTRIBUTES_FILE = "train_attributes.parquet"
+BIAS_FILE = "analysis.json"
 CSV_TYPE = "text/csv"
 JSON_TYPE = "application/json"
 
 
-def _load_common() -> ModuleType:
-    """``common/contract.py``: beside this file in a shipped archive, ``include/code/common/`` in a checkout."""
+def _load_common(name: str = "contract") -> ModuleType:
+    """``common/<name>.py``: beside this file in a shipped archive, ``include/code/common/`` in a checkout."""
     here = Path(__file__).resolve().parent
-    for path in (here / "common" / "contract.py", here.parent / "common" / "contract.py"):
+    for path in (here / "common" / f"{name}.py", here.parent / "common" / f"{name}.py"):
         if path.is_file():
-            spec = importlib.util.spec_from_file_location(f"{__name__}_common", path)
+            spec = importlib.util.spec_from_file_location(f"{__name__}_common_{name}", path)
             if spec is not None and spec.loader is not None:
                 module = importlib.util.module_from_spec(spec)
                 spec.loader.exec_module(module)
                 return module
-    raise ImportError(f"common/contract.py is missing beside {here}; code_package ships it in every component")
+    raise ImportError(f"common/{name}.py is missing beside {here}; code_package ships it in every component")
 
 
 common = _load_common()
@@ -95,6 +101,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="write the Model Monitor baseline dataset (baseline.csv: output columns, then input columns) here",
+    )
+    parser.add_argument(
+        "--bias-facet",
+        default=None,
+        help="measure pre-training bias on this attribute of the training split (analysis.json in --output-dir)",
+    )
+    parser.add_argument(
+        "--bias-facet-values",
+        nargs="+",
+        default=None,
+        help="the sensitive group of --bias-facet (default: each value against the rest)",
     )
     parser.add_argument(
         "--exit-message-file",
@@ -397,6 +414,32 @@ def write_confusion_matrix(summary: dict[str, Any], output_dir: Path, plt: Any) 
     return "confusion_matrix.png"
 
 
+def write_pre_training_bias(
+    test_dir: Path, output_dir: Path, facet: str, facet_values: list[str] | None
+) -> dict[str, Any]:
+    """``analysis.json``: Clarify's pre-training bias metrics of the training split for ``facet``; its summary.
+
+    :raises EvaluationError: the training split's attributes are missing or lack the facet or the label
+    """
+    path = test_dir / TRAIN_ATTRIBUTES_FILE
+    if not path.is_file():
+        raise EvaluationError(
+            f"--bias-facet {facet}: {path} is missing (the preprocessing job writes it when the dataset contract "
+            "has attributes)"
+        )
+    frame = pd.read_parquet(path)
+    frame.columns = [str(c).lower() for c in frame.columns]
+    bias = _load_common("bias")
+    try:
+        section = bias.pre_training_report(frame, label=LABEL, facet=facet, facet_values_or_threshold=facet_values)
+    except bias.BiasError as exc:
+        raise EvaluationError(f"pre-training bias on {TRAIN_ATTRIBUTES_FILE} by {facet!r}: {exc}") from None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / BIAS_FILE).write_text(json.dumps(bias.analysis(pre_training=section), indent=2) + "\n")
+    groups = [entry["value_or_threshold"] for entry in section["facets"][facet]]
+    return {"file": BIAS_FILE, "facet": facet, "groups": groups, "rows": len(frame)}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="model-") as scratch:
         model_root = materialise_model(args.model_dir, Path(scratch))
@@ -417,6 +460,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     if baseline is not None:
         report["monitoring_baseline"] = baseline
+    if args.bias_facet:
+        report["bias"] = write_pre_training_bias(
+            args.test_dir, args.output_dir, args.bias_facet, args.bias_facet_values
+        )
     args.output_dir.mkdir(parents=True, exist_ok=True)
     report["plots"] = write_plots(report, args.output_dir)
     (args.output_dir / "evaluation.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")

@@ -7,6 +7,8 @@ output of ``include/sql/features.sql``) and writes, under the processing root:
   preprocessed feature matrix after it (the XGBoost CSV convention);
 - ``test/test_raw.parquet``: the test split as it came from the warehouse (keys, attributes, raw features,
   label), for the evaluation job;
+- ``test/train_attributes.parquet``: the training split's attributes and label (the data the evaluation job
+  measures pre-training bias on; not a model input);
 - ``baseline/baseline.csv``: the raw feature columns of the training split with a header and booleans
   as 0/1, in the order the endpoint receives them (a profile of the training inputs; the Model Monitor
   baseline, which also needs the model's output columns, is written by the evaluation job);
@@ -255,6 +257,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     test_raw = splits["test"][[*KEY_COLUMNS, *ATTRIBUTE_COLUMNS, *RAW_FEATURES, LABEL]]
     (root / "test").mkdir(parents=True, exist_ok=True)
     test_raw.to_parquet(root / "test" / "test_raw.parquet", index=False)
+    if ATTRIBUTE_COLUMNS:
+        splits["train"][[*ATTRIBUTE_COLUMNS, LABEL]].to_parquet(root / "test" / "train_attributes.parquet", index=False)
 
     baseline = model_frame(splits["train"])
     for column in BOOLEAN_FEATURES:

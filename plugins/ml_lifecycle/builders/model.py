@@ -68,6 +68,7 @@ def model_package_request(
     lineage: dict[str, Any],
     metrics: dict[str, float],
     description: str | None = None,
+    pre_training_bias_uri: str | None = None,
 ) -> dict[str, Any]:
     """The ``CreateModelPackage`` request for this run's model.
 
@@ -76,10 +77,15 @@ def model_package_request(
     :param approval_status: ``Approved`` or ``PendingManualApproval``
     :param lineage: metadata (see :data:`LINEAGE_KEYS`)
     :param metrics: evaluation metrics (name -> value)
+    :param pre_training_bias_uri: the evaluation's ``analysis.json`` (``ModelMetrics.Bias.PreTrainingReport``:
+        Clarify's pre-training bias metrics of the training data), if it wrote one
     """
     if approval_status not in APPROVAL_STATUSES:
         raise BuilderError(f"approval status {approval_status!r} is not one of {', '.join(APPROVAL_STATUSES)}")
-    for name, uri in (("model_uri", model_uri), ("evaluation_uri", evaluation_uri)):
+    uris = [("model_uri", model_uri), ("evaluation_uri", evaluation_uri)]
+    if pre_training_bias_uri is not None:
+        uris.append(("pre_training_bias_uri", pre_training_bias_uri))
+    for name, uri in uris:
         if not uri.startswith("s3://"):
             raise BuilderError(f"{name} {uri!r} is not an s3:// URI")
     container: dict[str, Any] = {
@@ -93,6 +99,13 @@ def model_package_request(
             "DECISION_THRESHOLD": str(cfg.training.gate.decision_threshold),
         },
     }
+    model_metrics: dict[str, Any] = {
+        "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}
+    }
+    if pre_training_bias_uri is not None:
+        model_metrics["Bias"] = {
+            "PreTrainingReport": {"ContentType": "application/json", "S3Uri": pre_training_bias_uri}
+        }
     return {
         "ModelPackageGroupName": cfg.sagemaker.model_package_group,
         "ModelPackageDescription": (description or f"{plan.dag_id} run {plan.run_id}, window {plan.window.key}")[:1024],
@@ -104,7 +117,7 @@ def model_package_request(
             "SupportedTransformInstanceTypes": [cfg.batch_scoring.instance_type],
         },
         "ModelApprovalStatus": approval_status,
-        "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}},
+        "ModelMetrics": model_metrics,
         "CustomerMetadataProperties": customer_metadata(lineage, metrics),
         "ClientToken": client_token(plan),
     }

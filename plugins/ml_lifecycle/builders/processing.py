@@ -172,8 +172,13 @@ def evaluate_request(
     Runs on the training image (it has the model's framework installed). ``evaluation`` goes to the run's
     ``evaluation`` report prefix; ``baseline`` (``baseline.csv``: the model's CSV output columns, then its
     CSV input columns, with a header: the layout of a flattened capture record) to the run's
-    ``evaluate/baseline/`` job prefix (:func:`monitor_baseline_uri`).
+    ``evaluate/baseline/`` job prefix (:func:`monitor_baseline_uri`). ``analysis.json`` beside
+    ``evaluation.json``: pre-training bias of the training split by ``monitoring.bias.facet``.
     """
+    facet = cfg.monitoring.bias.facet
+    bias_arguments: tuple[str, ...] = ("--bias-facet", facet.name)
+    if facet.values_or_threshold:
+        bias_arguments += ("--bias-facet-values", *facet.values_or_threshold)
     spec = ProcessingSpec(
         job_name=plan.job_name("evaluate", try_number),
         image=cfg.sagemaker.images.training,
@@ -187,6 +192,7 @@ def evaluate_request(
             "--output-dir", output_path("evaluation"),
             "--threshold", str(cfg.training.gate.decision_threshold),
             "--baseline-dir", output_path("baseline"),
+            *bias_arguments,
         ),
     )  # fmt: skip
     return build_processing_request(cfg, plan, spec)

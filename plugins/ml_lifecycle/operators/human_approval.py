@@ -320,6 +320,7 @@ class ModelApprovalOperator(ApprovalOperator):
             },
         )
         self._notify(registration, status, description)
+        cleared = self._clear_bias_hold() if approved else None
         result = {
             "decision": status.lower(),
             "model_package_arn": arn,
@@ -329,6 +330,7 @@ class ModelApprovalOperator(ApprovalOperator):
             "responded_at": at,
             "comment": comment,
             "description": description[:DESCRIPTION_MAX],
+            "bias_hold_cleared": cleared,
         }
         if not approved:
             downstream = [t for t in context["task"].get_direct_relatives(upstream=False) if not t.is_teardown]
@@ -338,6 +340,16 @@ class ModelApprovalOperator(ApprovalOperator):
                 self.log.info("Rejected: skipping %s", ", ".join(t.task_id for t in downstream))
                 self.skip(ti=context["ti"], tasks=downstream)
         return result
+
+    def _clear_bias_hold(self) -> str | None:
+        """A person approved: clear the endpoint's bias hold (:mod:`ml_lifecycle.bias_hold`); its URI, if any."""
+        from ml_lifecycle.bias_hold import clear_hold
+
+        hold = clear_hold(self.hook.s3_hook.get_conn(), self.cfg, self.cfg.deployment.endpoint_name)
+        if hold is None:
+            return None
+        self.log.info("A person approved: cleared the bias hold %s (%s)", hold["uri"], hold.get("reason"))
+        return hold["uri"]
 
     def _notify(self, registration: dict[str, Any], outcome: str, description: str) -> None:
         group, version = registration.get("model_package_group"), registration.get("version")

@@ -7,7 +7,9 @@ version per run:
   so a rejected model shows as a skipped ``register`` task, not a failure;
 - idempotently: it first looks for a version of the group whose ``CustomerMetadataProperties.dag_run_id``
   is this run (and sends a run-derived ``ClientToken``), so a retry never registers a second version;
-- with the inference image, ``model.tar.gz``, ``ModelMetrics`` pointing at ``evaluation.json`` and the
+- with the inference image, ``model.tar.gz``, ``ModelMetrics`` pointing at ``evaluation.json`` (model
+  quality) and at the evaluation's ``analysis.json`` (``Bias.PreTrainingReport``: Clarify's pre-training bias
+  metrics of the training data by ``monitoring.bias.facet``, when it was written), and the
   lineage in ``CustomerMetadataProperties`` (git commit, window, dataset and manifest URIs, validation
   result, gate report, Model Monitor baseline dataset (``baseline_uri``), DAG run id, training job, code
   digest, metrics);
@@ -16,7 +18,10 @@ version per run:
 - never auto-approved over a newer current model: a model trained on a window that ends before the window of
   the champion (else, before any deployment, of the newest Approved version that never rolled back; see
   :mod:`ml_lifecycle.operators.champion`), a backfill, is registered ``PendingManualApproval`` even under ``auto``, with
-  the reason in its ``ApprovalDescription``, so it is not published.
+  the reason in its ``ApprovalDescription``, so it is not published;
+- never auto-approved while monitoring holds the endpoint for bias (:mod:`ml_lifecycle.bias_hold`: an S3
+  marker written on a bias breach): the version is registered ``PendingManualApproval`` with the breach in its
+  ``ApprovalDescription``, and a person's approval in the ``approve`` task clears the hold.
 
 ``PublishApprovedModelOperator`` then, for an Approved version, writes the pointer
 ``s3://<bucket>/<models>/<group>/approved.json`` and emits the approved-model asset (its outlet), which the
@@ -50,6 +55,8 @@ if TYPE_CHECKING:
 APPROVAL_MODES = ("config", "auto", "manual")
 #: how many recent versions of the group are searched for this run's registration
 REGISTRY_LOOKBACK = 100
+#: the evaluation job's pre-training bias report, beside its evaluation.json (ModelMetrics.Bias.PreTrainingReport)
+BIAS_REPORT_FILE = "analysis.json"
 
 
 def git_commit() -> str:
@@ -260,7 +267,8 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         status = approval_status(cfg, self.approval)
         hold = None
         if status == ApprovalStatus.APPROVED.value:
-            hold = self.older_than_current(cfg, plan)
+            reasons = [r for r in (self.older_than_current(cfg, plan), self.bias_hold(cfg)) if r]
+            hold = " ".join(reasons) or None
             if hold:
                 self.log.warning("Not approving automatically: %s", hold)
                 status = ApprovalStatus.PENDING_MANUAL_APPROVAL.value
@@ -293,6 +301,7 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
             approval_status=status,
             lineage=lineage,
             metrics=gate.get("metrics") or {},
+            pre_training_bias_uri=self.pre_training_bias_uri(gate["evaluation_uri"]),
         )
         self.model_approval = ApprovalStatus(status)
         self.package_desc = request["ModelPackageDescription"]
@@ -306,6 +315,33 @@ class ModelRegistrationOperator(SageMakerRegisterModelVersionOperator):
         self.log.info("Registered %s (version %s, %s)", arn, package.get("ModelPackageVersion"), status)
         persist_package_link(self, context, package)
         return _package_summary(package, already_registered=False, approval_hold=hold)
+
+    @property
+    def s3_client(self) -> Any:
+        return self.hook.s3_hook.get_conn()
+
+    def pre_training_bias_uri(self, evaluation_uri: str) -> str | None:
+        """The evaluation's ``analysis.json`` beside ``evaluation.json`` when it wrote one, else ``None``."""
+        from ml_lifecycle.data.s3 import object_exists
+
+        if not str(evaluation_uri or "").startswith("s3://") or "/" not in evaluation_uri[5:]:
+            return None
+        uri = evaluation_uri.rsplit("/", 1)[0] + "/" + BIAS_REPORT_FILE
+        if object_exists(self.s3_client, uri):
+            return uri
+        self.log.info("No pre-training bias report at %s; the package gets no ModelMetrics.Bias", uri)
+        return None
+
+    def bias_hold(self, cfg: Config) -> str | None:
+        """Why the model must not be approved automatically because monitoring found bias on the endpoint
+        (``ml_lifecycle.bias_hold``); ``None`` when there is no hold. An unreadable hold holds too."""
+        from ml_lifecycle.bias_hold import BiasHoldError, describe, read_hold
+
+        try:
+            hold = read_hold(self.s3_client, cfg, cfg.deployment.endpoint_name)
+        except BiasHoldError as exc:
+            return f"Held for manual approval: the bias hold cannot be read ({exc})."
+        return describe(hold) if hold else None
 
     def older_than_current(self, cfg: Config, plan: RunPlan) -> str | None:
         """Why this run's model must not be approved automatically: its window ends before the current model's

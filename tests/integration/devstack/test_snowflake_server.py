@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import snowflake.connector
 
-from devstack.snowflake.seed import FQ_TABLE, SeedParams, seed
+from devstack.snowflake.seed import FQ_LABELS_TABLE, FQ_TABLE, SeedParams, seed
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +108,26 @@ def test_reseeding_the_same_range_replaces_rows(server: _Server) -> None:
         after = conn.cursor().execute(f"SELECT TRANSACTION_ID, AMOUNT FROM {FQ_TABLE} ORDER BY 1, 2").fetchall()
     assert result.rows == 2000
     assert after == before
+
+
+def test_labels_and_segments_are_seeded_and_reseeding_replaces_them(server: _Server) -> None:
+    params = SeedParams(days=10, rows_per_day=200, start=START, corrupt_on=START + dt.timedelta(days=3))
+    query = (
+        f"SELECT COUNT(*), COUNT(DISTINCT l.TRANSACTION_ID), COUNT_IF(l.IS_FRAUD = t.IS_FRAUD), "
+        f"MIN(DATEDIFF(second, t.EVENT_TS, l.LABELED_AT)), COUNT(DISTINCT t.CUSTOMER_SEGMENT) "
+        f"FROM {FQ_LABELS_TABLE} l JOIN (SELECT DISTINCT TRANSACTION_ID, EVENT_TS, IS_FRAUD, CUSTOMER_SEGMENT "
+        f"FROM {FQ_TABLE}) t ON t.TRANSACTION_ID = l.TRANSACTION_ID"
+    )
+    with server.connect() as conn:
+        before = conn.cursor().execute(query).fetchone()
+        result = seed(conn, params)
+        after = conn.cursor().execute(query).fetchone()
+        labels = conn.cursor().execute(f"SELECT COUNT(*) FROM {FQ_LABELS_TABLE}").fetchone()[0]
+    assert result.label_rows == labels == 2000
+    assert after == before
+    rows, distinct, agreeing, min_delay, segments = after
+    assert distinct < rows  # the corrupt day's duplicated ids
+    assert agreeing == rows and min_delay >= 86_400 and segments == 4
 
 
 def test_seeding_a_later_range_keeps_earlier_days(server: _Server) -> None:

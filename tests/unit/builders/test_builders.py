@@ -115,6 +115,9 @@ def test_evaluate_request_is_valid(env):
     assert outputs["baseline"]["S3Uri"] == plan.job_uri("evaluate", "baseline") + "/"
     arguments = request["AppSpecification"]["ContainerArguments"]
     assert arguments[arguments.index("--baseline-dir") + 1] == outputs["baseline"]["LocalPath"]
+    # pre-training bias by the configured facet (analysis.json beside evaluation.json)
+    assert arguments[arguments.index("--bias-facet") + 1] == cfg.monitoring.bias.facet.name == "customer_segment"
+    assert "--bias-facet-values" not in arguments
 
 
 def test_security_settings_reach_every_job():

@@ -208,6 +208,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
                 str(evaluation),
                 "--baseline-dir",
                 str(root / "evaluation-baseline"),
+                "--bias-facet",
+                "customer_segment",
             ],
             path=unpack_component("evaluation", root / "evaluation-code") / "evaluate.py",
         ),

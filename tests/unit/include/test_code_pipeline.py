@@ -29,6 +29,7 @@ def test_preprocess_writes_every_output(pipeline: PipelineRun) -> None:
         "validation/validation.csv",
         "test/test.csv",
         "test/test_raw.parquet",
+        "test/train_attributes.parquet",
         "baseline/baseline.csv",
         "preprocessor/preprocessor.joblib",
         "preprocessor/feature_spec.json",
@@ -204,3 +205,32 @@ def test_captured_csv_traffic_flattens_to_the_baseline_columns(pipeline: Pipelin
     violations, drift = check(live, statistics(live, types), suggest_constraints(stats), stats)
     assert violations == [], violations
     assert set(drift) == set(baseline.columns)
+
+
+def test_evaluation_measures_pre_training_bias_of_the_training_split_by_the_facet(pipeline: PipelineRun) -> None:
+    import pandas as pd
+
+    train = pd.read_parquet(pipeline.processing / "test" / "train_attributes.parquet")
+    assert list(train.columns) == ["customer_segment", "is_fraud"]
+    assert (
+        len(train)
+        == json.loads((pipeline.processing / "preprocessor" / "feature_spec.json").read_text())["splits"]["train"][
+            "rows"
+        ]
+    )
+    analysis = json.loads((pipeline.evaluation / "analysis.json").read_text())
+    assert set(analysis) == {"version", "pre_training_bias_metrics"}
+    section = analysis["pre_training_bias_metrics"]
+    assert section["label"] == "is_fraud" and section["label_value_or_threshold"] == "1"
+    groups = section["facets"]["customer_segment"]
+    assert sorted(g["value_or_threshold"] for g in groups) == sorted(train["customer_segment"].unique())
+    student = next(g for g in groups if g["value_or_threshold"] == "student")
+    metrics = {m["name"]: m["value"] for m in student["metrics"]}
+    assert set(metrics) == {"CI", "DPL", "KL", "JS", "LP", "TVD", "KS"}
+    # CI as Clarify defines it: (n_a - n_d) / (n_a + n_d), the rest against the student segment
+    n_d = int((train["customer_segment"] == "student").sum())
+    assert metrics["CI"] == pytest.approx((len(train) - 2 * n_d) / len(train))
+    rate = train.groupby(train["customer_segment"] == "student")["is_fraud"].mean()
+    assert metrics["DPL"] == pytest.approx(rate[False] - rate[True])
+    report = json.loads((pipeline.evaluation / "evaluation.json").read_text())
+    assert report["bias"]["file"] == "analysis.json" and report["bias"]["facet"] == "customer_segment"

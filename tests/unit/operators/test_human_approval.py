@@ -37,6 +37,20 @@ def registry() -> FakeSageMaker:
     return fake
 
 
+@pytest.fixture(autouse=True)
+def s3(monkeypatch):
+    """The environment's bucket in moto: where the bias hold lives."""
+    import boto3
+    from moto import mock_aws
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(key, raising=False)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+        client.create_bucket(Bucket=CFG.storage.bucket)
+        yield client
+
+
 @pytest.fixture
 def sent(monkeypatch) -> list[tuple[str, str]]:
     messages: list[tuple[str, str]] = []
@@ -54,7 +68,7 @@ def requests(monkeypatch) -> list[dict]:
     return written
 
 
-def _operator(registry: FakeSageMaker, **kwargs) -> ModelApprovalOperator:
+def _operator(registry: FakeSageMaker, s3_client=None, **kwargs) -> ModelApprovalOperator:
     """The operator in a DAG, followed by ``publish_approval`` (which a rejection skips)."""
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG
@@ -63,7 +77,11 @@ def _operator(registry: FakeSageMaker, **kwargs) -> ModelApprovalOperator:
         op = ModelApprovalOperator(task_id="approve", registration=REGISTRATION, cfg=CFG, **kwargs)
         op >> EmptyOperator(task_id="publish_approval")
     op.__dict__["hook"] = SimpleNamespace(
-        conn=registry, conn_region_name="us-east-1", conn_partition="aws", conn_config=AWS_CONNECTION
+        conn=registry,
+        conn_region_name="us-east-1",
+        conn_partition="aws",
+        conn_config=AWS_CONNECTION,
+        s3_hook=SimpleNamespace(get_conn=lambda: s3_client),
     )
     return op
 
@@ -172,8 +190,8 @@ def test_the_operator_never_answers_by_itself():
 # ------------------------------------------------------------------------------------------ answers
 
 
-def test_approve_records_who_approved_and_why(registry, sent):
-    op = _operator(registry)
+def test_approve_records_who_approved_and_why(registry, sent, s3):
+    op = _operator(registry, s3)
     result = op.execute_complete(_context(op), _answer("Approve"))
     stored = _stored(registry)
     assert stored["ModelApprovalStatus"] == "Approved"
@@ -206,8 +224,8 @@ def test_reject_records_the_reason_and_skips_publishing(registry, sent):
     assert "Rejected" in message[0] and "Nothing is deployed." in message[1]
 
 
-def test_an_answer_without_a_comment_says_so(registry, sent):
-    op = _operator(registry)
+def test_an_answer_without_a_comment_says_so(registry, sent, s3):
+    op = _operator(registry, s3)
     op.execute_complete(_context(op), _answer("Approve", comment=None))
     assert _stored(registry)["ApprovalDescription"].endswith(": no comment given")
 
@@ -269,3 +287,23 @@ def test_a_backfill_held_back_from_auto_approval_says_why_in_the_request(registr
     assert f"**Why you are asked:** {hold}" in body
     _, plain = human_approval.approval_request(REGISTRATION, registry.describe_model_package(ModelPackageName=ARN), CFG)
     assert "Why you are asked" not in plain
+
+
+def test_a_persons_approval_clears_the_bias_hold_and_a_rejection_keeps_it(registry, sent, s3):
+    from ml_lifecycle.bias_hold import read_hold, write_hold
+
+    write_hold(s3, CFG, CFG.deployment.endpoint_name, reason="bias breach: RD 0.41 > 0.2 for student")
+    op = _operator(registry, s3)
+    with pytest.raises(DownstreamTasksSkipped):
+        op.execute_complete(_context(op), _answer("Reject", "not yet"))
+    assert read_hold(s3, CFG, CFG.deployment.endpoint_name) is not None, "a rejection keeps the hold"
+
+    registry.update_model_package(ModelPackageArn=ARN, ModelApprovalStatus="PendingManualApproval")
+    op = _operator(registry, s3)
+    result = op.execute_complete(_context(op), _answer("Approve", "segment recall checked"))
+
+    assert (
+        result["bias_hold_cleared"]
+        == f"s3://{CFG.storage.bucket}/monitoring/{CFG.deployment.endpoint_name}/bias-hold.json"
+    )
+    assert read_hold(s3, CFG, CFG.deployment.endpoint_name) is None

@@ -269,3 +269,61 @@ def test_a_rolled_back_newer_version_does_not_hold_a_model_back(registry, s3):
     registry.set_lifecycle(april["model_package_arn"], "Archived", "RolledBack")
     march = _at(registry, s3, "scheduled__mar", datetime(2026, 3, 1, tzinfo=UTC))
     assert march["approval_status"] == "Approved" and march["approval_hold"] is None
+
+
+def test_the_pre_training_bias_report_is_attached_when_the_evaluation_wrote_it(registry, s3):
+    without = _register(registry, s3, gate=GATE_PASSED).execute(_context({}, run_id="manual__no_bias"))
+    package = registry.describe_model_package(ModelPackageName=without["model_package_arn"])
+    assert "Bias" not in package["ModelMetrics"]
+
+    s3.put_object(Bucket=BUCKET, Key="reports/r/analysis.json", Body=b'{"version": "1.0"}')
+    result = _register(registry, s3, gate=GATE_PASSED).execute(_context({}, run_id="manual__bias"))
+
+    package = registry.describe_model_package(ModelPackageName=result["model_package_arn"])
+    assert package["ModelMetrics"]["Bias"] == {
+        "PreTrainingReport": {"ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/reports/r/analysis.json"}
+    }
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == GATE_PASSED["evaluation_uri"]
+
+
+def test_a_bias_hold_registers_the_next_model_for_a_person_with_the_breach(registry, s3, sent):
+    from ml_lifecycle.bias_hold import write_hold
+
+    endpoint = CFG.deployment.endpoint_name
+    write_hold(
+        s3,
+        CFG,
+        endpoint,
+        reason="bias breach",
+        facet="customer_segment",
+        breaches=[{"facet_value": "student", "metric": "RD", "value": 0.41, "threshold": 0.2}],
+        interval={"start": "2026-03-01T10:00:00+00:00", "end": "2026-03-01T11:00:00+00:00"},
+        report_uri=f"s3://{BUCKET}/monitoring/{endpoint}/x/summary.json",
+    )
+
+    held = _register(registry, s3, approval="auto", gate=GATE_PASSED).execute(_context({}))
+
+    assert held["approval_status"] == "PendingManualApproval"
+    assert f"monitoring found bias on endpoint {endpoint}" in held["approval_hold"]
+    assert "RD 0.41 for student (threshold 0.2)" in held["approval_hold"]
+    package = registry.describe_model_package(ModelPackageName=held["model_package_arn"])
+    assert package["ApprovalDescription"] == held["approval_hold"]
+    with pytest.raises(AirflowSkipException, match="PendingManualApproval, not Approved"):
+        _publish(registry, s3, held)
+
+
+def test_an_unreadable_bias_hold_holds_as_well(registry, s3):
+    endpoint = CFG.deployment.endpoint_name
+    s3.put_object(Bucket=BUCKET, Key=f"monitoring/{endpoint}/bias-hold.json", Body=b"not json")
+
+    held = _register(registry, s3, approval="auto", gate=GATE_PASSED).execute(_context({}))
+
+    assert held["approval_status"] == "PendingManualApproval"
+    assert "the bias hold cannot be read" in held["approval_hold"] and "is not JSON" in held["approval_hold"]
+
+
+def test_manual_approval_mode_does_not_read_the_bias_hold(registry, s3):
+    endpoint = CFG.deployment.endpoint_name
+    s3.put_object(Bucket=BUCKET, Key=f"monitoring/{endpoint}/bias-hold.json", Body=b"not json")
+    result = _register(registry, s3, approval="manual", gate=GATE_PASSED).execute(_context({}))
+    assert result["approval_status"] == "PendingManualApproval" and result["approval_hold"] is None

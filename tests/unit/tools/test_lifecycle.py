@@ -132,3 +132,63 @@ def test_unpause_waits_for_the_due_runs_and_fails_them(tmp_path: Path) -> None:
         ("/api/v2/dags/a/dagRuns/scheduled__a", {"state": "failed"}),
     ]
     assert fake.looks >= 3, "the driver waited until the scheduler had moved past the due interval"
+
+
+def _stubbed_runtime(requests: list[dict[str, Any]], answers: int) -> Any:
+    """A real ``sagemaker-runtime`` client whose calls are checked against botocore's model and recorded."""
+    import io
+
+    import boto3
+    from botocore.response import StreamingBody
+    from botocore.stub import ANY, Stubber
+
+    client = boto3.client(
+        "sagemaker-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(client)
+    for _ in range(answers):
+        stubber.add_response(
+            "invoke_endpoint",
+            {"Body": StreamingBody(io.BytesIO(b"0.01\n"), 5)},
+            {"EndpointName": ANY, "Body": ANY, "ContentType": ANY, "Accept": ANY, "InferenceId": ANY},
+        )
+    client.meta.events.register(
+        "before-parameter-build.sagemaker-runtime.InvokeEndpoint", lambda params, **_: requests.append(params)
+    )
+    stubber.activate()
+    return client
+
+
+def test_real_time_scoring_sends_one_request_per_transaction_with_its_inference_id() -> None:
+    requests: list[dict[str, Any]] = []
+    client = _stubbed_runtime(requests, answers=3)
+    rows = [["12.5", "2.6"], ["80.0", "4.4"], ["3.0", "1.4"]]
+
+    sent = lifecycle.send(client, "fraud", rows, inference_ids=["tx-20260301-000001", "tx-20260301-000002", "tx-3"])
+
+    assert sent == 3
+    assert [r["InferenceId"] for r in requests] == ["tx-20260301-000001", "tx-20260301-000002", "tx-3"]
+    assert [r["Body"] for r in requests] == [b"12.5,2.6\n", b"80.0,4.4\n", b"3.0,1.4\n"]
+
+
+def test_batched_traffic_carries_no_inference_id() -> None:
+    requests: list[dict[str, Any]] = []
+    client = _stubbed_runtime(requests, answers=0)
+    client.invoke_endpoint = lambda **kwargs: requests.append(kwargs) or {"Body": SimpleNamespace(read=lambda: b"")}
+
+    assert lifecycle.send(client, "fraud", [["1"], ["2"], ["3"]], batch=2) == 2
+    assert all("InferenceId" not in r for r in requests)
+
+
+@pytest.mark.parametrize(
+    ("ids", "words"),
+    [
+        pytest.param(["tx-1"], "1 inference ids for 2 rows", id="count"),
+        pytest.param(["tx-1", " tx-2"], "must be 1-64 printable characters", id="leading-space"),
+        pytest.param(["tx-1", "x" * 65], "must be 1-64 printable characters", id="too-long"),
+    ],
+)
+def test_bad_inference_ids_are_refused_naming_them(ids: list[str], words: str) -> None:
+    client = SimpleNamespace(invoke_endpoint=lambda **_: {"Body": SimpleNamespace(read=lambda: b"0.1\n")})
+    with pytest.raises(ValueError, match=words):
+        lifecycle.send(client, "fraud", [["1"], ["2"]], inference_ids=ids)
