@@ -160,8 +160,27 @@ def classification_report(joined, config, output: Path) -> bool:
 # ------------------------------------------------------------------------------------------------ pictures
 
 
+def drift_strength(score: float, threshold: float | None, test: str | None) -> float:
+    """A feature's drift on one scale whatever its test: 1 at the threshold, above 1 drifted.
+
+    p-value tests: ``log(p) / log(threshold)`` (smaller p-values are more drift); distances and the other
+    scores: ``score / threshold``.
+    """
+    if not threshold:
+        return math.nan
+    if "p_value" in str(test):
+        if score <= 0:
+            return math.inf
+        return math.log(score) / math.log(threshold) if 0 < threshold < 1 else math.nan
+    return score / threshold
+
+
+STRENGTH_CAP = 5.0
+
+
 def drift_png(drift: dict[str, Any], path: Path, title: str) -> None:
-    """Per-feature drift score (bars) against each test's threshold (ticks); drifted features in red."""
+    """Per-feature drift against each test's threshold (bars on one scale, the threshold at 1; drifted in
+    red), labelled with the test and its raw score."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,16 +192,19 @@ def drift_png(drift: dict[str, Any], path: Path, title: str) -> None:
         ax.text(0.5, 0.5, "no drift computed (no captured rows in the interval)", ha="center", va="center")
         ax.set_axis_off()
     else:
-        scores = [drift["features"][f]["score"] for f in features]
-        colours = ["#c0392b" if drift["features"][f]["drifted"] else "#2e86c1" for f in features]
-        ax.barh(features, scores, color=colours)
-        for y, feature in enumerate(features):
-            threshold = drift["features"][feature]["threshold"]
-            if threshold is not None:
-                ax.plot([threshold, threshold], [y - 0.4, y + 0.4], color="black", linewidth=2)
-            ax.text(scores[y], y, f"  {drift['features'][feature]['test']}", va="center", fontsize=7)
+        results = [drift["features"][f] for f in features]
+        strengths = [drift_strength(r["score"], r["threshold"], r["test"]) for r in results]
+        shown = [min(v, STRENGTH_CAP) if not math.isnan(v) else 0.0 for v in strengths]
+        colours = ["#c0392b" if r["drifted"] else "#2e86c1" for r in results]
+        ax.barh(features, shown, color=colours)
+        ax.axvline(1.0, color="black", linewidth=1.5, linestyle="--")
+        for y, result in enumerate(results):
+            ax.text(shown[y], y, f"  {result['test']} = {result['score']:.3g}", va="center", fontsize=7)
         ax.invert_yaxis()
-        ax.set_xlabel("drift score (p-value tests drift below the threshold, distances above it)")
+        ax.set_xlim(0, STRENGTH_CAP * 1.45)
+        ax.set_xlabel(
+            f"drift relative to the test's threshold (dashed line; drifted beyond it; shown up to {STRENGTH_CAP:g})"
+        )
     share = "n/a" if drift["share"] is None else f"{drift['share']:.2f}"
     ax.set_title(f"{title}: drifted share {share} (threshold {drift['share_threshold']:.2f})")
     fig.tight_layout()

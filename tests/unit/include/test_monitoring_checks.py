@@ -377,3 +377,47 @@ def test_captured_json_responses_give_the_score_of_each_row(checks: ModuleType) 
         0.9,
         0.1,
     ]
+
+
+@pytest.mark.parametrize(
+    ("score", "threshold", "test", "strength"),
+    [
+        pytest.param(0.05, 0.05, "K-S p_value", 1.0, id="p-value-at-threshold"),
+        pytest.param(0.0025, 0.05, "K-S p_value", 2.0, id="p-value-squared-is-twice"),
+        pytest.param(0.0, 0.05, "Z-test p_value", float("inf"), id="p-value-zero"),
+        pytest.param(0.05, 0.1, "Wasserstein distance (normed)", 0.5, id="distance-below"),
+    ],
+)
+def test_drift_strength_puts_every_test_on_one_scale(
+    monitor: ModuleType, score: float, threshold: float, test: str, strength: float
+) -> None:
+    assert monitor.drift_strength(score, threshold, test) == pytest.approx(strength)
+
+
+def test_code_package_ships_the_job_with_the_bias_metrics() -> None:
+    from ml_lifecycle.code_package import package_component
+
+    files = package_component(CODE, "monitoring").files
+    assert {"monitor.py", "checks.py", "common/bias.py", "common/contract.py"} <= set(files)
+
+
+def test_history_gives_model_quality_over_time_oldest_first(checks: ModuleType, tmp_path: Path) -> None:
+    def summary(start: str, recall: float | None, endpoint: str = "fraud-endpoint") -> dict:
+        return {
+            "endpoint": endpoint,
+            "interval": {"start": start},
+            "model_quality": {"status": "ok", "metrics": {"recall": recall}},
+        }
+
+    for folder, document in {
+        "b": summary("2026-03-02T08:00:00Z", 0.8),
+        "a": summary("2026-03-02T07:00:00Z", 0.9),
+        "other": summary("2026-03-02T07:30:00Z", 0.1, endpoint="another-endpoint"),
+        "stale": summary("2026-03-02T09:00:00Z", 0.7),  # this interval, run before: replaced by the current one
+    }.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "summary.json").write_text(json.dumps(document))
+    (tmp_path / "broken.json").write_text("{")
+    history = checks.read_history(tmp_path, "fraud-endpoint")
+    points = checks.history_points(history, summary("2026-03-02T09:00:00Z", None))
+    assert [(p["start"][11:16], p["recall"]) for p in points] == [("07:00", 0.9), ("08:00", 0.8), ("09:00", None)]
