@@ -4,8 +4,8 @@
   manifest, runs the interval's monitoring job (named per interval and inputs; a retry re-attaches; the wait
   is deferred), then reads ``summary.json`` and ``metrics.json``, publishes the metrics to CloudWatch
   (``MlLifecycle/Monitoring``), creates or updates the alarms of ``monitoring.alarms``, links the report,
-  notifies on a bias breach and returns the summary's checks (small) for XCom. An interval without captured
-  traffic is reported, not failed (no job runs).
+  writes the bias hold and notifies on a bias breach, and returns the summary's checks (small) for XCom. An
+  interval without captured traffic is reported, not failed (no job runs).
 - ``MonitoringDriftOperator``: when the decision is to retrain (data drift or a model-quality breach),
   writes ``drift.json`` with the reasons at the drift asset's URI and emits the asset (``train_model`` is
   scheduled on it); otherwise skips itself. An interval is published at most once.
@@ -310,8 +310,8 @@ class MonitoringJobOperator(SageMakerOperatorBase):
                 extra_tags={"ml-lifecycle:interval": b.interval_key(start)},
             )
             self.log.info(
-                "Starting monitoring job %s: %d capture object(s) (%d in the interval %s .. %s), baseline %s%s, "
-                "labels %s -> %s",
+                "Starting monitoring job %s: %d capture object(s) (%d of the interval's hours, %s .. %s), "
+                "baseline %s%s, labels %s -> %s",
                 name,
                 len(keys),
                 len(interval_keys),
@@ -375,7 +375,9 @@ class MonitoringJobOperator(SageMakerOperatorBase):
             alarms=alarms,
         )
         if (summary.get("decision") or {}).get("bias_hold") or (summary.get("bias") or {}).get("status") == "breach":
-            self.on_bias_breach(context, cfg, result)
+            result["bias_hold_uri"] = self.on_bias_breach(
+                context, cfg, result, (summary.get("bias") or {}).get("facet")
+            )
         return result
 
     def publish_metrics(self, data: list[dict[str, Any]]) -> int:
@@ -408,11 +410,23 @@ class MonitoringJobOperator(SageMakerOperatorBase):
         self.log.info("Monitoring alarms in place for %s: %s", endpoint, ", ".join(names))
         return names
 
-    def on_bias_breach(self, context: Context, cfg: Config, result: dict[str, Any]) -> None:
-        """Notify the team's topic of a bias breach."""
+    def on_bias_breach(self, context: Context, cfg: Config, result: dict[str, Any], facet: str | None) -> str:
+        """Write the endpoint's bias hold (the next model is not approved automatically until a person approves
+        it: :mod:`ml_lifecycle.bias_hold`) and notify the team's topic; returns the hold's URI."""
+        from ml_lifecycle.bias_hold import write_hold
         from ml_lifecycle.notifications import publish
 
         breaches = result["bias"]["breaches"]
+        hold = write_hold(
+            self._s3(),
+            cfg,
+            result["endpoint_name"],
+            reason="bias breach: " + "; ".join(_breach(b) for b in breaches[:5]) if breaches else "bias breach",
+            breaches=breaches,
+            facet=facet,
+            interval=result["interval"],
+            report_uri=result["report_uri"],
+        )
         console = dataclasses.replace(Console.of(self.hook), region=cfg.aws.region)
         body = "\n".join(
             [
@@ -420,12 +434,18 @@ class MonitoringJobOperator(SageMakerOperatorBase):
                 f"(interval {result['interval']}):",
                 *[f"  - {_breach(b)}" for b in breaches[:20]],
                 "",
-                "The next model is not approved automatically until a person approves it.",
+                f"The next model is not approved automatically until a person approves it (bias hold {hold['uri']}).",
                 f"Report: {console.s3(result['report_uri'])}",
             ]
         )
-        self.log.warning("Bias breach on %s: %d breach(es); notifying", result["endpoint_name"], len(breaches))
+        self.log.warning(
+            "Bias breach on %s: %d breach(es); bias hold written at %s; notifying",
+            result["endpoint_name"],
+            len(breaches),
+            hold["uri"],
+        )
         publish(f"[{cfg.environment}] Bias breach: {result['endpoint_name']}", body, cfg=cfg)
+        return hold["uri"]
 
 
 class MonitoringDriftOperator(SageMakerOperatorBase):

@@ -276,8 +276,25 @@ def test_a_bias_breach_notifies_the_team(aws):
     fake = FakeSageMaker({"summary.json": summary(bias="breach"), "metrics.json": []})
     result = with_hook(operator(), fake).execute(context())
     assert result["decision"]["bias_hold"] is True
+    from ml_lifecycle.bias_hold import read_hold
+
+    hold = read_hold(boto3.client("s3"), load_config(), ENDPOINT)
+    assert result["bias_hold_uri"] == f"s3://{BUCKET}/monitoring/{ENDPOINT}/bias-hold.json"
+    assert hold["breaches"] == summary(bias="breach")["bias"]["breaches"] and hold["facet"] == "customer_segment"
+    assert hold["interval"] == result["interval"] and hold["report_uri"] == result["report_uri"]
+    assert "DPPL = 0.3" in hold["reason"]
     [message] = notifications(aws)
     assert "Bias breach" in message["Subject"] and "DPPL = 0.3" in message["Message"]
+    assert "bias-hold.json" in message["Message"]
+
+
+def test_no_bias_breach_writes_no_hold(aws):
+    from ml_lifecycle.bias_hold import read_hold
+
+    capture(10)
+    result = with_hook(operator(), FakeSageMaker({"summary.json": summary(), "metrics.json": []})).execute(context())
+    assert "bias_hold_uri" not in result
+    assert read_hold(boto3.client("s3"), load_config(), ENDPOINT) is None
 
 
 def _publish(result: dict[str, Any], outlet_events: dict | None = None) -> dict[str, Any]:
