@@ -1,9 +1,13 @@
 """
 # deploy_model
 
-`resolve -> choose_strategy -> deploy_guarded | deploy_stepwise -> autoscale -> baseline -> schedule_monitoring`
+`resolve -> choose_strategy -> deploy_guarded | deploy_stepwise -> autoscale [-> baseline -> schedule_monitoring]`
 
-Deploys an approved fraud model to the real-time endpoint and puts Model Monitor on it.
+Deploys an approved fraud model to the real-time endpoint (with data capture) and, under
+`monitoring.engine: model_monitor`, puts Model Monitor on it. Under `evidently` (the default) the DAG ends at
+`autoscale`: `baseline` and `schedule_monitoring` are not in it, no Model Monitor resource is created (an
+account without Model Monitor refuses them), and `monitor_model` monitors the endpoint with the served
+model's baseline dataset from the registry, computing the statistics in its own job.
 
 - **When**: every time `train_model` publishes an approved model (the approved-model asset), every time a
   version of the group is Approved anywhere else (SageMaker Studio, the AWS CLI, another pipeline: SageMaker's
@@ -28,9 +32,10 @@ Deploys an approved fraud model to the real-time endpoint and puts Model Monitor
   registry (`ModelLifeCycle` `Production`/`Deployed`; the previous one `Archived`/`Retired`); a rollback marks
   the package `Archived`/`RolledBack`, so `latest` never picks it again, and leaves the champion as it was.
   A run started by an event naming a version deployed before (champion, retired, rolled back) is skipped.
-- **After a deployment**: auto-scaling (target tracking on invocations per instance), a data-quality
-  baseline from the model's baseline dataset (written by its evaluation: the model's outputs, then its
-  inputs, the layout of a captured record), and the hourly monitoring schedule (`monitor_model` reads it).
+- **After a deployment**: auto-scaling (target tracking on invocations per instance); under `model_monitor`
+  also a data-quality baseline from the model's baseline dataset (written by its evaluation: the model's
+  outputs, then its inputs, the layout of a captured record), and the hourly monitoring schedule
+  (`monitor_model` reads it).
 - Re-running a run that already deployed its model is a no-op for the endpoint.
 """
 
@@ -137,20 +142,22 @@ with DAG(
     autoscale = EndpointAutoScalingOperator(
         task_id="autoscale", endpoint_name=dep.endpoint_name, trigger_rule="none_failed_min_one_success"
     )
-    baseline = DataQualityBaselineOperator(
-        task_id="baseline",
-        dataset_uri="{{ params.baseline_dataset_uri }}",
-        default_dataset_uri=resolve.output["baseline_dataset_uri"],
-        model_package_version=resolve.output["version"],
-        endpoint_name=dep.endpoint_name,
-        multiple_outputs=True,
-    )
-    schedule_monitoring = MonitoringScheduleOperator(
-        task_id="schedule_monitoring",
-        statistics_uri=baseline.output["statistics_uri"],
-        constraints_uri=baseline.output["constraints_uri"],
-        model_package_version=resolve.output["version"],
-        endpoint_name=dep.endpoint_name,
-    )
+    resolve >> choose_strategy() >> [deploy_guarded, deploy_stepwise] >> autoscale
 
-    resolve >> choose_strategy() >> [deploy_guarded, deploy_stepwise] >> autoscale >> baseline >> schedule_monitoring
+    if cfg.monitoring.engine == "model_monitor":
+        baseline = DataQualityBaselineOperator(
+            task_id="baseline",
+            dataset_uri="{{ params.baseline_dataset_uri }}",
+            default_dataset_uri=resolve.output["baseline_dataset_uri"],
+            model_package_version=resolve.output["version"],
+            endpoint_name=dep.endpoint_name,
+            multiple_outputs=True,
+        )
+        schedule_monitoring = MonitoringScheduleOperator(
+            task_id="schedule_monitoring",
+            statistics_uri=baseline.output["statistics_uri"],
+            constraints_uri=baseline.output["constraints_uri"],
+            model_package_version=resolve.output["version"],
+            endpoint_name=dep.endpoint_name,
+        )
+        autoscale >> baseline >> schedule_monitoring

@@ -22,6 +22,12 @@ ended there, or the ``StartTimeOffset``/``EndTimeOffset`` window; ``NOW`` runs o
 ``DataAnalysisStartTime``/``DataAnalysisEndTime``. For tests, ``POST /_devstack/monitoring/run-now``
 ``{"MonitoringScheduleName": ..., "ScheduledTime": optional ISO time}`` starts the next scheduled execution
 at once (as if its time had come; default: the schedule's next boundary) and returns its summary.
+
+Availability: SageMaker Model Monitor is no longer open to new customers ("Model Monitor availability
+change"); an account without access is refused its APIs. ``DEVSTACK_MODEL_MONITOR=unavailable`` starts the
+devstack that way, and ``POST /_devstack/monitoring/availability`` ``{"available": false}`` (or ``true``)
+switches it at run time (answer: ``{"available": ...}``). While unavailable every action above answers
+``AccessDeniedException`` naming the availability change; the run-now route is refused too.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import re
 import threading
 import uuid
@@ -52,6 +59,13 @@ DEFINITIONS = "data-quality-job-definitions"
 SCHEDULES = "monitoring-schedules"
 EXECUTIONS = "monitoring-executions"
 RUN_NOW_PATH = "/_devstack/monitoring/run-now"
+AVAILABILITY_PATH = "/_devstack/monitoring/availability"
+#: ``unavailable``: Model Monitor's APIs refuse, as for an account without access (default ``available``)
+AVAILABILITY_ENV = "DEVSTACK_MODEL_MONITOR"
+UNAVAILABLE_MESSAGE = (
+    "User is not authorized to perform: sagemaker:{action}: Amazon SageMaker Model Monitor is no longer "
+    "available to new customers (Model Monitor availability change)"
+)
 ANALYZER = Path(__file__).resolve().parents[1] / "monitor_analyzer" / "run.py"
 CAPTURE_FORMAT = json.dumps({"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}})
 NO_DATA = "Job inputs had no data"
@@ -158,6 +172,7 @@ class Monitoring:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.available = os.environ.get(AVAILABILITY_ENV, "available").strip().lower() != "unavailable"
         create = service.operation("CreateDataQualityJobDefinition")
         describe = service.operation("DescribeDataQualityJobDefinition")
         self._echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
@@ -178,13 +193,49 @@ class Monitoring:
             ("StopMonitoringSchedule", self.stop_schedule),
             ("ListMonitoringExecutions", self.list_executions),
         ):
-            self.service.register_action(action, handler)
+            self.service.register_action(action, self._guarded(action, handler))
         self.service.register_processing_runtime("model-monitor", self.analyzer_command)
         self.service.register_route("POST", RUN_NOW_PATH, self.handle_run_now)
+        self.service.register_route("POST", AVAILABILITY_PATH, self.handle_availability)
         self.service.on_shutdown(self.close)
         if self.tick > 0:
             self._thread = threading.Thread(target=self._loop, name="devstack-monitoring", daemon=True)
             self._thread.start()
+
+    def _guarded(self, action: str, handler: Any) -> Any:
+        """``handler``, refused with ``AccessDeniedException`` while Model Monitor is unavailable."""
+
+        def guarded(params: dict[str, Any]) -> dict[str, Any]:
+            self.check_available(action)
+            return handler(params)
+
+        guarded.__doc__ = handler.__doc__
+        return guarded
+
+    def check_available(self, action: str) -> None:
+        """Raise ``AccessDeniedException`` for ``action`` while Model Monitor is switched off."""
+        if not self.available:
+            raise SageMakerError("AccessDeniedException", UNAVAILABLE_MESSAGE.format(action=action))
+
+    def handle_availability(self, request: Any, path: str) -> None:
+        """``POST /_devstack/monitoring/availability`` ``{"available": bool}``: switch Model Monitor on or off."""
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length) if length else b"{}"
+        status = 200
+        try:
+            payload = json.loads(body or b"{}")
+            if not isinstance(payload, dict) or not isinstance(payload.get("available"), bool):
+                raise ValueError('give {"available": true} or {"available": false}')
+            self.available = payload["available"]
+            answer: dict[str, Any] = {"available": self.available}
+        except ValueError as exc:
+            status, answer = 400, {"message": str(exc)}
+        data = json.dumps(answer).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
 
     def analyzer_command(self, image: ImageInfo, app: dict[str, Any], mapper: PathMapper) -> list[str]:
         """The command that plays the analyzer image: the devstack analyzer on the local Python."""
@@ -791,6 +842,7 @@ class Monitoring:
         body = request.rfile.read(length) if length else b"{}"
         status = 200
         try:
+            self.check_available("StartMonitoringSchedule")
             payload = json.loads(body or b"{}")
             name = payload["MonitoringScheduleName"]
             record = self._schedule(name)

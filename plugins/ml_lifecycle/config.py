@@ -492,6 +492,39 @@ class DeploymentConfig(_Strict):
         return value
 
 
+MonitoringEngine = Literal["evidently", "model_monitor"]
+#: CloudWatch namespace of the evidently engine's metrics (the IAM policy's ``cloudwatch:namespace`` condition)
+MONITORING_NAMESPACE = "MlLifecycle/Monitoring"
+#: the longest endpoint name whose monitoring jobs (``<endpoint>-mon-<%Y%m%d%H%M>-<8 hex>-r<nn>``) fit in 63
+MONITORING_ENDPOINT_MAX = 33
+
+
+class ModelQualityThresholds(_Strict):
+    """Model quality on late labels (evidently engine): the lowest acceptable scores and the label window."""
+
+    lookback_hours: Int = Field(
+        168,
+        ge=1,
+        le=2160,
+        description="hours of captured inferences whose late labels count (labels arrive days after a transaction)",
+    )
+    min_labelled_rows: Int = Field(
+        50, ge=1, description="labelled inferences needed before model quality is judged (fewer: too_few_labels)"
+    )
+    recall_min: Fraction = 0.5
+    precision_min: Fraction = 0.3
+    f1_min: Fraction = 0.4
+    auc_min: Fraction = 0.7
+
+
+class DriftThresholds(_Strict):
+    """Data drift (evidently engine): per feature Evidently's default test for its type; the share decides."""
+
+    share: Fraction = Field(
+        0.5, gt=0, description="share of the checked features that drift at which the interval counts as drift"
+    )
+
+
 class BiasFacet(_Strict):
     """The column bias is measured on: an attribute of the dataset contract (in the data, never a model input)."""
 
@@ -508,13 +541,66 @@ class BiasFacet(_Strict):
 
 
 class BiasConfig(_Strict):
-    """What bias is measured on, at training time (pre-training metrics) and in monitoring (post-training)."""
+    """What bias is measured on, at training time (pre-training metrics) and in monitoring (post-training), and
+    the post-training thresholds on labelled traffic (evidently engine), with SageMaker Clarify's metric names."""
 
     facet: BiasFacet = BiasFacet()
 
+    dppl_abs_max: Fraction = Field(0.1, description="|DPPL| above this is a breach")
+    di_min: Float = Field(0.8, gt=0, description="DI below this is a breach (the four-fifths rule)")
+    di_max: Float = Field(1.25, gt=0, description="DI above this is a breach")
+    rd_abs_max: Fraction = Field(0.2, description="|RD| (recall difference) above this is a breach")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BiasConfig:
+        if self.di_min >= self.di_max:
+            raise ValueError("di_min must be below di_max")
+        return self
+
+
+_COMPARISONS = Literal[
+    "GreaterThanThreshold", "GreaterThanOrEqualToThreshold", "LessThanThreshold", "LessThanOrEqualToThreshold"
+]
+
+
+class MonitoringAlarm(_Strict):
+    """A CloudWatch alarm on one of the monitoring metrics (namespace ``MlLifecycle/Monitoring``).
+
+    Named ``<endpoint>-monitoring-<name>``; its dimensions are ``Endpoint`` plus ``dimensions``.
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="the alarm's suffix")
+    metric: Literal["FeatureDriftScore", "DriftShare", "ModelQuality", "Bias", "LabelledRows"]
+    dimensions: dict[Literal["Feature", "Metric", "Facet", "FacetValue"], Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict
+    )
+    statistic: Literal["Average", "Minimum", "Maximum", "Sum", "SampleCount"] = "Maximum"
+    comparison: _COMPARISONS
+    threshold: Float
+    period_seconds: Int = Field(3600, ge=60, le=86400)
+    evaluation_periods: Int = Field(1, ge=1, le=24)
+    treat_missing_data: Literal["breaching", "notBreaching", "ignore", "missing"] = "notBreaching"
+
+    @field_validator("period_seconds")
+    @classmethod
+    def _whole_minutes(cls, value: int) -> int:
+        if value % 60:
+            raise ValueError("a multiple of 60 seconds")
+        return value
+
 
 class MonitoringConfig(_Strict):
+    engine: MonitoringEngine = Field(
+        "evidently",
+        description="evidently: the project's own monitoring job per Airflow interval (works in every account); "
+        "model_monitor: SageMaker Model Monitor's data-quality schedule (accounts that still have Model Monitor)",
+    )
+    model_quality: ModelQualityThresholds = ModelQualityThresholds()
+    drift: DriftThresholds = DriftThresholds()
     bias: BiasConfig = BiasConfig()
+    alarms: list[MonitoringAlarm] = Field(
+        default_factory=list, max_length=20, description="CloudWatch alarms on the monitoring metrics (evidently)"
+    )
     schedule_expression: str = Field("cron(0 * ? * * *)", min_length=1, max_length=256)
     instance_type: str = Field("ml.m5.large", pattern=_INSTANCE)
     max_runtime_seconds: Int = Field(3600, ge=60, le=86400)
@@ -526,6 +612,14 @@ class MonitoringConfig(_Strict):
         "completeness check): features that describe when traffic arrives rather than what it is, such as "
         "the hour of day, which any one-hour window of live traffic 'drifts' on",
     )
+
+    @field_validator("alarms")
+    @classmethod
+    def _unique_alarm_names(cls, value: list[MonitoringAlarm]) -> list[MonitoringAlarm]:
+        names = [alarm.name for alarm in value]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"alarm names must be unique: {', '.join(dupes)}")
+        return value
 
 
 class BatchScoringConfig(_Strict):
@@ -604,6 +698,17 @@ class Config(_Strict):
                     f"approval_events.queue_url is in {match['region']} / account {match['account']}, not the "
                     f"environment's {self.aws.region} / {self.aws.account_id} (aws.region, aws.account_id)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_job_names_fit(self) -> Config:
+        endpoint = self.deployment.endpoint_name
+        if self.monitoring.engine == "evidently" and len(endpoint) > MONITORING_ENDPOINT_MAX:
+            raise ValueError(
+                f"deployment.endpoint_name: at most {MONITORING_ENDPOINT_MAX} characters under monitoring.engine "
+                f"evidently, got {len(endpoint)}: the monitoring jobs are named <endpoint>-mon-<interval>-<8 hex>"
+                "[-r<try>] within SageMaker's 63 characters, and the IAM policy grants them as ${EndpointName}-mon-*"
+            )
         return self
 
 

@@ -210,7 +210,8 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     text = (ROOT / "include" / "config" / "local.yaml").read_text()
     text, endpoints = re.subn(r"(?m)^(\s*endpoint_name:) .*$", rf"\1 {ENDPOINT}", text)
     text, groups = re.subn(r"(?m)^(\s*model_package_group:) .*$", rf"\1 {GROUP}", text)
-    assert endpoints == 1 and groups == 1, "local.yaml names one endpoint and one model package group"
+    text, engines = re.subn(r"(?m)^(  engine:) .*$", r"\1 model_monitor", text)  # this module's engine
+    assert endpoints == groups == engines == 1, "local.yaml names one endpoint, group and monitoring engine"
     folder = tmp_path_factory.mktemp("config")
     (folder / "local.yaml").write_text(text)
     saved = os.environ.get(CONFIG_DIR_VAR)
