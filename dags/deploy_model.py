@@ -43,12 +43,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param
 
 from ml_lifecycle.assets import approvals_asset, approved_model_asset
 from ml_lifecycle.config import load_config
 from ml_lifecycle.dag_defaults import dag_defaults, dag_failure_callback, model_package_param, s3_uri_param
 from ml_lifecycle.operators.approval import ResolveModelPackageOperator
+from ml_lifecycle.operators.branch import ParamBranchOperator
 from ml_lifecycle.operators.deploy import EndpointAutoScalingOperator, GuardedEndpointDeployOperator
 from ml_lifecycle.operators.monitor import DataQualityBaselineOperator, MonitoringScheduleOperator
 from ml_lifecycle.operators.traffic import StepwiseTrafficShiftOperator
@@ -115,7 +116,6 @@ with DAG(
         multiple_outputs=True,
     )
 
-    @task.branch(task_id="choose_strategy")
     def choose_strategy(params: dict | None = None) -> str:
         """The task of the run's (or the environment's) strategy, from the strategy registry."""
         from ml_lifecycle.config import load_config
@@ -125,6 +125,8 @@ with DAG(
         if strategy == FROM_CONFIG:
             strategy = load_config().deployment.strategy
         return task_for(strategy)
+
+    choose = ParamBranchOperator(task_id="choose_strategy", choose=choose_strategy)
 
     deploy_guarded = GuardedEndpointDeployOperator(
         task_id=GUARDED_TASK,
@@ -142,7 +144,7 @@ with DAG(
     autoscale = EndpointAutoScalingOperator(
         task_id="autoscale", endpoint_name=dep.endpoint_name, trigger_rule="none_failed_min_one_success"
     )
-    resolve >> choose_strategy() >> [deploy_guarded, deploy_stepwise] >> autoscale
+    resolve >> choose >> [deploy_guarded, deploy_stepwise] >> autoscale
 
     if cfg.monitoring.engine == "model_monitor":
         baseline = DataQualityBaselineOperator(

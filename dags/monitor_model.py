@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param
 
 from ml_lifecycle.assets import drift_asset
 from ml_lifecycle.config import load_config
@@ -141,16 +141,18 @@ with DAG(
         )
         MonitoringDriftOperator(task_id="publish_drift", result=run_monitoring.output, outlets=[drift_asset(cfg)])
     else:
+        from ml_lifecycle.operators.branch import ParamBranchOperator
         from ml_lifecycle.operators.monitor import (
             LatestMonitoringResultOperator,
             MonitoringRunOperator,
             PublishDriftOperator,
         )
 
-        @task.branch(task_id="choose_source")
         def choose_source(params: dict | None = None) -> str:
             """A one-off analysis when asked, else the schedule's newest execution."""
             return "run_now" if (params or {}).get("run_now") else "read_latest"
+
+        choose = ParamBranchOperator(task_id="choose_source", choose=choose_source)
 
         read_latest = LatestMonitoringResultOperator(
             task_id="read_latest",
@@ -170,4 +172,4 @@ with DAG(
             trigger_rule="none_failed_min_one_success",
         )
 
-        choose_source() >> [read_latest, run_now] >> publish_drift
+        choose >> [read_latest, run_now] >> publish_drift

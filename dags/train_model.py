@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from ml_lifecycle.assets import approved_model_asset, approved_model_uri, drift_asset
 from ml_lifecycle.config import load_config
@@ -44,6 +44,7 @@ from ml_lifecycle.dag_defaults import (
     hyperparameters_param,
     validation_job_settings,
 )
+from ml_lifecycle.operators.branch import ParamBranchOperator
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
 from ml_lifecycle.operators.gate import QualityGateOperator
 from ml_lifecycle.operators.human_approval import ModelApprovalOperator
@@ -196,7 +197,6 @@ with DAG(
         **waits,
     )
 
-    @task.branch(task_id="train_or_tune")
     def train_or_tune(params: dict | None = None) -> str:
         """Follow the `tuning` param: one training job, or a tuning job."""
         return "tune" if (params or {}).get("tuning") else "train"
@@ -271,6 +271,6 @@ with DAG(
         trigger_rule="none_failed_min_one_success",
     )
 
-    branch = train_or_tune()
+    branch = ParamBranchOperator(task_id="train_or_tune", choose=train_or_tune)
     plan >> extract >> validate >> preprocess >> branch >> [train, tune] >> evaluate
     evaluate >> gate >> register >> approve >> publish_approval
