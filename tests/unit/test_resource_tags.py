@@ -49,6 +49,8 @@ TAGS_ELSEWHERE = {
     ("s3", "PutObject"): "objects are data in the environment's bucket, which the stack tags; object tags are "
     "not cost-allocated and would cost a PutObjectTagging per object",
     ("s3", "CreateMultipartUpload"): "the multipart form of PutObject (boto3's upload_file)",
+    ("cloudwatch", "PutMetricData"): "metric data points are not resources: CloudWatch metrics take no tags "
+    "(the alarms on them are tagged)",
     ("s3", "CreateBucket"): "the scan's reach into the provider's S3Hook; the package creates no bucket (the "
     "stack's bucket carries the tags)",
 }
