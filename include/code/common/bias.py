@@ -133,7 +133,8 @@ class _Split:
         if label is not None:
             mask = mask & (self.label == label)
         if predicted is not None:
-            assert self.predicted is not None, "post-training metrics need predicted labels"
+            if self.predicted is None:
+                raise ValueError("post-training metrics need predicted labels")
             mask = mask & (self.predicted == predicted)
         return int(mask.sum())
 
