@@ -97,8 +97,10 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def scored_pool(aws: SimpleNamespace, features: list[str], size: int) -> list[dict[str, Any]]:
-    """``size`` undrifted transactions (id, segment, model inputs) with the endpoint's predicted label.
+def scored_pool(
+    aws: SimpleNamespace, features: list[str], size: int, interval: tuple[str, str] = UNDRIFTED
+) -> list[dict[str, Any]]:
+    """``size`` undrifted transactions of ``interval`` (id, segment, model inputs) with the predicted label.
 
     Scored in batches without ``InferenceId`` (captured, never joined to a label), before an interval starts.
     """
@@ -107,7 +109,7 @@ def scored_pool(aws: SimpleNamespace, features: list[str], size: int) -> list[di
     sql = (ROOT / "include" / "sql" / "features.sql").read_text()
     with contextlib.closing(aws.devstack.snowflake_connect()) as conn:
         cursor = conn.cursor()
-        cursor.execute(sql, {"interval_start": UNDRIFTED[0], "interval_end": UNDRIFTED[1]})
+        cursor.execute(sql, {"interval_start": interval[0], "interval_end": interval[1]})
         names = [d[0].lower() for d in cursor.description]
         rows = cursor.fetchall()[:size]
     positions = [names.index(f) for f in features]
@@ -486,7 +488,8 @@ def test_biased_segment_is_a_bias_breach_that_holds_automatic_approval(
 
     started = time.perf_counter()
     features = json.loads((ROOT / "include" / "code" / "common" / "features_schema.json").read_text())["features"]
-    pool = scored_pool(aws, features, 1500)[400:]  # not the transactions of the recall test
+    # after the training window and before the recall test's transactions
+    pool = scored_pool(aws, features, 1000, ("2026-02-08 00:00:00", "2026-02-13 00:00:00"))
     segment = "student"
     held = [t for t in pool if t["segment"] == segment and t["predicted"] == 0][:40]
     others_flagged = [t for t in pool if t["segment"] != segment and t["predicted"] == 1][:20]
