@@ -13,7 +13,18 @@ deployment: no baseline job, no schedule). Traffic is the feature SQL's rows as 
    (``MlLifecycle/Monitoring``) and the alarms of ``monitoring.alarms`` exist;
 2. drifted traffic (2026-02-15 .. 2026-03-02) in a later interval: the job decides drift, ``publish_drift``
    writes ``drift.json`` with the reasons and emits the drift asset; the scheduler's asset step creates a
-   **queued** ``train_model`` run that consumed that event.
+   **queued** ``train_model`` run that consumed that event;
+3. late labels on which the model's recall collapses: undrifted transactions the endpoint scores (one request
+   each, ``InferenceId`` = transaction id) get ``FRAUD_LABELS`` rows that arrive inside the lookback window
+   (``LABELED_AT`` before the interval's end) and make the fraud the ones it called legitimate;
+   ``monitor_model`` reports a model-quality breach (recall 0 below ``recall_min``), ``drift.json`` names
+   the metric, value and threshold and a ``train_model`` run is queued;
+4. a biased segment: the same with the missed fraud only in the ``student`` segment (caught elsewhere): a bias
+   breach (RD), the endpoint's bias hold, the notice on the team's topic, and the next automatic approval
+   registers the model ``PendingManualApproval`` with the hold's reason.
+
+Cases 3 and 4 set the labels of the transactions they send and restore them afterwards; neither leaves a bias
+hold or a queued run behind.
 
 The DAGs run with ``dag.test()`` on the session's metadata database, under a copy of the ``local`` config
 with ``monitoring.engine: evidently``, this module's endpoint and model package group.
@@ -38,13 +49,23 @@ import pytest
 
 from tests.e2e.test_monitor_drift import (
     _airflow,
+    _cell,
     asset_events,
     captured_records,
     create_asset_triggered_runs,
     dag_test_run,
     feature_rows,
 )
-from tests.faults.conftest import control, run_pipeline, run_task, s3_json, s3_keys, task_context, wait_for
+from tests.faults.conftest import (
+    control,
+    notifications,
+    run_pipeline,
+    run_task,
+    s3_json,
+    s3_keys,
+    task_context,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -74,6 +95,101 @@ def send(aws: SimpleNamespace, rows: list[list[str]]) -> int:
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def scored_pool(
+    aws: SimpleNamespace, features: list[str], size: int, interval: tuple[str, str] = UNDRIFTED
+) -> list[dict[str, Any]]:
+    """``size`` undrifted transactions of ``interval`` (id, segment, model inputs) with the predicted label.
+
+    Scored in batches without ``InferenceId`` (captured, never joined to a label), before an interval starts.
+    """
+    from tools.lifecycle import predict
+
+    sql = (ROOT / "include" / "sql" / "features.sql").read_text()
+    with contextlib.closing(aws.devstack.snowflake_connect()) as conn:
+        cursor = conn.cursor()
+        cursor.execute(sql, {"interval_start": interval[0], "interval_end": interval[1]})
+        names = [d[0].lower() for d in cursor.description]
+        rows = cursor.fetchall()[:size]
+    positions = [names.index(f) for f in features]
+    pool = [
+        {
+            "id": str(row[names.index("transaction_id")]),
+            "segment": str(row[names.index("customer_segment")]),
+            "row": [_cell(row[p]) for p in positions],
+        }
+        for row in rows
+    ]
+    for start in range(0, len(pool), ROWS_PER_REQUEST):
+        chunk = pool[start : start + ROWS_PER_REQUEST]
+        answers = predict(aws.runtime, ENDPOINT, [t["row"] for t in chunk])
+        for item, answer in zip(chunk, answers, strict=True):
+            item["predicted"] = int(answer.split(",")[1])
+    return pool
+
+
+@contextlib.contextmanager
+def arrived_labels(aws: SimpleNamespace, labels: dict[str, int], labeled_at: dt.datetime) -> Iterator[None]:
+    """Set ``FRAUD_LABELS`` of these transactions to ``labels`` arriving at ``labeled_at``; restore them after."""
+    at = labeled_at.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+    with contextlib.closing(aws.devstack.snowflake_connect()) as conn:
+        cursor = conn.cursor()
+        saved = {}
+        for transaction_id, label in labels.items():
+            cursor.execute(
+                "SELECT IS_FRAUD, LABELED_AT FROM FRAUD_LABELS WHERE TRANSACTION_ID = %(id)s", {"id": transaction_id}
+            )
+            rows = cursor.fetchall()
+            assert len(rows) == 1, f"the seed has one label for {transaction_id}: {rows}"
+            saved[transaction_id] = rows[0]
+            cursor.execute(
+                "UPDATE FRAUD_LABELS SET IS_FRAUD = %(fraud)s, LABELED_AT = TO_TIMESTAMP_NTZ(%(at)s)"
+                " WHERE TRANSACTION_ID = %(id)s",
+                {"fraud": bool(label), "at": at, "id": transaction_id},
+            )
+        try:
+            yield
+        finally:
+            for transaction_id, (fraud, when) in saved.items():
+                cursor.execute(
+                    "UPDATE FRAUD_LABELS SET IS_FRAUD = %(fraud)s, LABELED_AT = TO_TIMESTAMP_NTZ(%(at)s)"
+                    " WHERE TRANSACTION_ID = %(id)s",
+                    {"fraud": fraud, "at": when.isoformat(sep=" "), "id": transaction_id},
+                )
+
+
+def send_scored(aws: SimpleNamespace, items: list[dict[str, Any]]) -> tuple[dt.datetime, dt.datetime]:
+    """Send ``items`` one request each with ``InferenceId`` = transaction id, in a fresh interval; its bounds."""
+    from tools.lifecycle import send as send_rows
+
+    start = now() - dt.timedelta(seconds=1)
+    send_rows(aws.runtime, ENDPOINT, [t["row"] for t in items], inference_ids=[t["id"] for t in items])
+    end = now() + dt.timedelta(seconds=1)
+    time.sleep(1.5)  # the interval's end is exclusive: let it pass before the run
+    return start, end
+
+
+def delete_asset_triggered_train_runs(event_ids: set[int]) -> list[Any]:
+    """Create the runs the scheduler would for queued asset events; delete the train_model runs that consumed
+    any of ``event_ids``; return those runs' (run_id, state, consumed event ids)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete, select
+
+    create_asset_triggered_runs()
+    with create_session() as session:
+        runs = session.scalars(
+            select(DagRun).where(DagRun.dag_id == "train_model", DagRun.run_type == "asset_triggered")
+        ).all()
+        fresh = [
+            (r.run_id, getattr(r.state, "value", r.state), {e.id for e in r.consumed_asset_events})
+            for r in runs
+            if {e.id for e in r.consumed_asset_events} & event_ids
+        ]
+        for run_id, _, _ in fresh:
+            session.execute(delete(DagRun).where(DagRun.dag_id == "train_model", DagRun.run_id == run_id))
+    return fresh
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -110,7 +226,11 @@ def aws(devstack: Any, airflow_db: Path, cfg: Any) -> Iterator[SimpleNamespace]:
     s3 = devstack.client("s3")
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
         s3.create_bucket(Bucket=cfg.storage.bucket)
-    devstack.client("sns").create_topic(Name=cfg.notifications.sns_topic_arn.rsplit(":", 1)[1])
+    sns, sqs = devstack.client("sns"), devstack.client("sqs")
+    topic = sns.create_topic(Name=cfg.notifications.sns_topic_arn.rsplit(":", 1)[1])["TopicArn"]
+    queue = sqs.create_queue(QueueName="monitor-evidently-notifications")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     assert control(devstack.sagemaker_url, "POST", AVAILABILITY, {"available": False}) == {"available": False}
     sm = devstack.client("sagemaker")
     with pytest.raises(sm.exceptions.ClientError, match="AccessDeniedException"):
@@ -123,6 +243,9 @@ def aws(devstack: Any, airflow_db: Path, cfg: Any) -> Iterator[SimpleNamespace]:
             cloudwatch=devstack.client("cloudwatch"),
             url=devstack.sagemaker_url,
             devstack=devstack,
+            sqs=sqs,
+            queue=queue,
+            seen_notifications=[],
         )
     finally:
         control(devstack.sagemaker_url, "POST", AVAILABILITY, {"available": True})
@@ -158,21 +281,18 @@ def deployed(aws: SimpleNamespace, cfg: Any) -> Iterator[dict[str, Any]]:
     )
     gate = run_task(QualityGateOperator(task_id="gate", evaluation_uri=evaluate["evaluation_uri"]), ctx("gate"))
     assert gate["passed"], gate
-    run_task(
-        ModelRegistrationOperator(
-            task_id="register",
-            gate=gate,
-            model_uri=out["train"]["model_uri"],
-            image_uri=cfg.sagemaker.images.inference,
-            package_group_name=GROUP,
-            dataset_uri=out["extract"]["dataset_uri"],
-            manifest_uri=out["extract"]["manifest_uri"],
-            training_job=out["train"]["job_name"],
-            baseline_uri=evaluate["baseline_uri"],
-            approval="auto",
-        ),
-        ctx("register"),
-    )
+    register = {
+        "gate": gate,
+        "model_uri": out["train"]["model_uri"],
+        "image_uri": cfg.sagemaker.images.inference,
+        "package_group_name": GROUP,
+        "dataset_uri": out["extract"]["dataset_uri"],
+        "manifest_uri": out["extract"]["manifest_uri"],
+        "training_job": out["train"]["job_name"],
+        "baseline_uri": evaluate["baseline_uri"],
+        "approval": "auto",
+    }
+    run_task(ModelRegistrationOperator(task_id="register", **register), ctx("register"))
 
     def deploy_ctx(task_id: str) -> dict[str, Any]:
         return task_context(task_id, "manual__monitor_evidently_deploy", dag_id="deploy_model")
@@ -189,7 +309,7 @@ def deployed(aws: SimpleNamespace, cfg: Any) -> Iterator[dict[str, Any]]:
         ),
         deploy_ctx("deploy_guarded"),
     )
-    yield {"resolved": resolved, "deployed": result, "baseline_uri": evaluate["baseline_uri"]}
+    yield {"resolved": resolved, "deployed": result, "baseline_uri": evaluate["baseline_uri"], "register": register}
     with contextlib.suppress(Exception):
         aws.sm.delete_endpoint(EndpointName=ENDPOINT)
 
@@ -303,3 +423,119 @@ def test_evidently_engine_monitors_reports_and_queues_retraining_without_model_m
 
     with create_session() as session:  # leave no queued retraining behind for other tests
         session.execute(delete(DagRun).where(DagRun.dag_id == "train_model", DagRun.run_id == queued_run_id))
+
+
+def test_recall_collapse_on_late_labels_is_a_model_quality_breach_that_queues_retraining(
+    aws: SimpleNamespace, cfg: Any, deployed: dict[str, Any], dags: dict[str, Any]
+) -> None:
+    """Late labels make the served model's recall collapse: breach, drift.json names recall, retraining queued."""
+    from ml_lifecycle.assets import drift_uri
+    from ml_lifecycle.bias_hold import clear_hold
+
+    started = time.perf_counter()
+    features = json.loads((ROOT / "include" / "code" / "common" / "features_schema.json").read_text())["features"]
+    pool = scored_pool(aws, features, 400)
+    missed = [t for t in pool if t["predicted"] == 0][:100]
+    flagged = [t for t in pool if t["predicted"] == 1][:20]
+    # the fraud is where the model said "legitimate", and what it flagged was legitimate: recall 0
+    labels = {t["id"]: i % 2 for i, t in enumerate(missed)} | {t["id"]: 0 for t in flagged}
+    assert len(labels) >= cfg.monitoring.model_quality.min_labelled_rows
+    start, end = send_scored(aws, missed + flagged)
+    drift_asset_uri = drift_uri(cfg)
+    before = {e.id for e in asset_events(drift_asset_uri)}
+    # the labels arrive within the lookback window, before the interval's end (a whole hour: exports are hourly)
+    try:
+        with arrived_labels(aws, labels, end.replace(minute=0, second=0) - dt.timedelta(minutes=30)):
+            conf = {"interval_start": start.isoformat(), "interval_end": end.isoformat()}
+            run_id, states, xcoms = dag_test_run(dags["monitor_model"], conf)
+    finally:  # the predicted-positive shares of the segments may differ enough for a bias hold: none is left
+        clear_hold(aws.s3, cfg, ENDPOINT)
+    assert states == {"export_labels": "success", "run_monitoring": "success", "publish_drift": "success"}, states
+    assert xcoms["export_labels"]["labels"] == len(labels), xcoms["export_labels"]
+    result = xcoms["run_monitoring"]
+    assert result["drift"]["drifted"] is False, result["drift"]
+    summary = s3_json(aws.s3, result["summary_uri"])
+    quality = summary["model_quality"]
+    recall_min = cfg.monitoring.model_quality.recall_min
+    assert quality["status"] == "breach" and quality["labelled"] == len(labels), quality
+    assert quality["metrics"]["recall"] == 0.0 < recall_min, quality["metrics"]
+    assert quality["metrics"]["confusion_matrix"]["1"] == {"0": 50, "1": 0}, quality["metrics"]
+    recall_breach = [b for b in quality["breaches"] if b["metric"] == "recall"]
+    assert recall_breach == [
+        {"metric": "recall", "value": 0.0, "threshold": recall_min, "comparison": "LessThanThreshold"}
+    ], quality["breaches"]
+
+    reasons = xcoms["publish_drift"]["reasons"]
+    assert {"check": "model_quality", "metric": "recall", "value": 0.0, "threshold": recall_min} in reasons, reasons
+    assert not [r for r in reasons if r["check"] == "drift"], reasons
+    document = s3_json(aws.s3, drift_asset_uri)
+    assert document["reasons"] == reasons and document["dag_run_id"] == run_id
+    events = [e for e in asset_events(drift_asset_uri) if e.id not in before]
+    assert len(events) == 1 and events[0].extra["reasons"] == reasons, events
+    queued = delete_asset_triggered_train_runs({events[0].id})
+    # one queued run consumed the event (with any earlier event whose run is gone: Airflow's "since the last run")
+    assert [state for _, state, consumed in queued if events[0].id in consumed] == ["queued"], queued
+    print("model quality:", quality["metrics"], f"({time.perf_counter() - started:.1f}s)")
+
+
+def test_biased_segment_is_a_bias_breach_that_holds_automatic_approval(
+    aws: SimpleNamespace, cfg: Any, deployed: dict[str, Any], dags: dict[str, Any]
+) -> None:
+    """The fraud of one segment goes unseen: bias breach, the endpoint's hold, the notice, held registration."""
+    from ml_lifecycle.assets import drift_uri
+    from ml_lifecycle.bias_hold import clear_hold, read_hold
+    from ml_lifecycle.operators.registry import ModelRegistrationOperator
+
+    started = time.perf_counter()
+    features = json.loads((ROOT / "include" / "code" / "common" / "features_schema.json").read_text())["features"]
+    # after the training window and before the recall test's transactions
+    pool = scored_pool(aws, features, 1000, ("2026-02-08 00:00:00", "2026-02-13 00:00:00"))
+    segment = "student"
+    held = [t for t in pool if t["segment"] == segment and t["predicted"] == 0][:40]
+    others_flagged = [t for t in pool if t["segment"] != segment and t["predicted"] == 1][:20]
+    others = [t for t in pool if t["segment"] != segment and t["predicted"] == 0][:40]
+    assert len(held) == 40 and others_flagged and len(others) == 40, (len(held), len(others_flagged), len(others))
+    # in the segment half the transactions are fraud the model missed (recall 0); elsewhere it caught all (recall 1)
+    labels = (
+        {t["id"]: i % 2 for i, t in enumerate(held)}
+        | {t["id"]: 1 for t in others_flagged}
+        | {t["id"]: 0 for t in others}
+    )
+    start, end = send_scored(aws, held + others_flagged + others)
+    clear_hold(aws.s3, cfg, ENDPOINT)
+    assert read_hold(aws.s3, cfg, ENDPOINT) is None
+    try:
+        with arrived_labels(aws, labels, end.replace(minute=0, second=0) - dt.timedelta(minutes=30)):
+            conf = {"interval_start": start.isoformat(), "interval_end": end.isoformat()}
+            _, states, xcoms = dag_test_run(dags["monitor_model"], conf)
+        assert states["run_monitoring"] == "success", states
+        result = xcoms["run_monitoring"]
+        assert result["bias"]["status"] == "breach", result["bias"]
+        rd_max = cfg.monitoring.bias.rd_abs_max
+        rd = [b for b in result["bias"]["breaches"] if b["facet_value"] == segment and b["metric"] == "RD"]
+        assert len(rd) == 1 and abs(rd[0]["value"]) == 1.0 > rd_max and rd[0]["threshold"] == rd_max, rd
+        assert rd[0]["comparison"] == "AbsGreaterThanThreshold", rd
+
+        hold = read_hold(aws.s3, cfg, ENDPOINT)
+        assert hold is not None and result["bias_hold_uri"] == hold["uri"], (hold, result)
+        assert hold["endpoint"] == ENDPOINT and hold["facet"] == "customer_segment", hold
+        assert {(b["facet_value"], b["metric"]) for b in hold["breaches"]} >= {(segment, "RD")}, hold
+        assert notifications(aws, hold["uri"]), aws.seen_notifications
+
+        # the next automatic approval: registered PendingManualApproval with the hold's reason
+        context = task_context(
+            "register", "manual__monitor_evidently_held", anchor=ANCHOR, params={"window_days": WINDOW_DAYS}
+        )
+        registered = run_task(ModelRegistrationOperator(task_id="register", **deployed["register"]), context)
+        assert registered["approval_status"] == "PendingManualApproval", registered
+        assert registered["approval_hold"] and "monitoring found bias" in registered["approval_hold"], registered
+        package = aws.sm.describe_model_package(ModelPackageName=registered["model_package_arn"])
+        assert package["ModelApprovalStatus"] == "PendingManualApproval"
+        reason = package["ApprovalDescription"]
+        assert reason == registered["approval_hold"][:1024], (reason, registered["approval_hold"])
+        assert reason.startswith(f"Held for manual approval: monitoring found bias on endpoint {ENDPOINT}"), reason
+    finally:
+        clear_hold(aws.s3, cfg, ENDPOINT)
+        new = {e.id for e in asset_events(drift_uri(cfg))}
+        delete_asset_triggered_train_runs(new)  # a model-quality reason may have queued one: leave none behind
+    print("bias breaches:", result["bias"]["breaches"], f"({time.perf_counter() - started:.1f}s)")
