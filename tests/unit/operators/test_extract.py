@@ -21,6 +21,7 @@ from moto import mock_aws
 
 from ml_lifecycle.cache import dataset_digest
 from ml_lifecycle.operators.extract import SnowflakeToS3ParquetOperator
+from tests import fakesnow_server
 
 BUCKET = "datasets-test"
 PREFIX = f"s3://{BUCKET}/datasets/train_model/20260101-20260103/"
@@ -69,7 +70,7 @@ def _seed(conn: Any) -> None:
 @pytest.fixture(scope="module")
 def snowflake_server() -> Iterator[dict[str, Any]]:
     """The fakesnow server on a free loopback port, seeded; yields connector kwargs (Arrow result path)."""
-    with fakesnow.server() as kwargs:
+    with fakesnow_server.start() as kwargs:
         kwargs = {**kwargs, "database": "FRAUD_DB", "schema": "RAW"}
         conn = snowflake.connector.connect(**kwargs)
         _seed(conn)

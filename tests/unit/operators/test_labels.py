@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import fakesnow
 import pytest
 import snowflake.connector
 from airflow.providers.common.compat.sdk import AirflowFailException
 from moto import mock_aws
 
 from ml_lifecycle.operators.labels import LabelsToS3Operator, group_by_hour
+from tests import fakesnow_server
 
 BUCKET = "monitoring-test"
 PREFIX = f"s3://{BUCKET}/monitoring/fraud-endpoint/labels/"
@@ -49,7 +49,7 @@ class _ConnectHook:
 
 @pytest.fixture(scope="module")
 def snowflake_server() -> Iterator[dict[str, Any]]:
-    with fakesnow.server() as kwargs:
+    with fakesnow_server.start() as kwargs:
         kwargs = {**kwargs, "database": "FRAUD_DB", "schema": "RAW"}
         conn = snowflake.connector.connect(**kwargs)
         cur = conn.cursor()
