@@ -66,8 +66,10 @@ browser:  ## Debian's Chromium for the browser test (installed with apt-get when
 	fi
 
 # Each end-to-end suite owns a devstack of its own (a fresh pytest session), so no suite sees another's
-# endpoints, model versions or schedules; everything else shares one session.
+# endpoints, model versions or schedules; everything else shares one session. tools/test_lanes.py runs these
+# sessions in LANES lanes at once (LANES=1: one after the other), each session's log printed whole when it ends.
 ISOLATED_SUITES = $(sort $(wildcard tests/e2e/test_*.py)) tests/faults tests/ui
+LANES ?= 2
 
 # The dependency audit reads advisories from PyPI's JSON API. A machine that cannot reach it (offline, or a
 # network that allows only the package index) declares itself offline, so the audit reports itself skipped
@@ -79,18 +81,12 @@ images: setup  ## build every image environment of the devstack (what its jobs r
 
 # Jobs on the devstack run in their image's environment, built with uv from the package index on first use;
 # building them all before the tests keeps the index out of the tests themselves.
-test: setup browser postgres images  ## set up, then run the whole suite (lint included)
+test: setup browser postgres images  ## set up, then run the whole suite (lint included) in LANES lanes (default 2)
 	@if [ -z "$${ML_LIFECYCLE_AUDIT_OFFLINE:-}" ] && ! $(PY) -c "$$AUDIT_PROBE" >/dev/null 2>&1; then \
 		echo "test: PyPI's JSON API does not answer from here: the dependency audit is skipped (ML_LIFECYCLE_AUDIT_OFFLINE=1)"; \
 		export ML_LIFECYCLE_AUDIT_OFFLINE=1; \
 	fi; \
-	status=0; \
-	$(PY) -m pytest --durations=25 $(addprefix --ignore=,$(ISOLATED_SUITES)) || status=1; \
-	for suite in $(ISOLATED_SUITES); do \
-		echo "== $$suite (own devstack)"; \
-		$(PY) -m pytest --durations=10 $$suite || status=1; \
-	done; \
-	exit $$status
+	$(PY) -m tools.test_lanes --lanes $(LANES) $(ISOLATED_SUITES)
 
 test-fast: setup  ## the suite without the slow end-to-end tests
 	$(PY) -m pytest -m "not slow" $(addprefix --ignore=,$(ISOLATED_SUITES))

@@ -591,6 +591,7 @@ class MwaaLocal(AirflowUI):
             "NO_PROXY": ",".join(filter(None, [os.environ.get("NO_PROXY"), HOST, "localhost"])),
             "no_proxy": ",".join(filter(None, [os.environ.get("no_proxy"), HOST, "localhost"])),
         }
+        env |= self.log_server_environment()
         env |= self.extra_env
         return env
 

@@ -38,6 +38,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 import urllib.error
@@ -203,6 +204,8 @@ class AirflowUI:
             else None
         )
         self._procs: dict[int, Any] = {}
+        #: the scheduler's and the triggerer's log servers (chosen by :meth:`start`)
+        self.log_server_ports: tuple[int, int] | None = None
 
     # ----------------------------------------------------------------- paths
     @property
@@ -371,8 +374,30 @@ class AirflowUI:
             "NO_PROXY": ",".join(filter(None, [env.get("NO_PROXY"), HOST, "localhost"])),
             "no_proxy": ",".join(filter(None, [env.get("no_proxy"), HOST, "localhost"])),
         }
+        env |= self.log_server_environment()
         env |= self.extra_env
         return env
+
+    def log_server_environment(self) -> dict[str, str]:
+        """The ports of the scheduler's and the triggerer's log servers, once :meth:`start` chose them.
+
+        Airflow's defaults (8793, 8794, on every address) would be taken by the first of two Airflows on one
+        machine (two test sessions at once, or ``make ui`` beside a test run); the second's logs would be
+        served by the first.
+        """
+        if self.log_server_ports is None:
+            return {}
+        worker, trigger = self.log_server_ports
+        return {
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger),
+        }
+
+    def _choose_log_server_ports(self) -> tuple[int, int]:
+        with socket.socket() as worker, socket.socket() as trigger:  # both bound at once: two different ports
+            worker.bind(("", 0))
+            trigger.bind(("", 0))
+            return worker.getsockname()[1], trigger.getsockname()[1]
 
     # ------------------------------------------------------------ hooks
     def airflow_command(self) -> list[str]:
@@ -422,6 +447,7 @@ class AirflowUI:
                 self.metadb.start(timeout=max(10.0, deadline - time.monotonic()))
             except MetaDBError as exc:
                 raise UIError(f"the metadata database did not start: {exc}") from None
+        self.log_server_ports = self._choose_log_server_ports()
         env = self.environment(port)
         self._migrate(env, deadline)
         info = UIInfo(url, port, self.home, {})

@@ -102,3 +102,14 @@ def test_the_catchup_policy_applies_when_airflow_parses_the_dags(tmp_path: Path,
     catchups = json.loads(out.stdout.strip().splitlines()[-1])
     assert "train_model" in catchups
     assert catchups["train_model"] is expected
+
+
+def test_the_log_servers_get_ports_of_their_own(tmp_path: Path) -> None:
+    """Airflow's fixed log server ports (8793, 8794) would be shared by two Airflows on one machine."""
+    ui = AirflowUI(tmp_path)
+    assert "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT" not in ui.environment(8080)  # chosen when it starts
+    ui.log_server_ports = ui._choose_log_server_ports()
+    env = ui.environment(8080)
+    worker = int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"])
+    trigger = int(env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"])
+    assert worker != trigger and not {worker, trigger} & {8793, 8794}
