@@ -62,6 +62,27 @@ def vpc_config(security: SecurityConfig) -> dict[str, list[str]] | None:
     return {"SecurityGroupIds": list(security.vpc.security_group_ids), "Subnets": list(security.vpc.subnets)}
 
 
+def processing_cluster_and_network(
+    security: SecurityConfig, instance_type: str, instance_count: int, volume_size_gb: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A processing job's ``ClusterConfig`` and ``NetworkConfig``: the volume key, traffic encryption, network
+    isolation and VPC of the environment's security settings."""
+    cluster: dict[str, Any] = {
+        "InstanceCount": instance_count,
+        "InstanceType": instance_type,
+        "VolumeSizeInGB": volume_size_gb,
+    }
+    if security.volume_kms_key_id:
+        cluster["VolumeKmsKeyId"] = security.volume_kms_key_id
+    network: dict[str, Any] = {
+        "EnableInterContainerTrafficEncryption": security.enable_inter_container_traffic_encryption,
+        "EnableNetworkIsolation": security.enable_network_isolation,
+    }
+    if vpc := vpc_config(security):
+        network["VpcConfig"] = vpc
+    return cluster, network
+
+
 def output_kms_key(cfg: Config) -> str | None:
     """KMS key for job outputs: the SageMaker security setting, else the bucket's key."""
     return cfg.sagemaker.security.output_kms_key_id or cfg.storage.kms_key_id

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ml_lifecycle.builders.common import BuilderError, config_tags, output_kms_key, vpc_config
+from ml_lifecycle.builders.common import BuilderError, config_tags, output_kms_key, processing_cluster_and_network
 
 if TYPE_CHECKING:
     from ml_lifecycle.config import Config
@@ -260,19 +260,9 @@ def monitoring_request(
     if kms := output_kms_key(cfg):
         output["KmsKeyId"] = kms
     security = cfg.sagemaker.security
-    cluster: dict[str, Any] = {
-        "InstanceCount": 1,
-        "InstanceType": cfg.monitoring.instance_type,
-        "VolumeSizeInGB": cfg.sagemaker.processing.volume_size_gb,
-    }
-    if security.volume_kms_key_id:
-        cluster["VolumeKmsKeyId"] = security.volume_kms_key_id
-    network: dict[str, Any] = {
-        "EnableInterContainerTrafficEncryption": security.enable_inter_container_traffic_encryption,
-        "EnableNetworkIsolation": security.enable_network_isolation,
-    }
-    if vpc := vpc_config(security):
-        network["VpcConfig"] = vpc
+    cluster, network = processing_cluster_and_network(
+        security, cfg.monitoring.instance_type, 1, cfg.sagemaker.processing.volume_size_gb
+    )
     return {
         "ProcessingJobName": name,
         "ProcessingInputs": inputs,

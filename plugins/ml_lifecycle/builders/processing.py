@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ml_lifecycle.builders.common import BuilderError, output_kms_key, run_tags, vpc_config
+from ml_lifecycle.builders.common import BuilderError, output_kms_key, processing_cluster_and_network, run_tags
 
 if TYPE_CHECKING:
     from ml_lifecycle.config import Config
@@ -90,19 +90,9 @@ def build_processing_request(cfg: Config, plan: RunPlan, spec: ProcessingSpec) -
     }
     if kms := output_kms_key(cfg):
         output_config["KmsKeyId"] = kms
-    cluster: dict[str, Any] = {
-        "InstanceCount": compute.instance_count,
-        "InstanceType": spec.instance_type or compute.instance_type,
-        "VolumeSizeInGB": compute.volume_size_gb,
-    }
-    if security.volume_kms_key_id:
-        cluster["VolumeKmsKeyId"] = security.volume_kms_key_id
-    network: dict[str, Any] = {
-        "EnableInterContainerTrafficEncryption": security.enable_inter_container_traffic_encryption,
-        "EnableNetworkIsolation": security.enable_network_isolation,
-    }
-    if vpc := vpc_config(security):
-        network["VpcConfig"] = vpc
+    cluster, network = processing_cluster_and_network(
+        security, spec.instance_type or compute.instance_type, compute.instance_count, compute.volume_size_gb
+    )
     app: dict[str, Any] = {
         "ImageUri": spec.image,
         "ContainerEntrypoint": ["python3", f"{CODE_DIR}/{spec.script}"],

@@ -149,6 +149,21 @@ class SageMakerOperatorBase(AwsBaseOperator[SageMakerHook]):
             client_type=service,
         ).conn
 
+    def put_alarms(self, requests: list[dict[str, Any]]) -> list[str]:
+        """PutMetricAlarm each request (an upsert); an alarm that existed before is tagged with TagResource,
+        since PutMetricAlarm ignores tags on update. Returns the alarms' names."""
+        cloudwatch = self._client("cloudwatch")
+        names = [request["AlarmName"] for request in requests]
+        existing = {
+            alarm["AlarmName"]: alarm["AlarmArn"]
+            for alarm in cloudwatch.describe_alarms(AlarmNames=names, AlarmTypes=["MetricAlarm"])["MetricAlarms"]
+        }
+        for request in requests:
+            cloudwatch.put_metric_alarm(**request)
+            if request["AlarmName"] in existing:
+                cloudwatch.tag_resource(ResourceARN=existing[request["AlarmName"]], Tags=request["Tags"])
+        return names
+
     @property
     def sagemaker(self) -> Any:
         return self.hook.conn
@@ -249,17 +264,8 @@ class HostingOperatorBase(SageMakerOperatorBase):
         """
         from ml_lifecycle.builders.endpoint import alarm_requests
 
-        cloudwatch = self._client("cloudwatch")
         requests = alarm_requests(cfg, endpoint=endpoint, variant=variant, period_seconds=period_seconds)
-        names = [request["AlarmName"] for request in requests]
-        existing = {
-            alarm["AlarmName"]: alarm["AlarmArn"]
-            for alarm in cloudwatch.describe_alarms(AlarmNames=names, AlarmTypes=["MetricAlarm"])["MetricAlarms"]
-        }
-        for request in requests:
-            cloudwatch.put_metric_alarm(**request)
-            if request["AlarmName"] in existing:
-                cloudwatch.tag_resource(ResourceARN=existing[request["AlarmName"]], Tags=request["Tags"])
+        names = self.put_alarms(requests)
         self.log.info("Alarms in place for %s/%s: %s", endpoint, variant, ", ".join(names))
         return names
 

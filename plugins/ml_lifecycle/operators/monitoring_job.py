@@ -397,16 +397,7 @@ class MonitoringJobOperator(SageMakerOperatorBase):
         requests = alarm_requests(cfg, endpoint)
         if not requests:
             return []
-        cloudwatch = self._client("cloudwatch")
-        names = [r["AlarmName"] for r in requests]
-        existing = {
-            alarm["AlarmName"]: alarm["AlarmArn"]
-            for alarm in cloudwatch.describe_alarms(AlarmNames=names, AlarmTypes=["MetricAlarm"])["MetricAlarms"]
-        }
-        for request in requests:
-            cloudwatch.put_metric_alarm(**request)
-            if request["AlarmName"] in existing:
-                cloudwatch.tag_resource(ResourceARN=existing[request["AlarmName"]], Tags=request["Tags"])
+        names = self.put_alarms(requests)
         self.log.info("Monitoring alarms in place for %s: %s", endpoint, ", ".join(names))
         return names
 
