@@ -225,6 +225,8 @@ STAGE_TIMEOUT = {"train_model": 1200, "deploy_model": 900, "monitor_model": 600,
 EVALUATION_FILES = ("evaluation.json", "gate.json", "roc_curve.png", "pr_curve.png", "confusion_matrix.png")
 VALIDATION_FILES = ("validation_report.html", "validation_result.json")
 DRIFT_FILES = ("constraint_violations.json", "statistics.json")
+#: the evidently monitoring job's files a person opens (``ml_lifecycle.builders.monitoring_job.REPORT_FILES``)
+MONITORING_FILES = ("report.html", "summary.json", "model_quality.html", "drift.png", "model_quality.png")
 
 
 class Progress:
@@ -350,6 +352,26 @@ def drift_chart(feature: str, baseline: dict[str, Any], live: dict[str, Any], pa
     return path
 
 
+def evidently_summary(monitoring: dict[str, Any]) -> list[str]:
+    """The summary's lines for the evidently engine's findings (``run_monitoring``'s XCom)."""
+    drift, quality = monitoring.get("drift") or {}, monitoring.get("model_quality") or {}
+    bias, decision = monitoring.get("bias") or {}, monitoring.get("decision") or {}
+    lines = [
+        f"  monitoring      drift {'FOUND' if drift.get('drifted') else 'not found'} (share {drift.get('share')}), "
+        f"model quality {quality.get('status')}, bias {bias.get('status')}: "
+        f"{'retraining' if decision.get('retrain') else 'no retraining'}",
+        f"                  drifted features: {', '.join(drift.get('features') or []) or 'none'}",
+    ]
+    lines += [f"                  reason: {monitoring_reason(r)}" for r in decision.get("reasons") or []]
+    lines.append(
+        f"                  CloudWatch: {monitoring.get('metrics_published')} metric(s) in MlLifecycle/Monitoring; "
+        f"alarms {', '.join(monitoring.get('alarms') or []) or 'none'}"
+    )
+    if monitoring.get("model_reports_uri"):
+        lines.append(f"                  the champion's reports: {monitoring['model_reports_uri']}")
+    return lines
+
+
 def lifecycle_summary(result: dict[str, Any]) -> list[str]:
     """The closing summary of the whole-loop demo, one string per line.
 
@@ -365,6 +387,8 @@ def lifecycle_summary(result: dict[str, Any]) -> list[str]:
         lines.append(f"  prediction      fraud probability {sample['prediction']} for {','.join(sample['row'])}")
     if champion := result.get("champion"):
         lines.append(f"  champion        version {champion.get('version')}: {champion.get('model_package_arn')}")
+        if champion.get("monitoring_reports"):
+            lines.append(f"                  its monitoring reports go to {champion['monitoring_reports']}")
     for number, training in enumerate(result.get("trainings") or [], 1):
         gate = training.get("gate") or {}
         label = f"training {number}"
@@ -379,7 +403,9 @@ def lifecycle_summary(result: dict[str, Any]) -> list[str]:
             lines.append(f"    registered    version {register.get('version')}, {register.get('approval_status')}")
     for number, deployment in enumerate(result.get("deployments") or [], 1):
         lines.append(f"  deployment {number}    {deployment['run_id']}: {deployment.get('how')}")
-    if monitoring := result.get("monitoring"):
+    if (monitoring := result.get("monitoring")) and monitoring.get("engine") == "evidently":
+        lines.extend(evidently_summary(monitoring))
+    elif monitoring:
         features = ", ".join(monitoring.get("features") or []) or "none"
         lines.append(
             f"  monitoring      {monitoring.get('violation_count')} violation(s) (threshold "
@@ -505,7 +531,8 @@ def _loop(
     deploy_id = _deploy(progress, driver, known["deploy_model"], how)
     result["deployments"].append({"run_id": deploy_id, "how": how})
     _settle_duplicates(progress, driver, known["deploy_model"])
-    baseline = driver.xcom("deploy_model", deploy_id, "baseline")
+    evidently = cfg.monitoring.engine == "evidently"
+    baseline = None if evidently else driver.xcom("deploy_model", deploy_id, "baseline")
 
     # 3. live traffic, then drifted traffic
     today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -520,24 +547,26 @@ def _loop(
     result["sample"] = {"row": rows[0], "prediction": answer[0].split(",")[0]}
     progress.line(f"traffic: sample prediction {result['sample']['prediction']} (fraud probability)")
     shifted = lifecycle.drifted(rows)
+    # the monitored interval is the traffic's: from just before the first request to just after the last capture
+    traffic_start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     # real-time scoring: one request per transaction, InferenceId = its id (late labels join the capture by it)
     requests = lifecycle.send(runtime, dep.endpoint_name, shifted, inference_ids=ids)
     factors = ", ".join(f"{k} x{v}" for k, v in lifecycle.DRIFT_FACTORS.items())
     progress.line(f"traffic: {len(shifted)} transactions in {requests} requests, drift injected ({factors})")
 
-    # 4. a monitoring execution over the last hour: the drift asset starts the retraining
+    # 4. monitoring over the traffic: the drift asset starts the retraining
     monitor_id = f"demo__{stamp}__monitor"
-    driver.trigger("monitor_model", monitor_id, logical_date=None, conf={"run_now": True, "window_hours": 1})
-    progress.line(f"monitor_model: triggered {monitor_id} (a monitoring execution over the last hour, now)")
-    driver.wait("monitor_model", monitor_id, STAGE_TIMEOUT["monitor_model"])
-    findings = driver.xcom("monitor_model", monitor_id, "run_now")
-    result["monitoring"] = {**findings, "baseline_statistics_uri": baseline.get("statistics_uri")}
-    progress.line(
-        f"monitor_model: {findings.get('violation_count')} violation(s), drifted: "
-        f"{', '.join(findings.get('features') or []) or 'none'}"
-    )
-    if not findings.get("drift"):
-        progress.line("monitor_model: no drift found, so no retraining starts")
+    if evidently:
+        capture = driver.xcom("deploy_model", deploy_id, "deploy_guarded")["data_capture_uri"]
+        capture = f"{capture.rstrip('/')}/{dep.endpoint_name}/"
+        s3 = stack.client("s3")
+        lifecycle.wait_for(
+            lambda: lifecycle.captured_records(s3, capture) >= requests, 120, f"the capture of {requests} requests"
+        )
+        interval = (traffic_start, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+        if not _monitor_interval(progress, driver, monitor_id, interval, result):
+            return 1
+    elif not _monitor_now(progress, driver, monitor_id, baseline or {}, result):
         return 1
 
     # 5. the drift-triggered train_model, gated against the champion
@@ -556,6 +585,60 @@ def _loop(
     _settle_duplicates(progress, driver, known["deploy_model"])
     _finish(progress, driver, cfg, stack, result, deploy_id)
     return 0
+
+
+def _monitor_interval(
+    progress: Progress, driver: Any, run_id: str, interval: tuple[dt.datetime, dt.datetime], result: dict[str, Any]
+) -> bool:
+    """monitor_model under the evidently engine, over ``interval`` (every record of it already captured); whether
+    it decided to retrain."""
+    start, end = interval
+    conf = {"interval_start": start.isoformat(), "interval_end": end.isoformat()}
+    driver.trigger("monitor_model", run_id, logical_date=None, conf=conf)
+    progress.line(f"monitor_model: triggered {run_id} (the monitoring job over the traffic's interval)")
+    driver.wait("monitor_model", run_id, STAGE_TIMEOUT["monitor_model"])
+    found = driver.xcom("monitor_model", run_id, "run_monitoring")
+    result["monitoring"] = {"engine": "evidently", **found}
+    drift, quality, bias = found.get("drift") or {}, found.get("model_quality") or {}, found.get("bias") or {}
+    progress.line(
+        f"monitor_model: drift {'FOUND' if drift.get('drifted') else 'not found'} (share {drift.get('share')}: "
+        f"{', '.join(drift.get('features') or []) or 'none'}); model quality {quality.get('status')}; "
+        f"bias {bias.get('status')}"
+    )
+    decision = found.get("decision") or {}
+    for reason in decision.get("reasons") or []:
+        progress.line(f"monitor_model: reason {monitoring_reason(reason)}")
+    if not decision.get("retrain"):
+        progress.line("monitor_model: no drift and no model-quality breach, so no retraining starts")
+        return False
+    return True
+
+
+def monitoring_reason(reason: dict[str, Any]) -> str:
+    """One retraining reason (``check``, ``metric``, ``value``, ``threshold``) as a phrase."""
+    return (
+        f"{reason.get('check')}: {reason.get('metric')} = {reason.get('value')} (threshold {reason.get('threshold')})"
+    )
+
+
+def _monitor_now(
+    progress: Progress, driver: Any, run_id: str, baseline: dict[str, Any], result: dict[str, Any]
+) -> bool:
+    """monitor_model under the model_monitor engine: a one-off execution over the last hour; whether it drifted."""
+    monitor_id = run_id
+    driver.trigger("monitor_model", monitor_id, logical_date=None, conf={"run_now": True, "window_hours": 1})
+    progress.line(f"monitor_model: triggered {monitor_id} (a monitoring execution over the last hour, now)")
+    driver.wait("monitor_model", monitor_id, STAGE_TIMEOUT["monitor_model"])
+    findings = driver.xcom("monitor_model", monitor_id, "run_now")
+    result["monitoring"] = {**findings, "baseline_statistics_uri": baseline.get("statistics_uri")}
+    progress.line(
+        f"monitor_model: {findings.get('violation_count')} violation(s), drifted: "
+        f"{', '.join(findings.get('features') or []) or 'none'}"
+    )
+    if not findings.get("drift"):
+        progress.line("monitor_model: no drift found, so no retraining starts")
+        return False
+    return True
 
 
 def _deployment_run(progress: Progress, driver: Any, known: set[str]) -> str:
@@ -631,6 +714,7 @@ def _finish(progress: Progress, driver: Any, cfg: Any, stack: Any, result: dict[
     result["champion"] = {
         "model_package_arn": package["ModelPackageArn"],
         "version": package.get("ModelPackageVersion"),
+        "monitoring_reports": (package.get("CustomerMetadataProperties") or {}).get("monitoring_reports"),
     }
     if stack.sagemaker_url:  # the pages the tasks' extra links open
         from devstack.sagemaker.console import page_url
@@ -660,8 +744,10 @@ def collect_reports(s3: Any, result: dict[str, Any], dest: Path) -> dict[str, li
     """Download what a person opens into ``dest``; ``{label: [paths]}``.
 
     Per training: the evaluation's reports (``evaluation.json``, ``gate.json``, ROC and precision-recall curves,
-    confusion matrix) and the data-validation report (HTML); for the monitoring execution, its violations and
-    statistics, and a drift chart per drifted numeric feature (baseline against live traffic).
+    confusion matrix) and the data-validation report (HTML). For the monitoring job (evidently engine): its
+    Evidently report (HTML), summary, model-quality report, drift chart and model quality over time (PNG). For a
+    Model Monitor execution: its violations and statistics, and a drift chart per drifted numeric feature
+    (baseline against live traffic).
 
     :param s3: the devstack's S3 client.
     :param result: what the demo gathered.
@@ -677,7 +763,9 @@ def collect_reports(s3: Any, result: dict[str, Any], dest: Path) -> dict[str, li
             folder = dest / f"training-{number}" / "validation"
             reports[f"validation {number}"] = download_reports(s3, validate["result_uri"], VALIDATION_FILES, folder)
     monitoring = result.get("monitoring") or {}
-    if monitoring.get("output_uri"):
+    if monitoring.get("engine") == "evidently" and monitoring.get("report_uri"):
+        reports["monitoring"] = download_reports(s3, monitoring["report_uri"], MONITORING_FILES, dest / "monitoring")
+    elif monitoring.get("output_uri"):
         folder = dest / "monitoring"
         files = download_reports(s3, monitoring["output_uri"].rstrip("/") + "/", DRIFT_FILES, folder)
         if monitoring.get("report_uri"):  # the findings as monitor_model read them

@@ -370,3 +370,17 @@ def send(
         predict(client, endpoint, rows[start : start + batch])
         requests += 1
     return requests
+
+
+def captured_records(s3: Any, uri: str) -> int:
+    """How many records data capture wrote under ``uri`` (``s3://bucket/prefix/``): one JSON line per request.
+
+    :param s3: an S3 client.
+    :param uri: the endpoint's capture prefix.
+    """
+    bucket, prefix = uri.removeprefix("s3://").split("/", 1)
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            count += len(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().splitlines())
+    return count

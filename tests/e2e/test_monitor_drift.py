@@ -110,11 +110,9 @@ def send(aws: SimpleNamespace, rows: list[list[str]]) -> int:
 
 
 def captured_records(aws: SimpleNamespace, capture_uri: str) -> int:
-    bucket = capture_uri.removeprefix("s3://").split("/", 1)[0]
-    count = 0
-    for key in s3_keys(aws.s3, capture_uri):
-        count += len(aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines())
-    return count
+    from tools.lifecycle import captured_records as count
+
+    return count(aws.s3, capture_uri)
 
 
 def scheduled_execution(aws: SimpleNamespace, schedule: str) -> dict[str, Any]:

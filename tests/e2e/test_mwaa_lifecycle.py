@@ -15,14 +15,18 @@ rest:
    of the bundle included) and publishes the approved-model asset;
 2. the scheduler starts ``deploy_model`` from that asset event (and from SageMaker's approval event, which the
    devstack routes to the approval queue as the stack's rule does: a second run, when the two arrive apart,
-   changes nothing): the endpoint serves the model's predictions, with data capture, auto-scaling and the
-   Model Monitor baseline and schedule;
-3. drifted traffic is sent to the endpoint; ``monitor_model`` (one-off analysis of the last hour) finds the
-   drift and emits the drift asset, on which the scheduler starts a retraining ``train_model`` run (then
-   stopped: it would train again on the same history);
+   changes nothing): the endpoint serves the model's predictions, with data capture and auto-scaling, and the
+   registry names where the champion's monitoring reports go;
+3. drifted traffic is sent to the endpoint; ``monitor_model`` (the default engine: the project's monitoring
+   job over the traffic's interval) finds the drift, publishes its metrics and alarms to CloudWatch, links its
+   reports from the champion and emits the drift asset, on which the scheduler starts a retraining
+   ``train_model`` run (then stopped: it would train again on the same history);
 4. a ``batch_score`` backfill scores 2026-02-10 .. 2026-02-12 with the deployed model into the Snowflake
    predictions table, one run and one transform job per day; a second backfill re-processing the middle day
    writes it again, not twice.
+
+SageMaker Model Monitor is refused for the whole module, as in an account without access to it (the devstack's
+availability switch): the lifecycle must not call it.
 
 Unpausing a DAG makes the scheduler start the run that is due now (catch-up is off locally), for a period with
 no seeded data; the suite marks those runs failed at once so that only its own runs use the machine.
@@ -43,7 +47,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.own_config import LINEAGE
-from tests.faults.conftest import s3_json, s3_keys, wait_for
+from tests.e2e.test_monitor_drift import captured_records
+from tests.faults.conftest import control, s3_json, s3_keys, wait_for
 from tools import lifecycle
 from tools.lifecycle import Driver
 
@@ -66,6 +71,8 @@ SCORE_DAY = dt.date(2026, 2, 10)
 #: re-processing a completed day re-attaches to that run's completed transform job (same model, same input):
 #: its output is loaded again, no second job is started
 TRANSFORMS_AFTER_RERUN = 3
+#: the devstack's switch that makes Model Monitor refuse, as for an account without access to it
+MODEL_MONITOR = "/_devstack/monitoring/availability"
 
 
 # ------------------------------------------------------------------------------------------ the runtime
@@ -108,17 +115,24 @@ def api(runtime: Any) -> Driver:
 
 
 @pytest.fixture(scope="module")
-def aws(devstack: Any) -> SimpleNamespace:
+def aws(devstack: Any) -> Iterator[SimpleNamespace]:
+    """The devstack's clients, with Model Monitor refused (an account without it) while the module runs."""
     from ml_lifecycle.config import load_config
 
     cfg = load_config("local")
-    return SimpleNamespace(
-        cfg=cfg,
-        s3=devstack.client("s3"),
-        sm=devstack.client("sagemaker"),
-        runtime=devstack.client("sagemaker-runtime"),
-        devstack=devstack,
-    )
+    assert cfg.monitoring.engine == "evidently", "the local environment runs the default engine"
+    assert control(devstack.sagemaker_url, "POST", MODEL_MONITOR, {"available": False}) == {"available": False}
+    try:
+        yield SimpleNamespace(
+            cfg=cfg,
+            s3=devstack.client("s3"),
+            sm=devstack.client("sagemaker"),
+            runtime=devstack.client("sagemaker-runtime"),
+            cloudwatch=devstack.client("cloudwatch"),
+            devstack=devstack,
+        )
+    finally:
+        control(devstack.sagemaker_url, "POST", MODEL_MONITOR, {"available": True})
 
 
 # ------------------------------------------------------------------------------------------ the runtime itself
@@ -249,7 +263,6 @@ def deployed(api: Driver, trained: dict[str, Any]) -> dict[str, Any]:
         "states": states,
         "resolve": api.xcom("deploy_model", run_id, "resolve"),
         "deploy": api.xcom("deploy_model", run_id, "deploy_guarded"),
-        "schedule": api.xcom("deploy_model", run_id, "schedule_monitoring"),
         "again": again,
     }
 
@@ -258,8 +271,9 @@ def test_deploy_model_serves_the_approved_model(
     deployed: dict[str, Any], trained: dict[str, Any], aws: SimpleNamespace
 ) -> None:
     states = deployed["states"]
-    for task in ("resolve", "choose_strategy", "deploy_guarded", "autoscale", "baseline", "schedule_monitoring"):
+    for task in ("resolve", "choose_strategy", "deploy_guarded", "autoscale"):
         assert states[task] == "success", states
+    assert not {"baseline", "schedule_monitoring"} & set(states), "the default engine puts no Model Monitor on it"
     assert states["deploy_stepwise"] == "skipped"
     assert deployed["resolve"]["model_package_arn"] == trained["register"]["model_package_arn"]
     assert deployed["deploy"]["action"] == "created"
@@ -275,13 +289,15 @@ def test_deploy_model_serves_the_approved_model(
     package = aws.sm.describe_model_package(ModelPackageName=trained["register"]["model_package_arn"])
     assert package["ModelLifeCycle"]["Stage"] == "Production", "the deployed version is the champion"
     endpoint = aws.cfg.deployment.endpoint_name
+    from ml_lifecycle.builders.monitoring_job import model_reports_uri
+
+    reports = package["CustomerMetadataProperties"]["monitoring_reports"]
+    assert reports == model_reports_uri(aws.cfg, endpoint, package["ModelPackageVersion"]), reports
     assert aws.sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
     rows = feature_rows(aws, ("2026-02-13 00:00:00", "2026-02-13 06:00:00"))[:20]
     answer = predict(aws, rows)
     assert len(answer) == len(rows)
     assert all(0.0 <= float(line.split(",")[0]) <= 1.0 for line in answer), answer[:3]
-    schedule = aws.sm.describe_monitoring_schedule(MonitoringScheduleName=deployed["schedule"]["schedule_name"])
-    assert schedule["MonitoringScheduleStatus"] == "Scheduled"
 
 
 def feature_rows(aws: SimpleNamespace, interval: tuple[str, str]) -> list[list[str]]:
@@ -297,22 +313,46 @@ def test_monitor_model_finds_drift_and_the_scheduler_starts_retraining(
 ) -> None:
     from ml_lifecycle.assets import drift_uri
 
+    endpoint = aws.cfg.deployment.endpoint_name
     rows = feature_rows(aws, DRIFTED)
     assert len(rows) >= 2500
-    lifecycle.send(aws.runtime, aws.cfg.deployment.endpoint_name, rows)
-    capture = deployed["deploy"]["data_capture_uri"].rstrip("/") + f"/{aws.cfg.deployment.endpoint_name}/"
-    wait_for(lambda: s3_keys(aws.s3, capture), 60, "the captured requests", interval=1)
+    # the interval is the traffic's: from just before the first request to just after the last one is captured
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    requests = lifecycle.send(aws.runtime, endpoint, rows)
+    capture = deployed["deploy"]["data_capture_uri"].rstrip("/") + f"/{endpoint}/"
+    wait_for(lambda: captured_records(aws, capture) >= requests, 60, "the captured requests", interval=1)
+    end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
 
     api.unpause("monitor_model")
-    conf = {"run_now": True, "window_hours": 1}
+    conf = {"interval_start": start.isoformat(), "interval_end": end.isoformat()}
     run_id = api.trigger("monitor_model", "mwaa_e2e__monitor", logical_date=None, conf=conf)["dag_run_id"]
     states = api.wait("monitor_model", run_id, timeout=600)
-    assert states["run_now"] == "success" and states["publish_drift"] == "success", states
-    findings = api.xcom("monitor_model", run_id, "run_now")
-    assert findings["violation_count"] > aws.cfg.monitoring.violation_threshold, findings
-    assert {"amount", "card_avg_amount_7d"} <= set(findings["features"]), findings
+    assert states == {"export_labels": "success", "run_monitoring": "success", "publish_drift": "success"}, states
+    result = api.xcom("monitor_model", run_id, "run_monitoring")
+    assert result["status"] == "completed" and result["rows"]["interval"] == len(rows), result
+    assert result["drift"]["drifted"] is True, result["drift"]
+    assert {"amount", "card_avg_amount_7d"} <= set(result["drift"]["features"]), result["drift"]
+    assert result["model_quality"]["status"] == "no_labels", "no label arrived in the lookback window"
     report = s3_json(aws.s3, drift_uri(aws.cfg))
-    assert report["dag_run_id"] == run_id
+    assert report["dag_run_id"] == run_id and report["reasons"], report
+
+    # the metrics and the alarms are in CloudWatch
+    metrics = aws.cloudwatch.list_metrics(
+        Namespace="MlLifecycle/Monitoring", Dimensions=[{"Name": "Endpoint", "Value": endpoint}]
+    )["Metrics"]
+    assert {"DriftShare", "FeatureDriftScore"} <= {m["MetricName"] for m in metrics}, metrics
+    alarms = aws.cloudwatch.describe_alarms(AlarmNamePrefix=f"{endpoint}-monitoring-")["MetricAlarms"]
+    assert {a["AlarmName"] for a in alarms} == {f"{endpoint}-monitoring-{a.name}" for a in aws.cfg.monitoring.alarms}
+    # the champion links its monitoring reports: the interval's entry names them, and they are there
+    package = aws.sm.describe_model_package(ModelPackageName=result["model_package_arn"])
+    assert result["model_reports_uri"] == package["CustomerMetadataProperties"]["monitoring_reports"]
+    entries = list(s3_keys(aws.s3, result["model_reports_uri"]))
+    assert len(entries) == 1, entries
+    entry = s3_json(aws.s3, result["model_reports_uri"] + entries[0].rsplit("/", 1)[-1])
+    assert entry["job_name"] == result["job_name"] and entry["decision"]["retrain"] is True, entry
+    assert {"report.html", "summary.json", "drift.png", "model_quality.png"} == set(entry["reports"]), entry
+    for uri in entry["reports"].values():
+        assert s3_keys(aws.s3, uri), f"{uri} is linked but absent"
 
     # the drift asset event schedules train_model: the scheduler creates the retraining run; the suite checks
     # that it starts, then stops it (training again would prove nothing new). The asset-event list is read once

@@ -77,6 +77,23 @@ def test_marking_a_champion_retires_the_previous_one_and_is_idempotent():
     assert again["changed"] is False and again["retired"] == [] and len(registry.update_calls) == calls
 
 
+def test_the_new_champion_gets_its_metadata_in_the_same_update():
+    registry, (v1, v2) = _registry("Approved", "Approved")
+
+    def reports(package):
+        return {"monitoring_reports": f"s3://b/monitoring/fraud-ep/models/{package['ModelPackageVersion']}/"}
+
+    ch.mark_champion(registry, v1, endpoint="fraud-ep", metadata=reports)
+    calls = len(registry.update_calls)
+    ch.mark_champion(registry, v2, endpoint="fraud-ep", metadata=reports)
+    # one update for the new champion (stage and metadata together), one to retire v1
+    assert len(registry.update_calls) == calls + 2
+    props = registry.describe_model_package(ModelPackageName=v2)["CustomerMetadataProperties"]
+    assert props["monitoring_reports"] == "s3://b/monitoring/fraud-ep/models/2/"
+    retired = registry.describe_model_package(ModelPackageName=v1)["CustomerMetadataProperties"]
+    assert retired["monitoring_reports"] == "s3://b/monitoring/fraud-ep/models/1/", "a retired version keeps its own"
+
+
 def test_a_rollback_marks_the_package_and_leaves_the_champion():
     registry, (v1, v2) = _registry("Approved", "Approved")
     ch.mark_champion(registry, v1, endpoint="fraud-ep")

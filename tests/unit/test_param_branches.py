@@ -4,10 +4,12 @@ task its params name, skips the others and keeps its function's docstring as the
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
 
+from ml_lifecycle.config import CONFIG_DIR_VAR
 from ml_lifecycle.operators.branch import ParamBranchOperator
 from ml_lifecycle.strategies import FROM_CONFIG, REGISTRY, task_for
 
@@ -21,9 +23,23 @@ def _dag(name: str):
     return module.dag
 
 
+def _model_monitor_dag(name: str, folder: Path):
+    """``name`` parsed under ``monitoring.engine: model_monitor`` (the only engine with ``choose_source``)."""
+    text = (ROOT / "include" / "config" / "local.yaml").read_text()
+    text, count = re.subn(r"(?m)^(  engine:) .*$", r"\1 model_monitor", text)
+    assert count == 1, "local.yaml sets monitoring.engine once"
+    (folder / "local.yaml").write_text(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CONFIG_DIR_VAR, str(folder))
+        patch.setenv("ML_LIFECYCLE_ENV", "local")
+        return _dag(name)
+
+
 @pytest.fixture(scope="module")
-def dags():
-    return {name: _dag(name) for name in ("deploy_model", "monitor_model", "train_model")}
+def dags(tmp_path_factory):
+    found = {name: _dag(name) for name in ("deploy_model", "train_model")}
+    found["monitor_model"] = _model_monitor_dag("monitor_model", tmp_path_factory.mktemp("model_monitor"))
+    return found
 
 
 class _Skips:

@@ -284,6 +284,8 @@ def run(input_dir: Path, output_dir: Path, config) -> dict[str, Any]:
     summary = {
         "version": 1,
         "endpoint": config.endpoint,
+        # the registry version whose baseline this interval was compared with (its reports are linked from it)
+        "model_package_arn": config.raw.get("model_package_arn"),
         "interval": {"start": checks.iso(config.interval_start), "end": checks.iso(config.interval_end)},
         "lookback_start": checks.iso(config.lookback_start),
         "rows": {"interval": len(interval), "labelled": len(joined), "lookback": len(capture.rows)},

@@ -39,6 +39,11 @@ CONFIG_FILE = "monitor_config.json"
 SUMMARY = "summary.json"
 METRICS = "metrics.json"
 REPORT = "report.html"
+QUALITY_REPORT = "model_quality.html"
+DRIFT_CHART = "drift.png"
+QUALITY_CHART = "model_quality.png"
+#: the files a person opens, in the order a reader wants them
+REPORT_FILES = (REPORT, SUMMARY, QUALITY_REPORT, DRIFT_CHART, QUALITY_CHART)
 MANIFEST = "capture.manifest"
 NAME_MAX = 63
 #: ``.../<endpoint>/<variant>/yyyy/mm/dd/hh/<file>``: the capture hour of a data-capture object
@@ -88,6 +93,13 @@ def report_uri(cfg: Config, endpoint: str, start: dt.datetime) -> str:
 def history_uri(cfg: Config, endpoint: str) -> str:
     """``s3://<bucket>/<monitoring>/<endpoint>/history/``: one ``<interval key>.json`` summary per interval."""
     return cfg.storage.uri("monitoring", endpoint, "history") + "/"
+
+
+def model_reports_uri(cfg: Config, endpoint: str, version: int | str) -> str:
+    """``s3://<bucket>/<monitoring>/<endpoint>/models/<version>/``: one ``<interval key>.json`` per interval monitored
+    while registry version ``version`` served, naming its reports (linked from the version as
+    ``monitoring_reports``)."""
+    return cfg.storage.uri("monitoring", endpoint, "models", str(version)) + "/"
 
 
 def labels_uri(cfg: Config, endpoint: str) -> str:
@@ -145,7 +157,11 @@ def monitor_config(
     features: Sequence[str],
     categorical: Sequence[str],
 ) -> dict[str, Any]:
-    """The job's ``monitor_config.json``: the interval, the lookback window, the features and the thresholds."""
+    """The job's ``monitor_config.json``: the interval, the lookback window, the features and the thresholds.
+
+    The operator adds ``model_package_arn``, the registry version whose baseline the interval is compared with; the
+    job echoes it in the summary, and the reports are then linked from that version.
+    """
     start, end = _utc(interval_start), _utc(interval_end)
     if end <= start:
         raise BuilderError(f"interval end {end.isoformat()} is not after its start {start.isoformat()}")

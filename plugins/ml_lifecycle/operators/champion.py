@@ -26,6 +26,7 @@ Who reads it, through :func:`current_model` and :func:`latest_deployable` only:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,8 +158,11 @@ def stage_description(text: str) -> str:
     return " ".join(text.split())[:STAGE_DESCRIPTION_MAX]
 
 
-def _set(client: Any, arn: str, state: tuple[str, str], description: str) -> None:
+def _set(
+    client: Any, arn: str, state: tuple[str, str], description: str, metadata: dict[str, str] | None = None
+) -> None:
     stage, status = state
+    extra = {"CustomerMetadataProperties": metadata} if metadata else {}
     client.update_model_package(
         ModelPackageArn=arn,
         ModelLifeCycle={
@@ -166,13 +170,24 @@ def _set(client: Any, arn: str, state: tuple[str, str], description: str) -> Non
             "StageStatus": status,
             "StageDescription": stage_description(description),
         },
+        **extra,
     )
 
 
-def mark_champion(client: Any, arn: str, *, endpoint: str, at: str | None = None) -> dict[str, Any]:
+def mark_champion(
+    client: Any,
+    arn: str,
+    *,
+    endpoint: str,
+    at: str | None = None,
+    metadata: Callable[[dict[str, Any]], dict[str, str]] | None = None,
+) -> dict[str, Any]:
     """Record ``arn`` as the champion serving ``endpoint`` and retire every other champion of its group.
 
     Idempotent: a package that is already the champion keeps its description (and the time it became champion).
+
+    :param metadata: ``CustomerMetadataProperties`` added to the new champion in the same update, from its
+        description (where its monitoring reports go)
 
     :returns: ``{"champion": arn, "version", "retired": [arns], "changed": bool}``
     """
@@ -182,7 +197,8 @@ def mark_champion(client: Any, arn: str, *, endpoint: str, at: str | None = None
     version = package.get("ModelPackageVersion")
     changed = not is_champion(package)
     if changed:
-        _set(client, arn, CHAMPION, f"Serves 100% of endpoint {endpoint} since {at}")
+        extra = metadata(package) if metadata else None
+        _set(client, arn, CHAMPION, f"Serves 100% of endpoint {endpoint} since {at}", extra)
     retired = []
     for summary in list_versions(client, group) if group else []:
         other = summary["ModelPackageArn"]

@@ -135,6 +135,21 @@ def removed_text(removed: dict[str, list[str]] | None) -> str:
     return ", ".join(parts)
 
 
+def monitoring_reports_uri(cfg: Config, endpoint: str, package: dict[str, Any]) -> str:
+    """Where the monitoring reports of ``package`` serving ``endpoint`` go: with the evidently engine, its own
+    folder (one entry per interval it served, naming that interval's reports); with Model Monitor, the
+    schedule's report prefix."""
+    from ml_lifecycle.builders.endpoint import package_version
+
+    if cfg.monitoring.engine == "evidently":
+        from ml_lifecycle.builders.monitoring_job import model_reports_uri
+
+        return model_reports_uri(cfg, endpoint, package_version(package))
+    from ml_lifecycle.builders.monitor import reports_uri
+
+    return f"{reports_uri(cfg)}/{endpoint}/"
+
+
 def notify_rollback(context: Context, evidence: dict[str, Any], cfg: Config) -> bool:
     """Publish the rollback to the environment's SNS topic with the links a person needs."""
     from ml_lifecycle.notifications import log_url, publish
@@ -211,7 +226,12 @@ class EndpointDeploymentBase(HostingOperatorBase):
         """
         from ml_lifecycle.operators.champion import mark_champion
 
-        marked = mark_champion(self.sagemaker, self.model_package_arn, endpoint=endpoint)
+        marked = mark_champion(
+            self.sagemaker,
+            self.model_package_arn,
+            endpoint=endpoint,
+            metadata=lambda package: {"monitoring_reports": monitoring_reports_uri(self._config(), endpoint, package)},
+        )
         if marked["changed"] or marked["retired"]:
             self.log.info(
                 "Champion of %s: %s (retired: %s)",

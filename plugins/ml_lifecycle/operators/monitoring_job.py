@@ -145,7 +145,7 @@ class MonitoringJobOperator(SageMakerOperatorBase):
 
     XCom: ``{"status": "completed" | "no_traffic", "endpoint_name", "job_name", "report_uri", "summary_uri",
     "interval", "rows", "drift", "data_quality", "model_quality", "bias", "decision", "metrics_published",
-    "alarms"}``.
+    "alarms", "model_package_arn", "model_reports_uri"}``.
 
     :param endpoint_name: the endpoint (templated; default ``deployment.endpoint_name``)
     :param interval_start: start of the interval (templated ISO time; empty = the run's ``data_interval_start``)
@@ -278,6 +278,7 @@ class MonitoringJobOperator(SageMakerOperatorBase):
                 **xcom_result({"interval": {"start": start.isoformat(), "end": end.isoformat()}}),
             }
         baseline, package_arn = self._baseline(cfg)
+        config["model_package_arn"] = package_arn
         code_uri, code_digest = self._code_uri(cfg)
         labels = self.labels_uri if self.labels_uri and str(self.labels_uri) != "None" else b.labels_uri(cfg, endpoint)
         labels = labels if self._has_objects(labels) else None
@@ -361,6 +362,7 @@ class MonitoringJobOperator(SageMakerOperatorBase):
         alarms = self.ensure_alarms(cfg, endpoint)
         start_key = b.interval_key(_when((summary.get("interval") or {}).get("start"), end))
         put_json(s3, f"{b.history_uri(cfg, endpoint)}{start_key}.json", summary, **cfg.storage.encryption())
+        model_reports = self.link_from_model(cfg, endpoint, start_key, name, output_uri, summary)
         self.log.info(
             "Monitoring of %s, job %s (report %s):\n  %s", endpoint, name, report, "\n  ".join(checks_text(summary))
         )
@@ -373,12 +375,42 @@ class MonitoringJobOperator(SageMakerOperatorBase):
             summary_uri=summary_uri,
             metrics_published=published,
             alarms=alarms,
+            model_package_arn=summary.get("model_package_arn"),
+            model_reports_uri=model_reports,
         )
         if (summary.get("decision") or {}).get("bias_hold") or (summary.get("bias") or {}).get("status") == "breach":
             result["bias_hold_uri"] = self.on_bias_breach(
                 context, cfg, result, (summary.get("bias") or {}).get("facet")
             )
         return result
+
+    def link_from_model(
+        self, cfg: Config, endpoint: str, start_key: str, name: str, output_uri: str, summary: dict[str, Any]
+    ) -> str | None:
+        """Name this interval's reports under the served version's folder (``monitoring_reports`` in its registry
+        metadata, set when it became the champion); the folder, or ``None`` when the job names no version."""
+        from ml_lifecycle.builders import monitoring_job as b
+        from ml_lifecycle.builders.endpoint import package_version
+        from ml_lifecycle.data.s3 import put_json
+
+        arn = summary.get("model_package_arn")
+        if not arn:
+            return None
+        folder = b.model_reports_uri(cfg, endpoint, package_version({"ModelPackageArn": arn}))
+        entry = {
+            "model_package_arn": arn,
+            "interval": summary.get("interval"),
+            "job_name": name,
+            "decision": summary.get("decision"),
+            "reports": {
+                file: output_uri + file
+                for file in b.REPORT_FILES
+                # the model-quality report exists only for an interval whose inferences have labels
+                if file != b.QUALITY_REPORT or (summary.get("model_quality") or {}).get("report")
+            },
+        }
+        put_json(self._s3(), f"{folder}{start_key}.json", entry, **cfg.storage.encryption())
+        return folder
 
     def publish_metrics(self, data: list[dict[str, Any]]) -> int:
         from ml_lifecycle.config import MONITORING_NAMESPACE

@@ -121,6 +121,12 @@ class FakeRegistry:
         for member in ("ModelApprovalStatus", "ApprovalDescription", "ModelLifeCycle"):
             if member in request:
                 package[member] = copy.deepcopy(request[member])
+        # metadata is merged key by key, as SageMaker does
+        metadata = {**package.get("CustomerMetadataProperties", {}), **request.get("CustomerMetadataProperties", {})}
+        for key in request.get("CustomerMetadataPropertiesToRemove", []):
+            metadata.pop(key, None)
+        if metadata:
+            package["CustomerMetadataProperties"] = metadata
         self._clock += timedelta(minutes=1)
         package["LastModifiedTime"] = self._clock
         return {"ModelPackageArn": request["ModelPackageArn"]}

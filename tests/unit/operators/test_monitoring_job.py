@@ -218,6 +218,37 @@ def test_runs_the_interval_job_and_publishes_metrics_and_alarms(aws):
     assert again["job_name"] == name and len(fake.requests) == 1
 
 
+def test_the_interval_is_linked_from_the_served_model_package(aws):
+    capture(10)
+    # the job echoes the config's model_package_arn in its summary, as monitor.py does
+    served = {**summary(drifted=True), "model_package_arn": PACKAGE}
+    fake = FakeSageMaker({"summary.json": served, "metrics.json": METRICS, "report.html": "<html>"})
+    result = with_hook(operator(), fake).execute(context())
+
+    [request] = fake.requests
+    config_uri = {i["InputName"]: i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"]}["config"]
+    assert read(config_uri + "monitor_config.json")["model_package_arn"] == PACKAGE, "the champion's"
+    folder = f"s3://{BUCKET}/monitoring/{ENDPOINT}/models/3/"
+    assert result["model_package_arn"] == PACKAGE and result["model_reports_uri"] == folder
+    entry = read(folder + "202603011000.json")
+    assert entry["job_name"] == result["job_name"] and entry["decision"] == result["decision"]
+    outputs = f"s3://{BUCKET}/monitoring/{ENDPOINT}/202603011000/"
+    # no labels were joined in this interval, so there is no model-quality report to link
+    assert entry["reports"] == {
+        name: outputs + name for name in ("report.html", "summary.json", "drift.png", "model_quality.png")
+    }
+
+
+def test_a_summary_without_a_model_package_links_nothing(aws):
+    capture(10)
+    fake = FakeSageMaker({"summary.json": summary(), "metrics.json": METRICS})
+    result = with_hook(operator(), fake).execute(context())
+    assert result["model_package_arn"] is None and result["model_reports_uri"] is None
+    assert (
+        not boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"monitoring/{ENDPOINT}/models/").get("KeyCount")
+    )
+
+
 def test_waits_deferred_and_resumes_on_the_jobs_outcome(aws):
     capture(10)
     fake = FakeSageMaker({"summary.json": summary(), "metrics.json": []}, status="InProgress")

@@ -288,6 +288,58 @@ def test_collect_reports_downloads_every_report_and_draws_a_chart_per_drifted_fe
     assert (tmp_path / "monitoring" / "drift_amount.png").read_bytes().startswith(b"\x89PNG")
 
 
+EVIDENTLY_FINDINGS = {
+    "engine": "evidently",
+    "report_uri": "s3://reports-bucket/monitoring/fraud-ep/202612072200/report.html",
+    "drift": {"drifted": True, "share": 0.78, "features": ["amount", "card_avg_amount_7d"]},
+    "model_quality": {"status": "breach", "breaches": []},
+    "bias": {"status": "ok", "breaches": []},
+    "decision": {
+        "retrain": True,
+        "reasons": [
+            {"check": "drift", "metric": "DriftShare", "value": 0.78, "threshold": 0.5},
+            {"check": "model_quality", "metric": "recall", "value": 0.2, "threshold": 0.5},
+        ],
+    },
+    "metrics_published": 31,
+    "alarms": ["fraud-ep-monitoring-drift-share", "fraud-ep-monitoring-recall"],
+    "model_reports_uri": "s3://reports-bucket/monitoring/fraud-ep/models/1/",
+}
+
+
+def test_lifecycle_summary_of_the_evidently_engine_names_checks_reasons_cloudwatch_and_the_reports(
+    demo: ModuleType, tmp_path
+) -> None:
+    result = _result(tmp_path)
+    result["monitoring"] = EVIDENTLY_FINDINGS
+    result["champion"]["monitoring_reports"] = "s3://reports-bucket/monitoring/fraud-ep/models/2/"
+    text = "\n".join(demo.lifecycle_summary(result))
+    assert "monitoring      drift FOUND (share 0.78), model quality breach, bias ok: retraining" in text
+    assert "drifted features: amount, card_avg_amount_7d" in text
+    assert "reason: drift: DriftShare = 0.78 (threshold 0.5)" in text
+    assert "reason: model_quality: recall = 0.2 (threshold 0.5)" in text
+    assert "CloudWatch: 31 metric(s) in MlLifecycle/Monitoring; alarms fraud-ep-monitoring-drift-share," in text
+    assert "the champion's reports: s3://reports-bucket/monitoring/fraud-ep/models/1/" in text
+    assert "its monitoring reports go to s3://reports-bucket/monitoring/fraud-ep/models/2/" in text
+    assert "violation(s)" not in text
+
+
+def test_collect_reports_downloads_the_monitoring_jobs_report_and_pictures(demo: ModuleType, s3, tmp_path) -> None:
+    folder = "monitoring/fraud-ep/202612072200/"
+    for name in ("report.html", "summary.json", "drift.png", "model_quality.png", "metrics.json"):
+        s3.put_object(Bucket="reports-bucket", Key=folder + name, Body=b"x")
+    reports = demo.collect_reports(s3, {"monitoring": EVIDENTLY_FINDINGS}, tmp_path)
+    # model_quality.html is absent (no labels joined in that interval): skipped, not an error
+    assert [p.name for p in reports["monitoring"]] == ["report.html", "summary.json", "drift.png", "model_quality.png"]
+    assert all(p.parent == tmp_path / "monitoring" and p.is_file() for p in reports["monitoring"])
+
+
+def test_the_demo_downloads_every_file_the_monitoring_job_links(demo: ModuleType) -> None:
+    from ml_lifecycle.builders.monitoring_job import REPORT_FILES
+
+    assert demo.MONITORING_FILES == REPORT_FILES
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["--demo", "all"], "invalid choice: 'all'"), (["--traffic-days", "0"], "--traffic-days must be at least 1")],
