@@ -547,8 +547,8 @@ def _loop(
     result["sample"] = {"row": rows[0], "prediction": answer[0].split(",")[0]}
     progress.line(f"traffic: sample prediction {result['sample']['prediction']} (fraud probability)")
     shifted = lifecycle.drifted(rows)
-    # the monitored interval is the traffic's: from just before the first request to just after the last capture
-    traffic_start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    # the monitored interval is the traffic's: from its first request (the sample's is left out) to its capture
+    traffic_start = lifecycle.interval_start()
     # real-time scoring: one request per transaction, InferenceId = its id (late labels join the capture by it)
     requests = lifecycle.send(runtime, dep.endpoint_name, shifted, inference_ids=ids)
     factors = ", ".join(f"{k} x{v}" for k, v in lifecycle.DRIFT_FACTORS.items())
@@ -561,7 +561,9 @@ def _loop(
         capture = f"{capture.rstrip('/')}/{dep.endpoint_name}/"
         s3 = stack.client("s3")
         lifecycle.wait_for(
-            lambda: lifecycle.captured_records(s3, capture) >= requests, 120, f"the capture of {requests} requests"
+            lambda: lifecycle.captured_records(s3, capture, since=traffic_start) >= requests,
+            120,
+            f"the capture of {requests} requests",
         )
         interval = (traffic_start, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
         if not _monitor_interval(progress, driver, monitor_id, interval, result):

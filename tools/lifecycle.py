@@ -372,15 +372,34 @@ def send(
     return requests
 
 
-def captured_records(s3: Any, uri: str) -> int:
+def captured_records(s3: Any, uri: str, since: dt.datetime | None = None) -> int:
     """How many records data capture wrote under ``uri`` (``s3://bucket/prefix/``): one JSON line per request.
 
     :param s3: an S3 client.
     :param uri: the endpoint's capture prefix.
+    :param since: count only the requests made at or after this time (their ``inferenceTime``).
     """
     bucket, prefix = uri.removeprefix("s3://").split("/", 1)
     count = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            count += len(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().splitlines())
+            lines = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().splitlines()
+            if since is None:
+                count += len(lines)
+                continue
+            for line in lines:
+                when = json.loads(line)["eventMetadata"]["inferenceTime"]
+                count += dt.datetime.fromisoformat(when.replace("Z", "+00:00")) >= since
     return count
+
+
+def interval_start() -> dt.datetime:
+    """The start of a monitoring interval for traffic sent from now on: the next whole second, once it has come.
+
+    Data capture records ``inferenceTime`` in whole seconds, so a request sent earlier in the current second
+    would fall into an interval starting now; waiting for the next second keeps every earlier request out.
+    """
+    now = dt.datetime.now(dt.UTC)
+    start = now.replace(microsecond=0) + dt.timedelta(seconds=1)
+    time.sleep((start - now).total_seconds())
+    return start

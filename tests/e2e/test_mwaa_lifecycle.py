@@ -47,7 +47,6 @@ from typing import Any
 import pytest
 
 from tests.e2e.own_config import LINEAGE
-from tests.e2e.test_monitor_drift import captured_records
 from tests.faults.conftest import control, s3_json, s3_keys, wait_for
 from tools import lifecycle
 from tools.lifecycle import Driver
@@ -316,11 +315,15 @@ def test_monitor_model_finds_drift_and_the_scheduler_starts_retraining(
     endpoint = aws.cfg.deployment.endpoint_name
     rows = feature_rows(aws, DRIFTED)
     assert len(rows) >= 2500
-    # the interval is the traffic's: from just before the first request to just after the last one is captured
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    # the interval is the traffic's: from the first request (after every earlier one) to the last one's capture
+    start = lifecycle.interval_start()
     requests = lifecycle.send(aws.runtime, endpoint, rows)
     capture = deployed["deploy"]["data_capture_uri"].rstrip("/") + f"/{endpoint}/"
-    wait_for(lambda: captured_records(aws, capture) >= requests, 60, "the captured requests", interval=1)
+
+    def captured() -> bool:
+        return lifecycle.captured_records(aws.s3, capture, since=start) >= requests
+
+    wait_for(captured, 60, "the captured requests", interval=1)
     end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
 
     api.unpause("monitor_model")
