@@ -27,7 +27,13 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
 
 from ml_lifecycle.links import Console, MonitoringScheduleLink, SageMakerProcessingJobLink
-from ml_lifecycle.operators.base import SageMakerOperatorBase, aws_connection, describe_or_none, is_not_found
+from ml_lifecycle.operators.base import (
+    PollingMixin,
+    SageMakerOperatorBase,
+    aws_connection,
+    describe_or_none,
+    is_not_found,
+)
 from ml_lifecycle.operators.jobs import BASELINING, completed_or_defer, current_attempt, resumed_description
 
 if TYPE_CHECKING:
@@ -91,7 +97,7 @@ class _MonitorBase(SageMakerOperatorBase):
 # ---------------------------------------------------------------------------------------------------- baseline
 
 
-class DataQualityBaselineOperator(_MonitorBase):
+class DataQualityBaselineOperator(PollingMixin, _MonitorBase):
     """Suggest a data-quality baseline (statistics + constraints) from the model's baseline dataset.
 
     Once the baselining job has completed, the constraints of ``ignore_features`` are switched off in its
@@ -129,8 +135,6 @@ class DataQualityBaselineOperator(_MonitorBase):
         endpoint_name: str | None = None,
         dataset_format: dict[str, Any] | None = None,
         ignore_features: Sequence[str] | None = None,
-        poll_interval: int | None = None,
-        max_attempts: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -140,8 +144,6 @@ class DataQualityBaselineOperator(_MonitorBase):
         self.endpoint_name = endpoint_name
         self.dataset_format = dataset_format
         self.ignore_features = None if ignore_features is None else list(ignore_features)
-        self.poll_interval = poll_interval
-        self.max_attempts = max_attempts
 
     def _summary(self, description: dict[str, Any], output_uri: str) -> dict[str, Any]:
         from ml_lifecycle.builders.monitor import CONSTRAINTS, STATISTICS
@@ -538,7 +540,7 @@ class LatestMonitoringResultOperator(_MonitorBase):
         return self.publish(cfg, result)
 
 
-class MonitoringRunOperator(LatestMonitoringResultOperator):
+class MonitoringRunOperator(PollingMixin, LatestMonitoringResultOperator):
     """Run the endpoint's data-quality analysis once, now, over the last ``window_hours`` hours.
 
     Creates a one-off ``NOW`` schedule (``<endpoint>-dq-now-<digest of the run>``) on the given job
@@ -558,20 +560,10 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
         "window_hours",
     )
 
-    def __init__(
-        self,
-        *,
-        job_definition_name: str | None = None,
-        window_hours: int | str = 1,
-        poll_interval: int | None = None,
-        max_attempts: int | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, job_definition_name: str | None = None, window_hours: int | str = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_definition_name = job_definition_name
         self.window_hours = window_hours
-        self.poll_interval = poll_interval
-        self.max_attempts = max_attempts
 
     def _one_off_name(self, endpoint: str, context: Context) -> str:
         from ml_lifecycle.builders.monitor import one_off_schedule_name
@@ -614,8 +606,7 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
             )
         else:
             self.log.info("Re-attaching to the one-off run %s", name)
-        interval = self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds
-        attempts = self.max_attempts or cfg.sagemaker.waiter_max_attempts
+        interval, attempts = self.job_polling(cfg)
         self.defer(
             trigger=MonitoringExecutionTrigger(
                 schedule_name=name,

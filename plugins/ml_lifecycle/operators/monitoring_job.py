@@ -25,7 +25,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
 from ml_lifecycle.links import Console, S3ReportLink, SageMakerProcessingJobLink
-from ml_lifecycle.operators.base import SageMakerOperatorBase
+from ml_lifecycle.operators.base import PollingMixin, SageMakerOperatorBase
 from ml_lifecycle.operators.jobs import JobKind, completed_or_defer, current_attempt, resumed_description
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def xcom_result(summary: dict[str, Any], **extra: Any) -> dict[str, Any]:
     }
 
 
-class MonitoringJobOperator(SageMakerOperatorBase):
+class MonitoringJobOperator(PollingMixin, SageMakerOperatorBase):
     """Run the evidently monitoring job over one data interval of the endpoint's captured traffic.
 
     XCom: ``{"status": "completed" | "no_traffic", "endpoint_name", "job_name", "report_uri", "summary_uri",
@@ -170,8 +170,6 @@ class MonitoringJobOperator(SageMakerOperatorBase):
         interval_end: str | dt.datetime | None = None,
         baseline_dataset_uri: str | None = None,
         labels_uri: str | None = None,
-        poll_interval: int | None = None,
-        max_attempts: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -180,8 +178,6 @@ class MonitoringJobOperator(SageMakerOperatorBase):
         self.interval_end = interval_end
         self.baseline_dataset_uri = baseline_dataset_uri
         self.labels_uri = labels_uri
-        self.poll_interval = poll_interval
-        self.max_attempts = max_attempts
 
     # -- inputs ----------------------------------------------------------------------------------------
 
