@@ -472,7 +472,9 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         share = variant_share(description, new_variant)
         baked = progress.get("baked")
         if baked is not None and abs(baked - share) < EPSILON and share > 0:
-            self._check(context, cfg, base, progress, old_variant, share, bake)
+            health = self._check(cfg, base, progress, share, bake)
+            if health["breaches"]:
+                self._start_rollback(context, cfg, base, progress, old_variant, share, health)
             following = [p for p in steps if p / 100.0 > share + EPSILON]
             if not following:
                 self._retire_old_variant(cfg, base, description, old_variant, progress)
@@ -533,15 +535,10 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         self.defer_until_settled(cfg, endpoint, bake_seconds=bake, kwargs={"progress": progress})
 
     def _check(
-        self,
-        context: Context,
-        cfg: Config,
-        base: dict[str, Any],
-        progress: dict[str, Any],
-        old_variant: str,
-        share: float,
-        bake: float,
-    ) -> None:
+        self, cfg: Config, base: dict[str, Any], progress: dict[str, Any], share: float, bake: float
+    ) -> dict[str, Any]:
+        """Measure the step that baked, record the check in ``progress`` and return it (``breaches`` empty when
+        the step is healthy)."""
         end = dt.datetime.now(dt.UTC)
         start = (
             dt.datetime.fromisoformat(progress["settled_at"])
@@ -561,18 +558,19 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         )
         check = {"percent": round(share * 100, 4), **health}
         progress.setdefault("checks", []).append(check)
-        if not health["breaches"]:
-            self.log.info(
-                "Step %.0f%% on %s healthy: %.0f invocations, 5XX rate %.4f, latency %s ms",
-                share * 100,
-                base["variant"],
-                health["invocations"],
-                health["error_rate"],
-                health["latency_p99_ms"],
-            )
-            return
-        self.log.error("Step %.0f%% on %s breached: %s", share * 100, base["variant"], "; ".join(health["breaches"]))
-        self._start_rollback(context, cfg, base, progress, old_variant, share, health)
+        if health["breaches"]:
+            breaches = "; ".join(health["breaches"])
+            self.log.error("Step %.0f%% on %s breached: %s", share * 100, base["variant"], breaches)
+            return health
+        self.log.info(
+            "Step %.0f%% on %s healthy: %.0f invocations, 5XX rate %.4f, latency %s ms",
+            share * 100,
+            base["variant"],
+            health["invocations"],
+            health["error_rate"],
+            health["latency_p99_ms"],
+        )
+        return health
 
     # ------------------------------------------------------------------------------------------- rollback
 
