@@ -686,7 +686,40 @@ def notify_drift(
     return publish(f"[{cfg.environment}] Data drift detected: {findings.get('endpoint_name')}", body, cfg=cfg)
 
 
-class PublishDriftOperator(_MonitorBase):
+class DriftPublisherBase(SageMakerOperatorBase):
+    """What the drift publishers share: ``drift.json`` at the drift asset's URI and the asset event.
+
+    :param drift_uri: where ``drift.json`` goes (templated; default the drift asset's URI)
+    """
+
+    def __init__(self, *, drift_uri: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.drift_uri = drift_uri
+
+    def previous_drift(self, cfg: Config) -> tuple[str, Any]:
+        """The drift report's URI, and what it holds (``None`` when there is none yet)."""
+        from ml_lifecycle.assets import drift_uri
+        from ml_lifecycle.data.s3 import get_json_or_none
+
+        uri = self.drift_uri or drift_uri(cfg)
+        return uri, get_json_or_none(self._s3(), uri)
+
+    def emit_drift(
+        self, context: Context, cfg: Config, uri: str, document: dict[str, Any], extra: dict[str, Any]
+    ) -> Console:
+        """Write ``document`` at ``uri`` and put ``extra`` on the asset event of each outlet; return where the
+        notification's pages are (the AWS console in the config's region, or the devstack's pages)."""
+        from ml_lifecycle.data.s3 import put_json
+
+        put_json(self._s3(), uri, document, **cfg.storage.encryption())
+        outlet_events = context.get("outlet_events")
+        if outlet_events is not None:
+            for outlet in self.outlets or []:
+                outlet_events[outlet].extra = extra
+        return dataclasses.replace(Console.of(self.hook), region=cfg.aws.region)
+
+
+class PublishDriftOperator(DriftPublisherBase):
     """Emit the drift asset when the monitoring findings reach the threshold (else skip, no asset event).
 
     Give it the drift asset as its only outlet. Writes ``drift.json`` at the asset's URI (the findings plus
@@ -704,20 +737,12 @@ class PublishDriftOperator(_MonitorBase):
     template_fields: Sequence[str] = aws_template_fields("findings", "drift_uri")
 
     def __init__(
-        self,
-        *,
-        findings: dict[str, Any] | Sequence[dict[str, Any] | None] | None = None,
-        drift_uri: str | None = None,
-        **kwargs: Any,
+        self, *, findings: dict[str, Any] | Sequence[dict[str, Any] | None] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.findings = findings
-        self.drift_uri = drift_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from ml_lifecycle.assets import drift_uri as asset_uri
-        from ml_lifecycle.data.s3 import get_json_or_none, put_json
-
         candidates = [self.findings] if isinstance(self.findings, dict) else list(self.findings or [])
         findings = next((f for f in candidates if f), None)
         if not findings:
@@ -734,32 +759,25 @@ class PublishDriftOperator(_MonitorBase):
                 f"{findings.get('threshold')} (execution {findings.get('processing_job')})"
             )
         cfg = self._config()
-        uri = self.drift_uri or asset_uri(cfg)
-        s3 = self._s3()
-        previous = get_json_or_none(s3, uri)
+        uri, previous = self.previous_drift(cfg)
         if previous and previous.get("processing_job") == findings.get("processing_job"):
             raise AirflowSkipException(
                 f"Drift of execution {findings.get('processing_job')} was already published at {uri}"
             )
         document = {**findings, "detected_at": dt.datetime.now(dt.UTC).isoformat(), "dag_run_id": context.get("run_id")}
-        put_json(s3, uri, document, **cfg.storage.encryption())
         self.log.warning(
             "Drift on %s: %d violation(s) on %s; emitting the drift asset",
             findings.get("endpoint_name"),
             findings.get("violation_count"),
             ", ".join(findings.get("features") or []),
         )
-        outlet_events = context.get("outlet_events")
-        if outlet_events is not None:
-            for outlet in self.outlets or []:
-                outlet_events[outlet].extra = {
-                    "processing_job": findings.get("processing_job"),
-                    "violation_count": findings.get("violation_count"),
-                    "features": findings.get("features") or [],
-                    "drift_uri": uri,
-                }
-        # the endpoint's page: the AWS console in the config's region, or the devstack's page
-        console = dataclasses.replace(Console.of(self.hook), region=cfg.aws.region)
+        extra = {
+            "processing_job": findings.get("processing_job"),
+            "violation_count": findings.get("violation_count"),
+            "features": findings.get("features") or [],
+            "drift_uri": uri,
+        }
+        console = self.emit_drift(context, cfg, uri, document, extra)
         notify_drift(context, findings, uri, cfg, console)
         return {
             "published": True,

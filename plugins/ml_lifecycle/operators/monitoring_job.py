@@ -27,6 +27,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSki
 from ml_lifecycle.links import Console, S3ReportLink, SageMakerProcessingJobLink
 from ml_lifecycle.operators.base import PollingMixin, SageMakerOperatorBase
 from ml_lifecycle.operators.jobs import JobKind, completed_or_defer, current_attempt, resumed_description
+from ml_lifecycle.operators.monitor import DriftPublisherBase
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -435,7 +436,7 @@ class MonitoringJobOperator(PollingMixin, SageMakerOperatorBase):
         return hold["uri"]
 
 
-class MonitoringDriftOperator(SageMakerOperatorBase):
+class MonitoringDriftOperator(DriftPublisherBase):
     """Emit the drift asset when the monitoring decision is to retrain (drift or a model-quality breach).
 
     Give it the drift asset as its only outlet. Writes ``drift.json`` at the asset's URI (the interval, the
@@ -449,14 +450,11 @@ class MonitoringDriftOperator(SageMakerOperatorBase):
 
     template_fields: Sequence[str] = aws_template_fields("result", "drift_uri")
 
-    def __init__(self, *, result: dict[str, Any] | None = None, drift_uri: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, result: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.result = result
-        self.drift_uri = drift_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from ml_lifecycle.assets import drift_uri as asset_uri
-        from ml_lifecycle.data.s3 import get_json_or_none, put_json
         from ml_lifecycle.notifications import publish
 
         result = self.result
@@ -471,9 +469,7 @@ class MonitoringDriftOperator(SageMakerOperatorBase):
                 f"{result['model_quality'].get('status')} in {result.get('interval')}"
             )
         cfg = self._config()
-        uri = self.drift_uri or asset_uri(cfg)
-        s3 = self._s3()
-        previous = get_json_or_none(s3, uri)
+        uri, previous = self.previous_drift(cfg)
         if (
             isinstance(previous, dict)
             and previous.get("interval") == result.get("interval")
@@ -495,23 +491,19 @@ class MonitoringDriftOperator(SageMakerOperatorBase):
             "detected_at": dt.datetime.now(dt.UTC).isoformat(),
             "dag_run_id": context.get("run_id"),
         }
-        put_json(s3, uri, document, **cfg.storage.encryption())
         self.log.warning(
             "Retraining %s: %s; emitting the drift asset",
             result.get("endpoint_name"),
             "; ".join(_breach(r) for r in reasons),
         )
-        outlet_events = context.get("outlet_events")
-        if outlet_events is not None:
-            for outlet in self.outlets or []:
-                outlet_events[outlet].extra = {
-                    "job_name": result.get("job_name"),
-                    "interval": result.get("interval"),
-                    "reasons": reasons,
-                    "drift_uri": uri,
-                    "report_uri": result.get("report_uri"),
-                }
-        console = dataclasses.replace(Console.of(self.hook), region=cfg.aws.region)
+        extra = {
+            "job_name": result.get("job_name"),
+            "interval": result.get("interval"),
+            "reasons": reasons,
+            "drift_uri": uri,
+            "report_uri": result.get("report_uri"),
+        }
+        console = self.emit_drift(context, cfg, uri, document, extra)
         publish(
             f"[{cfg.environment}] Retraining {result.get('endpoint_name')}: drift or model-quality breach",
             "\n".join(
