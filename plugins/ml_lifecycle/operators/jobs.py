@@ -175,9 +175,9 @@ def completed_or_defer(
     operator: Any, kind: JobKind, name: str, description: dict[str, Any], cfg: Config, *, kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     """``description`` once the job has completed; while it runs, defer (polls from the operator's
-    :meth:`~ml_lifecycle.operators.base.PollingMixin.job_polling`).
+    :meth:`~ml_lifecycle.operators.base.PollingOperatorBase.job_polling`).
 
-    :param operator: the waiting task (a :class:`~ml_lifecycle.operators.base.PollingMixin`)
+    :param operator: the waiting task (a :class:`~ml_lifecycle.operators.base.PollingOperatorBase`)
     :param kind: the kind of job
     :param name: the job's name
     :param description: the job's description

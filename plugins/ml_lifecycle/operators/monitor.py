@@ -28,7 +28,8 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from ml_lifecycle.links import Console, MonitoringScheduleLink, SageMakerProcessingJobLink
 from ml_lifecycle.operators.base import (
-    PollingMixin,
+    EndpointOperatorBase,
+    PollingOperatorBase,
     SageMakerOperatorBase,
     aws_connection,
     describe_or_none,
@@ -89,7 +90,7 @@ def _int_or(value: Any, default: int) -> int:
     return int(value)
 
 
-class _MonitorBase(SageMakerOperatorBase):
+class _MonitorBase(EndpointOperatorBase):
     def _link_endpoint(self, context: Context, endpoint: str) -> None:
         self.persist_link(MonitoringScheduleLink, context, endpoint_name=endpoint)
 
@@ -97,7 +98,7 @@ class _MonitorBase(SageMakerOperatorBase):
 # ---------------------------------------------------------------------------------------------------- baseline
 
 
-class DataQualityBaselineOperator(PollingMixin, _MonitorBase):
+class DataQualityBaselineOperator(PollingOperatorBase, _MonitorBase):
     """Suggest a data-quality baseline (statistics + constraints) from the model's baseline dataset.
 
     Once the baselining job has completed, the constraints of ``ignore_features`` are switched off in its
@@ -132,7 +133,6 @@ class DataQualityBaselineOperator(PollingMixin, _MonitorBase):
         dataset_uri: str | None,
         default_dataset_uri: str | None = None,
         model_package_version: int | str,
-        endpoint_name: str | None = None,
         dataset_format: dict[str, Any] | None = None,
         ignore_features: Sequence[str] | None = None,
         **kwargs: Any,
@@ -141,7 +141,6 @@ class DataQualityBaselineOperator(PollingMixin, _MonitorBase):
         self.dataset_uri = dataset_uri
         self.default_dataset_uri = default_dataset_uri
         self.model_package_version = model_package_version
-        self.endpoint_name = endpoint_name
         self.dataset_format = dataset_format
         self.ignore_features = None if ignore_features is None else list(ignore_features)
 
@@ -199,7 +198,7 @@ class DataQualityBaselineOperator(PollingMixin, _MonitorBase):
             raise AirflowFailException(
                 f"no baseline dataset for the model (got {self.dataset_uri!r}); pass baseline_dataset_uri"
             )
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         version = _int_or(self.model_package_version, 0)
         output_uri = baseline_output_uri(cfg, endpoint=endpoint, version=version, dataset_uri=self.dataset_uri)
         attempt = current_attempt(
@@ -263,7 +262,6 @@ class MonitoringScheduleOperator(_MonitorBase):
         statistics_uri: str,
         constraints_uri: str,
         model_package_version: int | str,
-        endpoint_name: str | None = None,
         schedule_expression: str | None = None,
         pending_timeout: float = 180,
         **kwargs: Any,
@@ -272,7 +270,6 @@ class MonitoringScheduleOperator(_MonitorBase):
         self.statistics_uri = statistics_uri
         self.constraints_uri = constraints_uri
         self.model_package_version = model_package_version
-        self.endpoint_name = endpoint_name
         self.schedule_expression = schedule_expression
         self.pending_timeout = pending_timeout
 
@@ -312,7 +309,7 @@ class MonitoringScheduleOperator(_MonitorBase):
         from ml_lifecycle.builders.monitor import job_definition_request, reports_uri, schedule_config, schedule_name
 
         cfg = self._config()
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         expression = self.schedule_expression or cfg.monitoring.schedule_expression
         self._link_endpoint(context, endpoint)
         request = job_definition_request(
@@ -472,13 +469,11 @@ class LatestMonitoringResultOperator(_MonitorBase):
         self,
         *,
         schedule_name: str | None = None,
-        endpoint_name: str | None = None,
         violation_threshold: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.schedule_name = schedule_name
-        self.endpoint_name = endpoint_name
         self.violation_threshold = violation_threshold
 
     def publish(self, cfg: Config, result: dict[str, Any]) -> dict[str, Any]:
@@ -511,7 +506,7 @@ class LatestMonitoringResultOperator(_MonitorBase):
         from ml_lifecycle.builders.monitor import schedule_name
 
         cfg = self._config()
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         schedule = self.schedule_name or schedule_name(endpoint)
         threshold = _int_or(self.violation_threshold, cfg.monitoring.violation_threshold)
         self._link_endpoint(context, endpoint)
@@ -540,7 +535,7 @@ class LatestMonitoringResultOperator(_MonitorBase):
         return self.publish(cfg, result)
 
 
-class MonitoringRunOperator(PollingMixin, LatestMonitoringResultOperator):
+class MonitoringRunOperator(PollingOperatorBase, LatestMonitoringResultOperator):
     """Run the endpoint's data-quality analysis once, now, over the last ``window_hours`` hours.
 
     Creates a one-off ``NOW`` schedule (``<endpoint>-dq-now-<digest of the run>``) on the given job
@@ -592,7 +587,7 @@ class MonitoringRunOperator(PollingMixin, LatestMonitoringResultOperator):
         from ml_lifecycle.triggers.monitoring import MonitoringExecutionTrigger
 
         cfg = self._config()
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         self._link_endpoint(context, endpoint)
         self.job_definition_name = self._definition(endpoint)
         name = self._one_off_name(endpoint, context)

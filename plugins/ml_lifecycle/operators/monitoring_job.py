@@ -25,7 +25,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
 from ml_lifecycle.links import Console, S3ReportLink, SageMakerProcessingJobLink
-from ml_lifecycle.operators.base import PollingMixin, SageMakerOperatorBase
+from ml_lifecycle.operators.base import EndpointOperatorBase, PollingOperatorBase
 from ml_lifecycle.operators.jobs import JobKind, completed_or_defer, current_attempt, resumed_description
 from ml_lifecycle.operators.monitor import DriftPublisherBase
 
@@ -141,7 +141,7 @@ def xcom_result(summary: dict[str, Any], **extra: Any) -> dict[str, Any]:
     }
 
 
-class MonitoringJobOperator(PollingMixin, SageMakerOperatorBase):
+class MonitoringJobOperator(PollingOperatorBase, EndpointOperatorBase):
     """Run the evidently monitoring job over one data interval of the endpoint's captured traffic.
 
     XCom: ``{"status": "completed" | "no_traffic", "endpoint_name", "job_name", "report_uri", "summary_uri",
@@ -166,7 +166,6 @@ class MonitoringJobOperator(PollingMixin, SageMakerOperatorBase):
     def __init__(
         self,
         *,
-        endpoint_name: str | None = None,
         interval_start: str | dt.datetime | None = None,
         interval_end: str | dt.datetime | None = None,
         baseline_dataset_uri: str | None = None,
@@ -174,7 +173,6 @@ class MonitoringJobOperator(PollingMixin, SageMakerOperatorBase):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.endpoint_name = endpoint_name
         self.interval_start = interval_start
         self.interval_end = interval_end
         self.baseline_dataset_uri = baseline_dataset_uri
@@ -245,7 +243,7 @@ class MonitoringJobOperator(PollingMixin, SageMakerOperatorBase):
         from ml_lifecycle.data.s3 import put_json
 
         cfg = self._config()
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         start = _when(self.interval_start, context.get("data_interval_start"))
         end = _when(self.interval_end, context.get("data_interval_end"))
         if end <= start:
@@ -332,7 +330,7 @@ class MonitoringJobOperator(PollingMixin, SageMakerOperatorBase):
         # the resume may carry only the trigger's event (``dag.test``'s does): the job's description names both
         name, description = resumed_description(self.sagemaker, MONITORING, event)
         output_uri = description["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
-        endpoint = self.endpoint_name or self._config().deployment.endpoint_name
+        endpoint = self.target_endpoint(self._config())
         return self.finish(context, name, endpoint, output_uri)
 
     # -- results ---------------------------------------------------------------------------------------

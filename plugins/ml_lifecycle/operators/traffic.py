@@ -277,7 +277,7 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         from ml_lifecycle.builders.endpoint import endpoint_config_request, package_version, production_variant
         from ml_lifecycle.naming import sagemaker_name
 
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         steps = parse_percentages(self.percentages or cfg.deployment.stepwise_percentages)
         bake = float(
             self.bake_seconds if self.bake_seconds not in (None, "", "None") else cfg.deployment.wait_interval_seconds
