@@ -691,13 +691,22 @@ class DriftPublisherBase(SageMakerOperatorBase):
         super().__init__(**kwargs)
         self.drift_uri = drift_uri
 
-    def previous_drift(self, cfg: Config) -> tuple[str, Any]:
-        """The drift report's URI, and what it holds (``None`` when there is none yet)."""
+    def unpublished_drift_uri(self, cfg: Config, published: dict[str, Any], what: str) -> str:
+        """The drift report's URI; skips the task when the report there already has the values of ``published``
+        (this drift was published before: one asset event, one retraining).
+
+        :param published: the report's keys and values that name this drift (its execution, its interval)
+        :param what: this drift, for the message (``execution <job>``)
+        :raises AirflowSkipException: the report names this drift already
+        """
         from ml_lifecycle.assets import drift_uri
         from ml_lifecycle.data.s3 import get_json_or_none
 
         uri = self.drift_uri or drift_uri(cfg)
-        return uri, get_json_or_none(self._s3(), uri)
+        previous = get_json_or_none(self._s3(), uri)
+        if isinstance(previous, dict) and previous and all(previous.get(k) == v for k, v in published.items()):
+            raise AirflowSkipException(f"Drift of {what} was already published at {uri}")
+        return uri
 
     def emit_drift(
         self, context: Context, cfg: Config, uri: str, document: dict[str, Any], extra: dict[str, Any]
@@ -754,11 +763,8 @@ class PublishDriftOperator(DriftPublisherBase):
                 f"{findings.get('threshold')} (execution {findings.get('processing_job')})"
             )
         cfg = self._config()
-        uri, previous = self.previous_drift(cfg)
-        if previous and previous.get("processing_job") == findings.get("processing_job"):
-            raise AirflowSkipException(
-                f"Drift of execution {findings.get('processing_job')} was already published at {uri}"
-            )
+        job = findings.get("processing_job")
+        uri = self.unpublished_drift_uri(cfg, {"processing_job": job}, f"execution {job}")
         document = {**findings, "detected_at": dt.datetime.now(dt.UTC).isoformat(), "dag_run_id": context.get("run_id")}
         self.log.warning(
             "Drift on %s: %d violation(s) on %s; emitting the drift asset",

@@ -467,13 +467,8 @@ class MonitoringDriftOperator(DriftPublisherBase):
                 f"{result['model_quality'].get('status')} in {result.get('interval')}"
             )
         cfg = self._config()
-        uri, previous = self.previous_drift(cfg)
-        if (
-            isinstance(previous, dict)
-            and previous.get("interval") == result.get("interval")
-            and previous.get("endpoint_name") == result.get("endpoint_name")
-        ):
-            raise AirflowSkipException(f"Drift of interval {result.get('interval')} was already published at {uri}")
+        published = {"interval": result.get("interval"), "endpoint_name": result.get("endpoint_name")}
+        uri = self.unpublished_drift_uri(cfg, published, f"interval {result.get('interval')}")
         reasons = [
             {k: r.get(k) for k in ("check", "metric", "value", "threshold")} for r in decision.get("reasons") or []
         ]
