@@ -162,6 +162,21 @@ def content_digest(files: Mapping[str, bytes]) -> str:
     return digest.hexdigest()
 
 
+def _dataset_step_key(
+    dag_id: str, step: str, window_start: str, window_end: str, dataset: str, request: Mapping[str, Any]
+) -> str:
+    """The key of a step over the interval's extracted dataset (``dataset``: its :func:`dataset_digest`) whose
+    request part is built here rather than taken from a ``Create*`` request."""
+    return cache_key(
+        dag_id=dag_id,
+        step=step,
+        window_start=window_start,
+        window_end=window_end,
+        request=request,
+        datasets={"dataset": dataset},
+    )
+
+
 #: processing-mode validation settings that name the run, not the work (the job name, the tags)
 _VALIDATION_RUN_NAMING = frozenset({"job_name", "tags"})
 
@@ -203,14 +218,7 @@ def validation_cache_key(
         "batch_rows": int(batch_rows),
         "processing_job": job if mode == "processing" else None,
     }
-    return cache_key(
-        dag_id=dag_id,
-        step="validate",
-        window_start=window_start,
-        window_end=window_end,
-        request=request,
-        datasets={"dataset": dataset},
-    )
+    return _dataset_step_key(dag_id, "validate", window_start, window_end, dataset, request)
 
 
 def transform_cache_key(
@@ -242,14 +250,7 @@ def transform_cache_key(
         "transform": dict(transform),
         "features": list(features),
     }
-    return cache_key(
-        dag_id=dag_id,
-        step="transform",
-        window_start=window_start,
-        window_end=window_end,
-        request=request,
-        datasets={"dataset": dataset},
-    )
+    return _dataset_step_key(dag_id, "transform", window_start, window_end, dataset, request)
 
 
 def output_fingerprint(client: Any, prefix: str) -> dict[str, str]:

@@ -128,3 +128,21 @@ def encode_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
     if len(encoded) > 100:
         raise BuilderError(f"{len(encoded)} hyperparameters; SageMaker allows at most 100")
     return encoded
+
+
+def s3_input(name: str, uri: str, local_path: str, data_type: str = "S3Prefix") -> dict[str, Any]:
+    """A ``ProcessingInputs`` entry: the S3 ``uri`` (a prefix, or a ``ManifestFile``) copied to ``local_path``."""
+    if not uri.startswith("s3://"):
+        raise BuilderError(f"processing input {name!r}: {uri!r} is not an s3:// URI")
+    return {
+        "InputName": name,
+        "AppManaged": False,
+        "S3Input": {
+            "S3Uri": uri,
+            "LocalPath": local_path,
+            "S3DataType": data_type,
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+            "S3CompressionType": "None",
+        },
+    }

@@ -26,7 +26,13 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ml_lifecycle.builders.common import BuilderError, config_tags, output_kms_key, processing_cluster_and_network
+from ml_lifecycle.builders.common import (
+    BuilderError,
+    config_tags,
+    output_kms_key,
+    processing_cluster_and_network,
+    s3_input,
+)
 
 if TYPE_CHECKING:
     from ml_lifecycle.config import Config
@@ -206,20 +212,7 @@ def monitor_config(
 
 
 def _input(name: str, uri: str, data_type: str = "S3Prefix") -> dict[str, Any]:
-    if not uri.startswith("s3://"):
-        raise BuilderError(f"monitoring input {name!r}: {uri!r} is not an s3:// URI")
-    return {
-        "InputName": name,
-        "AppManaged": False,
-        "S3Input": {
-            "S3Uri": uri,
-            "LocalPath": f"{ROOT}/input/{name}",
-            "S3DataType": data_type,
-            "S3InputMode": "File",
-            "S3DataDistributionType": "FullyReplicated",
-            "S3CompressionType": "None",
-        },
-    }
+    return s3_input(name, uri, f"{ROOT}/input/{name}", data_type)
 
 
 def monitoring_request(

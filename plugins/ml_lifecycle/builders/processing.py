@@ -14,7 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ml_lifecycle.builders.common import BuilderError, output_kms_key, processing_cluster_and_network, run_tags
+from ml_lifecycle.builders.common import (
+    BuilderError,
+    output_kms_key,
+    processing_cluster_and_network,
+    run_tags,
+    s3_input,
+)
 
 if TYPE_CHECKING:
     from ml_lifecycle.config import Config
@@ -51,23 +57,6 @@ class ProcessingSpec:
     instance_type: str | None = None
 
 
-def _s3_input(name: str, uri: str, local_path: str) -> dict[str, Any]:
-    if not uri.startswith("s3://"):
-        raise BuilderError(f"processing input {name!r}: {uri!r} is not an s3:// URI")
-    return {
-        "InputName": name,
-        "AppManaged": False,
-        "S3Input": {
-            "S3Uri": uri,
-            "LocalPath": local_path,
-            "S3DataType": "S3Prefix",
-            "S3InputMode": "File",
-            "S3DataDistributionType": "FullyReplicated",
-            "S3CompressionType": "None",
-        },
-    }
-
-
 def build_processing_request(cfg: Config, plan: RunPlan, spec: ProcessingSpec) -> dict[str, Any]:
     """The ``CreateProcessingJob`` request (also the ``config`` of ``SageMakerProcessingOperator``)."""
     if "code" in spec.inputs:
@@ -76,8 +65,8 @@ def build_processing_request(cfg: Config, plan: RunPlan, spec: ProcessingSpec) -
         raise BuilderError("SageMaker allows at most 10 processing inputs and 10 outputs")
     compute = cfg.sagemaker.processing
     security = cfg.sagemaker.security
-    inputs = [_s3_input("code", spec.code_uri, CODE_DIR)]
-    inputs += [_s3_input(name, uri, input_path(name)) for name, uri in spec.inputs.items()]
+    inputs = [s3_input("code", spec.code_uri, CODE_DIR)]
+    inputs += [s3_input(name, uri, input_path(name)) for name, uri in spec.inputs.items()]
     output_config: dict[str, Any] = {
         "Outputs": [
             {
@@ -243,9 +232,9 @@ def validation_request(
     return {
         "ProcessingJobName": job_name,
         "ProcessingInputs": [
-            _s3_input("code", code_uri, input_path("code")),
-            _s3_input("data", as_prefix(dataset_uri), input_path("data")),
-            _s3_input("suite", suite_uri, input_path("suite")),
+            s3_input("code", code_uri, input_path("code")),
+            s3_input("data", as_prefix(dataset_uri), input_path("data")),
+            s3_input("suite", suite_uri, input_path("suite")),
         ],
         "ProcessingOutputConfig": output,
         "ProcessingResources": {"ClusterConfig": cluster},

@@ -130,6 +130,36 @@ def security_members(cfg: Config) -> dict[str, Any]:
     return members
 
 
+def job_definition(
+    cfg: Config,
+    splits: dict[str, str],
+    sourcedir_uri: str,
+    metric_definitions: list[dict[str, str]],
+    output_uri: str,
+    instance_type: str | None,
+) -> dict[str, Any]:
+    """What a training job and a tuning job's ``TrainingJobDefinition`` share: image, role, channels, output,
+    resources, stopping condition and security settings (the hyperparameters and the name are the caller's).
+
+    :param output_uri: the ``S3OutputPath`` (the model goes to ``<output_uri><job>/output/model.tar.gz``)
+
+    Other parameters as :func:`training_request`.
+    """
+    return {
+        "AlgorithmSpecification": {
+            "TrainingImage": cfg.sagemaker.images.training,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": list(metric_definitions),
+        },
+        "RoleArn": cfg.sagemaker.role_arn,
+        "InputDataConfig": data_channels(cfg, splits, sourcedir_uri),
+        "OutputDataConfig": output_config(cfg, output_uri),
+        "ResourceConfig": resource_config(cfg, instance_type),
+        "StoppingCondition": {"MaxRuntimeInSeconds": cfg.sagemaker.training.max_runtime_seconds},
+        **security_members(cfg),
+    }
+
+
 def training_request(
     cfg: Config,
     plan: RunPlan,
@@ -155,23 +185,14 @@ def training_request(
         **merged_hyperparameters(cfg, hyperparameter_overrides),
         **framework_hyperparameters(cfg, sourcedir_uri, job_name),
     }
-    return {
+    request = {
         "TrainingJobName": job_name,
         "HyperParameters": encode_hyperparameters(hyperparameters),
-        "AlgorithmSpecification": {
-            "TrainingImage": cfg.sagemaker.images.training,
-            "TrainingInputMode": "File",
-            "MetricDefinitions": list(metric_definitions),
-            "EnableSageMakerMetricsTimeSeries": False,
-        },
-        "RoleArn": cfg.sagemaker.role_arn,
-        "InputDataConfig": data_channels(cfg, splits, sourcedir_uri),
-        "OutputDataConfig": output_config(cfg, plan.job_uri("train") + "/"),
-        "ResourceConfig": resource_config(cfg, instance_type),
-        "StoppingCondition": {"MaxRuntimeInSeconds": cfg.sagemaker.training.max_runtime_seconds},
+        **job_definition(cfg, splits, sourcedir_uri, metric_definitions, plan.job_uri("train") + "/", instance_type),
         "Tags": run_tags(cfg, plan),
-        **security_members(cfg),
     }
+    request["AlgorithmSpecification"]["EnableSageMakerMetricsTimeSeries"] = False
+    return request
 
 
 def model_artifact_uri(output_path: str, job_name: str) -> str:

@@ -13,14 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ml_lifecycle.builders.common import BuilderError, encode_hyperparameters, run_tags
-from ml_lifecycle.builders.training import (
-    data_channels,
-    framework_hyperparameters,
-    merged_hyperparameters,
-    output_config,
-    resource_config,
-    security_members,
-)
+from ml_lifecycle.builders.training import framework_hyperparameters, job_definition, merged_hyperparameters
 from ml_lifecycle.config import CategoricalRange, ContinuousRange, IntegerRange
 
 if TYPE_CHECKING:
@@ -118,17 +111,7 @@ def tuning_request(
         },
         "TrainingJobDefinition": {
             "StaticHyperParameters": encode_hyperparameters(static),
-            "AlgorithmSpecification": {
-                "TrainingImage": cfg.sagemaker.images.training,
-                "TrainingInputMode": "File",
-                "MetricDefinitions": list(metric_definitions),
-            },
-            "RoleArn": cfg.sagemaker.role_arn,
-            "InputDataConfig": data_channels(cfg, splits, sourcedir_uri),
-            "OutputDataConfig": output_config(cfg, plan.job_uri("tune") + "/"),
-            "ResourceConfig": resource_config(cfg, instance_type),
-            "StoppingCondition": {"MaxRuntimeInSeconds": cfg.sagemaker.training.max_runtime_seconds},
-            **security_members(cfg),
+            **job_definition(cfg, splits, sourcedir_uri, metric_definitions, plan.job_uri("tune") + "/", instance_type),
         },
         "Tags": run_tags(cfg, plan),
     }

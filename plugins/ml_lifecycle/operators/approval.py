@@ -67,11 +67,21 @@ def package_summary(package: dict[str, Any]) -> dict[str, Any]:
 
 
 class _RegistryOperator(SageMakerOperatorBase):
+    """An operator on one model package version (``model_package_arn``) of a group (``model_package_group``,
+    default ``sagemaker.model_package_group``)."""
+
     operator_extra_links = (SageMakerModelPackageLink(),)
 
+    def __init__(
+        self, *, model_package_arn: str | None = None, model_package_group: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_package_arn = model_package_arn
+        self.model_package_group = model_package_group
+
     def _group(self) -> str:
-        if self.model_package_group:  # type: ignore[attr-defined]
-            return self.model_package_group  # type: ignore[attr-defined]
+        if self.model_package_group:
+            return self.model_package_group
         from ml_lifecycle.config import load_config
 
         return load_config().sagemaker.model_package_group
@@ -102,20 +112,10 @@ class ModelPackageApprovalOperator(_RegistryOperator):
 
     template_fields: Sequence[str] = aws_template_fields("decision", "reason", "model_package_arn")
 
-    def __init__(
-        self,
-        *,
-        decision: str,
-        reason: str,
-        model_package_arn: str | None = None,
-        model_package_group: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, decision: str, reason: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.decision = decision
         self.reason = reason
-        self.model_package_arn = model_package_arn
-        self.model_package_group = model_package_group
 
     def execute(self, context: Context) -> dict[str, Any]:
         status = DECISIONS.get(str(self.decision).strip().lower())
@@ -197,20 +197,10 @@ class ResolveModelPackageOperator(_RegistryOperator):
 
     template_fields: Sequence[str] = aws_template_fields("model_package_arn", "endpoint_name")
 
-    def __init__(
-        self,
-        *,
-        model_package_arn: str | None = None,
-        model_package_group: str | None = None,
-        endpoint_name: str | None = None,
-        fallback: str = "latest_deployable",
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, endpoint_name: str | None = None, fallback: str = "latest_deployable", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
-        self.model_package_arn = model_package_arn
-        self.model_package_group = model_package_group
         self.endpoint_name = endpoint_name
         self.fallback = fallback
 

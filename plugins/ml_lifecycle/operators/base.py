@@ -6,6 +6,9 @@
 - :data:`JOB_ACTIVE` / :data:`JOB_FAILED` / :data:`JOB_COMPLETED` (every job kind) and
   :data:`ENDPOINT_IN_PROGRESS` (endpoints): the status sets every waiter and re-attach decision reads.
 - :class:`SageMakerOperatorBase`: config, per-service clients, ``describe_or_none`` and console links.
+- :class:`EndpointOperatorBase`: the ``endpoint_name`` of an operator on one endpoint, and its default.
+- :class:`PollingOperatorBase`: the ``poll_interval`` / ``max_attempts`` of an operator that waits, and the job
+  waiter's defaults.
 - :class:`HostingOperatorBase`: what the endpoint operators (deployment, traffic shifting, auto-scaling,
   batch transform) share: model packages, models, endpoint configs, alarms, the clean-up of a removed
   variant's scalable target and alarms, and the deferred wait.
@@ -184,13 +187,43 @@ class SageMakerOperatorBase(AwsBaseOperator[SageMakerHook]):
         self.sagemaker.add_tags(ResourceArn=arn, Tags=config_tags(cfg))
 
 
-class HostingOperatorBase(SageMakerOperatorBase):
-    """What the hosting operators share: clients, idempotent create-if-absent, deferral."""
+class PollingOperatorBase(SageMakerOperatorBase):
+    """An operator that waits for SageMaker: its ``poll_interval`` and ``max_attempts`` parameters.
+
+    :param poll_interval: seconds between polls (default ``sagemaker.waiter_check_interval_seconds``)
+    :param max_attempts: polls before the wait gives up (default ``sagemaker.waiter_max_attempts`` for a job)
+    """
 
     def __init__(self, *, poll_interval: float | None = None, max_attempts: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
+
+    def job_polling(self, cfg: Config) -> tuple[float, int]:
+        """``(seconds between polls, polls)`` of the wait for a job: the parameters, else the config's waiter."""
+        return (
+            self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds,
+            self.max_attempts or cfg.sagemaker.waiter_max_attempts,
+        )
+
+
+class EndpointOperatorBase(SageMakerOperatorBase):
+    """An operator on one endpoint: its ``endpoint_name`` parameter.
+
+    :param endpoint_name: the endpoint (default ``deployment.endpoint_name``)
+    """
+
+    def __init__(self, *, endpoint_name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.endpoint_name = endpoint_name
+
+    def target_endpoint(self, cfg: Config) -> str:
+        """``endpoint_name``, else the config's ``deployment.endpoint_name``."""
+        return self.endpoint_name or cfg.deployment.endpoint_name
+
+
+class HostingOperatorBase(PollingOperatorBase):
+    """What the hosting operators share: clients, idempotent create-if-absent, deferral."""
 
     def _poll(self, cfg: Config) -> tuple[float, int]:
         interval = self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds

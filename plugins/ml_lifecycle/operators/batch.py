@@ -31,6 +31,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 from ml_lifecycle.links import SageMakerTransformJobLink
 from ml_lifecycle.operators.base import JOB_ACTIVE, HostingOperatorBase
 from ml_lifecycle.operators.jobs import TRANSFORM, completed_or_defer, current_attempt, resumed_description
+from ml_lifecycle.operators.warehouse import SnowflakeS3OperatorBase
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,7 +57,7 @@ PREDICTION_COLUMNS = (
 
 
 def _naive_utc(name: str, value: Any) -> dt.datetime:
-    from ml_lifecycle.operators.extract import parse_instant
+    from ml_lifecycle.operators.warehouse import parse_instant
 
     return parse_instant(name, value)
 
@@ -71,7 +72,7 @@ def _render_table(sql: str, table: str) -> str:
 
 
 def _read_include(relative: str) -> str:
-    from ml_lifecycle.operators.extract import resolve_include_path
+    from ml_lifecycle.operators.warehouse import resolve_include_path
 
     return resolve_include_path(relative).read_text(encoding="utf-8")
 
@@ -484,7 +485,7 @@ def _load_stage(table: str) -> str:
     return ".".join([*table.split(".")[:-1], name])
 
 
-class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
+class LoadPredictionsOperator(SnowflakeS3OperatorBase):
     """Replace the interval's predictions in Snowflake (delete the interval, bulk load; one transaction).
 
     The rows are written to one Parquet file, ``PUT`` to a temporary internal stage (outside the
@@ -512,7 +513,6 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
     :param step_results: the results (XComs) of the run's cached steps, a JSON list (templated)
     """
 
-    aws_hook_class = S3Hook
     template_fields: Sequence[str] = aws_template_fields(
         "keys_uri",
         "output_uri",
@@ -527,7 +527,6 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
     def __init__(
         self,
         *,
-        snowflake_conn_id: str,
         keys_uri: str,
         output_uri: str,
         parts: Sequence[str] | str,
@@ -541,7 +540,6 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
     ) -> None:
         super().__init__(**kwargs)
         self.step_results = step_results
-        self.snowflake_conn_id = snowflake_conn_id
         self.keys_uri = keys_uri
         self.output_uri = output_uri
         self.parts = parts
@@ -550,11 +548,6 @@ class LoadPredictionsOperator(AwsBaseOperator[S3Hook]):
         self.model_package_arn = model_package_arn
         self.model_package_version = model_package_version
         self.table = table
-
-    def get_snowflake_hook(self) -> Any:
-        from ml_lifecycle.hooks.snowflake_hook import SnowflakeHook
-
-        return SnowflakeHook(snowflake_conn_id=self.snowflake_conn_id)
 
     def _parts(self) -> list[str]:
         parts = self.parts

@@ -43,6 +43,7 @@ from ml_lifecycle.links import (
 from ml_lifecycle.operators.base import (
     ENDPOINT_IN_PROGRESS,
     FAILURE_REASON_MAX,
+    EndpointOperatorBase,
     HostingOperatorBase,
     failed_message,
     update_rollback_failed_message,
@@ -192,7 +193,7 @@ def write_evidence(s3: Any, uri: str, evidence: dict[str, Any], cfg: Config) -> 
 # ------------------------------------------------------------------------------------------------ the operators
 
 
-class EndpointDeploymentBase(HostingOperatorBase):
+class EndpointDeploymentBase(EndpointOperatorBase, HostingOperatorBase):
     """What the deployment strategies' operators share: the model package, the endpoint, alarms, rollback.
 
     :param model_package_arn: the approved model package version to deploy (templated)
@@ -208,14 +209,12 @@ class EndpointDeploymentBase(HostingOperatorBase):
         self,
         *,
         model_package_arn: str,
-        endpoint_name: str | None = None,
         alarm_period_seconds: int = 60,
         notify_on_rollback: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model_package_arn = model_package_arn
-        self.endpoint_name = endpoint_name
         self.alarm_period_seconds = alarm_period_seconds
         self.notify_on_rollback = notify_on_rollback
 
@@ -315,7 +314,7 @@ class GuardedEndpointDeployOperator(EndpointDeploymentBase):
         )
 
         cfg = self._config()
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         strategy = self._strategy(cfg)
         package = self.approved_package(self.model_package_arn, " (approve it in the model registry first)")
         self.persist_endpoint_link(context, endpoint)
@@ -499,7 +498,7 @@ class GuardedEndpointDeployOperator(EndpointDeploymentBase):
 # -------------------------------------------------------------------------------------------- auto-scaling
 
 
-class EndpointAutoScalingOperator(HostingOperatorBase):
+class EndpointAutoScalingOperator(EndpointOperatorBase, HostingOperatorBase):
     """Register the endpoint's variant(s) with Application Auto Scaling and a target-tracking policy.
 
     Idempotent: ``RegisterScalableTarget`` and ``PutScalingPolicy`` update what exists. Skipped (XCom
@@ -514,15 +513,11 @@ class EndpointAutoScalingOperator(HostingOperatorBase):
     template_fields: Sequence[str] = aws_template_fields("endpoint_name")
     operator_extra_links = (SageMakerEndpointLink(),)
 
-    def __init__(self, *, endpoint_name: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.endpoint_name = endpoint_name
-
     def execute(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.builders.endpoint import scaling_requests
 
         cfg = self._config()
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         if not cfg.deployment.autoscaling.enabled:
             self.log.info("Auto-scaling is disabled in config (deployment.autoscaling.enabled)")
             return {"enabled": False, "endpoint_name": endpoint, "targets": []}

@@ -16,13 +16,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
+
+from ml_lifecycle.operators.warehouse import SnowflakeQueryToS3Base, parse_instant, resolve_include_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,41 +30,7 @@ if TYPE_CHECKING:
 MODES = ("stream", "unload")
 
 
-def parse_instant(name: str, value: Any) -> dt.datetime:
-    """A naive UTC datetime from a datetime or an ISO 8601 string (what ``{{ data_interval_start }}`` renders).
-
-    :raises ValueError: the value is neither; the message names the parameter
-    """
-    if isinstance(value, dt.datetime):
-        parsed = value
-    elif isinstance(value, dt.date):
-        parsed = dt.datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(f"{name}={value!r} is not an ISO 8601 date or datetime") from None
-    else:
-        raise ValueError(f"{name} must be a datetime or an ISO 8601 string, got {type(value).__name__}")
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed
-
-
-def resolve_include_path(relative: str) -> Path:
-    """``include/<relative>``, refusing absolute paths and ``..`` so a task only reads shipped files."""
-    from ml_lifecycle.config import include_dir
-
-    candidate = Path(relative)
-    if candidate.is_absolute() or ".." in candidate.parts:
-        raise ValueError(f"{relative!r} must be a relative path under include/ (no '..')")
-    path = include_dir() / candidate
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found (looked under include/ for {relative!r})")
-    return path
-
-
-class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
+class SnowflakeToS3ParquetOperator(SnowflakeQueryToS3Base):
     """Run the feature SQL for ``[interval_start, interval_end)`` and write Parquet parts + a manifest to S3.
 
     Re-running the same interval replaces the dataset: the previous manifest and every file directly under
@@ -99,15 +64,11 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
         the contract's, in order, fails the task before anything runs
     """
 
-    aws_hook_class = S3Hook
     template_fields: Sequence[str] = aws_template_fields("sql_path", "interval_start", "interval_end", "s3_uri")
-    ui_color = "#d8eefa"
 
     def __init__(
         self,
         *,
-        snowflake_conn_id: str,
-        sql_path: str,
         interval_start: str | dt.datetime,
         interval_end: str | dt.datetime,
         s3_uri: str,
@@ -118,8 +79,6 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
         min_rows: int = 1,
         row_groups_per_part: int = 8,
         max_file_size: int = 256 * 1024 * 1024,
-        kms_key_id: str | None = None,
-        source_name: str | None = None,
         contract_path: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -134,8 +93,6 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
             raise ValueError(f"{self.task_id}: min_rows must not be negative, got {min_rows}")
         if int(row_groups_per_part) < 1:
             raise ValueError(f"{self.task_id}: row_groups_per_part must be at least 1")
-        self.snowflake_conn_id = snowflake_conn_id
-        self.sql_path = sql_path
         self.contract_path = contract_path
         self.interval_start = interval_start
         self.interval_end = interval_end
@@ -147,22 +104,8 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
         self.min_rows = int(min_rows)
         self.row_groups_per_part = int(row_groups_per_part)
         self.max_file_size = int(max_file_size)
-        self.kms_key_id = kms_key_id
-        self.source_name = source_name
 
     # ------------------------------------------------------------------------------------------ helpers
-
-    def get_snowflake_hook(self) -> Any:
-        """The project's Snowflake hook (it forwards ``protocol`` / ``port``, which the devstack needs)."""
-        from ml_lifecycle.hooks.snowflake_hook import SnowflakeHook
-
-        return SnowflakeHook(snowflake_conn_id=self.snowflake_conn_id)
-
-    @property
-    def _put_args(self) -> dict[str, Any]:
-        if self.kms_key_id:
-            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
-        return {}
 
     def _clear_prefix(self, client: Any, prefix: str) -> int:
         """Delete the manifest first, then every file directly under ``prefix`` (sub-folders are kept)."""
@@ -203,8 +146,7 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
             yield rows_to_table(rows, schema)
 
     def _what(self, start: dt.datetime, end: dt.datetime) -> str:
-        source = self.source_name or f"the result of {self.sql_path}"
-        return f"{source} for [{start.isoformat()}, {end.isoformat()})"
+        return f"{self.source} for [{start.isoformat()}, {end.isoformat()})"
 
     # ------------------------------------------------------------------------------------------ execute
 
@@ -226,7 +168,7 @@ class SnowflakeToS3ParquetOperator(AwsBaseOperator[S3Hook]):
                 f"empty or inverted interval [{start.isoformat()}, {end.isoformat()}): interval_start must be "
                 "before interval_end (a scheduled run needs a window, see the DAG's window param)"
             )
-        sql_text = resolve_include_path(self.sql_path).read_text(encoding="utf-8")
+        sql_text = self.read_sql()
         if self.contract_path:
             from ml_lifecycle.contract import ContractMismatchError, check_sql, load_contract
 

@@ -175,9 +175,9 @@ def completed_or_defer(
     operator: Any, kind: JobKind, name: str, description: dict[str, Any], cfg: Config, *, kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     """``description`` once the job has completed; while it runs, defer (polls from the operator's
-    ``poll_interval`` / ``max_attempts``, else the config's waiter settings).
+    :meth:`~ml_lifecycle.operators.base.PollingOperatorBase.job_polling`).
 
-    :param operator: the waiting task
+    :param operator: the waiting task (a :class:`~ml_lifecycle.operators.base.PollingOperatorBase`)
     :param kind: the kind of job
     :param name: the job's name
     :param description: the job's description
@@ -186,14 +186,8 @@ def completed_or_defer(
     """
     if completed(kind, name, description):
         return description
-    defer_until_done(
-        operator,
-        kind,
-        name,
-        interval=operator.poll_interval or cfg.sagemaker.waiter_check_interval_seconds,
-        attempts=operator.max_attempts or cfg.sagemaker.waiter_max_attempts,
-        kwargs=kwargs,
-    )
+    interval, attempts = operator.job_polling(cfg)
+    defer_until_done(operator, kind, name, interval=interval, attempts=attempts, kwargs=kwargs)
 
 
 def resumed_description(client: Any, kind: JobKind, event: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:

@@ -30,11 +30,9 @@ from collections.abc import Sequence
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
-from ml_lifecycle.operators.extract import parse_instant, resolve_include_path
+from ml_lifecycle.operators.warehouse import SnowflakeQueryToS3Base, parse_instant
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -107,7 +105,7 @@ def group_by_hour(
     return by_hour, counts
 
 
-class LabelsToS3Operator(AwsBaseOperator[S3Hook]):
+class LabelsToS3Operator(SnowflakeQueryToS3Base):
     """Write the labels that arrived in ``[arrived_from, arrived_until)`` to S3 as ground-truth jsonl per hour.
 
     Returns (XCom) ``{"labels_uri", "arrived_from", "arrived_until", "labels", "fraud", "objects", "hours",
@@ -129,36 +127,21 @@ class LabelsToS3Operator(AwsBaseOperator[S3Hook]):
     :param kms_key_id: KMS key for server-side encryption of the written objects
     """
 
-    aws_hook_class = S3Hook
     template_fields: Sequence[str] = aws_template_fields("arrived_from", "arrived_until", "labels_uri", "sql_path")
-    ui_color = "#d8eefa"
 
     def __init__(
         self,
         *,
-        snowflake_conn_id: str,
         arrived_from: str | dt.datetime,
         arrived_until: str | dt.datetime,
         labels_uri: str,
         sql_path: str = "sql/labels_export.sql",
-        source_name: str | None = None,
-        kms_key_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.snowflake_conn_id = snowflake_conn_id
+        super().__init__(sql_path=sql_path, **kwargs)
         self.arrived_from = arrived_from
         self.arrived_until = arrived_until
         self.labels_uri = labels_uri
-        self.sql_path = sql_path
-        self.source_name = source_name
-        self.kms_key_id = kms_key_id
-
-    def get_snowflake_hook(self) -> Any:
-        """The project's Snowflake hook (it forwards ``protocol`` / ``port``, which the devstack needs)."""
-        from ml_lifecycle.hooks.snowflake_hook import SnowflakeHook
-
-        return SnowflakeHook(snowflake_conn_id=self.snowflake_conn_id)
 
     def now(self) -> dt.datetime:
         """The current time, naive UTC (labels after it have not arrived)."""
@@ -184,7 +167,7 @@ class LabelsToS3Operator(AwsBaseOperator[S3Hook]):
 
     def query(self, start: dt.datetime, end: dt.datetime) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run the labels query for the window; return its lowercase column names and rows."""
-        sql_text = resolve_include_path(self.sql_path).read_text(encoding="utf-8")
+        sql_text = self.read_sql()
         params = {
             "arrived_from": start.strftime("%Y-%m-%d %H:%M:%S"),
             "arrived_until": end.strftime("%Y-%m-%d %H:%M:%S"),
@@ -208,7 +191,7 @@ class LabelsToS3Operator(AwsBaseOperator[S3Hook]):
         prefix = as_prefix(self.labels_uri)
         bucket, key_prefix = split_s3_uri(prefix)
         start, end = self.window()
-        source = self.source_name or f"the result of {self.sql_path}"
+        source = self.source
         by_hour: dict[dt.datetime, list[str]] = {}
         counts = {"labels": 0, "fraud": 0, "duplicates": 0}
         if start < end:
@@ -218,12 +201,11 @@ class LabelsToS3Operator(AwsBaseOperator[S3Hook]):
             except LabelsQueryError as exc:
                 raise AirflowFailException(f"{self.sql_path} on {source}: {exc}") from None
         client = self.hook.conn
-        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id} if self.kms_key_id else {}
         written = set()
         for hour in sorted(by_hour):
             key = hour_key(key_prefix, hour)
             body = ("\n".join(by_hour[hour]) + "\n").encode("utf-8")
-            client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl", **extra)
+            client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl", **self._put_args)
             written.add(key)
         # objects of the window's hours that this export did not write (a label withdrawn, a re-seeded table)
         stale = []

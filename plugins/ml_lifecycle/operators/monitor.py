@@ -27,7 +27,14 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
 
 from ml_lifecycle.links import Console, MonitoringScheduleLink, SageMakerProcessingJobLink
-from ml_lifecycle.operators.base import SageMakerOperatorBase, aws_connection, describe_or_none, is_not_found
+from ml_lifecycle.operators.base import (
+    EndpointOperatorBase,
+    PollingOperatorBase,
+    SageMakerOperatorBase,
+    aws_connection,
+    describe_or_none,
+    is_not_found,
+)
 from ml_lifecycle.operators.jobs import BASELINING, completed_or_defer, current_attempt, resumed_description
 
 if TYPE_CHECKING:
@@ -83,7 +90,7 @@ def _int_or(value: Any, default: int) -> int:
     return int(value)
 
 
-class _MonitorBase(SageMakerOperatorBase):
+class _MonitorBase(EndpointOperatorBase):
     def _link_endpoint(self, context: Context, endpoint: str) -> None:
         self.persist_link(MonitoringScheduleLink, context, endpoint_name=endpoint)
 
@@ -91,7 +98,7 @@ class _MonitorBase(SageMakerOperatorBase):
 # ---------------------------------------------------------------------------------------------------- baseline
 
 
-class DataQualityBaselineOperator(_MonitorBase):
+class DataQualityBaselineOperator(PollingOperatorBase, _MonitorBase):
     """Suggest a data-quality baseline (statistics + constraints) from the model's baseline dataset.
 
     Once the baselining job has completed, the constraints of ``ignore_features`` are switched off in its
@@ -126,22 +133,16 @@ class DataQualityBaselineOperator(_MonitorBase):
         dataset_uri: str | None,
         default_dataset_uri: str | None = None,
         model_package_version: int | str,
-        endpoint_name: str | None = None,
         dataset_format: dict[str, Any] | None = None,
         ignore_features: Sequence[str] | None = None,
-        poll_interval: int | None = None,
-        max_attempts: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.dataset_uri = dataset_uri
         self.default_dataset_uri = default_dataset_uri
         self.model_package_version = model_package_version
-        self.endpoint_name = endpoint_name
         self.dataset_format = dataset_format
         self.ignore_features = None if ignore_features is None else list(ignore_features)
-        self.poll_interval = poll_interval
-        self.max_attempts = max_attempts
 
     def _summary(self, description: dict[str, Any], output_uri: str) -> dict[str, Any]:
         from ml_lifecycle.builders.monitor import CONSTRAINTS, STATISTICS
@@ -197,7 +198,7 @@ class DataQualityBaselineOperator(_MonitorBase):
             raise AirflowFailException(
                 f"no baseline dataset for the model (got {self.dataset_uri!r}); pass baseline_dataset_uri"
             )
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         version = _int_or(self.model_package_version, 0)
         output_uri = baseline_output_uri(cfg, endpoint=endpoint, version=version, dataset_uri=self.dataset_uri)
         attempt = current_attempt(
@@ -261,7 +262,6 @@ class MonitoringScheduleOperator(_MonitorBase):
         statistics_uri: str,
         constraints_uri: str,
         model_package_version: int | str,
-        endpoint_name: str | None = None,
         schedule_expression: str | None = None,
         pending_timeout: float = 180,
         **kwargs: Any,
@@ -270,7 +270,6 @@ class MonitoringScheduleOperator(_MonitorBase):
         self.statistics_uri = statistics_uri
         self.constraints_uri = constraints_uri
         self.model_package_version = model_package_version
-        self.endpoint_name = endpoint_name
         self.schedule_expression = schedule_expression
         self.pending_timeout = pending_timeout
 
@@ -310,7 +309,7 @@ class MonitoringScheduleOperator(_MonitorBase):
         from ml_lifecycle.builders.monitor import job_definition_request, reports_uri, schedule_config, schedule_name
 
         cfg = self._config()
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         expression = self.schedule_expression or cfg.monitoring.schedule_expression
         self._link_endpoint(context, endpoint)
         request = job_definition_request(
@@ -470,13 +469,11 @@ class LatestMonitoringResultOperator(_MonitorBase):
         self,
         *,
         schedule_name: str | None = None,
-        endpoint_name: str | None = None,
         violation_threshold: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.schedule_name = schedule_name
-        self.endpoint_name = endpoint_name
         self.violation_threshold = violation_threshold
 
     def publish(self, cfg: Config, result: dict[str, Any]) -> dict[str, Any]:
@@ -509,7 +506,7 @@ class LatestMonitoringResultOperator(_MonitorBase):
         from ml_lifecycle.builders.monitor import schedule_name
 
         cfg = self._config()
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         schedule = self.schedule_name or schedule_name(endpoint)
         threshold = _int_or(self.violation_threshold, cfg.monitoring.violation_threshold)
         self._link_endpoint(context, endpoint)
@@ -538,7 +535,7 @@ class LatestMonitoringResultOperator(_MonitorBase):
         return self.publish(cfg, result)
 
 
-class MonitoringRunOperator(LatestMonitoringResultOperator):
+class MonitoringRunOperator(PollingOperatorBase, LatestMonitoringResultOperator):
     """Run the endpoint's data-quality analysis once, now, over the last ``window_hours`` hours.
 
     Creates a one-off ``NOW`` schedule (``<endpoint>-dq-now-<digest of the run>``) on the given job
@@ -558,20 +555,10 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
         "window_hours",
     )
 
-    def __init__(
-        self,
-        *,
-        job_definition_name: str | None = None,
-        window_hours: int | str = 1,
-        poll_interval: int | None = None,
-        max_attempts: int | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, job_definition_name: str | None = None, window_hours: int | str = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_definition_name = job_definition_name
         self.window_hours = window_hours
-        self.poll_interval = poll_interval
-        self.max_attempts = max_attempts
 
     def _one_off_name(self, endpoint: str, context: Context) -> str:
         from ml_lifecycle.builders.monitor import one_off_schedule_name
@@ -600,7 +587,7 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
         from ml_lifecycle.triggers.monitoring import MonitoringExecutionTrigger
 
         cfg = self._config()
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         self._link_endpoint(context, endpoint)
         self.job_definition_name = self._definition(endpoint)
         name = self._one_off_name(endpoint, context)
@@ -614,8 +601,7 @@ class MonitoringRunOperator(LatestMonitoringResultOperator):
             )
         else:
             self.log.info("Re-attaching to the one-off run %s", name)
-        interval = self.poll_interval or cfg.sagemaker.waiter_check_interval_seconds
-        attempts = self.max_attempts or cfg.sagemaker.waiter_max_attempts
+        interval, attempts = self.job_polling(cfg)
         self.defer(
             trigger=MonitoringExecutionTrigger(
                 schedule_name=name,
@@ -695,7 +681,49 @@ def notify_drift(
     return publish(f"[{cfg.environment}] Data drift detected: {findings.get('endpoint_name')}", body, cfg=cfg)
 
 
-class PublishDriftOperator(_MonitorBase):
+class DriftPublisherBase(SageMakerOperatorBase):
+    """What the drift publishers share: ``drift.json`` at the drift asset's URI and the asset event.
+
+    :param drift_uri: where ``drift.json`` goes (templated; default the drift asset's URI)
+    """
+
+    def __init__(self, *, drift_uri: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.drift_uri = drift_uri
+
+    def unpublished_drift_uri(self, cfg: Config, published: dict[str, Any], what: str) -> str:
+        """The drift report's URI; skips the task when the report there already has the values of ``published``
+        (this drift was published before: one asset event, one retraining).
+
+        :param published: the report's keys and values that name this drift (its execution, its interval)
+        :param what: this drift, for the message (``execution <job>``)
+        :raises AirflowSkipException: the report names this drift already
+        """
+        from ml_lifecycle.assets import drift_uri
+        from ml_lifecycle.data.s3 import get_json_or_none
+
+        uri = self.drift_uri or drift_uri(cfg)
+        previous = get_json_or_none(self._s3(), uri)
+        if isinstance(previous, dict) and previous and all(previous.get(k) == v for k, v in published.items()):
+            raise AirflowSkipException(f"Drift of {what} was already published at {uri}")
+        return uri
+
+    def emit_drift(
+        self, context: Context, cfg: Config, uri: str, document: dict[str, Any], extra: dict[str, Any]
+    ) -> Console:
+        """Write ``document`` at ``uri`` and put ``extra`` on the asset event of each outlet; return where the
+        notification's pages are (the AWS console in the config's region, or the devstack's pages)."""
+        from ml_lifecycle.data.s3 import put_json
+
+        put_json(self._s3(), uri, document, **cfg.storage.encryption())
+        outlet_events = context.get("outlet_events")
+        if outlet_events is not None:
+            for outlet in self.outlets or []:
+                outlet_events[outlet].extra = extra
+        return dataclasses.replace(Console.of(self.hook), region=cfg.aws.region)
+
+
+class PublishDriftOperator(DriftPublisherBase):
     """Emit the drift asset when the monitoring findings reach the threshold (else skip, no asset event).
 
     Give it the drift asset as its only outlet. Writes ``drift.json`` at the asset's URI (the findings plus
@@ -713,20 +741,12 @@ class PublishDriftOperator(_MonitorBase):
     template_fields: Sequence[str] = aws_template_fields("findings", "drift_uri")
 
     def __init__(
-        self,
-        *,
-        findings: dict[str, Any] | Sequence[dict[str, Any] | None] | None = None,
-        drift_uri: str | None = None,
-        **kwargs: Any,
+        self, *, findings: dict[str, Any] | Sequence[dict[str, Any] | None] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.findings = findings
-        self.drift_uri = drift_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from ml_lifecycle.assets import drift_uri as asset_uri
-        from ml_lifecycle.data.s3 import get_json_or_none, put_json
-
         candidates = [self.findings] if isinstance(self.findings, dict) else list(self.findings or [])
         findings = next((f for f in candidates if f), None)
         if not findings:
@@ -743,32 +763,22 @@ class PublishDriftOperator(_MonitorBase):
                 f"{findings.get('threshold')} (execution {findings.get('processing_job')})"
             )
         cfg = self._config()
-        uri = self.drift_uri or asset_uri(cfg)
-        s3 = self._s3()
-        previous = get_json_or_none(s3, uri)
-        if previous and previous.get("processing_job") == findings.get("processing_job"):
-            raise AirflowSkipException(
-                f"Drift of execution {findings.get('processing_job')} was already published at {uri}"
-            )
+        job = findings.get("processing_job")
+        uri = self.unpublished_drift_uri(cfg, {"processing_job": job}, f"execution {job}")
         document = {**findings, "detected_at": dt.datetime.now(dt.UTC).isoformat(), "dag_run_id": context.get("run_id")}
-        put_json(s3, uri, document, **cfg.storage.encryption())
         self.log.warning(
             "Drift on %s: %d violation(s) on %s; emitting the drift asset",
             findings.get("endpoint_name"),
             findings.get("violation_count"),
             ", ".join(findings.get("features") or []),
         )
-        outlet_events = context.get("outlet_events")
-        if outlet_events is not None:
-            for outlet in self.outlets or []:
-                outlet_events[outlet].extra = {
-                    "processing_job": findings.get("processing_job"),
-                    "violation_count": findings.get("violation_count"),
-                    "features": findings.get("features") or [],
-                    "drift_uri": uri,
-                }
-        # the endpoint's page: the AWS console in the config's region, or the devstack's page
-        console = dataclasses.replace(Console.of(self.hook), region=cfg.aws.region)
+        extra = {
+            "processing_job": findings.get("processing_job"),
+            "violation_count": findings.get("violation_count"),
+            "features": findings.get("features") or [],
+            "drift_uri": uri,
+        }
+        console = self.emit_drift(context, cfg, uri, document, extra)
         notify_drift(context, findings, uri, cfg, console)
         return {
             "published": True,

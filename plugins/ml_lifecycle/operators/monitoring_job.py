@@ -25,8 +25,9 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
 from ml_lifecycle.links import Console, S3ReportLink, SageMakerProcessingJobLink
-from ml_lifecycle.operators.base import SageMakerOperatorBase
+from ml_lifecycle.operators.base import EndpointOperatorBase, PollingOperatorBase
 from ml_lifecycle.operators.jobs import JobKind, completed_or_defer, current_attempt, resumed_description
+from ml_lifecycle.operators.monitor import DriftPublisherBase
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -140,7 +141,7 @@ def xcom_result(summary: dict[str, Any], **extra: Any) -> dict[str, Any]:
     }
 
 
-class MonitoringJobOperator(SageMakerOperatorBase):
+class MonitoringJobOperator(PollingOperatorBase, EndpointOperatorBase):
     """Run the evidently monitoring job over one data interval of the endpoint's captured traffic.
 
     XCom: ``{"status": "completed" | "no_traffic", "endpoint_name", "job_name", "report_uri", "summary_uri",
@@ -165,23 +166,17 @@ class MonitoringJobOperator(SageMakerOperatorBase):
     def __init__(
         self,
         *,
-        endpoint_name: str | None = None,
         interval_start: str | dt.datetime | None = None,
         interval_end: str | dt.datetime | None = None,
         baseline_dataset_uri: str | None = None,
         labels_uri: str | None = None,
-        poll_interval: int | None = None,
-        max_attempts: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.endpoint_name = endpoint_name
         self.interval_start = interval_start
         self.interval_end = interval_end
         self.baseline_dataset_uri = baseline_dataset_uri
         self.labels_uri = labels_uri
-        self.poll_interval = poll_interval
-        self.max_attempts = max_attempts
 
     # -- inputs ----------------------------------------------------------------------------------------
 
@@ -248,7 +243,7 @@ class MonitoringJobOperator(SageMakerOperatorBase):
         from ml_lifecycle.data.s3 import put_json
 
         cfg = self._config()
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         start = _when(self.interval_start, context.get("data_interval_start"))
         end = _when(self.interval_end, context.get("data_interval_end"))
         if end <= start:
@@ -336,7 +331,7 @@ class MonitoringJobOperator(SageMakerOperatorBase):
         # the resume may carry only the trigger's event (``dag.test``'s does): the job's description names both
         name, description = resumed_description(self.sagemaker, MONITORING, event)
         output_uri = description["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
-        endpoint = self.endpoint_name or self._config().deployment.endpoint_name
+        endpoint = self.target_endpoint(self._config())
         return self.finish(context, name, endpoint, output_uri)
 
     # -- results ---------------------------------------------------------------------------------------
@@ -471,7 +466,7 @@ class MonitoringJobOperator(SageMakerOperatorBase):
         return hold["uri"]
 
 
-class MonitoringDriftOperator(SageMakerOperatorBase):
+class MonitoringDriftOperator(DriftPublisherBase):
     """Emit the drift asset when the monitoring decision is to retrain (drift or a model-quality breach).
 
     Give it the drift asset as its only outlet. Writes ``drift.json`` at the asset's URI (the interval, the
@@ -485,14 +480,11 @@ class MonitoringDriftOperator(SageMakerOperatorBase):
 
     template_fields: Sequence[str] = aws_template_fields("result", "drift_uri")
 
-    def __init__(self, *, result: dict[str, Any] | None = None, drift_uri: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, result: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.result = result
-        self.drift_uri = drift_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from ml_lifecycle.assets import drift_uri as asset_uri
-        from ml_lifecycle.data.s3 import get_json_or_none, put_json
         from ml_lifecycle.notifications import publish
 
         result = self.result
@@ -507,15 +499,8 @@ class MonitoringDriftOperator(SageMakerOperatorBase):
                 f"{result['model_quality'].get('status')} in {result.get('interval')}"
             )
         cfg = self._config()
-        uri = self.drift_uri or asset_uri(cfg)
-        s3 = self._s3()
-        previous = get_json_or_none(s3, uri)
-        if (
-            isinstance(previous, dict)
-            and previous.get("interval") == result.get("interval")
-            and previous.get("endpoint_name") == result.get("endpoint_name")
-        ):
-            raise AirflowSkipException(f"Drift of interval {result.get('interval')} was already published at {uri}")
+        published = {"interval": result.get("interval"), "endpoint_name": result.get("endpoint_name")}
+        uri = self.unpublished_drift_uri(cfg, published, f"interval {result.get('interval')}")
         reasons = [
             {k: r.get(k) for k in ("check", "metric", "value", "threshold")} for r in decision.get("reasons") or []
         ]
@@ -531,23 +516,19 @@ class MonitoringDriftOperator(SageMakerOperatorBase):
             "detected_at": dt.datetime.now(dt.UTC).isoformat(),
             "dag_run_id": context.get("run_id"),
         }
-        put_json(s3, uri, document, **cfg.storage.encryption())
         self.log.warning(
             "Retraining %s: %s; emitting the drift asset",
             result.get("endpoint_name"),
             "; ".join(_breach(r) for r in reasons),
         )
-        outlet_events = context.get("outlet_events")
-        if outlet_events is not None:
-            for outlet in self.outlets or []:
-                outlet_events[outlet].extra = {
-                    "job_name": result.get("job_name"),
-                    "interval": result.get("interval"),
-                    "reasons": reasons,
-                    "drift_uri": uri,
-                    "report_uri": result.get("report_uri"),
-                }
-        console = dataclasses.replace(Console.of(self.hook), region=cfg.aws.region)
+        extra = {
+            "job_name": result.get("job_name"),
+            "interval": result.get("interval"),
+            "reasons": reasons,
+            "drift_uri": uri,
+            "report_uri": result.get("report_uri"),
+        }
+        console = self.emit_drift(context, cfg, uri, document, extra)
         publish(
             f"[{cfg.environment}] Retraining {result.get('endpoint_name')}: drift or model-quality breach",
             "\n".join(

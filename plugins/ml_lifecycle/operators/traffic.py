@@ -94,6 +94,11 @@ def variant_share(description: dict[str, Any], variant: str) -> float:
     return mine / total
 
 
+def _stopped_at(rollback: dict[str, Any]) -> str:
+    """Where a rollback stopped the shift, and why: ``at 10%: <breaches>.``"""
+    return f"at {rollback['stopped_at_percent']:g}%: {'; '.join(rollback['breaches'])}."
+
+
 def _sum(datapoints: list[dict[str, Any]], stat: str) -> float:
     return float(sum(point.get(stat, 0.0) for point in datapoints))
 
@@ -272,7 +277,7 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         from ml_lifecycle.builders.endpoint import endpoint_config_request, package_version, production_variant
         from ml_lifecycle.naming import sagemaker_name
 
-        endpoint = self.endpoint_name or cfg.deployment.endpoint_name
+        endpoint = self.target_endpoint(cfg)
         steps = parse_percentages(self.percentages or cfg.deployment.stepwise_percentages)
         bake = float(
             self.bake_seconds if self.bake_seconds not in (None, "", "None") else cfg.deployment.wait_interval_seconds
@@ -450,14 +455,12 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
                 "reports", "deployments", endpoint, progress["adding"], f"stepwise-{base['variant']}-add.json"
             ),
         }
-        message = (
-            f"Stepwise deployment of {self.model_package_arn} to {endpoint} ROLLED BACK by SageMaker before any "
-            f"traffic moved: adding variant {base['variant']} ({progress['adding']}) did not take effect; the "
-            f"endpoint serves {description.get('EndpointConfigName')}; removed {removed_text(removed)}. "
-            f"FailureReason: {reason or '(empty)'}. Evidence: {evidence['evidence_uri']}"
+        outcome = (
+            f"by SageMaker before any traffic moved: adding variant {base['variant']} ({progress['adding']}) did not "
+            f"take effect; the endpoint serves {description.get('EndpointConfigName')}; removed "
+            f"{removed_text(removed)}. FailureReason: {reason or '(empty)'}."
         )
-        self.log.error("%s", message)
-        self._report_rollback(context, cfg, evidence, message)
+        self._report_rollback(context, cfg, evidence, outcome)
 
     def _next_step(
         self, context: Context, cfg: Config, base: dict[str, Any], description: dict[str, Any], progress: dict[str, Any]
@@ -469,7 +472,9 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         share = variant_share(description, new_variant)
         baked = progress.get("baked")
         if baked is not None and abs(baked - share) < EPSILON and share > 0:
-            self._check(context, cfg, base, progress, old_variant, share, bake)
+            health = self._check(cfg, base, progress, share, bake)
+            if health["breaches"]:
+                self._start_rollback(context, cfg, base, progress, old_variant, share, health)
             following = [p for p in steps if p / 100.0 > share + EPSILON]
             if not following:
                 self._retire_old_variant(cfg, base, description, old_variant, progress)
@@ -530,15 +535,10 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         self.defer_until_settled(cfg, endpoint, bake_seconds=bake, kwargs={"progress": progress})
 
     def _check(
-        self,
-        context: Context,
-        cfg: Config,
-        base: dict[str, Any],
-        progress: dict[str, Any],
-        old_variant: str,
-        share: float,
-        bake: float,
-    ) -> None:
+        self, cfg: Config, base: dict[str, Any], progress: dict[str, Any], share: float, bake: float
+    ) -> dict[str, Any]:
+        """Measure the step that baked, record the check in ``progress`` and return it (``breaches`` empty when
+        the step is healthy)."""
         end = dt.datetime.now(dt.UTC)
         start = (
             dt.datetime.fromisoformat(progress["settled_at"])
@@ -558,18 +558,19 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
         )
         check = {"percent": round(share * 100, 4), **health}
         progress.setdefault("checks", []).append(check)
-        if not health["breaches"]:
-            self.log.info(
-                "Step %.0f%% on %s healthy: %.0f invocations, 5XX rate %.4f, latency %s ms",
-                share * 100,
-                base["variant"],
-                health["invocations"],
-                health["error_rate"],
-                health["latency_p99_ms"],
-            )
-            return
-        self.log.error("Step %.0f%% on %s breached: %s", share * 100, base["variant"], "; ".join(health["breaches"]))
-        self._start_rollback(context, cfg, base, progress, old_variant, share, health)
+        if health["breaches"]:
+            breaches = "; ".join(health["breaches"])
+            self.log.error("Step %.0f%% on %s breached: %s", share * 100, base["variant"], breaches)
+            return health
+        self.log.info(
+            "Step %.0f%% on %s healthy: %.0f invocations, 5XX rate %.4f, latency %s ms",
+            share * 100,
+            base["variant"],
+            health["invocations"],
+            health["error_rate"],
+            health["latency_p99_ms"],
+        )
+        return health
 
     # ------------------------------------------------------------------------------------------- rollback
 
@@ -763,14 +764,11 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             serving_share=variant_share(description, old),
             cleaned_at=dt.datetime.now(dt.UTC).isoformat(),
         )
-        message = (
-            f"Stepwise deployment of {rollback['model_package_arn']} to {endpoint} ROLLED BACK at "
-            f"{rollback['stopped_at_percent']:g}%: {'; '.join(rollback['breaches'])}. The endpoint serves "
-            f"{rollback['serving_endpoint_config']} with variant {old} alone; removed {removed_text(removed)}. "
-            f"Evidence: {rollback['evidence_uri']}"
+        outcome = (
+            f"{_stopped_at(rollback)} The endpoint serves {rollback['serving_endpoint_config']} with variant {old} "
+            f"alone; removed {removed_text(removed)}."
         )
-        self.log.error("%s", message)
-        self._report_rollback(context, cfg, rollback, message)
+        self._report_rollback(context, cfg, rollback, outcome)
 
     def _fail_cleanup(
         self, context: Context, cfg: Config, description: dict[str, Any], progress: dict[str, Any], problem: str
@@ -783,14 +781,11 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             serving_endpoint_config=description.get("EndpointConfigName"),
             serving_share=variant_share(description, rollback["serving_variant"]) if description else None,
         )
-        message = (
-            f"Stepwise deployment of {rollback['model_package_arn']} to {rollback['endpoint_name']} ROLLED BACK at "
-            f"{rollback['stopped_at_percent']:g}%: {'; '.join(rollback['breaches'])}. All traffic is back on "
-            f"variant {rollback['serving_variant']}, but {problem}; remove it by hand (docs/runbook-rollback.md). "
-            f"Evidence: {rollback['evidence_uri']}"
+        outcome = (
+            f"{_stopped_at(rollback)} All traffic is back on variant {rollback['serving_variant']}, but {problem}; "
+            "remove it by hand (docs/runbook-rollback.md)."
         )
-        self.log.error("%s", message)
-        self._report_rollback(context, cfg, rollback, message)
+        self._report_rollback(context, cfg, rollback, outcome)
 
     def _remove_leftovers(
         self, endpoint: str, description: dict[str, Any], progress: dict[str, Any]
@@ -804,9 +799,14 @@ class StepwiseTrafficShiftOperator(EndpointDeploymentBase):
             "alarms": self.delete_variant_alarms(endpoint, keep),
         }
 
-    def _report_rollback(self, context: Context, cfg: Config, evidence: dict[str, Any], message: str) -> NoReturn:
+    def _report_rollback(self, context: Context, cfg: Config, evidence: dict[str, Any], outcome: str) -> NoReturn:
         """Mark the package RolledBack in the registry, keep a rollback's evidence (XCom and S3), notify, and fail
-        the task for good with ``message``."""
+        the task for good with a message naming the package, the endpoint, ``outcome`` and the evidence."""
+        message = (
+            f"Stepwise deployment of {evidence['model_package_arn']} to {evidence['endpoint_name']} ROLLED BACK "
+            f"{outcome} Evidence: {evidence['evidence_uri']}"
+        )
+        self.log.error("%s", message)
         problem = self.record_rollback(evidence["endpoint_name"], str(evidence.get("failure_reason") or "rolled back"))
         evidence["marked_rolled_back"] = problem is None
         if problem:

@@ -271,7 +271,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         import json
 
         from ml_lifecycle.contract import ContractMismatchError, check_suite, load_contract
-        from ml_lifecycle.operators.extract import resolve_include_path
+        from ml_lifecycle.operators.warehouse import resolve_include_path
 
         suite = json.loads(resolve_include_path(self.suite_path).read_text(encoding="utf-8"))
         try:
@@ -304,7 +304,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         from ml_lifecycle.cache import dataset_digest, validation_cache_key
         from ml_lifecycle.code_package import package_component
         from ml_lifecycle.config import include_dir
-        from ml_lifecycle.operators.extract import resolve_include_path
+        from ml_lifecycle.operators.warehouse import resolve_include_path
 
         try:
             manifest = self._manifest()
@@ -412,7 +412,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
     def _execute_worker(self, context: Context) -> dict[str, Any]:
         from ml_lifecycle.data.s3 import put_json, put_text
         from ml_lifecycle.native import arrow_pool_warning
-        from ml_lifecycle.operators.extract import resolve_include_path
+        from ml_lifecycle.operators.warehouse import resolve_include_path
 
         clock_start = time.monotonic()
         deadline = clock_start + self.timeout_seconds
@@ -509,7 +509,7 @@ class DataValidationOperator(AwsBaseOperator[S3Hook]):
         from ml_lifecycle.code_package import package_component
         from ml_lifecycle.config import include_dir
         from ml_lifecycle.data.s3 import join_uri, split_s3_uri
-        from ml_lifecycle.operators.extract import resolve_include_path
+        from ml_lifecycle.operators.warehouse import resolve_include_path
 
         client = self.hook.conn
         prefix, _, _ = self._report
