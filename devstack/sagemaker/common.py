@@ -7,10 +7,10 @@ import binascii
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from devstack.sagemaker.errors import validation_error
+from devstack.sagemaker.errors import SageMakerError, validation_error
 
 
 def now() -> float:
@@ -113,6 +113,70 @@ def sort_records(
     order = params.get("SortOrder") or default_order
     key = keys[by]
     return sorted(records, key=key, reverse=order == "Descending")
+
+
+def require(record: dict[str, Any] | None, error: SageMakerError) -> dict[str, Any]:
+    """Return a stored record, or raise ``error`` (the action's own not-found answer) when there is none."""
+    if record is None:
+        raise error
+    return record
+
+
+def page_response(
+    items: list[dict[str, Any]],
+    params: dict[str, Any],
+    result_key: str,
+    summary: Sequence[str] | Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    default_max: int = 10,
+) -> dict[str, Any]:
+    """One page of a List* answer: ``{result_key: [...], "NextToken": ...}`` (no token on the last page).
+
+    :param items: the filtered, sorted items.
+    :param summary: how an item is shown: the member names to keep, a function, or None for the item itself.
+    :param default_max: page size when ``MaxResults`` is absent.
+    """
+    page, token = paginate(items, params, default_max)
+    if summary is None:
+        shown = page
+    elif callable(summary):
+        shown = [summary(item) for item in page]
+    else:
+        shown = [pick(item, summary) for item in page]
+    out: dict[str, Any] = {result_key: shown}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+def list_response(
+    records: Iterable[dict[str, Any]],
+    params: dict[str, Any],
+    result_key: str,
+    *,
+    name_key: str,
+    status_key: str | None = None,
+    modified_key: str = "LastModifiedTime",
+    sort_keys: dict[str, Callable[[dict[str, Any]], Any]] | None = None,
+    default_by: str = "CreationTime",
+    default_order: str = "Descending",
+    summary: Sequence[str] | Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Answer a SageMaker List* request: the common filters, ``SortBy``/``SortOrder``, then one page.
+
+    :param records: the descriptions to list (already narrowed by the action's own filters).
+    :param name_key: the member ``NameContains`` and ``SortBy=Name`` look at.
+    :param status_key: the member ``StatusEquals`` and ``SortBy=Status`` look at (None: neither applies).
+    :param modified_key: the member the ``LastModifiedTime*`` windows look at.
+    :param sort_keys: the ``SortBy`` values and their keys, when not ``Name``, ``CreationTime`` (and ``Status``).
+    :param summary: how a description is shown (see :func:`page_response`).
+    """
+    records = filter_records(records, params, name_key=name_key, status_key=status_key, modified_key=modified_key)
+    if sort_keys is None:
+        sort_keys = {"Name": lambda d: d[name_key], "CreationTime": lambda d: d["CreationTime"]}
+        if status_key:
+            sort_keys["Status"] = lambda d: d[status_key]
+    records = sort_records(records, params, sort_keys, default_by, default_order)
+    return page_response(records, params, result_key, summary)
 
 
 def pick(source: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:

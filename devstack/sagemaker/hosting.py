@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import capture as capturemod
 from devstack.sagemaker.alarms import unsupported as unsupported_alarm
-from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.common import list_response, now, pick, require
 from devstack.sagemaker.deployments import (
     CONFIGS,
     ENDPOINTS,
@@ -125,10 +125,8 @@ class Hosting:
         return {"EndpointConfigArn": arn}
 
     def _config(self, name: str) -> dict[str, Any]:
-        record = self.store.get(CONFIGS, name)
-        if record is None:
-            raise validation_error(f'Could not find endpoint configuration "{self._config_arn(name)}".')
-        return record["desc"]
+        missing = validation_error(f'Could not find endpoint configuration "{self._config_arn(name)}".')
+        return require(self.store.get(CONFIGS, name), missing)["desc"]
 
     def describe_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeEndpointConfig."""
@@ -136,22 +134,13 @@ class Hosting:
 
     def list_endpoint_configs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListEndpointConfigs (default order: newest first)."""
-        descs = [r["desc"] for r in self.store.values(CONFIGS)]
-        descs = filter_records(descs, params, name_key="EndpointConfigName")
-        descs = sort_records(
-            descs,
+        return list_response(
+            [r["desc"] for r in self.store.values(CONFIGS)],
             params,
-            {"Name": lambda d: d["EndpointConfigName"], "CreationTime": lambda d: d["CreationTime"]},
-            "CreationTime",
-            "Descending",
+            "EndpointConfigs",
+            name_key="EndpointConfigName",
+            summary=["EndpointConfigName", "EndpointConfigArn", "CreationTime"],
         )
-        page, token = paginate(descs, params)
-        out: dict[str, Any] = {
-            "EndpointConfigs": [pick(d, ["EndpointConfigName", "EndpointConfigArn", "CreationTime"]) for d in page]
-        }
-        if token:
-            out["NextToken"] = token
-        return out
 
     def delete_endpoint_config(self, params: dict[str, Any]) -> None:
         """Handle DeleteEndpointConfig (an endpoint using it keeps serving, as on AWS)."""
@@ -163,10 +152,9 @@ class Hosting:
     # -- endpoints: read -------------------------------------------------------------------------
 
     def _record(self, name: str) -> dict[str, Any]:
-        record = self.store.get(ENDPOINTS, name)
-        if record is None:
-            raise validation_error(f'Could not find endpoint "{self._endpoint_arn(name)}".')
-        return record
+        return require(
+            self.store.get(ENDPOINTS, name), validation_error(f'Could not find endpoint "{self._endpoint_arn(name)}".')
+        )
 
     def describe_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeEndpoint."""
@@ -174,25 +162,14 @@ class Hosting:
 
     def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListEndpoints (default order: newest first)."""
-        descs = [r["desc"] for r in self.store.values(ENDPOINTS)]
-        descs = filter_records(descs, params, name_key="EndpointName", status_key="EndpointStatus")
-        descs = sort_records(
-            descs,
+        return list_response(
+            [r["desc"] for r in self.store.values(ENDPOINTS)],
             params,
-            {
-                "Name": lambda d: d["EndpointName"],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d["EndpointStatus"],
-            },
-            "CreationTime",
-            "Descending",
+            "Endpoints",
+            name_key="EndpointName",
+            status_key="EndpointStatus",
+            summary=["EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus"],
         )
-        page, token = paginate(descs, params)
-        fields = ["EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus"]
-        out: dict[str, Any] = {"Endpoints": [pick(d, fields) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
 
     # -- endpoints: create / delete --------------------------------------------------------------
 

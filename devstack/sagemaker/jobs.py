@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from devstack.sagemaker import isolation
 from devstack.sagemaker.awsio import DUMMY_CREDENTIALS, CloudWatchLogSink
-from devstack.sagemaker.common import filter_records, paginate, pick, sort_records
+from devstack.sagemaker.common import list_response, require
 from devstack.sagemaker.dockerfile import DockerfileError
 from devstack.sagemaker.environments import EnvironmentBuildError
 from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
@@ -231,9 +231,10 @@ class SandboxJobs:
     sandbox and CloudWatch log stream, injected faults, how the worker's exceptions end the job, and
     recovery after a restart.
 
-    A subclass sets :attr:`KIND`, :attr:`LOG_GROUP`, :attr:`NOUN` and :attr:`THREAD_PREFIX` and
-    implements :meth:`_execute` (the job itself) and the status writes :meth:`_mark_stopping`,
-    :meth:`_finish_failed` and :meth:`_finish_stopped`.
+    A subclass sets :attr:`KIND`, :attr:`LOG_GROUP`, :attr:`NOUN`, :attr:`THREAD_PREFIX` and
+    :attr:`SUMMARY_FIELDS` and implements :meth:`create` (validate and store a request), :meth:`_execute`
+    (the job itself) and the status writes :meth:`_mark_stopping`, :meth:`_finish_failed` and
+    :meth:`_finish_stopped`.
 
     :param service: the owning service.
     """
@@ -246,6 +247,8 @@ class SandboxJobs:
     NOUN: ClassVar[str]
     #: worker thread names are this prefix and the job name
     THREAD_PREFIX: ClassVar[str]
+    #: the description members a List*Jobs summary shows
+    SUMMARY_FIELDS: ClassVar[list[str]]
 
     def __init__(self, service: ServiceApi) -> None:
         self.service = service
@@ -255,6 +258,10 @@ class SandboxJobs:
         self._status_key = f"{self.NOUN}JobStatus"
 
     # -- to implement ----------------------------------------------------------------------------
+
+    def create(self, params: dict[str, Any]) -> str:
+        """Create and start a job from a validated Create*Job request; return its ARN."""
+        raise NotImplementedError
 
     def _execute(
         self, name: str, job: RunningJob, request: dict[str, Any], mapper: PathMapper, sink: CloudWatchLogSink
@@ -279,6 +286,39 @@ class SandboxJobs:
 
     # -- actions ---------------------------------------------------------------------------------
 
+    def register(self) -> None:
+        """Register Create, Describe, List and Stop of the kind with the service."""
+        noun = self.NOUN
+        self.service.register_action(f"Create{noun}Job", self.create_job)
+        self.service.register_action(f"Describe{noun}Job", self.describe_job)
+        self.service.register_action(f"List{noun}Jobs", self.list_jobs)
+        self.service.register_action(f"Stop{noun}Job", self.stop_job)
+
+    def create_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle Create*Job."""
+        return {f"{self.NOUN}JobArn": self.create(params)}
+
+    def describe_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle Describe*Job (unknown names: ValidationException, as SageMaker answers)."""
+        record = self.service.store.get(self.KIND, params[self._name_key])
+        return require(record, validation_error("Requested resource not found."))["desc"]
+
+    def list_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle List*Jobs: the jobs filtered, sorted and paged as asked, each summarised by SUMMARY_FIELDS."""
+        return list_response(
+            [r["desc"] for r in self.service.store.values(self.KIND)],
+            params,
+            f"{self.NOUN}JobSummaries",
+            name_key=self._name_key,
+            status_key=self._status_key,
+            default_order="Ascending",
+            summary=self.SUMMARY_FIELDS,
+        )
+
+    def stop_job(self, params: dict[str, Any]) -> None:
+        """Handle Stop*Job (see :meth:`stop`)."""
+        self.stop(params[self._name_key])
+
     def _start(self, name: str, arn: str, record: dict[str, Any], tags: Any) -> None:
         """Store a new job and start its worker.
 
@@ -298,34 +338,6 @@ class SandboxJobs:
         )
         job.thread.start()
 
-    def _describe(self, name: str) -> dict[str, Any]:
-        """The description of a job (unknown names: ValidationException, as SageMaker answers)."""
-        record = self.service.store.get(self.KIND, name)
-        if record is None:
-            raise validation_error("Requested resource not found.")
-        return record["desc"]
-
-    def _list(self, params: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-        """A List*Jobs answer: the jobs filtered, sorted and paged as asked, each summarised by ``fields``."""
-        descs = [r["desc"] for r in self.service.store.values(self.KIND)]
-        descs = filter_records(descs, params, name_key=self._name_key, status_key=self._status_key)
-        descs = sort_records(
-            descs,
-            params,
-            {
-                "Name": lambda d: d[self._name_key],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d[self._status_key],
-            },
-            "CreationTime",
-            "Ascending",
-        )
-        page, token = paginate(descs, params)
-        out: dict[str, Any] = {f"{self.NOUN}JobSummaries": [pick(d, fields) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
-
     def stop(self, name: str) -> None:
         """Stop a job: its process gets the kind's stop signal, then SIGKILL after the grace period.
 
@@ -333,9 +345,7 @@ class SandboxJobs:
         """
         store = self.service.store
         with store.lock:
-            record = store.get(self.KIND, name)
-            if record is None:
-                raise resource_not_found(f"{self.NOUN} job {name} does not exist.")
+            record = require(store.get(self.KIND, name), resource_not_found(f"{self.NOUN} job {name} does not exist."))
             status = record["desc"][self._status_key]
             if status == "Stopping":
                 return

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import awsio
-from devstack.sagemaker.common import as_epoch, filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.common import as_epoch, list_response, now, pick, require
 from devstack.sagemaker.errors import SageMakerError, resource_in_use, resource_not_found, validation_error
 
 if TYPE_CHECKING:
@@ -271,10 +271,8 @@ class Monitoring:
                     raise validation_error(f"{key}: {exc}") from exc
 
     def _definition(self, name: str) -> dict[str, Any]:
-        record = self.store.get(DEFINITIONS, name)
-        if record is None:
-            raise resource_not_found(f"Could not find job definition {name}.")
-        return record["desc"]
+        missing = resource_not_found(f"Could not find job definition {name}.")
+        return require(self.store.get(DEFINITIONS, name), missing)["desc"]
 
     def describe_definition(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeDataQualityJobDefinition."""
@@ -287,31 +285,20 @@ class Monitoring:
     def list_definitions(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListDataQualityJobDefinitions."""
         descs = [r["desc"] for r in self.store.values(DEFINITIONS)]
-        descs = filter_records(descs, params, name_key="JobDefinitionName")
         if params.get("EndpointName"):
             descs = [d for d in descs if self._definition_endpoint(d) == params["EndpointName"]]
-        descs = sort_records(
+        return list_response(
             descs,
             params,
-            {"Name": lambda d: d["JobDefinitionName"], "CreationTime": lambda d: d["CreationTime"]},
-            "CreationTime",
-            "Descending",
+            "JobDefinitionSummaries",
+            name_key="JobDefinitionName",
+            summary=lambda d: {
+                "MonitoringJobDefinitionName": d["JobDefinitionName"],
+                "MonitoringJobDefinitionArn": d["JobDefinitionArn"],
+                "CreationTime": d["CreationTime"],
+                "EndpointName": self._definition_endpoint(d),
+            },
         )
-        page, token = paginate(descs, params)
-        out: dict[str, Any] = {
-            "JobDefinitionSummaries": [
-                {
-                    "MonitoringJobDefinitionName": d["JobDefinitionName"],
-                    "MonitoringJobDefinitionArn": d["JobDefinitionArn"],
-                    "CreationTime": d["CreationTime"],
-                    "EndpointName": self._definition_endpoint(d),
-                }
-                for d in page
-            ]
-        }
-        if token:
-            out["NextToken"] = token
-        return out
 
     def delete_definition(self, params: dict[str, Any]) -> None:
         """Handle DeleteDataQualityJobDefinition."""
@@ -453,10 +440,8 @@ class Monitoring:
                 log.exception("Cannot start the NOW execution of monitoring schedule %s", name)
 
     def _schedule(self, name: str) -> dict[str, Any]:
-        record = self.store.get(SCHEDULES, name)
-        if record is None:
-            raise resource_not_found(f"Could not find monitoring schedule {name}.")
-        return record
+        missing = resource_not_found(f"Could not find monitoring schedule {name}.")
+        return require(self.store.get(SCHEDULES, name), missing)
 
     def _update(self, name: str, **members: Any) -> None:
         def change(record: dict[str, Any]) -> None:
@@ -477,7 +462,6 @@ class Monitoring:
     def list_schedules(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListMonitoringSchedules."""
         descs = [r["desc"] for r in self.store.values(SCHEDULES)]
-        descs = filter_records(descs, params, name_key="MonitoringScheduleName", status_key="MonitoringScheduleStatus")
         if params.get("EndpointName"):
             descs = [d for d in descs if d.get("EndpointName") == params["EndpointName"]]
         if params.get("MonitoringJobDefinitionName"):
@@ -489,18 +473,6 @@ class Monitoring:
             ]
         if params.get("MonitoringTypeEquals"):
             descs = [d for d in descs if d.get("MonitoringType") == params["MonitoringTypeEquals"]]
-        descs = sort_records(
-            descs,
-            params,
-            {
-                "Name": lambda d: d["MonitoringScheduleName"],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d["MonitoringScheduleStatus"],
-            },
-            "CreationTime",
-            "Descending",
-        )
-        page, token = paginate(descs, params)
         fields = [
             "MonitoringScheduleName",
             "MonitoringScheduleArn",
@@ -510,17 +482,22 @@ class Monitoring:
             "EndpointName",
             "MonitoringType",
         ]
-        summaries = []
-        for d in page:
-            summary = pick(d, fields)
+
+        def summary(d: dict[str, Any]) -> dict[str, Any]:
+            shown = pick(d, fields)
             definition = d["MonitoringScheduleConfig"].get("MonitoringJobDefinitionName")
             if definition:
-                summary["MonitoringJobDefinitionName"] = definition
-            summaries.append(summary)
-        out: dict[str, Any] = {"MonitoringScheduleSummaries": summaries}
-        if token:
-            out["NextToken"] = token
-        return out
+                shown["MonitoringJobDefinitionName"] = definition
+            return shown
+
+        return list_response(
+            descs,
+            params,
+            "MonitoringScheduleSummaries",
+            name_key="MonitoringScheduleName",
+            status_key="MonitoringScheduleStatus",
+            summary=summary,
+        )
 
     def update_schedule(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle UpdateMonitoringSchedule: replaces the config; Pending, then Scheduled."""
@@ -609,23 +586,17 @@ class Monitoring:
             summaries = [s for s in summaries if s["ScheduledTime"] < before]
         if after is not None:
             summaries = [s for s in summaries if s["ScheduledTime"] > after]
-        summaries = filter_records(summaries, params, name_key="MonitoringScheduleName")
-        summaries = sort_records(
+        return list_response(
             summaries,
             params,
-            {
+            "MonitoringExecutionSummaries",
+            name_key="MonitoringScheduleName",
+            sort_keys={
                 "CreationTime": lambda s: s["CreationTime"],
                 "ScheduledTime": lambda s: s["ScheduledTime"],
                 "Status": lambda s: s["MonitoringExecutionStatus"],
             },
-            "CreationTime",
-            "Descending",
         )
-        page, token = paginate(summaries, params)
-        out: dict[str, Any] = {"MonitoringExecutionSummaries": page}
-        if token:
-            out["NextToken"] = token
-        return out
 
     def _window(self, config: dict[str, Any], job: dict[str, Any], scheduled: float) -> tuple[float, float]:
         schedule = config["ScheduleConfig"]

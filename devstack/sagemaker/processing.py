@@ -59,6 +59,16 @@ class ProcessingJobs(SandboxJobs):
     LOG_GROUP = LOG_GROUP
     NOUN = "Processing"
     THREAD_PREFIX = "proc"
+    SUMMARY_FIELDS = [
+        "ProcessingJobName",
+        "ProcessingJobArn",
+        "CreationTime",
+        "ProcessingEndTime",
+        "LastModifiedTime",
+        "ProcessingJobStatus",
+        "FailureReason",
+        "ExitMessage",
+    ]
 
     def __init__(self, service: ServiceApi) -> None:
         super().__init__(service)
@@ -66,18 +76,7 @@ class ProcessingJobs(SandboxJobs):
         create = service.operation("CreateProcessingJob")
         self._echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
 
-    def register(self) -> None:
-        """Register the actions with the service."""
-        self.service.register_action("CreateProcessingJob", self.create_processing_job)
-        self.service.register_action("DescribeProcessingJob", self.describe_processing_job)
-        self.service.register_action("ListProcessingJobs", self.list_processing_jobs)
-        self.service.register_action("StopProcessingJob", self.stop_processing_job)
-
     # -- actions ---------------------------------------------------------------------------------
-
-    def create_processing_job(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle CreateProcessingJob."""
-        return {"ProcessingJobArn": self.create(params)}
 
     def create(self, params: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
         """Create and start a processing job; return its ARN.
@@ -136,28 +135,6 @@ class ProcessingJobs(SandboxJobs):
                     "with "
                     "/opt/ml/processing/."
                 )
-
-    def describe_processing_job(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle DescribeProcessingJob (unknown names: ValidationException)."""
-        return self._describe(params["ProcessingJobName"])
-
-    def list_processing_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle ListProcessingJobs."""
-        fields = [
-            "ProcessingJobName",
-            "ProcessingJobArn",
-            "CreationTime",
-            "ProcessingEndTime",
-            "LastModifiedTime",
-            "ProcessingJobStatus",
-            "FailureReason",
-            "ExitMessage",
-        ]
-        return self._list(params, fields)
-
-    def stop_processing_job(self, params: dict[str, Any]) -> None:
-        """Handle StopProcessingJob: SIGINT to the container, SIGKILL after the grace period."""
-        self.stop(params["ProcessingJobName"])
 
     # -- state -----------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.common import list_response, now, page_response, pick, require
 from devstack.sagemaker.errors import conflict, resource_not_found, validation_error
 from devstack.sagemaker.events import MODEL_PACKAGE_STATE_CHANGE, model_package_detail, package_state_changed
 
@@ -106,10 +106,7 @@ class Registry:
 
     def _group(self, value: str) -> dict[str, Any]:
         name = self._group_name(value)
-        record = self.store.get(GROUPS, name)
-        if record is None:
-            raise validation_error(f"ModelPackageGroup {name} does not exist.")
-        return record
+        return require(self.store.get(GROUPS, name), validation_error(f"ModelPackageGroup {name} does not exist."))
 
     def describe_model_package_group(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeModelPackageGroup (unknown: ValidationException)."""
@@ -117,27 +114,20 @@ class Registry:
 
     def list_model_package_groups(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListModelPackageGroups."""
-        descs = [r["desc"] for r in self.store.values(GROUPS)]
-        descs = filter_records(descs, params, name_key="ModelPackageGroupName")
-        descs = sort_records(
-            descs,
+        return list_response(
+            [r["desc"] for r in self.store.values(GROUPS)],
             params,
-            {"Name": lambda d: d["ModelPackageGroupName"], "CreationTime": lambda d: d["CreationTime"]},
-            "CreationTime",
-            "Ascending",
+            "ModelPackageGroupSummaryList",
+            name_key="ModelPackageGroupName",
+            default_order="Ascending",
+            summary=[
+                "ModelPackageGroupName",
+                "ModelPackageGroupArn",
+                "ModelPackageGroupDescription",
+                "CreationTime",
+                "ModelPackageGroupStatus",
+            ],
         )
-        page, token = paginate(descs, params)
-        fields = [
-            "ModelPackageGroupName",
-            "ModelPackageGroupArn",
-            "ModelPackageGroupDescription",
-            "CreationTime",
-            "ModelPackageGroupStatus",
-        ]
-        out: dict[str, Any] = {"ModelPackageGroupSummaryList": [pick(d, fields) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
 
     def delete_model_package_group(self, params: dict[str, Any]) -> None:
         """Handle DeleteModelPackageGroup: refused (ConflictException) while the group holds versions."""
@@ -241,34 +231,29 @@ class Registry:
                 descs = [d for d in descs if "ModelPackageGroupName" not in d]
         if params.get("ModelApprovalStatus"):
             descs = [d for d in descs if d.get("ModelApprovalStatus") == params["ModelApprovalStatus"]]
-        descs = filter_records(descs, params, name_key="ModelPackageName")
-        descs = sort_records(
+        return list_response(
             descs,
             params,
-            {
+            "ModelPackageSummaryList",
+            name_key="ModelPackageName",
+            sort_keys={
                 "Name": lambda d: (d["ModelPackageName"], d.get("ModelPackageVersion", 0)),
                 "CreationTime": lambda d: (d["CreationTime"], d.get("ModelPackageVersion", 0)),
             },
-            "CreationTime",
-            "Ascending",
+            default_order="Ascending",
+            summary=[
+                "ModelPackageName",
+                "ModelPackageGroupName",
+                "ModelPackageVersion",
+                "ModelPackageArn",
+                "ModelPackageDescription",
+                "CreationTime",
+                "ModelPackageStatus",
+                "ModelApprovalStatus",
+                "ModelLifeCycle",
+                "ModelPackageRegistrationType",
+            ],
         )
-        page, token = paginate(descs, params)
-        fields = [
-            "ModelPackageName",
-            "ModelPackageGroupName",
-            "ModelPackageVersion",
-            "ModelPackageArn",
-            "ModelPackageDescription",
-            "CreationTime",
-            "ModelPackageStatus",
-            "ModelApprovalStatus",
-            "ModelLifeCycle",
-            "ModelPackageRegistrationType",
-        ]
-        out: dict[str, Any] = {"ModelPackageSummaryList": [pick(d, fields) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
 
     def update_model_package(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle UpdateModelPackage: approval, metadata (add/remove), inference specifications."""
@@ -353,27 +338,18 @@ class Registry:
     def describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeModel (unknown: ValidationException)."""
         name = params["ModelName"]
-        record = self.store.get(MODELS, name)
-        if record is None:
-            raise validation_error(f'Could not find model "{self.service.arn("model", name)}".')
-        return record["desc"]
+        missing = validation_error(f'Could not find model "{self.service.arn("model", name)}".')
+        return require(self.store.get(MODELS, name), missing)["desc"]
 
     def list_models(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListModels (default order: newest first, as documented)."""
-        descs = [r["desc"] for r in self.store.values(MODELS)]
-        descs = filter_records(descs, params, name_key="ModelName")
-        descs = sort_records(
-            descs,
+        return list_response(
+            [r["desc"] for r in self.store.values(MODELS)],
             params,
-            {"Name": lambda d: d["ModelName"], "CreationTime": lambda d: d["CreationTime"]},
-            "CreationTime",
-            "Descending",
+            "Models",
+            name_key="ModelName",
+            summary=["ModelName", "ModelArn", "CreationTime"],
         )
-        page, token = paginate(descs, params)
-        out: dict[str, Any] = {"Models": [pick(d, ["ModelName", "ModelArn", "CreationTime"]) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
 
     def delete_model(self, params: dict[str, Any]) -> None:
         """Handle DeleteModel (unknown: ValidationException)."""
@@ -410,11 +386,7 @@ class Registry:
         """Handle ListTags."""
         arn = params["ResourceArn"]
         self._check_arn(arn)
-        page, token = paginate(self.service.tags_for(arn), params, default_max=50)
-        out: dict[str, Any] = {"Tags": page}
-        if token:
-            out["NextToken"] = token
-        return out
+        return page_response(self.service.tags_for(arn), params, "Tags", default_max=50)
 
     def delete_tags(self, params: dict[str, Any]) -> None:
         """Handle DeleteTags."""

@@ -90,6 +90,15 @@ class TrainingJobs(SandboxJobs):
     LOG_GROUP = LOG_GROUP
     NOUN = "Training"
     THREAD_PREFIX = "train"
+    SUMMARY_FIELDS = [
+        "TrainingJobName",
+        "TrainingJobArn",
+        "CreationTime",
+        "TrainingEndTime",
+        "LastModifiedTime",
+        "TrainingJobStatus",
+        "SecondaryStatus",
+    ]
 
     def __init__(self, service: ServiceApi) -> None:
         super().__init__(service)
@@ -98,18 +107,7 @@ class TrainingJobs(SandboxJobs):
         create = service.operation("CreateTrainingJob")
         self._echo = [m for m in create.input_shape.members if m in op.output_shape.members]
 
-    def register(self) -> None:
-        """Register the actions with the service."""
-        self.service.register_action("CreateTrainingJob", self.create_training_job)
-        self.service.register_action("DescribeTrainingJob", self.describe_training_job)
-        self.service.register_action("ListTrainingJobs", self.list_training_jobs)
-        self.service.register_action("StopTrainingJob", self.stop_training_job)
-
     # -- actions ---------------------------------------------------------------------------------
-
-    def create_training_job(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle CreateTrainingJob."""
-        return {"TrainingJobArn": self.create(params)}
 
     def create(self, params: dict[str, Any], tuning_job_arn: str | None = None) -> str:
         """Create and start a training job; return its ARN.
@@ -175,27 +173,6 @@ class TrainingJobs(SandboxJobs):
                     f'under that S3 prefix, and that the role "{params["RoleArn"]}" has "s3:ListBucket" '
                     f'permissions on bucket "{bucket}".'
                 )
-
-    def describe_training_job(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle DescribeTrainingJob (unknown names: ValidationException, as SageMaker answers)."""
-        return self._describe(params["TrainingJobName"])
-
-    def list_training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle ListTrainingJobs."""
-        fields = [
-            "TrainingJobName",
-            "TrainingJobArn",
-            "CreationTime",
-            "TrainingEndTime",
-            "LastModifiedTime",
-            "TrainingJobStatus",
-            "SecondaryStatus",
-        ]
-        return self._list(params, fields)
-
-    def stop_training_job(self, params: dict[str, Any]) -> None:
-        """Handle StopTrainingJob: SIGTERM to the container, SIGKILL after the grace period."""
-        self.stop(params["TrainingJobName"])
 
     # -- state -----------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import awsio
-from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.common import list_response, now, pick, require
 from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
 from devstack.sagemaker.jobs import RESTART_FAILURE, RunningJob, RunningJobs
 from devstack.sagemaker.serving import ModelWorker, WorkerStartError, instance_id
@@ -111,42 +111,28 @@ class TransformJobs:
     def describe_transform_job(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeTransformJob (unknown names: ValidationException)."""
         name = params["TransformJobName"]
-        record = self.store.get(KIND, name)
-        if record is None:
-            raise validation_error(f"Could not find requested job with name {name}")
-        return record["desc"]
+        missing = validation_error(f"Could not find requested job with name {name}")
+        return require(self.store.get(KIND, name), missing)["desc"]
 
     def list_transform_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListTransformJobs."""
-        descs = [r["desc"] for r in self.store.values(KIND)]
-        descs = filter_records(
-            descs, params, name_key="TransformJobName", status_key="TransformJobStatus", modified_key="CreationTime"
-        )
-        descs = sort_records(
-            descs,
+        return list_response(
+            [r["desc"] for r in self.store.values(KIND)],
             params,
-            {
-                "Name": lambda d: d["TransformJobName"],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d["TransformJobStatus"],
-            },
-            "CreationTime",
-            "Descending",
+            "TransformJobSummaries",
+            name_key="TransformJobName",
+            status_key="TransformJobStatus",
+            modified_key="CreationTime",
+            summary=[
+                "TransformJobName",
+                "TransformJobArn",
+                "CreationTime",
+                "TransformEndTime",
+                "LastModifiedTime",
+                "TransformJobStatus",
+                "FailureReason",
+            ],
         )
-        page, token = paginate(descs, params)
-        fields = [
-            "TransformJobName",
-            "TransformJobArn",
-            "CreationTime",
-            "TransformEndTime",
-            "LastModifiedTime",
-            "TransformJobStatus",
-            "FailureReason",
-        ]
-        out: dict[str, Any] = {"TransformJobSummaries": [pick(d, fields) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
 
     def stop_transform_job(self, params: dict[str, Any]) -> None:
         """Handle StopTransformJob: Stopping, then Stopped after the current request."""

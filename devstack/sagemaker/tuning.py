@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import search
-from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.common import list_response, now, page_response, pick, require, sort_records
 from devstack.sagemaker.errors import SageMakerError, resource_in_use, resource_not_found, validation_error
 from devstack.sagemaker.jobs import RESTART_FAILURE
 from devstack.sagemaker.training import KIND as TRAINING_KIND
@@ -189,10 +189,8 @@ class TuningJobs:
     # -- describe / list -------------------------------------------------------------------------
 
     def _record(self, name: str) -> dict[str, Any]:
-        record = self.service.store.get(KIND, name)
-        if record is None:
-            raise resource_not_found(f"Amazon SageMaker can't find a tuning job called {name}. Type another name.")
-        return record
+        missing = resource_not_found(f"Amazon SageMaker can't find a tuning job called {name}. Type another name.")
+        return require(self.service.store.get(KIND, name), missing)
 
     def describe_tuning_job(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeHyperParameterTuningJob (unknown names: ResourceNotFound)."""
@@ -200,25 +198,9 @@ class TuningJobs:
 
     def list_tuning_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListHyperParameterTuningJobs."""
-        descs = [r["desc"] for r in self.service.store.values(KIND)]
-        descs = filter_records(
-            descs, params, name_key="HyperParameterTuningJobName", status_key="HyperParameterTuningJobStatus"
-        )
-        descs = sort_records(
-            descs,
-            params,
-            {
-                "Name": lambda d: d["HyperParameterTuningJobName"],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d["HyperParameterTuningJobStatus"],
-            },
-            "Name",
-            "Ascending",
-        )
-        page, token = paginate(descs, params)
-        summaries = []
-        for desc in page:
-            summary = pick(
+
+        def summary(desc: dict[str, Any]) -> dict[str, Any]:
+            shown = pick(
                 desc,
                 [
                     "HyperParameterTuningJobName",
@@ -231,13 +213,20 @@ class TuningJobs:
                     "ObjectiveStatusCounters",
                 ],
             )
-            summary["Strategy"] = desc["HyperParameterTuningJobConfig"]["Strategy"]
-            summary["ResourceLimits"] = desc["HyperParameterTuningJobConfig"]["ResourceLimits"]
-            summaries.append(summary)
-        out: dict[str, Any] = {"HyperParameterTuningJobSummaries": summaries}
-        if token:
-            out["NextToken"] = token
-        return out
+            shown["Strategy"] = desc["HyperParameterTuningJobConfig"]["Strategy"]
+            shown["ResourceLimits"] = desc["HyperParameterTuningJobConfig"]["ResourceLimits"]
+            return shown
+
+        return list_response(
+            [r["desc"] for r in self.service.store.values(KIND)],
+            params,
+            "HyperParameterTuningJobSummaries",
+            name_key="HyperParameterTuningJobName",
+            status_key="HyperParameterTuningJobStatus",
+            default_by="Name",
+            default_order="Ascending",
+            summary=summary,
+        )
 
     def list_training_jobs_for_tuning_job(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListTrainingJobsForHyperParameterTuningJob."""
@@ -255,11 +244,7 @@ class TuningJobs:
             "FinalObjectiveMetricValue": lambda s: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"],
         }
         summaries = sort_records(summaries, params, keys, "Name", "Ascending")
-        page, token = paginate(summaries, params)
-        out: dict[str, Any] = {"TrainingJobSummaries": page}
-        if token:
-            out["NextToken"] = token
-        return out
+        return page_response(summaries, params, "TrainingJobSummaries")
 
     def _summaries(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         name = record["desc"]["HyperParameterTuningJobName"]
