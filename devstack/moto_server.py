@@ -18,20 +18,20 @@ kept (see docs/devstack.md).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from devstack.processes import server_parser, stop_signalled
 
 log = logging.getLogger("devstack.moto_server")
 
@@ -370,9 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: command-line arguments (defaults to ``sys.argv[1:]``).
     :return: the process exit code.
     """
-    parser = argparse.ArgumentParser(prog="python -m devstack.moto_server", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = server_parser("python -m devstack.moto_server", __doc__.split("\n")[0])
     parser.add_argument("--state-dir", type=Path, required=True, help="directory for the snapshot and ready file")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--bucket", action="append", default=[], help="S3 bucket to create at start (repeatable)")
@@ -398,9 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     ready.unlink(missing_ok=True)
     snapshot = state_dir / SNAPSHOT_DIR
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_signalled()
 
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()

@@ -115,6 +115,25 @@ def sort_records(
     return sorted(records, key=key, reverse=order == "Descending")
 
 
+def read_json(request: Any) -> Any:
+    """The JSON body of a request to a devstack control route (an empty body reads as ``{}``).
+
+    :raises ValueError: when the body is not JSON.
+    """
+    length = int(request.headers.get("Content-Length") or 0)
+    return json.loads((request.rfile.read(length) if length else b"") or b"{}")
+
+
+def send_json(request: Any, status: int, body: Any) -> None:
+    """Answer a request to a devstack control route with ``body`` as JSON."""
+    data = json.dumps(body, default=str).encode()
+    request.send_response(status)
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", str(len(data)))
+    request.end_headers()
+    request.wfile.write(data)
+
+
 def require(record: dict[str, Any] | None, error: SageMakerError) -> dict[str, Any]:
     """Return a stored record, or raise ``error`` (the action's own not-found answer) when there is none."""
     if record is None:

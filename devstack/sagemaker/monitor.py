@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import awsio
-from devstack.sagemaker.common import as_epoch, list_response, now, pick, require
+from devstack.sagemaker.common import as_epoch, list_response, now, pick, read_json, require, send_json
 from devstack.sagemaker.errors import SageMakerError, resource_in_use, resource_not_found, validation_error
 
 if TYPE_CHECKING:
@@ -219,23 +219,16 @@ class Monitoring:
 
     def handle_availability(self, request: Any, path: str) -> None:
         """``POST /_devstack/monitoring/availability`` ``{"available": bool}``: switch Model Monitor on or off."""
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else b"{}"
         status = 200
         try:
-            payload = json.loads(body or b"{}")
+            payload = read_json(request)
             if not isinstance(payload, dict) or not isinstance(payload.get("available"), bool):
                 raise ValueError('give {"available": true} or {"available": false}')
             self.available = payload["available"]
             answer: dict[str, Any] = {"available": self.available}
         except ValueError as exc:
             status, answer = 400, {"message": str(exc)}
-        data = json.dumps(answer).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        send_json(request, status, answer)
 
     def analyzer_command(self, image: ImageInfo, app: dict[str, Any], mapper: PathMapper) -> list[str]:
         """The command that plays the analyzer image: the devstack analyzer on the local Python."""
@@ -809,12 +802,10 @@ class Monitoring:
 
     def handle_run_now(self, request: Any, path: str) -> None:
         """``POST /_devstack/monitoring/run-now``: start a schedule's next execution at once."""
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else b"{}"
         status = 200
         try:
             self.check_available("StartMonitoringSchedule")
-            payload = json.loads(body or b"{}")
+            payload = read_json(request)
             name = payload["MonitoringScheduleName"]
             record = self._schedule(name)
             expression = record["desc"]["MonitoringScheduleConfig"]["ScheduleConfig"]["ScheduleExpression"].strip()
@@ -829,12 +820,7 @@ class Monitoring:
             status, answer = 400, {"message": f"Give MonitoringScheduleName (and optionally ScheduledTime): {exc}"}
         except SageMakerError as exc:
             status, answer = 400, {"__type": exc.code, "message": exc.message}
-        data = json.dumps(answer, default=str).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        send_json(request, status, answer)
 
     def close(self) -> None:
         """Stop the scheduler thread."""

@@ -50,7 +50,8 @@ MAX_EXIT_MESSAGE = 1024
 
 
 class ProcessingJobs(SandboxJobs):
-    """The processing-job actions and their workers.
+    """CreateProcessingJob, DescribeProcessingJob, ListProcessingJobs and StopProcessingJob: a container
+    command between ``/opt/ml/processing`` inputs and outputs, and SIGINT on stop.
 
     :param service: the owning service.
     """

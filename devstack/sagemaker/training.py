@@ -80,8 +80,18 @@ def toolkit_log_line(level: str, message: str) -> str:
     return f"{stamp},000 sagemaker-training-toolkit {level:<8} {message}"
 
 
+def _append_transition(desc: dict[str, Any], transition: dict[str, Any]) -> None:
+    """Enter a secondary status: the open transition ends when the new one starts."""
+    transitions = desc.setdefault("SecondaryStatusTransitions", [])
+    if transitions and "EndTime" not in transitions[-1]:
+        transitions[-1]["EndTime"] = transition["StartTime"]
+    transitions.append(transition)
+    desc["SecondaryStatus"] = transition["Status"]
+
+
 class TrainingJobs(SandboxJobs):
-    """The training-job actions and their workers.
+    """CreateTrainingJob, DescribeTrainingJob, ListTrainingJobs and StopTrainingJob: the SageMaker training
+    toolkit's layout under ``/opt/ml``, secondary statuses, and SIGTERM on stop.
 
     :param service: the owning service.
     """
@@ -188,11 +198,7 @@ class TrainingJobs(SandboxJobs):
 
         def change(record: dict[str, Any]) -> None:
             desc = record["desc"]
-            transitions = desc.setdefault("SecondaryStatusTransitions", [])
-            if transitions and "EndTime" not in transitions[-1]:
-                transitions[-1]["EndTime"] = at
-            transitions.append({"Status": status, "StartTime": at, "StatusMessage": message or MESSAGES[status]})
-            desc["SecondaryStatus"] = status
+            _append_transition(desc, {"Status": status, "StartTime": at, "StatusMessage": message or MESSAGES[status]})
             if primary:
                 desc["TrainingJobStatus"] = primary
             desc["LastModifiedTime"] = at
@@ -204,19 +210,9 @@ class TrainingJobs(SandboxJobs):
 
         def change(record: dict[str, Any]) -> None:
             desc = record["desc"]
-            transitions = desc.setdefault("SecondaryStatusTransitions", [])
-            if transitions and "EndTime" not in transitions[-1]:
-                transitions[-1]["EndTime"] = at
-            transitions.append(
-                {
-                    "Status": secondary,
-                    "StartTime": at,
-                    "EndTime": at,
-                    "StatusMessage": message or MESSAGES[secondary],
-                }
-            )
+            text = message or MESSAGES[secondary]
+            _append_transition(desc, {"Status": secondary, "StartTime": at, "EndTime": at, "StatusMessage": text})
             desc["TrainingJobStatus"] = primary
-            desc["SecondaryStatus"] = secondary
             desc["LastModifiedTime"] = at
             start = desc.get("TrainingStartTime")
             if start is not None:

@@ -28,7 +28,6 @@ takes longer than its socket timeout.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import gzip
 import json
@@ -38,6 +37,8 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any
+
+from devstack.processes import server_parser
 
 log = logging.getLogger("devstack.snowflake")
 
@@ -247,9 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: command-line arguments (defaults to ``sys.argv[1:]``).
     :return: the process exit code.
     """
-    parser = argparse.ArgumentParser(prog="python -m devstack.snowflake.server", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = server_parser("python -m devstack.snowflake.server", __doc__.split("\n")[0])
     parser.add_argument("--db-path", type=Path, required=True, help="directory holding one DuckDB file per database")
     parser.add_argument("--stage-path", type=Path, help="directory for internal stages (default: <db-path>/../stages)")
     parser.add_argument("--staging-file", type=Path, help="JSON file keeping integrations and external stages")
