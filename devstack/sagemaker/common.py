@@ -115,6 +115,24 @@ def sort_records(
     return sorted(records, key=key, reverse=order == "Descending")
 
 
+def echoed_members(service: Any, create: str, describe: str) -> list[str]:
+    """The members of a ``create`` request that its ``describe`` answer repeats (botocore's model)."""
+    describe_members = service.operation(describe).output_shape.members
+    return [m for m in service.operation(create).input_shape.members if m in describe_members]
+
+
+def stop_wanted(status: str, noun: str) -> bool:
+    """Whether a Stop* call on a job in ``status`` has anything to do (not when it is Stopping already).
+
+    :raises SageMakerError: ValidationException when the job is neither InProgress nor Stopping.
+    """
+    if status == "Stopping":
+        return False
+    if status != "InProgress":
+        raise validation_error(f"The request was rejected because the {noun} job is in status {status}.")
+    return True
+
+
 def read_json(request: Any) -> Any:
     """The JSON body of a request to a devstack control route (an empty body reads as ``{}``).
 

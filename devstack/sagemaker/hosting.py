@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import capture as capturemod
 from devstack.sagemaker.alarms import unsupported as unsupported_alarm
-from devstack.sagemaker.common import list_response, now, pick, require
+from devstack.sagemaker.common import echoed_members, list_response, now, pick, require
 from devstack.sagemaker.deployments import (
     CONFIGS,
     ENDPOINTS,
@@ -71,9 +71,7 @@ class Hosting:
         self.engine = DeploymentEngine(service, self.store)
         #: seconds an UpdateEndpointWeightsAndCapacities call keeps the endpoint Updating
         self.scale_seconds = 0.5
-        create = service.operation("CreateEndpointConfig")
-        describe = service.operation("DescribeEndpointConfig")
-        self._config_echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
+        self._config_echo = echoed_members(service, "CreateEndpointConfig", "DescribeEndpointConfig")
 
     def register(self) -> None:
         """Register the actions with the service."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from devstack.sagemaker import isolation
 from devstack.sagemaker.awsio import DUMMY_CREDENTIALS, CloudWatchLogSink
-from devstack.sagemaker.common import list_response, require
+from devstack.sagemaker.common import echoed_members, list_response, require, stop_wanted
 from devstack.sagemaker.dockerfile import DockerfileError
 from devstack.sagemaker.environments import EnvironmentBuildError
 from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
@@ -256,6 +256,8 @@ class SandboxJobs:
         self._shutting_down = False
         self._name_key = f"{self.NOUN}JobName"
         self._status_key = f"{self.NOUN}JobStatus"
+        #: the Create*Job members the Describe*Job answer repeats
+        self._echo = echoed_members(service, f"Create{self.NOUN}Job", f"Describe{self.NOUN}Job")
 
     # -- to implement ----------------------------------------------------------------------------
 
@@ -346,13 +348,8 @@ class SandboxJobs:
         store = self.service.store
         with store.lock:
             record = require(store.get(self.KIND, name), resource_not_found(f"{self.NOUN} job {name} does not exist."))
-            status = record["desc"][self._status_key]
-            if status == "Stopping":
+            if not stop_wanted(record["desc"][self._status_key], self.NOUN.lower()):
                 return
-            if status != "InProgress":
-                raise validation_error(
-                    f"The request was rejected because the {self.NOUN.lower()} job is in status {status}."
-                )
             self._mark_stopping(name)
         job = self.running.get(name)
         if job is not None:

@@ -45,7 +45,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import awsio
-from devstack.sagemaker.common import as_epoch, list_response, now, pick, read_json, require, send_json
+from devstack.sagemaker.common import (
+    as_epoch,
+    echoed_members,
+    list_response,
+    now,
+    pick,
+    read_json,
+    require,
+    send_json,
+)
 from devstack.sagemaker.errors import SageMakerError, resource_in_use, resource_not_found, validation_error
 
 if TYPE_CHECKING:
@@ -158,6 +167,41 @@ def _hours(start: float, end: float) -> list[dt.datetime]:
     return out
 
 
+def _job_shape(
+    source: dict[str, Any],
+    *,
+    definition: str | None,
+    app: dict[str, Any],
+    environment: dict[str, str],
+    job_input: dict[str, Any],
+    output: dict[str, Any],
+    resources: dict[str, Any],
+    baseline: dict[str, Any],
+) -> dict[str, Any]:
+    """A schedule's job in the one internal shape, from a job definition or an inline MonitoringJobDefinition.
+
+    :param source: the definition or the inline job (``StoppingCondition``, ``NetworkConfig``, ``RoleArn``).
+    """
+    return {
+        "definition": definition,
+        "image": app["ImageUri"],
+        "entrypoint": app.get("ContainerEntrypoint"),
+        "arguments": app.get("ContainerArguments"),
+        "environment": environment,
+        "preprocessor": app.get("RecordPreprocessorSourceUri"),
+        "postprocessor": app.get("PostAnalyticsProcessorSourceUri"),
+        "endpoint_input": job_input.get("EndpointInput"),
+        "batch_input": job_input.get("BatchTransformInput"),
+        "output": output,
+        "resources": resources,
+        "stopping": source.get("StoppingCondition"),
+        "network": source.get("NetworkConfig"),
+        "role": source["RoleArn"],
+        "constraints": (baseline.get("ConstraintsResource") or {}).get("S3Uri"),
+        "statistics": (baseline.get("StatisticsResource") or {}).get("S3Uri"),
+    }
+
+
 class Monitoring:
     """The Model Monitor actions and the scheduler thread.
 
@@ -173,9 +217,7 @@ class Monitoring:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.available = os.environ.get(AVAILABILITY_ENV, "available").strip().lower() != "unavailable"
-        create = service.operation("CreateDataQualityJobDefinition")
-        describe = service.operation("DescribeDataQualityJobDefinition")
-        self._echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
+        self._echo = echoed_members(service, "CreateDataQualityJobDefinition", "DescribeDataQualityJobDefinition")
 
     def register(self) -> None:
         """Register the actions, the analyzer image's runtime, the run-now route and the scheduler."""
@@ -317,25 +359,16 @@ class Monitoring:
                 raise validation_error(f"The devstack runs DataQuality monitoring only, not {kind}.")
             desc = self._definition(config["MonitoringJobDefinitionName"])
             app = desc["DataQualityAppSpecification"]
-            baseline = desc.get("DataQualityBaselineConfig") or {}
-            return {
-                "definition": desc["JobDefinitionName"],
-                "image": app["ImageUri"],
-                "entrypoint": app.get("ContainerEntrypoint"),
-                "arguments": app.get("ContainerArguments"),
-                "environment": app.get("Environment") or {},
-                "preprocessor": app.get("RecordPreprocessorSourceUri"),
-                "postprocessor": app.get("PostAnalyticsProcessorSourceUri"),
-                "endpoint_input": desc["DataQualityJobInput"].get("EndpointInput"),
-                "batch_input": desc["DataQualityJobInput"].get("BatchTransformInput"),
-                "output": desc["DataQualityJobOutputConfig"],
-                "resources": desc["JobResources"],
-                "stopping": desc.get("StoppingCondition"),
-                "network": desc.get("NetworkConfig"),
-                "role": desc["RoleArn"],
-                "constraints": (baseline.get("ConstraintsResource") or {}).get("S3Uri"),
-                "statistics": (baseline.get("StatisticsResource") or {}).get("S3Uri"),
-            }
+            return _job_shape(
+                desc,
+                definition=desc["JobDefinitionName"],
+                app=app,
+                environment=app.get("Environment") or {},
+                job_input=desc["DataQualityJobInput"],
+                output=desc["DataQualityJobOutputConfig"],
+                resources=desc["JobResources"],
+                baseline=desc.get("DataQualityBaselineConfig") or {},
+            )
         inline = config.get("MonitoringJobDefinition")
         if not inline:
             raise validation_error(
@@ -343,27 +376,16 @@ class Monitoring:
             )
         if len(inline["MonitoringInputs"]) != 1:
             raise validation_error("MonitoringJobDefinition.MonitoringInputs must hold exactly one input.")
-        app = inline["MonitoringAppSpecification"]
-        baseline = inline.get("BaselineConfig") or {}
-        monitoring_input = inline["MonitoringInputs"][0]
-        return {
-            "definition": None,
-            "image": app["ImageUri"],
-            "entrypoint": app.get("ContainerEntrypoint"),
-            "arguments": app.get("ContainerArguments"),
-            "environment": inline.get("Environment") or {},
-            "preprocessor": app.get("RecordPreprocessorSourceUri"),
-            "postprocessor": app.get("PostAnalyticsProcessorSourceUri"),
-            "endpoint_input": monitoring_input.get("EndpointInput"),
-            "batch_input": monitoring_input.get("BatchTransformInput"),
-            "output": inline["MonitoringOutputConfig"],
-            "resources": inline["MonitoringResources"],
-            "stopping": inline.get("StoppingCondition"),
-            "network": inline.get("NetworkConfig"),
-            "role": inline["RoleArn"],
-            "constraints": (baseline.get("ConstraintsResource") or {}).get("S3Uri"),
-            "statistics": (baseline.get("StatisticsResource") or {}).get("S3Uri"),
-        }
+        return _job_shape(
+            inline,
+            definition=None,
+            app=inline["MonitoringAppSpecification"],
+            environment=inline.get("Environment") or {},
+            job_input=inline["MonitoringInputs"][0],
+            output=inline["MonitoringOutputConfig"],
+            resources=inline["MonitoringResources"],
+            baseline=inline.get("BaselineConfig") or {},
+        )
 
     def _check_schedule(self, config: dict[str, Any]) -> dict[str, Any]:
         job = self._resolve(config)

@@ -71,12 +71,6 @@ class ProcessingJobs(SandboxJobs):
         "ExitMessage",
     ]
 
-    def __init__(self, service: ServiceApi) -> None:
-        super().__init__(service)
-        describe = service.operation("DescribeProcessingJob")
-        create = service.operation("CreateProcessingJob")
-        self._echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
-
     # -- actions ---------------------------------------------------------------------------------
 
     def create(self, params: dict[str, Any], extra: dict[str, Any] | None = None) -> str:

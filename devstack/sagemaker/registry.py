@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from devstack.sagemaker.common import list_response, now, page_response, pick, require
+from devstack.sagemaker.common import echoed_members, list_response, now, page_response, pick, require
 from devstack.sagemaker.errors import conflict, resource_not_found, validation_error
 from devstack.sagemaker.events import MODEL_PACKAGE_STATE_CHANGE, model_package_detail, package_state_changed
 
@@ -46,12 +46,8 @@ class Registry:
         self.service = service
         store = service.store
         self.store = store
-        pkg_in = service.operation("CreateModelPackage").input_shape.members
-        pkg_out = service.operation("DescribeModelPackage").output_shape.members
-        self._package_echo = [m for m in pkg_in if m in pkg_out]
-        model_in = service.operation("CreateModel").input_shape.members
-        model_out = service.operation("DescribeModel").output_shape.members
-        self._model_echo = [m for m in model_in if m in model_out]
+        self._package_echo = echoed_members(service, "CreateModelPackage", "DescribeModelPackage")
+        self._model_echo = echoed_members(service, "CreateModel", "DescribeModel")
 
     def register(self) -> None:
         """Register the actions with the service."""

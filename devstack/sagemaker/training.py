@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from devstack.sagemaker.environments import EnvironmentSpec
     from devstack.sagemaker.isolation import Confinement
     from devstack.sagemaker.paths import PathMapper
-    from devstack.sagemaker.service_api import ServiceApi
 
 KIND = "training-jobs"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -109,13 +108,6 @@ class TrainingJobs(SandboxJobs):
         "TrainingJobStatus",
         "SecondaryStatus",
     ]
-
-    def __init__(self, service: ServiceApi) -> None:
-        super().__init__(service)
-        op = service.operation("DescribeTrainingJob")
-        self._describe_members = list(op.output_shape.members)
-        create = service.operation("CreateTrainingJob")
-        self._echo = [m for m in create.input_shape.members if m in op.output_shape.members]
 
     # -- actions ---------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import awsio
-from devstack.sagemaker.common import list_response, now, pick, require
+from devstack.sagemaker.common import echoed_members, list_response, now, pick, require, stop_wanted
 from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
 from devstack.sagemaker.jobs import RESTART_FAILURE, RunningJob, RunningJobs
 from devstack.sagemaker.serving import ModelWorker, WorkerStartError, instance_id
@@ -58,9 +58,7 @@ class TransformJobs:
         self.store = service.store
         self.running = RunningJobs()
         self._shutting_down = False
-        create = service.operation("CreateTransformJob")
-        describe = service.operation("DescribeTransformJob")
-        self._echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
+        self._echo = echoed_members(service, "CreateTransformJob", "DescribeTransformJob")
 
     def register(self) -> None:
         """Register the actions with the service."""
@@ -138,14 +136,11 @@ class TransformJobs:
         """Handle StopTransformJob: Stopping, then Stopped after the current request."""
         name = params["TransformJobName"]
         with self.store.lock:
-            record = self.store.get(KIND, name)
-            if record is None:
-                raise resource_not_found(f"Could not find requested job with name {name}")
-            status = record["desc"]["TransformJobStatus"]
-            if status == "Stopping":
+            record = require(
+                self.store.get(KIND, name), resource_not_found(f"Could not find requested job with name {name}")
+            )
+            if not stop_wanted(record["desc"]["TransformJobStatus"], "transform"):
                 return
-            if status != "InProgress":
-                raise validation_error(f"The request was rejected because the transform job is in status {status}.")
             self._update(name, TransformJobStatus="Stopping")
         job = self.running.get(name)
         if job is not None:

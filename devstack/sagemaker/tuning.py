@@ -14,7 +14,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import search
-from devstack.sagemaker.common import list_response, now, page_response, pick, require, sort_records
+from devstack.sagemaker.common import (
+    list_response,
+    now,
+    page_response,
+    pick,
+    require,
+    sort_records,
+    stop_wanted,
+)
 from devstack.sagemaker.errors import SageMakerError, resource_in_use, resource_not_found, validation_error
 from devstack.sagemaker.jobs import RESTART_FAILURE
 from devstack.sagemaker.training import KIND as TRAINING_KIND
@@ -263,12 +271,8 @@ class TuningJobs:
         """Handle StopHyperParameterTuningJob: stops launching and stops the running children."""
         name = params["HyperParameterTuningJobName"]
         with self.service.store.lock:
-            record = self._record(name)
-            status = record["desc"]["HyperParameterTuningJobStatus"]
-            if status == "Stopping":
+            if not stop_wanted(self._record(name)["desc"]["HyperParameterTuningJobStatus"], "tuning"):
                 return
-            if status != "InProgress":
-                raise validation_error(f"The request was rejected because the tuning job is in status {status}.")
             self._update(name, HyperParameterTuningJobStatus="Stopping")
         stop = self._stops.get(name)
         if stop is not None:

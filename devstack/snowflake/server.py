@@ -62,6 +62,8 @@ def _patch_cursor_errors() -> None:
     from fakesnow.cursor import FakeSnowflakeCursor
     from snowflake.connector.errors import ProgrammingError
 
+    from devstack.snowflake.sqltext import unsupported
+
     original = FakeSnowflakeCursor.execute
     if getattr(original, "_devstack_wrapped", False):
         return
@@ -77,12 +79,7 @@ def _patch_cursor_errors() -> None:
         except Exception as exc:
             log.warning("Statement failed in fakesnow: %s: %s", type(exc).__name__, exc)
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise ProgrammingError(
-                msg=f"SQL compilation error:\nUnsupported feature '{detail}' (not implemented by the devstack's "
-                "Snowflake stand-in).",
-                errno=2,
-                sqlstate="0A000",
-            ) from exc
+            raise unsupported(detail) from exc
 
     execute._devstack_wrapped = True  # type: ignore[attr-defined]
     FakeSnowflakeCursor.execute = execute  # type: ignore[method-assign]
@@ -120,6 +117,8 @@ def _staging_route(staging: Any, resent: ResentRequests):
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse
 
+    from devstack.snowflake.sqltext import unsupported
+
     async def query_request(request: Any) -> Any:
         resent.observe(request.query_params.get("requestId"), request.query_params.get("retryCount"))
         try:
@@ -141,19 +140,9 @@ def _staging_route(staging: Any, resent: ResentRequests):
                 )
             try:
                 if payload.get("bindings"):
-                    raise ProgrammingError(
-                        msg="SQL compilation error:\nUnsupported feature 'bind variables in a staging statement' "
-                        "(not implemented by the devstack's Snowflake stand-in).",
-                        errno=2,
-                        sqlstate="0A000",
-                    )
+                    raise unsupported("bind variables in a staging statement")
                 if payload.get("describeOnly"):
-                    raise ProgrammingError(
-                        msg="SQL compilation error:\nUnsupported feature 'describe-only staging statement' "
-                        "(not implemented by the devstack's Snowflake stand-in).",
-                        errno=2,
-                        sqlstate="0A000",
-                    )
+                    raise unsupported("describe-only staging statement")
                 result = await run_in_threadpool(staging.execute, conn, sql)
             except ProgrammingError as exc:
                 log.info("Staging statement failed: %s", exc.msg)
