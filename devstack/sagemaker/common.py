@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from devstack.sagemaker.errors import SageMakerError, validation_error
@@ -185,35 +186,46 @@ def page_response(
     return out
 
 
-def list_response(
-    records: Iterable[dict[str, Any]],
-    params: dict[str, Any],
-    result_key: str,
-    *,
-    name_key: str,
-    status_key: str | None = None,
-    modified_key: str = "LastModifiedTime",
-    sort_keys: dict[str, Callable[[dict[str, Any]], Any]] | None = None,
-    default_by: str = "CreationTime",
-    default_order: str = "Descending",
-    summary: Sequence[str] | Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Answer a SageMaker List* request: the common filters, ``SortBy``/``SortOrder``, then one page.
+@dataclass(frozen=True)
+class Listing:
+    """How a SageMaker List* action answers: the common filters, ``SortBy``/``SortOrder``, then one page.
 
-    :param records: the descriptions to list (already narrowed by the action's own filters).
+    :param result_key: the answer's member holding the page, e.g. ``Endpoints``.
     :param name_key: the member ``NameContains`` and ``SortBy=Name`` look at.
+    :param summary: how a description is shown (see :func:`page_response`).
     :param status_key: the member ``StatusEquals`` and ``SortBy=Status`` look at (None: neither applies).
     :param modified_key: the member the ``LastModifiedTime*`` windows look at.
     :param sort_keys: the ``SortBy`` values and their keys, when not ``Name``, ``CreationTime`` (and ``Status``).
-    :param summary: how a description is shown (see :func:`page_response`).
     """
-    records = filter_records(records, params, name_key=name_key, status_key=status_key, modified_key=modified_key)
-    if sort_keys is None:
-        sort_keys = {"Name": lambda d: d[name_key], "CreationTime": lambda d: d["CreationTime"]}
-        if status_key:
-            sort_keys["Status"] = lambda d: d[status_key]
-    records = sort_records(records, params, sort_keys, default_by, default_order)
-    return page_response(records, params, result_key, summary)
+
+    result_key: str
+    name_key: str
+    summary: Sequence[str] | Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    status_key: str | None = None
+    modified_key: str = "LastModifiedTime"
+    sort_keys: dict[str, Callable[[dict[str, Any]], Any]] | None = None
+    default_by: str = "CreationTime"
+    default_order: str = "Descending"
+
+    def answer(self, records: Iterable[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        """Answer ``params`` from ``records``, the descriptions to list (already narrowed by the action's own
+        filters)."""
+        name_key, status_key = self.name_key, self.status_key
+        found = filter_records(
+            records, params, name_key=name_key, status_key=status_key, modified_key=self.modified_key
+        )
+        sort_keys = self.sort_keys
+        if sort_keys is None:
+            sort_keys = {"Name": lambda d: d[name_key], "CreationTime": lambda d: d["CreationTime"]}
+            if status_key:
+                sort_keys["Status"] = lambda d: d[status_key]
+        ordered = sort_records(found, params, sort_keys, self.default_by, self.default_order)
+        return page_response(ordered, params, self.result_key, self.summary)
+
+
+def descriptions(store: Any, kind: str) -> list[dict[str, Any]]:
+    """The descriptions (``desc``) of every stored record of ``kind``."""
+    return [record["desc"] for record in store.values(kind)]
 
 
 def pick(source: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:

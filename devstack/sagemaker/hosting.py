@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import capture as capturemod
 from devstack.sagemaker.alarms import unsupported as unsupported_alarm
-from devstack.sagemaker.common import echoed_members, list_response, now, pick, require
+from devstack.sagemaker.common import Listing, descriptions, echoed_members, now, pick, require
 from devstack.sagemaker.deployments import (
     CONFIGS,
     ENDPOINTS,
@@ -50,6 +50,17 @@ RESTART_CREATE_FAILURE = (
 RESTART_UPDATE_FAILURE = (
     "InternalServerError: The devstack SageMaker service stopped during the update; the endpoint stays on "
     "its previous endpoint configuration."
+)
+
+
+CONFIG_LISTING = Listing(
+    "EndpointConfigs", "EndpointConfigName", ("EndpointConfigName", "EndpointConfigArn", "CreationTime")
+)
+ENDPOINT_LISTING = Listing(
+    "Endpoints",
+    "EndpointName",
+    ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus"),
+    status_key="EndpointStatus",
 )
 
 
@@ -132,13 +143,7 @@ class Hosting:
 
     def list_endpoint_configs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListEndpointConfigs (default order: newest first)."""
-        return list_response(
-            [r["desc"] for r in self.store.values(CONFIGS)],
-            params,
-            "EndpointConfigs",
-            name_key="EndpointConfigName",
-            summary=["EndpointConfigName", "EndpointConfigArn", "CreationTime"],
-        )
+        return CONFIG_LISTING.answer(descriptions(self.store, CONFIGS), params)
 
     def delete_endpoint_config(self, params: dict[str, Any]) -> None:
         """Handle DeleteEndpointConfig (an endpoint using it keeps serving, as on AWS)."""
@@ -160,14 +165,7 @@ class Hosting:
 
     def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListEndpoints (default order: newest first)."""
-        return list_response(
-            [r["desc"] for r in self.store.values(ENDPOINTS)],
-            params,
-            "Endpoints",
-            name_key="EndpointName",
-            status_key="EndpointStatus",
-            summary=["EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus"],
-        )
+        return ENDPOINT_LISTING.answer(descriptions(self.store, ENDPOINTS), params)
 
     # -- endpoints: create / delete --------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from devstack.sagemaker import isolation
 from devstack.sagemaker.awsio import DUMMY_CREDENTIALS, CloudWatchLogSink
-from devstack.sagemaker.common import echoed_members, list_response, require, stop_wanted
+from devstack.sagemaker.common import Listing, descriptions, echoed_members, require, stop_wanted
 from devstack.sagemaker.dockerfile import DockerfileError
 from devstack.sagemaker.environments import EnvironmentBuildError
 from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
@@ -256,6 +256,9 @@ class SandboxJobs:
         self._shutting_down = False
         self._name_key = f"{self.NOUN}JobName"
         self._status_key = f"{self.NOUN}JobStatus"
+        self._listing = Listing(
+            f"{self.NOUN}JobSummaries", self._name_key, self.SUMMARY_FIELDS, self._status_key, default_order="Ascending"
+        )
         #: the Create*Job members the Describe*Job answer repeats
         self._echo = echoed_members(service, f"Create{self.NOUN}Job", f"Describe{self.NOUN}Job")
 
@@ -307,15 +310,7 @@ class SandboxJobs:
 
     def list_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle List*Jobs: the jobs filtered, sorted and paged as asked, each summarised by SUMMARY_FIELDS."""
-        return list_response(
-            [r["desc"] for r in self.service.store.values(self.KIND)],
-            params,
-            f"{self.NOUN}JobSummaries",
-            name_key=self._name_key,
-            status_key=self._status_key,
-            default_order="Ascending",
-            summary=self.SUMMARY_FIELDS,
-        )
+        return self._listing.answer(descriptions(self.service.store, self.KIND), params)
 
     def stop_job(self, params: dict[str, Any]) -> None:
         """Handle Stop*Job (see :meth:`stop`)."""

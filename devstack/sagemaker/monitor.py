@@ -46,9 +46,10 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import awsio
 from devstack.sagemaker.common import (
+    Listing,
     as_epoch,
+    descriptions,
     echoed_members,
-    list_response,
     now,
     pick,
     read_json,
@@ -202,6 +203,54 @@ def _job_shape(
     }
 
 
+def _definition_endpoint(desc: dict[str, Any]) -> str:
+    return (desc["DataQualityJobInput"].get("EndpointInput") or {}).get("EndpointName", "")
+
+
+def _definition_summary(desc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "MonitoringJobDefinitionName": desc["JobDefinitionName"],
+        "MonitoringJobDefinitionArn": desc["JobDefinitionArn"],
+        "CreationTime": desc["CreationTime"],
+        "EndpointName": _definition_endpoint(desc),
+    }
+
+
+_SCHEDULE_FIELDS = (
+    "MonitoringScheduleName",
+    "MonitoringScheduleArn",
+    "CreationTime",
+    "LastModifiedTime",
+    "MonitoringScheduleStatus",
+    "EndpointName",
+    "MonitoringType",
+)
+
+
+def _schedule_summary(desc: dict[str, Any]) -> dict[str, Any]:
+    shown = pick(desc, _SCHEDULE_FIELDS)
+    definition = desc["MonitoringScheduleConfig"].get("MonitoringJobDefinitionName")
+    if definition:
+        shown["MonitoringJobDefinitionName"] = definition
+    return shown
+
+
+DEFINITION_LISTING = Listing("JobDefinitionSummaries", "JobDefinitionName", _definition_summary)
+SCHEDULE_LISTING = Listing(
+    "MonitoringScheduleSummaries", "MonitoringScheduleName", _schedule_summary, status_key="MonitoringScheduleStatus"
+)
+#: executions are listed by their summaries (no Name sort; ScheduledTime instead)
+EXECUTION_LISTING = Listing(
+    "MonitoringExecutionSummaries",
+    "MonitoringScheduleName",
+    sort_keys={
+        "CreationTime": lambda s: s["CreationTime"],
+        "ScheduledTime": lambda s: s["ScheduledTime"],
+        "Status": lambda s: s["MonitoringExecutionStatus"],
+    },
+)
+
+
 class Monitoring:
     """The Model Monitor actions and the scheduler thread.
 
@@ -313,27 +362,12 @@ class Monitoring:
         """Handle DescribeDataQualityJobDefinition."""
         return self._definition(params["JobDefinitionName"])
 
-    @staticmethod
-    def _definition_endpoint(desc: dict[str, Any]) -> str:
-        return (desc["DataQualityJobInput"].get("EndpointInput") or {}).get("EndpointName", "")
-
     def list_definitions(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListDataQualityJobDefinitions."""
-        descs = [r["desc"] for r in self.store.values(DEFINITIONS)]
+        descs = descriptions(self.store, DEFINITIONS)
         if params.get("EndpointName"):
-            descs = [d for d in descs if self._definition_endpoint(d) == params["EndpointName"]]
-        return list_response(
-            descs,
-            params,
-            "JobDefinitionSummaries",
-            name_key="JobDefinitionName",
-            summary=lambda d: {
-                "MonitoringJobDefinitionName": d["JobDefinitionName"],
-                "MonitoringJobDefinitionArn": d["JobDefinitionArn"],
-                "CreationTime": d["CreationTime"],
-                "EndpointName": self._definition_endpoint(d),
-            },
-        )
+            descs = [d for d in descs if _definition_endpoint(d) == params["EndpointName"]]
+        return DEFINITION_LISTING.answer(descs, params)
 
     def delete_definition(self, params: dict[str, Any]) -> None:
         """Handle DeleteDataQualityJobDefinition."""
@@ -476,7 +510,7 @@ class Monitoring:
 
     def list_schedules(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListMonitoringSchedules."""
-        descs = [r["desc"] for r in self.store.values(SCHEDULES)]
+        descs = descriptions(self.store, SCHEDULES)
         if params.get("EndpointName"):
             descs = [d for d in descs if d.get("EndpointName") == params["EndpointName"]]
         if params.get("MonitoringJobDefinitionName"):
@@ -488,31 +522,7 @@ class Monitoring:
             ]
         if params.get("MonitoringTypeEquals"):
             descs = [d for d in descs if d.get("MonitoringType") == params["MonitoringTypeEquals"]]
-        fields = [
-            "MonitoringScheduleName",
-            "MonitoringScheduleArn",
-            "CreationTime",
-            "LastModifiedTime",
-            "MonitoringScheduleStatus",
-            "EndpointName",
-            "MonitoringType",
-        ]
-
-        def summary(d: dict[str, Any]) -> dict[str, Any]:
-            shown = pick(d, fields)
-            definition = d["MonitoringScheduleConfig"].get("MonitoringJobDefinitionName")
-            if definition:
-                shown["MonitoringJobDefinitionName"] = definition
-            return shown
-
-        return list_response(
-            descs,
-            params,
-            "MonitoringScheduleSummaries",
-            name_key="MonitoringScheduleName",
-            status_key="MonitoringScheduleStatus",
-            summary=summary,
-        )
+        return SCHEDULE_LISTING.answer(descs, params)
 
     def update_schedule(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle UpdateMonitoringSchedule: replaces the config; Pending, then Scheduled."""
@@ -601,17 +611,7 @@ class Monitoring:
             summaries = [s for s in summaries if s["ScheduledTime"] < before]
         if after is not None:
             summaries = [s for s in summaries if s["ScheduledTime"] > after]
-        return list_response(
-            summaries,
-            params,
-            "MonitoringExecutionSummaries",
-            name_key="MonitoringScheduleName",
-            sort_keys={
-                "CreationTime": lambda s: s["CreationTime"],
-                "ScheduledTime": lambda s: s["ScheduledTime"],
-                "Status": lambda s: s["MonitoringExecutionStatus"],
-            },
-        )
+        return EXECUTION_LISTING.answer(summaries, params)
 
     def _window(self, config: dict[str, Any], job: dict[str, Any], scheduled: float) -> tuple[float, float]:
         schedule = config["ScheduleConfig"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from devstack.sagemaker.common import echoed_members, list_response, now, page_response, pick, require
+from devstack.sagemaker.common import Listing, descriptions, echoed_members, now, page_response, pick, require
 from devstack.sagemaker.errors import conflict, resource_not_found, validation_error
 from devstack.sagemaker.events import MODEL_PACKAGE_STATE_CHANGE, model_package_detail, package_state_changed
 
@@ -34,6 +34,43 @@ _TAGGABLE = {
     "model-package-group": (GROUPS, "name"),
     "model-package": (PACKAGES, "arn"),
 }
+
+
+GROUP_LISTING = Listing(
+    "ModelPackageGroupSummaryList",
+    "ModelPackageGroupName",
+    (
+        "ModelPackageGroupName",
+        "ModelPackageGroupArn",
+        "ModelPackageGroupDescription",
+        "CreationTime",
+        "ModelPackageGroupStatus",
+    ),
+    default_order="Ascending",
+)
+#: versions of one group sort by their version number within equal names or creation times
+PACKAGE_LISTING = Listing(
+    "ModelPackageSummaryList",
+    "ModelPackageName",
+    (
+        "ModelPackageName",
+        "ModelPackageGroupName",
+        "ModelPackageVersion",
+        "ModelPackageArn",
+        "ModelPackageDescription",
+        "CreationTime",
+        "ModelPackageStatus",
+        "ModelApprovalStatus",
+        "ModelLifeCycle",
+        "ModelPackageRegistrationType",
+    ),
+    sort_keys={
+        "Name": lambda d: (d["ModelPackageName"], d.get("ModelPackageVersion", 0)),
+        "CreationTime": lambda d: (d["CreationTime"], d.get("ModelPackageVersion", 0)),
+    },
+    default_order="Ascending",
+)
+MODEL_LISTING = Listing("Models", "ModelName", ("ModelName", "ModelArn", "CreationTime"))
 
 
 class Registry:
@@ -110,20 +147,7 @@ class Registry:
 
     def list_model_package_groups(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListModelPackageGroups."""
-        return list_response(
-            [r["desc"] for r in self.store.values(GROUPS)],
-            params,
-            "ModelPackageGroupSummaryList",
-            name_key="ModelPackageGroupName",
-            default_order="Ascending",
-            summary=[
-                "ModelPackageGroupName",
-                "ModelPackageGroupArn",
-                "ModelPackageGroupDescription",
-                "CreationTime",
-                "ModelPackageGroupStatus",
-            ],
-        )
+        return GROUP_LISTING.answer(descriptions(self.store, GROUPS), params)
 
     def delete_model_package_group(self, params: dict[str, Any]) -> None:
         """Handle DeleteModelPackageGroup: refused (ConflictException) while the group holds versions."""
@@ -227,29 +251,7 @@ class Registry:
                 descs = [d for d in descs if "ModelPackageGroupName" not in d]
         if params.get("ModelApprovalStatus"):
             descs = [d for d in descs if d.get("ModelApprovalStatus") == params["ModelApprovalStatus"]]
-        return list_response(
-            descs,
-            params,
-            "ModelPackageSummaryList",
-            name_key="ModelPackageName",
-            sort_keys={
-                "Name": lambda d: (d["ModelPackageName"], d.get("ModelPackageVersion", 0)),
-                "CreationTime": lambda d: (d["CreationTime"], d.get("ModelPackageVersion", 0)),
-            },
-            default_order="Ascending",
-            summary=[
-                "ModelPackageName",
-                "ModelPackageGroupName",
-                "ModelPackageVersion",
-                "ModelPackageArn",
-                "ModelPackageDescription",
-                "CreationTime",
-                "ModelPackageStatus",
-                "ModelApprovalStatus",
-                "ModelLifeCycle",
-                "ModelPackageRegistrationType",
-            ],
-        )
+        return PACKAGE_LISTING.answer(descs, params)
 
     def update_model_package(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle UpdateModelPackage: approval, metadata (add/remove), inference specifications."""
@@ -339,13 +341,7 @@ class Registry:
 
     def list_models(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListModels (default order: newest first, as documented)."""
-        return list_response(
-            [r["desc"] for r in self.store.values(MODELS)],
-            params,
-            "Models",
-            name_key="ModelName",
-            summary=["ModelName", "ModelArn", "CreationTime"],
-        )
+        return MODEL_LISTING.answer(descriptions(self.store, MODELS), params)
 
     def delete_model(self, params: dict[str, Any]) -> None:
         """Handle DeleteModel (unknown: ValidationException)."""

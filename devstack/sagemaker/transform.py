@@ -28,7 +28,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import awsio
-from devstack.sagemaker.common import echoed_members, list_response, now, pick, require, stop_wanted
+from devstack.sagemaker.common import Listing, descriptions, echoed_members, now, pick, require, stop_wanted
 from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
 from devstack.sagemaker.jobs import RESTART_FAILURE, RunningJob, RunningJobs
 from devstack.sagemaker.serving import ModelWorker, WorkerStartError, instance_id
@@ -41,6 +41,22 @@ log = logging.getLogger(__name__)
 KIND = "transform-jobs"
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
 GENERIC_FAILURE = "ClientError: See job logs for more information"
+#: ListTransformJobs (its LastModifiedTime windows look at CreationTime)
+LISTING = Listing(
+    "TransformJobSummaries",
+    "TransformJobName",
+    (
+        "TransformJobName",
+        "TransformJobArn",
+        "CreationTime",
+        "TransformEndTime",
+        "LastModifiedTime",
+        "TransformJobStatus",
+        "FailureReason",
+    ),
+    status_key="TransformJobStatus",
+    modified_key="CreationTime",
+)
 
 
 class _StoppedError(Exception):
@@ -114,23 +130,7 @@ class TransformJobs:
 
     def list_transform_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListTransformJobs."""
-        return list_response(
-            [r["desc"] for r in self.store.values(KIND)],
-            params,
-            "TransformJobSummaries",
-            name_key="TransformJobName",
-            status_key="TransformJobStatus",
-            modified_key="CreationTime",
-            summary=[
-                "TransformJobName",
-                "TransformJobArn",
-                "CreationTime",
-                "TransformEndTime",
-                "LastModifiedTime",
-                "TransformJobStatus",
-                "FailureReason",
-            ],
-        )
+        return LISTING.answer(descriptions(self.store, KIND), params)
 
     def stop_transform_job(self, params: dict[str, Any]) -> None:
         """Handle StopTransformJob: Stopping, then Stopped after the current request."""

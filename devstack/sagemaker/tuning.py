@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import search
 from devstack.sagemaker.common import (
-    list_response,
+    Listing,
+    descriptions,
     now,
     page_response,
     pick,
@@ -50,6 +51,33 @@ _CHILD_MEMBERS = (
     "CheckpointConfig",
     "Environment",
     "RetryStrategy",
+)
+
+
+_SUMMARY_FIELDS = (
+    "HyperParameterTuningJobName",
+    "HyperParameterTuningJobArn",
+    "HyperParameterTuningJobStatus",
+    "CreationTime",
+    "HyperParameterTuningEndTime",
+    "LastModifiedTime",
+    "TrainingJobStatusCounters",
+    "ObjectiveStatusCounters",
+)
+
+
+def _summary(desc: dict[str, Any]) -> dict[str, Any]:
+    config = desc["HyperParameterTuningJobConfig"]
+    return {**pick(desc, _SUMMARY_FIELDS), "Strategy": config["Strategy"], "ResourceLimits": config["ResourceLimits"]}
+
+
+LISTING = Listing(
+    "HyperParameterTuningJobSummaries",
+    "HyperParameterTuningJobName",
+    _summary,
+    status_key="HyperParameterTuningJobStatus",
+    default_by="Name",
+    default_order="Ascending",
 )
 
 
@@ -206,35 +234,7 @@ class TuningJobs:
 
     def list_tuning_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListHyperParameterTuningJobs."""
-
-        def summary(desc: dict[str, Any]) -> dict[str, Any]:
-            shown = pick(
-                desc,
-                [
-                    "HyperParameterTuningJobName",
-                    "HyperParameterTuningJobArn",
-                    "HyperParameterTuningJobStatus",
-                    "CreationTime",
-                    "HyperParameterTuningEndTime",
-                    "LastModifiedTime",
-                    "TrainingJobStatusCounters",
-                    "ObjectiveStatusCounters",
-                ],
-            )
-            shown["Strategy"] = desc["HyperParameterTuningJobConfig"]["Strategy"]
-            shown["ResourceLimits"] = desc["HyperParameterTuningJobConfig"]["ResourceLimits"]
-            return shown
-
-        return list_response(
-            [r["desc"] for r in self.service.store.values(KIND)],
-            params,
-            "HyperParameterTuningJobSummaries",
-            name_key="HyperParameterTuningJobName",
-            status_key="HyperParameterTuningJobStatus",
-            default_by="Name",
-            default_order="Ascending",
-            summary=summary,
-        )
+        return LISTING.answer(descriptions(self.service.store, KIND), params)
 
     def list_training_jobs_for_tuning_job(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListTrainingJobsForHyperParameterTuningJob."""
