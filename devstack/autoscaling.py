@@ -21,22 +21,11 @@ that runs the moto server (``python -m devstack.moto_server`` and the integratio
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
+from devstack.once import once
+
 MAX_TAGS = 50
-_LOCK = threading.Lock()
-_INSTALLED = False
-
-
-def install() -> None:
-    """Install the tag behaviour and the cascading deregistration into moto (idempotent; process-wide)."""
-    global _INSTALLED
-    with _LOCK:
-        if _INSTALLED:
-            return
-        _install()
-        _INSTALLED = True
 
 
 def _tags_of(backend: Any) -> dict[str, dict[str, str]]:
@@ -73,7 +62,18 @@ def _target_arns(backend: Any) -> set[str]:
     return {target.arn for by_resource in backend.targets.values() for target in by_resource.values()}
 
 
-def _install() -> None:
+def _tagged_target(response: Any) -> tuple[Any, str]:
+    """The backend and the ``ResourceARN`` of a tag request (an unknown target: ResourceNotFoundException)."""
+    backend = response.applicationautoscaling_backend
+    arn = response._get_param("ResourceARN")
+    if arn not in _target_arns(backend):
+        raise _not_found(arn)
+    return backend, arn
+
+
+@once
+def install() -> None:
+    """Install the tag behaviour and the cascading deregistration into moto (idempotent; process-wide)."""
     from moto.applicationautoscaling.models import ApplicationAutoscalingBackend
     from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 
@@ -112,10 +112,7 @@ def _install() -> None:
         ]
 
     def tag_resource(self: Any) -> str:
-        backend = self.applicationautoscaling_backend
-        arn = self._get_param("ResourceARN")
-        if arn not in _target_arns(backend):
-            raise _not_found(arn)
+        backend, arn = _tagged_target(self)
         merged = {**_tags_of(backend).get(arn, {}), **_check(self._get_param("Tags") or {})}
         if len(merged) > MAX_TAGS:
             from moto.core.exceptions import JsonRESTError
@@ -125,19 +122,13 @@ def _install() -> None:
         return "{}"
 
     def untag_resource(self: Any) -> str:
-        backend = self.applicationautoscaling_backend
-        arn = self._get_param("ResourceARN")
-        if arn not in _target_arns(backend):
-            raise _not_found(arn)
+        backend, arn = _tagged_target(self)
         keys = set(self._get_param("TagKeys") or [])
         _tags_of(backend)[arn] = {k: v for k, v in _tags_of(backend).get(arn, {}).items() if k not in keys}
         return "{}"
 
     def list_tags_for_resource(self: Any) -> str:
-        backend = self.applicationautoscaling_backend
-        arn = self._get_param("ResourceARN")
-        if arn not in _target_arns(backend):
-            raise _not_found(arn)
+        backend, arn = _tagged_target(self)
         return json.dumps({"Tags": _tags_of(backend).get(arn, {})})
 
     ApplicationAutoScalingResponse.register_scalable_target = register_scalable_target

@@ -18,20 +18,20 @@ kept (see docs/devstack.md).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from devstack.processes import server_parser, stop_signalled
 
 log = logging.getLogger("devstack.moto_server")
 
@@ -120,29 +120,25 @@ class Snapshotter:
     def _save_iam_roles(self, _root: Path) -> list[dict[str, Any]]:
         iam = self.client("iam")
         roles = []
-        for page in iam.get_paginator("list_roles").paginate():
-            for role in page["Roles"]:
-                name = role["RoleName"]
-                inline = {
-                    pname: iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"]
-                    for p in iam.get_paginator("list_role_policies").paginate(RoleName=name)
-                    for pname in p["PolicyNames"]
+        for role in _listed(iam, "list_roles", "Roles"):
+            name = role["RoleName"]
+            inline = {
+                pname: iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"]
+                for pname in _listed(iam, "list_role_policies", "PolicyNames", RoleName=name)
+            }
+            attached = [
+                a["PolicyArn"] for a in _listed(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)
+            ]
+            roles.append(
+                {
+                    "RoleName": name,
+                    "Path": role.get("Path", "/"),
+                    "AssumeRolePolicyDocument": role.get("AssumeRolePolicyDocument") or {},
+                    "Description": role.get("Description", ""),
+                    "InlinePolicies": inline,
+                    "AttachedPolicyArns": attached,
                 }
-                attached = [
-                    a["PolicyArn"]
-                    for p in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
-                    for a in p["AttachedPolicies"]
-                ]
-                roles.append(
-                    {
-                        "RoleName": name,
-                        "Path": role.get("Path", "/"),
-                        "AssumeRolePolicyDocument": role.get("AssumeRolePolicyDocument") or {},
-                        "Description": role.get("Description", ""),
-                        "InlinePolicies": inline,
-                        "AttachedPolicyArns": attached,
-                    }
-                )
+            )
         return roles
 
     def _save_s3(self, root: Path) -> list[dict[str, Any]]:
@@ -151,50 +147,45 @@ class Snapshotter:
         for bucket in s3.list_buckets().get("Buckets", []):
             name = bucket["Name"]
             objects = []
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-                for item in page.get("Contents", []):
-                    key = item["Key"]
-                    obj = s3.get_object(Bucket=name, Key=key)
-                    blob = hashlib.sha256(f"{name}/{key}".encode()).hexdigest()
-                    with (root / "s3" / blob).open("wb") as out:
-                        shutil.copyfileobj(obj["Body"], out)
-                    objects.append(
-                        {
-                            "Key": key,
-                            "Blob": blob,
-                            "ContentType": obj.get("ContentType"),
-                            "Metadata": obj.get("Metadata", {}),
-                        }
-                    )
+            for item in _listed(s3, "list_objects_v2", "Contents", Bucket=name):
+                key = item["Key"]
+                obj = s3.get_object(Bucket=name, Key=key)
+                blob = hashlib.sha256(f"{name}/{key}".encode()).hexdigest()
+                with (root / "s3" / blob).open("wb") as out:
+                    shutil.copyfileobj(obj["Body"], out)
+                objects.append(
+                    {
+                        "Key": key,
+                        "Blob": blob,
+                        "ContentType": obj.get("ContentType"),
+                        "Metadata": obj.get("Metadata", {}),
+                    }
+                )
             buckets.append({"Name": name, "Objects": objects})
         return buckets
 
     def _save_sns(self, _root: Path) -> list[dict[str, Any]]:
         sns = self.client("sns")
         topics = []
-        for page in sns.get_paginator("list_topics").paginate():
-            for topic in page["Topics"]:
-                attrs = sns.get_topic_attributes(TopicArn=topic["TopicArn"])["Attributes"]
-                keep = {k: v for k, v in attrs.items() if k in ("DisplayName", "FifoTopic", "Policy")}
-                topics.append({"Name": topic["TopicArn"].rsplit(":", 1)[-1], "Attributes": keep})
+        for topic in _listed(sns, "list_topics", "Topics"):
+            attrs = sns.get_topic_attributes(TopicArn=topic["TopicArn"])["Attributes"]
+            keep = {k: v for k, v in attrs.items() if k in ("DisplayName", "FifoTopic", "Policy")}
+            topics.append({"Name": topic["TopicArn"].rsplit(":", 1)[-1], "Attributes": keep})
         return topics
 
     def _save_logs(self, _root: Path) -> list[dict[str, Any]]:
         logs = self.client("logs")
         groups = []
-        for page in logs.get_paginator("describe_log_groups").paginate():
-            for group in page["logGroups"]:
-                gname = group["logGroupName"]
-                streams = []
-                for spage in logs.get_paginator("describe_log_streams").paginate(logGroupName=gname):
-                    for stream in spage["logStreams"]:
-                        sname = stream["logStreamName"]
-                        events = [
-                            {"timestamp": e["timestamp"], "message": e["message"]}
-                            for e in _log_events(logs, gname, sname)
-                        ]
-                        streams.append({"Name": sname, "Events": events})
-                groups.append({"Name": gname, "RetentionInDays": group.get("retentionInDays"), "Streams": streams})
+        for group in _listed(logs, "describe_log_groups", "logGroups"):
+            gname = group["logGroupName"]
+            streams = []
+            for stream in _listed(logs, "describe_log_streams", "logStreams", logGroupName=gname):
+                sname = stream["logStreamName"]
+                events = [
+                    {"timestamp": e["timestamp"], "message": e["message"]} for e in _log_events(logs, gname, sname)
+                ]
+                streams.append({"Name": sname, "Events": events})
+            groups.append({"Name": gname, "RetentionInDays": group.get("retentionInDays"), "Streams": streams})
         return groups
 
     def _save_alarms(self, _root: Path) -> list[dict[str, Any]]:
@@ -223,26 +214,24 @@ class Snapshotter:
             "Metrics",
         )
         alarms = []
-        for page in cw.get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"]):
-            for alarm in page.get("MetricAlarms", []):
-                spec = {k: alarm[k] for k in fields if alarm.get(k) not in (None, [], "")}
-                if tags := cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags"):
-                    spec["Tags"] = tags  # restored by the PutMetricAlarm that re-creates the alarm
-                alarms.append({"Spec": spec, "StateValue": alarm.get("StateValue")})
+        for alarm in _listed(cw, "describe_alarms", "MetricAlarms", AlarmTypes=["MetricAlarm"]):
+            spec = {k: alarm[k] for k in fields if alarm.get(k) not in (None, [], "")}
+            if tags := cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags"):
+                spec["Tags"] = tags  # restored by the PutMetricAlarm that re-creates the alarm
+            alarms.append({"Spec": spec, "StateValue": alarm.get("StateValue")})
         return alarms
 
     def _save_secrets(self, _root: Path) -> list[dict[str, Any]]:
         sm = self.client("secretsmanager")
         secrets = []
-        for page in sm.get_paginator("list_secrets").paginate():
-            for secret in page["SecretList"]:
-                value = sm.get_secret_value(SecretId=secret["ARN"])
-                item: dict[str, Any] = {"Name": secret["Name"], "Description": secret.get("Description", "")}
-                if "SecretString" in value:
-                    item["SecretString"] = value["SecretString"]
-                else:
-                    item["SecretBinary"] = base64.b64encode(value["SecretBinary"]).decode()
-                secrets.append(item)
+        for secret in _listed(sm, "list_secrets", "SecretList"):
+            value = sm.get_secret_value(SecretId=secret["ARN"])
+            item: dict[str, Any] = {"Name": secret["Name"], "Description": secret.get("Description", "")}
+            if "SecretString" in value:
+                item["SecretString"] = value["SecretString"]
+            else:
+                item["SecretBinary"] = base64.b64encode(value["SecretBinary"]).decode()
+            secrets.append(item)
         return secrets
 
     # --------------------------------------------------------------- restore
@@ -345,6 +334,12 @@ class Snapshotter:
             sm.create_secret(**kwargs)
 
 
+def _listed(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
+    """Every item under ``key`` of every page ``operation`` answers (``kwargs``: its parameters)."""
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        yield from page.get(key, [])
+
+
 def _log_events(logs: Any, group: str, stream: str) -> Iterator[dict[str, Any]]:
     token = None
     while True:
@@ -370,9 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: command-line arguments (defaults to ``sys.argv[1:]``).
     :return: the process exit code.
     """
-    parser = argparse.ArgumentParser(prog="python -m devstack.moto_server", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = server_parser("python -m devstack.moto_server", __doc__.split("\n")[0])
     parser.add_argument("--state-dir", type=Path, required=True, help="directory for the snapshot and ready file")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--bucket", action="append", default=[], help="S3 bucket to create at start (repeatable)")
@@ -398,9 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ready.unlink(missing_ok=True)
     snapshot = state_dir / SNAPSHOT_DIR
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_signalled()
 
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()

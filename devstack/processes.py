@@ -1,15 +1,35 @@
 """Process and port helpers of the local stand-ins' launchers (the devstack, the local Airflow UI): is a
 recorded process still the one started, its descendants and process groups, free ports, a log's tail (Linux
-``/proc``)."""
+``/proc``); and what every stand-in server's own process shares: its ``--host``/``--port`` command line and
+stopping on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import signal
 import socket
+import threading
 from pathlib import Path
 
 HOST = "127.0.0.1"
+
+
+def server_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The command line of a stand-in server: ``--host`` (default 127.0.0.1) and ``--port``, then its own."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--host", default=HOST, help=f"address to bind (default {HOST})")
+    parser.add_argument("--port", type=int, required=True, help="port to bind (0 picks a free port)")
+    return parser
+
+
+def stop_signalled() -> threading.Event:
+    """An event set on SIGTERM or SIGINT (installs the handlers: call it from the main thread)."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 def free_port(host: str = HOST, preferred: int | None = None) -> int:

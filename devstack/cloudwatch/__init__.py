@@ -31,9 +31,9 @@ from typing import Any
 
 from devstack.cloudwatch import expressions
 from devstack.cloudwatch.statistics import Extended, PeriodSamples, StatisticError, parse_statistic
+from devstack.once import once
 
 _LOCK = threading.RLock()
-_INSTALLED = False
 HISTORY_LIMIT = 10_000
 #: the ExtendedStatistic shapes PutMetricAlarm accepts (whether the devstack computes them is checked later)
 EXTENDED_STATISTIC = re.compile(r"^(p\d|tm\d|wm\d|tc\d|ts\d|IQM$|(PR|TM|WM|TC|TS)\()", re.IGNORECASE)
@@ -330,17 +330,9 @@ def _iso(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
+@once
 def install() -> None:
     """Install the devstack's CloudWatch behaviour into moto (idempotent; process-wide)."""
-    global _INSTALLED
-    with _LOCK:
-        if _INSTALLED:
-            return
-        _install()
-        _INSTALLED = True
-
-
-def _install() -> None:
     from moto.cloudwatch import exceptions as cw_exceptions
     from moto.cloudwatch.models import CloudWatchBackend, MetricAggregatedDatum
     from moto.cloudwatch.responses import CloudWatchResponse

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 
+from devstack.processes import server_parser, stop_signalled
 from devstack.sagemaker.service import SageMakerService
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m devstack.sagemaker", description="Local SageMaker-compatible service."
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, required=True, help="port to bind (0 picks a free port)")
+    parser = server_parser("python -m devstack.sagemaker", "Local SageMaker-compatible service.")
     parser.add_argument("--state-dir", required=True, help="directory for records, job sandboxes and logs")
     parser.add_argument("--aws-endpoint-url", required=True, help="the local AWS endpoint (S3, CloudWatch Logs) to use")
     parser.add_argument("--region", default="us-east-1", help="AWS region (default us-east-1)")
@@ -44,14 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     host, port = service.start(args.host, args.port)
     logging.getLogger("devstack.sagemaker").info("Ready on http://%s:%d", host, port)
-    done = threading.Event()
-
-    def _stop(signum: int, _frame: object) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    done.wait()
+    stop_signalled().wait()
     service.stop()
     return 0
 

@@ -588,19 +588,7 @@ class DeploymentEngine:
         runtime.set_routes(traffic_shares([], blue, 1.0) if blue else [])
         self.stop_fleets(green)
 
-        def change(rec: dict[str, Any]) -> None:
-            d = rec["desc"]
-            d["EndpointStatus"] = "InService"
-            d["FailureReason"] = reason[:1024]
-            d.pop("PendingDeploymentSummary", None)
-            if plan.deployment:
-                d["LastDeploymentConfig"] = plan.deployment
-            for summary in d.get("ProductionVariants", []):
-                summary.pop("VariantStatus", None)
-            d["LastModifiedTime"] = now()
-
-        with contextlib.suppress(KeyError):
-            self.store.update(ENDPOINTS, runtime.name, change)
+        self._end_unfinished(runtime, plan, "InService", reason)
 
     def _end_failed(
         self, runtime: EndpointRuntime, blue: list[Fleet], green: list[Fleet], plan: DeploymentPlan, fault: UpdateFault
@@ -611,10 +599,15 @@ class DeploymentEngine:
             runtime.set_routes([])
             self.stop_fleets(green + blue)
 
+        self._end_unfinished(runtime, plan, fault.status, fault.reason)
+
+    def _end_unfinished(self, runtime: EndpointRuntime, plan: DeploymentPlan, status: str, reason: str) -> None:
+        """Record a deployment that did not complete: the endpoint's status and reason, no pending deployment."""
+
         def change(rec: dict[str, Any]) -> None:
             d = rec["desc"]
-            d["EndpointStatus"] = fault.status
-            d["FailureReason"] = fault.reason[:1024]
+            d["EndpointStatus"] = status
+            d["FailureReason"] = reason[:1024]
             d.pop("PendingDeploymentSummary", None)
             if plan.deployment:
                 d["LastDeploymentConfig"] = plan.deployment

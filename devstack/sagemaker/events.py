@@ -29,6 +29,8 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
+from devstack.sagemaker.common import read_json, send_json
+
 if TYPE_CHECKING:
     from devstack.sagemaker.service_api import ServiceApi
 
@@ -203,20 +205,20 @@ class EventPublisher:
     def handle_counts(self, request: Any, path: str) -> None:
         """``GET /_devstack/events``: the counts, once every queued event was sent or given up on."""
         flushed = self.flush()
-        _answer(request, 200, {**self.counts(), "flushed": flushed})
+        send_json(request, 200, {**self.counts(), "flushed": flushed})
 
     def handle_resend(self, request: Any, path: str) -> None:
         """``POST /_devstack/events/resend`` ``{"ResourceArn"}``: send that resource's last event again."""
-        length = int(request.headers.get("Content-Length") or 0)
         try:
-            arn = json.loads(request.rfile.read(length) if length else b"{}")["ResourceArn"]
+            arn = read_json(request)["ResourceArn"]
         except (KeyError, TypeError, ValueError) as exc:
-            _answer(request, 400, {"message": f"Give ResourceArn, the resource whose last event to send again: {exc}"})
+            message = f"Give ResourceArn, the resource whose last event to send again: {exc}"
+            send_json(request, 400, {"message": message})
             return
         if not self.resend_last(arn):
-            _answer(request, 404, {"message": f"No event was sent about {arn} (or sending is switched off)."})
+            send_json(request, 404, {"message": f"No event was sent about {arn} (or sending is switched off)."})
             return
-        _answer(request, 200, {"ResourceArn": arn, "flushed": self.flush()})
+        send_json(request, 200, {"ResourceArn": arn, "flushed": self.flush()})
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued (up to ``timeout``), then stop the sending thread."""
@@ -224,12 +226,3 @@ class EventPublisher:
             self.flush(timeout)
             self._queue.put(_STOP)
             self._thread.join(timeout)
-
-
-def _answer(request: Any, status: int, body: Any) -> None:
-    data = json.dumps(body).encode()
-    request.send_response(status)
-    request.send_header("Content-Type", "application/json")
-    request.send_header("Content-Length", str(len(data)))
-    request.end_headers()
-    request.wfile.write(data)

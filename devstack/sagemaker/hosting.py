@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import capture as capturemod
 from devstack.sagemaker.alarms import unsupported as unsupported_alarm
-from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.common import Listing, descriptions, echoed_members, now, pick, require
 from devstack.sagemaker.deployments import (
     CONFIGS,
     ENDPOINTS,
@@ -53,6 +53,17 @@ RESTART_UPDATE_FAILURE = (
 )
 
 
+CONFIG_LISTING = Listing(
+    "EndpointConfigs", "EndpointConfigName", ("EndpointConfigName", "EndpointConfigArn", "CreationTime")
+)
+ENDPOINT_LISTING = Listing(
+    "Endpoints",
+    "EndpointName",
+    ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus"),
+    status_key="EndpointStatus",
+)
+
+
 class Hosting:
     """The hosting actions; the endpoints' serving state and deployment threads are :attr:`engine`'s.
 
@@ -71,9 +82,7 @@ class Hosting:
         self.engine = DeploymentEngine(service, self.store)
         #: seconds an UpdateEndpointWeightsAndCapacities call keeps the endpoint Updating
         self.scale_seconds = 0.5
-        create = service.operation("CreateEndpointConfig")
-        describe = service.operation("DescribeEndpointConfig")
-        self._config_echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
+        self._config_echo = echoed_members(service, "CreateEndpointConfig", "DescribeEndpointConfig")
 
     def register(self) -> None:
         """Register the actions with the service."""
@@ -125,10 +134,8 @@ class Hosting:
         return {"EndpointConfigArn": arn}
 
     def _config(self, name: str) -> dict[str, Any]:
-        record = self.store.get(CONFIGS, name)
-        if record is None:
-            raise validation_error(f'Could not find endpoint configuration "{self._config_arn(name)}".')
-        return record["desc"]
+        missing = validation_error(f'Could not find endpoint configuration "{self._config_arn(name)}".')
+        return require(self.store.get(CONFIGS, name), missing)["desc"]
 
     def describe_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeEndpointConfig."""
@@ -136,22 +143,7 @@ class Hosting:
 
     def list_endpoint_configs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListEndpointConfigs (default order: newest first)."""
-        descs = [r["desc"] for r in self.store.values(CONFIGS)]
-        descs = filter_records(descs, params, name_key="EndpointConfigName")
-        descs = sort_records(
-            descs,
-            params,
-            {"Name": lambda d: d["EndpointConfigName"], "CreationTime": lambda d: d["CreationTime"]},
-            "CreationTime",
-            "Descending",
-        )
-        page, token = paginate(descs, params)
-        out: dict[str, Any] = {
-            "EndpointConfigs": [pick(d, ["EndpointConfigName", "EndpointConfigArn", "CreationTime"]) for d in page]
-        }
-        if token:
-            out["NextToken"] = token
-        return out
+        return CONFIG_LISTING.answer(descriptions(self.store, CONFIGS), params)
 
     def delete_endpoint_config(self, params: dict[str, Any]) -> None:
         """Handle DeleteEndpointConfig (an endpoint using it keeps serving, as on AWS)."""
@@ -163,10 +155,9 @@ class Hosting:
     # -- endpoints: read -------------------------------------------------------------------------
 
     def _record(self, name: str) -> dict[str, Any]:
-        record = self.store.get(ENDPOINTS, name)
-        if record is None:
-            raise validation_error(f'Could not find endpoint "{self._endpoint_arn(name)}".')
-        return record
+        return require(
+            self.store.get(ENDPOINTS, name), validation_error(f'Could not find endpoint "{self._endpoint_arn(name)}".')
+        )
 
     def describe_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeEndpoint."""
@@ -174,25 +165,7 @@ class Hosting:
 
     def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListEndpoints (default order: newest first)."""
-        descs = [r["desc"] for r in self.store.values(ENDPOINTS)]
-        descs = filter_records(descs, params, name_key="EndpointName", status_key="EndpointStatus")
-        descs = sort_records(
-            descs,
-            params,
-            {
-                "Name": lambda d: d["EndpointName"],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d["EndpointStatus"],
-            },
-            "CreationTime",
-            "Descending",
-        )
-        page, token = paginate(descs, params)
-        fields = ["EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus"]
-        out: dict[str, Any] = {"Endpoints": [pick(d, fields) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
+        return ENDPOINT_LISTING.answer(descriptions(self.store, ENDPOINTS), params)
 
     # -- endpoints: create / delete --------------------------------------------------------------
 

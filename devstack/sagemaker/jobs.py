@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from devstack.sagemaker import isolation
 from devstack.sagemaker.awsio import DUMMY_CREDENTIALS, CloudWatchLogSink
-from devstack.sagemaker.common import filter_records, paginate, pick, sort_records
+from devstack.sagemaker.common import Listing, descriptions, echoed_members, require, stop_wanted
 from devstack.sagemaker.dockerfile import DockerfileError
 from devstack.sagemaker.environments import EnvironmentBuildError
 from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
@@ -231,9 +231,10 @@ class SandboxJobs:
     sandbox and CloudWatch log stream, injected faults, how the worker's exceptions end the job, and
     recovery after a restart.
 
-    A subclass sets :attr:`KIND`, :attr:`LOG_GROUP`, :attr:`NOUN` and :attr:`THREAD_PREFIX` and
-    implements :meth:`_execute` (the job itself) and the status writes :meth:`_mark_stopping`,
-    :meth:`_finish_failed` and :meth:`_finish_stopped`.
+    A subclass sets :attr:`KIND`, :attr:`LOG_GROUP`, :attr:`NOUN`, :attr:`THREAD_PREFIX` and
+    :attr:`SUMMARY_FIELDS` and implements :meth:`create` (validate and store a request), :meth:`_execute`
+    (the job itself) and the status writes :meth:`_mark_stopping`, :meth:`_finish_failed` and
+    :meth:`_finish_stopped`.
 
     :param service: the owning service.
     """
@@ -246,6 +247,8 @@ class SandboxJobs:
     NOUN: ClassVar[str]
     #: worker thread names are this prefix and the job name
     THREAD_PREFIX: ClassVar[str]
+    #: the description members a List*Jobs summary shows
+    SUMMARY_FIELDS: ClassVar[list[str]]
 
     def __init__(self, service: ServiceApi) -> None:
         self.service = service
@@ -253,8 +256,17 @@ class SandboxJobs:
         self._shutting_down = False
         self._name_key = f"{self.NOUN}JobName"
         self._status_key = f"{self.NOUN}JobStatus"
+        self._listing = Listing(
+            f"{self.NOUN}JobSummaries", self._name_key, self.SUMMARY_FIELDS, self._status_key, default_order="Ascending"
+        )
+        #: the Create*Job members the Describe*Job answer repeats
+        self._echo = echoed_members(service, f"Create{self.NOUN}Job", f"Describe{self.NOUN}Job")
 
     # -- to implement ----------------------------------------------------------------------------
+
+    def create(self, params: dict[str, Any]) -> str:
+        """Create and start a job from a validated Create*Job request; return its ARN."""
+        raise NotImplementedError
 
     def _execute(
         self, name: str, job: RunningJob, request: dict[str, Any], mapper: PathMapper, sink: CloudWatchLogSink
@@ -279,6 +291,31 @@ class SandboxJobs:
 
     # -- actions ---------------------------------------------------------------------------------
 
+    def register(self) -> None:
+        """Register Create, Describe, List and Stop of the kind with the service."""
+        noun = self.NOUN
+        self.service.register_action(f"Create{noun}Job", self.create_job)
+        self.service.register_action(f"Describe{noun}Job", self.describe_job)
+        self.service.register_action(f"List{noun}Jobs", self.list_jobs)
+        self.service.register_action(f"Stop{noun}Job", self.stop_job)
+
+    def create_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle Create*Job."""
+        return {f"{self.NOUN}JobArn": self.create(params)}
+
+    def describe_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle Describe*Job (unknown names: ValidationException, as SageMaker answers)."""
+        record = self.service.store.get(self.KIND, params[self._name_key])
+        return require(record, validation_error("Requested resource not found."))["desc"]
+
+    def list_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Handle List*Jobs: the jobs filtered, sorted and paged as asked, each summarised by SUMMARY_FIELDS."""
+        return self._listing.answer(descriptions(self.service.store, self.KIND), params)
+
+    def stop_job(self, params: dict[str, Any]) -> None:
+        """Handle Stop*Job (see :meth:`stop`)."""
+        self.stop(params[self._name_key])
+
     def _start(self, name: str, arn: str, record: dict[str, Any], tags: Any) -> None:
         """Store a new job and start its worker.
 
@@ -298,34 +335,6 @@ class SandboxJobs:
         )
         job.thread.start()
 
-    def _describe(self, name: str) -> dict[str, Any]:
-        """The description of a job (unknown names: ValidationException, as SageMaker answers)."""
-        record = self.service.store.get(self.KIND, name)
-        if record is None:
-            raise validation_error("Requested resource not found.")
-        return record["desc"]
-
-    def _list(self, params: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-        """A List*Jobs answer: the jobs filtered, sorted and paged as asked, each summarised by ``fields``."""
-        descs = [r["desc"] for r in self.service.store.values(self.KIND)]
-        descs = filter_records(descs, params, name_key=self._name_key, status_key=self._status_key)
-        descs = sort_records(
-            descs,
-            params,
-            {
-                "Name": lambda d: d[self._name_key],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d[self._status_key],
-            },
-            "CreationTime",
-            "Ascending",
-        )
-        page, token = paginate(descs, params)
-        out: dict[str, Any] = {f"{self.NOUN}JobSummaries": [pick(d, fields) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
-
     def stop(self, name: str) -> None:
         """Stop a job: its process gets the kind's stop signal, then SIGKILL after the grace period.
 
@@ -333,16 +342,9 @@ class SandboxJobs:
         """
         store = self.service.store
         with store.lock:
-            record = store.get(self.KIND, name)
-            if record is None:
-                raise resource_not_found(f"{self.NOUN} job {name} does not exist.")
-            status = record["desc"][self._status_key]
-            if status == "Stopping":
+            record = require(store.get(self.KIND, name), resource_not_found(f"{self.NOUN} job {name} does not exist."))
+            if not stop_wanted(record["desc"][self._status_key], self.NOUN.lower()):
                 return
-            if status != "InProgress":
-                raise validation_error(
-                    f"The request was rejected because the {self.NOUN.lower()} job is in status {status}."
-                )
             self._mark_stopping(name)
         job = self.running.get(name)
         if job is not None:

@@ -45,7 +45,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import awsio
-from devstack.sagemaker.common import as_epoch, filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.common import (
+    Listing,
+    as_epoch,
+    descriptions,
+    echoed_members,
+    now,
+    pick,
+    read_json,
+    require,
+    send_json,
+)
 from devstack.sagemaker.errors import SageMakerError, resource_in_use, resource_not_found, validation_error
 
 if TYPE_CHECKING:
@@ -158,6 +168,89 @@ def _hours(start: float, end: float) -> list[dt.datetime]:
     return out
 
 
+def _job_shape(
+    source: dict[str, Any],
+    *,
+    definition: str | None,
+    app: dict[str, Any],
+    environment: dict[str, str],
+    job_input: dict[str, Any],
+    output: dict[str, Any],
+    resources: dict[str, Any],
+    baseline: dict[str, Any],
+) -> dict[str, Any]:
+    """A schedule's job in the one internal shape, from a job definition or an inline MonitoringJobDefinition.
+
+    :param source: the definition or the inline job (``StoppingCondition``, ``NetworkConfig``, ``RoleArn``).
+    """
+    return {
+        "definition": definition,
+        "image": app["ImageUri"],
+        "entrypoint": app.get("ContainerEntrypoint"),
+        "arguments": app.get("ContainerArguments"),
+        "environment": environment,
+        "preprocessor": app.get("RecordPreprocessorSourceUri"),
+        "postprocessor": app.get("PostAnalyticsProcessorSourceUri"),
+        "endpoint_input": job_input.get("EndpointInput"),
+        "batch_input": job_input.get("BatchTransformInput"),
+        "output": output,
+        "resources": resources,
+        "stopping": source.get("StoppingCondition"),
+        "network": source.get("NetworkConfig"),
+        "role": source["RoleArn"],
+        "constraints": (baseline.get("ConstraintsResource") or {}).get("S3Uri"),
+        "statistics": (baseline.get("StatisticsResource") or {}).get("S3Uri"),
+    }
+
+
+def _definition_endpoint(desc: dict[str, Any]) -> str:
+    return (desc["DataQualityJobInput"].get("EndpointInput") or {}).get("EndpointName", "")
+
+
+def _definition_summary(desc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "MonitoringJobDefinitionName": desc["JobDefinitionName"],
+        "MonitoringJobDefinitionArn": desc["JobDefinitionArn"],
+        "CreationTime": desc["CreationTime"],
+        "EndpointName": _definition_endpoint(desc),
+    }
+
+
+_SCHEDULE_FIELDS = (
+    "MonitoringScheduleName",
+    "MonitoringScheduleArn",
+    "CreationTime",
+    "LastModifiedTime",
+    "MonitoringScheduleStatus",
+    "EndpointName",
+    "MonitoringType",
+)
+
+
+def _schedule_summary(desc: dict[str, Any]) -> dict[str, Any]:
+    shown = pick(desc, _SCHEDULE_FIELDS)
+    definition = desc["MonitoringScheduleConfig"].get("MonitoringJobDefinitionName")
+    if definition:
+        shown["MonitoringJobDefinitionName"] = definition
+    return shown
+
+
+DEFINITION_LISTING = Listing("JobDefinitionSummaries", "JobDefinitionName", _definition_summary)
+SCHEDULE_LISTING = Listing(
+    "MonitoringScheduleSummaries", "MonitoringScheduleName", _schedule_summary, status_key="MonitoringScheduleStatus"
+)
+#: executions are listed by their summaries (no Name sort; ScheduledTime instead)
+EXECUTION_LISTING = Listing(
+    "MonitoringExecutionSummaries",
+    "MonitoringScheduleName",
+    sort_keys={
+        "CreationTime": lambda s: s["CreationTime"],
+        "ScheduledTime": lambda s: s["ScheduledTime"],
+        "Status": lambda s: s["MonitoringExecutionStatus"],
+    },
+)
+
+
 class Monitoring:
     """The Model Monitor actions and the scheduler thread.
 
@@ -173,9 +266,7 @@ class Monitoring:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.available = os.environ.get(AVAILABILITY_ENV, "available").strip().lower() != "unavailable"
-        create = service.operation("CreateDataQualityJobDefinition")
-        describe = service.operation("DescribeDataQualityJobDefinition")
-        self._echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
+        self._echo = echoed_members(service, "CreateDataQualityJobDefinition", "DescribeDataQualityJobDefinition")
 
     def register(self) -> None:
         """Register the actions, the analyzer image's runtime, the run-now route and the scheduler."""
@@ -219,23 +310,16 @@ class Monitoring:
 
     def handle_availability(self, request: Any, path: str) -> None:
         """``POST /_devstack/monitoring/availability`` ``{"available": bool}``: switch Model Monitor on or off."""
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else b"{}"
         status = 200
         try:
-            payload = json.loads(body or b"{}")
+            payload = read_json(request)
             if not isinstance(payload, dict) or not isinstance(payload.get("available"), bool):
                 raise ValueError('give {"available": true} or {"available": false}')
             self.available = payload["available"]
             answer: dict[str, Any] = {"available": self.available}
         except ValueError as exc:
             status, answer = 400, {"message": str(exc)}
-        data = json.dumps(answer).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        send_json(request, status, answer)
 
     def analyzer_command(self, image: ImageInfo, app: dict[str, Any], mapper: PathMapper) -> list[str]:
         """The command that plays the analyzer image: the devstack analyzer on the local Python."""
@@ -271,47 +355,19 @@ class Monitoring:
                     raise validation_error(f"{key}: {exc}") from exc
 
     def _definition(self, name: str) -> dict[str, Any]:
-        record = self.store.get(DEFINITIONS, name)
-        if record is None:
-            raise resource_not_found(f"Could not find job definition {name}.")
-        return record["desc"]
+        missing = resource_not_found(f"Could not find job definition {name}.")
+        return require(self.store.get(DEFINITIONS, name), missing)["desc"]
 
     def describe_definition(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeDataQualityJobDefinition."""
         return self._definition(params["JobDefinitionName"])
 
-    @staticmethod
-    def _definition_endpoint(desc: dict[str, Any]) -> str:
-        return (desc["DataQualityJobInput"].get("EndpointInput") or {}).get("EndpointName", "")
-
     def list_definitions(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListDataQualityJobDefinitions."""
-        descs = [r["desc"] for r in self.store.values(DEFINITIONS)]
-        descs = filter_records(descs, params, name_key="JobDefinitionName")
+        descs = descriptions(self.store, DEFINITIONS)
         if params.get("EndpointName"):
-            descs = [d for d in descs if self._definition_endpoint(d) == params["EndpointName"]]
-        descs = sort_records(
-            descs,
-            params,
-            {"Name": lambda d: d["JobDefinitionName"], "CreationTime": lambda d: d["CreationTime"]},
-            "CreationTime",
-            "Descending",
-        )
-        page, token = paginate(descs, params)
-        out: dict[str, Any] = {
-            "JobDefinitionSummaries": [
-                {
-                    "MonitoringJobDefinitionName": d["JobDefinitionName"],
-                    "MonitoringJobDefinitionArn": d["JobDefinitionArn"],
-                    "CreationTime": d["CreationTime"],
-                    "EndpointName": self._definition_endpoint(d),
-                }
-                for d in page
-            ]
-        }
-        if token:
-            out["NextToken"] = token
-        return out
+            descs = [d for d in descs if _definition_endpoint(d) == params["EndpointName"]]
+        return DEFINITION_LISTING.answer(descs, params)
 
     def delete_definition(self, params: dict[str, Any]) -> None:
         """Handle DeleteDataQualityJobDefinition."""
@@ -337,25 +393,16 @@ class Monitoring:
                 raise validation_error(f"The devstack runs DataQuality monitoring only, not {kind}.")
             desc = self._definition(config["MonitoringJobDefinitionName"])
             app = desc["DataQualityAppSpecification"]
-            baseline = desc.get("DataQualityBaselineConfig") or {}
-            return {
-                "definition": desc["JobDefinitionName"],
-                "image": app["ImageUri"],
-                "entrypoint": app.get("ContainerEntrypoint"),
-                "arguments": app.get("ContainerArguments"),
-                "environment": app.get("Environment") or {},
-                "preprocessor": app.get("RecordPreprocessorSourceUri"),
-                "postprocessor": app.get("PostAnalyticsProcessorSourceUri"),
-                "endpoint_input": desc["DataQualityJobInput"].get("EndpointInput"),
-                "batch_input": desc["DataQualityJobInput"].get("BatchTransformInput"),
-                "output": desc["DataQualityJobOutputConfig"],
-                "resources": desc["JobResources"],
-                "stopping": desc.get("StoppingCondition"),
-                "network": desc.get("NetworkConfig"),
-                "role": desc["RoleArn"],
-                "constraints": (baseline.get("ConstraintsResource") or {}).get("S3Uri"),
-                "statistics": (baseline.get("StatisticsResource") or {}).get("S3Uri"),
-            }
+            return _job_shape(
+                desc,
+                definition=desc["JobDefinitionName"],
+                app=app,
+                environment=app.get("Environment") or {},
+                job_input=desc["DataQualityJobInput"],
+                output=desc["DataQualityJobOutputConfig"],
+                resources=desc["JobResources"],
+                baseline=desc.get("DataQualityBaselineConfig") or {},
+            )
         inline = config.get("MonitoringJobDefinition")
         if not inline:
             raise validation_error(
@@ -363,27 +410,16 @@ class Monitoring:
             )
         if len(inline["MonitoringInputs"]) != 1:
             raise validation_error("MonitoringJobDefinition.MonitoringInputs must hold exactly one input.")
-        app = inline["MonitoringAppSpecification"]
-        baseline = inline.get("BaselineConfig") or {}
-        monitoring_input = inline["MonitoringInputs"][0]
-        return {
-            "definition": None,
-            "image": app["ImageUri"],
-            "entrypoint": app.get("ContainerEntrypoint"),
-            "arguments": app.get("ContainerArguments"),
-            "environment": inline.get("Environment") or {},
-            "preprocessor": app.get("RecordPreprocessorSourceUri"),
-            "postprocessor": app.get("PostAnalyticsProcessorSourceUri"),
-            "endpoint_input": monitoring_input.get("EndpointInput"),
-            "batch_input": monitoring_input.get("BatchTransformInput"),
-            "output": inline["MonitoringOutputConfig"],
-            "resources": inline["MonitoringResources"],
-            "stopping": inline.get("StoppingCondition"),
-            "network": inline.get("NetworkConfig"),
-            "role": inline["RoleArn"],
-            "constraints": (baseline.get("ConstraintsResource") or {}).get("S3Uri"),
-            "statistics": (baseline.get("StatisticsResource") or {}).get("S3Uri"),
-        }
+        return _job_shape(
+            inline,
+            definition=None,
+            app=inline["MonitoringAppSpecification"],
+            environment=inline.get("Environment") or {},
+            job_input=inline["MonitoringInputs"][0],
+            output=inline["MonitoringOutputConfig"],
+            resources=inline["MonitoringResources"],
+            baseline=inline.get("BaselineConfig") or {},
+        )
 
     def _check_schedule(self, config: dict[str, Any]) -> dict[str, Any]:
         job = self._resolve(config)
@@ -453,10 +489,8 @@ class Monitoring:
                 log.exception("Cannot start the NOW execution of monitoring schedule %s", name)
 
     def _schedule(self, name: str) -> dict[str, Any]:
-        record = self.store.get(SCHEDULES, name)
-        if record is None:
-            raise resource_not_found(f"Could not find monitoring schedule {name}.")
-        return record
+        missing = resource_not_found(f"Could not find monitoring schedule {name}.")
+        return require(self.store.get(SCHEDULES, name), missing)
 
     def _update(self, name: str, **members: Any) -> None:
         def change(record: dict[str, Any]) -> None:
@@ -476,8 +510,7 @@ class Monitoring:
 
     def list_schedules(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListMonitoringSchedules."""
-        descs = [r["desc"] for r in self.store.values(SCHEDULES)]
-        descs = filter_records(descs, params, name_key="MonitoringScheduleName", status_key="MonitoringScheduleStatus")
+        descs = descriptions(self.store, SCHEDULES)
         if params.get("EndpointName"):
             descs = [d for d in descs if d.get("EndpointName") == params["EndpointName"]]
         if params.get("MonitoringJobDefinitionName"):
@@ -489,38 +522,7 @@ class Monitoring:
             ]
         if params.get("MonitoringTypeEquals"):
             descs = [d for d in descs if d.get("MonitoringType") == params["MonitoringTypeEquals"]]
-        descs = sort_records(
-            descs,
-            params,
-            {
-                "Name": lambda d: d["MonitoringScheduleName"],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d["MonitoringScheduleStatus"],
-            },
-            "CreationTime",
-            "Descending",
-        )
-        page, token = paginate(descs, params)
-        fields = [
-            "MonitoringScheduleName",
-            "MonitoringScheduleArn",
-            "CreationTime",
-            "LastModifiedTime",
-            "MonitoringScheduleStatus",
-            "EndpointName",
-            "MonitoringType",
-        ]
-        summaries = []
-        for d in page:
-            summary = pick(d, fields)
-            definition = d["MonitoringScheduleConfig"].get("MonitoringJobDefinitionName")
-            if definition:
-                summary["MonitoringJobDefinitionName"] = definition
-            summaries.append(summary)
-        out: dict[str, Any] = {"MonitoringScheduleSummaries": summaries}
-        if token:
-            out["NextToken"] = token
-        return out
+        return SCHEDULE_LISTING.answer(descs, params)
 
     def update_schedule(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle UpdateMonitoringSchedule: replaces the config; Pending, then Scheduled."""
@@ -609,23 +611,7 @@ class Monitoring:
             summaries = [s for s in summaries if s["ScheduledTime"] < before]
         if after is not None:
             summaries = [s for s in summaries if s["ScheduledTime"] > after]
-        summaries = filter_records(summaries, params, name_key="MonitoringScheduleName")
-        summaries = sort_records(
-            summaries,
-            params,
-            {
-                "CreationTime": lambda s: s["CreationTime"],
-                "ScheduledTime": lambda s: s["ScheduledTime"],
-                "Status": lambda s: s["MonitoringExecutionStatus"],
-            },
-            "CreationTime",
-            "Descending",
-        )
-        page, token = paginate(summaries, params)
-        out: dict[str, Any] = {"MonitoringExecutionSummaries": page}
-        if token:
-            out["NextToken"] = token
-        return out
+        return EXECUTION_LISTING.answer(summaries, params)
 
     def _window(self, config: dict[str, Any], job: dict[str, Any], scheduled: float) -> tuple[float, float]:
         schedule = config["ScheduleConfig"]
@@ -838,12 +824,10 @@ class Monitoring:
 
     def handle_run_now(self, request: Any, path: str) -> None:
         """``POST /_devstack/monitoring/run-now``: start a schedule's next execution at once."""
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else b"{}"
         status = 200
         try:
             self.check_available("StartMonitoringSchedule")
-            payload = json.loads(body or b"{}")
+            payload = read_json(request)
             name = payload["MonitoringScheduleName"]
             record = self._schedule(name)
             expression = record["desc"]["MonitoringScheduleConfig"]["ScheduleConfig"]["ScheduleExpression"].strip()
@@ -858,12 +842,7 @@ class Monitoring:
             status, answer = 400, {"message": f"Give MonitoringScheduleName (and optionally ScheduledTime): {exc}"}
         except SageMakerError as exc:
             status, answer = 400, {"__type": exc.code, "message": exc.message}
-        data = json.dumps(answer, default=str).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        send_json(request, status, answer)
 
     def close(self) -> None:
         """Stop the scheduler thread."""

@@ -50,7 +50,8 @@ MAX_EXIT_MESSAGE = 1024
 
 
 class ProcessingJobs(SandboxJobs):
-    """The processing-job actions and their workers.
+    """CreateProcessingJob, DescribeProcessingJob, ListProcessingJobs and StopProcessingJob: a container
+    command between ``/opt/ml/processing`` inputs and outputs, and SIGINT on stop.
 
     :param service: the owning service.
     """
@@ -59,25 +60,18 @@ class ProcessingJobs(SandboxJobs):
     LOG_GROUP = LOG_GROUP
     NOUN = "Processing"
     THREAD_PREFIX = "proc"
-
-    def __init__(self, service: ServiceApi) -> None:
-        super().__init__(service)
-        describe = service.operation("DescribeProcessingJob")
-        create = service.operation("CreateProcessingJob")
-        self._echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
-
-    def register(self) -> None:
-        """Register the actions with the service."""
-        self.service.register_action("CreateProcessingJob", self.create_processing_job)
-        self.service.register_action("DescribeProcessingJob", self.describe_processing_job)
-        self.service.register_action("ListProcessingJobs", self.list_processing_jobs)
-        self.service.register_action("StopProcessingJob", self.stop_processing_job)
+    SUMMARY_FIELDS = [
+        "ProcessingJobName",
+        "ProcessingJobArn",
+        "CreationTime",
+        "ProcessingEndTime",
+        "LastModifiedTime",
+        "ProcessingJobStatus",
+        "FailureReason",
+        "ExitMessage",
+    ]
 
     # -- actions ---------------------------------------------------------------------------------
-
-    def create_processing_job(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle CreateProcessingJob."""
-        return {"ProcessingJobArn": self.create(params)}
 
     def create(self, params: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
         """Create and start a processing job; return its ARN.
@@ -136,28 +130,6 @@ class ProcessingJobs(SandboxJobs):
                     "with "
                     "/opt/ml/processing/."
                 )
-
-    def describe_processing_job(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle DescribeProcessingJob (unknown names: ValidationException)."""
-        return self._describe(params["ProcessingJobName"])
-
-    def list_processing_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle ListProcessingJobs."""
-        fields = [
-            "ProcessingJobName",
-            "ProcessingJobArn",
-            "CreationTime",
-            "ProcessingEndTime",
-            "LastModifiedTime",
-            "ProcessingJobStatus",
-            "FailureReason",
-            "ExitMessage",
-        ]
-        return self._list(params, fields)
-
-    def stop_processing_job(self, params: dict[str, Any]) -> None:
-        """Handle StopProcessingJob: SIGINT to the container, SIGKILL after the grace period."""
-        self.stop(params["ProcessingJobName"])
 
     # -- state -----------------------------------------------------------------------------------
 

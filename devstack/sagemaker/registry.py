@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.common import Listing, descriptions, echoed_members, now, page_response, pick, require
 from devstack.sagemaker.errors import conflict, resource_not_found, validation_error
 from devstack.sagemaker.events import MODEL_PACKAGE_STATE_CHANGE, model_package_detail, package_state_changed
 
@@ -36,6 +36,43 @@ _TAGGABLE = {
 }
 
 
+GROUP_LISTING = Listing(
+    "ModelPackageGroupSummaryList",
+    "ModelPackageGroupName",
+    (
+        "ModelPackageGroupName",
+        "ModelPackageGroupArn",
+        "ModelPackageGroupDescription",
+        "CreationTime",
+        "ModelPackageGroupStatus",
+    ),
+    default_order="Ascending",
+)
+#: versions of one group sort by their version number within equal names or creation times
+PACKAGE_LISTING = Listing(
+    "ModelPackageSummaryList",
+    "ModelPackageName",
+    (
+        "ModelPackageName",
+        "ModelPackageGroupName",
+        "ModelPackageVersion",
+        "ModelPackageArn",
+        "ModelPackageDescription",
+        "CreationTime",
+        "ModelPackageStatus",
+        "ModelApprovalStatus",
+        "ModelLifeCycle",
+        "ModelPackageRegistrationType",
+    ),
+    sort_keys={
+        "Name": lambda d: (d["ModelPackageName"], d.get("ModelPackageVersion", 0)),
+        "CreationTime": lambda d: (d["CreationTime"], d.get("ModelPackageVersion", 0)),
+    },
+    default_order="Ascending",
+)
+MODEL_LISTING = Listing("Models", "ModelName", ("ModelName", "ModelArn", "CreationTime"))
+
+
 class Registry:
     """Model package groups, model packages, models and tags.
 
@@ -46,12 +83,8 @@ class Registry:
         self.service = service
         store = service.store
         self.store = store
-        pkg_in = service.operation("CreateModelPackage").input_shape.members
-        pkg_out = service.operation("DescribeModelPackage").output_shape.members
-        self._package_echo = [m for m in pkg_in if m in pkg_out]
-        model_in = service.operation("CreateModel").input_shape.members
-        model_out = service.operation("DescribeModel").output_shape.members
-        self._model_echo = [m for m in model_in if m in model_out]
+        self._package_echo = echoed_members(service, "CreateModelPackage", "DescribeModelPackage")
+        self._model_echo = echoed_members(service, "CreateModel", "DescribeModel")
 
     def register(self) -> None:
         """Register the actions with the service."""
@@ -106,10 +139,7 @@ class Registry:
 
     def _group(self, value: str) -> dict[str, Any]:
         name = self._group_name(value)
-        record = self.store.get(GROUPS, name)
-        if record is None:
-            raise validation_error(f"ModelPackageGroup {name} does not exist.")
-        return record
+        return require(self.store.get(GROUPS, name), validation_error(f"ModelPackageGroup {name} does not exist."))
 
     def describe_model_package_group(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeModelPackageGroup (unknown: ValidationException)."""
@@ -117,27 +147,7 @@ class Registry:
 
     def list_model_package_groups(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListModelPackageGroups."""
-        descs = [r["desc"] for r in self.store.values(GROUPS)]
-        descs = filter_records(descs, params, name_key="ModelPackageGroupName")
-        descs = sort_records(
-            descs,
-            params,
-            {"Name": lambda d: d["ModelPackageGroupName"], "CreationTime": lambda d: d["CreationTime"]},
-            "CreationTime",
-            "Ascending",
-        )
-        page, token = paginate(descs, params)
-        fields = [
-            "ModelPackageGroupName",
-            "ModelPackageGroupArn",
-            "ModelPackageGroupDescription",
-            "CreationTime",
-            "ModelPackageGroupStatus",
-        ]
-        out: dict[str, Any] = {"ModelPackageGroupSummaryList": [pick(d, fields) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
+        return GROUP_LISTING.answer(descriptions(self.store, GROUPS), params)
 
     def delete_model_package_group(self, params: dict[str, Any]) -> None:
         """Handle DeleteModelPackageGroup: refused (ConflictException) while the group holds versions."""
@@ -241,34 +251,7 @@ class Registry:
                 descs = [d for d in descs if "ModelPackageGroupName" not in d]
         if params.get("ModelApprovalStatus"):
             descs = [d for d in descs if d.get("ModelApprovalStatus") == params["ModelApprovalStatus"]]
-        descs = filter_records(descs, params, name_key="ModelPackageName")
-        descs = sort_records(
-            descs,
-            params,
-            {
-                "Name": lambda d: (d["ModelPackageName"], d.get("ModelPackageVersion", 0)),
-                "CreationTime": lambda d: (d["CreationTime"], d.get("ModelPackageVersion", 0)),
-            },
-            "CreationTime",
-            "Ascending",
-        )
-        page, token = paginate(descs, params)
-        fields = [
-            "ModelPackageName",
-            "ModelPackageGroupName",
-            "ModelPackageVersion",
-            "ModelPackageArn",
-            "ModelPackageDescription",
-            "CreationTime",
-            "ModelPackageStatus",
-            "ModelApprovalStatus",
-            "ModelLifeCycle",
-            "ModelPackageRegistrationType",
-        ]
-        out: dict[str, Any] = {"ModelPackageSummaryList": [pick(d, fields) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
+        return PACKAGE_LISTING.answer(descs, params)
 
     def update_model_package(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle UpdateModelPackage: approval, metadata (add/remove), inference specifications."""
@@ -353,27 +336,12 @@ class Registry:
     def describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeModel (unknown: ValidationException)."""
         name = params["ModelName"]
-        record = self.store.get(MODELS, name)
-        if record is None:
-            raise validation_error(f'Could not find model "{self.service.arn("model", name)}".')
-        return record["desc"]
+        missing = validation_error(f'Could not find model "{self.service.arn("model", name)}".')
+        return require(self.store.get(MODELS, name), missing)["desc"]
 
     def list_models(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListModels (default order: newest first, as documented)."""
-        descs = [r["desc"] for r in self.store.values(MODELS)]
-        descs = filter_records(descs, params, name_key="ModelName")
-        descs = sort_records(
-            descs,
-            params,
-            {"Name": lambda d: d["ModelName"], "CreationTime": lambda d: d["CreationTime"]},
-            "CreationTime",
-            "Descending",
-        )
-        page, token = paginate(descs, params)
-        out: dict[str, Any] = {"Models": [pick(d, ["ModelName", "ModelArn", "CreationTime"]) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
+        return MODEL_LISTING.answer(descriptions(self.store, MODELS), params)
 
     def delete_model(self, params: dict[str, Any]) -> None:
         """Handle DeleteModel (unknown: ValidationException)."""
@@ -410,11 +378,7 @@ class Registry:
         """Handle ListTags."""
         arn = params["ResourceArn"]
         self._check_arn(arn)
-        page, token = paginate(self.service.tags_for(arn), params, default_max=50)
-        out: dict[str, Any] = {"Tags": page}
-        if token:
-            out["NextToken"] = token
-        return out
+        return page_response(self.service.tags_for(arn), params, "Tags", default_max=50)
 
     def delete_tags(self, params: dict[str, Any]) -> None:
         """Handle DeleteTags."""

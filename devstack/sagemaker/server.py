@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JSON_11 = "application/x-amz-json-1.1"
+#: the control routes' content type
+JSON = "application/json"
 TARGET_PREFIX = "SageMaker."
 MAX_BODY = 32 * 1024 * 1024
 
@@ -62,63 +64,59 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- routes ----------------------------------------------------------------------------------
 
-    def _route(self, method: str, path: str) -> bool:
-        """Serve a route an extension registered (e.g. sagemaker-runtime); return whether one matched."""
-        handler = self.server.service.http_route(method, path)
-        if handler is None:
-            return False
-        handler(self, path)
-        return True
-
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if self._route("GET", path):
-            return
-        service = self.server.service
-        if path == "/_devstack/health":
-            self._send(
-                200,
-                {
-                    "status": "ok",
-                    "service": "sagemaker",
-                    "region": service.region,
-                    "actions": service.implemented_actions,
-                },
-                "application/json",
-            )
-        elif path == "/_devstack/faults":
-            self._send(200, service.faults.snapshot(), "application/json")
-        else:
-            self._send(404, {"message": f"No route for GET {path}"}, "application/json")
+        self._serve("GET")
 
     def do_DELETE(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if self._route("DELETE", path):
-            return
-        self._read_body()
-        if path == "/_devstack/faults":
-            self.server.service.faults.clear()
-            self._send(200, self.server.service.faults.snapshot(), "application/json")
-        else:
-            self._send(404, {"message": f"No route for DELETE {path}"}, "application/json")
+        self._serve("DELETE")
 
     def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        """Serve a route an extension registered (e.g. sagemaker-runtime), else a control route, else the API
+        (POST) or 404."""
         path = self.path.split("?", 1)[0]
-        if self._route("POST", path):
+        handler = self.server.service.http_route(method, path)
+        if handler is not None:
+            handler(self, path)
             return
-        if path == "/_devstack/faults":
-            self._post_faults()
-            return
-        self._post_api()
+        control = {
+            ("GET", "/_devstack/health"): self._get_health,
+            ("GET", "/_devstack/faults"): self._get_faults,
+            ("DELETE", "/_devstack/faults"): self._delete_faults,
+            ("POST", "/_devstack/faults"): self._post_faults,
+        }.get((method, path))
+        if control is not None:
+            control()
+        elif method == "POST":
+            self._post_api()
+        else:
+            if method == "DELETE":
+                self._read_body()
+            self._send(404, {"message": f"No route for {method} {path}"}, JSON)
+
+    def _get_health(self) -> None:
+        service = self.server.service
+        actions = service.implemented_actions
+        self._send(200, {"status": "ok", "service": "sagemaker", "region": service.region, "actions": actions}, JSON)
+
+    def _get_faults(self) -> None:
+        self._send(200, self.server.service.faults.snapshot(), JSON)
+
+    def _delete_faults(self) -> None:
+        self._read_body()
+        self.server.service.faults.clear()
+        self._send(200, self.server.service.faults.snapshot(), JSON)
 
     def _post_faults(self) -> None:
         try:
             payload = json.loads(self._read_body() or b"{}")
             snapshot = self.server.service.faults.configure(payload)
         except (ValueError, FaultSpecError) as exc:
-            self._send(400, {"message": str(exc)}, "application/json")
+            self._send(400, {"message": str(exc)}, JSON)
             return
-        self._send(200, snapshot, "application/json")
+        self._send(200, snapshot, JSON)
 
     def _post_api(self) -> None:
         rid = request_id()

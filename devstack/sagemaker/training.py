@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from devstack.sagemaker.environments import EnvironmentSpec
     from devstack.sagemaker.isolation import Confinement
     from devstack.sagemaker.paths import PathMapper
-    from devstack.sagemaker.service_api import ServiceApi
 
 KIND = "training-jobs"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -80,8 +79,18 @@ def toolkit_log_line(level: str, message: str) -> str:
     return f"{stamp},000 sagemaker-training-toolkit {level:<8} {message}"
 
 
+def _append_transition(desc: dict[str, Any], transition: dict[str, Any]) -> None:
+    """Enter a secondary status: the open transition ends when the new one starts."""
+    transitions = desc.setdefault("SecondaryStatusTransitions", [])
+    if transitions and "EndTime" not in transitions[-1]:
+        transitions[-1]["EndTime"] = transition["StartTime"]
+    transitions.append(transition)
+    desc["SecondaryStatus"] = transition["Status"]
+
+
 class TrainingJobs(SandboxJobs):
-    """The training-job actions and their workers.
+    """CreateTrainingJob, DescribeTrainingJob, ListTrainingJobs and StopTrainingJob: the SageMaker training
+    toolkit's layout under ``/opt/ml``, secondary statuses, and SIGTERM on stop.
 
     :param service: the owning service.
     """
@@ -90,26 +99,17 @@ class TrainingJobs(SandboxJobs):
     LOG_GROUP = LOG_GROUP
     NOUN = "Training"
     THREAD_PREFIX = "train"
-
-    def __init__(self, service: ServiceApi) -> None:
-        super().__init__(service)
-        op = service.operation("DescribeTrainingJob")
-        self._describe_members = list(op.output_shape.members)
-        create = service.operation("CreateTrainingJob")
-        self._echo = [m for m in create.input_shape.members if m in op.output_shape.members]
-
-    def register(self) -> None:
-        """Register the actions with the service."""
-        self.service.register_action("CreateTrainingJob", self.create_training_job)
-        self.service.register_action("DescribeTrainingJob", self.describe_training_job)
-        self.service.register_action("ListTrainingJobs", self.list_training_jobs)
-        self.service.register_action("StopTrainingJob", self.stop_training_job)
+    SUMMARY_FIELDS = [
+        "TrainingJobName",
+        "TrainingJobArn",
+        "CreationTime",
+        "TrainingEndTime",
+        "LastModifiedTime",
+        "TrainingJobStatus",
+        "SecondaryStatus",
+    ]
 
     # -- actions ---------------------------------------------------------------------------------
-
-    def create_training_job(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle CreateTrainingJob."""
-        return {"TrainingJobArn": self.create(params)}
 
     def create(self, params: dict[str, Any], tuning_job_arn: str | None = None) -> str:
         """Create and start a training job; return its ARN.
@@ -176,27 +176,6 @@ class TrainingJobs(SandboxJobs):
                     f'permissions on bucket "{bucket}".'
                 )
 
-    def describe_training_job(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle DescribeTrainingJob (unknown names: ValidationException, as SageMaker answers)."""
-        return self._describe(params["TrainingJobName"])
-
-    def list_training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Handle ListTrainingJobs."""
-        fields = [
-            "TrainingJobName",
-            "TrainingJobArn",
-            "CreationTime",
-            "TrainingEndTime",
-            "LastModifiedTime",
-            "TrainingJobStatus",
-            "SecondaryStatus",
-        ]
-        return self._list(params, fields)
-
-    def stop_training_job(self, params: dict[str, Any]) -> None:
-        """Handle StopTrainingJob: SIGTERM to the container, SIGKILL after the grace period."""
-        self.stop(params["TrainingJobName"])
-
     # -- state -----------------------------------------------------------------------------------
 
     def _update(self, name: str, **members: Any) -> None:
@@ -211,11 +190,7 @@ class TrainingJobs(SandboxJobs):
 
         def change(record: dict[str, Any]) -> None:
             desc = record["desc"]
-            transitions = desc.setdefault("SecondaryStatusTransitions", [])
-            if transitions and "EndTime" not in transitions[-1]:
-                transitions[-1]["EndTime"] = at
-            transitions.append({"Status": status, "StartTime": at, "StatusMessage": message or MESSAGES[status]})
-            desc["SecondaryStatus"] = status
+            _append_transition(desc, {"Status": status, "StartTime": at, "StatusMessage": message or MESSAGES[status]})
             if primary:
                 desc["TrainingJobStatus"] = primary
             desc["LastModifiedTime"] = at
@@ -227,19 +202,9 @@ class TrainingJobs(SandboxJobs):
 
         def change(record: dict[str, Any]) -> None:
             desc = record["desc"]
-            transitions = desc.setdefault("SecondaryStatusTransitions", [])
-            if transitions and "EndTime" not in transitions[-1]:
-                transitions[-1]["EndTime"] = at
-            transitions.append(
-                {
-                    "Status": secondary,
-                    "StartTime": at,
-                    "EndTime": at,
-                    "StatusMessage": message or MESSAGES[secondary],
-                }
-            )
+            text = message or MESSAGES[secondary]
+            _append_transition(desc, {"Status": secondary, "StartTime": at, "EndTime": at, "StatusMessage": text})
             desc["TrainingJobStatus"] = primary
-            desc["SecondaryStatus"] = secondary
             desc["LastModifiedTime"] = at
             start = desc.get("TrainingStartTime")
             if start is not None:

@@ -28,7 +28,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import awsio
-from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.common import Listing, descriptions, echoed_members, now, pick, require, stop_wanted
 from devstack.sagemaker.errors import resource_in_use, resource_not_found, validation_error
 from devstack.sagemaker.jobs import RESTART_FAILURE, RunningJob, RunningJobs
 from devstack.sagemaker.serving import ModelWorker, WorkerStartError, instance_id
@@ -41,6 +41,22 @@ log = logging.getLogger(__name__)
 KIND = "transform-jobs"
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
 GENERIC_FAILURE = "ClientError: See job logs for more information"
+#: ListTransformJobs (its LastModifiedTime windows look at CreationTime)
+LISTING = Listing(
+    "TransformJobSummaries",
+    "TransformJobName",
+    (
+        "TransformJobName",
+        "TransformJobArn",
+        "CreationTime",
+        "TransformEndTime",
+        "LastModifiedTime",
+        "TransformJobStatus",
+        "FailureReason",
+    ),
+    status_key="TransformJobStatus",
+    modified_key="CreationTime",
+)
 
 
 class _StoppedError(Exception):
@@ -58,9 +74,7 @@ class TransformJobs:
         self.store = service.store
         self.running = RunningJobs()
         self._shutting_down = False
-        create = service.operation("CreateTransformJob")
-        describe = service.operation("DescribeTransformJob")
-        self._echo = [m for m in create.input_shape.members if m in describe.output_shape.members]
+        self._echo = echoed_members(service, "CreateTransformJob", "DescribeTransformJob")
 
     def register(self) -> None:
         """Register the actions with the service."""
@@ -111,55 +125,22 @@ class TransformJobs:
     def describe_transform_job(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeTransformJob (unknown names: ValidationException)."""
         name = params["TransformJobName"]
-        record = self.store.get(KIND, name)
-        if record is None:
-            raise validation_error(f"Could not find requested job with name {name}")
-        return record["desc"]
+        missing = validation_error(f"Could not find requested job with name {name}")
+        return require(self.store.get(KIND, name), missing)["desc"]
 
     def list_transform_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListTransformJobs."""
-        descs = [r["desc"] for r in self.store.values(KIND)]
-        descs = filter_records(
-            descs, params, name_key="TransformJobName", status_key="TransformJobStatus", modified_key="CreationTime"
-        )
-        descs = sort_records(
-            descs,
-            params,
-            {
-                "Name": lambda d: d["TransformJobName"],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d["TransformJobStatus"],
-            },
-            "CreationTime",
-            "Descending",
-        )
-        page, token = paginate(descs, params)
-        fields = [
-            "TransformJobName",
-            "TransformJobArn",
-            "CreationTime",
-            "TransformEndTime",
-            "LastModifiedTime",
-            "TransformJobStatus",
-            "FailureReason",
-        ]
-        out: dict[str, Any] = {"TransformJobSummaries": [pick(d, fields) for d in page]}
-        if token:
-            out["NextToken"] = token
-        return out
+        return LISTING.answer(descriptions(self.store, KIND), params)
 
     def stop_transform_job(self, params: dict[str, Any]) -> None:
         """Handle StopTransformJob: Stopping, then Stopped after the current request."""
         name = params["TransformJobName"]
         with self.store.lock:
-            record = self.store.get(KIND, name)
-            if record is None:
-                raise resource_not_found(f"Could not find requested job with name {name}")
-            status = record["desc"]["TransformJobStatus"]
-            if status == "Stopping":
+            record = require(
+                self.store.get(KIND, name), resource_not_found(f"Could not find requested job with name {name}")
+            )
+            if not stop_wanted(record["desc"]["TransformJobStatus"], "transform"):
                 return
-            if status != "InProgress":
-                raise validation_error(f"The request was rejected because the transform job is in status {status}.")
             self._update(name, TransformJobStatus="Stopping")
         job = self.running.get(name)
         if job is not None:

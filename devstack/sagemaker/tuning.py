@@ -14,7 +14,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from devstack.sagemaker import search
-from devstack.sagemaker.common import filter_records, now, paginate, pick, sort_records
+from devstack.sagemaker.common import (
+    Listing,
+    descriptions,
+    now,
+    page_response,
+    pick,
+    require,
+    sort_records,
+    stop_wanted,
+)
 from devstack.sagemaker.errors import SageMakerError, resource_in_use, resource_not_found, validation_error
 from devstack.sagemaker.jobs import RESTART_FAILURE
 from devstack.sagemaker.training import KIND as TRAINING_KIND
@@ -42,6 +51,33 @@ _CHILD_MEMBERS = (
     "CheckpointConfig",
     "Environment",
     "RetryStrategy",
+)
+
+
+_SUMMARY_FIELDS = (
+    "HyperParameterTuningJobName",
+    "HyperParameterTuningJobArn",
+    "HyperParameterTuningJobStatus",
+    "CreationTime",
+    "HyperParameterTuningEndTime",
+    "LastModifiedTime",
+    "TrainingJobStatusCounters",
+    "ObjectiveStatusCounters",
+)
+
+
+def _summary(desc: dict[str, Any]) -> dict[str, Any]:
+    config = desc["HyperParameterTuningJobConfig"]
+    return {**pick(desc, _SUMMARY_FIELDS), "Strategy": config["Strategy"], "ResourceLimits": config["ResourceLimits"]}
+
+
+LISTING = Listing(
+    "HyperParameterTuningJobSummaries",
+    "HyperParameterTuningJobName",
+    _summary,
+    status_key="HyperParameterTuningJobStatus",
+    default_by="Name",
+    default_order="Ascending",
 )
 
 
@@ -189,10 +225,8 @@ class TuningJobs:
     # -- describe / list -------------------------------------------------------------------------
 
     def _record(self, name: str) -> dict[str, Any]:
-        record = self.service.store.get(KIND, name)
-        if record is None:
-            raise resource_not_found(f"Amazon SageMaker can't find a tuning job called {name}. Type another name.")
-        return record
+        missing = resource_not_found(f"Amazon SageMaker can't find a tuning job called {name}. Type another name.")
+        return require(self.service.store.get(KIND, name), missing)
 
     def describe_tuning_job(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle DescribeHyperParameterTuningJob (unknown names: ResourceNotFound)."""
@@ -200,44 +234,7 @@ class TuningJobs:
 
     def list_tuning_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListHyperParameterTuningJobs."""
-        descs = [r["desc"] for r in self.service.store.values(KIND)]
-        descs = filter_records(
-            descs, params, name_key="HyperParameterTuningJobName", status_key="HyperParameterTuningJobStatus"
-        )
-        descs = sort_records(
-            descs,
-            params,
-            {
-                "Name": lambda d: d["HyperParameterTuningJobName"],
-                "CreationTime": lambda d: d["CreationTime"],
-                "Status": lambda d: d["HyperParameterTuningJobStatus"],
-            },
-            "Name",
-            "Ascending",
-        )
-        page, token = paginate(descs, params)
-        summaries = []
-        for desc in page:
-            summary = pick(
-                desc,
-                [
-                    "HyperParameterTuningJobName",
-                    "HyperParameterTuningJobArn",
-                    "HyperParameterTuningJobStatus",
-                    "CreationTime",
-                    "HyperParameterTuningEndTime",
-                    "LastModifiedTime",
-                    "TrainingJobStatusCounters",
-                    "ObjectiveStatusCounters",
-                ],
-            )
-            summary["Strategy"] = desc["HyperParameterTuningJobConfig"]["Strategy"]
-            summary["ResourceLimits"] = desc["HyperParameterTuningJobConfig"]["ResourceLimits"]
-            summaries.append(summary)
-        out: dict[str, Any] = {"HyperParameterTuningJobSummaries": summaries}
-        if token:
-            out["NextToken"] = token
-        return out
+        return LISTING.answer(descriptions(self.service.store, KIND), params)
 
     def list_training_jobs_for_tuning_job(self, params: dict[str, Any]) -> dict[str, Any]:
         """Handle ListTrainingJobsForHyperParameterTuningJob."""
@@ -255,11 +252,7 @@ class TuningJobs:
             "FinalObjectiveMetricValue": lambda s: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"],
         }
         summaries = sort_records(summaries, params, keys, "Name", "Ascending")
-        page, token = paginate(summaries, params)
-        out: dict[str, Any] = {"TrainingJobSummaries": page}
-        if token:
-            out["NextToken"] = token
-        return out
+        return page_response(summaries, params, "TrainingJobSummaries")
 
     def _summaries(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         name = record["desc"]["HyperParameterTuningJobName"]
@@ -278,12 +271,8 @@ class TuningJobs:
         """Handle StopHyperParameterTuningJob: stops launching and stops the running children."""
         name = params["HyperParameterTuningJobName"]
         with self.service.store.lock:
-            record = self._record(name)
-            status = record["desc"]["HyperParameterTuningJobStatus"]
-            if status == "Stopping":
+            if not stop_wanted(self._record(name)["desc"]["HyperParameterTuningJobStatus"], "tuning"):
                 return
-            if status != "InProgress":
-                raise validation_error(f"The request was rejected because the tuning job is in status {status}.")
             self._update(name, HyperParameterTuningJobStatus="Stopping")
         stop = self._stops.get(name)
         if stop is not None:

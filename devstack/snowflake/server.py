@@ -28,7 +28,6 @@ takes longer than its socket timeout.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import gzip
 import json
@@ -38,6 +37,8 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any
+
+from devstack.processes import server_parser
 
 log = logging.getLogger("devstack.snowflake")
 
@@ -61,6 +62,8 @@ def _patch_cursor_errors() -> None:
     from fakesnow.cursor import FakeSnowflakeCursor
     from snowflake.connector.errors import ProgrammingError
 
+    from devstack.snowflake.sqltext import unsupported
+
     original = FakeSnowflakeCursor.execute
     if getattr(original, "_devstack_wrapped", False):
         return
@@ -76,12 +79,7 @@ def _patch_cursor_errors() -> None:
         except Exception as exc:
             log.warning("Statement failed in fakesnow: %s: %s", type(exc).__name__, exc)
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise ProgrammingError(
-                msg=f"SQL compilation error:\nUnsupported feature '{detail}' (not implemented by the devstack's "
-                "Snowflake stand-in).",
-                errno=2,
-                sqlstate="0A000",
-            ) from exc
+            raise unsupported(detail) from exc
 
     execute._devstack_wrapped = True  # type: ignore[attr-defined]
     FakeSnowflakeCursor.execute = execute  # type: ignore[method-assign]
@@ -119,6 +117,8 @@ def _staging_route(staging: Any, resent: ResentRequests):
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse
 
+    from devstack.snowflake.sqltext import unsupported
+
     async def query_request(request: Any) -> Any:
         resent.observe(request.query_params.get("requestId"), request.query_params.get("retryCount"))
         try:
@@ -140,19 +140,9 @@ def _staging_route(staging: Any, resent: ResentRequests):
                 )
             try:
                 if payload.get("bindings"):
-                    raise ProgrammingError(
-                        msg="SQL compilation error:\nUnsupported feature 'bind variables in a staging statement' "
-                        "(not implemented by the devstack's Snowflake stand-in).",
-                        errno=2,
-                        sqlstate="0A000",
-                    )
+                    raise unsupported("bind variables in a staging statement")
                 if payload.get("describeOnly"):
-                    raise ProgrammingError(
-                        msg="SQL compilation error:\nUnsupported feature 'describe-only staging statement' "
-                        "(not implemented by the devstack's Snowflake stand-in).",
-                        errno=2,
-                        sqlstate="0A000",
-                    )
+                    raise unsupported("describe-only staging statement")
                 result = await run_in_threadpool(staging.execute, conn, sql)
             except ProgrammingError as exc:
                 log.info("Staging statement failed: %s", exc.msg)
@@ -247,9 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: command-line arguments (defaults to ``sys.argv[1:]``).
     :return: the process exit code.
     """
-    parser = argparse.ArgumentParser(prog="python -m devstack.snowflake.server", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = server_parser("python -m devstack.snowflake.server", __doc__.split("\n")[0])
     parser.add_argument("--db-path", type=Path, required=True, help="directory holding one DuckDB file per database")
     parser.add_argument("--stage-path", type=Path, help="directory for internal stages (default: <db-path>/../stages)")
     parser.add_argument("--staging-file", type=Path, help="JSON file keeping integrations and external stages")
