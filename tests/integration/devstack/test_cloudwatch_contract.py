@@ -135,10 +135,12 @@ def test_unsupported_queries_are_validation_errors(cw: Any) -> None:
 
 def test_alarms_and_their_history_answer_in_cloudwatch_shapes(cw: Any, unique_name: Any) -> None:
     name = unique_name("contract-alarm")
+    # no datapoint ever and TreatMissingData=ignore: the service's alarm evaluator keeps whatever state is set, so
+    # the history below holds only what this test did (with notBreaching it would turn ALARM into OK mid-test)
     cw.put_metric_alarm(
         AlarmName=name, Namespace="Contract", MetricName="ModelLatency", Dimensions=DIMS, ExtendedStatistic="tm90",
         Period=60, EvaluationPeriods=3, DatapointsToAlarm=2, Threshold=1.0, ComparisonOperator="GreaterThanThreshold",
-        TreatMissingData="notBreaching", EvaluateLowSampleCountPercentile="ignore", Unit="Microseconds",
+        TreatMissingData="ignore", EvaluateLowSampleCountPercentile="ignore", Unit="Microseconds",
     )  # fmt: skip
     alarm = conforms(cw, "DescribeAlarms", cw.describe_alarms(AlarmNames=[name]))["MetricAlarms"][0]
     assert (alarm["StateValue"], alarm["StateReason"]) == ("INSUFFICIENT_DATA", "Unchecked: Initial alarm creation")

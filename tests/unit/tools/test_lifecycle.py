@@ -192,3 +192,37 @@ def test_bad_inference_ids_are_refused_naming_them(ids: list[str], words: str) -
     client = SimpleNamespace(invoke_endpoint=lambda **_: {"Body": SimpleNamespace(read=lambda: b"0.1\n")})
     with pytest.raises(ValueError, match=words):
         lifecycle.send(client, "fraud", [["1"], ["2"]], inference_ids=ids)
+
+
+def _capture_line(when: str) -> bytes:
+    import json
+
+    return json.dumps({"captureData": {}, "eventMetadata": {"eventId": "e", "inferenceTime": when}}).encode()
+
+
+def test_captured_records_count_the_requests_since_a_time() -> None:
+    import datetime as dt
+
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="capture")
+        first = b"\n".join(_capture_line(t) for t in ("2026-12-07T22:00:09Z", "2026-12-07T22:00:10Z"))
+        s3.put_object(Bucket="capture", Key="ep/AllTraffic/2026/12/07/22/00-09-000-a.jsonl", Body=first)
+        later = _capture_line("2026-12-07T22:00:11Z")
+        s3.put_object(Bucket="capture", Key="ep/AllTraffic/2026/12/07/22/00-11-000-b.jsonl", Body=later)
+        s3.put_object(Bucket="capture", Key="other/AllTraffic/2026/12/07/22/x.jsonl", Body=later)
+        assert lifecycle.captured_records(s3, "s3://capture/ep/") == 3
+        since = dt.datetime(2026, 12, 7, 22, 0, 10, tzinfo=dt.UTC)
+        assert lifecycle.captured_records(s3, "s3://capture/ep/", since=since) == 2
+
+
+def test_an_interval_starts_at_a_whole_second_that_has_come() -> None:
+    import datetime as dt
+
+    before = dt.datetime.now(dt.UTC)
+    start = lifecycle.interval_start()
+    assert start.microsecond == 0 and start > before
+    assert dt.datetime.now(dt.UTC) >= start, "every request sent from now on is at or after the start"
