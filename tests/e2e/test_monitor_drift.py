@@ -383,6 +383,13 @@ def test_drifted_traffic_emits_the_drift_asset_and_queues_retraining(
     }
     assert ignored == set(cfg.monitoring.ignore_features)
 
+    # Model Monitor's resources carry the configured tags (the MWAA e2e runs the default engine, which has none)
+    from tests.e2e.tag_audit import MODEL_MONITOR_KINDS, audit, untagged
+
+    found = audit(aws.devstack.client)
+    assert all(found[kind] for kind in MODEL_MONITOR_KINDS), {k: found[k] for k in MODEL_MONITOR_KINDS}
+    assert untagged({kind: found[kind] for kind in MODEL_MONITOR_KINDS}, dict(cfg.tags)) == {}
+
     drift_asset_uri = drift_uri(cfg)
     capture_uri = monitored["deployed"]["data_capture_uri"].rstrip("/") + f"/{ENDPOINT}/"
 
