@@ -41,6 +41,7 @@ from devstack.processes import (
     tail,
 )
 from devstack.snowflake.seed import DATABASE, SCHEMA, SeedParams, SeedResult
+from devstack.snowflake.seed import LAYOUT as SEED_LAYOUT
 
 log = logging.getLogger("devstack")
 
@@ -595,6 +596,8 @@ class Stack:
             if set(alive) == set(recorded):
                 log.info("devstack already running in %s", self.state_dir)
                 info = StackInfo(self.state_dir, recorded, self.region)
+                if self.seed_params is not None and self.seeded_layout() not in (None, SEED_LAYOUT):
+                    self.seed(self.seed_params, info)  # seeded with an older layout
                 self._finish(info)
                 return info
         if any(self._owned_and_alive(i) for i in recorded.values()):
@@ -770,13 +773,13 @@ class Stack:
     def is_seeded(self, info: StackInfo | None = None) -> bool:
         """Whether this state directory's Snowflake already holds a seeded history.
 
-        True when a seeding was recorded (``snowflake/seed.json``) and the stand-in attached the
-        ``FRAUD_DB`` database file at start; cheap, no Snowflake client needed.
+        True when a seeding of the current layout was recorded (``snowflake/seed.json``) and the stand-in
+        attached the ``FRAUD_DB`` database file at start; cheap, no Snowflake client needed.
 
         :param info: the running stack (default: read from ``stack.json``).
         """
         info = info or self.info()
-        if not self.seed_file.exists():
+        if self.seeded_layout() != SEED_LAYOUT:
             return False
         try:
             with urllib.request.urlopen(f"{info.services[SNOWFLAKE].url}/_devstack/health", timeout=5) as resp:  # noqa: S310
@@ -785,8 +788,20 @@ class Stack:
             return False
         return DATABASE in databases
 
+    def seeded_layout(self) -> int | None:
+        """The seed layout this state directory's Snowflake holds (``None``: never seeded; 1: before layouts were
+        recorded)."""
+        if not self.seed_file.exists():
+            return None
+        try:
+            return int(json.loads(self.seed_file.read_text()).get("layout", 1))
+        except (ValueError, AttributeError):
+            return None
+
     def seed(self, params: SeedParams, info: StackInfo | None = None) -> SeedResult:
         """Seed (or re-seed) the synthetic history into the running Snowflake stand-in.
+
+        Tables seeded with an older layout (:data:`devstack.snowflake.seed.LAYOUT`) are dropped and seeded anew.
 
         :param params: what to generate.
         :param info: the running stack (default: read from ``stack.json``).
@@ -794,10 +809,13 @@ class Stack:
         from devstack.snowflake.seed import seed
 
         info = info or self.info()
+        outdated = self.seeded_layout() not in (None, SEED_LAYOUT)
+        if outdated:
+            log.info("Snowflake was seeded with an older layout: seeding its tables anew")
         with info.snowflake_connect(database=None, schema=None) as conn:
-            result = seed(conn, params)
+            result = seed(conn, params, replace=outdated)
         self.seed_file.parent.mkdir(parents=True, exist_ok=True)
-        record = dataclasses.asdict(result) | {"params": result.params.to_json()}
+        record = dataclasses.asdict(result) | {"params": result.params.to_json(), "layout": SEED_LAYOUT}
         record["first_day"], record["last_day"] = str(result.first_day), str(result.last_day)
         self.seed_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         return result

@@ -97,19 +97,31 @@ class Driver:
         return self.runtime.api(method, path, token=self.token, body=body, url=self.url, timeout=API_TIMEOUT)
 
     def unpause(self, *dag_ids: str) -> dict[str, list[str]]:
-        """Unpause the DAGs; fail the run the scheduler starts for each one's period due now.
+        """Unpause the DAGs; fail the runs the scheduler starts on its own for them.
 
-        Locally no DAG catches up, but unpausing still makes the scheduler start the latest due interval; the
-        caller starts the runs it wants, so that run is marked failed before it takes the machine. The DAGs are
-        unpaused together and awaited together (one scheduler loop creates all their runs).
+        Locally no DAG catches up, but unpausing still makes the scheduler start the latest due interval, and a
+        DAG left unpaused by an earlier run of the caller may have a scheduled run still going; the caller starts
+        the runs it wants, so those are marked failed before they take the machine. A DAG with an unfinished run
+        (``max_active_runs``) gets its due run only once that one ended, so the unfinished ones are failed on
+        every look until the due runs exist. The DAGs are unpaused together and awaited together (one scheduler
+        loop creates all their runs).
 
         :param dag_ids: the DAGs.
         :return: ``{dag_id: [runs marked failed]}``.
         """
         for dag_id in dag_ids:
             self("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        failed: dict[str, list[str]] = {dag_id: [] for dag_id in dag_ids}
+
+        def fail_scheduled() -> None:
+            for dag_id in dag_ids:
+                for run in self("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled")["dag_runs"]:
+                    if run["state"] not in TERMINAL:
+                        self("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", {"state": "failed"})
+                        failed[dag_id].append(run["dag_run_id"])
 
         def settled() -> bool:
+            fail_scheduled()
             for dag_id in dag_ids:
                 after = self("GET", f"/api/v2/dags/{dag_id}").get("next_dagrun_run_after")
                 if after is not None and dt.datetime.fromisoformat(after) <= dt.datetime.now(dt.UTC):
@@ -117,13 +129,7 @@ class Driver:
             return True
 
         wait_for(settled, 120, f"the scheduler to create the due runs of {', '.join(dag_ids)}")
-        failed: dict[str, list[str]] = {}
-        for dag_id in dag_ids:
-            failed[dag_id] = []
-            for run in self("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled")["dag_runs"]:
-                if run["state"] not in TERMINAL:
-                    self("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", {"state": "failed"})
-                    failed[dag_id].append(run["dag_run_id"])
+        fail_scheduled()
         return failed
 
     def trigger(self, dag_id: str, run_id: str, **body: Any) -> dict[str, Any]:

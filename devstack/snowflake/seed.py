@@ -62,6 +62,9 @@ FQ_TABLE = f"{DATABASE}.{SCHEMA}.{TABLE}"
 STAGE = f"{DATABASE}.{SCHEMA}.DEVSTACK_SEED_STAGE"
 LABELS_TABLE = "FRAUD_LABELS"
 FQ_LABELS_TABLE = f"{DATABASE}.{SCHEMA}.{LABELS_TABLE}"
+#: the seeded tables' layout (their columns, and which tables there are); raised whenever it changes, so a state
+#: directory seeded with an older layout is seeded again from scratch (2: CUSTOMER_SEGMENT and FRAUD_LABELS)
+LAYOUT = 2
 
 CATEGORIES = (
     "grocery",
@@ -648,11 +651,12 @@ def _load(cur: Any, table: pa.Table, fq_table: str, file_name: str) -> int:
     return loaded
 
 
-def seed(conn: Any, params: SeedParams, today: dt.date | None = None) -> SeedResult:
+def seed(conn: Any, params: SeedParams, today: dt.date | None = None, *, replace: bool = False) -> SeedResult:
     """Create ``FRAUD_DB.RAW.CARD_TRANSACTIONS`` and ``FRAUD_LABELS`` if needed and (re)load the history.
 
     Rows already in the seeded date range are deleted first (labels: those of the range's transactions),
     so seeding the same range again replaces it instead of adding duplicates; rows outside the range are kept.
+    With ``replace`` both tables are dropped first (they were seeded with an older :data:`LAYOUT`).
 
     :param conn: an open ``snowflake.connector`` connection (the devstack's or a real account's).
     :param params: what to generate.
@@ -671,6 +675,9 @@ def seed(conn: Any, params: SeedParams, today: dt.date | None = None) -> SeedRes
         cur.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {DATABASE}.{SCHEMA}")
         cur.execute(f"USE SCHEMA {DATABASE}.{SCHEMA}")
+        if replace:
+            cur.execute(f"DROP TABLE IF EXISTS {FQ_LABELS_TABLE}")
+            cur.execute(f"DROP TABLE IF EXISTS {FQ_TABLE}")
         cur.execute(CREATE_TABLE_SQL)
         cur.execute(CREATE_LABELS_TABLE_SQL)
         cur.execute(

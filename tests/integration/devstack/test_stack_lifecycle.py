@@ -162,3 +162,48 @@ def test_stack_stops_when_the_process_that_started_it_is_killed(tmp_path: Path) 
         if owner.poll() is None:
             owner.kill()
         _cli(state, "down", check=False)
+
+
+def _snowflake(env: dict[str, str]) -> Any:
+    conn = json.loads(env["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"])
+    return snowflake.connector.connect(
+        user=conn["login"],
+        password=conn["password"],
+        account=conn["extra"]["account"],
+        host=conn["host"],
+        port=conn["port"],
+        protocol="http",
+    )
+
+
+def test_a_state_seeded_with_an_older_layout_is_seeded_anew(tmp_path: Path) -> None:
+    """A state directory seeded before the tables changed (no ``layout`` recorded, no FRAUD_LABELS) gets the
+    current tables at the next ``up``, running or not; a seeding of the current layout is left alone."""
+    from devstack.snowflake.seed import LAYOUT
+
+    state = tmp_path / "stack"
+    try:
+        _cli(state, "up", *SEED)
+        seed_file = state / "snowflake" / "seed.json"
+        assert json.loads(seed_file.read_text())["layout"] == LAYOUT
+        env = _env(state)
+        seeded = seed_file.read_text()
+        _cli(state, "up", *SEED)  # the current layout is recorded: nothing is seeded again
+        assert seed_file.read_text() == seeded
+
+        # what an older seeding recorded: no layout
+        record = json.loads(seed_file.read_text())
+        del record["layout"]
+        seed_file.write_text(json.dumps(record))
+        with _snowflake(env) as sf:  # a row of the old table outside the seeded range: dropped with its table
+            sf.cursor().execute(
+                "INSERT INTO FRAUD_DB.RAW.CARD_TRANSACTIONS (TRANSACTION_ID, EVENT_TS) VALUES ('old', '2025-01-01')"
+            )
+        _cli(state, "up", *SEED)
+        assert json.loads(seed_file.read_text())["layout"] == LAYOUT
+        with _snowflake(env) as sf:
+            labels = sf.cursor().execute("SELECT COUNT(*) FROM FRAUD_DB.RAW.FRAUD_LABELS").fetchone()[0]
+        assert labels > 0
+        assert _count(env) == 250, "the old table was replaced, not added to"
+    finally:
+        _cli(state, "down", check=False)

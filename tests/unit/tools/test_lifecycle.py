@@ -99,13 +99,15 @@ def test_drifted_refuses_a_factor_for_no_feature() -> None:
 class SchedulerFake:
     """Unpausing makes the scheduler create the due run after a few looks; the driver must fail it."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, blocked_until_failed: bool = False) -> None:
         self.home = home
         self.info = SimpleNamespace(url="http://127.0.0.1:1", components={})
         self.paused = {"a": True, "b": True}
         self.looks = 0
         self.runs = {"a": [{"dag_run_id": "scheduled__a", "state": "queued"}], "b": []}
         self.patched: list[tuple[str, Any]] = []
+        #: ``a``'s earlier run is still going (max_active_runs=1): its due run comes only once that one ended
+        self.blocked_until_failed = blocked_until_failed
 
     def token(self, url: str) -> str:
         return "token"
@@ -114,9 +116,18 @@ class SchedulerFake:
         dag = path.split("/dags/")[1].split("/")[0].split("?")[0]
         if method == "PATCH":
             self.patched.append((path, body))
+            for run in self.runs[dag]:
+                if path.endswith(f"/dagRuns/{run['dag_run_id']}"):
+                    run["state"] = body["state"]
             return {}
         if path.endswith(f"/dags/{dag}"):
             self.looks += 1
+            if self.blocked_until_failed and dag == "a":
+                if any(r["state"] != "failed" for r in self.runs["a"]):
+                    return {"next_dagrun_run_after": "2000-01-01T00:00:00+00:00"}
+                if len(self.runs["a"]) == 1:  # the due run, created once the earlier one ended
+                    self.runs["a"].append({"dag_run_id": "scheduled__due", "state": "running"})
+                return {"next_dagrun_run_after": "2999-01-01T00:00:00+00:00"}
             due = "2000-01-01T00:00:00+00:00" if self.looks < 3 else "2999-01-01T00:00:00+00:00"
             return {"next_dagrun_run_after": due if dag == "a" else None}
         return {"dag_runs": self.runs[dag]}
@@ -132,6 +143,13 @@ def test_unpause_waits_for_the_due_runs_and_fails_them(tmp_path: Path) -> None:
         ("/api/v2/dags/a/dagRuns/scheduled__a", {"state": "failed"}),
     ]
     assert fake.looks >= 3, "the driver waited until the scheduler had moved past the due interval"
+
+
+def test_unpause_fails_an_earlier_unfinished_run_that_holds_back_the_due_one(tmp_path: Path) -> None:
+    fake = SchedulerFake(tmp_path, blocked_until_failed=True)
+    failed = lifecycle.Driver(fake).unpause("a", "b")
+    assert failed == {"a": ["scheduled__a", "scheduled__due"], "b": []}
+    assert all(r["state"] == "failed" for r in fake.runs["a"])
 
 
 def _stubbed_runtime(requests: list[dict[str, Any]], answers: int) -> Any:
