@@ -73,6 +73,37 @@ def test_wait_raises_with_the_failed_tasks_log(tmp_path: Path) -> None:
     assert raised.value.states == {"plan": "success", "train": "failed"}
 
 
+def test_wait_returns_when_the_named_task_waits_for_a_person(tmp_path: Path) -> None:
+    snapshots = [
+        ("running", [ti("register", "success"), ti("approve", "running")]),
+        ("running", [ti("register", "success"), ti("approve", "awaiting_input")]),
+    ]
+    driver = lifecycle.Driver(FakeRuntime(snapshots, tmp_path), poll=0)
+    states = driver.wait("train_model", "r1", timeout=10, input_task="approve")
+    assert states == {"register": "success", "approve": "awaiting_input"}
+    # without input_task the wait goes on: the run has not ended
+    driver = lifecycle.Driver(FakeRuntime(snapshots[1:], tmp_path), poll=0)
+    with pytest.raises(lifecycle.LifecycleError, match="timed out"):
+        driver.wait("train_model", "r1", timeout=0)
+
+
+def test_answer_waits_for_the_scheduler_to_see_the_request_then_answers(tmp_path: Path) -> None:
+    runtime = FakeRuntime([("running", [])], tmp_path)
+    log = tmp_path / "scheduler.log"
+    runtime.log_file = lambda component: log
+    finished = (
+        "TaskInstance Finished: dag_id=train_model, task_id=approve, run_id=r1, map_index=-1, state=awaiting_input"
+    )
+    log.write_text("TaskInstance Finished: dag_id=train_model, task_id=approve, run_id=r0, state=awaiting_input\n")
+    driver = lifecycle.Driver(runtime, poll=0)
+    with pytest.raises(lifecycle.LifecycleError, match="request exit"):
+        driver.answer("train_model", "r1", "approve", "Approve", "ok", timeout=0)
+    assert not [c for c in runtime.calls if c[0] == "PATCH"], "no answer before the scheduler saw the request"
+    log.write_text(finished + "\n")
+    driver.answer("train_model", "r1", "approve", "Approve", "ok", timeout=0)
+    assert runtime.calls[-1] == ("PATCH", "/api/v2/dags/train_model/dagRuns/r1/taskInstances/approve/-1/hitlDetails")
+
+
 def test_wait_names_what_it_waited_for_when_time_runs_out(tmp_path: Path) -> None:
     driver = lifecycle.Driver(FakeRuntime([("running", [ti("plan", "running")])], tmp_path), poll=0)
     with pytest.raises(lifecycle.LifecycleError, match="timed out after 0 s waiting for train_model run r1"):
