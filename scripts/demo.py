@@ -400,7 +400,10 @@ def lifecycle_summary(result: dict[str, Any]) -> list[str]:
             lines.append(f"                  against: {baseline}")
             lines.append(f"                  metrics: {metrics}")
         if register := training.get("register"):
-            lines.append(f"    registered    version {register.get('version')}, {register.get('approval_status')}")
+            approval = register.get("approval_status")
+            if training.get("approved_by"):
+                approval = f"{approval}, then Approved by {training['approved_by']}"
+            lines.append(f"    registered    version {register.get('version')}, {approval}")
     for number, deployment in enumerate(result.get("deployments") or [], 1):
         lines.append(f"  deployment {number}    {deployment['run_id']}: {deployment.get('how')}")
     if (monitoring := result.get("monitoring")) and monitoring.get("engine") == "evidently":
@@ -697,6 +700,8 @@ def _training(progress: Progress, driver: Any, dag_id: str, run_id: str, trigger
         progress.line("approval: the demo answered Approve as admin (Required Actions, the REST API a person uses)")
         states = driver.wait(dag_id, run_id, STAGE_TIMEOUT["train_model"])
     training: dict[str, Any] = {"run_id": run_id, "trigger": trigger}
+    if states.get("approve") == "success":
+        training["approved_by"] = "admin in Required Actions"
     for task in ("plan", "validate", "evaluate", "gate"):
         training[task] = driver.xcom(dag_id, run_id, task) if states.get(task) == "success" else None
     if states.get("register") == "success":

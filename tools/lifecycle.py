@@ -91,6 +91,7 @@ class Driver:
         self.token = runtime.token(self.url)
         self.on_task = on_task
         self.poll = poll
+        self._seen: dict[tuple[str, str], dict[str, tuple[str | None, int]]] = {}
 
     def __call__(self, method: str, path: str, body: Any = None) -> Any:
         # the API server shares two cores with the scheduler, the devstack and its jobs
@@ -195,7 +196,8 @@ class Driver:
         :raises RunFailedError: the run failed (with its failed tasks' logs).
         :raises LifecycleError: an Airflow component stopped, or the run did not end in time.
         """
-        seen: dict[str, tuple[str | None, int]] = {}
+        # a second wait on the same run (after answering its input) reports only what changed since the first
+        seen = self._seen.setdefault((dag_id, run_id), {})
 
         def look() -> dict[str, Any] | None:
             dead = self.runtime.dead_components(self.runtime.info)
