@@ -54,16 +54,21 @@ def _env(state: Path) -> dict[str, str]:
     return env
 
 
-def _count(env: dict[str, str]) -> int:
+def _snowflake(env: dict[str, str]) -> Any:
+    """A connection to the stack's Snowflake stand-in, from the Airflow connection ``env`` names."""
     conn = json.loads(env["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"])
-    with snowflake.connector.connect(
+    return snowflake.connector.connect(
         user=conn["login"],
         password=conn["password"],
         account=conn["extra"]["account"],
         host=conn["host"],
         port=conn["port"],
         protocol="http",
-    ) as sf:
+    )
+
+
+def _count(env: dict[str, str]) -> int:
+    with _snowflake(env) as sf:
         return sf.cursor().execute("SELECT COUNT(*) FROM FRAUD_DB.RAW.CARD_TRANSACTIONS").fetchone()[0]
 
 
@@ -162,18 +167,6 @@ def test_stack_stops_when_the_process_that_started_it_is_killed(tmp_path: Path) 
         if owner.poll() is None:
             owner.kill()
         _cli(state, "down", check=False)
-
-
-def _snowflake(env: dict[str, str]) -> Any:
-    conn = json.loads(env["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"])
-    return snowflake.connector.connect(
-        user=conn["login"],
-        password=conn["password"],
-        account=conn["extra"]["account"],
-        host=conn["host"],
-        port=conn["port"],
-        protocol="http",
-    )
 
 
 def test_a_state_seeded_with_an_older_layout_is_seeded_anew(tmp_path: Path) -> None:
