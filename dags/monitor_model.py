@@ -11,7 +11,8 @@ Runs the project's monitoring job on each data interval of the endpoint's captur
 retraining on drift or a model-quality breach. No SageMaker Model Monitor API is called.
 
 - **When**: hourly (`monitoring.schedule`); each run monitors its data interval (params `interval_start` /
-  `interval_end` override it).
+  `interval_end` override it; a manual run with neither and no logical date monitors the hour before it was
+  triggered).
 - **export_labels**: the late labels (`snowflake.labels_table`) that arrived for the inferences of the
   model-quality lookback window (`monitoring.model_quality.lookback_hours`), Snowflake -> S3 in SageMaker's
   ground-truth layout with the bias facet as an attribute. No label yet is not an error.
@@ -118,13 +119,23 @@ with DAG(
         from ml_lifecycle.operators.monitoring_job import MonitoringDriftOperator, MonitoringJobOperator
 
         endpoint = cfg.deployment.endpoint_name
-        interval_end = "{{ params.interval_end or data_interval_end.isoformat() }}"
+        # the params, else the run's data interval; a manual run without a logical date has none: the hour before
+        # it was triggered
+        end = (
+            "(params.interval_end or (data_interval_end if data_interval_end is defined and data_interval_end "
+            "else dag_run.run_after).isoformat())"
+        )
+        start = (
+            "(params.interval_start or (data_interval_start if data_interval_start is defined and "
+            "data_interval_start else dag_run.run_after - macros.timedelta(hours=1)).isoformat())"
+        )
+        interval_end = f"{{{{ {end} }}}}"
         export_labels = LabelsToS3Operator(
             task_id="export_labels",
             snowflake_conn_id=cfg.snowflake.conn_id,
             aws_conn_id=cfg.aws.conn_id,
             # the labels that arrived for the inferences of the model-quality lookback window
-            arrived_from="{{ (macros.datetime.fromisoformat(params.interval_end or data_interval_end.isoformat()) - "
+            arrived_from=f"{{{{ (macros.datetime.fromisoformat({end}) - "
             f"macros.timedelta(hours={cfg.monitoring.model_quality.lookback_hours})).isoformat() }}}}",
             arrived_until=interval_end,
             labels_uri=cfg.storage.uri("monitoring", endpoint, "labels") + "/",
@@ -135,7 +146,7 @@ with DAG(
         run_monitoring = MonitoringJobOperator(
             task_id="run_monitoring",
             endpoint_name=endpoint,
-            interval_start="{{ params.interval_start or data_interval_start.isoformat() }}",
+            interval_start=f"{{{{ {start} }}}}",
             interval_end=interval_end,
             labels_uri=export_labels.output["labels_uri"],
         )

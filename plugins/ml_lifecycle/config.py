@@ -495,8 +495,9 @@ class DeploymentConfig(_Strict):
 MonitoringEngine = Literal["evidently", "model_monitor"]
 #: CloudWatch namespace of the evidently engine's metrics (the IAM policy's ``cloudwatch:namespace`` condition)
 MONITORING_NAMESPACE = "MlLifecycle/Monitoring"
-#: the longest endpoint name whose monitoring jobs (``<endpoint>-mon-<%Y%m%d%H%M>-<8 hex>-r<nn>``) fit in 63
-MONITORING_ENDPOINT_MAX = 33
+#: the longest endpoint name whose monitoring jobs (``<endpoint>-mon-<%Y%m%d%H%M>-<8 hex>-r<nnn>``) fit in 63,
+#: up to try 999 as every other job name
+MONITORING_ENDPOINT_MAX = 32
 
 
 class ModelQualityThresholds(_Strict):

@@ -43,7 +43,7 @@ FIRST_TASK = {
     "train_model": "plan",
     "deploy_model": "resolve",
     "batch_score": "resolve",
-    "monitor_model": "choose_source",
+    "monitor_model": "export_labels" if CFG.monitoring.engine == "evidently" else "choose_source",
 }
 
 

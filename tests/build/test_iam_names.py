@@ -30,6 +30,7 @@ from ml_lifecycle.builders.monitor import (
     one_off_schedule_name,
     schedule_name,
 )
+from ml_lifecycle.builders.monitoring_job import job_name as monitoring_job_name
 from ml_lifecycle.builders.transform import transform_job_name
 from ml_lifecycle.config import ConfigError, parse_config
 from ml_lifecycle.naming import JOB_KINDS, RunPlan, sagemaker_name
@@ -67,9 +68,14 @@ def _longest(document: dict, dotted: str) -> str:
     raise AssertionError(f"the config accepts no value of {dotted}")
 
 
-@pytest.fixture(scope="module")
-def cfg():
+#: the longest endpoint name each monitoring engine's derived names allow
+ENDPOINT_MAX = {"evidently": 32, "model_monitor": 47}
+
+
+@pytest.fixture(scope="module", params=sorted(ENDPOINT_MAX))
+def cfg(request):
     document = yaml.safe_load(LOCAL.read_text())
+    document["monitoring"]["engine"] = request.param
     document["aws"]["region"], document["aws"]["account_id"] = REGION, ACCOUNT
     # the approval queue is in the environment's region and account
     queue = document["approval_events"]["queue_url"].rsplit("/", 1)[1]
@@ -139,6 +145,16 @@ def _names(cfg) -> list[tuple[str, str, str]]:
         ("sagemaker:DescribeModelPackage", "model-package", f"{group}/{VERSION}"),
     ]
     found += [("cloudwatch:PutMetricAlarm", "alarm", name) for name in alarm_names(endpoint, "v" * SAGEMAKER_MAX)]
+    if cfg.monitoring.engine == "evidently":
+        start = dt.datetime(2026, 3, 1, 23, tzinfo=dt.UTC)
+        found += [
+            ("sagemaker:CreateProcessingJob", "processing-job", monitoring_job_name(endpoint, start, "0123abcd", t))
+            for t in TRIES
+        ]
+        found += [
+            ("cloudwatch:PutMetricAlarm", "alarm", f"{endpoint}-monitoring-{alarm.name}")
+            for alarm in cfg.monitoring.alarms
+        ]
     return found
 
 
@@ -172,7 +188,7 @@ def _granted(cfg, action: str, arn: str) -> bool:
 
 def test_the_limits_are_the_configs_own(cfg):
     assert len(cfg.sagemaker.name_prefix) == 12
-    assert len(cfg.deployment.endpoint_name) == 47
+    assert len(cfg.deployment.endpoint_name) == ENDPOINT_MAX[cfg.monitoring.engine]
     assert len(cfg.sagemaker.model_package_group) == SAGEMAKER_MAX
 
 
@@ -194,7 +210,10 @@ def test_every_name_the_code_builds_is_granted_by_the_policy(cfg):
     assert denied == [], "names the policy's resource patterns do not grant"
 
 
-def test_an_endpoint_name_too_long_for_its_derived_names_is_refused():
+@pytest.mark.parametrize("engine", sorted(ENDPOINT_MAX))
+def test_an_endpoint_name_too_long_for_its_derived_names_is_refused(engine):
     document = yaml.safe_load(LOCAL.read_text())
-    with pytest.raises(ConfigError, match=r"deployment\.endpoint_name.*at most 47 characters, got 48"):
-        parse_config(yaml.safe_dump(_with(document, "deployment.endpoint_name", "e" * 48)), "local.yaml")
+    document["monitoring"]["engine"] = engine
+    most = ENDPOINT_MAX[engine]
+    with pytest.raises(ConfigError, match=rf"deployment\.endpoint_name.*at most {most} characters.* got {most + 1}"):
+        parse_config(yaml.safe_dump(_with(document, "deployment.endpoint_name", "e" * (most + 1))), "local.yaml")

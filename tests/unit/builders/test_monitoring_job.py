@@ -104,7 +104,7 @@ def test_monitor_config_carries_the_interval_lookback_and_thresholds():
 def test_job_name_is_per_interval_and_inputs_and_fits_63_characters():
     assert job_name("fraud", START, "0123abcd") == "fraud-mon-202603011000-0123abcd"
     assert job_name("fraud", START, "0123abcd", try_number=2) == "fraud-mon-202603011000-0123abcd-r2"
-    longest = job_name("e" * MONITORING_ENDPOINT_MAX, START, "0123abcd", try_number=99)
+    longest = job_name("e" * MONITORING_ENDPOINT_MAX, START, "0123abcd", try_number=999)
     assert len(longest) == 63 and longest.startswith("e" * MONITORING_ENDPOINT_MAX + "-mon-")
     with pytest.raises(BuilderError, match="longer than SageMaker's 63"):
         job_name("e" * 40, START, "0123abcd")
@@ -206,7 +206,7 @@ def test_engine_defaults_to_evidently_and_local_names_its_engine():
     [
         ({"engine": "clarify"}, "evidently"),
         ({"drift": {"share": 1.5}}, "less than or equal to 1"),
-        ({"engine": "evidently", "endpoint": "e" * 34}, "at most 33 characters under monitoring.engine evidently"),
+        ({"engine": "evidently", "endpoint": "e" * 33}, "at most 32 characters under monitoring.engine evidently"),
         ({"bias": {"di_min": 1.3, "di_max": 1.25}}, "di_min must be below di_max"),
         ({"model_quality": {"lookback_hours": 0}}, "greater than or equal to 1"),
         (
