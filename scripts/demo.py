@@ -630,11 +630,10 @@ def _monitor_now(
     progress: Progress, driver: Any, run_id: str, baseline: dict[str, Any], result: dict[str, Any]
 ) -> bool:
     """monitor_model under the model_monitor engine: a one-off execution over the last hour; whether it drifted."""
-    monitor_id = run_id
-    driver.trigger("monitor_model", monitor_id, logical_date=None, conf={"run_now": True, "window_hours": 1})
-    progress.line(f"monitor_model: triggered {monitor_id} (a monitoring execution over the last hour, now)")
-    driver.wait("monitor_model", monitor_id, STAGE_TIMEOUT["monitor_model"])
-    findings = driver.xcom("monitor_model", monitor_id, "run_now")
+    driver.trigger("monitor_model", run_id, logical_date=None, conf={"run_now": True, "window_hours": 1})
+    progress.line(f"monitor_model: triggered {run_id} (a monitoring execution over the last hour, now)")
+    driver.wait("monitor_model", run_id, STAGE_TIMEOUT["monitor_model"])
+    findings = driver.xcom("monitor_model", run_id, "run_now")
     result["monitoring"] = {**findings, "baseline_statistics_uri": baseline.get("statistics_uri")}
     progress.line(
         f"monitor_model: {findings.get('violation_count')} violation(s), drifted: "
