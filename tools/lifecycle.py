@@ -228,17 +228,12 @@ class Driver:
             raise RunFailedError(dag_id, run_id, states, self.failure_logs(dag_id, run_id, states))
         return states
 
-    def answer(
-        self, dag_id: str, run_id: str, task_id: str, option: str, comment: str, timeout: float = 120
-    ) -> dict[str, Any]:
-        """Answer a task waiting for input (Airflow's Required Actions) as the logged-in user; the answer.
+    def wait_parked(self, dag_id: str, run_id: str, task_id: str, timeout: float = 120) -> None:
+        """Wait until the scheduler has seen the worker that asked for input exit.
 
         Airflow 3.3.1's scheduler fails a task whose resumed try already runs when it processes the exit of the
-        try that asked (the executor reports both under one key), so the answer waits for the scheduler's record
+        try that asked (the executor reports both under one key), so an answer waits for the scheduler's record
         of that exit ("TaskInstance Finished ... state=awaiting_input"), as a person answering later would.
-
-        :param option: the chosen option (``Approve`` / ``Reject``).
-        :param comment: the form's ``comment``.
         """
         log = self.runtime.log_file("scheduler")
         marker = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id}, "
@@ -247,6 +242,17 @@ class Driver:
             return any(marker in line and "state=awaiting_input" in line for line in log.read_text().splitlines())
 
         wait_for(parked, timeout, f"the scheduler to see the worker of {run_id}'s request exit")
+
+    def answer(
+        self, dag_id: str, run_id: str, task_id: str, option: str, comment: str, timeout: float = 120
+    ) -> dict[str, Any]:
+        """Answer a task waiting for input (Airflow's Required Actions) as the logged-in user, once the scheduler
+        saw the request (:meth:`wait_parked`); the answer.
+
+        :param option: the chosen option (``Approve`` / ``Reject``).
+        :param comment: the form's ``comment``.
+        """
+        self.wait_parked(dag_id, run_id, task_id, timeout)
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
         return self("PATCH", path, {"chosen_options": [option], "params_input": {"comment": comment}})
 

@@ -132,20 +132,9 @@ def _await_request(api: Driver, run_id: str, timeout: float) -> dict[str, Any]:
 
 
 def _await_parked(api: Driver, run_id: str, timeout: float) -> None:
-    """Wait until the scheduler has seen the worker that wrote the request exit.
-
-    Airflow 3.3.1's scheduler fails a task whose resumed try is already running when the exit of the try that
-    parked it is processed (the executor reports both under one key): an answer that resumes the task before
-    that exit, a few seconds after the request, loses the task. A person answers later; the test waits for the
-    scheduler's record of that exit ("TaskInstance Finished ... state=awaiting_input").
-    """
-    log = api.runtime.log_file("scheduler")
-    marker = f"TaskInstance Finished: dag_id={DAG_ID}, task_id={TASK}, run_id={run_id}, "
-
-    def parked() -> bool:
-        return any(marker in line and "state=awaiting_input" in line for line in log.read_text().splitlines())
-
-    wait_for(parked, timeout, f"the scheduler to see the worker of {run_id}'s request exit", interval=1)
+    """Wait until the scheduler has seen the worker that wrote the request exit (a person answers later; an
+    answer before that exit loses the task in Airflow 3.3.1: :meth:`tools.lifecycle.Driver.wait_parked`)."""
+    api.wait_parked(DAG_ID, run_id, TASK, timeout)
 
 
 def _answer(api: Driver, run_id: str, option: str, comment: str, token: str | None = None) -> tuple[int, Any]:
