@@ -40,6 +40,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     server_version = "devstack-sagemaker"
+    # headers and body go out in two writes: with Nagle's algorithm the body waits for the client's delayed
+    # ACK of the headers (about 40 ms on Linux), on every request of a kept-alive connection
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
