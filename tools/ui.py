@@ -10,8 +10,8 @@ The DAGs come from ``dags/``, the package from ``plugins/``; connections and AWS
 devstack (``AIRFLOW_CONN_AWS_DEFAULT``, ``AIRFLOW_CONN_SNOWFLAKE_DEFAULT``, ``AWS_ENDPOINT_URL_*``);
 ``ML_LIFECYCLE_ENV=local``. Login: user ``admin`` with a password generated on first start and kept in
 ``<home>/simple_auth_manager_passwords.json.generated`` (mode 0600). Locally, DAGs do not catch up on
-missed schedules (see ``tools/ui_settings/airflow_local_settings.py``; ``--catchup`` keeps the DAGs'
-own setting).
+missed schedules (``--catchup`` keeps the DAGs' own setting), and the scheduler, triggerer and dag-processor
+import the DAG files' modules before they fork (see ``tools/ui_settings/airflow_local_settings.py``).
 
 Usage::
 
@@ -62,6 +62,9 @@ API_TIMEOUT = 120
 DEFAULT_PORT = 8080
 ADMIN_USER = "admin"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# stopped in this order: what runs tasks before the API server their task processes report to
+STOP_FIRST = ("scheduler", "dag-processor", "triggerer")
+STOP_LAST = ("api-server",)
 # the keys of /api/v2/monitor/health for the components that heartbeat
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -340,9 +343,8 @@ class AirflowUI:
         env |= self.devstack_env
         url = f"http://{HOST}:{port}"
         keys = self._secrets()
-        python_path = [str(ROOT / "plugins"), str(ROOT)]
-        if not self.catchup:
-            python_path.append(str(POLICY_DIR))
+        # the local settings: no catch-up (unless asked for) and the DAGs' modules loaded before the forks
+        python_path = [str(ROOT / "plugins"), str(ROOT), str(POLICY_DIR)]
         bin_dir = str(Path(sys.executable).parent)
         env |= {
             "AIRFLOW_HOME": str(self.home),
@@ -367,6 +369,7 @@ class AirflowUI:
             # new DAG files show up within half a minute
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "ML_LIFECYCLE_ENV": self.ml_env,
+            "ML_LIFECYCLE_LOCAL_CATCHUP": "1" if self.catchup else "0",
             "PYTHONPATH": os.pathsep.join(python_path),
             "PYTHONUNBUFFERED": "1",
             # components start helpers as `airflow ...` by name
@@ -560,6 +563,10 @@ class AirflowUI:
     def stop(self, timeout: float = STOP_TIMEOUT) -> list[str]:
         """Stop every recorded component: SIGTERM to its process group, SIGKILL after ``timeout`` seconds.
 
+        The API server goes last: a task the scheduler is still running when it is told to stop finishes by
+        reporting its state through the API server, and would otherwise retry against a closed port until it
+        is killed.
+
         :param timeout: grace period of each component.
         :return: names of the components that were running.
         """
@@ -568,29 +575,34 @@ class AirflowUI:
             self._stop_database(timeout)
             return []
         alive = {n: c for n, c in info.components.items() if self._owned_and_alive(c)}
-        for comp in alive.values():
+        for group in (STOP_FIRST, STOP_LAST):
+            self._stop_group([c for n, c in alive.items() if n in group], timeout)
+        self._write_state(None)
+        self._stop_database(timeout)
+        return list(alive)
+
+    def _stop_group(self, comps: list[ComponentInfo], timeout: float) -> None:
+        """SIGTERM to each component's process group, then SIGKILL to what is left after ``timeout``."""
+        for comp in comps:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(comp.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for comp in alive.values():
+        for comp in comps:
             while time.monotonic() < deadline and self._exited(comp) is False:
                 time.sleep(0.1)
             if not self._exited(comp):
                 log.warning("airflow %s (pid %d) ignored SIGTERM for %.0fs; killing it", comp.name, comp.pid, timeout)
         # task processes the scheduler forked live in its group: give them a moment, then kill what is left
         grace = time.monotonic() + 5.0
-        while time.monotonic() < grace and any(group_alive(c.pid) for c in alive.values()):
+        while time.monotonic() < grace and any(group_alive(c.pid) for c in comps):
             time.sleep(0.1)
-        for comp in alive.values():
+        for comp in comps:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(comp.pid, signal.SIGKILL)
             proc = self._procs.pop(comp.pid, None)
             if proc is not None:
                 with contextlib.suppress(Exception):
                     proc.wait(timeout=5)
-        self._write_state(None)
-        self._stop_database(timeout)
-        return list(alive)
 
     def _stop_database(self, timeout: float) -> None:
         """Stop the metadata database's server after the components (they hold connections to it)."""

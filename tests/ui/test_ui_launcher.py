@@ -83,6 +83,52 @@ def test_stop_with_nothing_running(tmp_path: Path) -> None:
     assert AirflowUI(tmp_path).running() is None
 
 
+# a stand-in component: exits on SIGTERM, after looking whether the API server (argv[2]) still runs when asked to
+_COMPONENT = """
+import signal, sys, time
+def stop(*_):
+    if sys.argv[1] == "scheduler":
+        time.sleep(0.3)  # a task still reporting its state
+        try:  # an exited process not yet reaped is a zombie ("Z"): gone too
+            state = open(f"/proc/{sys.argv[2]}/stat").read().rsplit(")", 1)[1].split()[0]
+            seen = "api-server gone" if state == "Z" else "api-server up"
+        except FileNotFoundError:
+            seen = "api-server gone"
+        open(sys.argv[3], "w").write(seen)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_the_api_server_stops_after_the_components_whose_tasks_report_to_it(tmp_path: Path) -> None:
+    """A task still running when the scheduler is told to stop reports its end through the API server."""
+    seen = tmp_path / "seen"
+    procs: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+            api_pid = str(procs["api-server"].pid) if "api-server" in procs else "0"
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-c", _COMPONENT, name, api_pid, str(seen)],
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            assert procs[name].stdout is not None and procs[name].stdout.readline().strip() == "ready"
+        ui = AirflowUI(tmp_path)
+        components = {n: ui_module.ComponentInfo(n, p.pid, str(tmp_path / f"{n}.log")) for n, p in procs.items()}
+        ui._write_state(ui_module.UIInfo("http://127.0.0.1:1", 1, tmp_path, components))
+        assert sorted(ui.stop(timeout=10)) == sorted(procs)
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+    assert seen.read_text() == "api-server up"
+    assert all(proc.returncode == 0 for proc in procs.values())  # each exited on SIGTERM, none was killed
+
+
 @pytest.mark.parametrize(
     ("catchup", "expected"),
     [pytest.param(False, False, id="local-default-no-catchup"), pytest.param(True, True, id="catchup-kept")],
