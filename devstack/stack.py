@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import importlib
 import json
 import logging
@@ -596,8 +597,8 @@ class Stack:
             if set(alive) == set(recorded):
                 log.info("devstack already running in %s", self.state_dir)
                 info = StackInfo(self.state_dir, recorded, self.region)
-                if self.seed_params is not None and self.seeded_layout() not in (None, SEED_LAYOUT):
-                    self.seed(self.seed_params, info)  # seeded with an older layout
+                if self.seed_params is not None and self.seed_outdated():
+                    self.seed(self.seed_params, info)
                 self._finish(info)
                 return info
         if any(self._owned_and_alive(i) for i in recorded.values()):
@@ -633,7 +634,7 @@ class Stack:
                 self._record(started)
             self._wait_healthy(started[SNOWFLAKE], deadline)
             info = StackInfo(self.state_dir, dict(started), self.region)
-            if self.seed_params is not None and not self.is_seeded(info):
+            if self.seed_params is not None and (not self.is_seeded(info) or self.seed_outdated()):
                 self.seed(self.seed_params, info)
             if self.sagemaker:
                 self._wait_healthy(started[SAGEMAKER], deadline)
@@ -788,6 +789,32 @@ class Stack:
             return False
         return DATABASE in databases
 
+    def seed_outdated(self, today: dt.date | None = None) -> str | None:
+        """Why the recorded seeding must be done again (``None``: it need not).
+
+        An older layout (:data:`devstack.snowflake.seed.LAYOUT`); or, for a history that ends yesterday (seed
+        parameters without a ``start``), a history that ended before yesterday: the state directory was seeded
+        days ago, and the data a day's run reads (training windows, the latest transactions, labels arrived by
+        now) is missing. Re-seeding loads the days up to yesterday; the earlier days are left as they are.
+
+        :param today: today's date (UTC; default: now).
+        """
+        layout = self.seeded_layout()
+        if layout is None:
+            return None
+        if layout != SEED_LAYOUT:
+            return f"seeded with layout {layout}, the seed now writes layout {SEED_LAYOUT}"
+        if self.seed_params is None or self.seed_params.start is not None:
+            return None
+        today = today or dt.datetime.now(dt.UTC).date()
+        try:
+            last_day = dt.date.fromisoformat(json.loads(self.seed_file.read_text())["last_day"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return "the seed record names no last day"
+        if last_day < today - dt.timedelta(days=1):
+            return f"the history ends {last_day}, before yesterday ({today - dt.timedelta(days=1)})"
+        return None
+
     def seeded_layout(self) -> int | None:
         """The seed layout this state directory's Snowflake holds (``None``: never seeded; 1: before layouts were
         recorded)."""
@@ -812,6 +839,8 @@ class Stack:
         outdated = self.seeded_layout() not in (None, SEED_LAYOUT)
         if outdated:
             log.info("Snowflake was seeded with an older layout: seeding its tables anew")
+        elif reason := self.seed_outdated():
+            log.info("Seeding Snowflake again: %s", reason)
         with info.snowflake_connect(database=None, schema=None) as conn:
             result = seed(conn, params, replace=outdated)
         self.seed_file.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -166,6 +167,30 @@ def test_stack_stops_when_the_process_that_started_it_is_killed(tmp_path: Path) 
     finally:
         if owner.poll() is None:
             owner.kill()
+        _cli(state, "down", check=False)
+
+
+def test_a_history_seeded_days_ago_is_extended_to_yesterday_at_the_next_up(tmp_path: Path) -> None:
+    """Without a fixed start the history ends yesterday: an ``up`` days after the seeding loads the days since."""
+    state = tmp_path / "stack"
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    try:
+        _cli(state, "up", "--days", "3", "--rows-per-day", "40")
+        seed_file = state / "snowflake" / "seed.json"
+        assert json.loads(seed_file.read_text())["last_day"] == str(yesterday)
+        # what a seeding four days ago recorded (its rows are today's minus the newest days)
+        record = json.loads(seed_file.read_text())
+        record["last_day"] = str(yesterday - dt.timedelta(days=4))
+        seed_file.write_text(json.dumps(record))
+        env = _env(state)
+        with _snowflake(env) as sf:
+            sf.cursor().execute(f"DELETE FROM FRAUD_DB.RAW.CARD_TRANSACTIONS WHERE EVENT_TS >= '{yesterday}'")
+        assert _count(env) == 80
+
+        _cli(state, "up", "--days", "3", "--rows-per-day", "40")  # running: seeded again in place
+        assert json.loads(seed_file.read_text())["last_day"] == str(yesterday)
+        assert _count(env) == 120
+    finally:
         _cli(state, "down", check=False)
 
 

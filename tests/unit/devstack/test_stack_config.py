@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shlex
@@ -207,3 +208,36 @@ def test_info_explains_when_the_stack_is_not_running(tmp_path: Path) -> None:
 
 def test_default_seed_is_the_documented_history() -> None:
     assert Stack().seed_params == SeedParams(days=120, rows_per_day=300, seed=42)
+
+
+@pytest.mark.parametrize(
+    ("record", "params", "expected"),
+    [
+        pytest.param(None, SeedParams(), None, id="never-seeded"),
+        pytest.param({"layout": 2, "last_day": "2026-12-07"}, SeedParams(), None, id="ends-yesterday"),
+        pytest.param(
+            {"layout": 2, "last_day": "2026-12-05"}, SeedParams(), "the history ends 2026-12-05", id="ended-earlier"
+        ),
+        pytest.param(
+            {"layout": 2, "last_day": "2026-01-05"},
+            SeedParams(days=5, start=dt.date(2026, 1, 1)),
+            None,
+            id="a-fixed-start-is-kept",
+        ),
+        pytest.param({"last_day": "2026-12-07"}, SeedParams(), "seeded with layout 1", id="older-layout"),
+        pytest.param({"layout": 2}, SeedParams(), "names no last day", id="no-last-day"),
+    ],
+)
+def test_a_history_that_ended_before_yesterday_is_seeded_again(
+    tmp_path: Path, record: dict[str, object] | None, params: SeedParams, expected: str | None
+) -> None:
+    """A state directory seeded days ago holds no transactions of the latest days, nor their arrived labels."""
+    stack = Stack(tmp_path, seed=params)
+    if record is not None:
+        stack.seed_file.parent.mkdir(parents=True)
+        stack.seed_file.write_text(json.dumps(record))
+    reason = stack.seed_outdated(today=dt.date(2026, 12, 8))
+    if expected is None:
+        assert reason is None
+    else:
+        assert reason is not None and expected in reason
