@@ -19,6 +19,7 @@ read from the SQLite database with the standard library (Airflow starts once, in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -219,6 +220,8 @@ def print_summary(result: dict[str, Any], wall: float, log_file: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ the whole loop
 
+#: the DAGs the whole loop runs: unpaused for it, paused again when it ends
+LOOP_DAGS = ("deploy_model", "monitor_model", "train_model")
 #: seconds each stage of the whole-loop demo may take before it is reported as stuck
 STAGE_TIMEOUT = {"train_model": 1200, "deploy_model": 900, "monitor_model": 600, "start": 300, "asset": 180}
 #: the report files a person opens, by the S3 folder they come from
@@ -471,6 +474,7 @@ def run_lifecycle(args: argparse.Namespace, progress: Progress) -> int:
     progress.line("airflow: starting on PostgreSQL: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     result: dict[str, Any] = {"trainings": [], "deployments": [], "state": "failed"}
+    driver = None
     try:
         ui.info = ui.start(timeout=STAGE_TIMEOUT["start"])
         result["airflow_url"] = ui.info.url
@@ -489,6 +493,10 @@ def run_lifecycle(args: argparse.Namespace, progress: Progress) -> int:
         if args.keep_airflow and getattr(ui, "info", None) is not None:
             progress.line(f"airflow: left running at {ui.info.url}; `python -m tools.ui --stop --home {ui.home}`")
         else:
+            if driver is not None:
+                # paused as they were found: the next start of this Airflow owes them no scheduled run
+                with contextlib.suppress(UIError, lifecycle.LifecycleError, OSError):
+                    driver.pause(*LOOP_DAGS)
             ui.stop()
             progress.line("airflow: stopped (the devstack keeps running)")
     result["wall"] = progress.elapsed()
@@ -511,7 +519,7 @@ def _loop(
 
     sm, runtime = stack.client("sagemaker"), stack.client("sagemaker-runtime")
     dep = cfg.deployment
-    for dag_id, runs in driver.unpause("deploy_model", "monitor_model", "train_model").items():
+    for dag_id, runs in driver.unpause(*LOOP_DAGS).items():
         for run_id in runs:
             progress.line(f"{dag_id}: unpaused; its due scheduled run {run_id} marked failed (the demo starts its own)")
     known = {dag: {r["dag_run_id"] for r in driver.runs(dag)} for dag in ("train_model", "deploy_model")}
@@ -538,11 +546,7 @@ def _loop(
     baseline = None if evidently else driver.xcom("deploy_model", deploy_id, "baseline")
 
     # 3. live traffic, then drifted traffic
-    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    interval = (
-        (today - dt.timedelta(days=args.traffic_days)).strftime("%Y-%m-%d %H:%M:%S"),
-        today.strftime("%Y-%m-%d %H:%M:%S"),
-    )
+    interval = lifecycle.labelled_traffic_days(dt.datetime.now(dt.UTC).date(), args.traffic_days)
     ids, rows = lifecycle.transactions(stack.snowflake_connect(), interval)
     if not rows:
         raise lifecycle.LifecycleError(f"no transactions in {interval}: reseed the devstack (python -m devstack seed)")

@@ -21,9 +21,11 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,10 @@ from tools.ui import API_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = ("success", "failed")
-#: the features a demo shifts to inject drift: what a change of spending looks like to the model
-DRIFT_FACTORS = {"amount": 2.2, "card_avg_amount_7d": 1.8}
+#: the features a demo shifts to inject drift: what a change of spending habits looks like to the model (larger
+#: purchases, against a card average that rises less, on cards used twice as often); with the two derived
+#: features that follow, five of the nine monitored features move, more than the drift share of 0.5
+DRIFT_FACTORS = {"amount": 2.5, "card_avg_amount_7d": 1.5, "card_txn_count_24h": 2.0}
 
 
 class LifecycleError(RuntimeError):
@@ -132,6 +136,14 @@ class Driver:
         wait_for(settled, 120, f"the scheduler to create the due runs of {', '.join(dag_ids)}")
         fail_scheduled()
         return failed
+
+    def pause(self, *dag_ids: str) -> None:
+        """Pause the DAGs: the scheduler starts no run of them, not even the one due when Airflow starts next.
+
+        :param dag_ids: the DAGs.
+        """
+        for dag_id in dag_ids:
+            self("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
 
     def trigger(self, dag_id: str, run_id: str, **body: Any) -> dict[str, Any]:
         """Start a manual run.
@@ -278,6 +290,25 @@ def _started(ti: dict[str, Any]) -> tuple[bool, str, str]:
 # ------------------------------------------------------------------------------------------ live traffic
 
 
+def labelled_traffic_days(today: dt.date, days: int) -> tuple[str, str]:
+    """The ``days`` whole days of transactions a demo sends as live traffic: the latest whose labels are in.
+
+    A genuine transaction's outcome becomes known within the seed's review delay (at most
+    ``GENUINE_REVIEW_DAYS[1]``, 5 days), and most frauds' within days: traffic of the days that ended that long
+    before today has its ground truth arrived by now, inside the monitoring's label lookback, so the monitoring
+    job joins labels to it. More recent days would have too few labels for model quality and bias.
+
+    :param today: today's date (UTC).
+    :param days: how many days.
+    :return: ``(start, end)`` as ``YYYY-MM-DD HH:MM:SS``, ``end`` exclusive.
+    """
+    from devstack.snowflake.seed import GENUINE_REVIEW_DAYS
+
+    end = today - dt.timedelta(days=math.ceil(GENUINE_REVIEW_DAYS[1]))
+    start = end - dt.timedelta(days=days)
+    return f"{start:%Y-%m-%d} 00:00:00", f"{end:%Y-%m-%d} 00:00:00"
+
+
 def transactions(connection: Any, interval: tuple[str, str]) -> tuple[list[str], list[list[str]]]:
     """The transactions of ``interval`` as a scoring client sees them: their ids and the model's input columns.
 
@@ -329,8 +360,6 @@ def drifted(rows: Sequence[Sequence[str]], factors: dict[str, float] | None = No
     :param factors: ``{feature: factor}`` (default :data:`DRIFT_FACTORS`).
     :raises ValueError: a factor names no feature of the model.
     """
-    import math
-
     factors = DRIFT_FACTORS if factors is None else factors
     names = feature_names()
     unknown = sorted(set(factors) - set(names))
@@ -341,7 +370,10 @@ def drifted(rows: Sequence[Sequence[str]], factors: dict[str, float] | None = No
     for row in rows:
         row = list(row)
         for name, factor in factors.items():
-            row[at[name]] = repr(round(float(row[at[name]]) * factor, 2))
+            cell = row[at[name]]
+            value = float(cell) * factor
+            # a count stays a whole number; an amount keeps cents
+            row[at[name]] = str(round(value)) if cell.lstrip("-").isdigit() else repr(round(value, 2))
         amount, average = float(row[at["amount"]]), float(row[at["card_avg_amount_7d"]])
         row[at["log_amount"]] = repr(math.log1p(amount))
         if average > 0:
@@ -368,15 +400,21 @@ def predict(client: Any, endpoint: str, rows: Sequence[Sequence[str]], inference
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     extra = {}
     if inference_id is not None:
-        if not _INFERENCE_ID.match(inference_id):
-            raise ValueError(
-                f"InferenceId {inference_id!r} must be 1-64 printable characters, the first not whitespace"
-            )
-        extra["InferenceId"] = inference_id
+        extra["InferenceId"] = _check_inference_id(inference_id)
     response = client.invoke_endpoint(
         EndpointName=endpoint, Body=buffer.getvalue().encode(), ContentType="text/csv", Accept="text/csv", **extra
     )
     return response["Body"].read().decode().splitlines()
+
+
+def _check_inference_id(inference_id: str) -> str:
+    """``inference_id`` when SageMaker takes it as an ``InferenceId``.
+
+    :raises ValueError: it is not 1-64 printable characters starting with a non-space.
+    """
+    if not _INFERENCE_ID.match(inference_id):
+        raise ValueError(f"InferenceId {inference_id!r} must be 1-64 printable characters, the first not whitespace")
+    return inference_id
 
 
 def send(
@@ -385,27 +423,40 @@ def send(
     rows: Sequence[Sequence[str]],
     batch: int = 100,
     inference_ids: Sequence[str] | None = None,
+    clients: int = 8,
 ) -> int:
     """Send ``rows`` to the endpoint; the number of requests.
 
     With ``inference_ids`` (one per row, the transaction ids) this is real-time fraud scoring: one request per
     transaction, each with its ``InferenceId``, so every captured record is one transaction that its late label
-    joins by id. Without them, rows go in requests of ``batch`` rows and carry no ``InferenceId``: the capture
+    joins by id; ``clients`` requests are in flight at once, as from that many point-of-sale clients. Without
+    them, rows go in requests of ``batch`` rows, one after the other, and carry no ``InferenceId``: the capture
     then holds one record per request with ``batch`` CSV lines and no id, good for drift but never joined to
     labels.
 
-    :param client: a ``sagemaker-runtime`` client.
+    :param client: a ``sagemaker-runtime`` client (boto3 clients may be shared between threads).
     :param endpoint: the endpoint's name.
     :param rows: the rows.
     :param batch: rows per request when there are no ``inference_ids``.
     :param inference_ids: the rows' ids, in order.
-    :raises ValueError: ``inference_ids`` and ``rows`` differ in length.
+    :param clients: requests in flight at once for real-time scoring.
+    :raises ValueError: ``inference_ids`` and ``rows`` differ in length, an id is not a valid ``InferenceId``, or
+        ``clients`` is below 1; nothing is sent then.
     """
     if inference_ids is not None:
         if len(inference_ids) != len(rows):
             raise ValueError(f"{len(inference_ids)} inference ids for {len(rows)} rows: give one id per row")
-        for row, inference_id in zip(rows, inference_ids, strict=True):
-            predict(client, endpoint, [row], inference_id=inference_id)
+        if clients < 1:
+            raise ValueError(f"clients must be at least 1, got {clients}")
+        for inference_id in inference_ids:
+            _check_inference_id(inference_id)
+        with ThreadPoolExecutor(max_workers=clients, thread_name_prefix="scoring-client") as pool:
+            futures = [
+                pool.submit(predict, client, endpoint, [row], inference_id)
+                for row, inference_id in zip(rows, inference_ids, strict=True)
+            ]
+            for future in futures:
+                future.result()
         return len(rows)
     requests = 0
     for start in range(0, len(rows), batch):

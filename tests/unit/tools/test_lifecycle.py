@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import math
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -122,6 +125,26 @@ def test_drifted_rows_shift_spending_and_keep_the_derived_features_consistent() 
     assert shifted[at["channel"]] == "POS" and row[at["amount"]] == "100.0", "other columns and the input unchanged"
 
 
+def test_a_drifted_count_stays_a_whole_number() -> None:
+    names = lifecycle.feature_names()
+    at = {n: i for i, n in enumerate(names)}
+    row = ["1"] * len(names)
+    row[at["card_txn_count_24h"]] = "3"
+    (shifted,) = lifecycle.drifted([row], {"card_txn_count_24h": 2.5})
+    assert shifted[at["card_txn_count_24h"]] == "8"  # 7.5 to the nearest even whole number
+
+
+def test_the_injected_drift_moves_more_than_half_of_the_monitored_features() -> None:
+    """With the derived features that follow, the demo's drift is found at the local drift share."""
+    from ml_lifecycle.config import load_config
+
+    cfg = load_config("local")
+    monitored = [f for f in lifecycle.feature_names() if f not in cfg.monitoring.ignore_features]
+    moved = set(lifecycle.DRIFT_FACTORS) | {"log_amount", "amount_to_card_avg_ratio"}
+    assert moved <= set(monitored)
+    assert len(moved) / len(monitored) > cfg.monitoring.drift.share
+
+
 def test_drifted_refuses_a_factor_for_no_feature() -> None:
     with pytest.raises(ValueError, match=r"name no feature of the model: \['amout'\]"):
         lifecycle.drifted([], {"amout": 2.0})
@@ -185,8 +208,6 @@ def test_unpause_fails_an_earlier_unfinished_run_that_holds_back_the_due_one(tmp
 
 def _stubbed_runtime(requests: list[dict[str, Any]], answers: int) -> Any:
     """A real ``sagemaker-runtime`` client whose calls are checked against botocore's model and recorded."""
-    import io
-
     import boto3
     from botocore.response import StreamingBody
     from botocore.stub import ANY, Stubber
@@ -213,11 +234,38 @@ def test_real_time_scoring_sends_one_request_per_transaction_with_its_inference_
     client = _stubbed_runtime(requests, answers=3)
     rows = [["12.5", "2.6"], ["80.0", "4.4"], ["3.0", "1.4"]]
 
-    sent = lifecycle.send(client, "fraud", rows, inference_ids=["tx-20260301-000001", "tx-20260301-000002", "tx-3"])
+    ids = ["tx-20260301-000001", "tx-20260301-000002", "tx-3"]
+    sent = lifecycle.send(client, "fraud", rows, inference_ids=ids, clients=1)
 
     assert sent == 3
     assert [r["InferenceId"] for r in requests] == ["tx-20260301-000001", "tx-20260301-000002", "tx-3"]
     assert [r["Body"] for r in requests] == [b"12.5,2.6\n", b"80.0,4.4\n", b"3.0,1.4\n"]
+
+
+def test_real_time_scoring_has_several_requests_in_flight_each_row_once_with_its_id() -> None:
+    """Point-of-sale clients score at the same time; a barrier of four opens only if four requests overlap."""
+    overlap = threading.Barrier(4, timeout=30)
+    lock = threading.Lock()
+    seen: list[tuple[str, bytes]] = []
+
+    rows = [[str(i), "1.0"] for i in range(40)]
+    calls = iter(range(len(rows)))
+
+    def invoke_endpoint(**request: Any) -> dict[str, Any]:
+        with lock:
+            call = next(calls)
+            seen.append((request["InferenceId"], request["Body"]))
+        if call < 4:  # the first four wait for each other
+            overlap.wait()
+        return {"Body": SimpleNamespace(read=lambda: b"0.1\n")}
+
+    rows = [[str(i), "1.0"] for i in range(40)]
+    ids = [f"tx-{i}" for i in range(40)]
+    assert (
+        lifecycle.send(SimpleNamespace(invoke_endpoint=invoke_endpoint), "fraud", rows, inference_ids=ids, clients=4)
+        == 40
+    )
+    assert sorted(seen) == sorted((f"tx-{i}", f"{i},1.0\n".encode()) for i in range(40))
 
 
 def test_batched_traffic_carries_no_inference_id() -> None:
@@ -237,10 +285,12 @@ def test_batched_traffic_carries_no_inference_id() -> None:
         pytest.param(["tx-1", "x" * 65], "must be 1-64 printable characters", id="too-long"),
     ],
 )
-def test_bad_inference_ids_are_refused_naming_them(ids: list[str], words: str) -> None:
-    client = SimpleNamespace(invoke_endpoint=lambda **_: {"Body": SimpleNamespace(read=lambda: b"0.1\n")})
+def test_bad_inference_ids_are_refused_naming_them_before_anything_is_sent(ids: list[str], words: str) -> None:
+    sent: list[Any] = []
+    client = SimpleNamespace(invoke_endpoint=lambda **r: sent.append(r) or {"Body": SimpleNamespace(read=lambda: b"")})
     with pytest.raises(ValueError, match=words):
         lifecycle.send(client, "fraud", [["1"], ["2"]], inference_ids=ids)
+    assert sent == []
 
 
 def _capture_line(when: str) -> bytes:
@@ -275,3 +325,17 @@ def test_an_interval_starts_at_a_whole_second_that_has_come() -> None:
     start = lifecycle.interval_start()
     assert start.microsecond == 0 and start > before
     assert dt.datetime.now(dt.UTC) >= start, "every request sent from now on is at or after the start"
+
+
+def test_traffic_days_are_the_latest_whose_labels_have_arrived() -> None:
+    """Labels of genuine transactions arrive 2-5 days late: traffic ends 5 days before today, within the lookback."""
+    from devstack.snowflake.seed import GENUINE_REVIEW_DAYS
+
+    start, end = lifecycle.labelled_traffic_days(dt.date(2026, 12, 8), 3)
+    assert (start, end) == ("2026-11-30 00:00:00", "2026-12-03 00:00:00")
+    newest = dt.datetime.fromisoformat(end)
+    assert newest + dt.timedelta(days=GENUINE_REVIEW_DAYS[1]) <= dt.datetime(2026, 12, 8)
+    # the oldest label arrives within monitor_model's label lookback of 168 hours
+    assert dt.datetime.fromisoformat(start) + dt.timedelta(days=GENUINE_REVIEW_DAYS[0]) >= dt.datetime(
+        2026, 12, 8
+    ) - dt.timedelta(hours=168)
