@@ -137,3 +137,14 @@ def test_once_runs_again_after_a_failed_install() -> None:
     install()
 
     assert len(attempts) == 2
+
+
+@pytest.mark.parametrize("module", ["devstack.sagemaker.server", "devstack.sagemaker.model_server"])
+def test_the_http_servers_answer_without_waiting_for_delayed_acks(module: str) -> None:
+    """Headers and body are two writes: with Nagle's algorithm on, each response of a kept-alive connection
+    waits for the client's delayed ACK (about 40 ms on Linux), on every SageMaker call and invocation."""
+    import importlib
+
+    handler = importlib.import_module(module)._Handler
+    assert handler.disable_nagle_algorithm is True
+    assert handler.protocol_version == "HTTP/1.1"
