@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ml_lifecycle.builders import evaluate_request, preprocess_request, training_request, tuning_request
+from ml_lifecycle.builders import (
+    TrainingInputs,
+    evaluate_request,
+    preprocess_request,
+    training_request,
+    tuning_request,
+)
 from ml_lifecycle.cache import (
     CacheError,
     CacheRecord,
@@ -64,20 +70,22 @@ def _key(plan, request, datasets=None, step="preprocess"):
 
 def _requests(cfg, plan, try_number=1, **overrides):
     """Every job request of the training pipeline for ``plan``, as a step -> request map."""
-    train = {
-        "splits": SPLITS,
-        "sourcedir_uri": "s3://b/code/2222/sourcedir.tar.gz",
-        "metric_definitions": METRICS,
-        "hyperparameter_overrides": {"num_round": 20},
-        "instance_type": None,
-        **overrides,
-    }
+    train = TrainingInputs(
+        **{
+            "splits": SPLITS,
+            "sourcedir_uri": "s3://b/code/2222/sourcedir.tar.gz",
+            "metric_definitions": METRICS,
+            "hyperparameter_overrides": {"num_round": 20},
+            "instance_type": None,
+            **overrides,
+        }
+    )
     return {
         "preprocess": preprocess_request(
             cfg, plan, dataset_uri=plan.dataset_uri, code_uri="s3://b/code/3333/src/", try_number=try_number
         ),
-        "train": training_request(cfg, plan, try_number=try_number, **train),
-        "tune": tuning_request(cfg, plan, try_number=try_number, max_jobs=2, max_parallel_jobs=1, **train),
+        "train": training_request(cfg, plan, train, try_number=try_number),
+        "tune": tuning_request(cfg, plan, train, try_number=try_number, max_jobs=2, max_parallel_jobs=1),
         "evaluate": evaluate_request(
             cfg,
             plan,

@@ -105,7 +105,7 @@ def _built(env: str) -> dict[str, list[list[dict[str, str]]]]:
     )
     from ml_lifecycle.builders.monitor import baseline_request, job_definition_request
     from ml_lifecycle.builders.processing import evaluate_request, preprocess_request
-    from ml_lifecycle.builders.training import training_request
+    from ml_lifecycle.builders.training import TrainingInputs, training_request
     from ml_lifecycle.builders.transform import transform_request
     from ml_lifecycle.builders.tuning import tuning_request
     from ml_lifecycle.dag_defaults import validation_job_settings
@@ -114,7 +114,7 @@ def _built(env: str) -> dict[str, list[list[dict[str, str]]]]:
 
     cfg = load_config(env)
     plan = RunPlan.create(cfg, dag_id="train_model", run_id="manual__t", anchor=datetime(2026, 3, 1, tzinfo=UTC))
-    job = {"splits": SPLITS, "sourcedir_uri": "s3://b/code/src.tar.gz", "metric_definitions": METRICS}
+    job = TrainingInputs(SPLITS, "s3://b/code/src.tar.gz", METRICS)
     validation = validation_job_settings(cfg, job_name="v")
     return {
         "CreateProcessingJob": [
@@ -125,8 +125,8 @@ def _built(env: str) -> dict[str, list[list[dict[str, str]]]]:
             baseline_request(cfg, job_name="b", dataset_uri="s3://b/d/", output_uri="s3://b/o/")["Tags"],
             [{"Key": k, "Value": v} for k, v in validation["tags"].items()],
         ],
-        "CreateTrainingJob": [training_request(cfg, plan, **job)["Tags"]],
-        "CreateHyperParameterTuningJob": [tuning_request(cfg, plan, **job)["Tags"]],
+        "CreateTrainingJob": [training_request(cfg, plan, job)["Tags"]],
+        "CreateHyperParameterTuningJob": [tuning_request(cfg, plan, job)["Tags"]],
         "CreateTransformJob": [
             transform_request(cfg, job_name="t", model_name="m", input_uri="s3://b/i/", output_uri="s3://b/o/")["Tags"]
         ],

@@ -209,11 +209,11 @@ def test_training_and_tuning_refuse_bad_overrides_before_any_request(cfg):
     for cls in (TrainingJobOperator, TuningJobOperator):
         op = cls(task_id="t", splits={}, sourcedir_uri="s3://b/x", hyperparameter_overrides='{"num_round": "lots"}')
         with pytest.raises(AirflowFailException, match=r"params.hyperparameters.num_round: 'lots' breaks the rule"):
-            op._common_kwargs()
+            op._training_inputs()
     good = TrainingJobOperator(
         task_id="t", splits={}, sourcedir_uri="s3://b/x", hyperparameter_overrides='{"eta": 0.1}'
     )
-    assert good._common_kwargs()["hyperparameter_overrides"] == {"eta": 0.1}
+    assert good._training_inputs().hyperparameter_overrides == {"eta": 0.1}
 
 
 # ------------------------------------------------------------------------------------------ model packages

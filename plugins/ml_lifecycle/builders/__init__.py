@@ -9,11 +9,12 @@ from __future__ import annotations
 from ml_lifecycle.builders.common import BuilderError, load_metric_definitions
 from ml_lifecycle.builders.model import model_package_request
 from ml_lifecycle.builders.processing import evaluate_request, preprocess_request
-from ml_lifecycle.builders.training import training_request
+from ml_lifecycle.builders.training import TrainingInputs, training_request
 from ml_lifecycle.builders.tuning import tuning_request
 
 __all__ = [
     "BuilderError",
+    "TrainingInputs",
     "evaluate_request",
     "load_metric_definitions",
     "model_package_request",

@@ -11,6 +11,7 @@ The code reaches the container one of two ways:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ml_lifecycle.builders.common import (
@@ -34,6 +35,26 @@ DATA_CHANNELS = ("train", "validation")
 #: model.tar.gz so the model is self-contained.
 PREPROCESSOR_CHANNEL = "preprocessor"
 INFERENCE_CHANNEL = "inference"
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What a training job and a tuning job are given: the same for both, as a tuning job's
+    ``TrainingJobDefinition`` is a training job without its name and tuned hyperparameters.
+
+    :param splits: channel -> S3 prefix: ``train`` and ``validation`` (CSV) from the preprocessing step, plus
+        extra channels (``preprocessor``, ``inference``)
+    :param sourcedir_uri: the published ``sourcedir.tar.gz`` of ``include/code/training``
+    :param metric_definitions: ``[{"Name", "Regex"}]`` applied to the job's log
+    :param hyperparameter_overrides: the run's overrides of ``sagemaker.hyperparameters``
+    :param instance_type: the run's instance type, else the configured one
+    """
+
+    splits: dict[str, str]
+    sourcedir_uri: str
+    metric_definitions: list[dict[str, str]]
+    hyperparameter_overrides: dict[str, Any] | None = None
+    instance_type: str | None = None
 
 
 def _channel(name: str, uri: str, content_type: str | None) -> dict[str, Any]:
@@ -130,65 +151,38 @@ def security_members(cfg: Config) -> dict[str, Any]:
     return members
 
 
-def job_definition(
-    cfg: Config,
-    splits: dict[str, str],
-    sourcedir_uri: str,
-    metric_definitions: list[dict[str, str]],
-    output_uri: str,
-    instance_type: str | None,
-) -> dict[str, Any]:
+def job_definition(cfg: Config, inputs: TrainingInputs, output_uri: str) -> dict[str, Any]:
     """What a training job and a tuning job's ``TrainingJobDefinition`` share: image, role, channels, output,
     resources, stopping condition and security settings (the hyperparameters and the name are the caller's).
 
     :param output_uri: the ``S3OutputPath`` (the model goes to ``<output_uri><job>/output/model.tar.gz``)
-
-    Other parameters as :func:`training_request`.
     """
     return {
         "AlgorithmSpecification": {
             "TrainingImage": cfg.sagemaker.images.training,
             "TrainingInputMode": "File",
-            "MetricDefinitions": list(metric_definitions),
+            "MetricDefinitions": list(inputs.metric_definitions),
         },
         "RoleArn": cfg.sagemaker.role_arn,
-        "InputDataConfig": data_channels(cfg, splits, sourcedir_uri),
+        "InputDataConfig": data_channels(cfg, inputs.splits, inputs.sourcedir_uri),
         "OutputDataConfig": output_config(cfg, output_uri),
-        "ResourceConfig": resource_config(cfg, instance_type),
+        "ResourceConfig": resource_config(cfg, inputs.instance_type),
         "StoppingCondition": {"MaxRuntimeInSeconds": cfg.sagemaker.training.max_runtime_seconds},
         **security_members(cfg),
     }
 
 
-def training_request(
-    cfg: Config,
-    plan: RunPlan,
-    *,
-    splits: dict[str, str],
-    sourcedir_uri: str,
-    metric_definitions: list[dict[str, str]],
-    hyperparameter_overrides: dict[str, Any] | None = None,
-    instance_type: str | None = None,
-    try_number: int = 1,
-) -> dict[str, Any]:
-    """The ``CreateTrainingJob`` request (the ``config`` of ``SageMakerTrainingOperator``).
-
-    :param splits: channel -> S3 prefix: ``train`` and ``validation`` (CSV) from the preprocessing step, plus
-        extra channels (``preprocessor``, ``inference``)
-    :param sourcedir_uri: the published ``sourcedir.tar.gz`` of ``include/code/training``
-    :param metric_definitions: ``[{"Name", "Regex"}]`` applied to the job's log
-    :param hyperparameter_overrides: the run's overrides of ``sagemaker.hyperparameters``
-    :param instance_type: the run's instance type, else the configured one
-    """
+def training_request(cfg: Config, plan: RunPlan, inputs: TrainingInputs, *, try_number: int = 1) -> dict[str, Any]:
+    """The ``CreateTrainingJob`` request (the ``config`` of ``SageMakerTrainingOperator``)."""
     job_name = plan.job_name("train", try_number)
     hyperparameters = {
-        **merged_hyperparameters(cfg, hyperparameter_overrides),
-        **framework_hyperparameters(cfg, sourcedir_uri, job_name),
+        **merged_hyperparameters(cfg, inputs.hyperparameter_overrides),
+        **framework_hyperparameters(cfg, inputs.sourcedir_uri, job_name),
     }
     request = {
         "TrainingJobName": job_name,
         "HyperParameters": encode_hyperparameters(hyperparameters),
-        **job_definition(cfg, splits, sourcedir_uri, metric_definitions, plan.job_uri("train") + "/", instance_type),
+        **job_definition(cfg, inputs, plan.job_uri("train") + "/"),
         "Tags": run_tags(cfg, plan),
     }
     request["AlgorithmSpecification"]["EnableSageMakerMetricsTimeSeries"] = False

@@ -13,7 +13,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ml_lifecycle.builders.common import BuilderError, encode_hyperparameters, run_tags
-from ml_lifecycle.builders.training import framework_hyperparameters, job_definition, merged_hyperparameters
+from ml_lifecycle.builders.training import (
+    TrainingInputs,
+    framework_hyperparameters,
+    job_definition,
+    merged_hyperparameters,
+)
 from ml_lifecycle.config import CategoricalRange, ContinuousRange, IntegerRange
 
 if TYPE_CHECKING:
@@ -50,12 +55,8 @@ def parameter_ranges(cfg: Config) -> dict[str, list[dict[str, Any]]]:
 def tuning_request(
     cfg: Config,
     plan: RunPlan,
+    inputs: TrainingInputs,
     *,
-    splits: dict[str, str],
-    sourcedir_uri: str,
-    metric_definitions: list[dict[str, str]],
-    hyperparameter_overrides: dict[str, Any] | None = None,
-    instance_type: str | None = None,
     max_jobs: int | None = None,
     max_parallel_jobs: int | None = None,
     try_number: int = 1,
@@ -72,7 +73,7 @@ def tuning_request(
         raise BuilderError(f"tuning budget must be positive (max_jobs={total}, max_parallel_jobs={parallel})")
     if parallel > total:
         raise BuilderError(f"tuning max_parallel_jobs ({parallel}) must not exceed max_jobs ({total})")
-    metric_names = {m["Name"] for m in metric_definitions}
+    metric_names = {m["Name"] for m in inputs.metric_definitions}
     if tuning.objective_metric not in metric_names:
         raise BuilderError(
             f"sagemaker.tuning.objective_metric {tuning.objective_metric!r} is not among the metric definitions"
@@ -84,11 +85,11 @@ def tuning_request(
     if tuning.strategy == "Grid" and set(ranges) != {"CategoricalParameterRanges"}:
         raise BuilderError("sagemaker.tuning.strategy 'Grid' accepts categorical ranges only")
 
-    static = merged_hyperparameters(cfg, hyperparameter_overrides)
+    static = merged_hyperparameters(cfg, inputs.hyperparameter_overrides)
     for name in tuning.ranges:
         static.pop(name, None)
     # sagemaker_job_name is left out: every child job has its own name.
-    static.update(framework_hyperparameters(cfg, sourcedir_uri, job_name=None))
+    static.update(framework_hyperparameters(cfg, inputs.sourcedir_uri, job_name=None))
 
     limits: dict[str, Any] = {"MaxParallelTrainingJobs": parallel}
     if tuning.strategy != "Grid":
@@ -111,7 +112,7 @@ def tuning_request(
         },
         "TrainingJobDefinition": {
             "StaticHyperParameters": encode_hyperparameters(static),
-            **job_definition(cfg, splits, sourcedir_uri, metric_definitions, plan.job_uri("tune") + "/", instance_type),
+            **job_definition(cfg, inputs, plan.job_uri("tune") + "/"),
         },
         "Tags": run_tags(cfg, plan),
     }

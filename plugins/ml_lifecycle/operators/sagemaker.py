@@ -67,6 +67,7 @@ from ml_lifecycle.operators.jobs import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from ml_lifecycle.builders import TrainingInputs
     from ml_lifecycle.config import Config
     from ml_lifecycle.naming import RunPlan
 
@@ -527,19 +528,22 @@ class _TrainingInputsMixin:
         self.hyperparameter_overrides = hyperparameter_overrides
         self.instance_type = instance_type
 
-    def _common_kwargs(self) -> dict[str, Any]:
+    def _training_inputs(self) -> TrainingInputs:
+        """The rendered inputs, checked, as the training and tuning request builders take them."""
+        from ml_lifecycle.builders import TrainingInputs
+
         overrides = _json_or_value(self.hyperparameter_overrides)
         if overrides is not None and not isinstance(overrides, dict):
             raise AirflowException(f"hyperparameter_overrides must be a JSON object, got {overrides!r}")
         _check_overrides(overrides or {})
         instance_type = _json_or_value(self.instance_type) or None
-        return {
-            "splits": dict(self.splits),
-            "sourcedir_uri": self.sourcedir_uri,
-            "metric_definitions": _metric_definitions(),
-            "hyperparameter_overrides": overrides or {},
-            "instance_type": instance_type,
-        }
+        return TrainingInputs(
+            splits=dict(self.splits),
+            sourcedir_uri=self.sourcedir_uri,
+            metric_definitions=_metric_definitions(),
+            hyperparameter_overrides=overrides or {},
+            instance_type=instance_type,
+        )
 
 
 def _check_overrides(overrides: dict[str, Any]) -> None:
@@ -605,7 +609,7 @@ class TrainingJobOperator(_TrainingInputsMixin, _ReattachingJobMixin, SageMakerT
     def build_request(self, cfg: Config, plan: RunPlan, context: Context, try_number: int) -> dict[str, Any]:
         from ml_lifecycle.builders import training_request
 
-        return training_request(cfg, plan, try_number=try_number, **self._common_kwargs())
+        return training_request(cfg, plan, self._training_inputs(), try_number=try_number)
 
     def _describe(self, name: str) -> dict[str, Any]:
         return self.hook.describe_training_job(name)
@@ -678,10 +682,10 @@ class TuningJobOperator(_TrainingInputsMixin, _ReattachingJobMixin, SageMakerTun
         return tuning_request(
             cfg,
             plan,
+            self._training_inputs(),
             try_number=try_number,
             max_jobs=_optional_int("max_jobs", self.max_jobs),
             max_parallel_jobs=_optional_int("max_parallel_jobs", self.max_parallel_jobs),
-            **self._common_kwargs(),
         )
 
     def _describe(self, name: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from botocore.validate import ParamValidator
 
 from ml_lifecycle.builders import (
     BuilderError,
+    TrainingInputs,
     evaluate_request,
     load_metric_definitions,
     model_package_request,
@@ -138,7 +139,7 @@ def test_security_settings_reach_every_job():
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_training_request_is_a_valid_create_training_job(env, metrics):
     cfg = load_config(env)
-    request = training_request(cfg, _plan(cfg), splits=SPLITS, sourcedir_uri=SOURCEDIR, metric_definitions=metrics)
+    request = training_request(cfg, _plan(cfg), TrainingInputs(SPLITS, SOURCEDIR, metrics))
     assert_valid_request("CreateTrainingJob", request)
     hps = request["HyperParameters"]
     assert json.loads(hps["sagemaker_program"]) == "train.py"
@@ -150,7 +151,7 @@ def test_training_request_is_a_valid_create_training_job(env, metrics):
 def test_network_isolation_ships_code_as_a_channel(metrics):
     cfg = load_config("prod")
     assert cfg.sagemaker.security.enable_network_isolation
-    request = training_request(cfg, _plan(cfg), splits=SPLITS, sourcedir_uri=SOURCEDIR, metric_definitions=metrics)
+    request = training_request(cfg, _plan(cfg), TrainingInputs(SPLITS, SOURCEDIR, metrics))
     assert json.loads(request["HyperParameters"]["sagemaker_submit_directory"]) == LOCAL_SOURCEDIR
     code = next(c for c in request["InputDataConfig"] if c["ChannelName"] == "code")
     assert code["DataSource"]["S3DataSource"]["S3Uri"] == SOURCEDIR
@@ -160,17 +161,17 @@ def test_network_isolation_ships_code_as_a_channel(metrics):
 
 def test_without_isolation_the_toolkit_downloads_the_code(metrics):
     cfg = load_config("local")
-    request = training_request(cfg, _plan(cfg), splits=SPLITS, sourcedir_uri=SOURCEDIR, metric_definitions=metrics)
+    request = training_request(cfg, _plan(cfg), TrainingInputs(SPLITS, SOURCEDIR, metrics))
     assert json.loads(request["HyperParameters"]["sagemaker_submit_directory"]) == SOURCEDIR
     assert "code" not in [c["ChannelName"] for c in request["InputDataConfig"]]
 
 
 def test_run_overrides_win_over_config(metrics):
     cfg = load_config("local")
-    request = training_request(
-        cfg, _plan(cfg), splits=SPLITS, sourcedir_uri=SOURCEDIR, metric_definitions=metrics,
-        hyperparameter_overrides={"num_round": 7}, instance_type="ml.m5.2xlarge",
-    )  # fmt: skip
+    inputs = TrainingInputs(
+        SPLITS, SOURCEDIR, metrics, hyperparameter_overrides={"num_round": 7}, instance_type="ml.m5.2xlarge"
+    )
+    request = training_request(cfg, _plan(cfg), inputs)
     assert request["HyperParameters"]["num_round"] == "7"
     assert request["ResourceConfig"]["InstanceType"] == "ml.m5.2xlarge"
 
@@ -186,18 +187,16 @@ def test_bad_overrides_are_rejected(overrides, metrics):
     cfg = load_config("local")
     with pytest.raises(BuilderError, match="hyperparameter override"):
         training_request(
-            cfg, _plan(cfg), splits=SPLITS, sourcedir_uri=SOURCEDIR, metric_definitions=metrics,
-            hyperparameter_overrides=overrides,
-        )  # fmt: skip
+            cfg, _plan(cfg), TrainingInputs(SPLITS, SOURCEDIR, metrics, hyperparameter_overrides=overrides)
+        )
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_tuning_request_is_valid(env, metrics):
     cfg = load_config(env)
     request = tuning_request(
-        cfg, _plan(cfg), splits=SPLITS, sourcedir_uri=SOURCEDIR, metric_definitions=metrics, max_jobs=3,
-        max_parallel_jobs=1,
-    )  # fmt: skip
+        cfg, _plan(cfg), TrainingInputs(SPLITS, SOURCEDIR, metrics), max_jobs=3, max_parallel_jobs=1
+    )
     assert_valid_request("CreateHyperParameterTuningJob", request)
     assert len(request["HyperParameterTuningJobName"]) <= 32
     limits = request["HyperParameterTuningJobConfig"]["ResourceLimits"]
@@ -217,16 +216,14 @@ def test_tuning_request_is_valid(env, metrics):
 def test_bad_tuning_budget_is_rejected(kwargs, message, metrics):
     cfg = load_config("local")
     with pytest.raises(BuilderError, match=message):
-        tuning_request(cfg, _plan(cfg), splits=SPLITS, sourcedir_uri=SOURCEDIR, metric_definitions=metrics, **kwargs)
+        tuning_request(cfg, _plan(cfg), TrainingInputs(SPLITS, SOURCEDIR, metrics), **kwargs)
 
 
 def test_tuning_objective_must_be_a_logged_metric(metrics):
     cfg = load_config("local")
+    unlogged = [m for m in metrics if m["Name"] != cfg.sagemaker.tuning.objective_metric]
     with pytest.raises(BuilderError, match="objective_metric"):
-        tuning_request(
-            cfg, _plan(cfg), splits=SPLITS, sourcedir_uri=SOURCEDIR,
-            metric_definitions=[m for m in metrics if m["Name"] != cfg.sagemaker.tuning.objective_metric],
-        )  # fmt: skip
+        tuning_request(cfg, _plan(cfg), TrainingInputs(SPLITS, SOURCEDIR, unlogged))
 
 
 @pytest.mark.parametrize("status", ["Approved", "PendingManualApproval"])
