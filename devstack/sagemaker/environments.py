@@ -37,8 +37,12 @@ CACHE_ENV = "DEVSTACK_IMAGE_CACHE"
 UV_ENV = "DEVSTACK_UV"
 #: The file that marks a completely built environment; it records the spec and the installed packages.
 MARKER = ".devstack-environment.json"
-#: Bump to rebuild every environment when the build procedure itself changes.
-BUILD_FORMAT = 1
+#: Bump to rebuild every environment when the build procedure itself changes (2: bytecode compiled at install).
+BUILD_FORMAT = 2
+#: uv's install flags: compile every module's bytecode at install, as pip does when an image is built. Without
+#: it each job compiles what it imports from source (and, with PYTHONDONTWRITEBYTECODE, again in every job):
+#: importing Evidently took 15 s instead of 6 s.
+INSTALL_FLAGS = ("--compile-bytecode",)
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,7 +213,16 @@ class EnvironmentCache:
         self._run([uv, "venv", "--quiet", "--python", self.python, str(target)], spec, say)
         requirements = target / "devstack-requirements.txt"
         requirements.write_text("\n".join(spec.requirements) + "\n", encoding="utf-8")
-        install = [uv, "pip", "install", "--python", str(self.interpreter(target)), "-r", str(requirements)]
+        install = [
+            uv,
+            "pip",
+            "install",
+            *INSTALL_FLAGS,
+            "--python",
+            str(self.interpreter(target)),
+            "-r",
+            str(requirements),
+        ]
         if spec.exclude_newer:
             install += ["--exclude-newer", spec.exclude_newer]
         self._run(install, spec, say)
@@ -217,7 +230,11 @@ class EnvironmentCache:
             say(f"Installing the image's own layers: {' '.join(spec.extra_requirements)}")
             extra = target / "devstack-extra-requirements.txt"
             extra.write_text("\n".join(spec.extra_requirements) + "\n", encoding="utf-8")
-            self._run([uv, "pip", "install", "--python", str(self.interpreter(target)), "-r", str(extra)], spec, say)
+            self._run(
+                [uv, "pip", "install", *INSTALL_FLAGS, "--python", str(self.interpreter(target)), "-r", str(extra)],
+                spec,
+                say,
+            )
         frozen = self._run([uv, "pip", "freeze", "--python", str(self.interpreter(target))], spec, lambda _l: None)
         seconds = round(time.monotonic() - started, 1)
         marker = {

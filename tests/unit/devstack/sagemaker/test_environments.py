@@ -47,6 +47,8 @@ def test_concurrent_first_uses_build_once_and_a_restart_reuses_the_build(
     assert sum(line.startswith("Building the environment of probe:1") for line in progress) == 1
     env = results[0]
     assert list(env.glob("lib/python*/site-packages/devstack_probe/__init__.py"))
+    # compiled at install, as pip compiles an image's packages: a job does not compile what it imports
+    assert list(env.glob("lib/python*/site-packages/devstack_probe/__pycache__/__init__.*.pyc"))
     restarted: list[str] = []
     assert EnvironmentCache(tmp_path / "cache").ensure(probe_spec, restarted.append) == env
     assert restarted == []
