@@ -519,6 +519,11 @@ def _loop(
 
     sm, runtime = stack.client("sagemaker"), stack.client("sagemaker-runtime")
     dep = cfg.deployment
+    for dag_id in LOOP_DAGS:
+        if dropped := driver.drop_queued_asset_events(dag_id):
+            progress.line(
+                f"{dag_id}: {dropped} asset event(s) queued while it was paused dropped (from an earlier run)"
+            )
     for dag_id, runs in driver.unpause(*LOOP_DAGS).items():
         for run_id in runs:
             progress.line(f"{dag_id}: unpaused; its due scheduled run {run_id} marked failed (the demo starts its own)")

@@ -137,6 +137,20 @@ class Driver:
         fail_scheduled()
         return failed
 
+    def drop_queued_asset_events(self, dag_id: str) -> int:
+        """Drop the asset events queued for ``dag_id`` while it was paused; how many there were.
+
+        A paused DAG keeps the asset events that arrive meanwhile (an approval's second delivery, the registry
+        marking of the last deployment) and starts a run for them when it is unpaused: events of a run that
+        ended before this one started, which would only start a run that finds its work done.
+
+        :param dag_id: the DAG.
+        """
+        queued = self("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")["total_entries"]
+        if queued:
+            self("DELETE", f"/api/v2/dags/{dag_id}/assets/queuedEvents")
+        return queued
+
     def pause(self, *dag_ids: str) -> None:
         """Pause the DAGs: the scheduler starts no run of them, not even the one due when Airflow starts next.
 

@@ -339,3 +339,33 @@ def test_traffic_days_are_the_latest_whose_labels_have_arrived() -> None:
     assert dt.datetime.fromisoformat(start) + dt.timedelta(days=GENUINE_REVIEW_DAYS[0]) >= dt.datetime(
         2026, 12, 8
     ) - dt.timedelta(hours=168)
+
+
+class QueueFake:
+    """An Airflow's queued asset events of one DAG: listed, then deleted (404 when there are none, as Airflow)."""
+
+    def __init__(self, queued: int, home: Path) -> None:
+        self.queued = queued
+        self.home = home
+        self.info = SimpleNamespace(url="http://127.0.0.1:1", components={})
+        self.calls: list[tuple[str, str]] = []
+
+    def token(self, url: str) -> str:
+        return "token"
+
+    def api(self, method: str, path: str, *, token: str, body: Any, url: str, timeout: float) -> Any:
+        self.calls.append((method, path))
+        if method == "DELETE":
+            if not self.queued:
+                raise AssertionError("Airflow answers 404 to a delete with nothing queued")
+            self.queued = 0
+            return None
+        return {"queued_events": [{}] * self.queued, "total_entries": self.queued}
+
+
+@pytest.mark.parametrize("queued", [0, 2])
+def test_asset_events_queued_while_paused_are_dropped(tmp_path: Path, queued: int) -> None:
+    fake = QueueFake(queued, tmp_path)
+    assert lifecycle.Driver(fake).drop_queued_asset_events("deploy_model") == queued
+    assert fake.queued == 0
+    assert ("DELETE", "/api/v2/dags/deploy_model/assets/queuedEvents") in fake.calls or not queued
