@@ -366,6 +366,9 @@ class AirflowUI:
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__SECRET_KEY": keys["secret_key"],
             "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
+            # a task's supervisor that saw the task's sockets close before the process was reaped sleeps this
+            # long before it looks again: Airflow's 5 s default added 5 s to about one task in five
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             # new DAG files show up within half a minute
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "ML_LIFECYCLE_ENV": self.ml_env,
