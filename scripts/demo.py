@@ -546,7 +546,7 @@ def _loop(
     how = _deployment_kind(sm, dep.endpoint_name, dep.strategy, dep.canary_percent)
     deploy_id = _deploy(progress, driver, known["deploy_model"], how)
     result["deployments"].append({"run_id": deploy_id, "how": how})
-    _settle_duplicates(progress, driver, known["deploy_model"])
+    # the approval's second delivery finds the model deployed: it runs beside the traffic, not awaited
     evidently = cfg.monitoring.engine == "evidently"
     baseline = None if evidently else driver.xcom("deploy_model", deploy_id, "baseline")
 
@@ -585,6 +585,9 @@ def _loop(
 
     # 5. the drift-triggered train_model, gated against the champion
     retrain_id = driver.new_run("train_model", known["train_model"], STAGE_TIMEOUT["asset"])
+    # every deploy_model run so far came from the first approval or a registry marking: the retrained model's
+    # approval starts a later one (a marking that arrives later still is skipped at resolve by _deploy)
+    known["deploy_model"] |= {r["dag_run_id"] for r in driver.runs("deploy_model")}
     progress.line(f"train_model: {retrain_id} started by the drift asset")
     _training(progress, driver, "train_model", retrain_id, "drift asset", result)
     if not result["trainings"][-1].get("register"):
