@@ -550,6 +550,10 @@ class MwaaLocal(AirflowUI):
         """The components run in ``AIRFLOW_HOME``, as on MWAA."""
         return self.home
 
+    def migrated_already(self) -> bool:
+        """Never: the bundle's Airflow lives in its own virtualenv, so every start runs ``airflow db migrate``."""
+        return False
+
     def expected_dag_files(self) -> list[Path]:
         """The DAG files of the laid-out bundle."""
         return sorted(p for p in (self.home / "dags").glob("*.py") if not p.name.startswith("_"))

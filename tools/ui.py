@@ -76,7 +76,21 @@ DATABASES = ("sqlite", "postgres")
 #: the PostgreSQL role's password (mode 0600), beside the other secrets of the home
 METADB_SECRETS = "metadb.json"
 POLICY_DIR = ROOT / "tools" / "ui_settings"
+#: what the last ``airflow db migrate`` of a home left: the Airflow version and the schema revision
+MIGRATED_FILE = "db-migrated.json"
 STOP_TIMEOUT = 30.0
+
+
+def _airflow_version() -> str:
+    """The installed Airflow's version (its core distribution's, which holds the schema migrations)."""
+    import importlib.metadata
+
+    for name in ("apache-airflow-core", "apache-airflow"):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 class UIError(RuntimeError):
@@ -481,9 +495,45 @@ class AirflowUI:
             return DEFAULT_PORT
         return free_port(HOST)
 
+    def migrated_already(self) -> bool:
+        """Whether the database is at the revision this Airflow's last ``airflow db migrate`` here left it at.
+
+        ``<home>/db-migrated.json`` records the Airflow version and the schema revision after a migration. The
+        same version and the same revision in the database mean there is nothing to migrate: the next start
+        skips ``airflow db migrate`` (about 5 s). Another Airflow version, a new or reset database, or no record
+        means a migration.
+        """
+        try:
+            stamp = json.loads((self.home / MIGRATED_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        return (
+            isinstance(stamp, dict)
+            and stamp.get("airflow") == _airflow_version()
+            and stamp.get("revision") is not None
+            and stamp.get("revision") == self.schema_revision()
+        )
+
+    def schema_revision(self) -> str | None:
+        """The metadata database's schema revision (Alembic's ``version_num``), ``None`` when it has none."""
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        engine = create_engine(self.database_url())
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except SQLAlchemyError:
+            return None
+        finally:
+            engine.dispose()
+
     def _migrate(self, env: Mapping[str, str], deadline: float) -> None:
         import subprocess
 
+        if self.migrated_already():
+            log.info("the metadata database is at this Airflow's schema revision: no migration")
+            return
         log_path = self.log_file("db-migrate")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as fh:
@@ -506,6 +556,8 @@ class AirflowUI:
                 f"`airflow db migrate` failed (exit code {proc.returncode}); last lines of {log_path}:\n"
                 f"{tail(log_path, 30)}"
             )
+        stamp = {"airflow": _airflow_version(), "revision": self.schema_revision()}
+        (self.home / MIGRATED_FILE).write_text(json.dumps(stamp) + "\n")
 
     def _spawn(self, name: str, env: Mapping[str, str]) -> ComponentInfo:
         import subprocess

@@ -161,3 +161,27 @@ def test_the_log_servers_get_ports_of_their_own(tmp_path: Path) -> None:
     worker = int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"])
     trigger = int(env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"])
     assert worker != trigger and not {worker, trigger} & {8793, 8794}
+
+
+def test_a_database_at_the_migrated_revision_is_not_migrated_again(tmp_path: Path) -> None:
+    """``airflow db migrate`` takes seconds even with nothing to do: a start skips it when the record matches."""
+    import sqlite3
+
+    ui = AirflowUI(tmp_path)
+    assert not ui.migrated_already()  # no database, no record
+    with sqlite3.connect(tmp_path / "airflow.db") as db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        db.execute("INSERT INTO alembic_version VALUES ('rev-a')")
+    assert ui.schema_revision() == "rev-a"
+    assert not ui.migrated_already()  # never migrated from here
+
+    stamp = tmp_path / ui_module.MIGRATED_FILE
+    stamp.write_text(json.dumps({"airflow": ui_module._airflow_version(), "revision": "rev-a"}))
+    assert ui.migrated_already()
+
+    stamp.write_text(json.dumps({"airflow": "0.0.1", "revision": "rev-a"}))
+    assert not ui.migrated_already(), "another Airflow version migrates"
+    stamp.write_text(json.dumps({"airflow": ui_module._airflow_version(), "revision": "rev-b"}))
+    assert not ui.migrated_already(), "a database at another revision migrates"
+    stamp.write_text("{not json")
+    assert not ui.migrated_already()
