@@ -40,6 +40,7 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -599,6 +600,15 @@ class AirflowUI:
         return bool(health) and all(health.get(k, {}).get("status") == "healthy" for k in HEALTH_KEYS)
 
     def _wait_healthy(self, info: UIInfo, deadline: float) -> None:
+        """Wait until every component reports healthy and the Execution API answers.
+
+        The API server builds its Execution API (the task processes' API) on its first request, which takes
+        seconds (6.5 s on two cores): longer than a task supervisor waits for its first call, which then fails
+        and is retried. That request is made here, as soon as the API server answers, while the other
+        components are still starting.
+        """
+        warm_up: threading.Thread | None = None
+        warmed: list[int] = []
         while True:
             for comp in info.components.values():
                 proc = self._procs.get(comp.pid)
@@ -608,15 +618,34 @@ class AirflowUI:
                         f"airflow {comp.name} exited during start-up (exit code {code}); "
                         f"last lines of {comp.log}:\n{tail(Path(comp.log), 30)}"
                     )
-            if self._health_ok(info.url):
-                return
+            health = self.health(info.url)
+            if health and warm_up is None:
+                warm_up = threading.Thread(
+                    target=self._warm_execution_api, args=(info.url, deadline, warmed), daemon=True
+                )
+                warm_up.start()
+            healthy = bool(health) and all(health.get(k, {}).get("status") == "healthy" for k in HEALTH_KEYS)
+            if healthy and warm_up is not None and not warm_up.is_alive():
+                if warmed:
+                    return
+                warm_up = None  # the Execution API did not answer yet: ask again
             if time.monotonic() > deadline:
-                health = self.health(info.url)
                 raise UIError(
-                    f"Airflow on {info.url} did not report every component healthy in time "
-                    f"(health: {json.dumps(health) if health else 'no answer'}); logs in {self.log_file('x').parent}"
+                    f"Airflow on {info.url} did not report every component healthy and its Execution API "
+                    f"answering in time (health: {json.dumps(health) if health else 'no answer'}); logs in "
+                    f"{self.log_file('x').parent}"
                 )
             time.sleep(0.5)
+
+    @staticmethod
+    def _warm_execution_api(url: str, deadline: float, warmed: list[int]) -> None:
+        """``GET /execution/health`` (which builds the Execution API); its HTTP status into ``warmed`` on 200."""
+        try:
+            status, _ = _http("GET", f"{url}/execution/health", timeout=max(1.0, deadline - time.monotonic()))
+        except (OSError, urllib.error.URLError):
+            return
+        if status == 200:
+            warmed.append(status)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> list[str]:
         """Stop every recorded component: SIGTERM to its process group, SIGKILL after ``timeout`` seconds.

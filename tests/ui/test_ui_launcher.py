@@ -185,3 +185,69 @@ def test_a_database_at_the_migrated_revision_is_not_migrated_again(tmp_path: Pat
     assert not ui.migrated_already(), "a database at another revision migrates"
     stamp.write_text("{not json")
     assert not ui.migrated_already()
+
+
+class _FakeAirflowAPI:
+    """An API server whose components are healthy at once and whose Execution API answers ``execution`` codes."""
+
+    def __init__(self, execution: list[int]) -> None:
+        import http.server
+        import threading
+
+        self.execution = execution
+        self.asked: list[str] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                return
+
+            def do_GET(self) -> None:
+                fake.asked.append(self.path)
+                if self.path == "/api/v2/monitor/health":
+                    status = 200
+                    body = {k: {"status": "healthy"} for k in ui_module.HEALTH_KEYS}
+                else:
+                    status = fake.execution.pop(0) if len(fake.execution) > 1 else fake.execution[0]
+                    body = {"status": "healthy"}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("execution", [[200], [503, 200]], ids=["at-once", "after-a-refusal"])
+def test_start_waits_until_the_execution_api_answers(tmp_path: Path, execution: list[int]) -> None:
+    """The Execution API is built on its first request: a start asks it, so no task's first call times out."""
+    import time
+
+    answers = len(execution)
+    api = _FakeAirflowAPI(execution)
+    try:
+        info = ui_module.UIInfo(api.url, 1, tmp_path, {})
+        AirflowUI(tmp_path)._wait_healthy(info, deadline=time.monotonic() + 30)
+    finally:
+        api.close()
+    assert api.asked.count("/execution/health") == answers
+
+
+def test_a_start_whose_execution_api_never_answers_fails_naming_it(tmp_path: Path) -> None:
+    import time
+
+    api = _FakeAirflowAPI([503])
+    try:
+        info = ui_module.UIInfo(api.url, 1, tmp_path, {})
+        with pytest.raises(UIError, match="Execution API"):
+            AirflowUI(tmp_path)._wait_healthy(info, deadline=time.monotonic() + 2)
+    finally:
+        api.close()
