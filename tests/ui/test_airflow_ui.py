@@ -332,7 +332,10 @@ def test_walk_from_training_to_deployment_in_the_ui(
     package_page.close()
 
     # --- the approved-model asset starts deploy_model; the endpoint is in service
-    deploy_id = driver.new_run("deploy_model", known=(), timeout=300)
+    # the approval reaches deploy_model twice (the asset event and SageMaker's event on the approval queue): one
+    # run, or two when they arrive apart; the first created deploys, a second finds the model deployed
+    driver.new_run("deploy_model", known=(), timeout=300)
+    deploy_id = driver.runs("deploy_model", "asset_triggered")[-1]["dag_run_id"]  # newest first: the first created
     try:
         driver.wait("deploy_model", deploy_id, timeout=DEPLOY_TIMEOUT)
     except (RunFailedError, LifecycleError) as exc:
