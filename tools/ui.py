@@ -63,8 +63,7 @@ API_TIMEOUT = 120
 DEFAULT_PORT = 8080
 ADMIN_USER = "admin"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-# stopped in this order: what runs tasks before the API server their task processes report to
-STOP_FIRST = ("scheduler", "dag-processor", "triggerer")
+# stopped last: the task processes of the other components report their end to it
 STOP_LAST = ("api-server",)
 # the keys of /api/v2/monitor/health for the components that heartbeat
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -92,6 +91,11 @@ def _airflow_version() -> str:
         except importlib.metadata.PackageNotFoundError:
             continue
     return "unknown"
+
+
+def _all_healthy(health: Mapping[str, Any]) -> bool:
+    """Whether ``/api/v2/monitor/health``'s answer reports every component healthy."""
+    return bool(health) and all(health.get(k, {}).get("status") == "healthy" for k in HEALTH_KEYS)
 
 
 class UIError(RuntimeError):
@@ -596,8 +600,7 @@ class AirflowUI:
         return body if status == 200 and isinstance(body, dict) else {}
 
     def _health_ok(self, url: str) -> bool:
-        health = self.health(url)
-        return bool(health) and all(health.get(k, {}).get("status") == "healthy" for k in HEALTH_KEYS)
+        return _all_healthy(self.health(url))
 
     def _wait_healthy(self, info: UIInfo, deadline: float) -> None:
         """Wait until every component reports healthy and the Execution API answers.
@@ -624,7 +627,7 @@ class AirflowUI:
                     target=self._warm_execution_api, args=(info.url, deadline, warmed), daemon=True
                 )
                 warm_up.start()
-            healthy = bool(health) and all(health.get(k, {}).get("status") == "healthy" for k in HEALTH_KEYS)
+            healthy = _all_healthy(health)
             if healthy and warm_up is not None and not warm_up.is_alive():
                 if warmed:
                     return
@@ -662,8 +665,8 @@ class AirflowUI:
             self._stop_database(timeout)
             return []
         alive = {n: c for n, c in info.components.items() if self._owned_and_alive(c)}
-        for group in (STOP_FIRST, STOP_LAST):
-            self._stop_group([c for n, c in alive.items() if n in group], timeout)
+        self._stop_group([c for n, c in alive.items() if n not in STOP_LAST], timeout)
+        self._stop_group([c for n, c in alive.items() if n in STOP_LAST], timeout)
         self._write_state(None)
         self._stop_database(timeout)
         return list(alive)
