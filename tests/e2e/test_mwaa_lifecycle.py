@@ -260,6 +260,9 @@ def deployed(api: Driver, trained: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "states": states,
+        "deploy_tries": api("GET", f"/api/v2/dags/deploy_model/dagRuns/{run_id}/taskInstances/deploy_guarded")[
+            "try_number"
+        ],
         "resolve": api.xcom("deploy_model", run_id, "resolve"),
         "deploy": api.xcom("deploy_model", run_id, "deploy_guarded"),
         "again": again,
@@ -275,7 +278,9 @@ def test_deploy_model_serves_the_approved_model(
     assert not {"baseline", "schedule_monitoring"} & set(states), "the default engine puts no Model Monitor on it"
     assert states["deploy_stepwise"] == "skipped"
     assert deployed["resolve"]["model_package_arn"] == trained["register"]["model_package_arn"]
-    assert deployed["deploy"]["action"] == "created"
+    # Airflow 3.3 may re-queue a resumed deferral before it has the executor's event of the deferring try, and
+    # then retries the task: the endpoint was created by try 1, and try 2 finds it serving the model
+    assert deployed["deploy"]["action"] == ("created" if deployed["deploy_tries"] == 1 else "unchanged"), deployed
     # the same approval delivered twice (asset event, SageMaker's event), and the champion's own marking (an
     # update of an Approved version, so SageMaker's event again), deploy once: any later run finds the
     # endpoint serving the model, or is skipped at resolve because the version was deployed before
